@@ -1,0 +1,389 @@
+// Package conf reads and checks Stardust's TOML configuration.
+//
+// The order of precedence is: the defaults of Default, then the file given to
+// Load, then command-line flags (applied by cmd/stardust). Unknown keys are an
+// error that names the key. The annotated file conf/stardust.toml beside this
+// package documents every key with its default; a test keeps the two in step.
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// ErrInvalid is wrapped by every configuration problem Validate and Load report.
+var ErrInvalid = errors.New("conf: invalid configuration")
+
+// Duration is a time.Duration written in TOML as a string such as "30s" or "1m30s".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(text []byte) error {
+	v, err := time.ParseDuration(string(text))
+	if err != nil {
+		return fmt.Errorf("not a duration like \"30s\": %q", text)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// Config is the whole configuration. The zero value is not useful: start from Default.
+type Config struct {
+	Server  Server  `toml:"server"`
+	Comet   Comet   `toml:"comet"`
+	Bayeux  Bayeux  `toml:"bayeux"`
+	Engine  Engine  `toml:"engine"`
+	Log     Log     `toml:"log"`
+	Metrics Metrics `toml:"metrics"`
+}
+
+// Server holds the listener, front and static-file settings.
+type Server struct {
+	Listen          string              `toml:"listen"`
+	Mode            string              `toml:"mode"`
+	Base            string              `toml:"base"`
+	DocumentRoot    string              `toml:"document_root"`
+	DirectoryIndex  []string            `toml:"directory_index"`
+	TypeExpires     map[string]Duration `toml:"type_expires"`
+	Demo            bool                `toml:"demo"`
+	CORSOrigins     []string            `toml:"cors_origins"`
+	TrustedProxies  []string            `toml:"trusted_proxies"`
+	MaxBodyBytes    int64               `toml:"max_body_bytes"`
+	ShutdownTimeout Duration            `toml:"shutdown_timeout"`
+}
+
+// Comet holds the settings of the shared core: long polls, queues, history.
+type Comet struct {
+	PollTimeout      Duration `toml:"poll_timeout"`
+	ClientTimeout    Duration `toml:"client_timeout"`
+	ChannelTimeout   Duration `toml:"channel_timeout"`
+	HistorySize      int      `toml:"history_size"`
+	QueueMaxMessages int      `toml:"queue_max_messages"`
+	QueueMaxBytes    int      `toml:"queue_max_bytes"`
+	MaxMessageBytes  int      `toml:"max_message_bytes"`
+	MaxClients       int      `toml:"max_clients"`
+	SSEHeartbeat     Duration `toml:"sse_heartbeat"`
+	SSEMaxDuration   Duration `toml:"sse_max_duration"`
+}
+
+// Bayeux holds the Bayeux (cometd) endpoint settings.
+type Bayeux struct {
+	Enabled              bool     `toml:"enabled"`
+	Prefix               string   `toml:"prefix"`
+	AnonPublish          bool     `toml:"anon_publish"`
+	ConnectTimeout       Duration `toml:"connect_timeout"`
+	Interval             Duration `toml:"interval"`
+	ClientMaxConnections int      `toml:"client_max_connections"`
+	WebSocket            bool     `toml:"websocket"`
+	Services             []string `toml:"services"`
+	Auth                 Auth     `toml:"auth"`
+	ACL                  []ACL    `toml:"acl"`
+}
+
+// Auth says who may handshake with the Bayeux endpoint, checked from the
+// handshake's ext field.
+type Auth struct {
+	// Mode is "none" (anyone), "secret" (ext.secret must equal Secret) or
+	// "users" (ext.username and ext.password checked against Users).
+	Mode   string `toml:"mode"`
+	Secret string `toml:"secret"`
+	// Users maps a user name to "sha256:<hex of sha256(password)>".
+	Users map[string]string `toml:"users"`
+}
+
+// ACL is one rule: who may subscribe to and publish on channels matching Channel.
+// Rules are tried in order; the first whose Channel matches decides.
+type ACL struct {
+	Channel   string   `toml:"channel"`
+	Subscribe []string `toml:"subscribe"`
+	Publish   []string `toml:"publish"`
+}
+
+// Engine selects where channels, history and queues live.
+type Engine struct {
+	Type     string `toml:"type"`
+	RedisURL string `toml:"redis_url"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+	File   string `toml:"file"`
+}
+
+// Metrics configures the Prometheus and health endpoints.
+type Metrics struct {
+	Enabled    bool   `toml:"enabled"`
+	Path       string `toml:"path"`
+	HealthPath string `toml:"health_path"`
+}
+
+// Default returns the built-in defaults, which are also what conf/stardust.toml says.
+func Default() Config {
+	return Config{
+		Server: Server{
+			Listen:          "127.0.0.1:5742",
+			Mode:            "http",
+			Base:            "/comet",
+			DirectoryIndex:  []string{"index.html"},
+			TypeExpires:     map[string]Duration{},
+			CORSOrigins:     []string{},
+			TrustedProxies:  []string{"127.0.0.1", "::1"},
+			MaxBodyBytes:    1 << 20,
+			ShutdownTimeout: Duration{5 * time.Second},
+		},
+		Comet: Comet{
+			PollTimeout:      Duration{30 * time.Second},
+			ClientTimeout:    Duration{60 * time.Second},
+			ChannelTimeout:   Duration{time.Hour},
+			HistorySize:      50,
+			QueueMaxMessages: 1000,
+			QueueMaxBytes:    1 << 20,
+			MaxMessageBytes:  64 << 10,
+			MaxClients:       100000,
+			SSEHeartbeat:     Duration{15 * time.Second},
+			SSEMaxDuration:   Duration{10 * time.Minute},
+		},
+		Bayeux: Bayeux{
+			Enabled:              true,
+			Prefix:               "/stardust",
+			AnonPublish:          false,
+			ConnectTimeout:       Duration{60 * time.Second},
+			Interval:             Duration{0},
+			ClientMaxConnections: 10,
+			WebSocket:            true,
+			Services:             []string{"echo"},
+			Auth:                 Auth{Mode: "none", Users: map[string]string{}},
+			ACL:                  []ACL{},
+		},
+		Engine:  Engine{Type: "memory"},
+		Log:     Log{Level: "info", Format: "text"},
+		Metrics: Metrics{Enabled: true, Path: "/metrics", HealthPath: "/health"},
+	}
+}
+
+// Load reads the TOML file at path over the defaults and validates the
+// result. Every problem is reported, each naming its key; the error wraps
+// ErrInvalid for content problems and the os error when the file cannot be read.
+func Load(path string) (Config, error) {
+	cfg, err := Parse(path)
+	if err != nil && !errors.Is(err, ErrInvalid) {
+		return cfg, err
+	}
+	return cfg, errors.Join(err, cfg.Validate())
+}
+
+// Parse reads the TOML file at path over the defaults without validating the
+// values, so that flags can still override them; unknown keys are errors.
+func Parse(path string) (Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("conf: %w", err)
+	}
+	return cfg, Decode(&cfg, string(data), path)
+}
+
+// Decode parses TOML text over cfg (which should hold the defaults). It
+// reports syntax errors with their line and every unknown key by name; it
+// does not validate values (see Validate). name is used in messages only.
+func Decode(cfg *Config, text, name string) error {
+	md, err := toml.Decode(text, cfg)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			if pe.LastKey != "" {
+				return fmt.Errorf("%w: %s: line %d: %s: %s", ErrInvalid, name, pe.Position.Line, pe.LastKey, pe.Message)
+			}
+			return fmt.Errorf("%w: %s: line %d: %s", ErrInvalid, name, pe.Position.Line, pe.Message)
+		}
+		return fmt.Errorf("%w: %s: %v", ErrInvalid, name, err)
+	}
+	var problems []error
+	for _, k := range md.Undecoded() {
+		problems = append(problems, fmt.Errorf("%w: %s: unknown key %q", ErrInvalid, name, k.String()))
+	}
+	return errors.Join(problems...)
+}
+
+var (
+	namePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	pathPattern = regexp.MustCompile(`^(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+$`)
+)
+
+// Validate checks every value and returns all problems joined, each naming its
+// key and wrapping ErrInvalid; nil when the configuration is usable.
+func (c *Config) Validate() error {
+	var p problems
+	s := &c.Server
+	if s.Listen == "" {
+		p.add("server.listen", "must not be empty")
+	} else if !strings.HasPrefix(s.Listen, "unix:") {
+		if _, _, err := net.SplitHostPort(s.Listen); err != nil {
+			p.add("server.listen", "want host:port or unix:/path, got %q", s.Listen)
+		}
+	}
+	if s.Mode != "http" && s.Mode != "fcgi" {
+		p.add("server.mode", "want \"http\" or \"fcgi\", got %q", s.Mode)
+	}
+	if s.Base != "/" && !pathPattern.MatchString(s.Base) {
+		p.add("server.base", "want a path like \"/comet\" with no trailing slash, got %q", s.Base)
+	}
+	if s.DocumentRoot != "" {
+		if st, err := os.Stat(s.DocumentRoot); err != nil || !st.IsDir() {
+			p.add("server.document_root", "not a directory: %q", s.DocumentRoot)
+		}
+	}
+	for _, f := range s.DirectoryIndex {
+		if f == "" || strings.ContainsAny(f, "/\\") {
+			p.add("server.directory_index", "want plain file names, got %q", f)
+		}
+	}
+	for typ, d := range s.TypeExpires {
+		if !strings.Contains(typ, "/") {
+			p.add("server.type_expires", "want MIME types like \"text/css\" as keys, got %q", typ)
+		}
+		if d.Duration < 0 {
+			p.add("server.type_expires", "%q: negative duration", typ)
+		}
+	}
+	for _, tp := range s.TrustedProxies {
+		if _, err := ParsePrefix(tp); err != nil {
+			p.add("server.trusted_proxies", "%v", err)
+		}
+	}
+	p.positive("server.max_body_bytes", s.MaxBodyBytes)
+	p.duration("server.shutdown_timeout", s.ShutdownTimeout, time.Millisecond)
+
+	cm := &c.Comet
+	p.duration("comet.poll_timeout", cm.PollTimeout, time.Millisecond)
+	p.duration("comet.client_timeout", cm.ClientTimeout, time.Second)
+	p.duration("comet.channel_timeout", cm.ChannelTimeout, time.Second)
+	p.duration("comet.sse_heartbeat", cm.SSEHeartbeat, 100*time.Millisecond)
+	p.duration("comet.sse_max_duration", cm.SSEMaxDuration, time.Second)
+	if cm.HistorySize < 0 {
+		p.add("comet.history_size", "must not be negative (0 keeps no history)")
+	}
+	p.positive("comet.queue_max_messages", int64(cm.QueueMaxMessages))
+	p.positive("comet.queue_max_bytes", int64(cm.QueueMaxBytes))
+	p.positive("comet.max_message_bytes", int64(cm.MaxMessageBytes))
+	p.positive("comet.max_clients", int64(cm.MaxClients))
+	if int64(cm.MaxMessageBytes) > s.MaxBodyBytes {
+		p.add("comet.max_message_bytes", "larger than server.max_body_bytes (%d)", s.MaxBodyBytes)
+	}
+
+	b := &c.Bayeux
+	if !pathPattern.MatchString(b.Prefix) {
+		p.add("bayeux.prefix", "want a channel prefix like \"/stardust\", got %q", b.Prefix)
+	}
+	p.duration("bayeux.connect_timeout", b.ConnectTimeout, time.Second)
+	if b.Interval.Duration < 0 {
+		p.add("bayeux.interval", "negative duration")
+	}
+	p.positive("bayeux.client_max_connections", int64(b.ClientMaxConnections))
+	for _, svc := range b.Services {
+		if !namePattern.MatchString(svc) {
+			p.add("bayeux.services", "want plain names like \"echo\", got %q", svc)
+		}
+	}
+	switch b.Auth.Mode {
+	case "none":
+	case "secret":
+		if b.Auth.Secret == "" {
+			p.add("bayeux.auth.secret", "must be set when bayeux.auth.mode is \"secret\"")
+		}
+	case "users":
+		if len(b.Auth.Users) == 0 {
+			p.add("bayeux.auth.users", "must list users when bayeux.auth.mode is \"users\"")
+		}
+		for u, h := range b.Auth.Users {
+			if !strings.HasPrefix(h, "sha256:") || len(h) != len("sha256:")+64 {
+				p.add("bayeux.auth.users", "%q: want \"sha256:<64 hex digits>\"", u)
+			}
+		}
+	default:
+		p.add("bayeux.auth.mode", "want \"none\", \"secret\" or \"users\", got %q", b.Auth.Mode)
+	}
+	for i, rule := range b.ACL {
+		if rule.Channel == "" || rule.Channel[0] != '/' {
+			p.add(fmt.Sprintf("bayeux.acl[%d].channel", i), "want a channel pattern like \"/chat/**\", got %q", rule.Channel)
+		}
+	}
+
+	switch c.Engine.Type {
+	case "memory":
+	case "redis":
+		p.add("engine.type", "\"redis\" is not available in this build; use \"memory\"")
+	default:
+		p.add("engine.type", "want \"memory\", got %q", c.Engine.Type)
+	}
+
+	switch strings.ToLower(c.Log.Level) {
+	case "trace", "debug", "info", "warn", "warning", "error":
+	default:
+		p.add("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		p.add("log.format", "want \"text\" or \"json\", got %q", c.Log.Format)
+	}
+	if c.Metrics.Enabled {
+		for key, v := range map[string]string{"metrics.path": c.Metrics.Path, "metrics.health_path": c.Metrics.HealthPath} {
+			if !pathPattern.MatchString(v) {
+				p.add(key, "want a path like \"/metrics\", got %q", v)
+			}
+		}
+	}
+	return p.err()
+}
+
+// ParsePrefix reads an IP address or CIDR block, as used by server.trusted_proxies.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			return pfx, fmt.Errorf("not an IP or CIDR: %q", s)
+		}
+		return pfx.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("not an IP or CIDR: %q", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+type problems []error
+
+func (p *problems) add(key, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%w: %s: %s", ErrInvalid, key, fmt.Sprintf(format, args...)))
+}
+
+func (p *problems) positive(key string, v int64) {
+	if v <= 0 {
+		p.add(key, "must be greater than zero")
+	}
+}
+
+func (p *problems) duration(key string, d Duration, least time.Duration) {
+	if d.Duration < least {
+		p.add(key, "must be at least %s", least)
+	}
+}
+
+func (p problems) err() error {
+	sort.SliceStable(p, func(i, j int) bool { return p[i].Error() < p[j].Error() })
+	return errors.Join(p...)
+}

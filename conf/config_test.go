@@ -1,0 +1,179 @@
+package conf
+
+import (
+	"errors"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+)
+
+// The annotated file must say exactly the defaults, and name every key.
+func TestAnnotatedFileIsTheDefaults(t *testing.T) {
+	cfg, err := Load("stardust.toml")
+	if err != nil {
+		t.Fatalf("Load(stardust.toml): %v", err)
+	}
+	if want := Default(); !reflect.DeepEqual(cfg, want) {
+		t.Errorf("stardust.toml differs from Default():\n got %+v\nwant %+v", cfg, want)
+	}
+	text, err := os.ReadFile("stardust.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmp Config
+	md, err := toml.Decode(string(text), &tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, k := range md.Keys() {
+		have[k.String()] = true
+	}
+	for _, k := range allKeys(reflect.TypeOf(Config{}), "") {
+		if !have[k] {
+			t.Errorf("stardust.toml does not document key %q", k)
+		}
+	}
+}
+
+// allKeys lists the dotted TOML keys of a struct type, not descending into
+// maps and slices of tables (their entries are user-named).
+func allKeys(typ reflect.Type, prefix string) []string {
+	var out []string
+	for i := 0; i < typ.NumField(); i++ {
+		f := typ.Field(i)
+		key := prefix + f.Tag.Get("toml")
+		out = append(out, key)
+		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(Duration{}) {
+			out = append(out, allKeys(f.Type, key+".")...)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct {
+		name, text string
+		want       []string // substrings of the error, each required
+	}{
+		{"unknown top table", "[servre]\nlisten = \"x\"\n", []string{`unknown key "servre"`}},
+		{"unknown key", "[server]\nlistne = \"127.0.0.1:1\"\n", []string{`unknown key "server.listne"`}},
+		{"two unknown keys", "[comet]\nfoo = 1\nbar = 2\n", []string{`"comet.foo"`, `"comet.bar"`}},
+		{"syntax", "[server\n", []string{"line 2"}},
+		{"bad duration", "[comet]\npoll_timeout = \"soon\"\n", []string{"poll_timeout", "not a duration"}},
+		{"wrong type", "[comet]\nhistory_size = \"many\"\n", []string{"history_size"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Default()
+			err := Decode(&cfg, tt.text, "test.toml")
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error does not wrap ErrInvalid: %v", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   []string // keys that must be named; empty: valid
+	}{
+		{"defaults", func(*Config) {}, nil},
+		{"unix listen", func(c *Config) { c.Server.Listen = "unix:/run/stardust.sock" }, nil},
+		{"fcgi mode", func(c *Config) { c.Server.Mode = "fcgi" }, nil},
+		{"root base", func(c *Config) { c.Server.Base = "/" }, nil},
+		{"bad listen", func(c *Config) { c.Server.Listen = "localhost" }, []string{"server.listen"}},
+		{"bad mode", func(c *Config) { c.Server.Mode = "cgi" }, []string{"server.mode"}},
+		{"bad base", func(c *Config) { c.Server.Base = "comet/" }, []string{"server.base"}},
+		{"missing root", func(c *Config) { c.Server.DocumentRoot = "/no/such/dir" }, []string{"server.document_root"}},
+		{"bad index", func(c *Config) { c.Server.DirectoryIndex = []string{"../x"} }, []string{"server.directory_index"}},
+		{"bad proxy", func(c *Config) { c.Server.TrustedProxies = []string{"nginx"} }, []string{"server.trusted_proxies"}},
+		{"cidr proxy", func(c *Config) { c.Server.TrustedProxies = []string{"10.0.0.0/8", "::1"} }, nil},
+		{"zero poll", func(c *Config) { c.Comet.PollTimeout.Duration = 0 }, []string{"comet.poll_timeout"}},
+		{"negative history", func(c *Config) { c.Comet.HistorySize = -1 }, []string{"comet.history_size"}},
+		{"zero history ok", func(c *Config) { c.Comet.HistorySize = 0 }, nil},
+		{"zero queue", func(c *Config) { c.Comet.QueueMaxMessages = 0 }, []string{"comet.queue_max_messages"}},
+		{"message over body", func(c *Config) { c.Comet.MaxMessageBytes = 2 << 20 }, []string{"comet.max_message_bytes"}},
+		{"bad prefix", func(c *Config) { c.Bayeux.Prefix = "stardust" }, []string{"bayeux.prefix"}},
+		{"bad service", func(c *Config) { c.Bayeux.Services = []string{"a/b"} }, []string{"bayeux.services"}},
+		{"secret without secret", func(c *Config) { c.Bayeux.Auth.Mode = "secret" }, []string{"bayeux.auth.secret"}},
+		{"bad user hash", func(c *Config) {
+			c.Bayeux.Auth.Mode = "users"
+			c.Bayeux.Auth.Users = map[string]string{"bob": "plain"}
+		}, []string{"bayeux.auth.users"}},
+		{"bad acl", func(c *Config) { c.Bayeux.ACL = []ACL{{Channel: "chat"}} }, []string{"bayeux.acl[0].channel"}},
+		{"bad engine", func(c *Config) { c.Engine.Type = "mongo" }, []string{"engine.type"}},
+		{"bad level", func(c *Config) { c.Log.Level = "loud" }, []string{"log.level"}},
+		{"bad format", func(c *Config) { c.Log.Format = "xml" }, []string{"log.format"}},
+		{"bad metrics path", func(c *Config) { c.Metrics.Path = "metrics" }, []string{"metrics.path"}},
+		{"every problem listed", func(c *Config) {
+			c.Server.Mode = "x"
+			c.Log.Format = "y"
+			c.Comet.HistorySize = -5
+		}, []string{"server.mode", "log.format", "comet.history_size"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.change(&c)
+			err := c.Validate()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("want errors naming %v, got none", tt.want)
+			}
+			for _, k := range tt.want {
+				if !strings.Contains(err.Error(), k+":") {
+					t.Errorf("error %q does not name %q", err, k)
+				}
+			}
+		})
+	}
+}
+
+func TestDurationText(t *testing.T) {
+	var d Duration
+	if err := d.UnmarshalText([]byte("1m30s")); err != nil || d.Seconds() != 90 {
+		t.Fatalf("got %v, %v", d, err)
+	}
+	if b, _ := d.MarshalText(); string(b) != "1m30s" {
+		t.Errorf("MarshalText = %q", b)
+	}
+	if err := d.UnmarshalText([]byte("90")); err == nil {
+		t.Error("a bare number must be rejected: units are required in the file")
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	seed, _ := os.ReadFile("stardust.toml")
+	f.Add(string(seed))
+	f.Add("[server]\nlisten = 1\n")
+	f.Add("[comet]\npoll_timeout = \"1s\"\n[[bayeux.acl]]\nchannel=\"/a/**\"\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		cfg := Default()
+		err := Decode(&cfg, text, "fuzz.toml")
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Fatalf("error does not wrap ErrInvalid: %v", err)
+		}
+		_ = cfg.Validate()
+	})
+}

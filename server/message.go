@@ -1,0 +1,134 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Message is one published message on one channel. The hub stores it once and
+// every subscriber's queue holds the same pointer, so a publish to many
+// clients costs no copy per subscriber. After Publish returns, a Message must
+// not be modified; its encodings are computed once and shared.
+type Message struct {
+	// Channel is the full (Bayeux) channel name, e.g. "/stardust/foo".
+	Channel string
+	// Data is the payload as compact JSON.
+	Data json.RawMessage
+	// ID is the Bayeux message id given by the publisher, if any.
+	ID string
+	// ClientID is the publishing client's id, empty for server-side publishes.
+	ClientID string
+	// Ext is the publisher's ext object, passed through to hooks.
+	Ext json.RawMessage
+	// Seq is set by the hub: a number that grows with every publish, used for
+	// SSE event ids and replay. Time is set with it.
+	Seq  uint64
+	Time time.Time
+
+	stardustOnce sync.Once
+	stardust     []byte
+	bayeuxOnce   sync.Once
+	bayeux       []byte
+}
+
+// size is what the message counts against a client's queue byte bound.
+func (m *Message) size() int { return len(m.Data) + len(m.Channel) + len(m.ID) + 64 }
+
+// unixSeconds is the Stardust _ts form of a time: epoch seconds with microseconds.
+func unixSeconds(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }
+
+// stardustJSON is the message as Stardust clients receive it: the data object
+// with _ts and _ch set. Non-object data is wrapped as {"data": ...}.
+func (m *Message) stardustJSON(prefix string) []byte {
+	m.stardustOnce.Do(func() {
+		if m.stardust != nil {
+			return
+		}
+		name := strings.TrimPrefix(m.Channel, prefix+"/")
+		obj, err := decodeObject(m.Data)
+		if err != nil {
+			obj = map[string]json.RawMessage{"data": m.Data}
+		}
+		m.stardust = stampObject(obj, m.Time, name)
+	})
+	return m.stardust
+}
+
+// bayeuxJSON is the message as Bayeux clients receive it.
+func (m *Message) bayeuxJSON() []byte {
+	m.bayeuxOnce.Do(func() {
+		var b bytes.Buffer
+		b.WriteString(`{"channel":`)
+		writeJSONString(&b, m.Channel)
+		b.WriteString(`,"data":`)
+		if len(m.Data) == 0 {
+			b.WriteString("null")
+		} else {
+			b.Write(m.Data)
+		}
+		if m.ID != "" {
+			b.WriteString(`,"id":`)
+			writeJSONString(&b, m.ID)
+		}
+		b.WriteByte('}')
+		m.bayeux = b.Bytes()
+	})
+	return m.bayeux
+}
+
+// stampObject sets _ts and _ch on obj and encodes it compactly.
+func stampObject(obj map[string]json.RawMessage, t time.Time, channel string) []byte {
+	obj["_ts"] = json.RawMessage(strconv.FormatFloat(unixSeconds(t), 'f', -1, 64))
+	ch, _ := json.Marshal(channel)
+	obj["_ch"] = ch
+	out, _ := json.Marshal(obj) // keys sorted; values are valid JSON already
+	return out
+}
+
+func writeJSONString(b *bytes.Buffer, s string) {
+	out, _ := json.Marshal(s)
+	b.Write(out)
+}
+
+// decodeObject parses data as one JSON object, rejecting anything else
+// (arrays, scalars, trailing data, duplicate-free but otherwise any keys).
+func decodeObject(data []byte) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var obj map[string]json.RawMessage
+	if err := dec.Decode(&obj); err != nil {
+		return nil, fmt.Errorf("%w: invalid JSON: %v", ErrBadMessage, jsonErrText(err))
+	}
+	if obj == nil {
+		return nil, fmt.Errorf("%w: want a JSON object, got null", ErrBadMessage)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrBadMessage)
+	}
+	if _, err := dec.Token(); err == nil {
+		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrBadMessage)
+	}
+	return obj, nil
+}
+
+// jsonErrText turns encoding/json errors into short, user-facing text.
+func jsonErrText(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return "want a JSON object, got " + te.Value
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// overflowJSON is the reserved Stardust message that tells a client how many
+// of its queued messages were dropped because it fell behind.
+func overflowJSON(lost int, t time.Time) []byte {
+	return []byte(fmt.Sprintf(`{"type":"stardust.overflow","lost":%d,"_ts":%s}`,
+		lost, strconv.FormatFloat(unixSeconds(t), 'f', -1, 64)))
+}

@@ -1,0 +1,69 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+)
+
+// setJSONHeaders marks a response as uncachable, unbuffered JSON: the headers
+// every Stardust JSON answer carries, so that proxies pass it on at once.
+func setJSONHeaders(h http.Header) {
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+}
+
+// writeJSON encodes v as the response body with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	writeRawJSON(w, status, body)
+}
+
+// writeRawJSON writes body, already JSON, with status.
+func writeRawJSON(w http.ResponseWriter, status int, body []byte) {
+	setJSONHeaders(w.Header())
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	_, _ = w.Write([]byte("\n"))
+}
+
+// errorBody is the JSON of every error answer.
+type errorBody struct {
+	Error  string `json:"error"`
+	Status int    `json:"status"`
+}
+
+// writeError answers with the status httpStatus maps err to and a JSON body
+// naming the problem. Internal errors are shown as a short message only.
+func writeError(w http.ResponseWriter, err error) {
+	status := httpStatus(err)
+	msg := err.Error()
+	if status == http.StatusInternalServerError {
+		msg = "internal error"
+	}
+	if errors.Is(err, ErrMethod) {
+		w.Header().Set("Allow", "GET, HEAD, POST")
+	}
+	writeJSON(w, status, errorBody{Error: msg, Status: status})
+}
+
+// jsonArray writes items, each already JSON, as one JSON array.
+func jsonArray(items [][]byte) []byte {
+	n := 2
+	for _, it := range items {
+		n += len(it) + 1
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '[')
+	for i, it := range items {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, it...)
+	}
+	return append(out, ']')
+}

@@ -1,0 +1,245 @@
+// Package server is Stardust's core: the hub (channels, clients, bounded
+// queues, history) and the HTTP handlers of the Stardust API, served by any
+// front (plain HTTP or FastCGI). It knows nothing of the front, the config
+// file or the command line; cmd/stardust wires those to it.
+package server
+
+import (
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/sirupsen/logrus"
+)
+
+// Options configure a Server. Zero values take the defaults noted.
+type Options struct {
+	Base           string        // path prefix of the API; default "/comet"; "/" the root
+	Prefix         string        // Bayeux channel prefix of Stardust channels; default "/stardust"
+	PollTimeout    time.Duration // long-poll hold; default 30s
+	ClientTimeout  time.Duration // Stardust clients idle this long are removed; default 60s
+	MaxBodyBytes   int64         // request body limit (413 beyond); default 1 MiB
+	MaxMessageSize int           // one message's JSON; default 64 KiB
+	SSEHeartbeat   time.Duration // default 15s
+	SSEMaxDuration time.Duration // an SSE response ends after this, the browser resumes; default 10m
+	Hub            HubOptions
+
+	DocumentRoot   string                   // static files served outside Base; "" none
+	DirectoryIndex []string                 // default ["index.html"]
+	TypeExpires    map[string]time.Duration // Expires/Cache-Control by MIME type
+	Demo           fs.FS                    // demo pages served at Base+"/demo/"; nil none
+	CORSOrigins    []string                 // allowed Origin values; "*" any
+	TrustedProxies []netip.Prefix           // X-Forwarded-For honoured from these peers
+
+	Version string // reported by the info URL
+}
+
+func (o *Options) defaults() {
+	if o.Base == "" {
+		o.Base = "/comet"
+	}
+	o.Base = strings.TrimRight(o.Base, "/") // "/" (the root) becomes ""
+	if o.Prefix == "" {
+		o.Prefix = "/stardust"
+	}
+	if o.PollTimeout <= 0 {
+		o.PollTimeout = 30 * time.Second
+	}
+	if o.ClientTimeout <= 0 {
+		o.ClientTimeout = 60 * time.Second
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 1 << 20
+	}
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = 64 << 10
+	}
+	if o.SSEHeartbeat <= 0 {
+		o.SSEHeartbeat = 15 * time.Second
+	}
+	if o.SSEMaxDuration <= 0 {
+		o.SSEMaxDuration = 10 * time.Minute
+	}
+	if len(o.DirectoryIndex) == 0 {
+		o.DirectoryIndex = []string{"index.html"}
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+}
+
+// Server is the HTTP face of the core: an http.Handler for the Stardust API
+// (and, when registered, other protocols) under Options.Base, plus optional
+// static files. Close it to answer every held request at once.
+type Server struct {
+	opts    Options
+	log     *logrus.Entry
+	hub     *Hub
+	router  *mux.Router
+	api     *mux.Router
+	started time.Time
+	handler http.Handler
+	wrapMu  sync.Mutex
+}
+
+// New builds a Server with its own Hub.
+func New(opts Options, log *logrus.Entry) *Server {
+	opts.defaults()
+	s := &Server{opts: opts, log: log, hub: NewHub(opts.Hub, log), started: time.Now()}
+	s.routes()
+	return s
+}
+
+// Hub returns the core, for local clients and other protocols.
+func (s *Server) Hub() *Hub { return s.hub }
+
+// Options returns the options in force (defaults filled in).
+func (s *Server) Options() Options { return s.opts }
+
+// Log returns the server's logger.
+func (s *Server) Log() *logrus.Entry { return s.log }
+
+// API returns the router for paths under Base, so that other protocols (the
+// Bayeux endpoint, metrics) can add routes before serving starts.
+func (s *Server) API() *mux.Router { return s.api }
+
+// Wrap puts middleware around the whole handler (request log, metrics); call
+// before serving starts. The last wrap is the outermost.
+func (s *Server) Wrap(mw func(http.Handler) http.Handler) {
+	s.wrapMu.Lock()
+	defer s.wrapMu.Unlock()
+	s.handler = mw(s.handler)
+}
+
+// ServeHTTP serves a request. Safe for concurrent use.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Close answers every held long-poll and stream at once and stops the hub.
+func (s *Server) Close() { s.hub.Close() }
+
+func (s *Server) routes() {
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(s.notFound)
+	r.MethodNotAllowedHandler = http.HandlerFunc(s.methodNotAllowed)
+	base := s.opts.Base
+	if base == "" || base == "/" {
+		base = ""
+	}
+	if base != "" {
+		r.HandleFunc(base, s.handleInfo).Methods(http.MethodGet, http.MethodHead)
+	}
+	api := r.PathPrefix(base + "/").Subrouter()
+	api.NotFoundHandler = r.NotFoundHandler
+	api.MethodNotAllowedHandler = r.MethodNotAllowedHandler
+	api.HandleFunc("/", s.handleInfo).Methods(http.MethodGet, http.MethodHead)
+	api.HandleFunc("/channel", s.handleChannelList).Methods(http.MethodGet, http.MethodHead)
+	api.HandleFunc("/channel/", s.handleChannelList).Methods(http.MethodGet, http.MethodHead)
+	api.HandleFunc("/channel/{chans}", s.handleChannelInfo).Methods(http.MethodGet, http.MethodHead)
+	api.HandleFunc("/channel/{chans}", s.handlePublish).Methods(http.MethodPost)
+	api.HandleFunc("/channel/{chans}/events", s.handleEvents).Methods(http.MethodGet)
+	api.HandleFunc("/channel/{chans}/stream/{id}", s.handleStream).Methods(http.MethodGet)
+	// jquery.ev as in the Perl synopsis polls /channel/foo/ID without "stream".
+	api.HandleFunc("/channel/{chans}/{id:[0-9.]+}", s.handleStream).Methods(http.MethodGet)
+	if s.opts.Demo != nil {
+		api.PathPrefix("/demo/").Handler(http.StripPrefix(base+"/demo/", http.FileServer(http.FS(s.opts.Demo))))
+	}
+	s.api = api
+	if s.opts.DocumentRoot != "" {
+		r.PathPrefix("/").Handler(s.static())
+	}
+	s.router = r
+	s.handler = s.LogRequests(s.cors(r))
+}
+
+// clientIP is the request's client address: the peer, or, when the peer is
+// a trusted proxy, the last X-Forwarded-For entry that is not a trusted proxy.
+func (s *Server) clientIP(r *http.Request) string {
+	return ClientIP(r, s.opts.TrustedProxies)
+}
+
+// ClientIP returns the address of the client that made r, honouring
+// X-Forwarded-For only when the connection comes from a trusted proxy, and
+// then walking the list from the right past trusted proxies.
+func ClientIP(r *http.Request, trusted []netip.Prefix) string {
+	peer := r.RemoteAddr
+	if ap, err := netip.ParseAddrPort(peer); err == nil {
+		peer = ap.Addr().Unmap().String()
+	} else if a, err := netip.ParseAddr(peer); err == nil {
+		peer = a.Unmap().String()
+	}
+	if !isTrusted(peer, trusted) {
+		return peer
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	hops := strings.Split(strings.Join(xff, ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if hop == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(hop)
+		if err != nil {
+			return peer // a garbled header is not trusted past this point
+		}
+		if !isTrusted(a.Unmap().String(), trusted) {
+			return a.Unmap().String()
+		}
+		peer = a.Unmap().String()
+	}
+	return peer
+}
+
+func isTrusted(addr string, trusted []netip.Prefix) bool {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	for _, p := range trusted {
+		if p.Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// cors answers preflight requests and sets Access-Control-Allow-Origin for
+// allowed origins, so pages on another host can use the API.
+func (s *Server) cors(next http.Handler) http.Handler {
+	if len(s.opts.CORSOrigins) == 0 {
+		return next
+	}
+	allowed := map[string]bool{}
+	for _, o := range s.opts.CORSOrigins {
+		allowed[o] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin != "" && (allowed["*"] || allowed[origin]) {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+			h.Add("Vary", "Origin")
+			if r.Method == http.MethodOptions {
+				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+				h.Set("Access-Control-Allow-Headers", "Content-Type, Last-Event-ID")
+				h.Set("Access-Control-Max-Age", "86400")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, fmt.Errorf("%w: no such URL: %s", ErrNotFound, r.URL.Path))
+}
+
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	writeError(w, fmt.Errorf("%w: %s %s", ErrMethod, r.Method, r.URL.Path))
+}

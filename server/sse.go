@@ -1,0 +1,149 @@
+package server
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// handleEvents serves /channel/A+B/events as Server-Sent Events: each message
+// an event whose id is its sequence number, so that a browser's EventSource
+// resumes after a reconnect with Last-Event-ID and loses nothing kept in the
+// channel history. Comment lines keep proxies from timing the stream out, and
+// the response ends after SSEMaxDuration (the browser reconnects), so that a
+// stream cannot outlive its client under FastCGI, where the request context is
+// never cancelled.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	_, full, err := s.channelVars(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	q := r.URL.Query()
+	id := q.Get("id")
+	if id == "" {
+		id = "sse-" + NewID()
+	} else if !streamID.MatchString(id) {
+		writeError(w, fmt.Errorf("%w: %q (want letters, digits, dots, - and _)", ErrBadClientID, id))
+		return
+	}
+	lastID, err := lastEventID(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	since, err := parseSince(q.Get("since"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	c, _, err := s.streamClient(r, id, KindSSE, full)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	// The stream is the client: when it ends, the session ends with it.
+	defer s.hub.Remove(c)
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	out := &sseWriter{w: bufio.NewWriter(w), flush: flusher(w), prefix: s.opts.Prefix}
+	out.comment("stream " + id)
+	out.retry(2000)
+
+	var replay []*Message
+	switch {
+	case lastID > 0:
+		replay = s.replay(full, func(m *Message) bool { return m.Seq > lastID })
+	case !since.IsZero():
+		replay = s.replay(full, func(m *Message) bool { return m.Time.After(since) })
+	}
+	out.messages(replay, 0)
+	if err := out.send(); err != nil {
+		return
+	}
+
+	deadline := time.Now().Add(s.opts.SSEMaxDuration)
+	for {
+		hold := min(s.opts.SSEHeartbeat, time.Until(deadline))
+		if hold <= 0 {
+			return
+		}
+		msgs, dropped, why := c.Poll(r.Context(), hold)
+		switch why {
+		case PollReady:
+			out.messages(msgs, dropped)
+		case PollTimeout:
+			out.comment("ping")
+		default:
+			return
+		}
+		if err := out.send(); err != nil {
+			return
+		}
+	}
+}
+
+// lastEventID reads the resume point: the Last-Event-ID header an EventSource
+// sends on reconnect, or ?lastEventId= for clients that cannot set headers.
+func lastEventID(r *http.Request) (uint64, error) {
+	v := r.Header.Get("Last-Event-ID")
+	if v == "" {
+		v = r.URL.Query().Get("lastEventId")
+	}
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: Last-Event-ID %q (want the id of an event)", ErrBadMessage, v)
+	}
+	return n, nil
+}
+
+func flusher(w http.ResponseWriter) func() {
+	if f, ok := w.(http.Flusher); ok {
+		return f.Flush
+	}
+	return func() {}
+}
+
+// sseWriter frames events; send writes and flushes what is framed so far.
+type sseWriter struct {
+	w       *bufio.Writer
+	flush   func()
+	prefix  string
+	lastSeq uint64
+}
+
+func (o *sseWriter) comment(text string) { fmt.Fprintf(o.w, ": %s\n\n", text) }
+
+func (o *sseWriter) retry(ms int) { fmt.Fprintf(o.w, "retry: %d\n\n", ms) }
+
+// messages frames msgs as events, skipping any already sent (a message both
+// replayed from history and queued live), led by a drop notice if any.
+func (o *sseWriter) messages(msgs []*Message, dropped int) {
+	if dropped > 0 {
+		fmt.Fprintf(o.w, "event: overflow\ndata: %s\n\n", overflowJSON(dropped, time.Now()))
+	}
+	for _, m := range msgs {
+		if m.Seq <= o.lastSeq {
+			continue
+		}
+		o.lastSeq = m.Seq
+		fmt.Fprintf(o.w, "id: %d\ndata: %s\n\n", m.Seq, m.stardustJSON(o.prefix))
+	}
+}
+
+func (o *sseWriter) send() error {
+	if err := o.w.Flush(); err != nil {
+		return err
+	}
+	o.flush()
+	return nil
+}

@@ -1,0 +1,385 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+)
+
+// The Stardust API: JSON over HTTP with long polling, compatible with the Perl
+// Stardust and its jquery.ev client.
+
+const maxChannelsPerRequest = 64
+
+var (
+	stardustName = regexp.MustCompile(`^\w+$`)
+	streamID     = regexp.MustCompile(`^[\w.-]{1,128}$`)
+)
+
+// parseChannelList reads "A+B" (as in /channel/A+B) into distinct Stardust
+// channel names, in the order given.
+func parseChannelList(list string) ([]string, error) {
+	if list == "" {
+		return nil, fmt.Errorf("%w: empty channel list", ErrBadChannel)
+	}
+	parts := strings.FieldsFunc(list, func(r rune) bool { return r == '+' || r == ' ' })
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("%w: empty channel list", ErrBadChannel)
+	}
+	if len(parts) > maxChannelsPerRequest {
+		return nil, fmt.Errorf("%w: more than %d channels in one request", ErrBadChannel, maxChannelsPerRequest)
+	}
+	seen := make(map[string]bool, len(parts))
+	out := parts[:0]
+	for _, p := range parts {
+		if !stardustName.MatchString(p) || len(p) > 128 {
+			return nil, fmt.Errorf("%w: %q (want letters, digits and _)", ErrBadChannel, p)
+		}
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// bayeuxName maps a Stardust channel name to its channel in the core.
+func (s *Server) bayeuxName(name string) string { return s.opts.Prefix + "/" + name }
+
+func (s *Server) channelVars(r *http.Request) (stardust, bayeux []string, err error) {
+	stardust, err = parseChannelList(mux.Vars(r)["chans"])
+	if err != nil {
+		return nil, nil, err
+	}
+	bayeux = make([]string, len(stardust))
+	for i, n := range stardust {
+		bayeux[i] = s.bayeuxName(n)
+	}
+	return stardust, bayeux, nil
+}
+
+type infoBody struct {
+	Name       string   `json:"name"`
+	Language   string   `json:"language"`
+	Version    string   `json:"version"`
+	Base       string   `json:"base"`
+	Transports []string `json:"transports"`
+	Bayeux     string   `json:"bayeux,omitempty"`
+	Uptime     float64  `json:"uptime"`
+	Channels   int      `json:"channels"`
+	Clients    int      `json:"clients"`
+}
+
+func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
+	st := s.hub.Stats()
+	info := infoBody{
+		Name: "Stardust COMET Server", Language: "Go", Version: s.opts.Version, Base: s.opts.Base,
+		Transports: []string{"long-polling", "server-sent-events"},
+		Uptime:     math.Round(time.Since(s.started).Seconds()*1000) / 1000,
+		Channels:   len(s.hub.Channels(s.opts.Prefix + "/")),
+		Clients:    st.Clients,
+	}
+	if m := s.api.Get("bayeux"); m != nil {
+		if u, err := m.URL(); err == nil {
+			info.Bayeux = u.Path
+			info.Transports = append(info.Transports, "bayeux")
+		}
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) handleChannelList(w http.ResponseWriter, r *http.Request) {
+	prefix := s.opts.Prefix + "/"
+	names := []string{}
+	for _, n := range s.hub.Channels(prefix) {
+		if short := strings.TrimPrefix(n, prefix); stardustName.MatchString(short) {
+			names = append(names, short)
+		}
+	}
+	writeJSON(w, http.StatusOK, names)
+}
+
+type channelInfo struct {
+	Name        string            `json:"name"`
+	Messages    []json.RawMessage `json:"messages"`
+	Size        int               `json:"size"`
+	Subscribers []string          `json:"subscribers"`
+}
+
+func (s *Server) handleChannelInfo(w http.ResponseWriter, r *http.Request) {
+	names, full, err := s.channelVars(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := make([]channelInfo, len(names))
+	for i, n := range names {
+		hist := s.hub.History(full[i], 0)
+		ci := channelInfo{Name: n, Size: s.hub.HistorySize(), Messages: make([]json.RawMessage, len(hist)),
+			Subscribers: s.hub.Subscribers(full[i])}
+		for j, m := range hist {
+			ci.Messages[j] = m.stardustJSON(s.opts.Prefix)
+		}
+		out[i] = ci
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type publishBody struct {
+	OK         bool     `json:"ok"`
+	Messages   int      `json:"messages"`
+	Channels   []string `json:"channels"`
+	Recipients int      `json:"recipients"`
+}
+
+func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
+	names, full, err := s.channelVars(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, fmt.Errorf("%w: body over %d bytes", ErrTooLarge, mbe.Limit))
+			return
+		}
+		writeError(w, fmt.Errorf("%w: reading body: %v", ErrBadMessage, err))
+		return
+	}
+	objs, err := DecodeMessages(r.Header.Get("Content-Type"), body, r.URL.Query(), s.opts.MaxMessageSize)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	// Every message is valid: publish them all, one stored copy per channel.
+	recipients := 0
+	for _, obj := range objs {
+		data, _ := json.Marshal(obj) // re-encoded compactly; it was valid
+		for _, ch := range full {
+			// One stored copy per channel: its _ts and _ch are added when
+			// first encoded, from the time and channel the hub gives it.
+			k, err := s.hub.Publish(&Message{Channel: ch, Data: data})
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			recipients += k
+		}
+	}
+	writeJSON(w, http.StatusOK, publishBody{OK: true, Messages: len(objs), Channels: names, Recipients: recipients})
+}
+
+// DecodeMessages reads the messages of a Stardust publish: every m parameter
+// of a form body (urlencoded or multipart) or of the query, or else a JSON
+// body holding one object or an array of objects. Every message must be a
+// JSON object of at most maxSize bytes; on any problem it returns an error
+// naming the message and nothing is to be published.
+func DecodeMessages(contentType string, body []byte, query url.Values, maxSize int) ([]map[string]json.RawMessage, error) {
+	mt, params, _ := mime.ParseMediaType(contentType)
+	var raw []string
+	switch {
+	case mt == "application/json" || mt == "text/json" || (mt == "" && looksJSON(body)):
+		return decodeJSONBody(body, maxSize)
+	case mt == "multipart/form-data":
+		form, err := multipart.NewReader(bytes.NewReader(body), params["boundary"]).ReadForm(int64(len(body)) + 1)
+		if err != nil {
+			return nil, fmt.Errorf("%w: multipart body: %v", ErrBadMessage, err)
+		}
+		defer func() { _ = form.RemoveAll() }()
+		raw = form.Value["m"]
+	case mt == "" || mt == "application/x-www-form-urlencoded":
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, fmt.Errorf("%w: form body: %v", ErrBadMessage, err)
+		}
+		raw = form["m"]
+	default:
+		return nil, fmt.Errorf("%w: unsupported Content-Type %q (want form data with m=, or application/json)", ErrBadMessage, mt)
+	}
+	raw = append(raw, query["m"]...)
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("%w: missing parameter m (a JSON object)", ErrBadMessage)
+	}
+	out := make([]map[string]json.RawMessage, len(raw))
+	for i, text := range raw {
+		if len(text) > maxSize {
+			return nil, fmt.Errorf("%w: m #%d: over %d bytes", ErrTooLarge, i+1, maxSize)
+		}
+		obj, err := decodeObject([]byte(text))
+		if err != nil {
+			return nil, fmt.Errorf("m #%d: %w", i+1, err)
+		}
+		out[i] = obj
+	}
+	return out, nil
+}
+
+func looksJSON(body []byte) bool {
+	b := bytes.TrimLeft(body, " \t\r\n")
+	return len(b) > 0 && (b[0] == '{' || b[0] == '[')
+}
+
+func decodeJSONBody(body []byte, maxSize int) ([]map[string]json.RawMessage, error) {
+	b := bytes.TrimSpace(body)
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%w: empty JSON body", ErrBadMessage)
+	}
+	if b[0] != '[' {
+		if len(b) > maxSize {
+			return nil, fmt.Errorf("%w: message over %d bytes", ErrTooLarge, maxSize)
+		}
+		obj, err := decodeObject(b)
+		if err != nil {
+			return nil, err
+		}
+		return []map[string]json.RawMessage{obj}, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(b, &items); err != nil {
+		return nil, fmt.Errorf("%w: invalid JSON array: %v", ErrBadMessage, jsonErrText(err))
+	}
+	if len(items) == 0 {
+		return nil, fmt.Errorf("%w: empty JSON array", ErrBadMessage)
+	}
+	out := make([]map[string]json.RawMessage, len(items))
+	for i, it := range items {
+		if len(it) > maxSize {
+			return nil, fmt.Errorf("%w: message #%d: over %d bytes", ErrTooLarge, i+1, maxSize)
+		}
+		obj, err := decodeObject(it)
+		if err != nil {
+			return nil, fmt.Errorf("message #%d: %w", i+1, err)
+		}
+		out[i] = obj
+	}
+	return out, nil
+}
+
+// streamClient registers (or finds) the client named by the request and sets
+// its subscriptions to the channels of the URL.
+func (s *Server) streamClient(r *http.Request, id, kind string, channels []string) (*Client, bool, error) {
+	c, created, err := s.hub.Register(id, kind, s.opts.ClientTimeout, s.clientIP(r))
+	if err != nil {
+		return nil, false, err
+	}
+	if c.kind != kind {
+		return nil, false, fmt.Errorf("%w: id %q is in use by a %s client", ErrBadClientID, id, c.kind)
+	}
+	if err := s.hub.SetSubscriptions(c, channels); err != nil {
+		return nil, false, err
+	}
+	return c, created, nil
+}
+
+func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
+	_, full, err := s.channelVars(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	id := mux.Vars(r)["id"]
+	if !streamID.MatchString(id) {
+		writeError(w, fmt.Errorf("%w: %q (want letters, digits, dots, - and _)", ErrBadClientID, id))
+		return
+	}
+	since, err := parseSince(r.URL.Query().Get("since"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	c, _, err := s.streamClient(r, id, KindStardust, full)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var replay []*Message
+	if !since.IsZero() {
+		replay = s.replay(full, func(m *Message) bool { return m.Time.After(since) })
+	}
+	var msgs []*Message
+	var dropped int
+	if len(replay) > 0 {
+		msgs, dropped = c.Drain()
+	} else {
+		msgs, dropped, _ = c.Poll(r.Context(), s.opts.PollTimeout)
+	}
+	writeRawJSON(w, http.StatusOK, s.stardustBatch(mergeBySeq(replay, msgs), dropped))
+}
+
+// parseSince reads ?since= as epoch seconds (the _ts of a message).
+func parseSince(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || f > 1e11 {
+		return time.Time{}, fmt.Errorf("%w: since=%q (want epoch seconds like 1700000000.5)", ErrBadMessage, v)
+	}
+	sec, frac := math.Modf(f)
+	// Round to the microsecond that _ts carries, so since=_ts excludes that message.
+	return time.Unix(int64(sec), int64(math.Round(frac*1e6))*1000).Add(999 * time.Nanosecond), nil
+}
+
+// replay returns the kept messages of the channels that keep passes, in
+// publish order.
+func (s *Server) replay(channels []string, keep func(*Message) bool) []*Message {
+	var out []*Message
+	for _, ch := range channels {
+		for _, m := range s.hub.History(ch, 0) {
+			if keep(m) {
+				out = append(out, m)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return out
+}
+
+// mergeBySeq joins replayed history and queued messages, dropping the queued
+// copies of messages already replayed.
+func mergeBySeq(replay, queued []*Message) []*Message {
+	if len(replay) == 0 {
+		return queued
+	}
+	seen := make(map[uint64]bool, len(replay))
+	for _, m := range replay {
+		seen[m.Seq] = true
+	}
+	out := replay
+	for _, m := range queued {
+		if !seen[m.Seq] {
+			out = append(out, m)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return out
+}
+
+// stardustBatch encodes messages as a Stardust JSON array, led by the
+// overflow notice when messages were dropped.
+func (s *Server) stardustBatch(msgs []*Message, dropped int) []byte {
+	items := make([][]byte, 0, len(msgs)+1)
+	if dropped > 0 {
+		items = append(items, overflowJSON(dropped, time.Now()))
+	}
+	for _, m := range msgs {
+		items = append(items, m.stardustJSON(s.opts.Prefix))
+	}
+	return jsonArray(items)
+}
