@@ -81,7 +81,6 @@ type Server struct {
 	log     *logrus.Entry
 	hub     *Hub
 	router  *mux.Router
-	api     *mux.Router
 	started time.Time
 	handler http.Handler
 	wrapMu  sync.Mutex
@@ -104,9 +103,9 @@ func (s *Server) Options() Options { return s.opts }
 // Log returns the server's logger.
 func (s *Server) Log() *logrus.Entry { return s.log }
 
-// API returns the router for paths under Base, so that other protocols (the
-// Bayeux endpoint, metrics) can add routes before serving starts.
-func (s *Server) API() *mux.Router { return s.api }
+// Router returns the router, so that other protocols (the Bayeux endpoint,
+// metrics) can add routes under Options().Base before serving starts.
+func (s *Server) Router() *mux.Router { return s.router }
 
 // Wrap puts middleware around the whole handler (request log, metrics); call
 // before serving starts. The last wrap is the outermost.
@@ -122,38 +121,46 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 // Close answers every held long-poll and stream at once and stops the hub.
 func (s *Server) Close() { s.hub.Close() }
 
+// routes registers every route on one router with full paths. (Subrouters
+// are avoided on purpose: gorilla/mux 1.8 answers 404 instead of 405 for a
+// wrong method once a subrouter's prefix has matched.)
 func (s *Server) routes() {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(s.notFound)
 	r.MethodNotAllowedHandler = http.HandlerFunc(s.methodNotAllowed)
-	base := s.opts.Base
-	if base == "" || base == "/" {
-		base = ""
+	b := s.opts.Base
+	if b != "" {
+		r.HandleFunc(b, s.handleInfo).Methods(http.MethodGet, http.MethodHead)
 	}
-	if base != "" {
-		r.HandleFunc(base, s.handleInfo).Methods(http.MethodGet, http.MethodHead)
-	}
-	api := r.PathPrefix(base + "/").Subrouter()
-	api.NotFoundHandler = r.NotFoundHandler
-	api.MethodNotAllowedHandler = r.MethodNotAllowedHandler
-	api.HandleFunc("/", s.handleInfo).Methods(http.MethodGet, http.MethodHead)
-	api.HandleFunc("/channel", s.handleChannelList).Methods(http.MethodGet, http.MethodHead)
-	api.HandleFunc("/channel/", s.handleChannelList).Methods(http.MethodGet, http.MethodHead)
-	api.HandleFunc("/channel/{chans}", s.handleChannelInfo).Methods(http.MethodGet, http.MethodHead)
-	api.HandleFunc("/channel/{chans}", s.handlePublish).Methods(http.MethodPost)
-	api.HandleFunc("/channel/{chans}/events", s.handleEvents).Methods(http.MethodGet)
-	api.HandleFunc("/channel/{chans}/stream/{id}", s.handleStream).Methods(http.MethodGet)
+	r.HandleFunc(b+"/", s.handleInfo).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc(b+"/channel", s.handleChannelList).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc(b+"/channel/", s.handleChannelList).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc(b+"/channel/{chans}", s.handleChannelInfo).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc(b+"/channel/{chans}", s.handlePublish).Methods(http.MethodPost)
+	r.HandleFunc(b+"/channel/{chans}/events", s.handleEvents).Methods(http.MethodGet)
+	r.HandleFunc(b+"/channel/{chans}/stream/{id}", s.handleStream).Methods(http.MethodGet)
 	// jquery.ev as in the Perl synopsis polls /channel/foo/ID without "stream".
-	api.HandleFunc("/channel/{chans}/{id:[0-9.]+}", s.handleStream).Methods(http.MethodGet)
+	r.HandleFunc(b+"/channel/{chans}/{id:[0-9.]+}", s.handleStream).Methods(http.MethodGet)
 	if s.opts.Demo != nil {
-		api.PathPrefix("/demo/").Handler(http.StripPrefix(base+"/demo/", http.FileServer(http.FS(s.opts.Demo))))
+		r.PathPrefix(b + "/demo/").Handler(http.StripPrefix(b+"/demo/", http.FileServer(http.FS(s.opts.Demo))))
 	}
-	s.api = api
 	if s.opts.DocumentRoot != "" {
-		r.PathPrefix("/").Handler(s.static())
+		files := s.static()
+		r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if s.underBase(req.URL.Path) {
+				s.notFound(w, req)
+				return
+			}
+			files.ServeHTTP(w, req)
+		})
 	}
 	s.router = r
 	s.handler = s.LogRequests(s.cors(r))
+}
+
+// underBase reports whether path belongs to the API rather than the site.
+func (s *Server) underBase(path string) bool {
+	return s.opts.Base != "" && (path == s.opts.Base || strings.HasPrefix(path, s.opts.Base+"/"))
 }
 
 // clientIP is the request's client address: the peer, or, when the peer is

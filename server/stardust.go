@@ -93,7 +93,7 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 		Channels:   len(s.hub.Channels(s.opts.Prefix + "/")),
 		Clients:    st.Clients,
 	}
-	if m := s.api.Get("bayeux"); m != nil {
+	if m := s.router.Get("bayeux"); m != nil {
 		if u, err := m.URL(); err == nil {
 			info.Bayeux = u.Path
 			info.Transports = append(info.Transports, "bayeux")

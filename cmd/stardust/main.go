@@ -1,0 +1,346 @@
+// Command stardust is the Stardust COMET server: it reads the configuration
+// (defaults, then the TOML file, then flags), builds the core and serves it
+// over plain HTTP or FastCGI until SIGTERM or SIGINT.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/stardust-go/stardust/conf"
+	"github.com/stardust-go/stardust/examples"
+	"github.com/stardust-go/stardust/fcgi"
+	"github.com/stardust-go/stardust/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; otherwise
+// it comes from the module's build information.
+var version = ""
+
+func main() {
+	m := NewMain()
+	err := m.ParseFlags(os.Args[1:])
+	switch {
+	case errors.Is(err, flag.ErrHelp), errors.Is(err, errDone):
+		os.Exit(0)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "stardust:", err)
+		os.Exit(2)
+	}
+	if m.Check {
+		fmt.Fprintf(os.Stdout, "stardust: configuration %s is ok\n", m.configName())
+		os.Exit(0)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := m.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "stardust:", err)
+		os.Exit(1)
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-m.Failed():
+		m.log.WithError(err).Error("serving failed")
+	}
+	stop()
+	if err := m.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "stardust:", err)
+		os.Exit(1)
+	}
+}
+
+// errDone means the flags asked for something that is now done (--version).
+var errDone = errors.New("done")
+
+// Main is the program: ParseFlags, then Run, then Close. Tests drive it the
+// same way, with a listen address on port 0.
+type Main struct {
+	Config     conf.Config
+	ConfigPath string
+	Check      bool
+	Stdout     io.Writer
+	Stderr     io.Writer
+
+	log      *logrus.Entry
+	logFile  *os.File
+	server   *server.Server
+	listener net.Listener
+	http     *http.Server
+	front    *fcgi.Front
+	failed   chan error
+}
+
+// NewMain returns a Main with the default configuration.
+func NewMain() *Main {
+	return &Main{Config: conf.Default(), Stdout: os.Stdout, Stderr: os.Stderr, failed: make(chan error, 1)}
+}
+
+func (m *Main) configName() string {
+	if m.ConfigPath == "" {
+		return "(defaults)"
+	}
+	return m.ConfigPath
+}
+
+// ParseFlags reads the command line: defaults, then the config file, then the
+// other flags. With --check it validates and reports every problem; with
+// --version or --help it prints and returns errDone or flag.ErrHelp.
+func (m *Main) ParseFlags(args []string) error {
+	fs := flag.NewFlagSet("stardust", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	var (
+		port, listen, base, timeout, docRoot, logLevel string
+		fcgiMode, demo, showVersion                    bool
+	)
+	fs.StringVar(&m.ConfigPath, "config", "", "TOML configuration `file`")
+	fs.StringVar(&m.ConfigPath, "c", "", "short for --config")
+	fs.StringVar(&port, "port", "", "HTTP `port` on the configured host (default 5742)")
+	fs.StringVar(&port, "p", "", "short for --port")
+	fs.StringVar(&base, "base", "", "base `path` of the API (default /comet)")
+	fs.StringVar(&base, "b", "", "short for --base")
+	fs.StringVar(&timeout, "timeout", "", "long-poll hold, e.g. 30s or 30 (default 30s)")
+	fs.StringVar(&timeout, "t", "", "short for --timeout")
+	fs.StringVar(&listen, "listen", "", "listen `address`: host:port or unix:/path")
+	fs.BoolVar(&fcgiMode, "fcgi", false, "serve FastCGI instead of HTTP")
+	fs.StringVar(&docRoot, "document-root", "", "serve static files from `dir` too")
+	fs.BoolVar(&demo, "demo", false, "serve the demo pages at {base}/demo/")
+	fs.StringVar(&logLevel, "log-level", "", "log `level`: debug, info, warn, error")
+	fs.BoolVar(&m.Check, "check", false, "check the configuration, print every problem and exit")
+	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: stardust [flags]\n\nStardust COMET server: channels, JSON over HTTP, long polling, SSE and Bayeux.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if showVersion {
+		fmt.Fprintf(m.Stdout, "stardust %s\n", programVersion())
+		return errDone
+	}
+	var problems []error
+	if m.ConfigPath != "" {
+		cfg, err := conf.Parse(m.ConfigPath)
+		if err != nil && !errors.Is(err, conf.ErrInvalid) {
+			return err
+		}
+		m.Config = cfg
+		problems = append(problems, err)
+	}
+	c := &m.Config
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if listen != "" {
+		c.Server.Listen = listen
+	}
+	if port != "" {
+		host, _, err := net.SplitHostPort(c.Server.Listen)
+		if err != nil || strings.HasPrefix(c.Server.Listen, "unix:") {
+			host = "127.0.0.1"
+		}
+		c.Server.Listen = net.JoinHostPort(host, port)
+	}
+	if base != "" {
+		c.Server.Base = strings.TrimRight(base, "/")
+		if c.Server.Base == "" {
+			c.Server.Base = "/"
+		}
+	}
+	if timeout != "" {
+		d, err := parseSeconds(timeout)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("--timeout: %w", err))
+		}
+		c.Comet.PollTimeout.Duration = d
+	}
+	if set["fcgi"] {
+		c.Server.Mode = map[bool]string{true: "fcgi", false: "http"}[fcgiMode]
+	}
+	if docRoot != "" {
+		c.Server.DocumentRoot = docRoot
+	}
+	if set["demo"] {
+		c.Server.Demo = demo
+	}
+	if logLevel != "" {
+		c.Log.Level = logLevel
+	}
+	if err := c.Validate(); err != nil {
+		problems = append(problems, err)
+	}
+	if err := errors.Join(problems...); err != nil {
+		return fmt.Errorf("configuration %s:\n%w", m.configName(), err)
+	}
+	return nil
+}
+
+// parseSeconds reads a duration as "30s" or, as the Perl original took it,
+// plain seconds "30".
+func parseSeconds(v string) (time.Duration, error) {
+	if n, err := strconv.ParseFloat(v, 64); err == nil {
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("want a duration like 30s, got %q", v)
+	}
+	return d, nil
+}
+
+func programVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// Run opens the log and the listener, builds the core and starts serving in
+// the background. Addr tells where it listens.
+func (m *Main) Run() error {
+	if err := m.openLog(); err != nil {
+		return err
+	}
+	m.server = server.New(serverOptions(&m.Config), m.log)
+	l, err := fcgi.Listen(m.Config.Server.Listen)
+	if err != nil {
+		m.server.Close()
+		return fmt.Errorf("listen: %w", err)
+	}
+	m.listener = l
+	if m.Config.Server.Mode == "fcgi" {
+		m.front = fcgi.New(m.server, m.log.WithField("front", "fcgi"))
+		go m.serve(func() error { return m.front.Serve(l) })
+	} else {
+		m.http = &http.Server{
+			Handler:           m.server,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			ErrorLog:          nil,
+		}
+		go m.serve(func() error { return m.http.Serve(l) })
+	}
+	m.log.WithFields(logrus.Fields{
+		"addr": l.Addr().String(), "mode": m.Config.Server.Mode, "base": m.Config.Server.Base,
+		"version": programVersion(),
+	}).Info("listening")
+	return nil
+}
+
+func (m *Main) serve(fn func() error) {
+	if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		m.failed <- err
+	}
+}
+
+// Failed delivers an error if serving stops on its own.
+func (m *Main) Failed() <-chan error { return m.failed }
+
+// Addr returns the listening address once Run has returned.
+func (m *Main) Addr() net.Addr { return m.listener.Addr() }
+
+// Close shuts down gracefully: every held long-poll is answered at once, the
+// front stops accepting and waits for in-flight requests up to
+// server.shutdown_timeout.
+func (m *Main) Close() error {
+	if m.server == nil {
+		return nil
+	}
+	start := time.Now()
+	m.server.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.Server.ShutdownTimeout.Duration)
+	defer cancel()
+	var err error
+	if m.front != nil {
+		err = m.front.Shutdown(ctx)
+	} else if m.http != nil {
+		err = m.http.Shutdown(ctx)
+	}
+	m.log.WithField("took", time.Since(start).Round(time.Millisecond).String()).Info("stopped")
+	if m.logFile != nil {
+		_ = m.logFile.Close()
+	}
+	return err
+}
+
+func (m *Main) openLog() error {
+	lg := logrus.New()
+	lg.SetOutput(m.Stderr)
+	if m.Config.Log.File != "" {
+		f, err := os.OpenFile(m.Config.Log.File, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			return fmt.Errorf("log file: %w", err)
+		}
+		m.logFile = f
+		lg.SetOutput(f)
+	}
+	level, err := logrus.ParseLevel(m.Config.Log.Level)
+	if err != nil {
+		return fmt.Errorf("log level: %w", err)
+	}
+	lg.SetLevel(level)
+	if m.Config.Log.Format == "json" {
+		lg.SetFormatter(&logrus.JSONFormatter{})
+	} else {
+		lg.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, DisableColors: true})
+	}
+	m.log = logrus.NewEntry(lg)
+	return nil
+}
+
+// serverOptions maps the configuration onto the core's options.
+func serverOptions(c *conf.Config) server.Options {
+	o := server.Options{
+		Base:           c.Server.Base,
+		Prefix:         c.Bayeux.Prefix,
+		PollTimeout:    c.Comet.PollTimeout.Duration,
+		ClientTimeout:  c.Comet.ClientTimeout.Duration,
+		MaxBodyBytes:   c.Server.MaxBodyBytes,
+		MaxMessageSize: c.Comet.MaxMessageBytes,
+		SSEHeartbeat:   c.Comet.SSEHeartbeat.Duration,
+		SSEMaxDuration: c.Comet.SSEMaxDuration.Duration,
+		Hub: server.HubOptions{
+			HistorySize:      c.Comet.HistorySize,
+			QueueMaxMessages: c.Comet.QueueMaxMessages,
+			QueueMaxBytes:    c.Comet.QueueMaxBytes,
+			MaxClients:       c.Comet.MaxClients,
+			ChannelTimeout:   c.Comet.ChannelTimeout.Duration,
+		},
+		DocumentRoot:   c.Server.DocumentRoot,
+		DirectoryIndex: c.Server.DirectoryIndex,
+		TypeExpires:    map[string]time.Duration{},
+		CORSOrigins:    c.Server.CORSOrigins,
+		Version:        programVersion(),
+	}
+	for typ, d := range c.Server.TypeExpires {
+		o.TypeExpires[typ] = d.Duration
+	}
+	for _, tp := range c.Server.TrustedProxies {
+		if p, err := conf.ParsePrefix(tp); err == nil {
+			o.TrustedProxies = append(o.TrustedProxies, p)
+		}
+	}
+	if c.Server.Demo {
+		o.Demo = examples.Demo()
+	}
+	return o
+}

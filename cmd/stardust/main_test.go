@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stardust-go/stardust/internal/fcgitest"
+)
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "stardust.toml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newTestMain() (*Main, *bytes.Buffer) {
+	m := NewMain()
+	var out bytes.Buffer
+	m.Stdout, m.Stderr = &out, &out
+	return m, &out
+}
+
+func TestFlagsOverrideFileOverDefaults(t *testing.T) {
+	file := writeFile(t, "[server]\nbase = \"/push\"\nlisten = \"127.0.0.1:7000\"\n[comet]\npoll_timeout = \"10s\"\nhistory_size = 3\n")
+	m, _ := newTestMain()
+	if err := m.ParseFlags([]string{"-c", file, "--timeout", "3", "-p", "7001", "--fcgi"}); err != nil {
+		t.Fatal(err)
+	}
+	c := m.Config
+	if c.Server.Base != "/push" || c.Comet.HistorySize != 3 {
+		t.Errorf("file not applied: base %q history %d", c.Server.Base, c.Comet.HistorySize)
+	}
+	if c.Comet.PollTimeout.Duration != 3*time.Second {
+		t.Errorf("--timeout 3 gave %s", c.Comet.PollTimeout)
+	}
+	if c.Server.Listen != "127.0.0.1:7001" || c.Server.Mode != "fcgi" {
+		t.Errorf("flags not applied: listen %q mode %q", c.Server.Listen, c.Server.Mode)
+	}
+	if c.Comet.ClientTimeout.Duration != 60*time.Second {
+		t.Errorf("default lost: client_timeout %s", c.Comet.ClientTimeout)
+	}
+}
+
+func TestCheckListsEveryProblem(t *testing.T) {
+	file := writeFile(t, "[server]\nmode = \"cgi\"\nlistne = \"x\"\n[log]\nformat = \"xml\"\n")
+	m, _ := newTestMain()
+	err := m.ParseFlags([]string{"--check", "--config", file})
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, want := range []string{`unknown key "server.listne"`, "server.mode", "log.format"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s:\n%v", want, err)
+		}
+	}
+	m, _ = newTestMain()
+	if err := m.ParseFlags([]string{"--check", "--config", "../../conf/stardust.toml"}); err != nil {
+		t.Errorf("the annotated file does not pass --check: %v", err)
+	}
+	m, _ = newTestMain()
+	if err := m.ParseFlags([]string{"--timeout", "soon"}); err == nil || !strings.Contains(err.Error(), "--timeout") {
+		t.Errorf("bad --timeout: %v", err)
+	}
+}
+
+// startMain runs the real program in-process on a free port.
+func startMain(t *testing.T, args ...string) *Main {
+	t.Helper()
+	m, _ := newTestMain()
+	if err := m.ParseFlags(append([]string{"--listen", "127.0.0.1:0", "--log-level", "warn"}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+func TestEndToEndHTTP(t *testing.T) {
+	before := runtime.NumGoroutine()
+	m := startMain(t, "--timeout", "5s")
+	base := "http://" + m.Addr().String() + "/comet"
+	got := make(chan string, 1)
+	go func() {
+		resp, err := http.Get(base + "/channel/news/stream/1.5")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		got <- string(b)
+	}()
+	waitClient(t, m, "1.5")
+	resp, err := http.PostForm(base+"/channel/news", url.Values{"m": {`{"type":"headline","text":"hi"}`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	body := wait(t, got)
+	if !strings.Contains(body, `"type":"headline"`) || !strings.Contains(body, `"_ch":"news"`) {
+		t.Fatalf("stream got %s", body)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	checkGoroutines(t, before)
+}
+
+func TestEndToEndFastCGI(t *testing.T) {
+	m := startMain(t, "--fcgi", "--timeout", "5s")
+	addr := m.Addr().String()
+	got := make(chan string, 1)
+	go func() {
+		resp, err := fcgitest.Get(addr, "/comet/channel/news+sport/stream/77")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		got <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}()
+	waitClient(t, m, "77")
+	resp, err := fcgitest.Post(addr, "/comet/channel/sport", "application/x-www-form-urlencoded",
+		strings.NewReader("m="+url.QueryEscape(`{"type":"goal"}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("publish over FastCGI: %d %s", resp.StatusCode, pb)
+	}
+	body := wait(t, got)
+	if !strings.HasPrefix(body, "200 ") || !strings.Contains(body, `"type":"goal"`) || !strings.Contains(body, `"_ch":"sport"`) {
+		t.Fatalf("stream over FastCGI got %s", body)
+	}
+	// The info URL and a JSON 404 route the same under FastCGI.
+	resp, err = fcgitest.Get(addr, "/comet/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ib, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(ib), "Stardust COMET Server") {
+		t.Errorf("info over FastCGI: %s", ib)
+	}
+}
+
+func waitClient(t *testing.T, m *Main, id string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if c := m.server.Hub().Client(id); c != nil && c.Polling() {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("client %s never polled", id)
+}
+
+func wait(t *testing.T, ch <-chan string) string {
+	t.Helper()
+	select {
+	case s := <-ch:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer within 10s")
+		return ""
+	}
+}
+
+func checkGoroutines(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+2 {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// buildBinary builds the real program once per test binary run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "stardust")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+var addrLine = regexp.MustCompile(`addr="?([0-9.]+:[0-9]+)`)
+
+// startProcess runs the binary and returns it with the address it logged.
+func startProcess(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0"}, args...)...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := bufio.NewScanner(stderr)
+	found := make(chan string, 1)
+	go func() {
+		for lines.Scan() {
+			if m := addrLine.FindStringSubmatch(lines.Text()); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case addr := <-found:
+		return cmd, addr
+	case <-time.After(20 * time.Second):
+		t.Fatal("the program never logged its address")
+		return nil, ""
+	}
+}
+
+func TestSignalShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	for _, mode := range []string{"http", "fcgi"} {
+		t.Run(mode, func(t *testing.T) {
+			args := []string{"--timeout", "60s"}
+			if mode == "fcgi" {
+				args = append(args, "--fcgi")
+			}
+			cmd, addr := startProcess(t, bin, args...)
+			got := make(chan string, 1)
+			go func() {
+				var resp *http.Response
+				var err error
+				if mode == "fcgi" {
+					resp, err = fcgitest.Get(addr, "/comet/channel/x/stream/9")
+				} else {
+					resp, err = http.Get("http://" + addr + "/comet/channel/x/stream/9")
+				}
+				if err != nil {
+					got <- "error: " + err.Error()
+					return
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				got <- strings.TrimSpace(string(b))
+			}()
+			time.Sleep(300 * time.Millisecond) // let the poll be held
+			start := time.Now()
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if body := wait(t, got); body != "[]" {
+				t.Errorf("held poll answered %q on SIGTERM, want []", body)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			select {
+			case err := <-exited:
+				if err != nil {
+					t.Errorf("exit: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("did not exit within 5s of SIGTERM")
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("shutdown took %s", d)
+			}
+		})
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	m, out := newTestMain()
+	if err := m.ParseFlags([]string{"--version"}); err != errDone || !strings.HasPrefix(out.String(), "stardust ") {
+		t.Errorf("--version: %v %q", err, out)
+	}
+	m, out = newTestMain()
+	if err := m.ParseFlags([]string{"--help"}); err == nil || !strings.Contains(out.String(), "--document-root") && !strings.Contains(out.String(), "-document-root") {
+		t.Errorf("--help: %v %q", err, out)
+	}
+}
