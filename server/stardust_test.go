@@ -167,8 +167,8 @@ func TestBadInput(t *testing.T) {
 	_, ts := testServer(t, Options{MaxBodyBytes: 4096, MaxMessageSize: 1024, Hub: HubOptions{HistorySize: 10}})
 	tests := []struct {
 		name, method, path, ctype, body string
-		status                           int
-		mention                          string
+		status                          int
+		mention                         string
 	}{
 		{"missing m", "POST", "/comet/channel/foo", "application/x-www-form-urlencoded", "x=1", 400, "missing parameter m"},
 		{"invalid second m", "POST", "/comet/channel/foo", "application/x-www-form-urlencoded",

@@ -52,7 +52,7 @@ func TestStaticFiles(t *testing.T) {
 		t.Run(tt.path, func(t *testing.T) {
 			req, _ := http.NewRequest("GET", ts.URL+tt.path, nil)
 			req.URL.Opaque = tt.path // send the path exactly as written
-			c := http.DefaultClient // follows mux's redirect to the cleaned path
+			c := http.DefaultClient  // follows mux's redirect to the cleaned path
 			if tt.status == 301 {
 				c = client
 			}
