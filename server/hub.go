@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -142,25 +143,60 @@ func (h *Hub) Client(id string) *Client {
 // idle timeout) if it does not exist; created says which. It fails when the
 // hub is closed or holds MaxClients clients already.
 func (h *Hub) Register(id, kind string, timeout time.Duration, remote string) (c *Client, created bool, err error) {
-	if h.Closed() {
-		return nil, false, ErrClosed
-	}
-	h.mu.Lock()
-	if c = h.clients[id]; c != nil {
-		h.mu.Unlock()
+	if c = h.Client(id); c != nil {
 		c.Touch()
 		return c, false, nil
 	}
+	c = h.NewClient(id, kind, timeout, remote)
+	if err := h.Add(c); err != nil {
+		if errors.Is(err, errExists) {
+			return h.Register(id, kind, timeout, remote)
+		}
+		return nil, false, err
+	}
+	return c, true, nil
+}
+
+// NewClient makes a client that is not yet known to the hub, so that a hook
+// (such as a handshake ACL) can look at it and mark it before Add.
+func (h *Hub) NewClient(id, kind string, timeout time.Duration, remote string) *Client {
+	return &Client{hub: h, id: id, kind: kind, timeout: timeout, Remote: remote,
+		subs: map[string][]string{}, lastSeen: time.Now(), done: make(chan struct{})}
+}
+
+var errExists = errors.New("client id exists")
+
+// Add makes a client from NewClient known to the hub. It fails when the hub is
+// closed, is full, or already has a client with that id.
+func (h *Hub) Add(c *Client) error {
+	if h.Closed() {
+		return ErrClosed
+	}
+	h.mu.Lock()
+	if h.clients[c.id] != nil {
+		h.mu.Unlock()
+		return errExists
+	}
 	if len(h.clients) >= h.opts.MaxClients {
 		h.mu.Unlock()
-		return nil, false, fmt.Errorf("%w: %d sessions", ErrTooManyClients, h.opts.MaxClients)
+		return fmt.Errorf("%w: %d sessions", ErrTooManyClients, h.opts.MaxClients)
 	}
-	c = &Client{hub: h, id: id, kind: kind, timeout: timeout, Remote: remote,
-		subs: map[string][]string{}, lastSeen: time.Now(), done: make(chan struct{})}
-	h.clients[id] = c
+	c.lastSeen = time.Now()
+	h.clients[c.id] = c
 	h.mu.Unlock()
-	h.emit(Event{Type: "client_connect", ClientID: id, Kind: kind, Remote: remote})
-	return c, true, nil
+	h.emit(Event{Type: "client_connect", ClientID: c.id, Kind: c.kind, Remote: c.Remote})
+	return nil
+}
+
+// Deliver queues m for one client only, outside any channel: a service's
+// answer to its caller. It is not kept in history and not seen by subscribers.
+func (h *Hub) Deliver(c *Client, m *Message) {
+	m.Seq = h.seq.Add(1)
+	m.Time = time.Now()
+	if d := c.enqueue(m, h.opts.QueueMaxMessages, h.opts.QueueMaxBytes); d > 0 {
+		h.drops.Add(uint64(d))
+	}
+	h.delivered.Add(1)
 }
 
 // Remove unsubscribes the client from everything, drops its queue and forgets

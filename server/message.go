@@ -31,6 +31,12 @@ type Message struct {
 	Seq  uint64
 	Time time.Time
 
+	// reply marks a service's answer to its caller: its Bayeux form carries
+	// the call's id and successful, as CometD's remoteCall expects. Other
+	// messages never carry the publisher's id, which a subscriber's pending
+	// remote call could mistake for its answer.
+	reply bool
+
 	stardustOnce sync.Once
 	stardust     []byte
 	bayeuxOnce   sync.Once
@@ -72,9 +78,10 @@ func (m *Message) bayeuxJSON() []byte {
 		} else {
 			b.Write(m.Data)
 		}
-		if m.ID != "" {
+		if m.reply {
 			b.WriteString(`,"id":`)
 			writeJSONString(&b, m.ID)
+			b.WriteString(`,"successful":true`)
 		}
 		b.WriteByte('}')
 		m.bayeux = b.Bytes()

@@ -37,6 +37,9 @@ type Options struct {
 	TrustedProxies []netip.Prefix           // X-Forwarded-For honoured from these peers
 
 	Version string // reported by the info URL
+
+	// Bayeux, if not nil, serves Bayeux 1.0 at Base+"/bayeux" and Base+"/cometd".
+	Bayeux *BayeuxOptions
 }
 
 func (o *Options) defaults() {
@@ -82,6 +85,7 @@ type Server struct {
 	hub     *Hub
 	router  *mux.Router
 	started time.Time
+	bayeux  *Bayeux
 	handler http.Handler
 	wrapMu  sync.Mutex
 }
@@ -141,6 +145,14 @@ func (s *Server) routes() {
 	r.HandleFunc(b+"/channel/{chans}/stream/{id}", s.handleStream).Methods(http.MethodGet)
 	// jquery.ev as in the Perl synopsis polls /channel/foo/ID without "stream".
 	r.HandleFunc(b+"/channel/{chans}/{id:[0-9.]+}", s.handleStream).Methods(http.MethodGet)
+	if s.opts.Bayeux != nil {
+		s.bayeux = newBayeux(s, *s.opts.Bayeux)
+		// CometD appends /handshake, /connect... to the URL; route them all.
+		r.Handle(b+"/bayeux", s.bayeux).Name("bayeux")
+		r.Handle(b+"/bayeux/{rest:.*}", s.bayeux)
+		r.Handle(b+"/cometd", s.bayeux)
+		r.Handle(b+"/cometd/{rest:.*}", s.bayeux)
+	}
 	if s.opts.Demo != nil {
 		r.PathPrefix(b + "/demo/").Handler(http.StripPrefix(b+"/demo/", http.FileServer(http.FS(s.opts.Demo))))
 	}
@@ -173,12 +185,7 @@ func (s *Server) clientIP(r *http.Request) string {
 // X-Forwarded-For only when the connection comes from a trusted proxy, and
 // then walking the list from the right past trusted proxies.
 func ClientIP(r *http.Request, trusted []netip.Prefix) string {
-	peer := r.RemoteAddr
-	if ap, err := netip.ParseAddrPort(peer); err == nil {
-		peer = ap.Addr().Unmap().String()
-	} else if a, err := netip.ParseAddr(peer); err == nil {
-		peer = a.Unmap().String()
-	}
+	peer := peerAddr(r)
 	if !isTrusted(peer, trusted) {
 		return peer
 	}
@@ -199,6 +206,17 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) string {
 		peer = a.Unmap().String()
 	}
 	return peer
+}
+
+// peerAddr is the address of the connection's other end, without the port.
+func peerAddr(r *http.Request) string {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	if a, err := netip.ParseAddr(r.RemoteAddr); err == nil {
+		return a.Unmap().String()
+	}
+	return r.RemoteAddr
 }
 
 func isTrusted(addr string, trusted []netip.Prefix) bool {

@@ -184,6 +184,8 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if err := c.Validate(); err != nil {
 		problems = append(problems, err)
+	} else if _, err := serverOptions(c); err != nil {
+		problems = append(problems, err)
 	}
 	if err := errors.Join(problems...); err != nil {
 		return fmt.Errorf("configuration %s:\n%w", m.configName(), err)
@@ -220,7 +222,11 @@ func (m *Main) Run() error {
 	if err := m.openLog(); err != nil {
 		return err
 	}
-	m.server = server.New(serverOptions(&m.Config), m.log)
+	opts, err := serverOptions(&m.Config)
+	if err != nil {
+		return err
+	}
+	m.server = server.New(opts, m.log)
 	l, err := fcgi.Listen(m.Config.Server.Listen)
 	if err != nil {
 		m.server.Close()
@@ -308,7 +314,7 @@ func (m *Main) openLog() error {
 }
 
 // serverOptions maps the configuration onto the core's options.
-func serverOptions(c *conf.Config) server.Options {
+func serverOptions(c *conf.Config) (server.Options, error) {
 	o := server.Options{
 		Base:           c.Server.Base,
 		Prefix:         c.Bayeux.Prefix,
@@ -342,5 +348,47 @@ func serverOptions(c *conf.Config) server.Options {
 	if c.Server.Demo {
 		o.Demo = examples.Demo()
 	}
-	return o
+	if c.Bayeux.Enabled {
+		bo, err := bayeuxOptions(&c.Bayeux)
+		if err != nil {
+			return o, err
+		}
+		o.Bayeux = bo
+	}
+	return o, nil
+}
+
+// builtinServices are the services [bayeux] services can name.
+var builtinServices = map[string]server.Service{"echo": server.EchoService}
+
+func bayeuxOptions(c *conf.Bayeux) (*server.BayeuxOptions, error) {
+	auth, err := server.HandshakeAuth(c.Auth.Mode, c.Auth.Secret, c.Auth.Users)
+	if err != nil {
+		return nil, fmt.Errorf("bayeux.auth: %w", err)
+	}
+	rules := make([]server.ACLRule, len(c.ACL))
+	for i, r := range c.ACL {
+		rules[i] = server.ACLRule{Channel: r.Channel, Subscribe: r.Subscribe, Publish: r.Publish}
+	}
+	acl, err := server.RulesACL(rules)
+	if err != nil {
+		return nil, fmt.Errorf("bayeux.acl: %w", err)
+	}
+	services := map[string]server.Service{}
+	for _, name := range c.Services {
+		svc, ok := builtinServices[name]
+		if !ok {
+			return nil, fmt.Errorf("bayeux.services: no built-in service %q (known: echo)", name)
+		}
+		services[name] = svc
+	}
+	return &server.BayeuxOptions{
+		AnonPublish:          c.AnonPublish,
+		ConnectTimeout:       c.ConnectTimeout.Duration,
+		Interval:             c.Interval.Duration,
+		ClientMaxConnections: c.ClientMaxConnections,
+		WebSocket:            c.WebSocket,
+		Services:             services,
+		MessageACL:           server.ChainACL(auth, acl),
+	}, nil
 }

@@ -1,0 +1,204 @@
+package server
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The common access rules, for configuration from TOML; anything else is a
+// MessageACL written in Go.
+
+// ACLRule says who may subscribe to and publish on channels matching Channel
+// (a channel or a pattern ending in /* or /**). Who is "*" (anyone),
+// "authenticated" (a client a handshake check marked) or "user:NAME".
+type ACLRule struct {
+	Channel   string
+	Subscribe []string
+	Publish   []string
+}
+
+// RulesACL checks subscribes and publishes against rules, in order. For a
+// publish, the first rule matching the channel decides. For a subscription,
+// every rule that could match one of its channels must allow it, up to the
+// first rule that covers all of them, so that "/chat/**" cannot be used to
+// read a "/chat/private/**" that a later rule closes. A channel no rule
+// matches is open. Meta messages other than subscribe are not checked.
+func RulesACL(rules []ACLRule) (MessageACL, error) {
+	type rule struct {
+		segs      []string
+		subscribe []string
+		publish   []string
+	}
+	parsed := make([]rule, len(rules))
+	for i, r := range rules {
+		segs, err := ParseChannel(r.Channel, true)
+		if err != nil {
+			return nil, fmt.Errorf("acl rule %d: %w", i+1, err)
+		}
+		for _, who := range append(append([]string{}, r.Subscribe...), r.Publish...) {
+			if who != "*" && who != "authenticated" && !(strings.HasPrefix(who, "user:") && len(who) > 5) {
+				return nil, fmt.Errorf("acl rule %d: who %q (want \"*\", \"authenticated\" or \"user:NAME\")", i+1, who)
+			}
+		}
+		parsed[i] = rule{segs, r.Subscribe, r.Publish}
+	}
+	check := func(c *Client, channel string, subscribe bool) error {
+		segs, err := ParseChannel(channel, true)
+		if err != nil {
+			return err
+		}
+		for _, r := range parsed {
+			if !overlaps(r.segs, segs) {
+				continue
+			}
+			who := r.publish
+			if subscribe {
+				who = r.subscribe
+			}
+			if !allowed(c, who) {
+				verb := "publish to"
+				if subscribe {
+					verb = "subscribe to"
+				}
+				return fmt.Errorf("not allowed to %s %s", verb, channel)
+			}
+			if covers(r.segs, segs) {
+				return nil
+			}
+		}
+		return nil
+	}
+	return func(c *Client, m *BayeuxMessage) error {
+		switch {
+		case m.Channel == "/meta/subscribe":
+			for _, sub := range m.Subscriptions {
+				if err := check(c, sub, true); err != nil {
+					return err
+				}
+			}
+		case IsMeta(m.Channel):
+		default:
+			return check(c, m.Channel, false)
+		}
+		return nil
+	}, nil
+}
+
+func allowed(c *Client, who []string) bool {
+	for _, w := range who {
+		switch {
+		case w == "*":
+			return true
+		case c == nil:
+		case w == "authenticated":
+			if v, _ := c.Values.Load("authenticated"); v == true {
+				return true
+			}
+		case strings.HasPrefix(w, "user:"):
+			if v, _ := c.Values.Load("user"); v == w[5:] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// overlaps reports whether some channel matches both patterns.
+func overlaps(a, b []string) bool {
+	switch {
+	case len(a) == 0 || len(b) == 0:
+		return len(a) == 0 && len(b) == 0
+	case a[0] == "**" || b[0] == "**":
+		return true // each side still matches at least one more segment
+	case a[0] == "*" || b[0] == "*" || a[0] == b[0]:
+		return overlaps(a[1:], b[1:])
+	}
+	return false
+}
+
+// covers reports whether every channel matching p also matches r.
+func covers(r, p []string) bool {
+	switch {
+	case len(r) == 0:
+		return len(p) == 0
+	case r[0] == "**":
+		return len(p) > 0
+	case len(p) == 0 || p[0] == "**":
+		return false
+	case r[0] == "*":
+		return covers(r[1:], p[1:])
+	case p[0] == "*":
+		return false
+	}
+	return r[0] == p[0] && covers(r[1:], p[1:])
+}
+
+// UserHash is the form of a password kept in [bayeux.auth] users:
+// "sha256:" and the hex of its SHA-256.
+func UserHash(password string) string {
+	sum := sha256.Sum256([]byte(password))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// ErrBadCredentials rejects a handshake whose ext credentials do not check out.
+var ErrBadCredentials = errors.New("invalid credentials")
+
+// HandshakeAuth checks handshakes: with mode "secret", ext.secret must equal
+// secret; with mode "users", ext.username and ext.password must match users
+// (name to UserHash). A client that passes is marked "authenticated" (and
+// "user" with its name) for RulesACL. Mode "none" lets everyone in.
+func HandshakeAuth(mode, secret string, users map[string]string) (MessageACL, error) {
+	switch mode {
+	case "", "none":
+		return func(*Client, *BayeuxMessage) error { return nil }, nil
+	case "secret":
+		if secret == "" {
+			return nil, errors.New("auth mode secret needs a secret")
+		}
+		return func(c *Client, m *BayeuxMessage) error {
+			if m.Channel != "/meta/handshake" {
+				return nil
+			}
+			if subtle.ConstantTimeCompare([]byte(m.ExtString("secret")), []byte(secret)) != 1 {
+				return ErrBadCredentials
+			}
+			c.Values.Store("authenticated", true)
+			return nil
+		}, nil
+	case "users":
+		return func(c *Client, m *BayeuxMessage) error {
+			if m.Channel != "/meta/handshake" {
+				return nil
+			}
+			name := m.ExtString("username")
+			want, ok := users[name]
+			got := UserHash(m.ExtString("password"))
+			if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 || !ok {
+				return ErrBadCredentials
+			}
+			c.Values.Store("authenticated", true)
+			c.Values.Store("user", name)
+			return nil
+		}, nil
+	}
+	return nil, fmt.Errorf("auth mode %q (want none, secret or users)", mode)
+}
+
+// ChainACL runs hooks in order; the first error rejects the message.
+func ChainACL(acls ...MessageACL) MessageACL {
+	return func(c *Client, m *BayeuxMessage) error {
+		for _, acl := range acls {
+			if acl == nil {
+				continue
+			}
+			if err := acl(c, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,210 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// BayeuxMessage is one Bayeux message as a client sent it. Hooks (MessageACL,
+// services) receive it; they must not keep it after they return.
+type BayeuxMessage struct {
+	Channel                  string          `json:"channel"`
+	ID                       json.RawMessage `json:"id,omitempty"` // echoed exactly as sent
+	ClientID                 string          `json:"clientId,omitempty"`
+	Data                     json.RawMessage `json:"data,omitempty"`
+	Ext                      json.RawMessage `json:"ext,omitempty"`
+	Advice                   json.RawMessage `json:"advice,omitempty"`
+	Version                  string          `json:"version,omitempty"`
+	MinimumVersion           string          `json:"minimumVersion,omitempty"`
+	SupportedConnectionTypes []string        `json:"supportedConnectionTypes,omitempty"`
+	ConnectionType           string          `json:"connectionType,omitempty"`
+	Subscription             json.RawMessage `json:"subscription,omitempty"` // a string or an array of strings
+
+	// Subscriptions is Subscription read as a list (meta subscribe/unsubscribe).
+	Subscriptions []string `json:"-"`
+}
+
+// ExtString returns ext[key] when it is a string, for handshake credentials.
+func (m *BayeuxMessage) ExtString(key string) string {
+	var ext map[string]json.RawMessage
+	if json.Unmarshal(m.Ext, &ext) != nil {
+		return ""
+	}
+	var v string
+	if json.Unmarshal(ext[key], &v) != nil {
+		return ""
+	}
+	return v
+}
+
+// idString is the message id for use inside error strings and logs.
+func (m *BayeuxMessage) idString() string {
+	var s string
+	if json.Unmarshal(m.ID, &s) == nil {
+		return s
+	}
+	return string(m.ID)
+}
+
+// maxBatch bounds the messages of one request, so that a client cannot make
+// the server do unbounded work for one body.
+const maxBatch = 1000
+
+// DecodeBayeux reads a request body holding one Bayeux message (a JSON object)
+// or a batch (an array of them). Every message needs a channel; fields of the
+// wrong type are errors that name the message and the field. Nothing of a
+// batch with an error is to be processed.
+func DecodeBayeux(body []byte) ([]*BayeuxMessage, error) {
+	b := bytes.TrimSpace(body)
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%w: empty Bayeux message", ErrBadMessage)
+	}
+	var raws []json.RawMessage
+	if b[0] == '[' {
+		if err := json.Unmarshal(b, &raws); err != nil {
+			return nil, fmt.Errorf("%w: invalid JSON: %v", ErrBadMessage, jsonErrText(err))
+		}
+	} else {
+		raws = []json.RawMessage{b}
+	}
+	if len(raws) == 0 {
+		return nil, fmt.Errorf("%w: empty batch", ErrBadMessage)
+	}
+	if len(raws) > maxBatch {
+		return nil, fmt.Errorf("%w: more than %d messages in one batch", ErrBadMessage, maxBatch)
+	}
+	out := make([]*BayeuxMessage, len(raws))
+	for i, raw := range raws {
+		m, err := decodeOneBayeux(raw)
+		if err != nil {
+			return nil, fmt.Errorf("message #%d: %w", i+1, err)
+		}
+		out[i] = m
+	}
+	return out, nil
+}
+
+func decodeOneBayeux(raw json.RawMessage) (*BayeuxMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, fmt.Errorf("%w: want a JSON object", ErrBadMessage)
+	}
+	m := &BayeuxMessage{}
+	if err := json.Unmarshal(raw, m); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return nil, fmt.Errorf("%w: field %q: wrong type %s", ErrBadMessage, te.Field, te.Value)
+		}
+		return nil, fmt.Errorf("%w: invalid JSON: %v", ErrBadMessage, jsonErrText(err))
+	}
+	if m.Channel == "" {
+		return nil, fmt.Errorf("%w: missing channel", ErrBadMessage)
+	}
+	if len(m.ID) > 0 {
+		switch m.ID[0] {
+		case '"', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		default:
+			return nil, fmt.Errorf("%w: field \"id\": want a string or number", ErrBadMessage)
+		}
+	}
+	if len(m.Ext) > 0 && m.Ext[0] != '{' && string(m.Ext) != "null" {
+		return nil, fmt.Errorf("%w: field \"ext\": want an object", ErrBadMessage)
+	}
+	if len(m.Advice) > 0 && m.Advice[0] != '{' && string(m.Advice) != "null" {
+		return nil, fmt.Errorf("%w: field \"advice\": want an object", ErrBadMessage)
+	}
+	if len(m.Subscription) > 0 {
+		subs, err := decodeSubscriptions(m.Subscription)
+		if err != nil {
+			return nil, err
+		}
+		m.Subscriptions = subs
+	}
+	return m, nil
+}
+
+func decodeSubscriptions(raw json.RawMessage) ([]string, error) {
+	var one string
+	if err := json.Unmarshal(raw, &one); err == nil {
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(raw, &many); err != nil || len(many) == 0 {
+		return nil, fmt.Errorf("%w: field \"subscription\": want a channel or a non-empty array of channels", ErrBadMessage)
+	}
+	if len(many) > maxChannelsPerRequest {
+		return nil, fmt.Errorf("%w: field \"subscription\": more than %d channels", ErrBadMessage, maxChannelsPerRequest)
+	}
+	return many, nil
+}
+
+// bayeuxAdvice is the advice field of replies.
+type bayeuxAdvice struct {
+	Reconnect string `json:"reconnect,omitempty"`
+	Interval  int64  `json:"interval"`
+	Timeout   int64  `json:"timeout,omitempty"`
+}
+
+// bayeuxReply is the server's answer to one message.
+type bayeuxReply struct {
+	Channel                  string          `json:"channel"`
+	Successful               bool            `json:"successful"`
+	ID                       json.RawMessage `json:"id,omitempty"`
+	ClientID                 string          `json:"clientId,omitempty"`
+	Version                  string          `json:"version,omitempty"`
+	SupportedConnectionTypes []string        `json:"supportedConnectionTypes,omitempty"`
+	Subscription             json.RawMessage `json:"subscription,omitempty"`
+	Data                     json.RawMessage `json:"data,omitempty"`
+	Error                    string          `json:"error,omitempty"`
+	Advice                   *bayeuxAdvice   `json:"advice,omitempty"`
+	Ext                      json.RawMessage `json:"ext,omitempty"`
+}
+
+func (r *bayeuxReply) encode() []byte {
+	b, _ := json.Marshal(r)
+	return b
+}
+
+// Errors of the Bayeux protocol beyond the core's.
+var (
+	ErrVersion  = errors.New("unsupported version")
+	ErrConnType = errors.New("connection types not supported")
+)
+
+// bayeuxError maps an error to a Bayeux error string "code:args:message",
+// args being what the error is about (a client id, a channel...).
+func bayeuxError(err error, args ...string) string {
+	code := 500
+	switch {
+	case errors.Is(err, ErrVersion):
+		code = 300
+	case errors.Is(err, ErrConnType):
+		code = 301
+	case errors.Is(err, ErrUnknownClient):
+		code = 402
+	case errors.Is(err, ErrForbidden):
+		code = 403
+	case errors.Is(err, ErrBadChannel):
+		code = 405
+	case errors.Is(err, ErrBadMessage), errors.Is(err, ErrBadClientID):
+		code = 400
+	case errors.Is(err, ErrTooMany), errors.Is(err, ErrTooManyClients), errors.Is(err, ErrClosed):
+		code = 503
+	}
+	msg := err.Error()
+	if code == 500 {
+		msg = "Internal error"
+	}
+	if code == 402 {
+		msg = "Unknown client" // the exact text clients look for
+	}
+	// A colon in the message part is fine; args are comma-joined and colon-free.
+	for i, a := range args {
+		args[i] = strings.ReplaceAll(a, ":", "_")
+	}
+	return strconv.Itoa(code) + ":" + strings.Join(args, ",") + ":" + msg
+}

@@ -1,0 +1,163 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+
+	"github.com/gorilla/websocket"
+)
+
+// ServeHTTP routes a Bayeux request to its transport: a WebSocket upgrade,
+// callback-polling (GET with message= and jsonp=) or long-polling (POST).
+func (b *Bayeux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case websocket.IsWebSocketUpgrade(r):
+		if !b.opts.WebSocket {
+			writeError(w, fmt.Errorf("%w: the websocket transport is disabled", ErrBadMessage))
+			return
+		}
+		b.serveWebSocket(w, r)
+	case r.Method == http.MethodPost:
+		b.serveLongPolling(w, r)
+	case r.Method == http.MethodGet:
+		b.serveCallbackPolling(w, r)
+	default:
+		writeError(w, fmt.Errorf("%w: %s (Bayeux takes POST, GET with jsonp, or a WebSocket upgrade)", ErrMethod, r.Method))
+	}
+}
+
+// readBody reads a request body up to the server's limit.
+func (b *Bayeux) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.s.opts.MaxBodyBytes))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, fmt.Errorf("%w: body over %d bytes", ErrTooLarge, mbe.Limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading body: %v", ErrBadMessage, err)
+	}
+	return body, nil
+}
+
+// longPollingBatch reads the messages of a long-polling POST: a JSON body
+// (application/json or text/json), or form fields message= (each one message
+// or a batch).
+func longPollingBatch(contentType string, body []byte) ([]*BayeuxMessage, error) {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	switch mt {
+	case "application/json", "text/json", "":
+		if mt == "" && !looksJSON(body) {
+			break
+		}
+		return DecodeBayeux(body)
+	case "application/x-www-form-urlencoded":
+	default:
+		return nil, fmt.Errorf("%w: unsupported Content-Type %q (want application/json or form data with message=)", ErrBadMessage, mt)
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, fmt.Errorf("%w: form body: %v", ErrBadMessage, err)
+	}
+	return formBatch(form["message"])
+}
+
+// formBatch decodes message= fields, each a message or a batch, in order.
+func formBatch(fields []string) ([]*BayeuxMessage, error) {
+	if len(fields) == 0 {
+		return nil, fmt.Errorf("%w: missing parameter message", ErrBadMessage)
+	}
+	var batch []*BayeuxMessage
+	for _, f := range fields {
+		msgs, err := DecodeBayeux([]byte(f))
+		if err != nil {
+			return nil, err
+		}
+		batch = append(batch, msgs...)
+	}
+	if len(batch) > maxBatch {
+		return nil, fmt.Errorf("%w: more than %d messages in one batch", ErrBadMessage, maxBatch)
+	}
+	return batch, nil
+}
+
+func (b *Bayeux) serveLongPolling(w http.ResponseWriter, r *http.Request) {
+	body, err := b.readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	batch, err := longPollingBatch(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out, err := b.exchange(r, batch, TransportLongPolling)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	setJSONHeaders(w.Header())
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	_, _ = w.Write(out)
+}
+
+// jsonpName is a safe callback name: identifiers, dotted at most.
+var jsonpName = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]{0,127}(\.[A-Za-z_$][A-Za-z0-9_$]{0,127}){0,3}$`)
+
+func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	callback := q.Get("jsonp")
+	if callback == "" {
+		callback = "jsonpcallback"
+	}
+	if !jsonpName.MatchString(callback) {
+		writeError(w, fmt.Errorf("%w: jsonp=%q is not a plain identifier", ErrBadMessage, callback))
+		return
+	}
+	batch, err := formBatch(q["message"])
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out, err := b.exchange(r, batch, TransportCallbackPolling)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/javascript;charset=UTF-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	// The leading comment keeps a callback name from being read as the start
+	// of a file type signature (the Rosetta Flash attack).
+	_, _ = fmt.Fprintf(w, "/**/%s(%s);", callback, out)
+}
+
+// exchange processes an HTTP batch and, when it holds a connect, waits for
+// messages or the hold time; it returns the JSON array to send back.
+func (b *Bayeux) exchange(r *http.Request, batch []*BayeuxMessage, transport string) ([]byte, error) {
+	ip := b.s.clientIP(r)
+	replies, held := b.process(batch, ip, transport)
+	if held == nil {
+		return jsonArray(replies), nil
+	}
+	if held.hold > 0 {
+		if !b.takeConnection(ip) {
+			return nil, fmt.Errorf("%w: more than %d held connects from %s", ErrTooMany, b.opts.ClientMaxConnections, ip)
+		}
+		defer b.releaseConnection(ip)
+	}
+	held.client.Values.Store("transport", transport)
+	msgs, why := b.hold(r.Context(), held)
+	out := make([][]byte, 0, len(replies)+len(msgs)+1)
+	out = append(out, replies...)
+	out = append(out, msgs...)
+	out = append(out, b.connectReply(held, why))
+	return jsonArray(out), nil
+}

@@ -1,0 +1,232 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/sirupsen/logrus"
+)
+
+// The websocket transport: one socket carries one client's messages both
+// ways. Replies are written as soon as a batch is processed; delivered
+// messages are pushed as soon as they are queued; a /meta/connect is answered
+// at the end of its hold, as over long-polling.
+
+const wsWriteTimeout = 10 * time.Second
+
+func (b *Bayeux) upgrader() *websocket.Upgrader {
+	return &websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		CheckOrigin:     b.checkOrigin,
+	}
+}
+
+// checkOrigin accepts clients that send no Origin (non-browser clients), the
+// same host, and the configured CORS origins.
+func (b *Bayeux) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range b.s.opts.CORSOrigins {
+		if o == "*" || o == origin {
+			return true
+		}
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	host := r.Host
+	if fwd := r.Header.Get("X-Forwarded-Host"); fwd != "" && isTrusted(peerAddr(r), b.s.opts.TrustedProxies) {
+		host = fwd
+	}
+	return u.Host == host
+}
+
+// wsSession is one WebSocket connection.
+type wsSession struct {
+	b      *Bayeux
+	conn   *websocket.Conn
+	ip     string
+	log    *logrus.Entry
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	writeMu sync.Mutex // gorilla/websocket allows one writer at a time
+
+	mu      sync.Mutex
+	client  *Client
+	bound   chan struct{} // closed when the first connect names the client
+	pending *heldConnect
+	timer   *time.Timer
+}
+
+func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	ip := b.s.clientIP(r)
+	if !b.takeConnection(ip) {
+		writeError(w, fmt.Errorf("%w: more than %d connections from %s", ErrTooMany, b.opts.ClientMaxConnections, ip))
+		return
+	}
+	defer b.releaseConnection(ip)
+	conn, err := b.upgrader().Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered with an HTTP error
+	}
+	conn.SetReadLimit(b.s.opts.MaxBodyBytes)
+	ctx, cancel := context.WithCancel(context.Background())
+	ws := &wsSession{b: b, conn: conn, ip: ip, log: b.log.WithField("remote", ip), ctx: ctx, cancel: cancel,
+		bound: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer cancel()
+		ws.readLoop()
+	}()
+	ws.pushLoop()
+	cancel()
+	_ = conn.Close()
+	wg.Wait()
+	ws.mu.Lock()
+	if ws.timer != nil {
+		ws.timer.Stop()
+	}
+	ws.mu.Unlock()
+}
+
+// readLoop processes each frame as a batch until the socket closes.
+func (ws *wsSession) readLoop() {
+	for {
+		_, data, err := ws.conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		batch, err := DecodeBayeux(data)
+		if err != nil {
+			ws.write([][]byte{(&bayeuxReply{Channel: "/meta/unsuccessful", Error: bayeuxError(err, "message")}).encode()})
+			continue
+		}
+		replies, held := ws.b.process(batch, ws.ip, TransportWebSocket)
+		if held != nil {
+			if immediate := ws.holdConnect(held); immediate != nil {
+				replies = append(replies, immediate)
+			}
+		}
+		if len(replies) > 0 && !ws.write(replies) {
+			return
+		}
+	}
+}
+
+// holdConnect makes h the pending connect. A connect that was pending is
+// answered now; h itself is answered at once when its hold is zero (it is then
+// returned), else when its timer fires.
+func (ws *wsSession) holdConnect(h *heldConnect) []byte {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.client == nil {
+		ws.client = h.client
+		h.client.Values.Store("transport", TransportWebSocket)
+		close(ws.bound)
+	}
+	if ws.pending != nil {
+		ws.timer.Stop()
+		old := ws.pending
+		ws.pending = nil
+		go ws.write([][]byte{ws.b.connectReply(old, PollReplaced)})
+	}
+	if h.hold <= 0 {
+		return ws.b.connectReply(h, PollTimeout)
+	}
+	ws.pending = h
+	ws.timer = time.AfterFunc(h.hold, func() { ws.answerPending(h, PollTimeout) })
+	return nil
+}
+
+// answerPending answers the pending connect if it is still h.
+func (ws *wsSession) answerPending(h *heldConnect, why PollEnd) {
+	ws.mu.Lock()
+	if ws.pending != h {
+		ws.mu.Unlock()
+		return
+	}
+	ws.pending = nil
+	ws.mu.Unlock()
+	ws.write([][]byte{ws.b.connectReply(h, why)})
+}
+
+// pushLoop delivers the client's messages as they are queued, once the first
+// connect has named the client, until the socket or the client ends.
+func (ws *wsSession) pushLoop() {
+	select {
+	case <-ws.bound:
+	case <-ws.ctx.Done():
+		return
+	case <-ws.b.hub.done:
+		ws.goingAway()
+		return
+	}
+	c := ws.client
+	for {
+		msgs, dropped, why := c.Poll(ws.ctx, time.Minute)
+		if dropped > 0 {
+			ws.log.WithFields(logrus.Fields{"client": c.id, "lost": dropped}).Warn("bayeux client queue overflowed")
+		}
+		if len(msgs) > 0 {
+			out := make([][]byte, len(msgs))
+			for i, m := range msgs {
+				out[i] = m.bayeuxJSON()
+			}
+			if !ws.write(out) {
+				return
+			}
+		}
+		switch why {
+		case PollReplaced:
+			// The client polls elsewhere now (it fell back to HTTP).
+			ws.answerPendingNow(why)
+			return
+		case PollClosed:
+			ws.answerPendingNow(why)
+			if ws.b.hub.Closed() {
+				ws.goingAway()
+			}
+			return
+		}
+	}
+}
+
+func (ws *wsSession) answerPendingNow(why PollEnd) {
+	ws.mu.Lock()
+	h := ws.pending
+	ws.mu.Unlock()
+	if h != nil {
+		ws.answerPending(h, why)
+	}
+}
+
+func (ws *wsSession) goingAway() {
+	ws.writeMu.Lock()
+	defer ws.writeMu.Unlock()
+	msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
+	_ = ws.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+}
+
+// write sends items as one JSON array frame; it reports false on failure.
+func (ws *wsSession) write(items [][]byte) bool {
+	ws.writeMu.Lock()
+	defer ws.writeMu.Unlock()
+	_ = ws.conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
+	if err := ws.conn.WriteMessage(websocket.TextMessage, jsonArray(items)); err != nil {
+		ws.cancel()
+		return false
+	}
+	return true
+}
