@@ -40,6 +40,8 @@ type Options struct {
 
 	// Bayeux, if not nil, serves Bayeux 1.0 at Base+"/bayeux" and Base+"/cometd".
 	Bayeux *BayeuxOptions
+	// Metrics, if not nil, serves Prometheus metrics and a health check.
+	Metrics *MetricsOptions
 }
 
 func (o *Options) defaults() {
@@ -152,6 +154,9 @@ func (s *Server) routes() {
 		r.Handle(b+"/bayeux/{rest:.*}", s.bayeux)
 		r.Handle(b+"/cometd", s.bayeux)
 		r.Handle(b+"/cometd/{rest:.*}", s.bayeux)
+	}
+	if s.opts.Metrics != nil {
+		s.initMetrics(r, *s.opts.Metrics)
 	}
 	if s.opts.Demo != nil {
 		r.PathPrefix(b + "/demo/").Handler(http.StripPrefix(b+"/demo/", http.FileServer(http.FS(s.opts.Demo))))

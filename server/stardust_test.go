@@ -520,3 +520,34 @@ func FuzzDecodeMessages(f *testing.F) {
 		}
 	})
 }
+
+func TestMetricsAndHealth(t *testing.T) {
+	s, ts := testServer(t, Options{Metrics: &MetricsOptions{Path: "/metrics", HealthPath: "/health"}, PollTimeout: 100 * time.Millisecond})
+	recv(t, poll(t, ts.URL+"/comet/channel/m/stream/1"), 2*time.Second)
+	postForm(t, ts.URL+"/comet/channel/m", `{"a":1}`)
+	resp, body := get(t, ts.URL+"/comet/metrics")
+	if resp.StatusCode != 200 {
+		t.Fatalf("metrics: %d", resp.StatusCode)
+	}
+	for _, want := range []string{
+		`stardust_clients{kind="stardust"} 1`,
+		`stardust_channels 1`,
+		`stardust_messages_published_total 1`,
+		`stardust_messages_delivered_total 1`,
+		`stardust_queue_dropped_total 0`,
+		`stardust_http_request_duration_seconds_count{code="200",method="POST",route="/comet/channel/{chans}"} 1`,
+		`stardust_polls_held`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	resp, body = get(t, ts.URL+"/comet/health")
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"ok"`) {
+		t.Errorf("health: %d %s", resp.StatusCode, body)
+	}
+	s.Close()
+	if resp, _ = get(t, ts.URL+"/comet/health"); resp.StatusCode != 503 {
+		t.Errorf("health while stopping: %d, want 503", resp.StatusCode)
+	}
+}

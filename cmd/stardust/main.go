@@ -348,6 +348,9 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 	if c.Server.Demo {
 		o.Demo = examples.Demo()
 	}
+	if c.Metrics.Enabled {
+		o.Metrics = &server.MetricsOptions{Path: c.Metrics.Path, HealthPath: c.Metrics.HealthPath}
+	}
 	if c.Bayeux.Enabled {
 		bo, err := bayeuxOptions(&c.Bayeux)
 		if err != nil {

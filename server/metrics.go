@@ -1,0 +1,99 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// MetricsOptions place the Prometheus and health endpoints under Base.
+type MetricsOptions struct {
+	Path       string // e.g. "/metrics"
+	HealthPath string // e.g. "/health"
+}
+
+// metrics owns a registry of its own (no global state): gauges and counters
+// read from the hub when scraped, and a latency histogram per route.
+type metrics struct {
+	reg      *prometheus.Registry
+	duration *prometheus.HistogramVec
+}
+
+func (s *Server) initMetrics(r *mux.Router, o MetricsOptions) {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "stardust_http_request_duration_seconds",
+		Help:    "Time from request to the end of the response, by route (long polls include their hold).",
+		Buckets: []float64{.001, .005, .025, .1, .5, 1, 5, 15, 30, 60, 120},
+	}, []string{"route", "method", "code"})
+	m.reg.MustRegister(m.duration, &hubCollector{s: s},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	b := s.opts.Base
+	r.Handle(b+o.Path, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})).Methods(http.MethodGet).Name("metrics")
+	r.HandleFunc(b+o.HealthPath, s.handleHealth).Methods(http.MethodGet, http.MethodHead).Name("health")
+	r.Use(m.observe)
+}
+
+// observe records the latency of every routed request, labelled by the route
+// template so that the number of series stays bounded.
+func (m *metrics) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route := "other"
+		if cr := mux.CurrentRoute(r); cr != nil {
+			if tpl, err := cr.GetPathTemplate(); err == nil {
+				route = tpl
+			}
+		}
+		start := time.Now()
+		sw := &StatusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		m.duration.WithLabelValues(route, r.Method, strconv.Itoa(sw.Status())).Observe(time.Since(start).Seconds())
+	})
+}
+
+// handleHealth answers 200 while serving and 503 once shutting down, so that
+// a load balancer stops sending new clients to a node that is stopping.
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if s.hub.Closed() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stopping"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "uptime": time.Since(s.started).Seconds()})
+}
+
+// hubCollector reads the hub's counts at scrape time.
+type hubCollector struct{ s *Server }
+
+var (
+	descClients       = prometheus.NewDesc("stardust_clients", "Client sessions by kind.", []string{"kind"}, nil)
+	descChannels      = prometheus.NewDesc("stardust_channels", "Channels in use.", nil, nil)
+	descPolls         = prometheus.NewDesc("stardust_polls_held", "Long polls, connects and streams waiting for messages.", nil, nil)
+	descSubscriptions = prometheus.NewDesc("stardust_subscriptions", "Subscriptions (patterns included).", nil, nil)
+	descPublished     = prometheus.NewDesc("stardust_messages_published_total", "Messages published (in).", nil, nil)
+	descDelivered     = prometheus.NewDesc("stardust_messages_delivered_total", "Messages queued for a client (out: one per subscriber per message).", nil, nil)
+	descDropped       = prometheus.NewDesc("stardust_queue_dropped_total", "Messages dropped from full client queues.", nil, nil)
+)
+
+func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descClients, descChannels, descPolls, descSubscriptions, descPublished, descDelivered, descDropped} {
+		ch <- d
+	}
+}
+
+func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.hub.Stats()
+	for _, kind := range []string{KindStardust, KindSSE, KindBayeux, KindLocal} {
+		ch <- prometheus.MustNewConstMetric(descClients, prometheus.GaugeValue, float64(st.ClientsByKind[kind]), kind)
+	}
+	ch <- prometheus.MustNewConstMetric(descChannels, prometheus.GaugeValue, float64(st.Channels))
+	ch <- prometheus.MustNewConstMetric(descPolls, prometheus.GaugeValue, float64(st.Polling))
+	ch <- prometheus.MustNewConstMetric(descSubscriptions, prometheus.GaugeValue, float64(st.Subscriptions))
+	ch <- prometheus.MustNewConstMetric(descPublished, prometheus.CounterValue, float64(st.Published))
+	ch <- prometheus.MustNewConstMetric(descDelivered, prometheus.CounterValue, float64(st.Delivered))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
+}
