@@ -5,10 +5,12 @@ package integration
 // and the bridge between Bayeux and the Stardust API.
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -139,4 +141,70 @@ func waitForSubscriber(t *testing.T, base, channel, id string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s never subscribed to %s", id, channel)
+}
+
+// curlJSONP runs curl on a callback-polling URL and returns the status, the
+// headers and the batch inside the callback.
+func curlJSONP(t *testing.T, curl, base, callback string, msgs string) (int, string, []map[string]any) {
+	t.Helper()
+	u := base + "/bayeux?jsonp=" + callback + "&message=" + url.QueryEscape(msgs)
+	out, err := exec.Command(curl, "-s", "-i", "--max-time", "20", u).Output()
+	if err != nil {
+		t.Fatalf("curl %s: %v", u, err)
+	}
+	head, body, _ := strings.Cut(strings.ReplaceAll(string(out), "\r\n", "\n"), "\n\n")
+	var status int
+	fmt.Sscanf(head, "HTTP/1.1 %d", &status)
+	prefix := "/**/" + callback + "("
+	if !strings.HasPrefix(body, prefix) || !strings.HasSuffix(body, ");") {
+		return status, head, nil
+	}
+	var batch []map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimPrefix(body, prefix), ");")), &batch); err != nil {
+		t.Fatalf("callback argument is not a JSON batch: %s", body)
+	}
+	return status, head, batch
+}
+
+func TestCallbackPollingWithCurl(t *testing.T) {
+	curl := requireProgram(t, "curl", "curl")
+	base := startStardust(t, "--timeout", "5s")
+	status, head, r := curlJSONP(t, curl, base, "cb_1",
+		`[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["callback-polling"],"id":"1"}]`)
+	if status != 200 || len(r) != 1 || r[0]["successful"] != true {
+		t.Fatalf("handshake: %d %v", status, r)
+	}
+	for _, h := range []string{"Content-Type: text/javascript", "X-Content-Type-Options: nosniff"} {
+		if !strings.Contains(head, h) {
+			t.Errorf("headers lack %q:\n%s", h, head)
+		}
+	}
+	id := r[0]["clientId"].(string)
+	_, _, r = curlJSONP(t, curl, base, "cb_2", fmt.Sprintf(
+		`[{"channel":"/meta/subscribe","clientId":%q,"subscription":"/stardust/jp","id":"2"},{"channel":"/meta/connect","clientId":%q,"connectionType":"callback-polling","advice":{"timeout":0},"id":"3"}]`, id, id))
+	if len(r) != 2 || r[0]["successful"] != true || r[1]["channel"] != "/meta/connect" {
+		t.Fatalf("subscribe and connect: %v", r)
+	}
+	got := make(chan []map[string]any, 1)
+	go func() {
+		_, _, r := curlJSONP(t, curl, base, "cb_3", fmt.Sprintf(
+			`{"channel":"/meta/connect","clientId":%q,"connectionType":"callback-polling","id":"4"}`, id))
+		got <- r
+	}()
+	waitForSubscriber(t, base, "jp", id)
+	time.Sleep(200 * time.Millisecond) // let the connect be held
+	if out, err := exec.Command(curl, "-s", "-d", `m={"type":"jsonp"}`, base+"/channel/jp").CombinedOutput(); err != nil {
+		t.Fatalf("curl publish: %v %s", err, out)
+	}
+	select {
+	case r = <-got:
+	case <-time.After(15 * time.Second):
+		t.Fatal("held callback-polling connect not answered")
+	}
+	if len(r) != 2 || r[0]["channel"] != "/stardust/jp" || r[1]["channel"] != "/meta/connect" {
+		t.Fatalf("held connect answered %v", r)
+	}
+	if status, _, _ := curlJSONP(t, curl, base, "alert(document.cookie)", `{"channel":"/meta/connect"}`); status != 400 {
+		t.Errorf("unsafe callback name: status %d, want 400", status)
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -306,5 +307,36 @@ func TestVersionAndHelp(t *testing.T) {
 	m, out = newTestMain()
 	if err := m.ParseFlags([]string{"--help"}); err == nil || !strings.Contains(out.String(), "--document-root") && !strings.Contains(out.String(), "-document-root") {
 		t.Errorf("--help: %v %q", err, out)
+	}
+}
+
+func TestLogFileAndJSONFormat(t *testing.T) {
+	logPath := filepath.Join(t.TempDir(), "stardust.log")
+	file := writeFile(t, fmt.Sprintf("[log]\nfile = %q\nformat = \"json\"\nlevel = \"info\"\n", logPath))
+	m := startMain(t, "--config", file, "--log-level", "info")
+	resp, err := http.Get("http://" + m.Addr().String() + "/comet/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawRequest bool
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("log line not JSON: %q", line)
+		}
+		if e["msg"] == "request" && e["path"] == "/comet/" && e["status"] == 200.0 {
+			sawRequest = true
+		}
+	}
+	if !sawRequest {
+		t.Errorf("no request line in the log file:\n%s", data)
 	}
 }
