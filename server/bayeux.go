@@ -237,7 +237,12 @@ func (b *Bayeux) connectReply(h *heldConnect, why PollEnd) []byte {
 		Advice: b.advice("retry")}
 	select {
 	case <-h.client.done:
-		// Disconnected or expired while held: the client must handshake again.
+		if v, _ := h.client.Values.Load("disconnected"); v == true {
+			// The client said goodbye: end its connect loop cleanly.
+			r.Advice = &bayeuxAdvice{Reconnect: "none", Interval: 0}
+			break
+		}
+		// Expired while held: the client must handshake again.
 		r.Successful = false
 		r.Error = bayeuxError(ErrUnknownClient, h.client.id)
 		r.Advice = &bayeuxAdvice{Reconnect: "handshake", Interval: 0}
@@ -323,6 +328,7 @@ func (b *Bayeux) disconnect(m *BayeuxMessage) *bayeuxReply {
 	if err != nil {
 		return b.fail(m, err, m.ClientID)
 	}
+	c.Values.Store("disconnected", true)
 	b.hub.Remove(c)
 	return &bayeuxReply{Channel: m.Channel, Successful: true, ID: m.ID, ClientID: c.id}
 }

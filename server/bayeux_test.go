@@ -445,7 +445,11 @@ func TestBayeuxDisconnect(t *testing.T) {
 	}
 	select {
 	case got := <-held:
-		wantError(t, got[len(got)-1], "402:")
+		last := got[len(got)-1]
+		adv, _ := last["advice"].(map[string]any)
+		if last["successful"] != true || adv["reconnect"] != "none" {
+			t.Errorf("held connect on disconnect: %v, want successful with reconnect none", last)
+		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("held connect not answered on disconnect")
 	}
@@ -863,4 +867,93 @@ func newFuzzBayeux(t *testing.T) *Bayeux {
 	log, _ := test.NewNullLogger()
 	s := New(Options{Bayeux: &BayeuxOptions{Services: map[string]Service{"echo": EchoService}}}, logrus.NewEntry(log))
 	return s.bayeux
+}
+
+func TestBayeuxWebSocketDisconnectAndRehandshake(t *testing.T) {
+	b := newBX(t, BayeuxOptions{WebSocket: true})
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(b.url, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	read := func() []map[string]any {
+		t.Helper()
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var out []map[string]any
+		if err := conn.ReadJSON(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	wsConnect := func(id string) map[string]any {
+		m := connectMsg(id, -1)
+		m["connectionType"] = "websocket"
+		return m
+	}
+	id := b.handshake("websocket")
+	_ = conn.WriteJSON([]any{wsConnect(id)})
+	waitPolling(t, b.s, id)
+	_ = conn.WriteJSON([]any{map[string]any{"channel": "/meta/disconnect", "clientId": id, "id": "bye"}})
+	var gotConnect, gotDisconnect bool
+	for !(gotConnect && gotDisconnect) {
+		for _, m := range read() {
+			switch m["channel"] {
+			case "/meta/connect":
+				adv, _ := m["advice"].(map[string]any)
+				if m["successful"] != true || adv["reconnect"] != "none" {
+					t.Errorf("connect reply on disconnect: %v", m)
+				}
+				gotConnect = true
+			case "/meta/disconnect":
+				if m["successful"] != true || m["id"] != "bye" {
+					t.Errorf("disconnect reply %v", m)
+				}
+				gotDisconnect = true
+			}
+		}
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, _, err := conn.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+		t.Fatalf("after the disconnect reply: %v, want a normal close", err)
+	}
+}
+
+func TestBayeuxWebSocketRehandshake(t *testing.T) {
+	b := newBX(t, BayeuxOptions{WebSocket: true}, func(o *Options) { o.Hub.SweepInterval = 10 * time.Millisecond })
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(b.url, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	read := func() []map[string]any {
+		t.Helper()
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var out []map[string]any
+		if err := conn.ReadJSON(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	wsConnect := func(id string) map[string]any {
+		m := connectMsg(id, -1)
+		m["connectionType"] = "websocket"
+		return m
+	}
+	id := b.handshake("websocket")
+	_ = conn.WriteJSON([]any{wsConnect(id)})
+	waitPolling(t, b.s, id)
+	// The server forgets the client (as after a restart of its node): the
+	// held connect says 402 with advice to handshake.
+	b.s.Hub().Remove(b.s.Hub().Client(id))
+	r := read()
+	wantError(t, r[0], "402:")
+	// A new session on the same socket gets its messages pushed.
+	id2 := b.handshake("websocket")
+	b.subscribe(id2, "/again")
+	_ = conn.WriteJSON([]any{wsConnect(id2)})
+	waitPolling(t, b.s, id2)
+	b.post(map[string]any{"channel": "/again", "clientId": id2, "data": "back"})
+	if r := read(); len(r) != 1 || r[0]["data"] != "back" {
+		t.Fatalf("after re-handshake on the same socket: %v", r)
+	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -61,9 +62,12 @@ type wsSession struct {
 
 	writeMu sync.Mutex // gorilla/websocket allows one writer at a time
 
+	// bound carries the client of each connect to the push loop (capacity
+	// 1, latest wins), so that a client that handshakes again on the same
+	// socket (Faye does after a 402) gets its messages pushed too.
+	bound chan *Client
+
 	mu      sync.Mutex
-	client  *Client
-	bound   chan struct{} // closed when the first connect names the client
 	pending *heldConnect
 	timer   *time.Timer
 }
@@ -82,7 +86,7 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(b.s.opts.MaxBodyBytes)
 	ctx, cancel := context.WithCancel(context.Background())
 	ws := &wsSession{b: b, conn: conn, ip: ip, log: b.log.WithField("remote", ip), ctx: ctx, cancel: cancel,
-		bound: make(chan struct{})}
+		bound: make(chan *Client, 1)}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -119,23 +123,46 @@ func (ws *wsSession) readLoop() {
 				replies = append(replies, immediate)
 			}
 		}
+		if disconnected(batch, replies) {
+			// In order: the held connect's reply, the disconnect reply, then
+			// a normal close, which CometD's client waits for.
+			ws.answerPendingNow(PollClosed)
+			ws.write(replies)
+			ws.close(websocket.CloseNormalClosure, "disconnected")
+			return
+		}
 		if len(replies) > 0 && !ws.write(replies) {
 			return
 		}
 	}
 }
 
+// disconnected reports whether the batch held a successful /meta/disconnect.
+func disconnected(batch []*BayeuxMessage, replies [][]byte) bool {
+	for _, m := range batch {
+		if m.Channel == "/meta/disconnect" {
+			for _, r := range replies {
+				if bytes.HasPrefix(r, []byte(`{"channel":"/meta/disconnect","successful":true`)) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // holdConnect makes h the pending connect. A connect that was pending is
 // answered now; h itself is answered at once when its hold is zero (it is then
 // returned), else when its timer fires.
 func (ws *wsSession) holdConnect(h *heldConnect) []byte {
+	h.client.Values.Store("transport", TransportWebSocket)
+	select {
+	case <-ws.bound: // an older client not yet picked up
+	default:
+	}
+	ws.bound <- h.client
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	if ws.client == nil {
-		ws.client = h.client
-		h.client.Values.Store("transport", TransportWebSocket)
-		close(ws.bound)
-	}
 	if ws.pending != nil {
 		ws.timer.Stop()
 		old := ws.pending
@@ -162,18 +189,28 @@ func (ws *wsSession) answerPending(h *heldConnect, why PollEnd) {
 	ws.write([][]byte{ws.b.connectReply(h, why)})
 }
 
-// pushLoop delivers the client's messages as they are queued, once the first
-// connect has named the client, until the socket or the client ends.
+// pushLoop delivers the messages of the client the latest connect named, as
+// they are queued, until the socket ends or the server closes.
 func (ws *wsSession) pushLoop() {
-	select {
-	case <-ws.bound:
-	case <-ws.ctx.Done():
-		return
-	case <-ws.b.hub.done:
-		ws.goingAway()
-		return
+	for {
+		select {
+		case c := <-ws.bound:
+			if !ws.push(c) {
+				return
+			}
+		case <-ws.ctx.Done():
+			return
+		case <-ws.b.hub.done:
+			ws.goingAway()
+			return
+		}
 	}
-	c := ws.client
+}
+
+// push delivers c's messages until c is removed or polls elsewhere (then it
+// reports true: the socket stays open for the peer's next words, the
+// disconnect reply above all) or the socket or server ends (false).
+func (ws *wsSession) push(c *Client) bool {
 	for {
 		msgs, dropped, why := c.Poll(ws.ctx, time.Minute)
 		if dropped > 0 {
@@ -185,20 +222,16 @@ func (ws *wsSession) pushLoop() {
 				out[i] = m.bayeuxJSON()
 			}
 			if !ws.write(out) {
-				return
+				return false
 			}
 		}
-		switch why {
-		case PollReplaced:
-			// The client polls elsewhere now (it fell back to HTTP).
-			ws.answerPendingNow(why)
-			return
-		case PollClosed:
+		if why == PollReplaced || why == PollClosed {
 			ws.answerPendingNow(why)
 			if ws.b.hub.Closed() {
 				ws.goingAway()
+				return false
 			}
-			return
+			return ws.ctx.Err() == nil
 		}
 	}
 }
@@ -212,10 +245,13 @@ func (ws *wsSession) answerPendingNow(why PollEnd) {
 	}
 }
 
-func (ws *wsSession) goingAway() {
+func (ws *wsSession) goingAway() { ws.close(websocket.CloseGoingAway, "server shutting down") }
+
+// close sends a close frame; the handler then closes the connection.
+func (ws *wsSession) close(code int, text string) {
 	ws.writeMu.Lock()
 	defer ws.writeMu.Unlock()
-	msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
+	msg := websocket.FormatCloseMessage(code, text)
 	_ = ws.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 }
 

@@ -124,22 +124,23 @@ export class WireLog {
         this.out = []; // {transport, messages: [...], meta}
         this.in = []; // {transport, messages: [...], meta}
         this.notes = [];
+        this.seq = 0; // orders entries across out, in and notes
     }
 
     sent(transport, messages, meta = {}) {
         messages = [].concat(messages);
-        this.out.push({ transport, messages, meta });
+        this.out.push({ transport, messages, meta, seq: ++this.seq });
         this.reporter.trace({ dir: "out", transport, ...meta, messages });
     }
 
     received(transport, messages, meta = {}) {
         messages = [].concat(messages);
-        this.in.push({ transport, messages, meta });
+        this.in.push({ transport, messages, meta, seq: ++this.seq });
         this.reporter.trace({ dir: "in", transport, ...meta, messages });
     }
 
     note(what, fields = {}) {
-        this.notes.push({ what, ...fields });
+        this.notes.push({ what, ...fields, seq: ++this.seq });
         this.reporter.trace({ note: what, ...fields });
     }
 
@@ -163,15 +164,17 @@ export class WireLog {
 
     // transportsFor returns the set of transports that carried outgoing
     // messages matching pred.
-    transportsOut(pred) {
+    // transportsOut and transportsIn list the transports that carried
+    // messages matching pred, counting only entries logged after seq "since".
+    transportsOut(pred, since = 0) {
         const set = new Set();
-        for (const e of this.out) for (const m of e.messages) if (pred(m)) set.add(e.transport);
+        for (const e of this.out) if (e.seq > since) for (const m of e.messages) if (pred(m)) set.add(e.transport);
         return [...set];
     }
 
-    transportsIn(pred) {
+    transportsIn(pred, since = 0) {
         const set = new Set();
-        for (const e of this.in) for (const m of e.messages) if (pred(m)) set.add(e.transport);
+        for (const e of this.in) if (e.seq > since) for (const m of e.messages) if (pred(m)) set.add(e.transport);
         return [...set];
     }
 
