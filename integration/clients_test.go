@@ -43,11 +43,7 @@ const (
 // clientsDir is integration/clients; go test runs in integration/.
 func clientsDir(t testing.TB) string {
 	t.Helper()
-	dir, err := filepath.Abs("clients")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return filepath.Join(repoRoot(t), "integration", "clients")
 }
 
 // requireNode returns the path of node after checking that it is recent

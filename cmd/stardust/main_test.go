@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/stardust-go/stardust/internal/fcgitest"
+	"github.com/stardust-go/stardust/internal/leakcheck"
 )
 
 func writeFile(t *testing.T, text string) string {
@@ -123,7 +124,7 @@ func TestEndToEndHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	http.DefaultClient.CloseIdleConnections()
-	checkGoroutines(t, before)
+	leakcheck.Goroutines(t, before)
 }
 
 func TestEndToEndFastCGI(t *testing.T) {
@@ -187,18 +188,6 @@ func wait(t *testing.T, ch <-chan string) string {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no answer within 10s")
 		return ""
-	}
-}
-
-func checkGoroutines(t *testing.T, before int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before+2 {
-		buf := make([]byte, 1<<16)
-		t.Errorf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
 
