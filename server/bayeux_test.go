@@ -9,11 +9,9 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 )
@@ -528,141 +526,6 @@ func TestBayeuxAnonPublish(t *testing.T) {
 	}
 }
 
-func TestBayeuxMessageACL(t *testing.T) {
-	var seen []string
-	var mu sync.Mutex
-	acl := func(c *Client, m *BayeuxMessage) error {
-		mu.Lock()
-		seen = append(seen, m.Channel)
-		mu.Unlock()
-		if m.Channel == "/meta/handshake" && m.ExtString("token") != "ok" {
-			return errors.New("bad token")
-		}
-		if m.Channel == "/locked" {
-			return errors.New("locked")
-		}
-		return nil
-	}
-	b := newBX(t, BayeuxOptions{MessageACL: acl})
-	r := b.post(map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"long-polling"}})[0]
-	wantError(t, r, "403:handshake:")
-	if !strings.Contains(r["error"].(string), "bad token") {
-		t.Errorf("error %q", r["error"])
-	}
-	if st := b.s.Hub().Stats(); st.Clients != 0 {
-		t.Errorf("a rejected handshake left %d clients", st.Clients)
-	}
-	r = b.post(map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"long-polling"},
-		"ext": map[string]any{"token": "ok"}})[0]
-	id := r["clientId"].(string)
-	wantError(t, b.post(map[string]any{"channel": "/locked", "clientId": id, "data": 1})[0], "403:/locked:")
-	if len(b.s.Hub().History("/locked", 0)) != 0 {
-		t.Error("a rejected publish was published")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if strings.Join(seen, " ") != "/meta/handshake /meta/handshake /locked" {
-		t.Errorf("ACL saw %v", seen)
-	}
-}
-
-func TestRulesACL(t *testing.T) {
-	acl, err := RulesACL([]ACLRule{
-		{Channel: "/chat/private/**", Subscribe: []string{"user:alice"}, Publish: []string{"user:alice"}},
-		{Channel: "/chat/**", Subscribe: []string{"*"}, Publish: []string{"authenticated"}},
-		{Channel: "/news", Subscribe: []string{"*"}, Publish: []string{}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := NewHub(HubOptions{}, logrus.NewEntry(logrus.New()))
-	defer h.Close()
-	anon := h.NewClient("anon", KindBayeux, 0, "")
-	bob := h.NewClient("bob", KindBayeux, 0, "")
-	bob.Values.Store("authenticated", true)
-	bob.Values.Store("user", "bob")
-	alice := h.NewClient("alice", KindBayeux, 0, "")
-	alice.Values.Store("authenticated", true)
-	alice.Values.Store("user", "alice")
-	sub := func(s string) *BayeuxMessage {
-		return &BayeuxMessage{Channel: "/meta/subscribe", Subscriptions: []string{s}}
-	}
-	tests := []struct {
-		name string
-		c    *Client
-		m    *BayeuxMessage
-		ok   bool
-	}{
-		{"anyone subscribes chat", anon, sub("/chat/room"), true},
-		{"anon may not publish chat", anon, &BayeuxMessage{Channel: "/chat/room"}, false},
-		{"nil client (anon publish) may not publish chat", nil, &BayeuxMessage{Channel: "/chat/room"}, false},
-		{"authenticated publishes chat", bob, &BayeuxMessage{Channel: "/chat/room"}, true},
-		{"bob may not read private", bob, sub("/chat/private/x"), false},
-		{"bob may not read private by wildcard", bob, sub("/chat/**"), false},
-		{"bob may read chat/*", bob, sub("/chat/*"), true},
-		{"alice reads private", alice, sub("/chat/private/x"), true},
-		{"alice reads all chat", alice, sub("/chat/**"), true},
-		{"nobody publishes news", alice, &BayeuxMessage{Channel: "/news"}, false},
-		{"unruled channel open", anon, &BayeuxMessage{Channel: "/other"}, true},
-		{"meta not checked", anon, &BayeuxMessage{Channel: "/meta/connect"}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if err := acl(tt.c, tt.m); (err == nil) != tt.ok {
-				t.Errorf("got %v, want ok=%v", err, tt.ok)
-			}
-		})
-	}
-	if _, err := RulesACL([]ACLRule{{Channel: "/a", Publish: []string{"admins"}}}); err == nil {
-		t.Error("an unknown who was accepted")
-	}
-	if _, err := RulesACL([]ACLRule{{Channel: "a"}}); err == nil {
-		t.Error("a bad channel was accepted")
-	}
-}
-
-func TestHandshakeAuth(t *testing.T) {
-	h := NewHub(HubOptions{}, logrus.NewEntry(logrus.New()))
-	defer h.Close()
-	hs := func(ext string) *BayeuxMessage {
-		return &BayeuxMessage{Channel: "/meta/handshake", Ext: json.RawMessage(ext)}
-	}
-	secret, _ := HandshakeAuth("secret", "s3", nil)
-	users, _ := HandshakeAuth("users", "", map[string]string{"alice": UserHash("wonder")})
-	tests := []struct {
-		name string
-		acl  MessageACL
-		ext  string
-		ok   bool
-		user string
-	}{
-		{"secret ok", secret, `{"secret":"s3"}`, true, ""},
-		{"secret wrong", secret, `{"secret":"s4"}`, false, ""},
-		{"secret missing", secret, ``, false, ""},
-		{"user ok", users, `{"username":"alice","password":"wonder"}`, true, "alice"},
-		{"user wrong password", users, `{"username":"alice","password":"land"}`, false, ""},
-		{"unknown user", users, `{"username":"eve","password":""}`, false, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := h.NewClient("c", KindBayeux, 0, "")
-			err := tt.acl(c, hs(tt.ext))
-			if (err == nil) != tt.ok {
-				t.Fatalf("got %v, want ok=%v", err, tt.ok)
-			}
-			if u, _ := c.Values.Load("user"); tt.user != "" && u != tt.user {
-				t.Errorf("user %v, want %s", u, tt.user)
-			}
-		})
-	}
-	if err := secret(nil, &BayeuxMessage{Channel: "/meta/connect"}); err != nil {
-		t.Errorf("non-handshake checked: %v", err)
-	}
-	if _, err := HandshakeAuth("kerberos", "", nil); err == nil {
-		t.Error("unknown mode accepted")
-	}
-}
-
 func TestBridgeBothWays(t *testing.T) {
 	b := newBX(t, BayeuxOptions{})
 	id := b.handshake()
@@ -735,87 +598,6 @@ func TestLocalClient(t *testing.T) {
 	}
 }
 
-func TestBayeuxWebSocket(t *testing.T) {
-	b := newBX(t, BayeuxOptions{WebSocket: true})
-	id := b.handshake("websocket")
-	ws := b.dialWS()
-	ws.send(wsConnect(id, 0))
-	if r := ws.read(); r[0]["channel"] != "/meta/connect" || r[0]["successful"] != true {
-		t.Fatalf("first connect %v", r)
-	}
-	ws.send(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/w/*", "id": "s"},
-		wsConnect(id, -1))
-	if r := ws.read(); len(r) != 1 || r[0]["channel"] != "/meta/subscribe" {
-		t.Fatalf("subscribe reply %v", r)
-	}
-	// A message published from elsewhere is pushed at once, while the connect is held.
-	postForm(t, b.ts.URL+"/comet/channel/x", `{"n":1}`)
-	other := b.handshake()
-	b.post(map[string]any{"channel": "/w/1", "clientId": other, "data": "pushed"})
-	if r := ws.read(); len(r) != 1 || r[0]["data"] != "pushed" {
-		t.Fatalf("push %v", r)
-	}
-	// Shutdown answers the held connect and closes the socket going away.
-	b.s.Close()
-	r := ws.read()
-	if r[0]["channel"] != "/meta/connect" || r[0]["successful"] != true {
-		t.Fatalf("connect on shutdown %v", r)
-	}
-	if err := ws.closedWith(websocket.CloseGoingAway); err != nil {
-		t.Error(err)
-	}
-}
-
-// wsPeer is a raw WebSocket Bayeux peer for the transport tests.
-type wsPeer struct {
-	t    *testing.T
-	conn *websocket.Conn
-}
-
-func (b *bx) dialWS() *wsPeer {
-	b.t.Helper()
-	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(b.url, "http"), nil)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	b.t.Cleanup(func() { conn.Close() })
-	return &wsPeer{t: b.t, conn: conn}
-}
-
-func (p *wsPeer) send(msgs ...map[string]any) {
-	p.t.Helper()
-	if err := p.conn.WriteJSON(msgs); err != nil {
-		p.t.Fatal(err)
-	}
-}
-
-func (p *wsPeer) read() []map[string]any {
-	p.t.Helper()
-	_ = p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var out []map[string]any
-	if err := p.conn.ReadJSON(&out); err != nil {
-		p.t.Fatal(err)
-	}
-	return out
-}
-
-// closedWith reads the peer's next frame, which must be a close with code.
-func (p *wsPeer) closedWith(code int) error {
-	_ = p.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-	_, _, err := p.conn.ReadMessage()
-	if websocket.IsCloseError(err, code) {
-		return nil
-	}
-	return fmt.Errorf("want close %d, got %v", code, err)
-}
-
-// wsConnect is a websocket /meta/connect; timeout as in connectMsg.
-func wsConnect(id string, timeout int) map[string]any {
-	m := connectMsg(id, timeout)
-	m["connectionType"] = "websocket"
-	return m
-}
-
 func TestBayeuxShutdownAnswersHeldConnect(t *testing.T) {
 	b := newBX(t, BayeuxOptions{}, func(o *Options) { o.PollTimeout = time.Minute })
 	id := b.handshake()
@@ -831,31 +613,6 @@ func TestBayeuxShutdownAnswersHeldConnect(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("held connect not answered at shutdown")
-	}
-}
-
-func TestOverlapsAndCovers(t *testing.T) {
-	seg := func(s string) []string { return strings.Split(s[1:], "/") }
-	tests := []struct {
-		a, b             string
-		overlap, aCovers bool
-	}{
-		{"/a/**", "/a/b", true, true},
-		{"/a/**", "/a/*", true, true},
-		{"/a/*", "/a/**", true, false},
-		{"/a/*", "/a/b/c", false, false},
-		{"/a/b/**", "/a/**", true, false},
-		{"/a/b", "/a/c", false, false},
-		{"/x/**", "/a/**", false, false},
-		{"/a/*/c", "/a/b/*", true, false},
-	}
-	for _, tt := range tests {
-		if got := overlaps(seg(tt.a), seg(tt.b)); got != tt.overlap {
-			t.Errorf("overlaps(%s, %s) = %v", tt.a, tt.b, got)
-		}
-		if got := covers(seg(tt.a), seg(tt.b)); got != tt.aCovers {
-			t.Errorf("covers(%s, %s) = %v", tt.a, tt.b, got)
-		}
 	}
 }
 
@@ -894,55 +651,4 @@ func newFuzzBayeux(t *testing.T) *Bayeux {
 	log, _ := test.NewNullLogger()
 	s := New(Options{Bayeux: &BayeuxOptions{Services: map[string]Service{"echo": EchoService}}}, logrus.NewEntry(log))
 	return s.bayeux
-}
-
-func TestBayeuxWebSocketDisconnect(t *testing.T) {
-	b := newBX(t, BayeuxOptions{WebSocket: true})
-	ws := b.dialWS()
-	id := b.handshake("websocket")
-	ws.send(wsConnect(id, -1))
-	waitPolling(t, b.s, id)
-	ws.send(map[string]any{"channel": "/meta/disconnect", "clientId": id, "id": "bye"})
-	var gotConnect, gotDisconnect bool
-	for !(gotConnect && gotDisconnect) {
-		for _, m := range ws.read() {
-			switch m["channel"] {
-			case "/meta/connect":
-				adv, _ := m["advice"].(map[string]any)
-				if m["successful"] != true || adv["reconnect"] != "none" {
-					t.Errorf("connect reply on disconnect: %v", m)
-				}
-				gotConnect = true
-			case "/meta/disconnect":
-				if m["successful"] != true || m["id"] != "bye" {
-					t.Errorf("disconnect reply %v", m)
-				}
-				gotDisconnect = true
-			}
-		}
-	}
-	if err := ws.closedWith(websocket.CloseNormalClosure); err != nil {
-		t.Errorf("after the disconnect reply: %v", err)
-	}
-}
-
-func TestBayeuxWebSocketRehandshake(t *testing.T) {
-	b := newBX(t, BayeuxOptions{WebSocket: true})
-	ws := b.dialWS()
-	id := b.handshake("websocket")
-	ws.send(wsConnect(id, -1))
-	waitPolling(t, b.s, id)
-	// The server forgets the client (as after a restart of its node): the
-	// held connect says 402 with advice to handshake.
-	b.s.Hub().Remove(b.s.Hub().Client(id))
-	wantError(t, ws.read()[0], "402:")
-	// A new session on the same socket gets its messages pushed.
-	id2 := b.handshake("websocket")
-	b.subscribe(id2, "/again")
-	ws.send(wsConnect(id2, -1))
-	waitPolling(t, b.s, id2)
-	b.post(map[string]any{"channel": "/again", "clientId": id2, "data": "back"})
-	if r := ws.read(); len(r) != 1 || r[0]["data"] != "back" {
-		t.Fatalf("after re-handshake on the same socket: %v", r)
-	}
 }

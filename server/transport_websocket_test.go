@@ -1,0 +1,142 @@
+package server
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+func TestBayeuxWebSocket(t *testing.T) {
+	b := newBX(t, BayeuxOptions{WebSocket: true})
+	id := b.handshake("websocket")
+	ws := b.dialWS()
+	ws.send(wsConnect(id, 0))
+	if r := ws.read(); r[0]["channel"] != "/meta/connect" || r[0]["successful"] != true {
+		t.Fatalf("first connect %v", r)
+	}
+	ws.send(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/w/*", "id": "s"},
+		wsConnect(id, -1))
+	if r := ws.read(); len(r) != 1 || r[0]["channel"] != "/meta/subscribe" {
+		t.Fatalf("subscribe reply %v", r)
+	}
+	// A message published from elsewhere is pushed at once, while the connect is held.
+	postForm(t, b.ts.URL+"/comet/channel/x", `{"n":1}`)
+	other := b.handshake()
+	b.post(map[string]any{"channel": "/w/1", "clientId": other, "data": "pushed"})
+	if r := ws.read(); len(r) != 1 || r[0]["data"] != "pushed" {
+		t.Fatalf("push %v", r)
+	}
+	// Shutdown answers the held connect and closes the socket going away.
+	b.s.Close()
+	r := ws.read()
+	if r[0]["channel"] != "/meta/connect" || r[0]["successful"] != true {
+		t.Fatalf("connect on shutdown %v", r)
+	}
+	if err := ws.closedWith(websocket.CloseGoingAway); err != nil {
+		t.Error(err)
+	}
+}
+
+// wsPeer is a raw WebSocket Bayeux peer for the transport tests.
+type wsPeer struct {
+	t    *testing.T
+	conn *websocket.Conn
+}
+
+func (b *bx) dialWS() *wsPeer {
+	b.t.Helper()
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(b.url, "http"), nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(func() { conn.Close() })
+	return &wsPeer{t: b.t, conn: conn}
+}
+
+func (p *wsPeer) send(msgs ...map[string]any) {
+	p.t.Helper()
+	if err := p.conn.WriteJSON(msgs); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *wsPeer) read() []map[string]any {
+	p.t.Helper()
+	_ = p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var out []map[string]any
+	if err := p.conn.ReadJSON(&out); err != nil {
+		p.t.Fatal(err)
+	}
+	return out
+}
+
+// closedWith reads the peer's next frame, which must be a close with code.
+func (p *wsPeer) closedWith(code int) error {
+	_ = p.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, _, err := p.conn.ReadMessage()
+	if websocket.IsCloseError(err, code) {
+		return nil
+	}
+	return fmt.Errorf("want close %d, got %v", code, err)
+}
+
+// wsConnect is a websocket /meta/connect; timeout as in connectMsg.
+func wsConnect(id string, timeout int) map[string]any {
+	m := connectMsg(id, timeout)
+	m["connectionType"] = "websocket"
+	return m
+}
+
+func TestBayeuxWebSocketDisconnect(t *testing.T) {
+	b := newBX(t, BayeuxOptions{WebSocket: true})
+	ws := b.dialWS()
+	id := b.handshake("websocket")
+	ws.send(wsConnect(id, -1))
+	waitPolling(t, b.s, id)
+	ws.send(map[string]any{"channel": "/meta/disconnect", "clientId": id, "id": "bye"})
+	var gotConnect, gotDisconnect bool
+	for !(gotConnect && gotDisconnect) {
+		for _, m := range ws.read() {
+			switch m["channel"] {
+			case "/meta/connect":
+				adv, _ := m["advice"].(map[string]any)
+				if m["successful"] != true || adv["reconnect"] != "none" {
+					t.Errorf("connect reply on disconnect: %v", m)
+				}
+				gotConnect = true
+			case "/meta/disconnect":
+				if m["successful"] != true || m["id"] != "bye" {
+					t.Errorf("disconnect reply %v", m)
+				}
+				gotDisconnect = true
+			}
+		}
+	}
+	if err := ws.closedWith(websocket.CloseNormalClosure); err != nil {
+		t.Errorf("after the disconnect reply: %v", err)
+	}
+}
+
+func TestBayeuxWebSocketRehandshake(t *testing.T) {
+	b := newBX(t, BayeuxOptions{WebSocket: true})
+	ws := b.dialWS()
+	id := b.handshake("websocket")
+	ws.send(wsConnect(id, -1))
+	waitPolling(t, b.s, id)
+	// The server forgets the client (as after a restart of its node): the
+	// held connect says 402 with advice to handshake.
+	b.s.Hub().Remove(b.s.Hub().Client(id))
+	wantError(t, ws.read()[0], "402:")
+	// A new session on the same socket gets its messages pushed.
+	id2 := b.handshake("websocket")
+	b.subscribe(id2, "/again")
+	ws.send(wsConnect(id2, -1))
+	waitPolling(t, b.s, id2)
+	b.post(map[string]any{"channel": "/again", "clientId": id2, "data": "back"})
+	if r := ws.read(); len(r) != 1 || r[0]["data"] != "back" {
+		t.Fatalf("after re-handshake on the same socket: %v", r)
+	}
+}
