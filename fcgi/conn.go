@@ -115,6 +115,12 @@ func (c *conn) Read(p []byte) (int, error) {
 
 // next reads one record and queues what net/http/fcgi should see of it.
 func (c *conn) next() error {
+	// Once closed (say, by Shutdown as idle), no record may reach
+	// net/http/fcgi, even one already in c.br: it would start a request
+	// that has no state and that nothing could cancel.
+	if c.f.isClosed(c) {
+		return net.ErrClosed
+	}
 	var h [headerLen]byte
 	if _, err := io.ReadFull(c.br, h[:]); err != nil {
 		return err

@@ -163,3 +163,27 @@ func FuzzConnRead(f *testing.F) {
 		}
 	})
 }
+
+// TestClosedConnYieldsNothing: records already buffered when a conn is
+// closed (Shutdown closing it as idle) must not reach net/http/fcgi, and
+// params of a request without state still get a token (0), so that such a
+// request's handler gets a cancelled context rather than one nothing cancels.
+func TestClosedConnYieldsNothing(t *testing.T) {
+	f := New(http.NotFoundHandler(), nil)
+	in := record(recBeginRequest, 1, []byte{0, 1, 0, 0, 0, 0, 0, 0}, 0)
+	in = append(in, records(recParams, 1, fcgitest.EncodePairs(fcgitest.NginxParams("GET", "/x")), 100)...)
+	nc, err := f.track(&fakeConn{r: bytes.NewReader(in)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := nc.(*conn)
+	c.br.Peek(len(in)) // everything buffered, as when it came in one segment
+	c.Close()
+	if n, err := c.Read(make([]byte, 100)); n != 0 || err == nil {
+		t.Fatalf("read %d bytes (%v) from a closed conn", n, err)
+	}
+	m, _ := decodePairs(f.describe(c, 1, map[string]string{"REQUEST_METHOD": "GET"}))
+	if m[tokenParam] != "0" {
+		t.Fatalf("token for a request without state: %q, want 0", m[tokenParam])
+	}
+}

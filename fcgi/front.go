@@ -222,6 +222,12 @@ func (f *Front) addListener(l net.Listener) bool {
 	return true
 }
 
+func (f *Front) isClosed(c *conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return c.closed
+}
+
 // track wraps a newly accepted connection. A connection accepted while
 // Shutdown closes the listener is closed at once.
 func (f *Front) track(nc net.Conn) (net.Conn, error) {
@@ -279,7 +285,7 @@ func (f *Front) begin(c *conn, id uint16) {
 		// net/http/fcgi drops the connection for a reused in-flight ID.
 		f.forget(old, ErrRequestAborted)
 	}
-	f.seq++
+	f.seq++ // tokens start at 1
 	r := &request{c: c, id: id, token: f.seq, ctx: ctx, cancel: cancel}
 	c.reqs[id] = r
 	f.reqs[r.token] = r
@@ -319,15 +325,12 @@ func (f *Front) end(c *conn, id uint16) bool {
 func (f *Front) describe(c *conn, id uint16, params map[string]string) []byte {
 	u := publicURL(params)
 	host := params["HTTP_HOST"]
+	var token uint64 // 0: no state (no BEGIN_REQUEST, or the conn closed)
 	f.mu.Lock()
-	r := c.reqs[id]
-	if r != nil {
-		r.url, r.host = u, host
+	if r := c.reqs[id]; r != nil {
+		r.url, r.host, token = u, host, r.token
 	}
 	f.mu.Unlock()
-	if r == nil {
-		return nil // no FCGI_BEGIN_REQUEST: net/http/fcgi ignores these params
-	}
 	if params["REQUEST_METHOD"] == "" && !f.warned.Swap(true) {
 		f.log.Warn("fcgi: web server sent no REQUEST_METHOD; requests fail with 500 " +
 			"(nginx: is `include fastcgi_params;` missing?)")
@@ -336,7 +339,9 @@ func (f *Front) describe(c *conn, id uint16, params map[string]string) []byte {
 	if host == "" || !hostParses(host) {
 		b = appendPair(b, "HTTP_HOST", placeholderHost)
 	}
-	return appendPair(b, tokenParam, strconv.FormatUint(r.token, 10))
+	// Always a token: a request without one would get a context that
+	// nothing cancels; with token 0 the handler gets a cancelled one.
+	return appendPair(b, tokenParam, strconv.FormatUint(token, 10))
 }
 
 // serveHTTP is the handler net/http/fcgi calls: it counts the call for

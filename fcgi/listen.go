@@ -15,15 +15,17 @@ import (
 // bytes including the terminating NUL.
 const maxUnixPath = 107
 
-// socketMode lets the web server's user connect when it shares the
-// stardust user's group (for example www-data), and nobody else.
-const socketMode = 0o660
+// socketMode lets the web server's user (www-data) connect without sharing
+// a group with Stardust's (systemd's DynamicUser has none to share): the
+// socket is as open as a loopback TCP port. To narrow it, narrow the
+// directory it is in (systemd's RuntimeDirectoryMode).
+const socketMode = 0o666
 
 // Listen opens the socket the web server connects to. addr is "host:port"
 // (TCP; keep it on loopback, FastCGI has no authentication) or
 // "unix:/path/to.sock". For a unix socket, Listen removes a stale socket
 // file left by a crashed run (but refuses if a server still answers on it,
-// or if the path is not a socket), makes it mode 0660, and the returned
+// or if the path is not a socket), makes it mode 0666, and the returned
 // listener removes the file when closed. "unix:@name" is a Linux abstract
 // socket (no file). Safe for concurrent use; the caller owns the listener.
 func Listen(addr string) (net.Listener, error) {
