@@ -58,6 +58,10 @@ type Hub struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+
+	// beforeTreeAdd, if set (by tests only), runs in Subscribe between
+	// recording the subscription on the client and adding it to the tree.
+	beforeTreeAdd func(*Client)
 }
 
 // channel is one channel's history. Its lock also orders publishes to it.
@@ -242,7 +246,18 @@ func (h *Hub) Subscribe(c *Client, pattern string) (bool, error) {
 	}
 	c.subs[pattern] = segs
 	c.mu.Unlock()
+	if h.beforeTreeAdd != nil {
+		h.beforeTreeAdd(c)
+	}
 	h.subs.add(segs, c)
+	c.mu.Lock()
+	gone := c.gone
+	c.mu.Unlock()
+	if gone {
+		// Removed meanwhile: Remove may have run before the add above.
+		h.subs.remove(segs, c)
+		return false, ErrUnknownClient
+	}
 	if !IsWild(pattern) {
 		h.touchChannel(pattern, segs)
 	}
@@ -283,19 +298,27 @@ func (h *Hub) SetSubscriptions(c *Client, names []string) error {
 	return nil
 }
 
-// touchChannel returns the channel, creating it, and marks it used now.
+// touchChannel returns the channel, creating it, and marks it used now. The
+// mark is made under the hub's read lock, which the sweeper's write lock
+// excludes, so a channel being used is never swept from under its user.
 func (h *Hub) touchChannel(name string, segs []string) *channel {
 	now := time.Now()
 	h.mu.RLock()
 	ch := h.channels[name]
+	if ch != nil {
+		ch.mu.Lock()
+		ch.lastUsed = now
+		ch.mu.Unlock()
+	}
 	h.mu.RUnlock()
-	if ch == nil {
-		h.mu.Lock()
-		if ch = h.channels[name]; ch == nil {
-			ch = &channel{name: name, segs: segs}
-			h.channels[name] = ch
-		}
-		h.mu.Unlock()
+	if ch != nil {
+		return ch
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ch = h.channels[name]; ch == nil {
+		ch = &channel{name: name, segs: segs}
+		h.channels[name] = ch
 	}
 	ch.mu.Lock()
 	ch.lastUsed = now

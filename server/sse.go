@@ -23,7 +23,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	id := q.Get("id")
-	if id == "" {
+	anonymous := id == ""
+	if anonymous {
 		id = "sse-" + NewID()
 	} else if !streamID.MatchString(id) {
 		writeError(w, fmt.Errorf("%w: %q (want letters, digits, dots, - and _)", ErrBadClientID, id))
@@ -44,8 +45,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	// The stream is the client: when it ends, the session ends with it.
-	defer s.hub.Remove(c)
+	if anonymous {
+		// The stream is the client: when it ends, the session ends with it.
+		defer s.hub.Remove(c)
+	}
+	// A named client (?id=) outlives its stream like a long-poll client: it
+	// keeps its queue until it reconnects or client_timeout passes, and a
+	// second stream with its id takes over from the first.
 
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

@@ -591,3 +591,62 @@ func TestRequestLog(t *testing.T) {
 		t.Errorf("POST log line %+v: want remote from X-Forwarded-For of a trusted proxy", post)
 	}
 }
+
+func TestSSENamedClientKeepsQueueAndTakesOver(t *testing.T) {
+	s, ts := testServer(t, Options{SSEHeartbeat: time.Second})
+	open := func() (*bufio.Reader, func()) {
+		resp, err := http.Get(ts.URL + "/comet/channel/named/events?id=tab1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bufio.NewReader(resp.Body), func() { resp.Body.Close() }
+	}
+	first, closeFirst := open()
+	defer closeFirst()
+	waitPolling(t, s, "tab1")
+	second, closeSecond := open() // takes over; the first ends
+	defer closeSecond()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if _, err := first.ReadString('\n'); err != nil {
+			break // the first stream ended
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first stream was not released by the second")
+		}
+	}
+	postForm(t, ts.URL+"/comet/channel/named", `{"n":1}`)
+	if _, data := readEvent(t, second); !strings.Contains(data, `"n":1`) {
+		t.Fatalf("second stream got %q", data)
+	}
+	closeSecond()
+	// Between streams the named client keeps its queue: nothing is lost.
+	deadline = time.Now().Add(3 * time.Second)
+	for s.Hub().Client("tab1").Polling() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	postForm(t, ts.URL+"/comet/channel/named", `{"n":2}`)
+	third, closeThird := open()
+	defer closeThird()
+	if _, data := readEvent(t, third); !strings.Contains(data, `"n":2`) {
+		t.Fatalf("reconnected stream got %q", data)
+	}
+}
+
+func TestSubscribeRacingRemoveLeavesNothing(t *testing.T) {
+	s, _ := testServer(t, Options{})
+	h := s.Hub()
+	c, _, err := h.Register("r", KindStardust, time.Minute, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The removal lands in the window between the client's own record of
+	// the subscription and the tree's.
+	h.beforeTreeAdd = func(c *Client) { h.Remove(c) }
+	if _, err := h.Subscribe(c, "/race/x"); err == nil {
+		t.Error("subscribing a client removed meanwhile reported success")
+	}
+	if subs := h.Subscribers("/race/x"); len(subs) != 0 {
+		t.Fatalf("a removed client was left in the subscription tree: %v", subs)
+	}
+}
