@@ -38,7 +38,9 @@ func EchoService(_ *Client, m *BayeuxMessage) (any, error) { return m.Data, nil 
 // included (POE's MessageACL), before the server acts on it. A non-nil error
 // rejects the message: the client gets an unsuccessful reply whose error says
 // 403 and the error's text. For a handshake, c is the client-to-be: the hook
-// may mark it (c.Values.Store("user", name)) for later checks.
+// may mark it (c.Values.Store("user", name)) for later checks. For an
+// anonymous publish (AnonPublish), c is nil. The hook runs on the request's
+// goroutine, concurrently with other requests.
 //
 //	opts.Bayeux.MessageACL = func(c *server.Client, m *server.BayeuxMessage) error {
 //		if m.Channel == "/meta/handshake" && m.ExtString("token") != "s3cret" {

@@ -356,6 +356,9 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 		if err != nil {
 			return o, err
 		}
+		// FastCGI cannot carry a WebSocket: offering it would only make
+		// clients fail once before falling back to long-polling.
+		bo.WebSocket = bo.WebSocket && c.Server.Mode != "fcgi"
 		o.Bayeux = bo
 	}
 	return o, nil

@@ -156,6 +156,17 @@ func TestEndToEndFastCGI(t *testing.T) {
 	if !strings.HasPrefix(body, "200 ") || !strings.Contains(body, `"type":"goal"`) || !strings.Contains(body, `"_ch":"sport"`) {
 		t.Fatalf("stream over FastCGI got %s", body)
 	}
+	// No WebSocket is offered under FastCGI, which cannot carry one.
+	resp, err = fcgitest.Post(addr, "/comet/bayeux", "application/json", strings.NewReader(
+		`[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["websocket","long-polling"]}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(hb), `"successful":true`) || strings.Contains(string(hb), `"websocket"`) {
+		t.Errorf("handshake over FastCGI: %s", hb)
+	}
 	// The info URL and a JSON 404 route the same under FastCGI.
 	resp, err = fcgitest.Get(addr, "/comet/")
 	if err != nil {
