@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -651,4 +652,57 @@ func newFuzzBayeux(t *testing.T) *Bayeux {
 	log, _ := test.NewNullLogger()
 	s := New(Options{Bayeux: &BayeuxOptions{Services: map[string]Service{"echo": EchoService}}}, logrus.NewEntry(log))
 	return s.bayeux
+}
+
+func TestBayeuxConnectionsPerForwardedAddress(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	b := newBX(t, BayeuxOptions{ClientMaxConnections: 1}, func(o *Options) { o.TrustedProxies = trusted })
+	connectFrom := func(id, xff string) int {
+		body, _ := json.Marshal([]any{connectMsg(id, -1)})
+		req, _ := http.NewRequest("POST", b.url, strings.NewReader(string(body)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Forwarded-For", xff)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	a, c, d := b.handshake(), b.handshake(), b.handshake()
+	go connectFrom(a, "198.51.100.1")
+	waitPolling(t, b.s, a)
+	// Another client address behind the same proxy has its own allowance.
+	go connectFrom(c, "198.51.100.2")
+	waitPolling(t, b.s, c)
+	// The first address is at its limit, whatever else the header claims
+	// on its left (only the proxy's own entry is believed).
+	if code := connectFrom(d, "203.0.113.9, 198.51.100.1"); code != 503 {
+		t.Errorf("third connect from 198.51.100.1: %d, want 503", code)
+	}
+
+	untrusted := newBX(t, BayeuxOptions{ClientMaxConnections: 1})
+	e, f := untrusted.handshake(), untrusted.handshake()
+	go func() {
+		body, _ := json.Marshal([]any{connectMsg(e, -1)})
+		resp, err := http.Post(untrusted.url, "application/json", strings.NewReader(string(body)))
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitPolling(t, untrusted.s, e)
+	// From an untrusted peer the header is ignored: no way around the limit.
+	body, _ := json.Marshal([]any{connectMsg(f, -1)})
+	req, _ := http.NewRequest("POST", untrusted.url, strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Forwarded-For", "198.51.100.77")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("spoofed X-Forwarded-For from an untrusted peer: %d, want 503", resp.StatusCode)
+	}
 }
