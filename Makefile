@@ -49,6 +49,15 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./server/
 
+# A short load run against a server started here on a spare loopback port
+# (bounded: 10 s of publishing); see BENCHMARKS.md for bigger runs.
+LOADPORT ?= 5799
+load: build
+	@bin/stardust --listen 127.0.0.1:$(LOADPORT) --log-level warn & pid=$$!; \
+	trap 'kill $$pid' EXIT; sleep 1; \
+	$(GO) run ./cmd/stardust-load --url http://127.0.0.1:$(LOADPORT)/comet \
+	  --clients 500 --channels 5 --publishers 2 --rate 200 --duration 10s --pid $$pid
+
 # The Node clients (CometD, Faye) the integration tests drive, from the
 # committed lock file. Skipped when npm is missing (the tests then skip loudly).
 node-deps:

@@ -79,6 +79,22 @@ func (c *Client) Subscriptions() []string {
 	return out
 }
 
+// subscribedExactly reports whether the client's subscriptions are exactly
+// names (which hold no duplicates).
+func (c *Client) subscribedExactly(names []string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.subs) != len(names) {
+		return false
+	}
+	for _, n := range names {
+		if _, ok := c.subs[n]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // Touch marks the client as seen now, postponing its expiry.
 func (c *Client) Touch() {
 	c.mu.Lock()

@@ -71,6 +71,7 @@ type channel struct {
 	mu       sync.Mutex
 	history  []*Message // oldest first, at most HistorySize
 	lastUsed time.Time
+	targets  []*Client // recipients buffer, reused under mu
 }
 
 // NewHub starts a hub and its sweeper goroutine, which Close stops.
@@ -281,6 +282,9 @@ func (h *Hub) Unsubscribe(c *Client, pattern string) bool {
 
 // SetSubscriptions makes c subscribed to exactly these channel names.
 func (h *Hub) SetSubscriptions(c *Client, names []string) error {
+	if c.subscribedExactly(names) {
+		return nil // the usual case: a client polling the same channels again
+	}
 	want := make(map[string]bool, len(names))
 	for _, n := range names {
 		want[n] = true
@@ -340,7 +344,11 @@ func (h *Hub) Publish(m *Message) (int, error) {
 		return 0, err
 	}
 	ch := h.touchChannel(m.Channel, segs)
-	var buf [16]*Client
+	type drop struct {
+		c    *Client
+		lost int
+	}
+	var drops []drop
 	ch.mu.Lock()
 	m.Seq = h.seq.Add(1)
 	m.Time = time.Now()
@@ -352,29 +360,35 @@ func (h *Hub) Publish(m *Message) (int, error) {
 			ch.history = append(ch.history, m)
 		}
 	}
-	targets := h.subs.match(segs, buf[:0])
-	var drops []int
-	for i, c := range targets {
+	// The recipients list is the channel's own buffer, reused from publish
+	// to publish under its lock: a large audience costs no garbage per
+	// message.
+	targets := h.subs.match(segs, ch.targets[:0])
+	for _, c := range targets {
 		if d := c.enqueue(m, h.opts.QueueMaxMessages, h.opts.QueueMaxBytes); d > 0 {
-			if drops == nil {
-				drops = make([]int, len(targets))
-			}
-			drops[i] = d
+			drops = append(drops, drop{c, d})
 		}
+	}
+	n := len(targets)
+	clear(targets) // hold no client beyond this publish
+	if cap(targets) <= maxKeptTargets {
+		ch.targets = targets[:0]
 	}
 	ch.mu.Unlock()
 	h.published.Add(1)
-	h.delivered.Add(uint64(len(targets)))
-	for i, d := range drops {
-		if d > 0 {
-			h.drops.Add(uint64(d))
-			h.log.WithFields(logrus.Fields{"client": targets[i].id, "lost": d}).Warn("client queue full: oldest messages dropped")
-			h.emit(Event{Type: "queue_drop", ClientID: targets[i].id, Kind: targets[i].kind, Count: d})
-		}
+	h.delivered.Add(uint64(n))
+	for _, d := range drops {
+		h.drops.Add(uint64(d.lost))
+		h.log.WithFields(logrus.Fields{"client": d.c.id, "lost": d.lost}).Warn("client queue full: oldest messages dropped")
+		h.emit(Event{Type: "queue_drop", ClientID: d.c.id, Kind: d.c.kind, Count: d.lost})
 	}
 	h.emit(Event{Type: "publish", ClientID: m.ClientID, Channel: m.Channel, Message: m})
-	return len(targets), nil
+	return n, nil
 }
+
+// maxKeptTargets bounds the recipients buffer a channel keeps between
+// publishes (8 bytes an entry).
+const maxKeptTargets = 1 << 16
 
 // History returns the channel's kept messages published after seq (0: all),
 // oldest first. Reading does not create the channel.

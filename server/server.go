@@ -135,6 +135,8 @@ func (s *Server) routes() {
 	r.NotFoundHandler = http.HandlerFunc(s.notFound)
 	r.MethodNotAllowedHandler = http.HandlerFunc(s.methodNotAllowed)
 	b := s.opts.Base
+	// The long poll first: it is by far the most frequent request.
+	r.HandleFunc(b+"/channel/{chans}/stream/{id}", s.handleStream).Methods(http.MethodGet)
 	if b != "" {
 		r.HandleFunc(b, s.handleInfo).Methods(http.MethodGet, http.MethodHead)
 	}
@@ -144,7 +146,6 @@ func (s *Server) routes() {
 	r.HandleFunc(b+"/channel/{chans}", s.handleChannelInfo).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc(b+"/channel/{chans}", s.handlePublish).Methods(http.MethodPost)
 	r.HandleFunc(b+"/channel/{chans}/events", s.handleEvents).Methods(http.MethodGet)
-	r.HandleFunc(b+"/channel/{chans}/stream/{id}", s.handleStream).Methods(http.MethodGet)
 	// jquery.ev as in the Perl synopsis polls /channel/foo/ID without "stream".
 	r.HandleFunc(b+"/channel/{chans}/{id:[0-9.]+}", s.handleStream).Methods(http.MethodGet)
 	if s.opts.Bayeux != nil {
