@@ -1,0 +1,557 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// report is the outcome of a run; its JSON form is the --json output.
+type report struct {
+	URL        string  `json:"url"`
+	Mode       string  `json:"mode"`
+	Clients    int     `json:"clients"`
+	Channels   int     `json:"channels"`
+	Publishers int     `json:"publishers"`
+	RateTarget float64 `json:"rate_target"`
+	StoppedBy  string  `json:"stopped_by"` // duration, messages, signal
+	SetupSec   float64 `json:"setup_s"`
+	PublishSec float64 `json:"publish_s"`
+
+	Published     int64   `json:"published"`
+	PublishErrors int64   `json:"publish_errors"`
+	PublishRate   float64 `json:"publish_rate"` // messages/s
+	Expected      int64   `json:"expected"`     // deliveries to our clients
+	Received      int64   `json:"received"`
+	Lost          int64   `json:"lost"`
+	Duplicates    int64   `json:"duplicates"`
+	OverflowLost  int64   `json:"overflow_lost"` // messages the server said it dropped
+	Recipients    int64   `json:"server_recipients"`
+	DeliveryRate  float64 `json:"delivery_rate"` // deliveries/s over the publish window
+	Polls         int64   `json:"polls"`         // poll mode: answers; sse mode: streams that ended
+	PollErrors    int64   `json:"poll_errors"`
+	FirstError    string  `json:"first_error,omitempty"`
+
+	Latency  percentiles `json:"latency_ms"`          // publish start to receipt
+	Delivery percentiles `json:"server_to_client_ms"` // server's _ts to receipt
+	Request  percentiles `json:"publish_request_ms"`  // publish round trip
+
+	RSS *rssReport `json:"rss,omitempty"`
+}
+
+type percentiles struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	Max   float64 `json:"max"`
+	Mean  float64 `json:"mean"`
+}
+
+type rssReport struct {
+	PID          int     `json:"pid"`
+	BeforeKB     int64   `json:"before_kb"`
+	ConnectedKB  int64   `json:"connected_kb"`
+	EndKB        int64   `json:"end_kb"`
+	PeakKB       int64   `json:"peak_kb"` // highest VmRSS sampled during the run
+	HWMKB        int64   `json:"hwm_kb"`  // VmHWM: the process's peak since it started
+	PerClientKB  float64 `json:"per_client_kb"`
+	SampleErrors int     `json:"sample_errors,omitempty"`
+}
+
+// loadMsg is what publishers send and clients read back: the run tag, the
+// send time, the publisher and its message number. Type and Lost are the
+// server's overflow notice; TS is the server's stamp.
+type loadMsg struct {
+	Load string  `json:"load"`
+	T    int64   `json:"t"`
+	P    int     `json:"p"`
+	N    int64   `json:"n"`
+	TS   float64 `json:"_ts"`
+	Type string  `json:"type"`
+	Lost int64   `json:"lost"`
+}
+
+// runner holds the state shared by the clients and publishers of one run.
+type runner struct {
+	cfg   config
+	run   string
+	http  *http.Client
+	names []string // channel names
+	on    []int64  // our clients per channel
+
+	published, pubErrors, expected, recipients atomic.Int64
+	received, dups, overflowLost, polls        atomic.Int64
+	pollErrors                                 atomic.Int64
+	seq                                        atomic.Int64
+	firstErr                                   sync.Once
+	firstErrText                               atomic.Value
+
+	latency, delivery, request histogram
+}
+
+func (r *runner) fail(err error) {
+	r.firstErr.Do(func() { r.firstErrText.Store(err.Error()) })
+}
+
+func (r *runner) channelURL(k int) string {
+	return r.cfg.base.String() + "/channel/" + r.names[k]
+}
+
+// run sets up the clients, publishes until a bound, drains and reports.
+// Progress and warnings go to logw.
+func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
+	if cfg.base == nil {
+		if err := cfg.validate(); err != nil {
+			return nil, err
+		}
+	}
+	conns := cfg.Clients + cfg.Publishers + 16
+	tr := &http.Transport{
+		DialContext:         loopbackDialer.DialContext,
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		IdleConnTimeout:     2 * time.Minute,
+		DisableCompression:  true,
+	}
+	defer tr.CloseIdleConnections()
+	r := &runner{
+		cfg: cfg, run: strconv.FormatInt(time.Now().UnixNano()%1e12, 10),
+		http: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return errors.New("redirects are not followed")
+		}},
+		names: make([]string, cfg.Channels), on: make([]int64, cfg.Channels),
+	}
+	for k := range r.names {
+		r.names[k] = fmt.Sprintf("load%s_%d", r.run, k)
+	}
+	for i := 0; i < cfg.Clients; i++ {
+		r.on[i%cfg.Channels]++
+	}
+	rep := &report{URL: cfg.base.String(), Mode: cfg.Mode, Clients: cfg.Clients, Channels: cfg.Channels,
+		Publishers: cfg.Publishers, RateTarget: cfg.Rate}
+
+	// The server must answer before anything else starts.
+	if err := r.ping(ctx); err != nil {
+		return nil, err
+	}
+	var rss *rssSampler
+	if cfg.PID > 0 {
+		rss = newRSSSampler(cfg.PID)
+		rep.RSS = &rss.rep
+	}
+
+	clientCtx, stopClients := context.WithCancel(ctx)
+	defer stopClients()
+	var clients sync.WaitGroup
+	setupStart := time.Now()
+	r.startClients(clientCtx, &clients)
+	err := r.waitRegistered(ctx, setupStart.Add(cfg.SetupTimeout), logw)
+	rep.SetupSec = time.Since(setupStart).Seconds()
+	if err != nil {
+		stopClients()
+		clients.Wait()
+		return nil, err
+	}
+	rss.connected()
+	fmt.Fprintf(logw, "stardust-load: %d clients registered in %.2fs; publishing\n", cfg.Clients, rep.SetupSec)
+
+	samplerDone := make(chan struct{})
+	samplerCtx, stopSampler := context.WithCancel(ctx)
+	go func() { defer close(samplerDone); rss.loop(samplerCtx) }()
+
+	pubStart := time.Now()
+	rep.StoppedBy = r.publish(ctx, pubStart.Add(cfg.Duration))
+	pubTime := time.Since(pubStart)
+
+	// Wait, bounded, for deliveries still in flight.
+	if ctx.Err() == nil {
+		deadline := time.Now().Add(cfg.Drain)
+		for r.received.Load() < r.expected.Load() && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	stopSampler()
+	<-samplerDone
+	rss.end()
+	stopClients()
+	clients.Wait()
+
+	rep.PublishSec = pubTime.Seconds()
+	rep.Published, rep.PublishErrors = r.published.Load(), r.pubErrors.Load()
+	rep.Expected, rep.Received, rep.Recipients = r.expected.Load(), r.received.Load(), r.recipients.Load()
+	rep.Duplicates, rep.OverflowLost = r.dups.Load(), r.overflowLost.Load()
+	rep.Polls, rep.PollErrors = r.polls.Load(), r.pollErrors.Load()
+	rep.Lost = max(0, rep.Expected-(rep.Received-rep.Duplicates))
+	if s, ok := r.firstErrText.Load().(string); ok {
+		rep.FirstError = s
+	}
+	if pubTime > 0 {
+		rep.PublishRate = float64(rep.Published) / pubTime.Seconds()
+		rep.DeliveryRate = float64(rep.Received) / pubTime.Seconds()
+	}
+	rep.Latency, rep.Delivery, rep.Request = r.latency.percentiles(), r.delivery.percentiles(), r.request.percentiles()
+	if rss != nil && cfg.Clients > 0 {
+		rss.rep.PerClientKB = float64(rss.rep.ConnectedKB-rss.rep.BeforeKB) / float64(cfg.Clients)
+	}
+	return rep, nil
+}
+
+func (r *runner) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.cfg.base.String()+"/", nil)
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("server not answering at %s: %w", r.cfg.base, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s/: status %d; is --url the Stardust base path?", r.cfg.base, resp.StatusCode)
+	}
+	return nil
+}
+
+// startClients starts every client, at most cfg.Ramp per second, so that
+// the server's accept queue is not flooded at once.
+func (r *runner) startClients(ctx context.Context, wg *sync.WaitGroup) {
+	batch := r.cfg.Clients
+	if r.cfg.Ramp > 0 {
+		batch = max(1, r.cfg.Ramp/20) // every 50 ms
+	}
+	for i := 0; i < r.cfg.Clients; i++ {
+		if i > 0 && i%batch == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c := &client{r: r, id: fmt.Sprintf("%s.%d", r.run, i), ch: i % r.cfg.Channels, last: make([]int64, r.cfg.Publishers)}
+			for p := range c.last {
+				c.last[p] = -1
+			}
+			if r.cfg.Mode == "sse" {
+				c.sse(ctx)
+			} else {
+				c.poll(ctx)
+			}
+		}(i)
+	}
+}
+
+// waitRegistered waits until the server lists every client among the
+// subscribers of our channels, so that no message is published before its
+// subscribers exist.
+func (r *runner) waitRegistered(ctx context.Context, deadline time.Time, logw io.Writer) error {
+	var seen int
+	lastLog := time.Now()
+	for {
+		n, err := r.countSubscribers(ctx)
+		if err == nil {
+			seen = n
+			if n >= r.cfg.Clients {
+				return nil
+			}
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			fmt.Fprintf(logw, "stardust-load: %d of %d clients registered\n", seen, r.cfg.Clients)
+			lastLog = time.Now()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d clients registered within --setup-timeout %s (last error: %v)", seen, r.cfg.Clients, r.cfg.SetupTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("interrupted during set-up: %d of %d clients registered", seen, r.cfg.Clients)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (r *runner) countSubscribers(ctx context.Context) (int, error) {
+	total := 0
+	for from := 0; from < len(r.names); from += 64 { // the server takes 64 channels per request
+		to := min(from+64, len(r.names))
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.cfg.base.String()+"/channel/"+strings.Join(r.names[from:to], "+"), nil)
+		resp, err := r.http.Do(req)
+		if err != nil {
+			cancel()
+			return 0, err
+		}
+		var infos []struct {
+			Subscribers []string `json:"subscribers"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&infos)
+		resp.Body.Close()
+		cancel()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("channel info: status %d: %v", resp.StatusCode, err)
+		}
+		for _, ci := range infos {
+			total += len(ci.Subscribers)
+		}
+	}
+	return total, nil
+}
+
+// publish runs the publishers until the deadline, the message bound or ctx,
+// and says which ended it. A request under way at the deadline completes, so
+// that every message the server accepted is counted.
+func (r *runner) publish(ctx context.Context, deadline time.Time) string {
+	var wg sync.WaitGroup
+	var byCount atomic.Bool
+	pad := strings.Repeat("x", r.cfg.Size)
+	start := time.Now()
+	for p := 0; p < r.cfg.Publishers; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			var interval time.Duration
+			if r.cfg.Rate > 0 {
+				interval = time.Duration(float64(r.cfg.Publishers) / r.cfg.Rate * float64(time.Second))
+			}
+			// Publisher p sends its n-th message at start + (n + p/P) * interval,
+			// so the publishers interleave evenly.
+			next := start.Add(interval * time.Duration(p) / time.Duration(r.cfg.Publishers))
+			for n := int64(0); ctx.Err() == nil && time.Now().Before(deadline); n++ {
+				if interval > 0 {
+					if next.After(deadline) {
+						return
+					}
+					if d := time.Until(next); d > 0 {
+						select {
+						case <-ctx.Done():
+							return
+						case <-time.After(d):
+						}
+					}
+					next = next.Add(interval)
+				}
+				g := r.seq.Add(1)
+				if g > int64(r.cfg.Messages) {
+					byCount.Store(true)
+					return
+				}
+				r.publishOne(ctx, p, n, int(g-1)%r.cfg.Channels, pad)
+			}
+		}(p)
+	}
+	wg.Wait()
+	switch {
+	case ctx.Err() != nil:
+		return "signal"
+	case byCount.Load():
+		return "messages"
+	}
+	return "duration"
+}
+
+func (r *runner) publishOne(ctx context.Context, p int, n int64, k int, pad string) {
+	sent := time.Now()
+	m := fmt.Sprintf(`{"load":%q,"t":%d,"p":%d,"n":%d`, r.run, sent.UnixNano(), p, n)
+	if pad != "" {
+		m += `,"pad":"` + pad + `"`
+	}
+	body := url.Values{"m": {m + "}"}}.Encode()
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(rctx, http.MethodPost, r.channelURL(k), strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := r.http.Do(req)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.pubErrors.Add(1)
+			r.fail(fmt.Errorf("publish: %w", err))
+		}
+		return
+	}
+	var out struct {
+		Recipients int64 `json:"recipients"`
+	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		r.pubErrors.Add(1)
+		r.fail(fmt.Errorf("publish: status %d: %v", resp.StatusCode, err))
+		return
+	}
+	// Counted once accepted: from here the server owes every subscriber a copy.
+	r.expected.Add(r.on[k])
+	r.recipients.Add(out.Recipients)
+	r.published.Add(1)
+	r.request.add(time.Since(sent))
+}
+
+// client is one subscriber session.
+type client struct {
+	r    *runner
+	id   string
+	ch   int
+	last []int64 // per publisher, the last message number received
+}
+
+// got accounts for messages received at one instant.
+func (c *client) got(msgs []loadMsg, at time.Time) {
+	for _, m := range msgs {
+		switch {
+		case m.Type == "stardust.overflow":
+			c.r.overflowLost.Add(m.Lost)
+			continue
+		case m.Load != c.r.run || m.P < 0 || m.P >= len(c.last):
+			continue // not ours
+		}
+		c.r.received.Add(1)
+		// One publisher's messages to one channel arrive in publish order.
+		if m.N <= c.last[m.P] {
+			c.r.dups.Add(1)
+		} else {
+			c.last[m.P] = m.N
+		}
+		c.r.latency.add(at.Sub(time.Unix(0, m.T)))
+		if m.TS > 0 {
+			sec, frac := math.Modf(m.TS)
+			c.r.delivery.add(at.Sub(time.Unix(int64(sec), int64(frac*1e9))))
+		}
+	}
+}
+
+// poll long-polls in a loop as jquery.ev does: a new request as soon as one
+// answers, a pause after an error.
+func (c *client) poll(ctx context.Context) {
+	u := c.r.channelURL(c.ch) + "/stream/" + c.id
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		msgs, err := c.pollOnce(ctx, u)
+		if ctx.Err() != nil {
+			return
+		}
+		c.r.polls.Add(1)
+		if err != nil {
+			c.r.pollErrors.Add(1)
+			c.r.fail(fmt.Errorf("poll: %w", err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		c.got(msgs, time.Now())
+	}
+}
+
+func (c *client) pollOnce(ctx context.Context, u string) ([]loadMsg, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.r.cfg.PollTimeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := c.r.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(body))
+	}
+	var msgs []loadMsg
+	if err := json.Unmarshal(body, &msgs); err != nil {
+		return nil, fmt.Errorf("answer not a JSON array: %v", err)
+	}
+	return msgs, nil
+}
+
+// sse holds an event stream, reconnecting with Last-Event-ID when it ends.
+func (c *client) sse(ctx context.Context) {
+	u := c.r.channelURL(c.ch) + "/events?id=" + url.QueryEscape(c.id)
+	var lastID string
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := c.sseOnce(ctx, u, &lastID)
+		if ctx.Err() != nil {
+			return
+		}
+		c.r.polls.Add(1)
+		if err != nil {
+			c.r.pollErrors.Add(1)
+			c.r.fail(fmt.Errorf("sse: %w", err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (c *client) sseOnce(ctx context.Context, u string, lastID *string) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	if *lastID != "" {
+		req.Header.Set("Last-Event-ID", *lastID)
+	}
+	resp, err := c.r.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(body))
+	}
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	var data []byte
+	var event string
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil // the server ended the stream; resume
+			}
+			return err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(line) == 0: // end of an event
+			if len(data) > 0 {
+				var m loadMsg
+				if err := json.Unmarshal(data, &m); err == nil {
+					if event == "overflow" {
+						m.Type = "stardust.overflow"
+					}
+					c.got([]loadMsg{m}, time.Now())
+				}
+			}
+			data, event = data[:0], ""
+		case bytes.HasPrefix(line, []byte("data:")):
+			data = append(data, bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))...)
+		case bytes.HasPrefix(line, []byte("id:")):
+			*lastID = string(bytes.TrimSpace(line[3:]))
+		case bytes.HasPrefix(line, []byte("event:")):
+			event = string(bytes.TrimSpace(line[6:]))
+		}
+	}
+}

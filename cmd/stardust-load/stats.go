@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/bits"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// histogram counts durations in microseconds in log-linear buckets (32 per
+// power of two, so about 3% resolution), safe for concurrent use, with the
+// exact maximum and mean.
+type histogram struct {
+	counts [60 * 32]atomic.Int64
+	n, sum atomic.Int64
+	max    atomic.Int64
+}
+
+func bucketOf(us int64) int {
+	if us < 64 {
+		return int(us)
+	}
+	shift := bits.Len64(uint64(us)) - 6
+	return (shift+1)*32 + int(us>>shift) - 32
+}
+
+// bucketMid is the middle of a bucket's range, in microseconds.
+func bucketMid(i int) float64 {
+	if i < 64 {
+		return float64(i)
+	}
+	shift := i/32 - 1
+	lo := int64(i%32+32) << shift
+	return float64(lo) + float64(int64(1)<<shift-1)/2
+}
+
+func (h *histogram) add(d time.Duration) {
+	us := max(d.Microseconds(), 0)
+	h.counts[min(bucketOf(us), len(h.counts)-1)].Add(1)
+	h.n.Add(1)
+	h.sum.Add(us)
+	for {
+		m := h.max.Load()
+		if us <= m || h.max.CompareAndSwap(m, us) {
+			break
+		}
+	}
+}
+
+// percentiles reads the histogram in milliseconds.
+func (h *histogram) percentiles() percentiles {
+	n := h.n.Load()
+	if n == 0 {
+		return percentiles{}
+	}
+	maxUS := float64(h.max.Load())
+	at := func(q float64) float64 {
+		rank := int64(math.Ceil(q * float64(n)))
+		var seen int64
+		for i := range h.counts {
+			if seen += h.counts[i].Load(); seen >= rank {
+				return math.Min(bucketMid(i), maxUS) / 1000
+			}
+		}
+		return maxUS / 1000
+	}
+	round := func(v float64) float64 { return math.Round(v*1000) / 1000 }
+	return percentiles{Count: n, P50: round(at(0.50)), P90: round(at(0.90)), P99: round(at(0.99)),
+		Max: round(maxUS / 1000), Mean: round(float64(h.sum.Load()) / float64(n) / 1000)}
+}
+
+// rssSampler reads a process's resident memory from /proc/PID/status. A nil
+// sampler does nothing.
+type rssSampler struct {
+	rep rssReport
+}
+
+func newRSSSampler(pid int) *rssSampler {
+	s := &rssSampler{rep: rssReport{PID: pid}}
+	s.rep.BeforeKB, _ = s.sample()
+	return s
+}
+
+// sample returns VmRSS and records the peak and VmHWM.
+func (s *rssSampler) sample() (int64, int64) {
+	rss, hwm, err := readRSS(s.rep.PID)
+	if err != nil {
+		s.rep.SampleErrors++
+		return 0, 0
+	}
+	s.rep.PeakKB = max(s.rep.PeakKB, rss)
+	s.rep.HWMKB = hwm
+	return rss, hwm
+}
+
+func (s *rssSampler) connected() {
+	if s != nil {
+		s.rep.ConnectedKB, _ = s.sample()
+	}
+}
+
+func (s *rssSampler) end() {
+	if s != nil {
+		s.rep.EndKB, _ = s.sample()
+	}
+}
+
+func (s *rssSampler) loop(ctx context.Context) {
+	if s == nil {
+		return
+	}
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.sample()
+		}
+	}
+}
+
+// readRSS reads VmRSS and VmHWM, in kB, from /proc/PID/status.
+func readRSS(pid int) (rss, hwm int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "VmRSS" && k != "VmHWM") {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/status: %s: %v", pid, k, err)
+		}
+		if k == "VmRSS" {
+			rss = n
+		} else {
+			hwm = n
+		}
+	}
+	if rss == 0 {
+		return 0, 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	}
+	return rss, hwm, nil
+}
+
+func (rep *report) writeText(w io.Writer) {
+	rate := "unpaced"
+	if rep.RateTarget > 0 {
+		rate = fmt.Sprintf("%g msg/s", rep.RateTarget)
+	}
+	fmt.Fprintf(w, "stardust-load: %s mode, %d clients on %d channels, %d publishers at %s, %s\n",
+		rep.Mode, rep.Clients, rep.Channels, rep.Publishers, rate, rep.URL)
+	fmt.Fprintf(w, "set-up      %.2fs until every client was registered\n", rep.SetupSec)
+	fmt.Fprintf(w, "published   %d messages in %.2fs (%.1f msg/s), %d publish errors; stopped by %s\n",
+		rep.Published, rep.PublishSec, rep.PublishRate, rep.PublishErrors, rep.StoppedBy)
+	fmt.Fprintf(w, "deliveries  expected %d, received %d (%.0f/s), lost %d, duplicates %d; server counted %d recipients\n",
+		rep.Expected, rep.Received, rep.DeliveryRate, rep.Lost, rep.Duplicates, rep.Recipients)
+	if rep.OverflowLost > 0 {
+		fmt.Fprintf(w, "overflow    the server dropped %d messages from full queues and said so\n", rep.OverflowLost)
+	}
+	if rep.Lost > 0 && rep.OverflowLost == 0 {
+		fmt.Fprintf(w, "LOST        %d deliveries missing with no overflow notice\n", rep.Lost)
+	}
+	pc := func(name string, p percentiles) {
+		fmt.Fprintf(w, "%-11s p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms  mean %.2fms  (n=%d)\n",
+			name, p.P50, p.P90, p.P99, p.Max, p.Mean, p.Count)
+	}
+	pc("latency", rep.Latency)
+	pc(" server→cl", rep.Delivery)
+	pc(" publish rq", rep.Request)
+	if rep.Mode == "sse" {
+		fmt.Fprintf(w, "streams     %d ended early, %d errors\n", rep.Polls, rep.PollErrors)
+	} else {
+		fmt.Fprintf(w, "polls       %d answered, %d errors\n", rep.Polls, rep.PollErrors)
+	}
+	if rep.FirstError != "" {
+		fmt.Fprintf(w, "first error %s\n", rep.FirstError)
+	}
+	if r := rep.RSS; r != nil {
+		mib := func(kb int64) float64 { return float64(kb) / 1024 }
+		fmt.Fprintf(w, "server RSS  pid %d: before %.1f MiB, clients connected %.1f MiB (%.1f KiB per client), end %.1f MiB, peak %.1f MiB, VmHWM %.1f MiB\n",
+			r.PID, mib(r.BeforeKB), mib(r.ConnectedKB), r.PerClientKB, mib(r.EndKB), mib(r.PeakKB), mib(r.HWMKB))
+	}
+}
