@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -704,5 +705,53 @@ func TestBayeuxConnectionsPerForwardedAddress(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 503 {
 		t.Errorf("spoofed X-Forwarded-For from an untrusted peer: %d, want 503", resp.StatusCode)
+	}
+}
+
+// Everything clients can grow in the hub comes back to empty once they are
+// gone: sessions of every kind, channels, the subscription tree and the
+// per-address connect counts.
+func TestEverythingIsSweptBack(t *testing.T) {
+	b := newBX(t, BayeuxOptions{ConnectTimeout: 150 * time.Millisecond}, func(o *Options) {
+		o.PollTimeout = 20 * time.Millisecond
+		o.ClientTimeout = 150 * time.Millisecond
+		o.Hub.ChannelTimeout = 200 * time.Millisecond
+		o.Hub.SweepInterval = 20 * time.Millisecond
+	})
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			recv(t, poll(t, fmt.Sprintf("%s/comet/channel/c%d+shared/stream/%d", b.ts.URL, i%30, i)), 5*time.Second)
+			postForm(t, fmt.Sprintf("%s/comet/channel/p%d", b.ts.URL, i), `{"n":1}`)
+		}(i)
+	}
+	for i := 0; i < 20; i++ {
+		id := b.handshake()
+		b.subscribe(id, fmt.Sprintf("/deep/%d/**", i), "/stardust/shared")
+		b.post(connectMsg(id, -1))
+	}
+	wg.Wait()
+	h := b.s.Hub()
+	if st := h.Stats(); st.Clients == 0 || st.Channels == 0 || st.Subscriptions == 0 {
+		t.Fatalf("nothing to sweep: %+v", st)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := h.Stats()
+		h.subs.mu.RLock()
+		treeEmpty := h.subs.root.empty()
+		h.subs.mu.RUnlock()
+		b.s.bayeux.ipMu.Lock()
+		held := len(b.s.bayeux.held)
+		b.s.bayeux.ipMu.Unlock()
+		if st.Clients == 0 && st.Channels == 0 && st.Subscriptions == 0 && treeEmpty && held == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left behind: %+v, tree empty %v, held %d", st, treeEmpty, held)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
