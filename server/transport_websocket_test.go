@@ -83,6 +83,16 @@ func (p *wsPeer) closedWith(code int) error {
 	return fmt.Errorf("want close %d, got %v", code, err)
 }
 
+// heldOverWS handshakes a client and holds its connect over a new socket.
+func (b *bx) heldOverWS() (*wsPeer, string) {
+	b.t.Helper()
+	ws := b.dialWS()
+	id := b.handshake("websocket")
+	ws.send(wsConnect(id, -1))
+	waitPolling(b.t, b.s, id)
+	return ws, id
+}
+
 // wsConnect is a websocket /meta/connect; timeout as in connectMsg.
 func wsConnect(id string, timeout int) map[string]any {
 	m := connectMsg(id, timeout)
@@ -92,10 +102,7 @@ func wsConnect(id string, timeout int) map[string]any {
 
 func TestBayeuxWebSocketDisconnect(t *testing.T) {
 	b := newBX(t, BayeuxOptions{WebSocket: true})
-	ws := b.dialWS()
-	id := b.handshake("websocket")
-	ws.send(wsConnect(id, -1))
-	waitPolling(t, b.s, id)
+	ws, id := b.heldOverWS()
 	ws.send(map[string]any{"channel": "/meta/disconnect", "clientId": id, "id": "bye"})
 	var gotConnect, gotDisconnect bool
 	for !(gotConnect && gotDisconnect) {
@@ -122,10 +129,7 @@ func TestBayeuxWebSocketDisconnect(t *testing.T) {
 
 func TestBayeuxWebSocketRehandshake(t *testing.T) {
 	b := newBX(t, BayeuxOptions{WebSocket: true})
-	ws := b.dialWS()
-	id := b.handshake("websocket")
-	ws.send(wsConnect(id, -1))
-	waitPolling(t, b.s, id)
+	ws, id := b.heldOverWS()
 	// The server forgets the client (as after a restart of its node): the
 	// held connect says 402 with advice to handshake.
 	b.s.Hub().Remove(b.s.Hub().Client(id))
