@@ -131,13 +131,6 @@ func (c *Client) enqueue(m *Message, maxMsgs, maxBytes int) (dropped int) {
 	return dropped
 }
 
-// Pending reports how many messages wait in the queue.
-func (c *Client) Pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.queue)
-}
-
 // Drain takes every queued message, oldest first, and the number of messages
 // dropped from the queue since the last drain.
 func (c *Client) Drain() (msgs []*Message, dropped int) {
@@ -217,16 +210,6 @@ func (c *Client) endPollLocked(w *waiter) {
 	}
 	c.polls--
 	c.lastSeen = time.Now()
-}
-
-// Release answers the client's waiting poll at once, as a newer one would.
-func (c *Client) Release() {
-	c.mu.Lock()
-	if c.wait != nil {
-		close(c.wait.replaced)
-		c.wait = nil
-	}
-	c.mu.Unlock()
 }
 
 // Polling reports whether a poll of this client is in progress.

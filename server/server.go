@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -89,7 +88,6 @@ type Server struct {
 	started time.Time
 	bayeux  *Bayeux
 	handler http.Handler
-	wrapMu  sync.Mutex
 }
 
 // New builds a Server with its own Hub.
@@ -102,24 +100,6 @@ func New(opts Options, log *logrus.Entry) *Server {
 
 // Hub returns the core, for local clients and other protocols.
 func (s *Server) Hub() *Hub { return s.hub }
-
-// Options returns the options in force (defaults filled in).
-func (s *Server) Options() Options { return s.opts }
-
-// Log returns the server's logger.
-func (s *Server) Log() *logrus.Entry { return s.log }
-
-// Router returns the router, so that other protocols (the Bayeux endpoint,
-// metrics) can add routes under Options().Base before serving starts.
-func (s *Server) Router() *mux.Router { return s.router }
-
-// Wrap puts middleware around the whole handler (request log, metrics); call
-// before serving starts. The last wrap is the outermost.
-func (s *Server) Wrap(mw func(http.Handler) http.Handler) {
-	s.wrapMu.Lock()
-	defer s.wrapMu.Unlock()
-	s.handler = mw(s.handler)
-}
 
 // ServeHTTP serves a request. Safe for concurrent use.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
