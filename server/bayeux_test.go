@@ -380,7 +380,9 @@ func TestBayeuxCallbackPolling(t *testing.T) {
 	}{
 		{"jsonp=cb_1&message=" + hs, "/**/cb_1([", 200},
 		{"message=" + hs, "/**/jsonpcallback([", 200},
-		{"jsonp=a.b.c&message=" + hs, "/**/a.b.c([", 200},
+		{"jsonp=__jsonp1__&message=" + hs, "/**/__jsonp1__([", 200},
+		{"jsonp=a.b.c&message=" + hs, `{"error"`, 400},
+		{"jsonp=" + strings.Repeat("x", 200) + "&message=" + hs, `{"error"`, 400},
 		{"jsonp=alert(1)&message=" + hs, `{"error"`, 400},
 		{"jsonp=" + url.QueryEscape("x;y") + "&message=" + hs, `{"error"`, 400},
 		{"jsonp=cb", `{"error"`, 400},

@@ -106,8 +106,10 @@ func (b *Bayeux) serveLongPolling(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out)
 }
 
-// jsonpName is a safe callback name: identifiers, dotted at most.
-var jsonpName = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]{0,127}(\.[A-Za-z_$][A-Za-z0-9_$]{0,127}){0,3}$`)
+// jsonpName is a safe callback name: one plain JavaScript identifier (as
+// CometD's _cometd_jsonp_N and Faye's __jsonpN__), nothing that could call a
+// property path or inject code.
+var jsonpName = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]{0,127}$`)
 
 func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
