@@ -267,7 +267,10 @@ func recv(t *testing.T, ch <-chan []map[string]any, within time.Duration) []map[
 }
 
 func TestStream(t *testing.T) {
-	s, ts := testServer(t, Options{PollTimeout: 300 * time.Millisecond, Hub: HubOptions{HistorySize: 10}})
+	// A hold far longer than any bound below, so that "at once" and
+	// "released" cannot be mistaken for the hold running out.
+	const hold = 10 * time.Second
+	s, ts := testServer(t, Options{PollTimeout: hold, Hub: HubOptions{HistorySize: 10}})
 	stream := ts.URL + "/comet/channel/foo+bar/stream/0.123"
 
 	t.Run("publish reaches a waiting poll", func(t *testing.T) {
@@ -287,13 +290,14 @@ func TestStream(t *testing.T) {
 		if len(msgs) != 3 || msgs[0]["n"] != 1.0 || msgs[2]["n"] != 3.0 {
 			t.Fatalf("got %v, want n=1,2,3 in order", msgs)
 		}
-		if time.Since(start) > 250*time.Millisecond {
+		if time.Since(start) > hold/2 {
 			t.Errorf("queued messages took %s: must come at once", time.Since(start))
 		}
 	})
 	t.Run("idle poll ends with []", func(t *testing.T) {
+		_, short := testServer(t, Options{PollTimeout: 300 * time.Millisecond})
 		start := time.Now()
-		msgs := recv(t, poll(t, stream), 3*time.Second)
+		msgs := recv(t, poll(t, short.URL+"/comet/channel/foo/stream/1"), 5*time.Second)
 		if msgs == nil || len(msgs) != 0 {
 			t.Fatalf("got %v, want []", msgs)
 		}
@@ -305,7 +309,7 @@ func TestStream(t *testing.T) {
 		first := poll(t, stream)
 		waitPolling(t, s, "0.123")
 		second := poll(t, stream)
-		if msgs := recv(t, first, 250*time.Millisecond); len(msgs) != 0 {
+		if msgs := recv(t, first, hold/2); len(msgs) != 0 {
 			t.Fatalf("first poll got %v", msgs)
 		}
 		postForm(t, ts.URL+"/comet/channel/foo", `{"to":"second"}`)
