@@ -151,3 +151,64 @@ func FuzzParseChannel(f *testing.F) {
 		}
 	})
 }
+
+func TestParseChannelList(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string // joined with ","; "" means an error
+	}{
+		{"foo", "foo"},
+		{"foo+bar", "foo,bar"},
+		{"foo+bar+foo", "foo,bar"},
+		{"a_1+B2", "a_1,B2"},
+		{"foo bar", "foo,bar"}, // a "+" that a form decoder turned into a space
+		{"", ""},
+		{"+", ""},
+		{"foo+ba-r", ""},
+		{"foo/bar", ""},
+		{strings.Repeat("a+", 65) + "a", ""},
+	}
+	for _, tt := range tests {
+		got, err := parseChannelList(tt.in)
+		if tt.want == "" {
+			if err == nil || !errors.Is(err, ErrBadChannel) {
+				t.Errorf("parseChannelList(%q) = %v, %v; want ErrBadChannel", tt.in, got, err)
+			}
+			continue
+		}
+		if err != nil || strings.Join(got, ",") != tt.want {
+			t.Errorf("parseChannelList(%q) = %v, %v; want %s", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// FuzzStardustURL fuzzes the parsers of the Stardust URL parts: the channel
+// list and ?since=.
+func FuzzStardustURL(f *testing.F) {
+	f.Add("foo+bar", "1700000000.5")
+	f.Add("a", "")
+	f.Add("x+x+y", "1e9")
+	f.Add("+", "-1")
+	f.Fuzz(func(t *testing.T, list, since string) {
+		names, err := parseChannelList(list)
+		if err == nil {
+			seen := map[string]bool{}
+			for _, n := range names {
+				if seen[n] || !stardustName.MatchString(n) {
+					t.Fatalf("%q gave %q", list, names)
+				}
+				seen[n] = true
+				if _, err := ParseChannel("/stardust/"+n, false); err != nil {
+					t.Fatalf("%q is not a valid Bayeux channel segment: %v", n, err)
+				}
+			}
+		} else if !errors.Is(err, ErrBadChannel) {
+			t.Fatalf("error %v", err)
+		}
+		if ts, err := parseSince(since); err == nil && since != "" && ts.IsZero() {
+			t.Fatalf("since=%q parsed to the zero time", since)
+		} else if err != nil && httpStatus(err) != 400 {
+			t.Fatalf("since=%q: error maps to %d", since, httpStatus(err))
+		}
+	})
+}
