@@ -272,19 +272,26 @@ func decodeJSONBody(body []byte, maxSize int) ([]map[string]json.RawMessage, err
 }
 
 // streamClient registers (or finds) the client named by the request and sets
-// its subscriptions to the channels of the URL.
+// its subscriptions to the channels of the URL. A client that expires between
+// being found and being subscribed is registered anew, once.
 func (s *Server) streamClient(r *http.Request, id, kind string, channels []string) (*Client, bool, error) {
-	c, created, err := s.hub.Register(id, kind, s.opts.ClientTimeout, s.clientIP(r))
-	if err != nil {
-		return nil, false, err
+	for attempt := 0; ; attempt++ {
+		c, created, err := s.hub.Register(id, kind, s.opts.ClientTimeout, s.clientIP(r))
+		if err != nil {
+			return nil, false, err
+		}
+		if c.kind != kind {
+			return nil, false, fmt.Errorf("%w: id %q is in use by a %s client", ErrBadClientID, id, c.kind)
+		}
+		err = s.hub.SetSubscriptions(c, channels)
+		if errors.Is(err, ErrUnknownClient) && attempt == 0 {
+			continue
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		return c, created, nil
 	}
-	if c.kind != kind {
-		return nil, false, fmt.Errorf("%w: id %q is in use by a %s client", ErrBadClientID, id, c.kind)
-	}
-	if err := s.hub.SetSubscriptions(c, channels); err != nil {
-		return nil, false, err
-	}
-	return c, created, nil
 }
 
 func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
