@@ -654,3 +654,18 @@ func TestSubscribeRacingRemoveLeavesNothing(t *testing.T) {
 		t.Fatalf("a removed client was left in the subscription tree: %v", subs)
 	}
 }
+
+func TestPollRacingExpiryRegistersAnew(t *testing.T) {
+	s, ts := testServer(t, Options{PollTimeout: 100 * time.Millisecond})
+	h := s.Hub()
+	var once sync.Once
+	// The client expires just as its poll subscribes it.
+	h.beforeTreeAdd = func(c *Client) { once.Do(func() { h.Remove(c) }) }
+	resp, body := get(t, ts.URL+"/comet/channel/e/stream/77")
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "[]" {
+		t.Fatalf("poll racing expiry: %d %s", resp.StatusCode, body)
+	}
+	if subs := h.Subscribers("/stardust/e"); len(subs) != 1 || subs[0] != "77" {
+		t.Errorf("subscribers %v, want the client registered anew", subs)
+	}
+}
