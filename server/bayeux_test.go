@@ -657,56 +657,46 @@ func newFuzzBayeux(t *testing.T) *Bayeux {
 	return s.bayeux
 }
 
+// connectStatus sends a held connect for id, with an X-Forwarded-For header
+// unless xff is empty, and returns the HTTP status once it is answered.
+func (b *bx) connectStatus(id, xff string) int {
+	body, _ := json.Marshal([]any{connectMsg(id, -1)})
+	req, _ := http.NewRequest("POST", b.url, strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	if xff != "" {
+		req.Header.Set("X-Forwarded-For", xff)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.t.Error(err)
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 func TestBayeuxConnectionsPerForwardedAddress(t *testing.T) {
 	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	b := newBX(t, BayeuxOptions{ClientMaxConnections: 1}, func(o *Options) { o.TrustedProxies = trusted })
-	connectFrom := func(id, xff string) int {
-		body, _ := json.Marshal([]any{connectMsg(id, -1)})
-		req, _ := http.NewRequest("POST", b.url, strings.NewReader(string(body)))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-Forwarded-For", xff)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Error(err)
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
 	a, c, d := b.handshake(), b.handshake(), b.handshake()
-	go connectFrom(a, "198.51.100.1")
+	go b.connectStatus(a, "198.51.100.1")
 	waitPolling(t, b.s, a)
 	// Another client address behind the same proxy has its own allowance.
-	go connectFrom(c, "198.51.100.2")
+	go b.connectStatus(c, "198.51.100.2")
 	waitPolling(t, b.s, c)
 	// The first address is at its limit, whatever else the header claims
 	// on its left (only the proxy's own entry is believed).
-	if code := connectFrom(d, "203.0.113.9, 198.51.100.1"); code != 503 {
+	if code := b.connectStatus(d, "203.0.113.9, 198.51.100.1"); code != 503 {
 		t.Errorf("third connect from 198.51.100.1: %d, want 503", code)
 	}
 
 	untrusted := newBX(t, BayeuxOptions{ClientMaxConnections: 1})
 	e, f := untrusted.handshake(), untrusted.handshake()
-	go func() {
-		body, _ := json.Marshal([]any{connectMsg(e, -1)})
-		resp, err := http.Post(untrusted.url, "application/json", strings.NewReader(string(body)))
-		if err == nil {
-			resp.Body.Close()
-		}
-	}()
+	go untrusted.connectStatus(e, "")
 	waitPolling(t, untrusted.s, e)
 	// From an untrusted peer the header is ignored: no way around the limit.
-	body, _ := json.Marshal([]any{connectMsg(f, -1)})
-	req, _ := http.NewRequest("POST", untrusted.url, strings.NewReader(string(body)))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Forwarded-For", "198.51.100.77")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 503 {
-		t.Errorf("spoofed X-Forwarded-For from an untrusted peer: %d, want 503", resp.StatusCode)
+	if code := untrusted.connectStatus(f, "198.51.100.77"); code != 503 {
+		t.Errorf("spoofed X-Forwarded-For from an untrusted peer: %d, want 503", code)
 	}
 }
 
