@@ -3,6 +3,8 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 )
 
@@ -29,6 +31,20 @@ func writeRawJSON(w http.ResponseWriter, status int, body []byte) {
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	_, _ = w.Write([]byte("\n"))
+}
+
+// readBody reads a request body up to MaxBodyBytes: beyond it the error
+// wraps ErrTooLarge (413), any other failure ErrBadMessage.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, fmt.Errorf("%w: body over %d bytes", ErrTooLarge, mbe.Limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading body: %v", ErrBadMessage, err)
+	}
+	return body, nil
 }
 
 // errorBody is the JSON of every error answer.

@@ -26,8 +26,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	anonymous := id == ""
 	if anonymous {
 		id = "sse-" + NewID()
-	} else if !streamID.MatchString(id) {
-		writeError(w, fmt.Errorf("%w: %q (want letters, digits, dots, - and _)", ErrBadClientID, id))
+	} else if err := checkStreamID(id); err != nil {
+		writeError(w, err)
 		return
 	}
 	lastID, err := lastEventID(r)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"mime"
 	"mime/multipart"
@@ -29,6 +28,14 @@ var (
 	stardustName = regexp.MustCompile(`^\w+$`)
 	streamID     = regexp.MustCompile(`^[\w.-]{1,128}$`)
 )
+
+// checkStreamID checks a client id given in a URL (stream ID, SSE ?id=).
+func checkStreamID(id string) error {
+	if !streamID.MatchString(id) {
+		return fmt.Errorf("%w: %q (want letters, digits, dots, - and _)", ErrBadClientID, id)
+	}
+	return nil
+}
 
 // parseChannelList reads "A+B" (as in /channel/A+B) into distinct Stardust
 // channel names, in the order given.
@@ -152,14 +159,9 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	body, err := s.readBody(w, r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, fmt.Errorf("%w: body over %d bytes", ErrTooLarge, mbe.Limit))
-			return
-		}
-		writeError(w, fmt.Errorf("%w: reading body: %v", ErrBadMessage, err))
+		writeError(w, err)
 		return
 	}
 	objs, err := DecodeMessages(r.Header.Get("Content-Type"), body, r.URL.Query(), s.opts.MaxMessageSize)
@@ -301,8 +303,8 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := mux.Vars(r)["id"]
-	if !streamID.MatchString(id) {
-		writeError(w, fmt.Errorf("%w: %q (want letters, digits, dots, - and _)", ErrBadClientID, id))
+	if err := checkStreamID(id); err != nil {
+		writeError(w, err)
 		return
 	}
 	since, err := parseSince(r.URL.Query().Get("since"))

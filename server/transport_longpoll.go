@@ -1,9 +1,7 @@
 package server
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -29,19 +27,6 @@ func (b *Bayeux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, fmt.Errorf("%w: %s (Bayeux takes POST, GET with jsonp, or a WebSocket upgrade)", ErrMethod, r.Method))
 	}
-}
-
-// readBody reads a request body up to the server's limit.
-func (b *Bayeux) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.s.opts.MaxBodyBytes))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return nil, fmt.Errorf("%w: body over %d bytes", ErrTooLarge, mbe.Limit)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: reading body: %v", ErrBadMessage, err)
-	}
-	return body, nil
 }
 
 // longPollingBatch reads the messages of a long-polling POST: a JSON body
@@ -86,7 +71,7 @@ func formBatch(fields []string) ([]*BayeuxMessage, error) {
 }
 
 func (b *Bayeux) serveLongPolling(w http.ResponseWriter, r *http.Request) {
-	body, err := b.readBody(w, r)
+	body, err := b.s.readBody(w, r)
 	if err != nil {
 		writeError(w, err)
 		return
