@@ -256,11 +256,13 @@ func (b *Bayeux) connectReply(h *heldConnect, why PollEnd) []byte {
 	return r.encode()
 }
 
-// hold waits for messages for a held connect and returns them, encoded.
-func (b *Bayeux) hold(ctx context.Context, h *heldConnect) ([][]byte, PollEnd) {
-	msgs, dropped, why := h.client.Poll(ctx, h.hold)
+// poll waits up to hold for c's messages and returns them in their Bayeux
+// form, for any transport. Bayeux has no in-band notice for a queue that
+// overflowed, so drops are logged (and counted by the hub).
+func (b *Bayeux) poll(ctx context.Context, c *Client, hold time.Duration) ([][]byte, PollEnd) {
+	msgs, dropped, why := c.Poll(ctx, hold)
 	if dropped > 0 {
-		b.log.WithFields(logrus.Fields{"client": h.client.id, "lost": dropped}).Warn("bayeux client queue overflowed")
+		b.log.WithFields(logrus.Fields{"client": c.id, "lost": dropped}).Warn("bayeux client queue overflowed")
 	}
 	out := make([][]byte, len(msgs))
 	for i, msg := range msgs {

@@ -141,7 +141,7 @@ func (b *Bayeux) exchange(r *http.Request, batch []*BayeuxMessage, transport str
 		defer b.releaseConnection(ip)
 	}
 	held.client.Values.Store("transport", transport)
-	msgs, why := b.hold(r.Context(), held)
+	msgs, why := b.poll(r.Context(), held.client, held.hold)
 	out := make([][]byte, 0, len(replies)+len(msgs)+1)
 	out = append(out, replies...)
 	out = append(out, msgs...)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/sirupsen/logrus"
 )
 
 // The websocket transport: one socket carries one client's messages both
@@ -56,7 +55,6 @@ type wsSession struct {
 	b      *Bayeux
 	conn   *websocket.Conn
 	ip     string
-	log    *logrus.Entry
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -85,7 +83,7 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(b.s.opts.MaxBodyBytes)
 	ctx, cancel := context.WithCancel(context.Background())
-	ws := &wsSession{b: b, conn: conn, ip: ip, log: b.log.WithField("remote", ip), ctx: ctx, cancel: cancel,
+	ws := &wsSession{b: b, conn: conn, ip: ip, ctx: ctx, cancel: cancel,
 		bound: make(chan *Client, 1)}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -212,15 +210,8 @@ func (ws *wsSession) pushLoop() {
 // disconnect reply above all) or the socket or server ends (false).
 func (ws *wsSession) push(c *Client) bool {
 	for {
-		msgs, dropped, why := c.Poll(ws.ctx, time.Minute)
-		if dropped > 0 {
-			ws.log.WithFields(logrus.Fields{"client": c.id, "lost": dropped}).Warn("bayeux client queue overflowed")
-		}
-		if len(msgs) > 0 {
-			out := make([][]byte, len(msgs))
-			for i, m := range msgs {
-				out[i] = m.bayeuxJSON()
-			}
+		out, why := ws.b.poll(ws.ctx, c, time.Minute)
+		if len(out) > 0 {
 			if !ws.write(out) {
 				return false
 			}
