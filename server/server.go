@@ -224,13 +224,9 @@ func (s *Server) cors(next http.Handler) http.Handler {
 	if len(s.opts.CORSOrigins) == 0 {
 		return next
 	}
-	allowed := map[string]bool{}
-	for _, o := range s.opts.CORSOrigins {
-		allowed[o] = true
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
-		if origin != "" && (allowed["*"] || allowed[origin]) {
+		if origin != "" && s.corsAllowed(origin) {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Set("Access-Control-Allow-Credentials", "true")
@@ -245,6 +241,16 @@ func (s *Server) cors(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// corsAllowed reports whether cors_origins lets pages from origin in.
+func (s *Server) corsAllowed(origin string) bool {
+	for _, o := range s.opts.CORSOrigins {
+		if o == "*" || o == origin {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {

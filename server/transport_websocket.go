@@ -34,10 +34,8 @@ func (b *Bayeux) checkOrigin(r *http.Request) bool {
 	if origin == "" {
 		return true
 	}
-	for _, o := range b.s.opts.CORSOrigins {
-		if o == "*" || o == origin {
-			return true
-		}
+	if b.s.corsAllowed(origin) {
+		return true
 	}
 	u, err := url.Parse(origin)
 	if err != nil {
