@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +143,56 @@ func TestBayeuxWebSocketRehandshake(t *testing.T) {
 	b.post(map[string]any{"channel": "/again", "clientId": id2, "data": "back"})
 	if r := ws.read(); len(r) != 1 || r[0]["data"] != "back" {
 		t.Fatalf("after re-handshake on the same socket: %v", r)
+	}
+}
+
+func TestOriginRules(t *testing.T) {
+	b := newBX(t, BayeuxOptions{WebSocket: true}, func(o *Options) { o.CORSOrigins = []string{"https://app.example"} })
+	// CORS: a preflight and a request from the allowed origin, none for others.
+	for _, tt := range []struct {
+		method, origin, allow string
+	}{
+		{"OPTIONS", "https://app.example", "https://app.example"},
+		{"GET", "https://app.example", "https://app.example"},
+		{"GET", "https://evil.example", ""},
+	} {
+		req, _ := http.NewRequest(tt.method, b.ts.URL+"/comet/channel", nil)
+		req.Header.Set("Origin", tt.origin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != tt.allow {
+			t.Errorf("%s from %s: Allow-Origin %q, want %q", tt.method, tt.origin, got, tt.allow)
+		}
+		if tt.method == "OPTIONS" && (resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Methods") == "") {
+			t.Errorf("preflight: %d %v", resp.StatusCode, resp.Header)
+		}
+	}
+	// WebSocket: no Origin (non-browser), the same host, and cors_origins are
+	// accepted; another site's page is refused.
+	u := "ws" + strings.TrimPrefix(b.url, "http")
+	for origin, ok := range map[string]bool{
+		"": true,
+		"http://" + b.ts.Listener.Addr().String(): true,
+		"https://app.example":                     true,
+		"https://evil.example":                    false,
+	} {
+		h := http.Header{}
+		if origin != "" {
+			h.Set("Origin", origin)
+		}
+		conn, resp, err := websocket.DefaultDialer.Dial(u, h)
+		if conn != nil {
+			conn.Close()
+		}
+		if (err == nil) != ok {
+			status := 0
+			if resp != nil {
+				status = resp.StatusCode
+			}
+			t.Errorf("WebSocket from origin %q: err %v (status %d), want accepted=%v", origin, err, status, ok)
+		}
 	}
 }
