@@ -441,7 +441,7 @@ func publishChat(t *testing.T, api *cometClient, channel, text string) int {
 type channelState struct {
 	Name        string
 	Messages    []map[string]any
-	Subscribers []string
+	Subscribers audience
 }
 
 // channelInfo reads GET {base}/channel/NAME; nil if it failed (the raw answer
@@ -464,7 +464,7 @@ func waitNoSubscriber(t *testing.T, api *cometClient, channel string) {
 	t.Helper()
 	waitUntil(t, "no subscriber on "+channel, func() (bool, string) {
 		infos, raw := channelInfo(t, api, channel)
-		return len(infos) == 1 && len(infos[0].Subscribers) == 0, raw
+		return len(infos) == 1 && infos[0].Subscribers.total() == 0, raw
 	})
 }
 

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	osuser "os/user"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -450,24 +449,36 @@ func (c *cometClient) publish(t *testing.T, channel, message string) {
 	}
 }
 
-// waitSubscriber waits until Stardust lists a subscriber on channel: the id
-// given, or any when id is "". A message published before then would not be
-// queued for the client under test.
-func (c *cometClient) waitSubscriber(t *testing.T, channel, id string) {
+// audience is a channel's subscriber counts by kind, as the channel info
+// reports them (never ids: they are capabilities).
+type audience map[string]int
+
+func (a audience) total() int {
+	n := 0
+	for _, k := range a {
+		n += k
+	}
+	return n
+}
+
+// waitSubscriber waits until Stardust counts a subscriber on channel (the
+// client under test, who, when it is the only one). A message published
+// before then would not be queued for it.
+func (c *cometClient) waitSubscriber(t *testing.T, channel, who string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, body, err := c.request("GET", "/comet/channel/"+channel, nil, 5*time.Second)
-		var infos []struct{ Subscribers []string }
+		var infos []struct{ Subscribers audience }
 		if err == nil && resp.StatusCode == http.StatusOK && json.Unmarshal(body, &infos) == nil {
 			for _, info := range infos {
-				if (id == "" && len(info.Subscribers) > 0) || slices.Contains(info.Subscribers, id) {
+				if info.Subscribers.total() > 0 {
 					return
 				}
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no subscriber %q on channel %s after 10s (last answer: %v %s)", id, channel, err, body)
+			t.Fatalf("no subscriber %q on channel %s after 10s (last answer: %v %s)", who, channel, err, body)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -3,9 +3,9 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -38,7 +38,7 @@ func EchoService(_ *Client, m *BayeuxMessage) (any, error) { return m.Data, nil 
 // included (POE's MessageACL), before the server acts on it. A non-nil error
 // rejects the message: the client gets an unsuccessful reply whose error says
 // 403 and the error's text. For a handshake, c is the client-to-be: the hook
-// may mark it (c.Values.Store("user", name)) for later checks. For an
+// may mark it (c.SetAttr(server.AttrUser, name)) for later checks. For an
 // anonymous publish (AnonPublish), c is nil. The hook runs on the request's
 // goroutine, concurrently with other requests.
 //
@@ -61,25 +61,38 @@ type BayeuxOptions struct {
 	MessageACL           MessageACL
 }
 
-// Bayeux serves the Bayeux protocol over its transports.
-type Bayeux struct {
-	s    *Server
-	hub  *Hub
-	opts BayeuxOptions
-	log  *logrus.Entry
+// Session attributes the core and its hooks use (Session.Attrs).
+const (
+	AttrUser          = "user"          // the authenticated user's name
+	AttrAuthenticated = "authenticated" // "true" once a handshake check passed
+	AttrTransport     = "transport"     // the Bayeux transport last used
+	AttrAck           = "ack"           // "true": the client speaks the ack extension
+)
 
-	ipMu sync.Mutex
-	held map[string]int // held connects by client address
+// Bayeux serves the Bayeux protocol over its transports. It talks to the
+// hub and its own options only.
+type Bayeux struct {
+	hub    *Hub
+	opts   BayeuxOptions
+	limits bayeuxLimits
+	rules  requestRules
+	log    *logrus.Entry
 }
 
-func newBayeux(s *Server, opts BayeuxOptions) *Bayeux {
+// bayeuxLimits are the Server's options that Bayeux shares.
+type bayeuxLimits struct {
+	pollTimeout    time.Duration // the connect hold
+	maxMessageSize int           // one message's data
+}
+
+func newBayeux(hub *Hub, opts BayeuxOptions, limits bayeuxLimits, rules requestRules, log *logrus.Entry) *Bayeux {
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = 60 * time.Second
 	}
 	if opts.ClientMaxConnections <= 0 {
 		opts.ClientMaxConnections = 10
 	}
-	return &Bayeux{s: s, hub: s.hub, opts: opts, log: s.log.WithField("protocol", "bayeux"), held: map[string]int{}}
+	return &Bayeux{hub: hub, opts: opts, limits: limits, rules: rules, log: log.WithField("protocol", "bayeux")}
 }
 
 func (b *Bayeux) connectionTypes() []string {
@@ -92,7 +105,7 @@ func (b *Bayeux) connectionTypes() []string {
 
 func (b *Bayeux) advice(reconnect string) *bayeuxAdvice {
 	return &bayeuxAdvice{Reconnect: reconnect, Interval: b.opts.Interval.Milliseconds(),
-		Timeout: b.s.opts.PollTimeout.Milliseconds()}
+		Timeout: b.limits.pollTimeout.Milliseconds()}
 }
 
 // heldConnect is a /meta/connect waiting for messages or its hold time.
@@ -142,6 +155,9 @@ func (b *Bayeux) fail(m *BayeuxMessage, err error, args ...string) *bayeuxReply 
 	switch {
 	case strings.HasPrefix(r.Error, "402:"):
 		r.Advice = &bayeuxAdvice{Reconnect: "handshake", Interval: 0}
+	case errors.Is(err, ErrEngine):
+		// A shared engine is away for a while: try again, never give up.
+		r.Advice = &bayeuxAdvice{Reconnect: "retry", Interval: 1000}
 	case m.Channel == "/meta/handshake":
 		r.Advice = &bayeuxAdvice{Reconnect: "none", Interval: 0}
 	}
@@ -153,8 +169,11 @@ func (b *Bayeux) session(m *BayeuxMessage) (*Client, error) {
 	if m.ClientID == "" {
 		return nil, ErrUnknownClient
 	}
-	c := b.hub.Client(m.ClientID)
-	if c == nil || c.kind != KindBayeux {
+	c, err := b.hub.Client(m.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	if c.Kind() != KindBayeux {
 		return nil, ErrUnknownClient
 	}
 	return c, nil
@@ -184,14 +203,14 @@ func (b *Bayeux) handshake(m *BayeuxMessage, remote, transport string) *bayeuxRe
 			m.SupportedConnectionTypes...)
 	}
 	c := b.hub.NewClient(NewID(), KindBayeux, b.opts.ConnectTimeout, remote)
-	c.Values.Store("transport", transport)
+	_ = c.SetAttr(AttrTransport, transport) // not added yet: cannot fail
 	if err := b.acl(c, m); err != nil {
 		return b.fail(m, err, "handshake")
 	}
 	if err := b.hub.Add(c); err != nil {
 		return b.fail(m, err, "handshake")
 	}
-	return &bayeuxReply{Channel: m.Channel, Successful: true, ID: m.ID, ClientID: c.id, Version: "1.0",
+	return &bayeuxReply{Channel: m.Channel, Successful: true, ID: m.ID, ClientID: c.ID(), Version: "1.0",
 		SupportedConnectionTypes: b.connectionTypes(), Advice: b.advice("retry")}
 }
 
@@ -221,8 +240,7 @@ func (b *Bayeux) connect(m *BayeuxMessage) (*heldConnect, *bayeuxReply) {
 	if err := b.acl(c, m); err != nil {
 		return nil, b.fail(m, err, m.Channel)
 	}
-	c.Touch()
-	hold := b.s.opts.PollTimeout
+	hold := b.limits.pollTimeout
 	var adv struct {
 		Timeout *int64 `json:"timeout"`
 	}
@@ -235,59 +253,51 @@ func (b *Bayeux) connect(m *BayeuxMessage) (*heldConnect, *bayeuxReply) {
 
 // connectReply answers a held connect when it ends.
 func (b *Bayeux) connectReply(h *heldConnect, why PollEnd) []byte {
-	r := &bayeuxReply{Channel: "/meta/connect", Successful: true, ID: h.msg.ID, ClientID: h.client.id,
+	r := &bayeuxReply{Channel: "/meta/connect", Successful: true, ID: h.msg.ID, ClientID: h.client.ID(),
 		Advice: b.advice("retry")}
-	select {
-	case <-h.client.done:
-		if v, _ := h.client.Values.Load("disconnected"); v == true {
-			// The client said goodbye: end its connect loop cleanly.
-			r.Advice = &bayeuxAdvice{Reconnect: "none", Interval: 0}
-			break
-		}
-		// Expired while held: the client must handshake again.
+	switch {
+	case why == PollClosed && b.hub.Closed():
+		r.Advice = &bayeuxAdvice{Reconnect: "retry", Interval: 1000, Timeout: b.limits.pollTimeout.Milliseconds()}
+	case why == PollClosed:
+		// Removed while held: the client said goodbye, so end its connect
+		// loop cleanly. (A request that went away reads no reply.)
+		r.Advice = &bayeuxAdvice{Reconnect: "none", Interval: 0}
+	case why == PollExpired:
+		// Expired or lost while held: the client must handshake again.
 		r.Successful = false
-		r.Error = bayeuxError(ErrUnknownClient, h.client.id)
+		r.Error = bayeuxError(ErrUnknownClient, h.client.ID())
 		r.Advice = &bayeuxAdvice{Reconnect: "handshake", Interval: 0}
-	default:
-	}
-	if why == PollClosed && b.hub.Closed() {
-		r.Advice = &bayeuxAdvice{Reconnect: "retry", Interval: 1000, Timeout: b.s.opts.PollTimeout.Milliseconds()}
+	case why == PollFailed:
+		r.Successful = false
+		r.Error = bayeuxError(ErrEngine, "connect")
+		r.Advice = &bayeuxAdvice{Reconnect: "retry", Interval: 1000, Timeout: b.limits.pollTimeout.Milliseconds()}
 	}
 	return r.encode()
 }
 
 // poll waits up to hold for c's messages and returns them in their Bayeux
-// form, for any transport. Bayeux has no in-band notice for a queue that
-// overflowed, so drops are logged (and counted by the hub).
-func (b *Bayeux) poll(ctx context.Context, c *Client, hold time.Duration) ([][]byte, PollEnd) {
-	msgs, dropped, why := c.Poll(ctx, hold)
-	if dropped > 0 {
-		b.log.WithFields(logrus.Fields{"client": c.id, "lost": dropped}).Warn("bayeux client queue overflowed")
-	}
-	out := make([][]byte, len(msgs))
-	for i, msg := range msgs {
+// form, for any transport, with the batch's cursor to commit once they are
+// written. Bayeux has no in-band notice for a queue that overflowed; the hub
+// counts drops.
+func (b *Bayeux) poll(ctx context.Context, c *Client, hold time.Duration) ([][]byte, uint64, PollEnd) {
+	batch, why := c.Poll(ctx, hold)
+	out := make([][]byte, len(batch.Messages))
+	for i, msg := range batch.Messages {
 		out[i] = msg.bayeuxJSON()
 	}
-	return out, why
+	return out, batch.Cursor, why
 }
 
 // takeConnection counts a held connect against the client address's limit.
-func (b *Bayeux) takeConnection(ip string) bool {
-	b.ipMu.Lock()
-	defer b.ipMu.Unlock()
-	if b.held[ip] >= b.opts.ClientMaxConnections {
-		return false
+func (b *Bayeux) takeConnection(ip string) error {
+	ok, err := b.hub.TakeConnection(ip, b.opts.ClientMaxConnections)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return fmt.Errorf("%w: more than %d held connects from %s", ErrTooMany, b.opts.ClientMaxConnections, ip)
 	}
-	b.held[ip]++
-	return true
-}
-
-func (b *Bayeux) releaseConnection(ip string) {
-	b.ipMu.Lock()
-	defer b.ipMu.Unlock()
-	if b.held[ip]--; b.held[ip] <= 0 {
-		delete(b.held, ip)
-	}
+	return nil
 }
 
 func (b *Bayeux) subscribe(m *BayeuxMessage, on bool) *bayeuxReply {
@@ -311,7 +321,6 @@ func (b *Bayeux) subscribe(m *BayeuxMessage, on bool) *bayeuxReply {
 			return b.fail(m, err, m.Subscriptions...)
 		}
 	}
-	c.Touch()
 	for _, sub := range m.Subscriptions {
 		if IsService(sub) {
 			continue // answers to service calls reach the caller without a subscription
@@ -320,11 +329,11 @@ func (b *Bayeux) subscribe(m *BayeuxMessage, on bool) *bayeuxReply {
 			if _, err := b.hub.Subscribe(c, sub); err != nil {
 				return b.fail(m, err, sub)
 			}
-		} else {
-			b.hub.Unsubscribe(c, sub)
+		} else if _, err := b.hub.Unsubscribe(c, sub); err != nil {
+			return b.fail(m, err, sub)
 		}
 	}
-	return &bayeuxReply{Channel: m.Channel, Successful: true, ID: m.ID, ClientID: c.id, Subscription: m.Subscription}
+	return &bayeuxReply{Channel: m.Channel, Successful: true, ID: m.ID, ClientID: c.ID(), Subscription: m.Subscription}
 }
 
 func (b *Bayeux) disconnect(m *BayeuxMessage) *bayeuxReply {
@@ -332,9 +341,10 @@ func (b *Bayeux) disconnect(m *BayeuxMessage) *bayeuxReply {
 	if err != nil {
 		return b.fail(m, err, m.ClientID)
 	}
-	c.Values.Store("disconnected", true)
-	b.hub.Remove(c)
-	return &bayeuxReply{Channel: m.Channel, Successful: true, ID: m.ID, ClientID: c.id}
+	if err := b.hub.Remove(c); err != nil {
+		return b.fail(m, err, m.ClientID)
+	}
+	return &bayeuxReply{Channel: m.Channel, Successful: true, ID: m.ID, ClientID: c.ID()}
 }
 
 func (b *Bayeux) publish(m *BayeuxMessage) *bayeuxReply {
@@ -348,14 +358,11 @@ func (b *Bayeux) publish(m *BayeuxMessage) *bayeuxReply {
 	if len(m.Data) == 0 {
 		return b.fail(m, fmt.Errorf("%w: missing data", ErrBadMessage), "data")
 	}
-	if len(m.Data) > b.s.opts.MaxMessageSize {
-		return b.fail(m, fmt.Errorf("%w: data over %d bytes", ErrBadMessage, b.s.opts.MaxMessageSize), m.Channel)
+	if len(m.Data) > b.limits.maxMessageSize {
+		return b.fail(m, fmt.Errorf("%w: data over %d bytes", ErrBadMessage, b.limits.maxMessageSize), m.Channel)
 	}
 	if err := b.acl(c, m); err != nil {
 		return b.fail(m, err, m.Channel)
-	}
-	if c != nil {
-		c.Touch()
 	}
 	if IsService(m.Channel) {
 		return b.callService(c, m)
@@ -390,7 +397,19 @@ func (b *Bayeux) callService(c *Client, m *BayeuxMessage) *bayeuxReply {
 		// publish reply: CometD's websocket transport clears a message's
 		// timer only on a reply without data, and its remoteCall then
 		// matches the answer by id.
-		b.hub.Deliver(c, &Message{Channel: m.Channel, Data: data, ID: m.idString(), reply: true})
+		if err := b.hub.Deliver(c, &Message{Channel: m.Channel, Data: data, ID: m.idString(), Reply: true}); err != nil {
+			return b.fail(m, err, m.Channel)
+		}
 	}
 	return &bayeuxReply{Channel: m.Channel, Successful: true, ID: m.ID}
+}
+
+// noteTransport records the transport a client connects with, for hooks,
+// writing to the engine only when it changed.
+func (b *Bayeux) noteTransport(c *Client, transport string) {
+	if c.Attr(AttrTransport) != transport {
+		if err := c.SetAttr(AttrTransport, transport); err != nil {
+			b.log.WithError(err).Debug("recording the transport")
+		}
+	}
 }

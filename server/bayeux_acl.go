@@ -95,11 +95,11 @@ func allowed(c *Client, who []string) bool {
 			return true
 		case c == nil:
 		case w == "authenticated":
-			if v, _ := c.Values.Load("authenticated"); v == true {
+			if c.Attr(AttrAuthenticated) == "true" {
 				return true
 			}
 		case strings.HasPrefix(w, "user:"):
-			if v, _ := c.Values.Load("user"); v == w[5:] {
+			if c.Attr(AttrUser) == w[5:] {
 				return true
 			}
 		}
@@ -166,8 +166,7 @@ func HandshakeAuth(mode, secret string, users map[string]string) (MessageACL, er
 			if subtle.ConstantTimeCompare([]byte(m.ExtString("secret")), []byte(secret)) != 1 {
 				return ErrBadCredentials
 			}
-			c.Values.Store("authenticated", true)
-			return nil
+			return c.SetAttr(AttrAuthenticated, "true")
 		}, nil
 	case "users":
 		return func(c *Client, m *BayeuxMessage) error {
@@ -180,9 +179,10 @@ func HandshakeAuth(mode, secret string, users map[string]string) (MessageACL, er
 			if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 || !ok {
 				return ErrBadCredentials
 			}
-			c.Values.Store("authenticated", true)
-			c.Values.Store("user", name)
-			return nil
+			if err := c.SetAttr(AttrAuthenticated, "true"); err != nil {
+				return err
+			}
+			return c.SetAttr(AttrUser, name)
 		}, nil
 	}
 	return nil, fmt.Errorf("auth mode %q (want none, secret or users)", mode)

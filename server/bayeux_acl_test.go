@@ -31,14 +31,14 @@ func TestBayeuxMessageACL(t *testing.T) {
 	if !strings.Contains(r["error"].(string), "bad token") {
 		t.Errorf("error %q", r["error"])
 	}
-	if st := b.s.Hub().Stats(); st.Clients != 0 {
+	if st := stats(t, b.s.Hub()); st.Clients != 0 {
 		t.Errorf("a rejected handshake left %d clients", st.Clients)
 	}
 	r = b.post(map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"long-polling"},
 		"ext": map[string]any{"token": "ok"}})[0]
 	id := r["clientId"].(string)
 	wantError(t, b.post(map[string]any{"channel": "/locked", "clientId": id, "data": 1})[0], "403:/locked:")
-	if len(b.s.Hub().History("/locked", 0)) != 0 {
+	if len(history(t, b.s.Hub(), "/locked")) != 0 {
 		t.Error("a rejected publish was published")
 	}
 	mu.Lock()
@@ -61,11 +61,11 @@ func TestRulesACL(t *testing.T) {
 	defer h.Close()
 	anon := h.NewClient("anon", KindBayeux, 0, "")
 	bob := h.NewClient("bob", KindBayeux, 0, "")
-	bob.Values.Store("authenticated", true)
-	bob.Values.Store("user", "bob")
+	bob.SetAttr(AttrAuthenticated, "true")
+	bob.SetAttr(AttrUser, "bob")
 	alice := h.NewClient("alice", KindBayeux, 0, "")
-	alice.Values.Store("authenticated", true)
-	alice.Values.Store("user", "alice")
+	alice.SetAttr(AttrAuthenticated, "true")
+	alice.SetAttr(AttrUser, "alice")
 	sub := func(s string) *BayeuxMessage {
 		return &BayeuxMessage{Channel: "/meta/subscribe", Subscriptions: []string{s}}
 	}
@@ -132,7 +132,7 @@ func TestHandshakeAuth(t *testing.T) {
 			if (err == nil) != tt.ok {
 				t.Fatalf("got %v, want ok=%v", err, tt.ok)
 			}
-			if u, _ := c.Values.Load("user"); tt.user != "" && u != tt.user {
+			if u := c.Attr(AttrUser); tt.user != "" && u != tt.user {
 				t.Errorf("user %v, want %s", u, tt.user)
 			}
 		})

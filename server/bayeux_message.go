@@ -192,7 +192,8 @@ func bayeuxError(err error, args ...string) string {
 		code = 405
 	case errors.Is(err, ErrBadMessage), errors.Is(err, ErrBadClientID):
 		code = 400
-	case errors.Is(err, ErrTooMany), errors.Is(err, ErrTooManyClients), errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrTooMany), errors.Is(err, ErrTooManyClients), errors.Is(err, ErrClosed),
+		errors.Is(err, ErrEngine):
 		code = 503
 	}
 	msg := err.Error()

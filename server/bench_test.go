@@ -92,12 +92,12 @@ func BenchmarkPublishFanout(b *testing.B) {
 					switch {
 					case drainEvery == 1:
 						for _, c := range clients {
-							c.Drain()
+							drain(h, c)
 						}
 					case (i+1)%drainEvery == 0:
 						b.StopTimer()
 						for _, c := range clients {
-							c.Drain()
+							drain(h, c)
 						}
 						b.StartTimer()
 					}
@@ -106,7 +106,7 @@ func BenchmarkPublishFanout(b *testing.B) {
 				after := mallocs()
 				b.ReportMetric(float64(after-before)/float64(b.N)/float64(n), "allocs/sub")
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/sub")
-				if st := h.Stats(); st.Dropped != 0 {
+				if st := stats(b, h); st.Dropped != 0 {
 					b.Fatalf("%d messages dropped: queues overflowed", st.Dropped)
 				}
 			})
@@ -124,9 +124,9 @@ func BenchmarkPublishFanout(b *testing.B) {
 // so each match also removes duplicates.
 func BenchmarkMatch(b *testing.B) {
 	target := []string{"a", "5", "x"}
-	build := func(b *testing.B, unrelated int) *subTree {
-		t := newSubTree()
-		t.add(target, &Client{id: "target"})
+	build := func(b *testing.B, unrelated int) *subTree[*memSession] {
+		t := newSubTree[*memSession]()
+		t.add(target, &memSession{s: Session{ID: "target"}})
 		patterns := []string{"/a/%d/*", "/a/%d/**", "/a/%d/x", "/b/%d/**"}
 		for i := 0; i < unrelated; i++ {
 			p := fmt.Sprintf(patterns[i%len(patterns)], 1000+i/len(patterns))
@@ -134,15 +134,15 @@ func BenchmarkMatch(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			t.add(segs, &Client{id: "u" + strconv.Itoa(i)})
+			t.add(segs, &memSession{s: Session{ID: "u" + strconv.Itoa(i)}})
 		}
 		if t.n != unrelated+1 {
 			b.Fatalf("tree holds %d subscriptions, want %d", t.n, unrelated+1)
 		}
 		return t
 	}
-	run := func(b *testing.B, t *subTree, want int) {
-		var buf [16]*Client
+	run := func(b *testing.B, t *subTree[*memSession], want int) {
+		var buf [16]*memSession
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
@@ -158,8 +158,8 @@ func BenchmarkMatch(b *testing.B) {
 	}
 	b.Run("unrelated=10000/matching=3", func(b *testing.B) {
 		t := build(b, 10000)
-		t.add([]string{"a", "5", "*"}, &Client{id: "one"})
-		t.add([]string{"a", "**"}, &Client{id: "any"})
+		t.add([]string{"a", "5", "*"}, &memSession{s: Session{ID: "one"}})
+		t.add([]string{"a", "**"}, &memSession{s: Session{ID: "any"}})
 		run(b, t, 3)
 	})
 }
@@ -227,7 +227,7 @@ func benchHTTPFanout(b *testing.B, m int) {
 		deadline := time.Now().Add(time.Minute)
 		for _, id := range ids {
 			for {
-				if c := s.Hub().Client(id); c != nil && c.Polling() {
+				if polling(s.Hub(), id) {
 					break
 				}
 				if time.Now().After(deadline) {

@@ -66,27 +66,27 @@ func IsWild(name string) bool { return strings.HasSuffix(name, "/*") || strings.
 // subTree holds subscriptions as a token tree, so that matching a channel
 // costs one walk down its segments however many wildcard patterns exist
 // (the shape of nats-server's sublist). Safe for concurrent use.
-type subTree struct {
+type subTree[T comparable] struct {
 	mu   sync.RWMutex
-	root *subNode
+	root *subNode[T]
 	n    int
 }
 
-type subNode struct {
-	next  map[string]*subNode
-	exact map[*Client]struct{}
-	one   map[*Client]struct{} // "*" below this node
-	any   map[*Client]struct{} // "**" below this node
+type subNode[T comparable] struct {
+	next  map[string]*subNode[T]
+	exact map[T]struct{}
+	one   map[T]struct{} // "*" below this node
+	any   map[T]struct{} // "**" below this node
 }
 
-func newSubTree() *subTree { return &subTree{root: &subNode{}} }
+func newSubTree[T comparable]() *subTree[T] { return &subTree[T]{root: &subNode[T]{}} }
 
-func (n *subNode) empty() bool {
+func (n *subNode[T]) empty() bool {
 	return len(n.next) == 0 && len(n.exact) == 0 && len(n.one) == 0 && len(n.any) == 0
 }
 
 // add subscribes c to the pattern segs; it reports false if already there.
-func (t *subTree) add(segs []string, c *Client) bool {
+func (t *subTree[T]) add(segs []string, c T) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := t.root
@@ -95,9 +95,9 @@ func (t *subTree) add(segs []string, c *Client) bool {
 		child := n.next[s]
 		if child == nil {
 			if n.next == nil {
-				n.next = map[string]*subNode{}
+				n.next = map[string]*subNode[T]{}
 			}
-			child = &subNode{}
+			child = &subNode[T]{}
 			n.next[s] = child
 		}
 		n = child
@@ -111,15 +111,15 @@ func (t *subTree) add(segs []string, c *Client) bool {
 		child := n.next[segs[last]]
 		if child == nil {
 			if n.next == nil {
-				n.next = map[string]*subNode{}
+				n.next = map[string]*subNode[T]{}
 			}
-			child = &subNode{}
+			child = &subNode[T]{}
 			n.next[segs[last]] = child
 		}
 		set = &child.exact
 	}
 	if *set == nil {
-		*set = map[*Client]struct{}{}
+		*set = map[T]struct{}{}
 	}
 	if _, ok := (*set)[c]; ok {
 		return false
@@ -131,10 +131,10 @@ func (t *subTree) add(segs []string, c *Client) bool {
 
 // remove unsubscribes c from the pattern segs and prunes empty nodes; it
 // reports false if c was not subscribed.
-func (t *subTree) remove(segs []string, c *Client) bool {
+func (t *subTree[T]) remove(segs []string, c T) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	path := []*subNode{t.root}
+	path := []*subNode[T]{t.root}
 	n := t.root
 	last := len(segs) - 1
 	for _, s := range segs[:last] {
@@ -143,7 +143,7 @@ func (t *subTree) remove(segs []string, c *Client) bool {
 		}
 		path = append(path, n)
 	}
-	var set map[*Client]struct{}
+	var set map[T]struct{}
 	switch segs[last] {
 	case "*":
 		set = n.one
@@ -173,7 +173,7 @@ func (t *subTree) remove(segs []string, c *Client) bool {
 
 // match appends to buf every client whose pattern matches the channel segs,
 // each client once, and returns the extended slice.
-func (t *subTree) match(segs []string, buf []*Client) []*Client {
+func (t *subTree[T]) match(segs []string, buf []T) []T {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	start := len(buf)
@@ -203,7 +203,7 @@ func (t *subTree) match(segs []string, buf []*Client) []*Client {
 }
 
 // exact returns the clients subscribed to exactly this channel name.
-func (t *subTree) exact(segs []string) []*Client {
+func (t *subTree[T]) exact(segs []string) []T {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	n := t.root
@@ -215,15 +215,15 @@ func (t *subTree) exact(segs []string) []*Client {
 	return appendSet(nil, n.exact)
 }
 
-func appendSet(buf []*Client, set map[*Client]struct{}) []*Client {
+func appendSet[T comparable](buf []T, set map[T]struct{}) []T {
 	for c := range set {
 		buf = append(buf, c)
 	}
 	return buf
 }
 
-func dedupe(buf []*Client, start int) []*Client {
-	seen := make(map[*Client]struct{}, len(buf)-start)
+func dedupe[T comparable](buf []T, start int) []T {
+	seen := make(map[T]struct{}, len(buf)-start)
 	out := buf[:start]
 	for _, c := range buf[start:] {
 		if _, ok := seen[c]; !ok {

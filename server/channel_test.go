@@ -64,8 +64,8 @@ func TestSubTreeMatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.pattern, func(t *testing.T) {
-			tree := newSubTree()
-			c := &Client{id: "c"}
+			tree := newSubTree[*memSession]()
+			c := &memSession{s: Session{ID: "c"}}
 			segs, err := ParseChannel(tt.pattern, true)
 			if err != nil {
 				t.Fatal(err)
@@ -102,8 +102,8 @@ func mustSegs(t *testing.T, name string) []string {
 }
 
 func TestSubTreeEachClientOnce(t *testing.T) {
-	tree := newSubTree()
-	a, b := &Client{id: "a"}, &Client{id: "b"}
+	tree := newSubTree[*memSession]()
+	a, b := &memSession{s: Session{ID: "a"}}, &memSession{s: Session{ID: "b"}}
 	for _, p := range []string{"/x/y", "/x/*", "/x/**"} {
 		segs, _ := ParseChannel(p, true)
 		tree.add(segs, a)
@@ -116,7 +116,7 @@ func TestSubTreeEachClientOnce(t *testing.T) {
 	got := tree.match(mustSegs(t, "/x/y"), nil)
 	ids := []string{}
 	for _, c := range got {
-		ids = append(ids, c.id)
+		ids = append(ids, c.s.ID)
 	}
 	sort.Strings(ids)
 	if strings.Join(ids, ",") != "a,b" {
@@ -137,8 +137,8 @@ func FuzzParseChannel(f *testing.F) {
 		if "/"+strings.Join(segs, "/") != name {
 			t.Fatalf("segments %q do not rebuild %q", segs, name)
 		}
-		tree := newSubTree()
-		c := &Client{id: "f"}
+		tree := newSubTree[*memSession]()
+		c := &memSession{s: Session{ID: "f"}}
 		tree.add(segs, c)
 		if !pattern || !IsWild(name) {
 			if got := tree.match(segs, nil); len(got) != 1 {

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"maps"
 	"sync"
 	"time"
 )
@@ -24,208 +26,203 @@ const (
 	PollTimeout                 // the hold time passed with nothing queued
 	PollReplaced                // a newer poll by the same client took over
 	PollClosed                  // the request, the client or the server ended
+	PollExpired                 // the client expired or was lost: it must start again
+	PollFailed                  // the engine could not be reached: retry later
 )
 
-// Client is one subscriber session with a bounded queue of messages waiting
-// for it. The hub's publishers enqueue under the client's own small lock and
-// wake the one poll waiting, if any; the poll drains the queue and writes to
-// the network holding no lock. All methods are safe for concurrent use.
+// Client is this process's handle on one session that the engine keeps: a
+// snapshot of the session (id, kind, address, attributes) and the calls that
+// act on it. Handles are cheap and short-lived: a request looks its client up,
+// uses it and lets it go. Safe for concurrent use.
 type Client struct {
-	hub     *Hub
-	id      string
-	kind    string
-	timeout time.Duration // removed when idle this long; 0 never
-	// Remote is the client's address as first seen (after trusted proxies).
-	Remote string
-	// Values holds protocol state (such as Bayeux authentication flags) for
-	// hooks; it is never read by the core.
-	Values sync.Map
-
-	mu       sync.Mutex
-	queue    []*Message
-	qbytes   int
-	dropped  int
-	subs     map[string][]string // pattern -> its segments
-	wait     *waiter
-	polls    int
-	lastSeen time.Time
-	gone     bool
-	done     chan struct{}
-}
-
-// waiter is one poll waiting for messages.
-type waiter struct {
-	ready    chan struct{} // capacity 1: a wake-up is never lost or blocking
-	replaced chan struct{} // closed when a newer poll takes over
+	hub   *Hub
+	mu    sync.Mutex
+	s     Session
+	added bool // known to the engine (false between NewClient and Add)
 }
 
 // ID returns the client's id.
-func (c *Client) ID() string { return c.id }
+func (c *Client) ID() string { return c.s.ID }
 
 // Kind returns one of the Kind constants.
-func (c *Client) Kind() string { return c.kind }
+func (c *Client) Kind() string { return c.s.Kind }
 
-// Done is closed when the client has been removed from the hub.
-func (c *Client) Done() <-chan struct{} { return c.done }
+// Remote returns the client's address as first seen (after trusted proxies).
+func (c *Client) Remote() string { return c.s.Remote }
 
-// Subscriptions returns the patterns the client is subscribed to.
-func (c *Client) Subscriptions() []string {
+// Attr returns one of the session's string attributes ("" if unset), as
+// the handle last saw it.
+func (c *Client) Attr(key string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]string, 0, len(c.subs))
-	for p := range c.subs {
-		out = append(out, p)
-	}
-	return out
+	return c.s.Attrs[key]
 }
 
-// subscribedExactly reports whether the client's subscriptions are exactly
-// names (which hold no duplicates).
-func (c *Client) subscribedExactly(names []string) bool {
+// SetAttr sets a session attribute ("" deletes it), in the engine when the
+// client has been added, so that every process sees it.
+func (c *Client) SetAttr(key, value string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.subs) != len(names) {
-		return false
-	}
-	for _, n := range names {
-		if _, ok := c.subs[n]; !ok {
-			return false
+	if c.added {
+		if err := c.hub.engine.SetAttr(context.Background(), c.s.ID, key, value); err != nil {
+			return c.hub.failed(err)
 		}
 	}
-	return true
+	attrs := maps.Clone(c.s.Attrs)
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	if value == "" {
+		delete(attrs, key)
+	} else {
+		attrs[key] = value
+	}
+	c.s.Attrs = attrs
+	return nil
+}
+
+// Subscriptions returns the patterns the client is subscribed to, sorted.
+func (c *Client) Subscriptions() ([]string, error) {
+	subs, err := c.hub.engine.Subscriptions(context.Background(), c.s.ID)
+	return subs, c.hub.failed(err)
 }
 
 // Touch marks the client as seen now, postponing its expiry.
-func (c *Client) Touch() {
-	c.mu.Lock()
-	c.lastSeen = time.Now()
-	c.mu.Unlock()
+func (c *Client) Touch() error {
+	return c.hub.failed(c.hub.engine.Touch(context.Background(), c.s.ID))
 }
 
-// enqueue adds m to the queue, dropping the oldest messages when a bound
-// would be passed, and wakes the waiting poll. Called by Hub.Publish with the
-// channel's lock held, so that every client sees a channel's messages in order.
-func (c *Client) enqueue(m *Message, maxMsgs, maxBytes int) (dropped int) {
-	size := m.size()
-	c.mu.Lock()
-	if c.gone {
-		c.mu.Unlock()
-		return 0
+// Exists reports whether the engine still has the client.
+func (c *Client) Exists() (bool, error) {
+	_, err := c.hub.engine.Session(context.Background(), c.s.ID)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrUnknownClient):
+		return false, nil
 	}
-	for len(c.queue) > 0 && (len(c.queue)+1 > maxMsgs || c.qbytes+size > maxBytes) {
-		c.qbytes -= c.queue[0].size()
-		c.queue[0] = nil
-		c.queue = c.queue[1:]
-		dropped++
+	return false, c.hub.failed(err)
+}
+
+// Commit forgets the messages of a batch from Poll once they have reached the
+// client (see Engine.Commit); until then they are returned again by the next
+// poll, wherever it is served. An error is logged: the messages then come
+// again.
+func (c *Client) Commit(cursor uint64) {
+	if err := c.hub.engine.Commit(context.Background(), c.s.ID, cursor); err != nil {
+		c.hub.failed(err)
+		c.hub.log.WithError(err).Debug("commit failed: the batch will be sent again")
 	}
-	c.queue = append(c.queue, m)
-	c.qbytes += size
-	c.dropped += dropped
-	if c.wait != nil {
+}
+
+// waiter is one poll held by this process.
+type waiter struct {
+	ready chan struct{} // capacity 1: a wake-up is never lost or blocking
+	once  sync.Once
+	ended chan struct{} // closed when the poll must end, with why set
+	why   PollEnd
+}
+
+func newWaiter() *waiter {
+	return &waiter{ready: make(chan struct{}, 1), ended: make(chan struct{})}
+}
+
+func (w *waiter) end(why PollEnd) {
+	w.once.Do(func() {
+		w.why = why
+		close(w.ended)
+	})
+}
+
+// notify is the waiter's Engine.Watch callback: it never blocks.
+func (w *waiter) notify(why Wake) {
+	switch why {
+	case WakeMessages:
 		select {
-		case c.wait.ready <- struct{}{}:
+		case w.ready <- struct{}{}:
 		default:
 		}
+	case WakeRemoved:
+		w.end(PollClosed)
+	case WakeExpired:
+		w.end(PollExpired)
+	case WakeReplaced:
+		w.end(PollReplaced)
 	}
-	c.mu.Unlock()
-	return dropped
 }
 
-// Drain takes every queued message, oldest first, and the number of messages
-// dropped from the queue since the last drain.
-func (c *Client) Drain() (msgs []*Message, dropped int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.drainLocked()
-}
-
-func (c *Client) drainLocked() ([]*Message, int) {
-	msgs, dropped := c.queue, c.dropped
-	c.queue, c.qbytes, c.dropped = nil, 0, 0
-	return msgs, dropped
-}
-
-// Poll waits up to hold for messages and takes them. It returns at once when
-// messages are already queued. A newer Poll of the same client releases this
-// one (PollReplaced) without taking messages, so that a dropped connection's
-// request cannot swallow what its successor should get. It waits on exactly:
-// messages ready, its own timer, ctx, the client's removal and the hub's close.
-func (c *Client) Poll(ctx context.Context, hold time.Duration) ([]*Message, int, PollEnd) {
-	w := &waiter{ready: make(chan struct{}, 1), replaced: make(chan struct{})}
-	c.mu.Lock()
-	if c.gone {
-		c.mu.Unlock()
-		return nil, 0, PollClosed
+// Poll waits up to hold for messages and returns them as a batch to Commit
+// once written. It returns at once when messages are already queued. A newer
+// Poll of the same client, here or in another process, releases this one
+// (PollReplaced) without messages, so that a dropped connection's request
+// cannot take what its successor should get. It waits on exactly: messages
+// ready, its own timer, ctx, the client's removal and the hub's close.
+func (c *Client) Poll(ctx context.Context, hold time.Duration) (Batch, PollEnd) {
+	h, id := c.hub, c.s.ID
+	w := newWaiter()
+	h.mu.Lock()
+	if old := h.polls[id]; old != nil {
+		old.end(PollReplaced)
 	}
-	if c.wait != nil {
-		close(c.wait.replaced)
-	}
-	c.wait = w
-	c.polls++
-	if len(c.queue) > 0 || c.dropped > 0 {
-		msgs, dropped := c.drainLocked()
-		c.endPollLocked(w)
-		c.mu.Unlock()
-		return msgs, dropped, PollReady
-	}
-	c.mu.Unlock()
+	h.polls[id] = w
+	h.mu.Unlock()
 	defer func() {
-		c.mu.Lock()
-		c.endPollLocked(w)
-		c.mu.Unlock()
+		h.mu.Lock()
+		if h.polls[id] == w {
+			delete(h.polls, id)
+		}
+		h.mu.Unlock()
 	}()
+	// Watch first, then look: a message queued in between still wakes us.
+	stop := h.engine.Watch(id, w.notify)
+	defer stop()
+	if err := h.engine.NotifyPoll(ctx, id); err != nil {
+		h.failed(err)
+	}
 
-	timer := time.NewTimer(hold)
-	defer timer.Stop()
+	var timer *time.Timer
 	for {
+		b, err := h.engine.Fetch(ctx, id, h.opts.FetchMax)
+		switch {
+		case errors.Is(err, ErrUnknownClient):
+			return Batch{}, PollExpired
+		case err != nil:
+			h.failed(err)
+			return Batch{}, PollFailed
+		}
+		select {
+		case <-w.ended:
+			return Batch{}, w.why // replaced while fetching: the successor takes them
+		default:
+		}
+		if len(b.Messages) > 0 || b.Dropped > 0 {
+			if b.Dropped > 0 {
+				h.drops.Add(uint64(b.Dropped))
+				h.emit(Event{Type: "queue_drop", ClientID: id, Kind: c.s.Kind, Count: b.Dropped})
+			}
+			return b, PollReady
+		}
+		if timer == nil {
+			timer = time.NewTimer(hold)
+			defer timer.Stop()
+		}
 		select {
 		case <-w.ready:
-			c.mu.Lock()
-			if c.wait != w {
-				c.mu.Unlock()
-				return nil, 0, PollReplaced
-			}
-			msgs, dropped := c.drainLocked()
-			c.mu.Unlock()
-			if len(msgs) > 0 || dropped > 0 {
-				return msgs, dropped, PollReady
-			}
-		case <-w.replaced:
-			return nil, 0, PollReplaced
+		case <-w.ended:
+			return Batch{}, w.why
 		case <-timer.C:
-			return nil, 0, PollTimeout
+			return Batch{}, PollTimeout
 		case <-ctx.Done():
-			return nil, 0, PollClosed
-		case <-c.done:
-			return nil, 0, PollClosed
-		case <-c.hub.done:
-			return nil, 0, PollClosed
+			return Batch{}, PollClosed
+		case <-h.done:
+			return Batch{}, PollClosed
 		}
 	}
 }
 
-func (c *Client) endPollLocked(w *waiter) {
-	if c.wait == w {
-		c.wait = nil
-	}
-	c.polls--
-	c.lastSeen = time.Now()
-}
-
-// Polling reports whether a poll of this client is in progress.
+// Polling reports whether this process holds a poll of the client.
 func (c *Client) Polling() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.polls > 0
-}
-
-// expired reports whether the client has been idle (no poll in progress) for
-// longer than its timeout.
-func (c *Client) expired(now time.Time) bool {
-	if c.timeout <= 0 {
-		return false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.polls == 0 && now.Sub(c.lastSeen) > c.timeout
+	c.hub.mu.Lock()
+	defer c.hub.mu.Unlock()
+	return c.hub.polls[c.s.ID] != nil
 }

@@ -28,7 +28,7 @@ func (s *Server) LogRequests(next http.Handler) http.Handler {
 			"status":   sw.Status(),
 			"bytes":    sw.Bytes,
 			"duration": time.Since(start).Round(time.Microsecond).String(),
-			"remote":   s.clientIP(r),
+			"remote":   s.rules.clientIP(r),
 		}).Info("request")
 	})
 }

@@ -31,11 +31,11 @@ type Message struct {
 	Seq  uint64
 	Time time.Time
 
-	// reply marks a service's answer to its caller: its Bayeux form carries
+	// Reply marks a service's answer to its caller: its Bayeux form carries
 	// the call's id and successful, as CometD's remoteCall expects. Other
 	// messages never carry the publisher's id, which a subscriber's pending
 	// remote call could mistake for its answer.
-	reply bool
+	Reply bool
 
 	stardustOnce sync.Once
 	stardust     []byte
@@ -78,7 +78,7 @@ func (m *Message) bayeuxJSON() []byte {
 		} else {
 			b.Write(m.Data)
 		}
-		if m.reply {
+		if m.Reply {
 			b.WriteString(`,"id":`)
 			writeJSONString(&b, m.ID)
 			b.WriteString(`,"successful":true`)

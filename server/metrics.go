@@ -86,7 +86,10 @@ func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.s.hub.Stats()
+	st, err := c.s.hub.Stats()
+	if err != nil {
+		return // the engine is away: no figures rather than wrong ones
+	}
 	for _, kind := range []string{KindStardust, KindSSE, KindBayeux, KindLocal} {
 		ch <- prometheus.MustNewConstMetric(descClients, prometheus.GaugeValue, float64(st.ClientsByKind[kind]), kind)
 	}

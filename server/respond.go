@@ -22,21 +22,25 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if err != nil {
 		status, body = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
 	}
-	writeRawJSON(w, status, body)
+	_ = writeRawJSON(w, status, body)
 }
 
-// writeRawJSON writes body, already JSON, with status.
-func writeRawJSON(w http.ResponseWriter, status int, body []byte) {
+// writeRawJSON writes body, already JSON, with status. An error says the
+// body did not reach the connection.
+func writeRawJSON(w http.ResponseWriter, status int, body []byte) error {
 	setJSONHeaders(w.Header())
 	w.WriteHeader(status)
-	_, _ = w.Write(body)
-	_, _ = w.Write([]byte("\n"))
+	if _, err := w.Write(body); err != nil {
+		return err
+	}
+	_, err := w.Write([]byte("\n"))
+	return err
 }
 
 // readBody reads a request body up to MaxBodyBytes: beyond it the error
 // wraps ErrTooLarge (413), any other failure ErrBadMessage.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+func (rr requestRules) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rr.MaxBodyBytes))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, fmt.Errorf("%w: body over %d bytes", ErrTooLarge, mbe.Limit)

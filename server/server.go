@@ -88,12 +88,14 @@ type Server struct {
 	started time.Time
 	bayeux  *Bayeux
 	handler http.Handler
+	rules   requestRules
 }
 
 // New builds a Server with its own Hub.
 func New(opts Options, log *logrus.Entry) *Server {
 	opts.defaults()
-	s := &Server{opts: opts, log: log, hub: NewHub(opts.Hub, log), started: time.Now()}
+	s := &Server{opts: opts, log: log, hub: NewHub(opts.Hub, log), started: time.Now(),
+		rules: requestRules{MaxBodyBytes: opts.MaxBodyBytes, TrustedProxies: opts.TrustedProxies, CORSOrigins: opts.CORSOrigins}}
 	s.routes()
 	return s
 }
@@ -129,7 +131,8 @@ func (s *Server) routes() {
 	// jquery.ev as in the Perl synopsis polls /channel/foo/ID without "stream".
 	r.HandleFunc(b+"/channel/{chans}/{id:[0-9.]+}", s.handleStream).Methods(http.MethodGet)
 	if s.opts.Bayeux != nil {
-		s.bayeux = newBayeux(s, *s.opts.Bayeux)
+		s.bayeux = newBayeux(s.hub, *s.opts.Bayeux, bayeuxLimits{pollTimeout: s.opts.PollTimeout,
+			maxMessageSize: s.opts.MaxMessageSize}, s.rules, s.log)
 		// CometD appends /handshake, /connect... to the URL; route them all.
 		r.Handle(b+"/bayeux", s.bayeux).Name("bayeux")
 		r.Handle(b+"/bayeux/{rest:.*}", s.bayeux)
@@ -161,10 +164,19 @@ func (s *Server) underBase(path string) bool {
 	return s.opts.Base != "" && (path == s.opts.Base || strings.HasPrefix(path, s.opts.Base+"/"))
 }
 
+// requestRules are what every protocol needs to read a request the same
+// way: the body limit, whose X-Forwarded-For to believe, and which origins
+// may use the API. The protocols get a copy, never the Server.
+type requestRules struct {
+	MaxBodyBytes   int64
+	TrustedProxies []netip.Prefix
+	CORSOrigins    []string
+}
+
 // clientIP is the request's client address: the peer, or, when the peer is
 // a trusted proxy, the last X-Forwarded-For entry that is not a trusted proxy.
-func (s *Server) clientIP(r *http.Request) string {
-	return ClientIP(r, s.opts.TrustedProxies)
+func (rr requestRules) clientIP(r *http.Request) string {
+	return ClientIP(r, rr.TrustedProxies)
 }
 
 // ClientIP returns the address of the client that made r, honouring
@@ -226,7 +238,7 @@ func (s *Server) cors(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
-		if origin != "" && s.corsAllowed(origin) {
+		if origin != "" && s.rules.corsAllowed(origin) {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Set("Access-Control-Allow-Credentials", "true")
@@ -244,8 +256,8 @@ func (s *Server) cors(next http.Handler) http.Handler {
 }
 
 // corsAllowed reports whether cors_origins lets pages from origin in.
-func (s *Server) corsAllowed(origin string) bool {
-	for _, o := range s.opts.CORSOrigins {
+func (rr requestRules) corsAllowed(origin string) bool {
+	for _, o := range rr.CORSOrigins {
 		if o == "*" || o == origin {
 			return true
 		}

@@ -47,7 +47,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	if anonymous {
 		// The stream is the client: when it ends, the session ends with it.
-		defer s.hub.Remove(c)
+		defer func() { _ = s.hub.Remove(c) }()
 	}
 	// A named client (?id=) outlives its stream like a long-poll client: it
 	// keeps its queue until it reconnects or client_timeout passes, and a
@@ -58,16 +58,21 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	out := &sseWriter{w: bufio.NewWriter(w), flush: flusher(w), prefix: s.opts.Prefix}
+	// A resumed stream skips what the browser has already had: a message
+	// sent just before it reconnected may still be queued.
+	out := &sseWriter{w: bufio.NewWriter(w), flush: flusher(w), prefix: s.opts.Prefix, lastSeq: lastID}
 	out.comment("stream " + id)
 	out.retry(2000)
 
 	var replay []*Message
 	switch {
 	case lastID > 0:
-		replay = s.replay(full, func(m *Message) bool { return m.Seq > lastID })
+		replay, err = s.replay(full, func(m *Message) bool { return m.Seq > lastID })
 	case !since.IsZero():
-		replay = s.replay(full, func(m *Message) bool { return m.Time.After(since) })
+		replay, err = s.replay(full, func(m *Message) bool { return m.Time.After(since) })
+	}
+	if err != nil {
+		return // the browser reconnects, with Last-Event-ID
 	}
 	out.messages(replay, 0)
 	if err := out.send(); err != nil {
@@ -80,10 +85,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		if hold <= 0 {
 			return
 		}
-		msgs, dropped, why := c.Poll(r.Context(), hold)
+		b, why := c.Poll(r.Context(), hold)
 		switch why {
 		case PollReady:
-			out.messages(msgs, dropped)
+			out.messages(b.Messages, b.Dropped)
 		case PollTimeout:
 			out.comment("ping")
 		default:
@@ -91,6 +96,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		if err := out.send(); err != nil {
 			return
+		}
+		if why == PollReady {
+			c.Commit(b.Cursor)
 		}
 	}
 }

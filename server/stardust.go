@@ -92,12 +92,21 @@ type infoBody struct {
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
-	st := s.hub.Stats()
+	st, err := s.hub.Stats()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	channels, err := s.hub.Channels(s.opts.Prefix + "/")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	info := infoBody{
 		Name: "Stardust COMET Server", Language: "Go", Version: s.opts.Version, Base: s.opts.Base,
 		Transports: []string{"long-polling", "server-sent-events"},
 		Uptime:     math.Round(time.Since(s.started).Seconds()*1000) / 1000,
-		Channels:   len(s.hub.Channels(s.opts.Prefix + "/")),
+		Channels:   len(channels),
 		Clients:    st.Clients,
 	}
 	if m := s.router.Get("bayeux"); m != nil {
@@ -111,8 +120,13 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleChannelList(w http.ResponseWriter, r *http.Request) {
 	prefix := s.opts.Prefix + "/"
+	all, err := s.hub.Channels(prefix)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	names := []string{}
-	for _, n := range s.hub.Channels(prefix) {
+	for _, n := range all {
 		if short := strings.TrimPrefix(n, prefix); stardustName.MatchString(short) {
 			names = append(names, short)
 		}
@@ -124,7 +138,7 @@ type channelInfo struct {
 	Name        string            `json:"name"`
 	Messages    []json.RawMessage `json:"messages"`
 	Size        int               `json:"size"`
-	Subscribers []string          `json:"subscribers"`
+	Subscribers map[string]int    `json:"subscribers"` // by kind: ids are capabilities
 }
 
 func (s *Server) handleChannelInfo(w http.ResponseWriter, r *http.Request) {
@@ -135,9 +149,18 @@ func (s *Server) handleChannelInfo(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]channelInfo, len(names))
 	for i, n := range names {
-		hist := s.hub.History(full[i], 0)
-		ci := channelInfo{Name: n, Size: s.hub.HistorySize(), Messages: make([]json.RawMessage, len(hist)),
-			Subscribers: s.hub.Subscribers(full[i])}
+		hist, err := s.hub.History(full[i], 0)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		audience, err := s.hub.Audience(full[i])
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		ci := channelInfo{Name: n, Size: s.opts.Hub.HistorySize, Messages: make([]json.RawMessage, len(hist)),
+			Subscribers: audience}
 		for j, m := range hist {
 			ci.Messages[j] = m.stardustJSON(s.opts.Prefix)
 		}
@@ -159,7 +182,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	body, err := s.readBody(w, r)
+	body, err := s.rules.readBody(w, r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -278,12 +301,12 @@ func decodeJSONBody(body []byte, maxSize int) ([]map[string]json.RawMessage, err
 // being found and being subscribed is registered anew, once.
 func (s *Server) streamClient(r *http.Request, id, kind string, channels []string) (*Client, bool, error) {
 	for attempt := 0; ; attempt++ {
-		c, created, err := s.hub.Register(id, kind, s.opts.ClientTimeout, s.clientIP(r))
+		c, created, err := s.hub.Register(id, kind, s.opts.ClientTimeout, s.rules.clientIP(r))
 		if err != nil {
 			return nil, false, err
 		}
-		if c.kind != kind {
-			return nil, false, fmt.Errorf("%w: id %q is in use by a %s client", ErrBadClientID, id, c.kind)
+		if c.Kind() != kind {
+			return nil, false, fmt.Errorf("%w: id %q is in use by a %s client", ErrBadClientID, id, c.Kind())
 		}
 		err = s.hub.SetSubscriptions(c, channels)
 		if errors.Is(err, ErrUnknownClient) && attempt == 0 {
@@ -319,16 +342,23 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	var replay []*Message
 	if !since.IsZero() {
-		replay = s.replay(full, func(m *Message) bool { return m.Time.After(since) })
+		if replay, err = s.replay(full, func(m *Message) bool { return m.Time.After(since) }); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
-	var msgs []*Message
-	var dropped int
+	hold := s.opts.PollTimeout
 	if len(replay) > 0 {
-		msgs, dropped = c.Drain()
-	} else {
-		msgs, dropped, _ = c.Poll(r.Context(), s.opts.PollTimeout)
+		hold = 0 // answer at once with the replay and whatever is queued
 	}
-	writeRawJSON(w, http.StatusOK, s.stardustBatch(mergeBySeq(replay, msgs), dropped))
+	b, why := c.Poll(r.Context(), hold)
+	if why == PollFailed {
+		writeError(w, fmt.Errorf("%w: try again", ErrEngine))
+		return
+	}
+	if writeRawJSON(w, http.StatusOK, s.stardustBatch(mergeBySeq(replay, b.Messages), b.Dropped)) == nil && why == PollReady {
+		c.Commit(b.Cursor)
+	}
 }
 
 // parseSince reads ?since= as epoch seconds (the _ts of a message).
@@ -347,17 +377,21 @@ func parseSince(v string) (time.Time, error) {
 
 // replay returns the kept messages of the channels that keep passes, in
 // publish order.
-func (s *Server) replay(channels []string, keep func(*Message) bool) []*Message {
+func (s *Server) replay(channels []string, keep func(*Message) bool) ([]*Message, error) {
 	var out []*Message
 	for _, ch := range channels {
-		for _, m := range s.hub.History(ch, 0) {
+		hist, err := s.hub.History(ch, 0)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range hist {
 			if keep(m) {
 				out = append(out, m)
 			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
-	return out
+	return out, nil
 }
 
 // mergeBySeq joins replayed history and queued messages, dropping the queued

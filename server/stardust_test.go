@@ -247,7 +247,7 @@ func waitPolling(t *testing.T, s *Server, id string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if c := s.Hub().Client(id); c != nil && c.Polling() {
+		if polling(s.Hub(), id) {
 			return
 		}
 		time.Sleep(2 * time.Millisecond)
@@ -349,7 +349,7 @@ func TestQueueOverflow(t *testing.T) {
 	if msgs[1]["n"] != 3.0 || msgs[3]["n"] != 5.0 {
 		t.Errorf("kept the wrong messages: %v", msgs)
 	}
-	if st := s.Hub().Stats(); st.Dropped != 2 {
+	if st := stats(t, s.Hub()); st.Dropped != 2 {
 		t.Errorf("Stats.Dropped = %d, want 2", st.Dropped)
 	}
 }
@@ -358,18 +358,18 @@ func TestClientExpiry(t *testing.T) {
 	s, ts := testServer(t, Options{PollTimeout: 50 * time.Millisecond, ClientTimeout: 200 * time.Millisecond,
 		Hub: HubOptions{SweepInterval: 20 * time.Millisecond}})
 	recv(t, poll(t, ts.URL+"/comet/channel/e/stream/gone"), 2*time.Second)
-	if s.Hub().Client("gone") == nil {
+	if clientOf(s.Hub(), "gone") == nil {
 		t.Fatal("client not registered by its first poll")
 	}
 	deadline := time.Now().Add(3 * time.Second)
-	for s.Hub().Client("gone") != nil {
+	for clientOf(s.Hub(), "gone") != nil {
 		if time.Now().After(deadline) {
 			t.Fatal("idle client never expired")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if subs := s.Hub().Subscribers("/stardust/e"); len(subs) != 0 {
-		t.Errorf("expired client still subscribed: %v", subs)
+	if n := audience(t, s.Hub(), "/stardust/e"); n != 0 {
+		t.Errorf("expired client still subscribed: %d", n)
 	}
 }
 
@@ -403,7 +403,7 @@ func TestSSE(t *testing.T) {
 	closeIt()
 	// Resume after the first event: the other two come again from history.
 	deadline := time.Now().Add(2 * time.Second)
-	for s.Hub().Client("sse1") != nil && time.Now().Before(deadline) {
+	for clientOf(s.Hub(), "sse1") != nil && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	r, closeIt = open(ids[0])
@@ -487,7 +487,7 @@ func TestPollContextCancelled(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, _, why := c.Poll(ctx, time.Minute); why != PollClosed {
+	if _, why := c.Poll(ctx, time.Minute); why != PollClosed {
 		t.Errorf("poll ended with %v, want PollClosed", why)
 	}
 }
@@ -598,17 +598,21 @@ func TestRequestLog(t *testing.T) {
 
 func TestSSENamedClientKeepsQueueAndTakesOver(t *testing.T) {
 	s, ts := testServer(t, Options{SSEHeartbeat: time.Second})
-	open := func() (*bufio.Reader, func()) {
-		resp, err := http.Get(ts.URL + "/comet/channel/named/events?id=tab1")
+	open := func(lastEventID string) (*bufio.Reader, func()) {
+		req, _ := http.NewRequest("GET", ts.URL+"/comet/channel/named/events?id=tab1", nil)
+		if lastEventID != "" {
+			req.Header.Set("Last-Event-ID", lastEventID)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return bufio.NewReader(resp.Body), func() { resp.Body.Close() }
 	}
-	first, closeFirst := open()
+	first, closeFirst := open("")
 	defer closeFirst()
 	waitPolling(t, s, "tab1")
-	second, closeSecond := open() // takes over; the first ends
+	second, closeSecond := open("") // takes over; the first ends
 	defer closeSecond()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
@@ -620,17 +624,18 @@ func TestSSENamedClientKeepsQueueAndTakesOver(t *testing.T) {
 		}
 	}
 	postForm(t, ts.URL+"/comet/channel/named", `{"n":1}`)
-	if _, data := readEvent(t, second); !strings.Contains(data, `"n":1`) {
+	lastID, data := readEvent(t, second)
+	if !strings.Contains(data, `"n":1`) {
 		t.Fatalf("second stream got %q", data)
 	}
 	closeSecond()
 	// Between streams the named client keeps its queue: nothing is lost.
 	deadline = time.Now().Add(3 * time.Second)
-	for s.Hub().Client("tab1").Polling() && time.Now().Before(deadline) {
+	for polling(s.Hub(), "tab1") && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	postForm(t, ts.URL+"/comet/channel/named", `{"n":2}`)
-	third, closeThird := open()
+	third, closeThird := open(lastID) // as the browser does
 	defer closeThird()
 	if _, data := readEvent(t, third); !strings.Contains(data, `"n":2`) {
 		t.Fatalf("reconnected stream got %q", data)
@@ -646,12 +651,12 @@ func TestSubscribeRacingRemoveLeavesNothing(t *testing.T) {
 	}
 	// The removal lands in the window between the client's own record of
 	// the subscription and the tree's.
-	h.beforeTreeAdd = func(c *Client) { h.Remove(c) }
+	h.Engine().(*MemoryEngine).beforeTreeAdd = func(string) { _ = h.Remove(c) }
 	if _, err := h.Subscribe(c, "/race/x"); err == nil {
 		t.Error("subscribing a client removed meanwhile reported success")
 	}
-	if subs := h.Subscribers("/race/x"); len(subs) != 0 {
-		t.Fatalf("a removed client was left in the subscription tree: %v", subs)
+	if n := audience(t, h, "/race/x"); n != 0 {
+		t.Fatalf("a removed client was left in the subscription tree: %d", n)
 	}
 }
 
@@ -660,12 +665,14 @@ func TestPollRacingExpiryRegistersAnew(t *testing.T) {
 	h := s.Hub()
 	var once sync.Once
 	// The client expires just as its poll subscribes it.
-	h.beforeTreeAdd = func(c *Client) { once.Do(func() { h.Remove(c) }) }
+	h.Engine().(*MemoryEngine).beforeTreeAdd = func(id string) {
+		once.Do(func() { _ = h.Remove(clientOf(h, id)) })
+	}
 	resp, body := get(t, ts.URL+"/comet/channel/e/stream/77")
 	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "[]" {
 		t.Fatalf("poll racing expiry: %d %s", resp.StatusCode, body)
 	}
-	if subs := h.Subscribers("/stardust/e"); len(subs) != 1 || subs[0] != "77" {
-		t.Errorf("subscribers %v, want the client registered anew", subs)
+	if n := audience(t, h, "/stardust/e"); n != 1 || clientOf(h, "77") == nil {
+		t.Errorf("%d subscribers, want the client registered anew", n)
 	}
 }

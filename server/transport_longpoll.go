@@ -71,7 +71,7 @@ func formBatch(fields []string) ([]*BayeuxMessage, error) {
 }
 
 func (b *Bayeux) serveLongPolling(w http.ResponseWriter, r *http.Request) {
-	body, err := b.s.readBody(w, r)
+	body, err := b.rules.readBody(w, r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -81,14 +81,16 @@ func (b *Bayeux) serveLongPolling(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out, err := b.exchange(r, batch, TransportLongPolling)
+	out, commit, err := b.exchange(r, batch, TransportLongPolling)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	setJSONHeaders(w.Header())
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	_, _ = w.Write(out)
+	if _, err := w.Write(out); err == nil {
+		commit()
+	}
 }
 
 // jsonpName is a safe callback name: one plain JavaScript identifier (as
@@ -111,7 +113,7 @@ func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out, err := b.exchange(r, batch, TransportCallbackPolling)
+	out, commit, err := b.exchange(r, batch, TransportCallbackPolling)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -123,28 +125,35 @@ func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	// The leading comment keeps a callback name from being read as the start
 	// of a file type signature (the Rosetta Flash attack).
-	_, _ = fmt.Fprintf(w, "/**/%s(%s);", callback, out)
+	if _, err := fmt.Fprintf(w, "/**/%s(%s);", callback, out); err == nil {
+		commit()
+	}
 }
 
 // exchange processes an HTTP batch and, when it holds a connect, waits for
-// messages or the hold time; it returns the JSON array to send back.
-func (b *Bayeux) exchange(r *http.Request, batch []*BayeuxMessage, transport string) ([]byte, error) {
-	ip := b.s.clientIP(r)
+// messages or the hold time; it returns the JSON array to send back and the
+// commit to call once it is written.
+func (b *Bayeux) exchange(r *http.Request, batch []*BayeuxMessage, transport string) ([]byte, func(), error) {
+	ip := b.rules.clientIP(r)
 	replies, held := b.process(batch, ip, transport)
 	if held == nil {
-		return jsonArray(replies), nil
+		return jsonArray(replies), func() {}, nil
 	}
 	if held.hold > 0 {
-		if !b.takeConnection(ip) {
-			return nil, fmt.Errorf("%w: more than %d held connects from %s", ErrTooMany, b.opts.ClientMaxConnections, ip)
+		if err := b.takeConnection(ip); err != nil {
+			return nil, nil, err
 		}
-		defer b.releaseConnection(ip)
+		defer b.hub.ReleaseConnection(ip)
 	}
-	held.client.Values.Store("transport", transport)
-	msgs, why := b.poll(r.Context(), held.client, held.hold)
+	b.noteTransport(held.client, transport)
+	msgs, cursor, why := b.poll(r.Context(), held.client, held.hold)
 	out := make([][]byte, 0, len(replies)+len(msgs)+1)
 	out = append(out, replies...)
 	out = append(out, msgs...)
 	out = append(out, b.connectReply(held, why))
-	return jsonArray(out), nil
+	commit := func() {}
+	if why == PollReady {
+		commit = func() { held.client.Commit(cursor) }
+	}
+	return jsonArray(out), commit, nil
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net/http"
 	"net/url"
 	"sync"
@@ -34,7 +33,7 @@ func (b *Bayeux) checkOrigin(r *http.Request) bool {
 	if origin == "" {
 		return true
 	}
-	if b.s.corsAllowed(origin) {
+	if b.rules.corsAllowed(origin) {
 		return true
 	}
 	u, err := url.Parse(origin)
@@ -42,7 +41,7 @@ func (b *Bayeux) checkOrigin(r *http.Request) bool {
 		return false
 	}
 	host := r.Host
-	if fwd := r.Header.Get("X-Forwarded-Host"); fwd != "" && isTrusted(peerAddr(r), b.s.opts.TrustedProxies) {
+	if fwd := r.Header.Get("X-Forwarded-Host"); fwd != "" && isTrusted(peerAddr(r), b.rules.TrustedProxies) {
 		host = fwd
 	}
 	return u.Host == host
@@ -69,17 +68,17 @@ type wsSession struct {
 }
 
 func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
-	ip := b.s.clientIP(r)
-	if !b.takeConnection(ip) {
-		writeError(w, fmt.Errorf("%w: more than %d connections from %s", ErrTooMany, b.opts.ClientMaxConnections, ip))
+	ip := b.rules.clientIP(r)
+	if err := b.takeConnection(ip); err != nil {
+		writeError(w, err)
 		return
 	}
-	defer b.releaseConnection(ip)
+	defer b.hub.ReleaseConnection(ip)
 	conn, err := b.upgrader().Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered with an HTTP error
 	}
-	conn.SetReadLimit(b.s.opts.MaxBodyBytes)
+	conn.SetReadLimit(b.rules.MaxBodyBytes)
 	ctx, cancel := context.WithCancel(context.Background())
 	ws := &wsSession{b: b, conn: conn, ip: ip, ctx: ctx, cancel: cancel,
 		bound: make(chan *Client, 1)}
@@ -151,7 +150,7 @@ func disconnected(batch []*BayeuxMessage, replies [][]byte) bool {
 // answered now; h itself is answered at once when its hold is zero (it is then
 // returned), else when its timer fires.
 func (ws *wsSession) holdConnect(h *heldConnect) []byte {
-	h.client.Values.Store("transport", TransportWebSocket)
+	ws.b.noteTransport(h.client, TransportWebSocket)
 	select {
 	case <-ws.bound: // an older client not yet picked up
 	default:
@@ -196,7 +195,7 @@ func (ws *wsSession) pushLoop() {
 			}
 		case <-ws.ctx.Done():
 			return
-		case <-ws.b.hub.done:
+		case <-ws.b.hub.Done():
 			ws.goingAway()
 			return
 		}
@@ -208,13 +207,14 @@ func (ws *wsSession) pushLoop() {
 // disconnect reply above all) or the socket or server ends (false).
 func (ws *wsSession) push(c *Client) bool {
 	for {
-		out, why := ws.b.poll(ws.ctx, c, time.Minute)
+		out, cursor, why := ws.b.poll(ws.ctx, c, time.Minute)
 		if len(out) > 0 {
 			if !ws.write(out) {
 				return false
 			}
+			c.Commit(cursor)
 		}
-		if why == PollReplaced || why == PollClosed {
+		if why != PollReady && why != PollTimeout {
 			ws.answerPendingNow(why)
 			if ws.b.hub.Closed() {
 				ws.goingAway()

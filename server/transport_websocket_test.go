@@ -133,7 +133,7 @@ func TestBayeuxWebSocketRehandshake(t *testing.T) {
 	ws, id := b.heldOverWS()
 	// The server forgets the client (as after a restart of its node): the
 	// held connect says 402 with advice to handshake.
-	b.s.Hub().Remove(b.s.Hub().Client(id))
+	b.s.Hub().Engine().(*MemoryEngine).expire(id)
 	wantError(t, ws.read()[0], "402:")
 	// A new session on the same socket gets its messages pushed.
 	id2 := b.handshake("websocket")

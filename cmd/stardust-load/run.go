@@ -297,7 +297,7 @@ func (r *runner) countSubscribers(ctx context.Context) (int, error) {
 			return 0, err
 		}
 		var infos []struct {
-			Subscribers []string `json:"subscribers"`
+			Subscribers map[string]int `json:"subscribers"` // by kind
 		}
 		err = json.NewDecoder(resp.Body).Decode(&infos)
 		resp.Body.Close()
@@ -306,7 +306,9 @@ func (r *runner) countSubscribers(ctx context.Context) (int, error) {
 			return 0, fmt.Errorf("channel info: status %d: %v", resp.StatusCode, err)
 		}
 		for _, ci := range infos {
-			total += len(ci.Subscribers)
+			for _, n := range ci.Subscribers {
+				total += n
+			}
 		}
 	}
 	return total, nil

@@ -183,7 +183,7 @@ func waitClient(t *testing.T, m *Main, id string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if c := m.server.Hub().Client(id); c != nil && c.Polling() {
+		if c, err := m.server.Hub().Client(id); err == nil && c.Polling() {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)

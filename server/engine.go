@@ -1,0 +1,157 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Engine keeps what every process serving the same clients must share:
+// sessions, their subscriptions and bounded queues, channel history, the
+// message sequence and per-address connection counts. The Hub keeps only what
+// belongs to one process (held polls and their wake-ups, WebSockets, local Go
+// clients, events and metrics) and talks to the engine through this
+// interface, so that the protocols never know which engine they have.
+//
+// MemoryEngine (the default) keeps everything in this process; the Redis
+// engine (package engine/redis) shares it between processes. Every engine
+// must pass the conformance suite in package enginetest.
+//
+// All methods are safe for concurrent use. ctx bounds each call: an engine
+// that talks to a server returns an error wrapping ErrEngine when it cannot
+// answer in time. Methods that name a session return an error wrapping
+// ErrUnknownClient when there is no such session.
+type Engine interface {
+	// CreateSession stores a new session. It fails with ErrExists when the id
+	// is taken and with ErrTooManyClients when the engine is full.
+	CreateSession(ctx context.Context, s Session) error
+	// Session returns the session with this id.
+	Session(ctx context.Context, id string) (Session, error)
+	// Touch marks sessions as seen now, postponing their expiry. Unknown ids
+	// are ignored.
+	Touch(ctx context.Context, ids ...string) error
+	// SetAttr sets one string attribute of a session ("" deletes it).
+	SetAttr(ctx context.Context, id, key, value string) error
+	// RemoveSession forgets a session with its subscriptions and queue and
+	// wakes its watchers with WakeRemoved. It reports whether it existed.
+	RemoveSession(ctx context.Context, id string) (bool, error)
+	// Sweep removes sessions idle past their timeout (and whatever else has
+	// expired), wakes their watchers with WakeExpired and returns those it
+	// removed, for events.
+	Sweep(ctx context.Context, now time.Time) ([]Session, error)
+
+	// Subscribe adds a subscription of a session to a channel name or a
+	// pattern ending in /* or /**; it reports whether it is new. Messages
+	// published after it returns are queued for the session.
+	Subscribe(ctx context.Context, id, pattern string) (bool, error)
+	// Unsubscribe removes a subscription; it reports whether there was one.
+	Unsubscribe(ctx context.Context, id, pattern string) (bool, error)
+	// Subscriptions returns a session's patterns, sorted.
+	Subscriptions(ctx context.Context, id string) ([]string, error)
+
+	// Publish stamps m with the next value of the one global sequence and the
+	// time, keeps it in its channel's history and queues it for every
+	// session whose subscription matches, then wakes their watchers. It
+	// returns how many sessions it was queued for. Publishes to one channel
+	// are seen in the same order by every subscriber. m.Channel is a valid
+	// channel name without wildcards. m must not be changed afterwards.
+	Publish(ctx context.Context, m *Message) (int, error)
+	// Deliver queues m for one session only, outside any channel (a
+	// service's answer to its caller), stamped like a publish.
+	Deliver(ctx context.Context, id string, m *Message) error
+	// Fetch returns up to max messages queued for the session, oldest
+	// first, and how many were dropped from its queue (oldest first, on
+	// overflow) since the previous fetch. Fetch does not take the messages:
+	// they are returned again by later fetches until Commit is called with
+	// the batch's cursor (or a later one), so that a process that dies
+	// before its answer reaches the client loses nothing.
+	Fetch(ctx context.Context, id string, max int) (Batch, error)
+	// Commit forgets the messages of every batch up to and including the
+	// one with this cursor. Committing an old cursor does nothing.
+	Commit(ctx context.Context, id string, cursor uint64) error
+	// Watch calls notify (from any goroutine, maybe more than once) when the
+	// session may have new messages (WakeMessages), was removed
+	// (WakeRemoved), or a poll of it started in another process
+	// (WakeReplaced, after NotifyPoll there); WakeExpired when Sweep removed
+	// it. notify must return at once and
+	// must not call the engine: it may run with engine locks held. A message
+	// queued after Watch returns always causes a WakeMessages; watching an
+	// unknown session causes a WakeExpired. stop ends the watch and marks
+	// the session seen; it is safe to call more than once. While a session
+	// is watched in this process, the hub touches it so that it never
+	// expires under a held poll.
+	Watch(id string, notify func(Wake)) (stop func())
+	// NotifyPoll tells the other processes sharing the engine that a poll
+	// of this session starts here, so that they release theirs. Engines
+	// that serve one process do nothing.
+	NotifyPoll(ctx context.Context, id string) error
+
+	// History returns a channel's kept messages with Seq > after, oldest
+	// first. Reading does not create the channel.
+	History(ctx context.Context, channel string, after uint64) ([]*Message, error)
+	// Channels returns the sorted names of channels in use (with history or
+	// subscribers) that start with prefix ("" for all).
+	Channels(ctx context.Context, prefix string) ([]string, error)
+	// Audience returns how many sessions of each kind a message published on
+	// the channel now would reach.
+	Audience(ctx context.Context, channel string) (map[string]int, error)
+
+	// TakeConnection counts one held connection from addr if fewer than
+	// limit are held (limit <= 0: no limit); it reports whether it did.
+	TakeConnection(ctx context.Context, addr string, limit int) (bool, error)
+	// ReleaseConnection gives back one connection that TakeConnection took.
+	ReleaseConnection(ctx context.Context, addr string) error
+
+	// Stats returns the engine's counts.
+	Stats(ctx context.Context) (EngineStats, error)
+	// Close releases the engine's resources. The hub calls it on Close.
+	Close() error
+}
+
+// Session is what an engine keeps of one client: typed, so that any process
+// can read what another wrote.
+type Session struct {
+	ID      string
+	Kind    string        // one of the Kind constants
+	Remote  string        // the client's address as first seen
+	Timeout time.Duration // removed when idle this long; 0 never
+	// Attrs is protocol state (such as Bayeux authentication) for hooks:
+	// "user", "authenticated", "transport", "ack". Treat it as read-only;
+	// change it with Engine.SetAttr.
+	Attrs map[string]string
+}
+
+// Batch is what Fetch returns.
+type Batch struct {
+	Messages []*Message
+	Dropped  int    // messages lost to queue overflow since the previous fetch
+	Cursor   uint64 // to Commit once the batch has reached the client
+}
+
+// Wake says why Engine.Watch's notify was called.
+type Wake int
+
+// The reasons a watcher is woken.
+const (
+	WakeMessages Wake = iota // messages may be queued
+	WakeRemoved              // the session was removed on request (RemoveSession)
+	WakeExpired              // the session expired (Sweep) or was lost
+	WakeReplaced             // a poll of the session started in another process
+)
+
+// EngineStats are an engine's counts, for the info page and metrics.
+type EngineStats struct {
+	Clients       int
+	ClientsByKind map[string]int
+	Channels      int
+	Subscriptions int
+}
+
+// Errors of engines, beside ErrUnknownClient and ErrTooManyClients.
+var (
+	// ErrExists is returned by CreateSession for an id in use.
+	ErrExists = errors.New("client id exists")
+	// ErrEngine wraps failures to reach a shared engine's server: clients
+	// are told to retry.
+	ErrEngine = errors.New("engine unavailable")
+)

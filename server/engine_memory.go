@@ -1,0 +1,582 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// MemoryOptions bound a MemoryEngine. Zero values take the defaults noted.
+type MemoryOptions struct {
+	HistorySize      int           // messages kept per channel; 0 none
+	QueueMaxMessages int           // per-session queue bound; default 1000
+	QueueMaxBytes    int           // per-session queue bound in bytes; default 1 MiB
+	MaxClients       int           // sessions of all kinds; default 100000
+	ChannelTimeout   time.Duration // idle channels with no subscriber are swept after this; default 1h
+}
+
+func (o *MemoryOptions) defaults() {
+	if o.QueueMaxMessages <= 0 {
+		o.QueueMaxMessages = 1000
+	}
+	if o.QueueMaxBytes <= 0 {
+		o.QueueMaxBytes = 1 << 20
+	}
+	if o.MaxClients <= 0 {
+		o.MaxClients = 100000
+	}
+	if o.ChannelTimeout <= 0 {
+		o.ChannelTimeout = time.Hour
+	}
+}
+
+// MemoryEngine is the default Engine: everything in this process. A publish
+// walks the subscription tree once and appends the message (one pointer,
+// never a copy) to each matching session's queue.
+type MemoryEngine struct {
+	opts MemoryOptions
+	seq  atomic.Uint64
+	subs *subTree[*memSession]
+
+	mu       sync.RWMutex
+	channels map[string]*memChannel
+	sessions map[string]*memSession
+
+	connMu sync.Mutex
+	conns  map[string]int // held connections by address
+
+	// beforeTreeAdd, if set (by tests only), runs in Subscribe between
+	// recording the subscription on the session and adding it to the tree.
+	beforeTreeAdd func(id string)
+}
+
+var _ Engine = (*MemoryEngine)(nil)
+
+// memChannel is one channel's history. Its lock also orders publishes to it.
+type memChannel struct {
+	segs     []string
+	mu       sync.Mutex
+	history  []*Message // oldest first, at most HistorySize
+	lastUsed time.Time
+	targets  []*memSession // recipients buffer, reused under mu
+}
+
+// memSession is a session with its queue. Positions count every message
+// ever queued for it: queue[0] is at position head.
+type memSession struct {
+	mu       sync.Mutex
+	s        Session
+	subs     map[string][]string // pattern -> its segments
+	queue    []*Message
+	qbytes   int
+	head     uint64
+	dropped  int
+	lastSeen time.Time
+	watchers []*memWatch
+	gone     bool
+}
+
+type memWatch struct{ notify func(Wake) }
+
+// NewMemoryEngine returns an empty engine.
+func NewMemoryEngine(opts MemoryOptions) *MemoryEngine {
+	opts.defaults()
+	return &MemoryEngine{opts: opts, subs: newSubTree[*memSession](),
+		channels: map[string]*memChannel{}, sessions: map[string]*memSession{}, conns: map[string]int{}}
+}
+
+func (e *MemoryEngine) session(id string) *memSession {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.sessions[id]
+}
+
+func (e *MemoryEngine) live(id string) (*memSession, error) {
+	if s := e.session(id); s != nil {
+		return s, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrUnknownClient, id)
+}
+
+// CreateSession implements Engine.
+func (e *MemoryEngine) CreateSession(_ context.Context, s Session) error {
+	s.Attrs = maps.Clone(s.Attrs)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.sessions[s.ID] != nil {
+		return ErrExists
+	}
+	if len(e.sessions) >= e.opts.MaxClients {
+		return fmt.Errorf("%w: %d sessions", ErrTooManyClients, e.opts.MaxClients)
+	}
+	e.sessions[s.ID] = &memSession{s: s, subs: map[string][]string{}, lastSeen: time.Now()}
+	return nil
+}
+
+// Session implements Engine.
+func (e *MemoryEngine) Session(_ context.Context, id string) (Session, error) {
+	ms, err := e.live(id)
+	if err != nil {
+		return Session{}, err
+	}
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return ms.s, nil
+}
+
+// Touch implements Engine.
+func (e *MemoryEngine) Touch(_ context.Context, ids ...string) error {
+	now := time.Now()
+	for _, id := range ids {
+		if ms := e.session(id); ms != nil {
+			ms.mu.Lock()
+			ms.lastSeen = now
+			ms.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// SetAttr implements Engine. Attributes are copied on write, so that a
+// Session returned earlier never changes under its reader.
+func (e *MemoryEngine) SetAttr(_ context.Context, id, key, value string) error {
+	ms, err := e.live(id)
+	if err != nil {
+		return err
+	}
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	attrs := maps.Clone(ms.s.Attrs)
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	if value == "" {
+		delete(attrs, key)
+	} else {
+		attrs[key] = value
+	}
+	ms.s.Attrs = attrs
+	return nil
+}
+
+// RemoveSession implements Engine.
+func (e *MemoryEngine) RemoveSession(_ context.Context, id string) (bool, error) {
+	e.mu.Lock()
+	ms := e.sessions[id]
+	delete(e.sessions, id)
+	e.mu.Unlock()
+	if ms == nil {
+		return false, nil
+	}
+	e.drop(ms, WakeRemoved)
+	return true, nil
+}
+
+// drop empties a session that is no longer in the map and wakes its watchers.
+func (e *MemoryEngine) drop(ms *memSession, why Wake) {
+	ms.mu.Lock()
+	ms.gone = true
+	subs := ms.subs
+	ms.subs = map[string][]string{}
+	clear(ms.queue)
+	ms.queue, ms.qbytes = nil, 0
+	watchers := ms.watchers
+	ms.mu.Unlock()
+	for _, segs := range subs {
+		e.subs.remove(segs, ms)
+	}
+	for _, w := range watchers {
+		w.notify(why)
+	}
+}
+
+// Sweep implements Engine: sessions idle past their timeout with no poll
+// watching them, and channels with no exact subscriber unused for
+// ChannelTimeout.
+func (e *MemoryEngine) Sweep(_ context.Context, now time.Time) ([]Session, error) {
+	var idle []*memSession
+	e.mu.Lock()
+	for id, ms := range e.sessions {
+		ms.mu.Lock()
+		expired := ms.s.Timeout > 0 && len(ms.watchers) == 0 && now.Sub(ms.lastSeen) > ms.s.Timeout
+		ms.mu.Unlock()
+		if expired {
+			delete(e.sessions, id)
+			idle = append(idle, ms)
+		}
+	}
+	for name, ch := range e.channels {
+		ch.mu.Lock()
+		stale := now.Sub(ch.lastUsed) > e.opts.ChannelTimeout
+		ch.mu.Unlock()
+		if stale && len(e.subs.exact(ch.segs)) == 0 {
+			delete(e.channels, name)
+		}
+	}
+	e.mu.Unlock()
+	out := make([]Session, len(idle))
+	for i, ms := range idle {
+		e.drop(ms, WakeExpired)
+		out[i] = ms.s
+	}
+	return out, nil
+}
+
+// Subscribe implements Engine.
+func (e *MemoryEngine) Subscribe(_ context.Context, id, pattern string) (bool, error) {
+	segs, err := ParseChannel(pattern, true)
+	if err != nil {
+		return false, err
+	}
+	ms, err := e.live(id)
+	if err != nil {
+		return false, err
+	}
+	ms.mu.Lock()
+	if ms.gone {
+		ms.mu.Unlock()
+		return false, fmt.Errorf("%w: %s", ErrUnknownClient, id)
+	}
+	if _, ok := ms.subs[pattern]; ok {
+		ms.mu.Unlock()
+		return false, nil
+	}
+	ms.subs[pattern] = segs
+	ms.mu.Unlock()
+	if e.beforeTreeAdd != nil {
+		e.beforeTreeAdd(id)
+	}
+	e.subs.add(segs, ms)
+	ms.mu.Lock()
+	gone := ms.gone
+	ms.mu.Unlock()
+	if gone {
+		// Removed meanwhile: drop may have run before the add above.
+		e.subs.remove(segs, ms)
+		return false, fmt.Errorf("%w: %s", ErrUnknownClient, id)
+	}
+	if !IsWild(pattern) {
+		e.touchChannel(pattern, segs)
+	}
+	return true, nil
+}
+
+// Unsubscribe implements Engine.
+func (e *MemoryEngine) Unsubscribe(_ context.Context, id, pattern string) (bool, error) {
+	ms, err := e.live(id)
+	if err != nil {
+		return false, err
+	}
+	ms.mu.Lock()
+	segs, ok := ms.subs[pattern]
+	delete(ms.subs, pattern)
+	ms.mu.Unlock()
+	if ok {
+		e.subs.remove(segs, ms)
+	}
+	return ok, nil
+}
+
+// Subscriptions implements Engine.
+func (e *MemoryEngine) Subscriptions(_ context.Context, id string) ([]string, error) {
+	ms, err := e.live(id)
+	if err != nil {
+		return nil, err
+	}
+	ms.mu.Lock()
+	out := make([]string, 0, len(ms.subs))
+	for p := range ms.subs {
+		out = append(out, p)
+	}
+	ms.mu.Unlock()
+	sort.Strings(out)
+	return out, nil
+}
+
+// touchChannel returns the channel, creating it, and marks it used now. The
+// mark is made under the engine's read lock, which the sweeper's write lock
+// excludes, so a channel being used is never swept from under its user.
+func (e *MemoryEngine) touchChannel(name string, segs []string) *memChannel {
+	now := time.Now()
+	e.mu.RLock()
+	ch := e.channels[name]
+	if ch != nil {
+		ch.mu.Lock()
+		ch.lastUsed = now
+		ch.mu.Unlock()
+	}
+	e.mu.RUnlock()
+	if ch != nil {
+		return ch
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ch = e.channels[name]; ch == nil {
+		ch = &memChannel{segs: segs}
+		e.channels[name] = ch
+	}
+	ch.mu.Lock()
+	ch.lastUsed = now
+	ch.mu.Unlock()
+	return ch
+}
+
+// Publish implements Engine.
+func (e *MemoryEngine) Publish(_ context.Context, m *Message) (int, error) {
+	segs, err := ParseChannel(m.Channel, false)
+	if err != nil {
+		return 0, err
+	}
+	ch := e.touchChannel(m.Channel, segs)
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	m.Seq = e.seq.Add(1)
+	m.Time = time.Now()
+	if e.opts.HistorySize > 0 {
+		if len(ch.history) >= e.opts.HistorySize {
+			copy(ch.history, ch.history[1:])
+			ch.history[len(ch.history)-1] = m
+		} else {
+			ch.history = append(ch.history, m)
+		}
+	}
+	// The recipients list is the channel's own buffer, reused from publish
+	// to publish under its lock: a large audience costs no garbage per
+	// message.
+	targets := e.subs.match(segs, ch.targets[:0])
+	for _, ms := range targets {
+		e.enqueue(ms, m)
+	}
+	n := len(targets)
+	clear(targets) // hold no session beyond this publish
+	if cap(targets) <= maxKeptTargets {
+		ch.targets = targets[:0]
+	}
+	return n, nil
+}
+
+// maxKeptTargets bounds the recipients buffer a channel keeps between
+// publishes (8 bytes an entry).
+const maxKeptTargets = 1 << 16
+
+// Deliver implements Engine.
+func (e *MemoryEngine) Deliver(_ context.Context, id string, m *Message) error {
+	ms, err := e.live(id)
+	if err != nil {
+		return err
+	}
+	m.Seq = e.seq.Add(1)
+	m.Time = time.Now()
+	e.enqueue(ms, m)
+	return nil
+}
+
+// enqueue adds m to a queue, dropping the oldest messages when a bound
+// would be passed, and wakes the watchers. Publish calls it with the
+// channel's lock held, so that every session sees a channel's messages in
+// order.
+func (e *MemoryEngine) enqueue(ms *memSession, m *Message) {
+	size := m.size()
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ms.gone {
+		return
+	}
+	for len(ms.queue) > 0 && (len(ms.queue)+1 > e.opts.QueueMaxMessages || ms.qbytes+size > e.opts.QueueMaxBytes) {
+		ms.qbytes -= ms.queue[0].size()
+		ms.queue[0] = nil
+		ms.queue = ms.queue[1:]
+		ms.head++
+		ms.dropped++
+	}
+	ms.queue = append(ms.queue, m)
+	ms.qbytes += size
+	for _, w := range ms.watchers {
+		w.notify(WakeMessages)
+	}
+}
+
+// Fetch implements Engine.
+func (e *MemoryEngine) Fetch(_ context.Context, id string, max int) (Batch, error) {
+	ms, err := e.live(id)
+	if err != nil {
+		return Batch{}, err
+	}
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	n := len(ms.queue)
+	if max > 0 && n > max {
+		n = max
+	}
+	b := Batch{Dropped: ms.dropped, Cursor: ms.head + uint64(n)}
+	if n > 0 {
+		b.Messages = append(make([]*Message, 0, n), ms.queue[:n]...)
+	}
+	ms.dropped = 0
+	return b, nil
+}
+
+// Commit implements Engine.
+func (e *MemoryEngine) Commit(_ context.Context, id string, cursor uint64) error {
+	ms, err := e.live(id)
+	if err != nil {
+		return err
+	}
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if cursor <= ms.head {
+		return nil
+	}
+	k := min(cursor-ms.head, uint64(len(ms.queue)))
+	for i := range k {
+		ms.qbytes -= ms.queue[i].size()
+		ms.queue[i] = nil
+	}
+	ms.queue = ms.queue[k:]
+	if len(ms.queue) == 0 {
+		ms.queue = nil // let the backing array go
+	}
+	ms.head += k
+	return nil
+}
+
+// Watch implements Engine. A removed session's watcher is woken at once.
+func (e *MemoryEngine) Watch(id string, notify func(Wake)) (stop func()) {
+	w := &memWatch{notify: notify}
+	ms := e.session(id)
+	if ms == nil {
+		notify(WakeExpired)
+		return func() {}
+	}
+	ms.mu.Lock()
+	if ms.gone {
+		ms.mu.Unlock()
+		notify(WakeExpired)
+		return func() {}
+	}
+	ms.watchers = append(ms.watchers, w)
+	ms.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			ms.mu.Lock()
+			defer ms.mu.Unlock()
+			for i, x := range ms.watchers {
+				if x == w {
+					ms.watchers = append(ms.watchers[:i], ms.watchers[i+1:]...)
+					break
+				}
+			}
+			if len(ms.watchers) == 0 {
+				ms.watchers = nil
+			}
+			ms.lastSeen = time.Now()
+		})
+	}
+}
+
+// NotifyPoll implements Engine: one process has no other to tell.
+func (e *MemoryEngine) NotifyPoll(context.Context, string) error { return nil }
+
+// History implements Engine.
+func (e *MemoryEngine) History(_ context.Context, name string, after uint64) ([]*Message, error) {
+	e.mu.RLock()
+	ch := e.channels[name]
+	e.mu.RUnlock()
+	if ch == nil {
+		return nil, nil
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	i := sort.Search(len(ch.history), func(i int) bool { return ch.history[i].Seq > after })
+	return append([]*Message(nil), ch.history[i:]...), nil
+}
+
+// Channels implements Engine.
+func (e *MemoryEngine) Channels(_ context.Context, prefix string) ([]string, error) {
+	e.mu.RLock()
+	out := make([]string, 0, len(e.channels))
+	for name := range e.channels {
+		if strings.HasPrefix(name, prefix) {
+			out = append(out, name)
+		}
+	}
+	e.mu.RUnlock()
+	sort.Strings(out)
+	return out, nil
+}
+
+// Audience implements Engine.
+func (e *MemoryEngine) Audience(_ context.Context, channel string) (map[string]int, error) {
+	segs, err := ParseChannel(channel, false)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, ms := range e.subs.match(segs, nil) {
+		out[ms.s.Kind]++ // Kind never changes
+	}
+	return out, nil
+}
+
+// TakeConnection implements Engine.
+func (e *MemoryEngine) TakeConnection(_ context.Context, addr string, limit int) (bool, error) {
+	e.connMu.Lock()
+	defer e.connMu.Unlock()
+	if limit > 0 && e.conns[addr] >= limit {
+		return false, nil
+	}
+	e.conns[addr]++
+	return true, nil
+}
+
+// ReleaseConnection implements Engine.
+func (e *MemoryEngine) ReleaseConnection(_ context.Context, addr string) error {
+	e.connMu.Lock()
+	defer e.connMu.Unlock()
+	if e.conns[addr]--; e.conns[addr] <= 0 {
+		delete(e.conns, addr)
+	}
+	return nil
+}
+
+// Stats implements Engine.
+func (e *MemoryEngine) Stats(context.Context) (EngineStats, error) {
+	e.mu.RLock()
+	st := EngineStats{Clients: len(e.sessions), Channels: len(e.channels), ClientsByKind: map[string]int{}}
+	for _, ms := range e.sessions {
+		st.ClientsByKind[ms.s.Kind]++ // Kind never changes
+	}
+	e.mu.RUnlock()
+	e.subs.mu.RLock()
+	st.Subscriptions = e.subs.n
+	e.subs.mu.RUnlock()
+	return st, nil
+}
+
+// connections returns the held connections counted for addr (tests).
+func (e *MemoryEngine) connections(addr string) int {
+	e.connMu.Lock()
+	defer e.connMu.Unlock()
+	return e.conns[addr]
+}
+
+// expire removes a session as if it had expired (tests: a node that lost
+// its clients).
+func (e *MemoryEngine) expire(id string) {
+	e.mu.Lock()
+	ms := e.sessions[id]
+	delete(e.sessions, id)
+	e.mu.Unlock()
+	if ms != nil {
+		e.drop(ms, WakeExpired)
+	}
+}
+
+// Close implements Engine; a memory engine holds nothing to release.
+func (e *MemoryEngine) Close() error { return nil }
