@@ -173,12 +173,13 @@ func (c *Client) Poll(ctx context.Context, hold time.Duration) (Batch, PollEnd) 
 		}
 		h.mu.Unlock()
 	}()
-	// Watch first, then look: a message queued in between still wakes us.
-	stop := h.engine.Watch(id, w.notify)
-	defer stop()
+	// Release polls of this client held elsewhere, then watch, then look:
+	// a message queued in between still wakes us.
 	if err := h.engine.NotifyPoll(ctx, id); err != nil {
 		h.failed(err)
 	}
+	stop := h.engine.Watch(id, w.notify)
+	defer stop()
 
 	var timer *time.Timer
 	for {

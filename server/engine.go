@@ -81,9 +81,9 @@ type Engine interface {
 	// is watched in this process, the hub touches it so that it never
 	// expires under a held poll.
 	Watch(id string, notify func(Wake)) (stop func())
-	// NotifyPoll tells the other processes sharing the engine that a poll
-	// of this session starts here, so that they release theirs. Engines
-	// that serve one process do nothing.
+	// NotifyPoll wakes every watcher of the session, in every process
+	// sharing the engine, with WakeReplaced: a new poll of it starts, so
+	// the held ones must let go. The hub calls it before its own Watch.
 	NotifyPoll(ctx context.Context, id string) error
 
 	// History returns a channel's kept messages with Seq > after, oldest

@@ -11,8 +11,10 @@ import (
 	"time"
 )
 
-// MemoryOptions bound a MemoryEngine. Zero values take the defaults noted.
-type MemoryOptions struct {
+// Limits bound an engine: every engine takes them, so that the same
+// configuration means the same on any engine. Zero values take the
+// defaults noted.
+type Limits struct {
 	HistorySize      int           // messages kept per channel; 0 none
 	QueueMaxMessages int           // per-session queue bound; default 1000
 	QueueMaxBytes    int           // per-session queue bound in bytes; default 1 MiB
@@ -20,7 +22,8 @@ type MemoryOptions struct {
 	ChannelTimeout   time.Duration // idle channels with no subscriber are swept after this; default 1h
 }
 
-func (o *MemoryOptions) defaults() {
+// Defaults fills zero fields with their defaults.
+func (o *Limits) Defaults() {
 	if o.QueueMaxMessages <= 0 {
 		o.QueueMaxMessages = 1000
 	}
@@ -39,7 +42,7 @@ func (o *MemoryOptions) defaults() {
 // walks the subscription tree once and appends the message (one pointer,
 // never a copy) to each matching session's queue.
 type MemoryEngine struct {
-	opts MemoryOptions
+	opts Limits
 	seq  atomic.Uint64
 	subs *subTree[*memSession]
 
@@ -84,8 +87,8 @@ type memSession struct {
 type memWatch struct{ notify func(Wake) }
 
 // NewMemoryEngine returns an empty engine.
-func NewMemoryEngine(opts MemoryOptions) *MemoryEngine {
-	opts.defaults()
+func NewMemoryEngine(opts Limits) *MemoryEngine {
+	opts.Defaults()
 	return &MemoryEngine{opts: opts, subs: newSubTree[*memSession](),
 		channels: map[string]*memChannel{}, sessions: map[string]*memSession{}, conns: map[string]int{}}
 }
@@ -480,8 +483,17 @@ func (e *MemoryEngine) Watch(id string, notify func(Wake)) (stop func()) {
 	}
 }
 
-// NotifyPoll implements Engine: one process has no other to tell.
-func (e *MemoryEngine) NotifyPoll(context.Context, string) error { return nil }
+// NotifyPoll implements Engine.
+func (e *MemoryEngine) NotifyPoll(_ context.Context, id string) error {
+	if ms := e.session(id); ms != nil {
+		ms.mu.Lock()
+		defer ms.mu.Unlock()
+		for _, w := range ms.watchers {
+			w.notify(WakeReplaced)
+		}
+	}
+	return nil
+}
 
 // History implements Engine.
 func (e *MemoryEngine) History(_ context.Context, name string, after uint64) ([]*Message, error) {

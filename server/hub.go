@@ -74,7 +74,7 @@ func NewHub(opts HubOptions, log *logrus.Entry) *Hub {
 		opts.FetchMax = 1000
 	}
 	if opts.Engine == nil {
-		opts.Engine = NewMemoryEngine(MemoryOptions{HistorySize: opts.HistorySize,
+		opts.Engine = NewMemoryEngine(Limits{HistorySize: opts.HistorySize,
 			QueueMaxMessages: opts.QueueMaxMessages, QueueMaxBytes: opts.QueueMaxBytes,
 			MaxClients: opts.MaxClients, ChannelTimeout: opts.ChannelTimeout})
 	}
