@@ -78,6 +78,7 @@ type memSession struct {
 	queue    []*Message
 	qbytes   int
 	head     uint64
+	seen     uint64 // positions below this have been fetched
 	dropped  int
 	lastSeen time.Time
 	watchers []*memWatch
@@ -394,8 +395,10 @@ func (e *MemoryEngine) enqueue(ms *memSession, m *Message) {
 		ms.qbytes -= ms.queue[0].size()
 		ms.queue[0] = nil
 		ms.queue = ms.queue[1:]
+		if ms.head >= ms.seen {
+			ms.dropped++ // never sent: the client must be told
+		}
 		ms.head++
-		ms.dropped++
 	}
 	ms.queue = append(ms.queue, m)
 	ms.qbytes += size
@@ -405,7 +408,7 @@ func (e *MemoryEngine) enqueue(ms *memSession, m *Message) {
 }
 
 // Fetch implements Engine.
-func (e *MemoryEngine) Fetch(_ context.Context, id string, max int) (Batch, error) {
+func (e *MemoryEngine) Fetch(_ context.Context, id string, limit int) (Batch, error) {
 	ms, err := e.live(id)
 	if err != nil {
 		return Batch{}, err
@@ -413,10 +416,11 @@ func (e *MemoryEngine) Fetch(_ context.Context, id string, max int) (Batch, erro
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	n := len(ms.queue)
-	if max > 0 && n > max {
-		n = max
+	if limit > 0 && n > limit {
+		n = limit
 	}
 	b := Batch{Dropped: ms.dropped, Cursor: ms.head + uint64(n)}
+	ms.seen = max(ms.seen, b.Cursor)
 	if n > 0 {
 		b.Messages = append(make([]*Message, 0, n), ms.queue[:n]...)
 	}

@@ -1,0 +1,652 @@
+// Package redis is the Redis engine: several stardust processes share
+// sessions, subscriptions, queues, history and the message sequence through
+// one Redis server, so that any process can serve any request of any client
+// and a process can die without its clients losing queued messages.
+//
+// How it works: a publish is one Lua script that appends the message to one
+// capped stream per subscribed pattern that can match its channel (at most
+// d+1 for a channel of depth d), whatever the number of subscribers, and
+// publishes its sequence number once on each pattern's pub/sub topic. A
+// session keeps one cursor (the last sequence number it committed) and, per
+// subscription, how far it has seen that stream: a fetch reads after the
+// cursor and takes nothing, and the cursor moves only when the answer has
+// reached the client (or, with the ack extension, when the client says so).
+// Each process subscribes to the topics of the patterns its held polls
+// need, and wakes them; a "ctl" topic carries session notices (a poll
+// started elsewhere, removal, expiry, a change of subscriptions).
+//
+// The embedders who use only the memory engine never link this package.
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/sirupsen/logrus"
+
+	"github.com/stardust-go/stardust/server"
+)
+
+// Options configure the Redis engine. Zero values take the defaults noted.
+type Options struct {
+	URL     string        // redis://host:port/db, rediss://..., unix:///path; default redis://127.0.0.1:6379/0
+	Prefix  string        // key prefix; default "stardust:"
+	Timeout time.Duration // bound of each call to Redis; default 2s
+	Limits  server.Limits
+	// Log receives one line when Redis goes away and one when it is back.
+	Log *logrus.Entry
+}
+
+// Engine is a server.Engine on a Redis server. Safe for concurrent use.
+type Engine struct {
+	opts   Options
+	client rueidis.Client
+	node   string // this process, in notices and connection counts
+	p      string // key prefix
+
+	mu       sync.Mutex
+	watchers map[string][]*watch // by session id
+	topics   map[string]*topic   // pattern topics this process listens to
+	sub      rueidis.DedicatedClient
+	subReady chan struct{} // closed once the first pub/sub connection is up
+	epoch    string
+
+	cache msgCache
+
+	down     atomic.Bool
+	outages  atomic.Uint64
+	done     chan struct{}
+	closed   sync.Once
+	wg       sync.WaitGroup
+	cancelFn func()
+}
+
+var _ server.Engine = (*Engine)(nil)
+
+// watch is one Watch call: the patterns it listens to and its callback.
+type watch struct {
+	id       string
+	notify   func(server.Wake)
+	patterns []string
+	stopped  bool
+}
+
+// topic is one pattern's pub/sub subscription, kept while watches need it
+// and dropped a little after the last one ends.
+type topic struct {
+	refs    int
+	watches map[*watch]struct{}
+	unused  time.Time // when refs fell to 0
+	live    bool      // SUBSCRIBE confirmed on the current connection
+}
+
+// New connects to Redis and starts listening for notices. It fails when
+// Redis cannot be reached within the timeout.
+func New(opts Options) (*Engine, error) {
+	if opts.URL == "" {
+		opts.URL = "redis://127.0.0.1:6379/0"
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "stardust:"
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 2 * time.Second
+	}
+	if opts.Log == nil {
+		l := logrus.New()
+		opts.Log = logrus.NewEntry(l)
+	}
+	opts.Limits.Defaults()
+	co, err := rueidis.ParseURL(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis engine: url %q: %w", opts.URL, err)
+	}
+	co.DisableCache = true
+	co.ConnWriteTimeout = opts.Timeout
+	co.Dialer.Timeout = opts.Timeout
+	client, err := rueidis.NewClient(co)
+	if err != nil {
+		return nil, fmt.Errorf("%w: redis at %s: %v", server.ErrEngine, opts.URL, err)
+	}
+	e := &Engine{opts: opts, client: client, node: newID(), p: opts.Prefix,
+		watchers: map[string][]*watch{}, topics: map[string]*topic{},
+		subReady: make(chan struct{}), done: make(chan struct{})}
+	e.cache.init(4096)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancelFn = cancel
+	e.wg.Add(2)
+	go e.listen(ctx)
+	go e.janitor(ctx)
+	select {
+	case <-e.subReady:
+	case <-time.After(opts.Timeout):
+		_ = e.Close()
+		return nil, fmt.Errorf("%w: redis at %s does not answer", server.ErrEngine, opts.URL)
+	}
+	return e, nil
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Outages returns how many times Redis went away since New.
+func (e *Engine) Outages() uint64 { return e.outages.Load() }
+
+// Up reports whether the pub/sub connection to Redis is up.
+func (e *Engine) Up() bool { return !e.down.Load() }
+
+func (e *Engine) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, e.opts.Timeout)
+}
+
+// fail wraps an error of Redis as the engine being unavailable.
+func fail(err error) error {
+	if err == nil || errors.Is(err, server.ErrEngine) {
+		return err
+	}
+	return fmt.Errorf("%w: redis: %v", server.ErrEngine, err)
+}
+
+func unknown(id string) error { return fmt.Errorf("%w: %s", server.ErrUnknownClient, id) }
+
+func nowMS() string { return strconv.FormatInt(time.Now().UnixMilli(), 10) }
+
+// exec runs a script and returns its result.
+func (e *Engine) exec(ctx context.Context, s *rueidis.Lua, args ...string) (rueidis.RedisResult, error) {
+	ctx, cancel := e.call(ctx)
+	defer cancel()
+	r := s.Exec(ctx, e.client, nil, append([]string{e.p}, args...))
+	if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
+		return r, fail(err)
+	}
+	return r, nil
+}
+
+func (e *Engine) execInt(ctx context.Context, s *rueidis.Lua, args ...string) (int64, error) {
+	r, err := e.exec(ctx, s, args...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.AsInt64()
+	return n, fail(err)
+}
+
+// CreateSession implements server.Engine.
+func (e *Engine) CreateSession(ctx context.Context, s server.Session) error {
+	args := []string{s.ID, s.Kind, s.Remote, strconv.FormatInt(s.Timeout.Milliseconds(), 10), nowMS(),
+		strconv.Itoa(e.opts.Limits.MaxClients), newID()}
+	for k, v := range s.Attrs {
+		args = append(args, k, v)
+	}
+	n, err := e.execInt(ctx, scriptCreate, args...)
+	switch {
+	case err != nil:
+		return err
+	case n == 0:
+		return server.ErrExists
+	case n == -2:
+		return fmt.Errorf("%w: %d sessions", server.ErrTooManyClients, e.opts.Limits.MaxClients)
+	}
+	return nil
+}
+
+// Session implements server.Engine.
+func (e *Engine) Session(ctx context.Context, id string) (server.Session, error) {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	m, err := e.client.Do(cctx, e.client.B().Hgetall().Key(e.p+"s:"+id).Build()).AsStrMap()
+	if err != nil {
+		return server.Session{}, fail(err)
+	}
+	kind, ok := m["k"]
+	if !ok {
+		return server.Session{}, unknown(id)
+	}
+	ms, _ := strconv.ParseInt(m["t"], 10, 64)
+	s := server.Session{ID: id, Kind: kind, Remote: m["r"], Timeout: time.Duration(ms) * time.Millisecond}
+	for k, v := range m {
+		if name, ok := strings.CutPrefix(k, "a:"); ok {
+			if s.Attrs == nil {
+				s.Attrs = map[string]string{}
+			}
+			s.Attrs[name] = v
+		}
+	}
+	return s, nil
+}
+
+// Touch implements server.Engine.
+func (e *Engine) Touch(ctx context.Context, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := e.exec(ctx, scriptTouch, append([]string{nowMS()}, ids...)...)
+	return err
+}
+
+// SetAttr implements server.Engine.
+func (e *Engine) SetAttr(ctx context.Context, id, key, value string) error {
+	n, err := e.execInt(ctx, scriptSetAttr, id, key, value)
+	if err == nil && n < 0 {
+		return unknown(id)
+	}
+	return err
+}
+
+// RemoveSession implements server.Engine.
+func (e *Engine) RemoveSession(ctx context.Context, id string) (bool, error) {
+	n, err := e.execInt(ctx, scriptRemove, id, e.node)
+	if err != nil {
+		return false, err
+	}
+	if n == 1 {
+		e.wake(id, server.WakeRemoved) // the notice reaches the others
+	}
+	return n == 1, nil
+}
+
+// heartbeat is how long a process counts as alive after its last sweep:
+// its connection counts go with it when it dies.
+const heartbeat = 10 * time.Second
+
+// Sweep implements server.Engine.
+func (e *Engine) Sweep(ctx context.Context, now time.Time) ([]server.Session, error) {
+	r, err := e.exec(ctx, scriptSweep, strconv.FormatInt(now.UnixMilli(), 10), e.node,
+		strconv.FormatInt(e.opts.Limits.ChannelTimeout.Milliseconds(), 10), strconv.FormatInt(heartbeat.Milliseconds(), 10))
+	if err != nil {
+		return nil, err
+	}
+	vals, err := r.AsStrSlice()
+	if err != nil {
+		return nil, fail(err)
+	}
+	out := make([]server.Session, 0, len(vals)/2)
+	for i := 0; i+1 < len(vals); i += 2 {
+		out = append(out, server.Session{ID: vals[i], Kind: vals[i+1]})
+		e.wake(vals[i], server.WakeExpired)
+	}
+	return out, nil
+}
+
+// Subscribe implements server.Engine.
+func (e *Engine) Subscribe(ctx context.Context, id, pattern string) (bool, error) {
+	if _, err := server.ParseChannel(pattern, true); err != nil {
+		return false, err
+	}
+	exact := "0"
+	if !server.IsWild(pattern) {
+		exact = "1"
+	}
+	n, err := e.execInt(ctx, scriptSubscribe, id, pattern, e.node, nowMS(), exact)
+	switch {
+	case err != nil:
+		return false, err
+	case n < 0:
+		return false, unknown(id)
+	}
+	if n == 1 {
+		e.refresh(id) // a poll of this session held here needs the new topic
+	}
+	return n == 1, nil
+}
+
+// Unsubscribe implements server.Engine.
+func (e *Engine) Unsubscribe(ctx context.Context, id, pattern string) (bool, error) {
+	n, err := e.execInt(ctx, scriptUnsubscribe, id, pattern, e.node)
+	switch {
+	case err != nil:
+		return false, err
+	case n < 0:
+		return false, unknown(id)
+	}
+	return n == 1, nil
+}
+
+// Subscriptions implements server.Engine.
+func (e *Engine) Subscriptions(ctx context.Context, id string) ([]string, error) {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	res := e.client.DoMulti(cctx,
+		e.client.B().Exists().Key(e.p+"s:"+id).Build(),
+		e.client.B().Hgetall().Key(e.p+"s:"+id+":subs").Build())
+	n, err := res[0].AsInt64()
+	if err != nil {
+		return nil, fail(err)
+	}
+	if n == 0 {
+		return nil, unknown(id)
+	}
+	all, err := res[1].AsStrMap()
+	if err != nil {
+		return nil, fail(err)
+	}
+	subs := make([]string, 0, len(all))
+	for p, pos := range all {
+		if strings.Count(pos, ":") == 1 { // not unsubscribed with messages pending
+			subs = append(subs, p)
+		}
+	}
+	sort.Strings(subs)
+	return subs, nil
+}
+
+// candidates returns the patterns a message on channel can match, the
+// channel itself first: /a/b/c gives /a/b/c, /a/b/*, /a/b/**, /a/**.
+func candidates(channel string) []string {
+	segs := strings.Split(strings.TrimPrefix(channel, "/"), "/")
+	out := []string{channel}
+	if len(segs) > 1 {
+		parent := "/" + strings.Join(segs[:len(segs)-1], "/")
+		out = append(out, parent+"/*")
+	}
+	for i := len(segs) - 1; i >= 1; i-- {
+		out = append(out, "/"+strings.Join(segs[:i], "/")+"/**")
+	}
+	return out
+}
+
+// Publish implements server.Engine: one script whatever the audience.
+func (e *Engine) Publish(ctx context.Context, m *server.Message) (int, error) {
+	if _, err := server.ParseChannel(m.Channel, false); err != nil {
+		return 0, err
+	}
+	m.Time = time.Now()
+	payload := encode(m)
+	l := e.opts.Limits
+	args := []string{m.Channel, payload, strconv.FormatInt(m.Time.UnixMilli(), 10), strconv.Itoa(l.HistorySize),
+		strconv.Itoa(l.QueueMaxMessages), strconv.Itoa(l.QueueMaxBytes), strconv.FormatInt(e.retain().Milliseconds(), 10)}
+	args = append(args, candidates(m.Channel)...)
+	r, err := e.exec(ctx, scriptPublish, args...)
+	if err != nil {
+		return 0, err
+	}
+	vals, err := r.AsIntSlice()
+	if err != nil || len(vals) != 2 {
+		return 0, fail(fmt.Errorf("publish: unexpected answer: %v", err))
+	}
+	m.Seq = uint64(vals[0])
+	e.cache.put(m.Seq, payload, m)
+	return int(vals[1]), nil
+}
+
+// retain is how long a pattern stream is kept after its last message (and
+// after its last subscriber left): no live session can still need it.
+func (e *Engine) retain() time.Duration { return retainDuration }
+
+const (
+	retainDuration = 10 * time.Minute
+	retainMS       = "600000" // retainDuration, for the scripts
+)
+
+// Deliver implements server.Engine.
+func (e *Engine) Deliver(ctx context.Context, id string, m *server.Message) error {
+	m.Time = time.Now()
+	n, err := e.execInt(ctx, scriptDeliver, id, encode(m), strconv.Itoa(e.opts.Limits.QueueMaxMessages), e.node)
+	switch {
+	case err != nil:
+		return err
+	case n < 0:
+		return unknown(id)
+	}
+	m.Seq = uint64(n)
+	e.wake(id, server.WakeMessages)
+	return nil
+}
+
+// Fetch implements server.Engine.
+func (e *Engine) Fetch(ctx context.Context, id string, max int) (server.Batch, error) {
+	if max <= 0 {
+		max = 1 << 20
+	}
+	r, err := e.exec(ctx, scriptFetch, id, strconv.Itoa(max))
+	if err != nil {
+		return server.Batch{}, err
+	}
+	vals, err := r.ToArray()
+	if err != nil || len(vals) == 0 {
+		return server.Batch{}, fail(fmt.Errorf("fetch: unexpected answer: %v", err))
+	}
+	head, _ := vals[0].AsInt64()
+	if head < 0 {
+		return server.Batch{}, unknown(id)
+	}
+	cursor, _ := vals[1].AsInt64()
+	b := server.Batch{Dropped: int(head), Cursor: uint64(cursor)}
+	for i := 2; i+1 < len(vals); i += 2 {
+		seq, err1 := vals[i].AsInt64()
+		payload, err2 := vals[i+1].ToString()
+		if err1 != nil || err2 != nil {
+			return server.Batch{}, fail(errors.New("fetch: bad entry"))
+		}
+		m, err := e.cache.get(uint64(seq), payload)
+		if err != nil {
+			continue // not ours to send: skip what does not decode
+		}
+		b.Messages = append(b.Messages, m)
+	}
+	return b, nil
+}
+
+// Commit implements server.Engine.
+func (e *Engine) Commit(ctx context.Context, id string, cursor uint64) error {
+	n, err := e.execInt(ctx, scriptCommit, id, strconv.FormatUint(cursor, 10))
+	if err == nil && n < 0 {
+		return unknown(id)
+	}
+	return err
+}
+
+// NotifyPoll implements server.Engine: one notice on the ctl topic.
+func (e *Engine) NotifyPoll(ctx context.Context, id string) error {
+	e.wake(id, server.WakeReplaced)
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	return fail(e.client.Do(cctx, e.client.B().Publish().Channel(e.p+"ctl").Message("r "+e.node+" "+id).Build()).Error())
+}
+
+// History implements server.Engine.
+func (e *Engine) History(ctx context.Context, channel string, after uint64) ([]*server.Message, error) {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	entries, err := e.client.Do(cctx, e.client.B().Xrange().Key(e.p+"h:"+channel).
+		Start("("+strconv.FormatUint(after, 10)+"-0").End("+").Build()).AsXRange()
+	if err != nil {
+		return nil, fail(err)
+	}
+	out := make([]*server.Message, 0, len(entries))
+	for _, en := range entries {
+		seq, _ := strconv.ParseUint(strings.TrimSuffix(en.ID, "-0"), 10, 64)
+		if m, err := e.cache.get(seq, en.FieldValues["m"]); err == nil {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// Channels implements server.Engine.
+func (e *Engine) Channels(ctx context.Context, prefix string) ([]string, error) {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	all, err := e.client.Do(cctx, e.client.B().Zrange().Key(e.p+"ch").Min("0").Max("-1").Build()).AsStrSlice()
+	if err != nil {
+		return nil, fail(err)
+	}
+	out := all[:0]
+	for _, n := range all {
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Audience implements server.Engine. A client subscribed through two
+// patterns that both match the channel counts twice.
+func (e *Engine) Audience(ctx context.Context, channel string) (map[string]int, error) {
+	if _, err := server.ParseChannel(channel, false); err != nil {
+		return nil, err
+	}
+	r, err := e.exec(ctx, scriptAudience, candidates(channel)...)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := r.AsStrSlice()
+	if err != nil {
+		return nil, fail(err)
+	}
+	out := map[string]int{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if n, _ := strconv.Atoi(kv[i+1]); n > 0 {
+			out[kv[i]] += n
+		}
+	}
+	return out, nil
+}
+
+// TakeConnection implements server.Engine: counts are kept per process, so
+// that those of a process that died go with it.
+func (e *Engine) TakeConnection(ctx context.Context, addr string, limit int) (bool, error) {
+	n, err := e.execInt(ctx, scriptTakeConn, addr, strconv.Itoa(limit), e.node, nowMS(), strconv.FormatInt(heartbeat.Milliseconds(), 10))
+	return n == 1, err
+}
+
+// ReleaseConnection implements server.Engine.
+func (e *Engine) ReleaseConnection(ctx context.Context, addr string) error {
+	_, err := e.exec(ctx, scriptReleaseConn, addr, e.node)
+	return err
+}
+
+// Stats implements server.Engine.
+func (e *Engine) Stats(ctx context.Context) (server.EngineStats, error) {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	res := e.client.DoMulti(cctx,
+		e.client.B().Zcard().Key(e.p+"sessions").Build(),
+		e.client.B().Zcard().Key(e.p+"ch").Build(),
+		e.client.B().Hgetall().Key(e.p+"stats").Build())
+	clients, err := res[0].AsInt64()
+	if err != nil {
+		return server.EngineStats{}, fail(err)
+	}
+	channels, err := res[1].AsInt64()
+	if err != nil {
+		return server.EngineStats{}, fail(err)
+	}
+	counts, err := res[2].AsStrMap()
+	if err != nil {
+		return server.EngineStats{}, fail(err)
+	}
+	st := server.EngineStats{Clients: int(clients), Channels: int(channels), ClientsByKind: map[string]int{}}
+	for k, v := range counts {
+		n, _ := strconv.Atoi(v)
+		if kind, ok := strings.CutPrefix(k, "k:"); ok && n > 0 {
+			st.ClientsByKind[kind] = n
+		} else if k == "subs" {
+			st.Subscriptions = n
+		}
+	}
+	return st, nil
+}
+
+// Close stops listening and closes the connections. Safe to call twice.
+func (e *Engine) Close() error {
+	e.closed.Do(func() {
+		close(e.done)
+		e.cancelFn()
+		e.mu.Lock()
+		sub := e.sub
+		e.mu.Unlock()
+		if sub != nil {
+			sub.Close() // not under e.mu: its reader may be waiting for it
+		}
+		e.wg.Wait()
+		e.client.Close()
+	})
+	return nil
+}
+
+// wire is a message as stored in Redis; Seq is the stream id.
+type wire struct {
+	Channel  string          `json:"c"`
+	Data     json.RawMessage `json:"d,omitempty"`
+	ID       string          `json:"i,omitempty"`
+	ClientID string          `json:"k,omitempty"`
+	Ext      json.RawMessage `json:"e,omitempty"`
+	Time     int64           `json:"t"`
+	Reply    bool            `json:"r,omitempty"`
+}
+
+func encode(m *server.Message) string {
+	b, _ := json.Marshal(wire{Channel: m.Channel, Data: m.Data, ID: m.ID, ClientID: m.ClientID, Ext: m.Ext,
+		Time: m.Time.UnixMicro(), Reply: m.Reply})
+	return string(b)
+}
+
+func decode(seq uint64, payload string) (*server.Message, error) {
+	var w wire
+	if err := json.Unmarshal([]byte(payload), &w); err != nil {
+		return nil, err
+	}
+	return &server.Message{Channel: w.Channel, Data: w.Data, ID: w.ID, ClientID: w.ClientID, Ext: w.Ext,
+		Reply: w.Reply, Seq: seq, Time: time.UnixMicro(w.Time)}, nil
+}
+
+// msgCache keeps the newest decoded messages by sequence number, so that a
+// message fetched for many clients is decoded (and encoded for each
+// protocol) once per process.
+type msgCache struct {
+	mu   sync.Mutex
+	size int
+	m    map[uint64]*server.Message
+	ring []uint64
+	next int
+}
+
+func (c *msgCache) init(size int) {
+	c.size, c.m, c.ring = size, make(map[uint64]*server.Message, size), make([]uint64, size)
+}
+
+func (c *msgCache) put(seq uint64, _ string, m *server.Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[seq]; ok {
+		return
+	}
+	delete(c.m, c.ring[c.next])
+	c.ring[c.next] = seq
+	c.next = (c.next + 1) % c.size
+	c.m[seq] = m
+}
+
+func (c *msgCache) get(seq uint64, payload string) (*server.Message, error) {
+	c.mu.Lock()
+	m := c.m[seq]
+	c.mu.Unlock()
+	if m != nil {
+		return m, nil
+	}
+	m, err := decode(seq, payload)
+	if err != nil {
+		return nil, err
+	}
+	c.put(seq, payload, m)
+	return m, nil
+}
+
+// Prefix returns the key prefix, for a second engine on the same data.
+func (e *Engine) Prefix() string { return e.p }

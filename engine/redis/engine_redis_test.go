@@ -1,0 +1,38 @@
+package redis_test
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stardust-go/stardust/engine/redis"
+	"github.com/stardust-go/stardust/internal/redistest"
+	"github.com/stardust-go/stardust/server"
+	"github.com/stardust-go/stardust/server/enginetest"
+)
+
+var prefixes atomic.Int64
+
+// open returns a Redis engine on srv under a key prefix of its own, so
+// that the suite's cases share one server without seeing each other.
+func open(t *testing.T, url, prefix string, l server.Limits) *redis.Engine {
+	t.Helper()
+	e, err := redis.New(redis.Options{URL: url, Prefix: prefix, Limits: l, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	enginetest.Run(t, enginetest.Factory{
+		Open: func(t *testing.T, l server.Limits) server.Engine {
+			return open(t, srv.URL, fmt.Sprintf("t%d:", prefixes.Add(1)), l)
+		},
+		Peer: func(t *testing.T, e server.Engine, l server.Limits) server.Engine {
+			return open(t, srv.URL, e.(*redis.Engine).Prefix(), l)
+		},
+	})
+}

@@ -1,0 +1,350 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/stardust-go/stardust/server"
+)
+
+// topicGrace is how long a pattern topic stays subscribed after its last
+// watch ended: a client polls again at once, and would otherwise cost a
+// SUBSCRIBE and an UNSUBSCRIBE per poll.
+const topicGrace = 30 * time.Second
+
+// listen keeps one dedicated pub/sub connection up: the ctl topic and every
+// pattern topic that watches need. After each reconnection it subscribes
+// them all again and wakes every watch, so that held polls look again at
+// what they may have missed; when the epoch changed (Redis came back
+// empty), caches are dropped and every watched session is checked again.
+func (e *Engine) listen(ctx context.Context) {
+	defer e.wg.Done()
+	backoff := 50 * time.Millisecond
+	first := true
+	for {
+		lost, err := e.connectPubSub(ctx)
+		if err == nil {
+			if !first || e.down.Load() {
+				e.opts.Log.Info("redis engine: connected to Redis again")
+			}
+			e.down.Store(false)
+			if first {
+				close(e.subReady)
+				first = false
+			}
+			e.checkEpoch(ctx)
+			e.wakeAll(server.WakeMessages)
+			backoff = 50 * time.Millisecond
+			select {
+			case err = <-lost:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		default:
+		}
+		if !e.down.Swap(true) {
+			e.outages.Add(1)
+			e.opts.Log.WithError(err).Warn("redis engine: Redis unavailable; retrying")
+		}
+		e.mu.Lock()
+		for _, t := range e.topics {
+			t.live = false
+		}
+		e.mu.Unlock()
+		e.wakeAll(server.WakeMessages) // held polls fail fast, or find Redis back
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// connectPubSub opens the pub/sub connection and subscribes to ctl and to
+// every topic in use. lost yields the error that ends the connection.
+func (e *Engine) connectPubSub(ctx context.Context) (lost <-chan error, err error) {
+	c, cancel := e.client.Dedicate()
+	wait := c.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: e.onMessage})
+	e.mu.Lock()
+	old := e.sub
+	e.sub = c
+	names := []string{e.p + "ctl"}
+	for p := range e.topics {
+		names = append(names, e.p+"n:"+p)
+	}
+	e.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	cctx, ccancel := e.call(ctx)
+	defer ccancel()
+	if err := c.Do(cctx, c.B().Subscribe().Channel(names...).Build()).Error(); err != nil {
+		cancel()
+		return nil, err
+	}
+	e.mu.Lock()
+	for _, t := range e.topics {
+		t.live = true
+	}
+	e.mu.Unlock()
+	out := make(chan error, 1)
+	go func() {
+		defer cancel()
+		err, ok := <-wait
+		if !ok || err == nil {
+			err = rueidis.ErrClosing
+		}
+		out <- err
+	}()
+	return out, nil
+}
+
+// checkEpoch notices a Redis that came back empty: the decoded messages
+// cached by sequence number no longer mean the same, and every watched
+// session must be checked (its poll then finds it gone).
+func (e *Engine) checkEpoch(ctx context.Context) {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	epoch, err := e.client.Do(cctx, e.client.B().Get().Key(e.p+"epoch").Build()).ToString()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return
+	}
+	e.mu.Lock()
+	changed := e.epoch != "" && e.epoch != epoch
+	e.epoch = epoch
+	e.mu.Unlock()
+	if changed {
+		e.opts.Log.Warn("redis engine: Redis lost its data; clients start again")
+		e.cache.init(e.cache.size)
+	}
+}
+
+// onMessage runs on the pub/sub connection's goroutine: it only looks up
+// watches and calls their callbacks, which never block.
+func (e *Engine) onMessage(m rueidis.PubSubMessage) {
+	if m.Channel == e.p+"ctl" {
+		kind, rest, _ := strings.Cut(m.Message, " ")
+		node, id, _ := strings.Cut(rest, " ")
+		switch kind {
+		case "r":
+			if node != e.node {
+				e.wake(id, server.WakeReplaced)
+			}
+		case "x":
+			if node != e.node {
+				e.wake(id, server.WakeRemoved)
+			}
+		case "e":
+			if node != e.node {
+				e.wake(id, server.WakeExpired)
+			}
+		case "d":
+			if node != e.node {
+				go e.refresh(id)
+			}
+		}
+		return
+	}
+	pattern := strings.TrimPrefix(m.Channel, e.p+"n:")
+	e.mu.Lock()
+	var hit []*watch
+	if t := e.topics[pattern]; t != nil {
+		hit = make([]*watch, 0, len(t.watches))
+		for w := range t.watches {
+			hit = append(hit, w)
+		}
+	}
+	e.mu.Unlock()
+	for _, w := range hit {
+		w.notify(server.WakeMessages)
+	}
+}
+
+// wake calls the callbacks of this process's watches of a session.
+func (e *Engine) wake(id string, why server.Wake) {
+	e.mu.Lock()
+	ws := append([]*watch(nil), e.watchers[id]...)
+	e.mu.Unlock()
+	for _, w := range ws {
+		w.notify(why)
+	}
+}
+
+func (e *Engine) wakeAll(why server.Wake) {
+	e.mu.Lock()
+	var all []*watch
+	for _, ws := range e.watchers {
+		all = append(all, ws...)
+	}
+	e.mu.Unlock()
+	for _, w := range all {
+		w.notify(why)
+	}
+}
+
+// Watch implements server.Engine: it learns the session's patterns, makes
+// sure their topics are subscribed (confirmed by Redis) and only then
+// returns, so that no message published afterwards goes unnoticed.
+func (e *Engine) Watch(id string, notify func(server.Wake)) (stop func()) {
+	w := &watch{id: id, notify: notify}
+	e.mu.Lock()
+	e.watchers[id] = append(e.watchers[id], w)
+	e.mu.Unlock()
+	if err := e.listenFor(w); err != nil {
+		if errors.Is(err, server.ErrUnknownClient) {
+			notify(server.WakeExpired)
+		}
+		// Otherwise Redis is away: the poll's fetch fails and says so.
+	}
+	return func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if w.stopped {
+			return
+		}
+		w.stopped = true
+		ws := e.watchers[id]
+		for i, x := range ws {
+			if x == w {
+				ws = append(ws[:i], ws[i+1:]...)
+				break
+			}
+		}
+		if len(ws) == 0 {
+			delete(e.watchers, id)
+		} else {
+			e.watchers[id] = ws
+		}
+		e.release(w, w.patterns)
+	}
+}
+
+// listenFor gives w the session's current patterns and subscribes to
+// their topics.
+func (e *Engine) listenFor(w *watch) error {
+	ctx, cancel := e.call(context.Background())
+	defer cancel()
+	patterns, err := e.Subscriptions(ctx, w.id)
+	if err != nil {
+		return err
+	}
+	var need []string
+	e.mu.Lock()
+	if w.stopped {
+		e.mu.Unlock()
+		return nil
+	}
+	old := w.patterns
+	w.patterns = patterns
+	for _, p := range patterns {
+		t := e.topics[p]
+		if t == nil {
+			t = &topic{watches: map[*watch]struct{}{}}
+			e.topics[p] = t
+		}
+		t.refs++
+		t.watches[w] = struct{}{}
+		if !t.live {
+			need = append(need, e.p+"n:"+p)
+		}
+	}
+	e.release(w, old)
+	sub := e.sub
+	e.mu.Unlock()
+	if len(need) == 0 || sub == nil {
+		return nil
+	}
+	if err := sub.Do(ctx, sub.B().Subscribe().Channel(need...).Build()).Error(); err != nil {
+		return fail(err)
+	}
+	e.mu.Lock()
+	for _, name := range need {
+		if t := e.topics[strings.TrimPrefix(name, e.p+"n:")]; t != nil && e.sub == sub {
+			t.live = true
+		}
+	}
+	e.mu.Unlock()
+	return nil
+}
+
+// release drops w's reference to each pattern's topic, unless w still
+// listens to it; e.mu is held.
+func (e *Engine) release(w *watch, patterns []string) {
+	now := time.Now()
+	for _, p := range patterns {
+		t := e.topics[p]
+		if t == nil {
+			continue
+		}
+		if !w.stopped && containsString(w.patterns, p) {
+			t.refs-- // listenFor counted it again
+			continue
+		}
+		delete(t.watches, w)
+		if t.refs--; t.refs <= 0 {
+			t.refs, t.unused = 0, now
+		}
+	}
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// refresh re-reads the patterns of this process's watches of a session
+// (its subscriptions changed, or a message was delivered to it alone) and
+// wakes them.
+func (e *Engine) refresh(id string) {
+	e.mu.Lock()
+	ws := append([]*watch(nil), e.watchers[id]...)
+	e.mu.Unlock()
+	for _, w := range ws {
+		_ = e.listenFor(w)
+		w.notify(server.WakeMessages)
+	}
+}
+
+// janitor unsubscribes from topics no watch has needed for topicGrace.
+func (e *Engine) janitor(ctx context.Context) {
+	defer e.wg.Done()
+	t := time.NewTicker(topicGrace / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			var drop []string
+			e.mu.Lock()
+			for p, tp := range e.topics {
+				if tp.refs == 0 && now.Sub(tp.unused) > topicGrace {
+					delete(e.topics, p)
+					if tp.live {
+						drop = append(drop, e.p+"n:"+p)
+					}
+				}
+			}
+			sub := e.sub
+			e.mu.Unlock()
+			if len(drop) > 0 && sub != nil {
+				cctx, cancel := e.call(ctx)
+				_ = sub.Do(cctx, sub.B().Unsubscribe().Channel(drop...).Build()).Error()
+				cancel()
+			}
+		}
+	}
+}

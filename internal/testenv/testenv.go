@@ -1,0 +1,52 @@
+// Package testenv is what tests that drive real programs share: finding a
+// program, and skipping loudly (or failing, under
+// STARDUST_REQUIRE_INTEGRATION=1, as CI sets) when one is missing.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// RequireEnv names the environment variable that turns a missing program
+// from a skip into a failure. CI sets it to 1.
+const RequireEnv = "STARDUST_REQUIRE_INTEGRATION"
+
+// MissingDependency skips the test with a loud reason, or fails it when the
+// environment says the integration tests must run.
+func MissingDependency(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv(RequireEnv) == "1" {
+		t.Fatalf("%s (%s=1, so this is a failure)", reason, RequireEnv)
+	}
+	t.Skipf("SKIPPED, NOT TESTED: %s (set %s=1 to make this a failure)", reason, RequireEnv)
+}
+
+// RequireProgram returns the path of a program the test runs, or skips the
+// test naming the Debian package that provides it.
+func RequireProgram(t testing.TB, name, debianPackage string) string {
+	t.Helper()
+	path, ok := LookProgram(name)
+	if !ok {
+		MissingDependency(t, fmt.Sprintf("%s not found: install the Debian package %s", name, debianPackage))
+	}
+	return path
+}
+
+// LookProgram finds a program on PATH or, as Debian installs servers in
+// /usr/sbin, which is not on a normal user's PATH, there.
+func LookProgram(name string) (string, bool) {
+	if path, err := exec.LookPath(name); err == nil {
+		return path, true
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		path := filepath.Join(dir, name)
+		if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return path, true
+		}
+	}
+	return "", false
+}
