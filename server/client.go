@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -121,6 +122,9 @@ type waiter struct {
 	once  sync.Once
 	ended chan struct{} // closed when the poll must end, with why set
 	why   PollEnd
+	// watching is set once the engine watches for this poll: from then on
+	// a message, or a poll of the same client anywhere, wakes it.
+	watching atomic.Bool
 }
 
 func newWaiter() *waiter {
@@ -180,6 +184,7 @@ func (c *Client) Poll(ctx context.Context, hold time.Duration) (Batch, PollEnd) 
 	}
 	stop := h.engine.Watch(id, w.notify)
 	defer stop()
+	w.watching.Store(true)
 
 	var timer *time.Timer
 	for {
@@ -221,9 +226,11 @@ func (c *Client) Poll(ctx context.Context, hold time.Duration) (Batch, PollEnd) 
 	}
 }
 
-// Polling reports whether this process holds a poll of the client.
+// Polling reports whether this process holds a poll of the client that
+// the engine watches.
 func (c *Client) Polling() bool {
 	c.hub.mu.Lock()
 	defer c.hub.mu.Unlock()
-	return c.hub.polls[c.s.ID] != nil
+	w := c.hub.polls[c.s.ID]
+	return w != nil && w.watching.Load()
 }

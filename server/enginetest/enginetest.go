@@ -540,7 +540,7 @@ func testRemoveWakes(t *testing.T, f Factory) {
 	mustCreate(t, e, "r", server.KindBayeux)
 	mustSubscribe(t, e, "r", "/r")
 	woke := make(chan server.Wake, 8)
-	stop := e.Watch("r", func(w server.Wake) { woke <- w })
+	stop := e.Watch("r", collect(woke))
 	defer stop()
 	publish(t, e, "/r", 1)
 	expectWake(t, woke, server.WakeMessages)
@@ -551,9 +551,20 @@ func testRemoveWakes(t *testing.T, f Factory) {
 	if n, _ := e.Publish(ctx, &server.Message{Channel: "/r", Data: json.RawMessage(`{}`)}); n != 0 {
 		t.Errorf("a removed session still received: %d", n)
 	}
-	gone := make(chan server.Wake, 1)
-	defer e.Watch("r", func(w server.Wake) { gone <- w })()
+	gone := make(chan server.Wake, 8)
+	defer e.Watch("r", collect(gone))()
 	expectWake(t, gone, server.WakeExpired)
+}
+
+// collect returns a watch callback that keeps wake-ups in ch without ever
+// blocking, as Engine.Watch requires (one too many is dropped).
+func collect(ch chan server.Wake) func(server.Wake) {
+	return func(w server.Wake) {
+		select {
+		case ch <- w:
+		default:
+		}
+	}
 }
 
 func expectWake(t *testing.T, ch <-chan server.Wake, want server.Wake) {
@@ -662,7 +673,7 @@ func testExpiry(t *testing.T, f Factory) {
 	}
 	mustSubscribe(t, e, "x", "/x")
 	woke := make(chan server.Wake, 4)
-	stop := e.Watch("x", func(w server.Wake) { woke <- w })
+	stop := e.Watch("x", collect(woke))
 	stop() // a watch that ended does not keep the session alive
 	woke2 := make(chan server.Wake, 4)
 	h := hub(t, e, 20*time.Millisecond)
@@ -677,7 +688,7 @@ func testExpiry(t *testing.T, f Factory) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	defer e.Watch("x", func(w server.Wake) { woke2 <- w })()
+	defer e.Watch("x", collect(woke2))()
 	expectWake(t, woke2, server.WakeExpired)
 	if aud, _ := e.Audience(ctx, "/x"); aud[server.KindStardust] != 0 {
 		t.Error("an expired session is still subscribed")
