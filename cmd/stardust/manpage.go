@@ -91,7 +91,7 @@ or
 .BR apache2 (8),
 .BR systemctl (1),
 .BR journalctl (1);
-.I /usr/share/doc/stardust/README.md
+.I /usr/share/doc/stardust/README.md.gz
 `)
 	_, err := io.WriteString(w, b.String())
 	return err
