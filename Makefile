@@ -89,7 +89,10 @@ deb:
 	    --modcache "$$($(GO) env GOMODCACHE)" --goroot "$$($(GO) env GOROOT)"; \
 	done
 
-dist: deb
+# From an empty $(DIST), so that SHA256SUMS lists this build only.
+dist:
+	rm -rf $(DIST)
+	@$(MAKE) --no-print-directory deb
 	@set -e; for arch in $(ARCHES); do \
 	  name=stardust_$(VERSION)_linux_$$arch; stage=$(DIST)/build/$$name; \
 	  rm -rf $$stage; mkdir -p $$stage/conf; \
@@ -99,7 +102,7 @@ dist: deb
 	    --mtime=@$(SOURCE_DATE_EPOCH) -cf - $$name | gzip -9n > $(DIST)/$$name.tar.gz; \
 	  echo $(DIST)/$$name.tar.gz; \
 	done; \
-	cd $(DIST) && rm -f SHA256SUMS && sha256sum *.deb *.tar.gz > SHA256SUMS && echo $(DIST)/SHA256SUMS
+	cd $(DIST) && sha256sum *.deb *.tar.gz > SHA256SUMS && echo $(DIST)/SHA256SUMS
 
 clean:
 	rm -rf bin $(DIST)
