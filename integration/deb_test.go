@@ -65,10 +65,13 @@ func TestDebianPackage(t *testing.T) {
 	shell(t, repoRoot(t), env, release[1])
 	shell(t, work, env, release[2])
 	checkDistFiles(t, dist)
+	var debs []string
 	for _, a := range []string{"amd64", "arm64"} {
 		deb := filepath.Join(dist, "stardust_"+debVersion+"_"+a+".deb")
+		debs = append(debs, deb)
 		t.Run("package-"+a, func(t *testing.T) { checkPackageFile(t, deb, a) })
 	}
+	t.Run("lintian", func(t *testing.T) { checkLintian(t, debs...) })
 
 	// From source: make build.
 	source := readmeBlock(t, "## From source", 0, "make build", "bin/stardust --version")
@@ -106,6 +109,8 @@ func TestDebianPackage(t *testing.T) {
 	}
 	t.Run("as-the-unit-runs-it", checkRunsAsTheUnit)
 	t.Run("nginx-site", func(t *testing.T) { checkNginxSite(t, configure[3:]) })
+
+	t.Run("upgrade-keeps-local-edits", func(t *testing.T) { checkUpgrade(t, work, env, arch) })
 
 	// Remove keeps the configuration and the user; purge leaves nothing.
 	remove := readmeBlock(t, "## Install", 2, "dpkg --remove stardust", "dpkg --purge stardust")
@@ -371,13 +376,18 @@ func checkPackageFile(t *testing.T, deb, arch string) {
 			t.Errorf("copyright lacks %q", want)
 		}
 	}
+}
 
+// checkLintian has lintian look at the packages (at once: it is slow to
+// start) and fails on any error; warnings are logged.
+func checkLintian(t *testing.T, debs ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), debCommandTimeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "lintian", "--fail-on", "error", deb).CombinedOutput()
-	t.Logf("lintian %s:\n%s", filepath.Base(deb), out)
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, "lintian", append([]string{"--fail-on", "error"}, debs...)...).CombinedOutput()
+	t.Logf("lintian (%v):\n%s", time.Since(start).Round(100*time.Millisecond), out)
 	if err != nil {
-		t.Errorf("lintian reports errors on %s: %v", filepath.Base(deb), err)
+		t.Errorf("lintian reports errors: %v", err)
 	}
 }
 
@@ -595,5 +605,40 @@ func checkPurged(t *testing.T, before []string) {
 	}
 	if out, _ := exec.Command("dpkg-statoverride", "--list").Output(); strings.Contains(string(out), "stardust") {
 		t.Errorf("dpkg-statoverride still lists stardust after purge:\n%s", out)
+	}
+}
+
+// checkUpgrade edits the installed configuration, builds the next version
+// and installs it over the first with dpkg -i: the edit, the file's
+// permissions and the user stay, and the new program is in place.
+func checkUpgrade(t *testing.T, work string, env []string, arch string) {
+	const config = "/etc/stardust/stardust.toml"
+	text := readFile(t, config)
+	edited := strings.Replace(text, `level = "info"`, `level = "warn"`, 1)
+	if edited == text {
+		t.Fatalf(`%s has no level = "info" to edit`, config)
+	}
+	if err := os.WriteFile(config, []byte(edited), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	next := "v1.2.1"
+	upEnv := append(slices.Clone(env), "VERSION="+next, "ARCHES="+arch, "DIST="+filepath.Join(work, "next"))
+	shell(t, repoRoot(t), upEnv, "make deb")
+	shell(t, work, upEnv, "dpkg -i next/stardust_1.2.1_"+arch+".deb")
+	if v := strings.TrimSpace(run(t, "dpkg-query", "-W", "-f", "${Version}", "stardust")); v != "1.2.1" {
+		t.Errorf("installed version after the upgrade: %q, want 1.2.1", v)
+	}
+	if out := run(t, "/usr/bin/stardust", "--version"); out != "stardust "+next+"\n" {
+		t.Errorf("stardust --version after the upgrade: %q", out)
+	}
+	if readFile(t, config) != edited {
+		t.Errorf("the upgrade replaced the edited %s", config)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(config, &st); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := osuser.LookupGroup("stardust"); err != nil || strconv.Itoa(int(st.Gid)) != g.Gid || st.Mode&0o777 != 0o640 {
+		t.Errorf("%s after the upgrade: gid %d mode %o, want the stardust group and 640 (%v)", config, st.Gid, st.Mode&0o777, err)
 	}
 }

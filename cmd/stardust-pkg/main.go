@@ -125,7 +125,8 @@ func (p *Package) Build(dir string) (string, error) {
 				PreRemove:   filepath.Join(stage, "prerm"),
 				PostRemove:  filepath.Join(stage, "postrm"),
 			},
-			Deb: nfpm.Deb{Compression: "xz"},
+			// gzip rather than xz: a tenth of the time for a tenth more bytes.
+			Deb: nfpm.Deb{Compression: "gzip"},
 		},
 	}
 	if err := nfpm.Validate(info); err != nil {
