@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 CLIENTS   := integration/clients
 
-.PHONY: all build run test check unit fuzz bench load node-deps clean
+.PHONY: all build run test check unit fuzz bench load node-deps clean deb dist
 
 all: build
 
@@ -68,5 +68,41 @@ node-deps:
 	  fi; \
 	fi
 
+# Release builds: static Linux binaries cross-compiled for each of ARCHES,
+# the Debian packages (cmd/stardust-pkg, with nfpm) and, for make dist, plain
+# tar.gz archives and SHA256SUMS, all in $(DIST). Files carry the commit's
+# date, so that one commit builds the same packages again.
+DIST              ?= dist
+ARCHES            ?= amd64 arm64
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+RELEASE_LDFLAGS   := -s -w $(LDFLAGS)
+
+deb:
+	@set -e; mkdir -p $(DIST)/build; \
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/stardust --man > $(DIST)/build/stardust.1; \
+	for arch in $(ARCHES); do \
+	  echo "stardust $(VERSION) linux/$$arch"; \
+	  GOOS=linux GOARCH=$$arch CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(RELEASE_LDFLAGS)" \
+	    -o $(DIST)/build/linux_$$arch/stardust ./cmd/stardust; \
+	  SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./cmd/stardust-pkg --arch $$arch --version "$(VERSION)" \
+	    --binary $(DIST)/build/linux_$$arch/stardust --man $(DIST)/build/stardust.1 --out $(DIST) \
+	    --modcache "$$($(GO) env GOMODCACHE)" --goroot "$$($(GO) env GOROOT)"; \
+	done
+
+# From an empty $(DIST), so that SHA256SUMS lists this build only.
+dist:
+	rm -rf $(DIST)
+	@$(MAKE) --no-print-directory deb
+	@set -e; for arch in $(ARCHES); do \
+	  name=stardust_$(VERSION)_linux_$$arch; stage=$(DIST)/build/$$name; \
+	  rm -rf $$stage; mkdir -p $$stage/conf; \
+	  cp $(DIST)/build/linux_$$arch/stardust $(DIST)/build/stardust.1 README.md $$stage/; \
+	  cp -R conf/*.toml conf/nginx conf/apache2 conf/systemd $$stage/conf/; \
+	  tar -C $(DIST)/build --sort=name --owner=0 --group=0 --numeric-owner \
+	    --mtime=@$(SOURCE_DATE_EPOCH) -cf - $$name | gzip -9n > $(DIST)/$$name.tar.gz; \
+	  echo $(DIST)/$$name.tar.gz; \
+	done; \
+	cd $(DIST) && sha256sum *.deb *.tar.gz > SHA256SUMS && echo $(DIST)/SHA256SUMS
+
 clean:
-	rm -rf bin
+	rm -rf bin $(DIST)

@@ -1,4 +1,5 @@
 // Package integration holds the end-to-end tests that run Stardust with real
 // third-party programs: nginx and apache2 in front of it (webserver_test.go),
-// and the CometD and Faye Bayeux clients through Node (clients_test.go).
+// the CometD and Faye Bayeux clients through Node (clients_test.go), and the
+// Debian package installed on the machine and purged again (deb_test.go).
 package integration

@@ -63,7 +63,8 @@ func main() {
 	}
 }
 
-// errDone means the flags asked for something that is now done (--version).
+// errDone means the flags asked for something that is now done (--version,
+// --man).
 var errDone = errors.New("done")
 
 // Main is the program: ParseFlags, then Run, then Close. Tests drive it the
@@ -112,7 +113,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&port, "p", "", "short for --port")
 	fs.StringVar(&base, "base", "", "base `path` of the API (default /comet)")
 	fs.StringVar(&base, "b", "", "short for --base")
-	fs.StringVar(&timeout, "timeout", "", "long-poll hold, e.g. 30s or 30 (default 30s)")
+	fs.StringVar(&timeout, "timeout", "", "long-poll `hold`, e.g. 30s or 30 (default 30s)")
 	fs.StringVar(&timeout, "t", "", "short for --timeout")
 	fs.StringVar(&listen, "listen", "", "listen `address`: host:port or unix:/path")
 	fs.BoolVar(&fcgiMode, "fcgi", false, "serve FastCGI instead of HTTP")
@@ -121,6 +122,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&logLevel, "log-level", "", "log `level`: debug, info, warn, error")
 	fs.BoolVar(&m.Check, "check", false, "check the configuration, print every problem and exit")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	var showMan bool
+	fs.BoolVar(&showMan, "man", false, "print the manual page stardust(1) in roff and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: stardust [flags]\n\nStardust COMET server: channels, JSON over HTTP, long polling, SSE and Bayeux.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -133,6 +136,12 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if showVersion {
 		fmt.Fprintf(m.Stdout, "stardust %s\n", programVersion())
+		return errDone
+	}
+	if showMan {
+		if err := writeManPage(m.Stdout, fs); err != nil {
+			return err
+		}
 		return errDone
 	}
 	var problems []error
