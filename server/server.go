@@ -88,6 +88,7 @@ type Server struct {
 	started time.Time
 	bayeux  *Bayeux
 	handler http.Handler
+	stats   statsCache // the last reading of {base}/stats (stats.go)
 }
 
 // New builds a Server with its own Hub.
@@ -139,6 +140,7 @@ func (s *Server) routes() {
 	if s.opts.Metrics != nil {
 		s.initMetrics(r, *s.opts.Metrics)
 	}
+	s.clientRoutes(r) // {base}/js/stardust.js and {base}/stats (clientjs.go, stats.go)
 	if s.opts.Demo != nil {
 		r.PathPrefix(b + "/demo/").Handler(http.StripPrefix(b+"/demo/", http.FileServer(http.FS(s.opts.Demo))))
 	}
