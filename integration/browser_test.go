@@ -18,7 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// TestBrowser drives the demo page (examples/demo/index.html, served by
+// TestBrowser drives the live demo page (examples/demo/live.html, served by
 // `stardust --demo` at {base}/demo/) in headless Chromium from Debian, as a
 // person would: choose a transport, click subscribe, read #log, type and click
 // publish. Go publishes and reads the channels over the HTTP API on the side.
@@ -266,9 +266,16 @@ type demoTab struct {
 	console []chromedp.ConsoleMessage // what the page wrote to the console, and its uncaught exceptions
 }
 
-// openDemoPage opens {base}/demo/ in a new tab, closed at cleanup, and fails
-// the test if the page throws an uncaught exception meanwhile.
+// openDemoPage opens the live page, {base}/demo/live.html, in a new tab.
 func openDemoPage(t *testing.T, browser context.Context, base string) *demoTab {
+	t.Helper()
+	return openPage(t, browser, base+"/demo/live.html", "log")
+}
+
+// openPage opens url in a new tab, closed at cleanup, waits until the
+// element with id waitFor is visible, and fails the test if the page throws
+// an uncaught exception meanwhile.
+func openPage(t *testing.T, browser context.Context, url, waitFor string) *demoTab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser)
 	t.Cleanup(cancel)
@@ -296,7 +303,7 @@ func openDemoPage(t *testing.T, browser context.Context, base string) *demoTab {
 			}
 		}
 	})
-	tab.run(t, "load "+base+"/demo/", chromedp.Navigate(base+"/demo/"), chromedp.WaitVisible(chromedp.ID("log")))
+	tab.run(t, "load "+url, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.ID(waitFor)))
 	return tab
 }
 

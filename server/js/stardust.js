@@ -423,9 +423,11 @@
       return;
     }
     var abort = typeof AbortController === "function" ? new AbortController() : null;
-    if (batch.some(function (m) { return m.channel === "/meta/connect"; })) self.connectAbort = abort;
+    var held = batch.some(function (m) { return m.channel === "/meta/connect"; });
+    if (held) self.connectAbort = abort;
     fetch(self.url, {
       method: "POST", credentials: "same-origin", cache: "no-store",
+      keepalive: !held, // a leave notice sent as the page closes still goes out
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(batch), signal: abort && abort.signal
     }).then(function (r) {
@@ -580,7 +582,7 @@
     var first = !self.listeners[channel];
     (self.listeners[channel] = self.listeners[channel] || []).push(fn);
     var handle = { channel: channel, unsubscribe: function () { return self.unsubscribe(channel, fn); } };
-    return self.handshake().then(function () {
+    return self._whenReady(function () {
       if (!first) return handle;
       return self._send({ channel: "/meta/subscribe", subscription: channel }).then(function () { return handle; }, function (err) {
         self._removeListener(channel, fn);
@@ -612,9 +614,22 @@
   // reply, or is rejected with its error.
   Bayeux.prototype.publish = function (channel, data) {
     var self = this;
-    return self.handshake().then(function () {
+    return self._whenReady(function () {
       return self._send({ channel: channel, data: data });
     });
+  };
+
+  // _whenReady runs fn at once when there is a session, so that what it
+  // sends joins the current batch, else after the handshake.
+  Bayeux.prototype._whenReady = function (fn) {
+    if (this.clientId) {
+      try {
+        return Promise.resolve(fn());
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return this.handshake().then(fn);
   };
 
   // call sends data to the service /service/NAME and resolves with the
@@ -622,7 +637,7 @@
   Bayeux.prototype.call = function (service, data, timeout) {
     var self = this;
     var channel = service.charAt(0) === "/" ? service : "/service/" + service;
-    return self.handshake().then(function () {
+    return self._whenReady(function () {
       return new Promise(function (resolve, reject) {
         var id = self._id();
         var p = { resolve: resolve, reject: reject, call: true, channel: channel, via: "call" };
