@@ -393,20 +393,31 @@ func (tab *demoTab) waitResume(t *testing.T, n int) []resumeEvent {
 	return got
 }
 
-// screenshot saves a PNG of the tab in the test's artifact directory.
+// screenshotsEnv names a directory that screenshots are also saved in, to
+// refresh the README's pictures: STARDUST_SCREENSHOTS=$PWD/docs/screenshots.
+const screenshotsEnv = "STARDUST_SCREENSHOTS"
+
+// screenshot saves a PNG of the tab in the test's artifact directory (and in
+// $STARDUST_SCREENSHOTS when set).
 func (tab *demoTab) screenshot(t *testing.T, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(tab.ctx, browserWait)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // the whole page, not only the window
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	path := filepath.Join(t.ArtifactDir(), name)
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
+	dirs := []string{t.ArtifactDir()}
+	if dir := os.Getenv(screenshotsEnv); dir != "" {
+		dirs = append(dirs, dir)
 	}
-	t.Logf("screenshot: %s", path)
+	for _, dir := range dirs {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", path)
+	}
 }
 
 // waitUntil calls check until it reports done, failing the test with its last
