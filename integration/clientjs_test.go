@@ -14,62 +14,46 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// perlPage is a page written for the Perl Stardust, as its synopsis shows,
-// with jQuery and $.ev.loop; it loads stardust.js where it loaded
-// jquery.ev.js, and nothing else changes. %s is the jQuery file.
-const perlPage = `<html>
-<head>
-<title>Perl Stardust page</title>
-<script type="text/javascript" src="/%s"></script>
-<script type="text/javascript" src="/comet/js/stardust.js"></script>
-<script type="text/javascript">
-  var uniqueId = Math.random().toString();
-  $(document).ready(function() {
-    $.ev.loop('/comet/channel/foo/' + uniqueId, {
-      "TestMessage": function(ev) {
-        $('#out').append('<li class="test">' + ev.data.join(',') + '</li>');
-      },
-      "*": function(ev) {
-        $('#out').append('<li class="other">' + ev.type + '</li>');
-      }
-    });
-  });
-</script>
-</head>
-<body><ul id="out"></ul></body>
-</html>
-`
-
-// TestPerlStardustPage: a page written for the Perl Stardust, with an old
-// jQuery and $.ev.loop, works with stardust.js in place of jquery.ev.js:
-// messages posted with the synopsis's curl command reach its handlers by
-// type, "*" takes the others, a function in place of the handlers replaces
-// the dispatcher and gets the whole array, and $.ev.stop() stops the loop.
+// TestStardustJSPages loads the README's pages, as they are, in Chromium,
+// each from a site that Stardust serves itself (--document-root).
 //
-// jQuery 1.3 itself is not on npm (the jquery package starts at 1.5.1), so
-// the page runs with the two jQuery builds closest to it that npm has,
-// 1.2.6 and 1.4.4pre, both shipped in the sizzle@1.0.0 package that
-// integration/clients pins in its lock file.
-func TestPerlStardustPage(t *testing.T) {
+// The Perl Stardust page, with an old jQuery and $.ev.loop, works with
+// stardust.js in place of jquery.ev.js: messages posted with the synopsis's
+// curl command reach its handlers by type, "*" takes the others, a function
+// in place of the handlers replaces the dispatcher and gets the whole array,
+// and $.ev.stop() stops the loop. jQuery 1.3 itself is not on npm (the
+// jquery package starts at 1.5.1), so the page runs with the two jQuery
+// builds closest to it that npm has, 1.2.6 and 1.4.4pre, both shipped in the
+// sizzle@1.0.0 package that integration/clients pins in its lock file.
+//
+// The example page shows what each of its clients received.
+func TestStardustJSPages(t *testing.T) {
 	chromium := requireProgram(t, "chromium", "chromium")
 	curl := requireProgram(t, "curl", "curl")
 	requireNode(t) // node_modules holds the jQuery builds
-	site := sharedTempDir(t)
-	for file, src := range map[string]string{
-		"jquery-1.2.6.js": "node_modules/sizzle/speed/frameworks/jquery.js",
-		"jquery-1.4.4.js": "node_modules/sizzle/test/jquery.js",
-	} {
-		writeFile(t, filepath.Join(site, file), readFile(t, filepath.Join(clientsDir(t), src)))
-		writeFile(t, filepath.Join(site, strings.TrimSuffix(file, ".js")+".html"), fmt.Sprintf(perlPage, file))
-	}
-	base := startStardust(t, "--document-root", site)
-	origin := strings.TrimSuffix(base, "/comet")
-	api := newCometClient(t, origin)
+	perlPage := readmeBlock(t, "html", "$.ev.loop('/comet/channel/foo/'")
+	examplePage := readmeBlock(t, "html", `Stardust.loop("/comet/channel/news/stream/"`)
 	browser := startChromium(t, chromium)
+	// site starts Stardust on a site of these files; it returns the API's URL.
+	site := func(files map[string]string) string {
+		dir := sharedTempDir(t)
+		for name, content := range files {
+			writeFile(t, filepath.Join(dir, name), content)
+		}
+		return startStardust(t, "--document-root", dir)
+	}
 
-	for _, version := range []string{"1.2.6", "1.4.4"} {
-		t.Run("jQuery "+version, func(t *testing.T) {
-			tab := openPage(t, browser, origin+"/jquery-"+version+".html", "out")
+	for version, src := range map[string]string{
+		"1.2.6": "node_modules/sizzle/speed/frameworks/jquery.js",
+		"1.4.4": "node_modules/sizzle/test/jquery.js",
+	} {
+		t.Run("Perl page with jQuery "+version, func(t *testing.T) {
+			base := site(map[string]string{
+				"index.html": perlPage,
+				"jquery.js":  readFile(t, filepath.Join(clientsDir(t), src)),
+			})
+			api := newCometClient(t, strings.TrimSuffix(base, "/comet"))
+			tab := openPage(t, browser, strings.TrimSuffix(base, "/comet")+"/", "out")
 			got := evalJS[string](t, tab, `jQuery.fn.jquery + " " + typeof $.ev.loop + " " + typeof $.ev.stop`)
 			if !strings.HasPrefix(got, version) || !strings.HasSuffix(got, " function function") {
 				t.Fatalf("jQuery version, $.ev.loop, $.ev.stop: %q", got)
@@ -97,6 +81,45 @@ func TestPerlStardustPage(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("example page", func(t *testing.T) {
+		base := site(map[string]string{"index.html": examplePage})
+		api := newCometClient(t, strings.TrimSuffix(base, "/comet"))
+		tab := openPage(t, browser, strings.TrimSuffix(base, "/comet")+"/", "out")
+		lines := func() string { return evalJS[string](t, tab, `document.getElementById("out").textContent`) }
+		waitUntil(t, "the page's own publish, the Bayeux line and the echo", func() (bool, string) {
+			out := lines()
+			return strings.Contains(out, "published, ok: true\n") && strings.Contains(out, "/chat/lobby: hi\n") &&
+				strings.Contains(out, `echo: {"ping":1}`+"\n"), out
+		})
+		waitUntil(t, "two subscribers on news", func() (bool, string) {
+			infos, raw := channelInfo(t, api, "news")
+			return len(infos) == 1 && len(infos[0].Subscribers) == 2, raw
+		})
+		runCurl(t, curl, "-d", `m={"type":"greeting","from":"curl"}`, base+"/channel/news")
+		waitUntil(t, "the greeting in the loop and the events", func() (bool, string) {
+			out := lines()
+			return strings.Contains(out, "loop: greeting from curl\n") && strings.Contains(out, "events: greeting\n"), out
+		})
+	})
+}
+
+// readmeBlock returns the one fenced code block of README.md in lang that
+// contains marker.
+func readmeBlock(t *testing.T, lang, marker string) string {
+	t.Helper()
+	readme := readFile(t, filepath.Join(repoRoot(t), "README.md"))
+	var found []string
+	for _, part := range strings.Split(readme, "\n```"+lang+"\n")[1:] {
+		block, _, ok := strings.Cut(part, "\n```\n")
+		if ok && strings.Contains(block, marker) {
+			found = append(found, block+"\n")
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("README.md has %d %s blocks with %q, want 1", len(found), lang, marker)
+	}
+	return found[0]
 }
 
 func runCurl(t *testing.T, curl string, args ...string) string {

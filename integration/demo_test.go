@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,6 +99,30 @@ func TestDemoPages(t *testing.T) {
 		}
 	})
 
+	t.Run("QuickStart", func(t *testing.T) {
+		// The README's quick start: make run (which is --demo), then its
+		// curl lines, as they are but for this server's address.
+		if run := readmeBlock(t, "sh", "make run"); run != "make run\n" {
+			t.Errorf("the quick start runs %q", run)
+		}
+		if mk := readFile(t, filepath.Join(repoRoot(t), "Makefile")); !regexp.MustCompile(`(?m)^run:.*\n\t.*cmd/stardust --demo$`).MatchString(mk) {
+			t.Error("make run does not start cmd/stardust with --demo")
+		}
+		tab := openPage(t, browser, base+"/demo/live.html", "log")
+		api.waitSubscriber(t, "demo", "")
+		for _, line := range strings.Split(strings.TrimSpace(readmeBlock(t, "sh", "channel/demo")), "\n") {
+			line = strings.ReplaceAll(line, "http://127.0.0.1:5742/comet", base)
+			if out, err := exec.Command("sh", "-c", line).CombinedOutput(); err != nil || !strings.Contains(string(out), `"ok":true`) {
+				t.Fatalf("%s: %v\n%s", line, err, out)
+			}
+		}
+		tab.waitLogTexts(t, "chat:Hello from curl", "color:")
+		waitUntil(t, "the page's colour to change", func() (bool, string) {
+			bg := evalJS[string](t, tab, `getComputedStyle(document.body).backgroundColor`)
+			return bg == "rgb(255, 228, 181)", "background " + bg
+		})
+	})
+
 	t.Run("Status", func(t *testing.T) {
 		chat := openPage(t, browser, base+"/demo/chat.html", "messages")
 		chat.joinChat(t, "carol")
@@ -121,6 +147,21 @@ func TestDemoPages(t *testing.T) {
 			t.Errorf("#updated = %q, want live", got)
 		}
 		tab.screenshot(t, "status.png")
+	})
+
+	t.Run("Phone", func(t *testing.T) {
+		// Readable on a phone: nothing wider than a 390 px screen.
+		for _, page := range []string{"", "chat.html", "live.html", "status.html"} {
+			tab := openPage(t, browser, base+"/demo/"+page, "top")
+			tab.run(t, "a phone's screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)))
+			waitUntil(t, "the page to fit "+page, func() (bool, string) {
+				w := evalJS[int](t, tab, `document.documentElement.scrollWidth`)
+				return w <= 390, fmt.Sprintf("%s is %d px wide", page, w)
+			})
+			if page == "live.html" {
+				tab.screenshot(t, "live-phone.png")
+			}
+		}
 	})
 
 	t.Run("Index", func(t *testing.T) {
@@ -215,4 +256,19 @@ func (tab *demoTab) waitLogTexts(t *testing.T, want ...string) {
 		}
 		return next == len(want), fmt.Sprintf("%q", lines)
 	})
+}
+
+// TestReadmeQuotesExamples: the Go the README shows is ExampleStart of
+// examples/autobot, which go test runs, as it is.
+func TestReadmeQuotesExamples(t *testing.T) {
+	src := readFile(t, filepath.Join(repoRoot(t), "examples", "autobot", "example_test.go"))
+	_, body, _ := strings.Cut(src, "func ExampleStart() {\n")
+	body, _, _ = strings.Cut(body, "\t// Output:")
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(body, "\n"), "\n") {
+		lines = append(lines, strings.TrimPrefix(l, "\t"))
+	}
+	if got, want := readmeBlock(t, "go", "autobot.Start("), strings.Join(lines, "\n")+"\n"; got != want {
+		t.Errorf("README.md's autobot example is not ExampleStart's body:\n%s\nwant:\n%s", got, want)
+	}
 }
