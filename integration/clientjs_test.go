@@ -322,3 +322,18 @@ func TestStardustJSRecovers(t *testing.T) {
 		t.Errorf("Bayeux client ids %q before the restart, %q after: want new sessions from a new handshake", ids, now)
 	}
 }
+
+// TestStardustJSUnit runs the unit tests of stardust.js in Node (dispatch,
+// backoff with jitter, stop, $.ev, publish, channel patterns), which fake
+// the network and timers where the browser tests cannot.
+func TestStardustJSUnit(t *testing.T) {
+	node := requireProgram(t, "node", "nodejs")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "server/js/stardust.test.mjs")
+	cmd.Dir = repoRoot(t)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "\n# fail 0\n") {
+		t.Fatalf("node --test server/js/stardust.test.mjs: %v\n%s", err, out)
+	}
+}
