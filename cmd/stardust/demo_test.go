@@ -1,13 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/stardust-go/stardust/internal/bayeuxtest"
 	"github.com/stardust-go/stardust/internal/leakcheck"
 )
 
@@ -28,28 +27,14 @@ func TestDemo(t *testing.T) {
 			t.Errorf("GET /comet/demo/%s: %s", page, resp.Status)
 		}
 	}
-	bayeux := func(msgs ...map[string]any) []map[string]any {
-		t.Helper()
-		b, _ := json.Marshal(msgs)
-		resp, err := http.Post(base+"/bayeux", "application/json", bytes.NewReader(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var replies []map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&replies); err != nil {
-			t.Fatal(err)
-		}
-		return replies
-	}
-	hs := bayeux(map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"long-polling"}})
-	id, _ := hs[0]["clientId"].(string)
-	bayeux(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": demoChannel},
+	url := base + "/bayeux"
+	id := bayeuxtest.Handshake(t, url)
+	bayeuxtest.Post(t, url, map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": demoChannel},
 		map[string]any{"channel": demoChannel, "clientId": id, "data": map[string]any{"user": "dora", "chat": "hi"}},
 		map[string]any{"channel": "/service/autobot", "clientId": id, "id": "s1", "data": map[string]any{"user": "dora", "chat": "psst"}})
 	var answered, private bool
 	for deadline := time.Now().Add(10 * time.Second); !(answered && private) && time.Now().Before(deadline); {
-		for _, r := range bayeux(map[string]any{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"}) {
+		for _, r := range bayeuxtest.Connect(t, url, id) {
 			data, _ := r["data"].(map[string]any)
 			answered = answered || (r["channel"] == demoChannel && data["chat"] == "I got your message, dora")
 			private = private || (r["channel"] == "/service/autobot" && data["user"] == "Autobot")

@@ -1,9 +1,7 @@
 package autobot_test
 
 import (
-	"bytes"
 	"encoding/json"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -13,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/stardust-go/stardust/examples/autobot"
+	"github.com/stardust-go/stardust/internal/bayeuxtest"
 	"github.com/stardust-go/stardust/server"
 )
 
@@ -38,25 +37,9 @@ func TestAutobot(t *testing.T) {
 		ts.Close()
 	}()
 
-	send := func(msgs ...map[string]any) []map[string]any {
-		t.Helper()
-		body, _ := json.Marshal(msgs)
-		resp, err := http.Post(ts.URL+"/comet/bayeux", "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var replies []map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&replies); err != nil {
-			t.Fatal(err)
-		}
-		return replies
-	}
-	hs := send(map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"long-polling"}})
-	id, _ := hs[0]["clientId"].(string)
-	if id == "" {
-		t.Fatalf("handshake: %v", hs)
-	}
+	url := ts.URL + "/comet/bayeux"
+	send := func(msgs ...map[string]any) []map[string]any { return bayeuxtest.Post(t, url, msgs...) }
+	id := bayeuxtest.Handshake(t, url)
 	if r := send(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/chat/demo"}); r[0]["successful"] != true {
 		t.Fatalf("subscribe: %v", r)
 	}
@@ -66,7 +49,7 @@ func TestAutobot(t *testing.T) {
 		var got []autobot.Chat
 		deadline := time.Now().Add(within)
 		for len(got) < want && time.Now().Before(deadline) {
-			for _, m := range send(map[string]any{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"}) {
+			for _, m := range bayeuxtest.Connect(t, url, id) {
 				if m["channel"] == "/chat/demo" {
 					raw, _ := json.Marshal(m["data"])
 					var c autobot.Chat
@@ -103,7 +86,7 @@ func TestAutobot(t *testing.T) {
 	}
 	var answer map[string]any
 	for deadline := time.Now().Add(10 * time.Second); answer == nil && time.Now().Before(deadline); {
-		for _, m := range send(map[string]any{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"}) {
+		for _, m := range bayeuxtest.Connect(t, url, id) {
 			if m["channel"] == "/service/autobot" && m["id"] == "7" {
 				answer, _ = m["data"].(map[string]any)
 			}

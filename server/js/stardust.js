@@ -62,6 +62,17 @@
     if (root.console && root.console.error) root.console.error("stardust.js: " + where + ":", err);
   }
 
+  // parseJSON returns the value of text, or undefined (reported) if what
+  // is not JSON.
+  function parseJSON(text, what) {
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      report(what + " is not JSON", err);
+      return undefined;
+    }
+  }
+
   // --- Long polling -------------------------------------------------------
 
   // loop long-polls url (…/channel/A+B/stream/ID, or the Perl synopsis's
@@ -169,13 +180,8 @@
       };
       es.onmessage = function (e) {
         if (e.lastEventId) stream.lastEventId = e.lastEventId;
-        var m;
-        try {
-          m = JSON.parse(e.data);
-        } catch (err) {
-          report("an event is not JSON", err);
-          return;
-        }
+        var m = parseJSON(e.data, "an event");
+        if (m === undefined) return;
         try {
           run([m]);
         } catch (err) {
@@ -340,13 +346,8 @@
         resolve(ws);
       };
       ws.onmessage = function (e) {
-        var batch;
-        try {
-          batch = JSON.parse(e.data);
-        } catch (err) {
-          report("a WebSocket frame is not JSON", err);
-          return;
-        }
+        var batch = parseJSON(e.data, "a WebSocket frame");
+        if (batch === undefined) return;
         self._receive(Array.isArray(batch) ? batch : [batch]);
       };
       ws.onclose = function () {
