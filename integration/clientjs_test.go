@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -250,6 +251,42 @@ func TestStardustJSBayeux(t *testing.T) {
 				t.Errorf("states %q, final %q", got.States, got.Final)
 			}
 		})
+	}
+}
+
+// TestStardustJSHandshakeExt: the Bayeux client sends options.ext with its
+// handshake; a server that refuses it (advice reconnect "none") makes
+// subscribe fail with the server's error and the client stop, instead of
+// retrying for ever; the right credentials get in.
+func TestStardustJSHandshakeExt(t *testing.T) {
+	chromium := requireProgram(t, "chromium", "chromium")
+	cfg := filepath.Join(t.TempDir(), "secret.toml")
+	writeFile(t, cfg, "[bayeux.auth]\nmode = \"secret\"\nsecret = \"s3cret\"\n")
+	base := startStardust(t, "--demo", "--config", cfg)
+	browser := startChromium(t, chromium)
+	tab := openPage(t, browser, base+"/demo/", "go-chat")
+	ctx, cancel := context.WithTimeout(tab.ctx, 4*browserWait)
+	defer cancel()
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async function () {
+		var out = [];
+		var wrong = Stardust.bayeux(base + "/bayeux", { ext: { secret: "guess" } });
+		try {
+			await wrong.subscribe("/chat/demo", function () {});
+			out.push("wrong secret: subscribed");
+		} catch (err) {
+			out.push("wrong secret: " + err.message + " (" + wrong.state + ")");
+		}
+		var right = Stardust.bayeux(base + "/bayeux", { ext: { secret: "s3cret" } });
+		await right.subscribe("/chat/demo", function () {});
+		out.push("right secret: " + right.state);
+		await right.disconnect();
+		return out.join("\n");
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^wrong secret: handshake refused: 403:[^\n]* \(disconnected\)\nright secret: connected$`).MatchString(got) {
+		t.Errorf("the page reported:\n%s", got)
 	}
 }
 

@@ -299,13 +299,12 @@
       }) : (self.transport = "long-polling", self._request(self._handshakeMessage()));
       return tried.then(function (reply) {
         if (reply.successful) return reply;
-        var advice = reply.advice || {};
         var err = new Error("handshake refused: " + (reply.error || "unknown error"));
         err.reply = reply;
-        if (advice.reconnect === "none") {
+        if ((reply.advice || {}).reconnect === "none") { // refused for good (version, ACL)
           self.closed = true;
+          self.ready = null; // a later call may try again, with other options
           self.setState("disconnected");
-          throw err;
         }
         throw err;
       }).catch(function (err) {
