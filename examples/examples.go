@@ -1,6 +1,8 @@
 // Package examples holds the demo pages that `stardust --demo` serves at
-// {base}/demo/: a page that subscribes to a channel with long polling or
-// Server-Sent Events and publishes to it.
+// {base}/demo/: an index, a chat over Bayeux (chat.html, answered by the
+// autobot package's reply bot), a live Stardust channel with the curl
+// commands to publish to it (live.html) and the server's live counts
+// (status.html), all on the embedded client {base}/js/stardust.js.
 package examples
 
 import (

@@ -18,7 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// TestBrowser drives the demo page (examples/demo/index.html, served by
+// TestBrowser drives the live demo page (examples/demo/live.html, served by
 // `stardust --demo` at {base}/demo/) in headless Chromium from Debian, as a
 // person would: choose a transport, click subscribe, read #log, type and click
 // publish. Go publishes and reads the channels over the HTTP API on the side.
@@ -266,9 +266,16 @@ type demoTab struct {
 	console []chromedp.ConsoleMessage // what the page wrote to the console, and its uncaught exceptions
 }
 
-// openDemoPage opens {base}/demo/ in a new tab, closed at cleanup, and fails
-// the test if the page throws an uncaught exception meanwhile.
+// openDemoPage opens the live page, {base}/demo/live.html, in a new tab.
 func openDemoPage(t *testing.T, browser context.Context, base string) *demoTab {
+	t.Helper()
+	return openPage(t, browser, base+"/demo/live.html", "log")
+}
+
+// openPage opens url in a new tab, closed at cleanup, waits until the
+// element with id waitFor is visible, and fails the test if the page throws
+// an uncaught exception meanwhile.
+func openPage(t *testing.T, browser context.Context, url, waitFor string) *demoTab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser)
 	t.Cleanup(cancel)
@@ -296,7 +303,7 @@ func openDemoPage(t *testing.T, browser context.Context, base string) *demoTab {
 			}
 		}
 	})
-	tab.run(t, "load "+base+"/demo/", chromedp.Navigate(base+"/demo/"), chromedp.WaitVisible(chromedp.ID("log")))
+	tab.run(t, "load "+url, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.ID(waitFor)))
 	return tab
 }
 
@@ -386,20 +393,31 @@ func (tab *demoTab) waitResume(t *testing.T, n int) []resumeEvent {
 	return got
 }
 
-// screenshot saves a PNG of the tab in the test's artifact directory.
+// screenshotsEnv names a directory that screenshots are also saved in, to
+// refresh the README's pictures: STARDUST_SCREENSHOTS=$PWD/docs/screenshots.
+const screenshotsEnv = "STARDUST_SCREENSHOTS"
+
+// screenshot saves a PNG of the tab in the test's artifact directory (and in
+// $STARDUST_SCREENSHOTS when set).
 func (tab *demoTab) screenshot(t *testing.T, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(tab.ctx, browserWait)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // the whole page, not only the window
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	path := filepath.Join(t.ArtifactDir(), name)
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
+	dirs := []string{t.ArtifactDir()}
+	if dir := os.Getenv(screenshotsEnv); dir != "" {
+		dirs = append(dirs, dir)
 	}
-	t.Logf("screenshot: %s", path)
+	for _, dir := range dirs {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", path)
+	}
 }
 
 // waitUntil calls check until it reports done, failing the test with its last

@@ -57,7 +57,7 @@ func TestDebianPackage(t *testing.T) {
 	env := append(os.Environ(), "DIST="+dist, "VERSION="+releaseVersion, "DEBIAN_FRONTEND=noninteractive")
 
 	// Releasing: make dist, then check the sums.
-	release := readmeBlock(t, "### Releasing", 0,
+	release := readmeIndentedBlocks(t, "### Releasing", 0,
 		"git tag -a v1.2.0 -m 'Stardust 1.2.0'",
 		"make dist",
 		"(cd dist && sha256sum -c SHA256SUMS)")
@@ -74,7 +74,7 @@ func TestDebianPackage(t *testing.T) {
 	t.Run("lintian", func(t *testing.T) { checkLintian(t, debs...) })
 
 	// From source: make build.
-	source := readmeBlock(t, "## From source", 0, "make build", "bin/stardust --version")
+	source := readmeIndentedBlocks(t, "## From source", 0, "make build", "bin/stardust --version")
 	shell(t, repoRoot(t), nil, source[0])
 	if out := shell(t, repoRoot(t), nil, source[1]); !strings.HasPrefix(out, "stardust ") {
 		t.Errorf("%s printed %q, want stardust and the version", source[1], out)
@@ -82,7 +82,7 @@ func TestDebianPackage(t *testing.T) {
 
 	// Install: make deb again (the same files, so SHA256SUMS still holds),
 	// then apt install.
-	install := readmeBlock(t, "## Install", 0, "make deb", "apt install ./dist/stardust_*_amd64.deb")
+	install := readmeIndentedBlocks(t, "## Install", 0, "make deb", "apt install ./dist/stardust_*_amd64.deb")
 	shell(t, repoRoot(t), env, install[0])
 	shell(t, work, env, release[2])
 	before := stardustPaths(t)
@@ -91,7 +91,7 @@ func TestDebianPackage(t *testing.T) {
 	checkInstalled(t)
 
 	// Configure: check the installed configuration, restart, enable a site.
-	configure := readmeBlock(t, "## Install", 1,
+	configure := readmeIndentedBlocks(t, "## Install", 1,
 		"editor /etc/stardust/stardust.toml",
 		"stardust --check --config /etc/stardust/stardust.toml",
 		"systemctl restart stardust",
@@ -113,7 +113,7 @@ func TestDebianPackage(t *testing.T) {
 	t.Run("upgrade-keeps-local-edits", func(t *testing.T) { checkUpgrade(t, work, env, arch) })
 
 	// Remove keeps the configuration and the user; purge leaves nothing.
-	remove := readmeBlock(t, "## Install", 2, "dpkg --remove stardust", "dpkg --purge stardust")
+	remove := readmeIndentedBlocks(t, "## Install", 2, "dpkg --remove stardust", "dpkg --purge stardust")
 	shell(t, work, env, remove[0])
 	checkRemoved(t)
 	shell(t, work, env, remove[1])
@@ -180,7 +180,7 @@ func purgeIfInstalled(t *testing.T) {
 // readmeBlock returns the n-th indented code block under a README heading,
 // one command a line with trailing comments cut, and fails unless it is the
 // commands the test runs.
-func readmeBlock(t *testing.T, heading string, n int, want ...string) []string {
+func readmeIndentedBlocks(t *testing.T, heading string, n int, want ...string) []string {
 	t.Helper()
 	readme := readFile(t, filepath.Join(repoRoot(t), "README.md"))
 	_, section, ok := strings.Cut(readme, "\n"+heading+"\n")

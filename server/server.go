@@ -89,6 +89,7 @@ type Server struct {
 	bayeux  *Bayeux
 	handler http.Handler
 	rules   requestRules
+	stats   statsCache // the last reading of {base}/stats (stats.go)
 }
 
 // New builds a Server with its own Hub.
@@ -142,6 +143,7 @@ func (s *Server) routes() {
 	if s.opts.Metrics != nil {
 		s.initMetrics(r, *s.opts.Metrics)
 	}
+	s.clientRoutes(r) // {base}/js/stardust.js and {base}/stats (clientjs.go, stats.go)
 	if s.opts.Demo != nil {
 		r.PathPrefix(b + "/demo/").Handler(http.StripPrefix(b+"/demo/", http.FileServer(http.FS(s.opts.Demo))))
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/stardust-go/stardust/conf"
 	"github.com/stardust-go/stardust/examples"
+	"github.com/stardust-go/stardust/examples/autobot"
 	"github.com/stardust-go/stardust/fcgi"
 	"github.com/stardust-go/stardust/server"
 )
@@ -82,6 +83,7 @@ type Main struct {
 	listener net.Listener
 	http     *http.Server
 	front    *fcgi.Front
+	demoBot  *autobot.Bot // the demo chat's reply bot (demo.go)
 	failed   chan error
 }
 
@@ -236,6 +238,10 @@ func (m *Main) Run() error {
 		return err
 	}
 	m.server = server.New(opts, m.log)
+	if m.demoBot, err = startDemo(m.Config.Server.Demo, m.server); err != nil {
+		m.server.Close()
+		return err
+	}
 	l, err := fcgi.Listen(m.Config.Server.Listen)
 	if err != nil {
 		m.server.Close()
@@ -281,6 +287,9 @@ func (m *Main) Close() error {
 		return nil
 	}
 	start := time.Now()
+	if m.demoBot != nil {
+		m.demoBot.Close()
+	}
 	m.server.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), m.Config.Server.ShutdownTimeout.Duration)
 	defer cancel()
@@ -369,6 +378,9 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 		// clients fail once before falling back to long-polling.
 		bo.WebSocket = bo.WebSocket && c.Server.Mode != "fcgi"
 		o.Bayeux = bo
+	}
+	if c.Server.Demo {
+		demoOptions(&o)
 	}
 	return o, nil
 }
