@@ -196,8 +196,15 @@ type process struct {
 // cleanup that stops it and, if the test failed, shows what it printed.
 func startProcess(t *testing.T, name, dir string, args ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, name, dir, nil, args...)
+}
+
+// startProcessEnv is startProcess with the environment env (nil: the test's).
+func startProcessEnv(t *testing.T, name, dir string, env []string, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = dir
+	cmd.Env = env
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -386,6 +393,7 @@ func copyTree(src, dst string) error {
 // cometClient talks to Stardust through the web server, from clientIP.
 type cometClient struct {
 	base   string // http://host:port of the web server
+	host   string // Host header when not base's host:port
 	client *http.Client
 }
 
@@ -411,6 +419,9 @@ func (c *cometClient) request(method, path string, body url.Values, timeout time
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if c.host != "" {
+		req.Host = c.host
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {

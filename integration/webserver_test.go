@@ -579,7 +579,7 @@ func TestWebServerConfigsOnStockDebian(t *testing.T) {
 			}
 			var check *exec.Cmd
 			if s.server == "nginx" {
-				redirectNginxStock(t, dir, confDir)
+				redirectNginxStock(t, dir, confDir, freeAddr(t))
 				check = exec.Command(program, "-t", "-p", confDir, "-c", filepath.Join(confDir, "nginx.conf"))
 			} else {
 				// apache2ctl itself wants root to chown its run directory.
@@ -617,9 +617,9 @@ func runHeaderCommand(t *testing.T, words []string, etc, confDir string, env []s
 
 // redirectNginxStock points the copied nginx.conf at the copy and keeps pid,
 // logs and temporary files out of /run, /var/log and /var/lib. nginx -t binds
-// the listen addresses, so the sites' port 80 becomes a free loopback port,
-// the same one for every site so that they still meet as on port 80.
-func redirectNginxStock(t *testing.T, dir, confDir string) {
+// the listen addresses, so the sites' port 80 becomes addr, a free loopback
+// address, the same one for every site so that they still meet as on port 80.
+func redirectNginxStock(t *testing.T, dir, confDir, addr string) {
 	t.Helper()
 	path := filepath.Join(confDir, "nginx.conf")
 	text := readFile(t, path)
@@ -634,7 +634,6 @@ func redirectNginxStock(t *testing.T, dir, confDir string) {
 	scgi_temp_path %[1]s/scgi;`, dir), 1)
 	writeFile(t, path, text)
 
-	addr := freeAddr(t)
 	sites, err := filepath.Glob(filepath.Join(confDir, "sites-enabled", "*"))
 	if err != nil || len(sites) == 0 {
 		t.Fatalf("no sites enabled in the copy of /etc/nginx (%v)", err)
