@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -74,6 +75,14 @@ func startCapacityRig(t *testing.T, s webServerSetup, main mainConfig, bin strin
 	expectPortsFreed(t, r.webAddr, r.backAddr)
 	if err := copyTree(etc, r.confDir); err != nil {
 		t.Fatal(err)
+	}
+	// Debian's default site answers any Host on port 80; a site owner who
+	// gives the machine to Stardust's site disables it, and the load tool
+	// sends the address as Host.
+	if s.server == "nginx" {
+		if err := os.Remove(filepath.Join(r.confDir, "sites-enabled", "default")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if main == mainShipped {
 		src, dst := shippedMainFile(s.server)
@@ -560,4 +569,79 @@ func TestCapacity(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestProxyLoad runs the load tool, cmd/stardust-load, through one set-up
+// with the stock or the shipped main configuration, for BENCHMARKS.md. It
+// runs only when asked, with STARDUST_PROXY_LOAD="SETUP MAIN CLIENTS", e.g.
+//
+//	STARDUST_PROXY_LOAD='nginx/static stock 2000' go test ./integration -run TestProxyLoad -v
+//
+// Every client gets a message a second (a channel per 50 clients, a message
+// a second on each) for 20 s. It logs the tool's report, the web server's
+// memory with every client registered, and the errors in its log; it fails
+// only when it cannot run.
+func TestProxyLoad(t *testing.T) {
+	spec := os.Getenv("STARDUST_PROXY_LOAD")
+	if spec == "" {
+		t.Skip("set STARDUST_PROXY_LOAD='SETUP MAIN CLIENTS' (e.g. 'apache2/fastcgi shipped 1000') to run")
+	}
+	f := strings.Fields(spec)
+	var s webServerSetup
+	var clients int
+	if len(f) == 3 {
+		server, name, _ := strings.Cut(f[0], "/")
+		s = webServerSetup{server, name}
+		clients, _ = strconv.Atoi(f[2])
+	}
+	if !slices.Contains(webServerSetups(), s) || (f[1] != string(mainStock) && f[1] != string(mainShipped)) || clients < 1 {
+		t.Fatalf("STARDUST_PROXY_LOAD=%q: want SETUP MAIN CLIENTS, SETUP one of %v, MAIN stock or shipped", spec, webServerSetups())
+	}
+	raiseOpenFiles(t, clients+100)
+	bin := stardustBinary(t)
+	load := filepath.Join(t.TempDir(), "stardust-load")
+	build := exec.Command("go", "build", "-o", load, "./cmd/stardust-load")
+	build.Dir = repoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/stardust-load: %v\n%s", err, out)
+	}
+	r := startCapacityRig(t, s, mainConfig(f[1]), bin)
+	channels := max(1, clients/50)
+	args := []string{"--url", "http://" + r.webAddr + "/comet", "--clients", strconv.Itoa(clients),
+		"--channels", strconv.Itoa(channels), "--rate", strconv.Itoa(channels), "--publishers", "4",
+		"--duration", "20s", "--setup-timeout", "45s", "--drain", "10s"}
+	t.Logf("stardust-load %s", strings.Join(args, " "))
+	idle := groupMemoryKB(t, r.web.cmd.Process.Pid)
+	cmd := exec.Command(load, args...)
+	out := &syncBuffer{}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		line := sc.Text()
+		t.Log(line)
+		if strings.Contains(line, "clients registered in") {
+			held := groupMemoryKB(t, r.web.cmd.Process.Pid)
+			t.Logf("web server memory (Pss of all its processes): %.1f MiB idle, %.1f MiB with %d clients registered: %.1f KiB per client",
+				float64(idle)/1024, float64(held)/1024, clients, float64(held-idle)/float64(clients))
+		}
+	}
+	err = cmd.Wait()
+	t.Logf("stardust-load exited: %v\n%s", err, out.String())
+	errs := map[string]int{}
+	for _, line := range strings.Split(readFile(t, r.errorLog()), "\n") {
+		for _, what := range []string{"worker_connections are not enough", "MaxRequestWorkers", "Connection reset", "timed out", "AH0"} {
+			if strings.Contains(line, what) {
+				errs[what]++
+				break
+			}
+		}
+	}
+	t.Logf("%s error log: %v", s.server, errs)
 }
