@@ -41,6 +41,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "stardust:", err)
 		os.Exit(2)
 	}
+	if m.CheckProxy.Spec != "" {
+		os.Exit(m.CheckProxy.run(m.Stdout, m.Stderr))
+	}
 	if m.Check {
 		fmt.Fprintf(os.Stdout, "stardust: configuration %s is ok\n", m.configName())
 		os.Exit(0)
@@ -72,6 +75,7 @@ type Main struct {
 	Config     conf.Config
 	ConfigPath string
 	Check      bool
+	CheckProxy checkProxyOptions // --check-proxy: see checkproxy.go
 	Stdout     io.Writer
 	Stderr     io.Writer
 
@@ -121,6 +125,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&logLevel, "log-level", "", "log `level`: debug, info, warn, error")
 	fs.BoolVar(&m.Check, "check", false, "check the configuration, print every problem and exit")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	m.CheckProxy.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: stardust [flags]\n\nStardust COMET server: channels, JSON over HTTP, long polling, SSE and Bayeux.\n\nFlags:\n")
 		fs.PrintDefaults()
