@@ -123,8 +123,8 @@ func startCapacityRig(t *testing.T, s webServerSetup, main mainConfig, bin strin
 		}
 	})
 	r.web.waitListening(t, r.webAddr)
-	// The header's Stardust command, with the site's placeholder rewritten.
-	site = strings.ReplaceAll(site, s.backendPlaceholder(), r.backAddr)
+	// The header's Stardust command, with the site's placeholders rewritten.
+	site = strings.NewReplacer(s.backendPlaceholder(), r.backAddr, placeholderSiteRoot, siteRoot).Replace(site)
 	args := append(stardustCommand(t, s, site, r.dir, bin, r.backAddr, 30*time.Second), "--log-level", "warn")
 	r.stardust = startProcess(t, "stardust", r.dir, args...)
 	r.stardust.waitListening(t, r.backAddr)

@@ -95,3 +95,22 @@ func TestCheckProxy(t *testing.T) {
 		})
 	}
 }
+
+// TestSiteHeadersEndWithCheck: each site file's commands to enable it end
+// with the check of the web server's capacity, which TestCheckProxy runs.
+func TestSiteHeadersEndWithCheck(t *testing.T) {
+	for _, s := range webServerSetups() {
+		site := readFile(t, filepath.Join(repoRoot(t), s.file()))
+		cmds := headerCommands(site, "cp", "ln", "a2enmod", "a2ensite", "nginx", "apache2ctl", "stardust")
+		var enable []string
+		for _, c := range cmds {
+			line := strings.Join(c, " ")
+			if !strings.HasPrefix(line, "stardust --listen") && !strings.HasPrefix(line, "stardust --config") {
+				enable = append(enable, line)
+			}
+		}
+		if len(enable) == 0 || enable[len(enable)-1] != "stardust --check-proxy "+s.server {
+			t.Errorf("%s: the commands that enable it, %q, do not end with \"stardust --check-proxy %s\"", s.file(), enable, s.server)
+		}
+	}
+}
