@@ -114,3 +114,32 @@ func TestSiteHeadersEndWithCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeCapacitySnippets: the README's commands to install the main
+// configurations and enable each site are those of the files' headers, which
+// TestCheckProxy, TestWebServerConfigsOnStockDebian and TestCapacity run
+// (with /etc redirected to a copy).
+func TestReadmeCapacitySnippets(t *testing.T) {
+	readme := readFile(t, filepath.Join(repoRoot(t), "README.md"))
+	files := []string{"conf/nginx/nginx.conf", "conf/apache2/mpm_event.conf"}
+	for _, s := range webServerSetups() {
+		files = append(files, s.file())
+	}
+	for _, file := range files {
+		text := readFile(t, filepath.Join(repoRoot(t), file))
+		var block []string
+		for _, c := range headerCommands(text, "cp", "ln", "a2enmod", "a2ensite", "nginx", "apache2ctl", "stardust") {
+			if c[0] == "stardust" && (len(c) < 2 || c[1] != "--check-proxy") {
+				continue // how Stardust runs, said in the README's prose
+			}
+			block = append(block, "    "+strings.Join(c, " "))
+		}
+		if !strings.Contains(readme, "\n"+strings.Join(block, "\n")+"\n") {
+			t.Errorf("README.md lacks the commands of %s's header as one block:\n%s", file, strings.Join(block, "\n"))
+		}
+	}
+	unit := readFile(t, filepath.Join(repoRoot(t), "conf", "systemd", "stardust.service"))
+	if !strings.Contains(unit, "\nLimitNOFILE=65536\n") || !strings.Contains(readme, "`LimitNOFILE=65536`") {
+		t.Errorf("conf/systemd/stardust.service and the README should agree on LimitNOFILE=65536")
+	}
+}
