@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/stardust-go/stardust/internal/proxycheck"
 )
 
 // Bounds on waiting for the programs the tests start. Generous: a loaded CI
@@ -67,16 +69,8 @@ func haveProgram(name string) bool {
 // lookProgram finds a program on PATH or, as Debian installs nginx and
 // apache2 in /usr/sbin, which is not on a normal user's PATH, there.
 func lookProgram(name string) (string, bool) {
-	if path, err := exec.LookPath(name); err == nil {
-		return path, true
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		path := filepath.Join(dir, name)
-		if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return path, true
-		}
-	}
-	return "", false
+	path, err := proxycheck.LookProgram(name)
+	return path, err == nil
 }
 
 // stardustBinary builds cmd/stardust for this test, or returns $STARDUST_BIN

@@ -91,32 +91,17 @@ func detectProxy() string {
 		}
 	}
 	for _, name := range []string{"nginx", "apache2"} {
-		if _, err := lookProgram(name); err == nil {
+		if _, err := proxycheck.LookProgram(name); err == nil {
 			return name
 		}
 	}
 	return ""
 }
 
-// lookProgram finds a program on PATH or in /usr/sbin and /sbin, where
-// Debian installs nginx and apache2ctl, which a normal user's PATH lacks.
-func lookProgram(name string) (string, error) {
-	if path, err := exec.LookPath(name); err == nil {
-		return path, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		path := filepath.Join(dir, name)
-		if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return path, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found on PATH, in /usr/sbin or /sbin", name)
-}
-
 // runProgram runs a web server's program, bounded in time, and returns its
 // standard output; a failure carries what it printed.
 func runProgram(env []string, name string, args ...string) (string, error) {
-	path, err := lookProgram(name)
+	path, err := proxycheck.LookProgram(name)
 	if err != nil {
 		return "", err
 	}
