@@ -199,7 +199,7 @@ func ApacheCapacity(c *ApacheConfig, target int) *Report {
 	if !r.OK() {
 		need := roundUp(target+64, 64)
 		r.Changes = append(r.Changes,
-			fmt.Sprintf("ThreadsPerChild 64, ThreadLimit 64, ServerLimit %d, MaxRequestWorkers %d in /etc/apache2/mods-available/mpm_event.conf, then systemctl restart apache2 (about 70 KiB per held client)", need/64, need),
+			fmt.Sprintf("ThreadsPerChild 64, ThreadLimit 64, ServerLimit %d, MaxRequestWorkers %d in /etc/apache2/mods-available/mpm_event.conf, then systemctl restart apache2 (70 to 80 KiB per held client)", need/64, need),
 		)
 		if target <= apacheShippedHeld {
 			r.Changes = append(r.Changes, "or install Stardust's conf/apache2/mpm_event.conf there (2,048 threads, 1,984 held clients)")
