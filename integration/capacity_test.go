@@ -36,13 +36,26 @@ const (
 	mainShipped mainConfig = "shipped" // conf/nginx/nginx.conf or conf/apache2/mpm_event.conf installed over them
 )
 
-// shippedMainFile is the file of conf/ that the shipped main configuration
-// installs, and where it goes in the web server's configuration directory.
-func shippedMainFile(server string) (src, dst string) {
+// shippedMainFile is the main configuration of conf/ for a web server.
+func shippedMainFile(server string) string {
 	if server == "nginx" {
-		return filepath.Join("conf", "nginx", "nginx.conf"), "nginx.conf"
+		return filepath.Join("conf", "nginx", "nginx.conf")
 	}
-	return filepath.Join("conf", "apache2", "mpm_event.conf"), filepath.Join("mods-available", "mpm_event.conf")
+	return filepath.Join("conf", "apache2", "mpm_event.conf")
+}
+
+// installShippedMain installs the shipped main configuration into confDir,
+// a copy of etc, with the cp commands of its header, as README says.
+func installShippedMain(t *testing.T, server, etc, confDir string, env []string) {
+	t.Helper()
+	header := readFile(t, filepath.Join(repoRoot(t), shippedMainFile(server)))
+	cmds := headerCommands(header, "cp")
+	if len(cmds) == 0 {
+		t.Fatalf("%s: no cp command in the header", shippedMainFile(server))
+	}
+	for _, cmd := range cmds {
+		runHeaderCommand(t, cmd, etc, confDir, env)
+	}
 }
 
 // capacityRig is a web server installed as on Debian, with one site file,
@@ -84,15 +97,14 @@ func startCapacityRig(t *testing.T, s webServerSetup, main mainConfig, bin strin
 			t.Fatal(err)
 		}
 	}
-	if main == mainShipped {
-		src, dst := shippedMainFile(s.server)
-		writeFile(t, filepath.Join(r.confDir, dst), readFile(t, filepath.Join(repoRoot(t), src)))
-	}
-	site := readFile(t, filepath.Join(repoRoot(t), s.file()))
 	var env []string
 	if s.server == "apache2" {
 		env = apacheStockEnv(t, r.dir, r.confDir)
 	}
+	if main == mainShipped {
+		installShippedMain(t, s.server, etc, r.confDir, env)
+	}
+	site := readFile(t, filepath.Join(repoRoot(t), s.file()))
 	for _, cmd := range headerCommands(site, "cp", "ln", "a2enmod", "a2ensite") {
 		runHeaderCommand(t, cmd, etc, r.confDir, env)
 	}

@@ -52,12 +52,10 @@ func TestCheckProxy(t *testing.T) {
 					runHeaderCommand(t, cmd, etc, confDir, env)
 				}
 			}
-			src, _ := shippedMainFile(tc.server)
+			src := shippedMainFile(tc.server)
 			header := readFile(t, filepath.Join(repoRoot(t), src))
 			if tc.main == mainShipped {
-				for _, cmd := range headerCommands(header, "cp") {
-					runHeaderCommand(t, cmd, etc, confDir, env)
-				}
+				installShippedMain(t, tc.server, etc, confDir, env)
 			}
 			spec := tc.server + "=" + confDir
 			running := "" // what the check says of a running nginx
