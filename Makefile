@@ -41,7 +41,8 @@ fuzz:
 	    ./server:FuzzStardustURL \
 	    $$(grep -l '^func Fuzz' server/bayeux*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/server:/') \
 	    $$(grep -l '^func Fuzz' fcgi/*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/fcgi:/') \
-	    $$(grep -l '^func Fuzz' internal/fcgitest/*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/internal\/fcgitest:/'); do \
+	    $$(grep -l '^func Fuzz' internal/fcgitest/*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/internal\/fcgitest:/') \
+	    $$(grep -l '^func Fuzz' internal/proxycheck/*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/internal\/proxycheck:/'); do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \

@@ -555,7 +555,7 @@ func checkNginxSite(t *testing.T, lines []string) {
 	if !strings.HasPrefix(lines[len(lines)-1], "nginx -t &&") {
 		t.Fatalf("want the last line to be nginx -t, got %q", lines[len(lines)-1])
 	}
-	redirectNginxStock(t, dir, confDir)
+	redirectNginxStock(t, dir, confDir, freeAddr(t))
 	out, err := exec.Command(nginx, "-t", "-p", confDir, "-c", filepath.Join(confDir, "nginx.conf")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("nginx -t rejects the installed static.conf in a stock Debian layout: %v\n%s", err, out)

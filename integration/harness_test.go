@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/stardust-go/stardust/internal/proxycheck"
 )
 
 // Bounds on waiting for the programs the tests start. Generous: a loaded CI
@@ -66,16 +68,8 @@ func haveProgram(name string) bool {
 // lookProgram finds a program on PATH or, as Debian installs nginx and
 // apache2 in /usr/sbin, which is not on a normal user's PATH, there.
 func lookProgram(name string) (string, bool) {
-	if path, err := exec.LookPath(name); err == nil {
-		return path, true
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		path := filepath.Join(dir, name)
-		if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return path, true
-		}
-	}
-	return "", false
+	path, err := proxycheck.LookProgram(name)
+	return path, err == nil
 }
 
 // stardustBinary builds cmd/stardust for this test, or returns $STARDUST_BIN
@@ -195,8 +189,15 @@ type process struct {
 // cleanup that stops it and, if the test failed, shows what it printed.
 func startProcess(t *testing.T, name, dir string, args ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, name, dir, nil, args...)
+}
+
+// startProcessEnv is startProcess with the environment env (nil: the test's).
+func startProcessEnv(t *testing.T, name, dir string, env []string, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = dir
+	cmd.Env = env
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -385,6 +386,7 @@ func copyTree(src, dst string) error {
 // cometClient talks to Stardust through the web server, from clientIP.
 type cometClient struct {
 	base   string // http://host:port of the web server
+	host   string // Host header when not base's host:port
 	client *http.Client
 }
 
@@ -410,6 +412,9 @@ func (c *cometClient) request(method, path string, body url.Values, timeout time
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if c.host != "" {
+		req.Host = c.host
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {

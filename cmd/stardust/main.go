@@ -42,6 +42,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "stardust:", err)
 		os.Exit(2)
 	}
+	if m.CheckProxy.Spec != "" {
+		os.Exit(m.CheckProxy.run(m.Stdout, m.Stderr))
+	}
 	if m.Check {
 		fmt.Fprintf(os.Stdout, "stardust: configuration %s is ok\n", m.configName())
 		os.Exit(0)
@@ -74,6 +77,7 @@ type Main struct {
 	Config     conf.Config
 	ConfigPath string
 	Check      bool
+	CheckProxy checkProxyOptions // --check-proxy: see checkproxy.go
 	Stdout     io.Writer
 	Stderr     io.Writer
 
@@ -126,6 +130,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	var showMan bool
 	fs.BoolVar(&showMan, "man", false, "print the manual page stardust(1) in roff and exit")
+	m.CheckProxy.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: stardust [flags]\n\nStardust COMET server: channels, JSON over HTTP, long polling, SSE and Bayeux.\n\nFlags:\n")
 		fs.PrintDefaults()
