@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
 	"sort"
@@ -111,10 +112,14 @@ type ACL struct {
 	Publish   []string `toml:"publish"`
 }
 
-// Engine selects where channels, history and queues live.
+// Engine selects where sessions, channels, history and queues live:
+// "memory" (this process) or "redis" (shared by every process on the same
+// Redis server and prefix).
 type Engine struct {
-	Type     string `toml:"type"`
-	RedisURL string `toml:"redis_url"`
+	Type        string   `toml:"type"`
+	RedisURL    string   `toml:"redis_url"`    // redis://host:port/db, rediss://..., unix:///path
+	RedisPrefix string   `toml:"redis_prefix"` // key prefix; processes that share it share everything
+	Timeout     Duration `toml:"timeout"`      // bound of each call to Redis
 }
 
 // Log configures logging.
@@ -169,7 +174,8 @@ func Default() Config {
 			Auth:                 Auth{Mode: "none", Users: map[string]string{}},
 			ACL:                  []ACL{},
 		},
-		Engine:  Engine{Type: "memory"},
+		Engine: Engine{Type: "memory", RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "stardust:",
+			Timeout: Duration{2 * time.Second}},
 		Log:     Log{Level: "info", Format: "text"},
 		Metrics: Metrics{Enabled: true, Path: "/metrics", HealthPath: "/health"},
 	}
@@ -326,9 +332,23 @@ func (c *Config) Validate() error {
 	switch c.Engine.Type {
 	case "memory":
 	case "redis":
-		p.add("engine.type", "\"redis\" is not available in this build; use \"memory\"")
+		u, err := url.Parse(c.Engine.RedisURL)
+		switch {
+		case err != nil:
+			p.add("engine.redis_url", "%v", err)
+		case u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix":
+			p.add("engine.redis_url", "want redis://host:port/db, rediss://host:port/db or unix:///path, got %q", c.Engine.RedisURL)
+		case u.Scheme == "unix" && u.Path == "":
+			p.add("engine.redis_url", "a unix:// URL needs the socket's path, got %q", c.Engine.RedisURL)
+		}
+		if c.Engine.RedisPrefix == "" {
+			p.add("engine.redis_prefix", "must not be empty")
+		}
+		if c.Engine.Timeout.Duration <= 0 {
+			p.add("engine.timeout", "must be positive")
+		}
 	default:
-		p.add("engine.type", "want \"memory\", got %q", c.Engine.Type)
+		p.add("engine.type", "want \"memory\" or \"redis\", got %q", c.Engine.Type)
 	}
 
 	switch strings.ToLower(c.Log.Level) {

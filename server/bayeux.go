@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -113,6 +114,11 @@ type heldConnect struct {
 	msg    *BayeuxMessage
 	client *Client
 	hold   time.Duration
+	// ack: the client speaks the ack extension. Its messages then come only
+	// in connect replies, each batch with a number that the client's next
+	// connect acknowledges; unacknowledged ones are sent again, from any
+	// process, so that each arrives exactly once.
+	ack bool
 }
 
 // process handles one batch in order and returns the replies. A valid
@@ -204,14 +210,22 @@ func (b *Bayeux) handshake(m *BayeuxMessage, remote, transport string) *bayeuxRe
 	}
 	c := b.hub.NewClient(NewID(), KindBayeux, b.opts.ConnectTimeout, remote)
 	_ = c.SetAttr(AttrTransport, transport) // not added yet: cannot fail
+	ack := m.wantsAck()
+	if ack {
+		_ = c.SetAttr(AttrAck, "true")
+	}
 	if err := b.acl(c, m); err != nil {
 		return b.fail(m, err, "handshake")
 	}
 	if err := b.hub.Add(c); err != nil {
 		return b.fail(m, err, "handshake")
 	}
-	return &bayeuxReply{Channel: m.Channel, Successful: true, ID: m.ID, ClientID: c.ID(), Version: "1.0",
+	r := &bayeuxReply{Channel: m.Channel, Successful: true, ID: m.ID, ClientID: c.ID(), Version: "1.0",
 		SupportedConnectionTypes: b.connectionTypes(), Advice: b.advice("retry")}
+	if ack {
+		r.Ext = json.RawMessage(`{"ack":true}`)
+	}
+	return r
 }
 
 func (b *Bayeux) commonType(types []string) bool {
@@ -248,13 +262,22 @@ func (b *Bayeux) connect(m *BayeuxMessage) (*heldConnect, *bayeuxReply) {
 		// CometD asks for an immediate first reply with timeout 0.
 		hold = min(hold, time.Duration(*adv.Timeout)*time.Millisecond)
 	}
-	return &heldConnect{msg: m, client: c, hold: hold}, nil
+	h := &heldConnect{msg: m, client: c, hold: hold, ack: c.Attr(AttrAck) == "true"}
+	if batch, ok := m.ackBatch(); ok && h.ack {
+		c.Commit(batch) // the client has every message up to that batch
+	}
+	return h, nil
 }
 
-// connectReply answers a held connect when it ends.
-func (b *Bayeux) connectReply(h *heldConnect, why PollEnd) []byte {
+// connectReply answers a held connect when it ends. For a client of the ack
+// extension, a reply that carries messages carries their batch number
+// (cursor); one without leaves the client's last batch as it is.
+func (b *Bayeux) connectReply(h *heldConnect, why PollEnd, cursor uint64) []byte {
 	r := &bayeuxReply{Channel: "/meta/connect", Successful: true, ID: h.msg.ID, ClientID: h.client.ID(),
 		Advice: b.advice("retry")}
+	if h.ack && why == PollReady {
+		r.Ext = json.RawMessage(`{"ack":` + strconv.FormatUint(cursor, 10) + `}`)
+	}
 	switch {
 	case why == PollClosed && b.hub.Closed():
 		r.Advice = &bayeuxAdvice{Reconnect: "retry", Interval: 1000, Timeout: b.limits.pollTimeout.Milliseconds()}

@@ -41,6 +41,31 @@ func (m *BayeuxMessage) ExtString(key string) string {
 	return v
 }
 
+// extField returns ext[key] as sent, or nil.
+func (m *BayeuxMessage) extField(key string) json.RawMessage {
+	var ext map[string]json.RawMessage
+	if json.Unmarshal(m.Ext, &ext) != nil {
+		return nil
+	}
+	return ext[key]
+}
+
+// wantsAck reports whether a handshake asks for the ack extension
+// (CometD's AckExtension: ext.ack true).
+func (m *BayeuxMessage) wantsAck() bool {
+	return bytes.Equal(bytes.TrimSpace(m.extField("ack")), []byte("true"))
+}
+
+// ackBatch returns the batch a connect acknowledges (ext.ack), if any: the
+// ext.ack of the last connect reply with messages that the client received.
+func (m *BayeuxMessage) ackBatch() (uint64, bool) {
+	n, err := strconv.ParseInt(string(bytes.TrimSpace(m.extField("ack"))), 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return uint64(n), true
+}
+
 // idString is the message id for use inside error strings and logs.
 func (m *BayeuxMessage) idString() string {
 	var s string

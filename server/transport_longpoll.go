@@ -150,9 +150,9 @@ func (b *Bayeux) exchange(r *http.Request, batch []*BayeuxMessage, transport str
 	out := make([][]byte, 0, len(replies)+len(msgs)+1)
 	out = append(out, replies...)
 	out = append(out, msgs...)
-	out = append(out, b.connectReply(held, why))
+	out = append(out, b.connectReply(held, why, cursor))
 	commit := func() {}
-	if why == PollReady {
+	if why == PollReady && !held.ack { // an ack client commits with its next connect
 		commit = func() { held.client.Commit(cursor) }
 	}
 	return jsonArray(out), commit, nil

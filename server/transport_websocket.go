@@ -61,6 +61,7 @@ type wsSession struct {
 	// 1, latest wins), so that a client that handshakes again on the same
 	// socket (Faye does after a 402) gets its messages pushed too.
 	bound chan *Client
+	acks  sync.WaitGroup // connects of ack-extension clients being held
 
 	mu      sync.Mutex
 	pending *heldConnect
@@ -93,6 +94,7 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	cancel()
 	_ = conn.Close()
 	wg.Wait()
+	ws.acks.Wait() // their polls end with ctx
 	ws.mu.Lock()
 	if ws.timer != nil {
 		ws.timer.Stop()
@@ -113,6 +115,10 @@ func (ws *wsSession) readLoop() {
 			continue
 		}
 		replies, held := ws.b.process(batch, ws.ip, TransportWebSocket)
+		if held != nil && held.ack {
+			ws.ackConnect(held)
+			held = nil
+		}
 		if held != nil {
 			if immediate := ws.holdConnect(held); immediate != nil {
 				replies = append(replies, immediate)
@@ -162,10 +168,10 @@ func (ws *wsSession) holdConnect(h *heldConnect) []byte {
 		ws.timer.Stop()
 		old := ws.pending
 		ws.pending = nil
-		go ws.write([][]byte{ws.b.connectReply(old, PollReplaced)})
+		go ws.write([][]byte{ws.b.connectReply(old, PollReplaced, 0)})
 	}
 	if h.hold <= 0 {
-		return ws.b.connectReply(h, PollTimeout)
+		return ws.b.connectReply(h, PollTimeout, 0)
 	}
 	ws.pending = h
 	ws.timer = time.AfterFunc(h.hold, func() { ws.answerPending(h, PollTimeout) })
@@ -173,6 +179,20 @@ func (ws *wsSession) holdConnect(h *heldConnect) []byte {
 }
 
 // answerPending answers the pending connect if it is still h.
+// ackConnect holds the connect of a client of the ack extension as long
+// polling does: its messages come in the connect reply, with their batch
+// number, never pushed on their own, and stay queued until the client's
+// next connect acknowledges them.
+func (ws *wsSession) ackConnect(h *heldConnect) {
+	ws.b.noteTransport(h.client, TransportWebSocket)
+	ws.acks.Add(1)
+	go func() {
+		defer ws.acks.Done()
+		msgs, cursor, why := ws.b.poll(ws.ctx, h.client, h.hold)
+		ws.write(append(msgs, ws.b.connectReply(h, why, cursor)))
+	}()
+}
+
 func (ws *wsSession) answerPending(h *heldConnect, why PollEnd) {
 	ws.mu.Lock()
 	if ws.pending != h {
@@ -181,7 +201,7 @@ func (ws *wsSession) answerPending(h *heldConnect, why PollEnd) {
 	}
 	ws.pending = nil
 	ws.mu.Unlock()
-	ws.write([][]byte{ws.b.connectReply(h, why)})
+	ws.write([][]byte{ws.b.connectReply(h, why, 0)})
 }
 
 // pushLoop delivers the messages of the client the latest connect named, as

@@ -22,6 +22,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/stardust-go/stardust/conf"
+	redisengine "github.com/stardust-go/stardust/engine/redis"
 	"github.com/stardust-go/stardust/examples"
 	"github.com/stardust-go/stardust/examples/autobot"
 	"github.com/stardust-go/stardust/fcgi"
@@ -242,6 +243,9 @@ func (m *Main) Run() error {
 	if err != nil {
 		return err
 	}
+	if opts.Hub.Engine, err = openEngine(&m.Config, opts.Hub, m.log); err != nil {
+		return err
+	}
 	m.server = server.New(opts, m.log)
 	if m.demoBot, err = startDemo(m.Config.Server.Demo, m.server); err != nil {
 		m.server.Close()
@@ -334,6 +338,24 @@ func (m *Main) openLog() error {
 	}
 	m.log = logrus.NewEntry(lg)
 	return nil
+}
+
+// openEngine returns the configured engine: nil for the memory engine,
+// which the hub makes itself, or a connected Redis engine.
+func openEngine(c *conf.Config, h server.HubOptions, log *logrus.Entry) (server.Engine, error) {
+	if c.Engine.Type != "redis" {
+		return nil, nil
+	}
+	e, err := redisengine.New(redisengine.Options{
+		URL: c.Engine.RedisURL, Prefix: c.Engine.RedisPrefix, Timeout: c.Engine.Timeout.Duration,
+		Limits: server.Limits{HistorySize: h.HistorySize, QueueMaxMessages: h.QueueMaxMessages,
+			QueueMaxBytes: h.QueueMaxBytes, MaxClients: h.MaxClients, ChannelTimeout: h.ChannelTimeout},
+		Log: log.WithField("engine", "redis"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	return e, nil
 }
 
 // serverOptions maps the configuration onto the core's options.
