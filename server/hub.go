@@ -338,7 +338,8 @@ type Stats struct {
 	Failures      uint64 // engine calls that failed
 }
 
-// Stats returns current counts.
+// Stats returns current counts. With an error (the engine could not
+// answer), the counts of this process are still filled in.
 func (h *Hub) Stats() (Stats, error) {
 	es, err := h.engine.Stats(context.Background())
 	h.mu.Lock()

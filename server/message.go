@@ -139,3 +139,10 @@ func overflowJSON(lost int, t time.Time) []byte {
 	return []byte(fmt.Sprintf(`{"type":"stardust.overflow","lost":%d,"_ts":%s}`,
 		lost, strconv.FormatFloat(unixSeconds(t), 'f', -1, 64)))
 }
+
+// resetJSON is the notice a Stardust stream gets when the engine lost its
+// session and queue (a shared engine that came back empty): messages may
+// have been lost; ?since= or Last-Event-ID can recover them from history.
+func resetJSON(t time.Time) []byte {
+	return []byte(fmt.Sprintf(`{"type":"stardust.reset","_ts":%s}`, strconv.FormatFloat(unixSeconds(t), 'f', -1, 64)))
+}

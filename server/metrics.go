@@ -77,26 +77,30 @@ var (
 	descPublished     = prometheus.NewDesc("stardust_messages_published_total", "Messages published (in).", nil, nil)
 	descDelivered     = prometheus.NewDesc("stardust_messages_delivered_total", "Messages queued for a client (out: one per subscriber per message).", nil, nil)
 	descDropped       = prometheus.NewDesc("stardust_queue_dropped_total", "Messages dropped from full client queues.", nil, nil)
+	descFailures      = prometheus.NewDesc("stardust_engine_failures_total", "Calls to the engine that failed (a shared engine's server away).", nil, nil)
 )
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descClients, descChannels, descPolls, descSubscriptions, descPublished, descDelivered, descDropped} {
+	for _, d := range []*prometheus.Desc{descClients, descChannels, descPolls, descSubscriptions, descPublished, descDelivered, descDropped, descFailures} {
 		ch <- d
 	}
 }
 
 func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	st, err := c.s.hub.Stats()
+	// This process's own counts, always; the engine's only when it answers
+	// (no figures rather than wrong ones while a shared engine is away).
+	ch <- prometheus.MustNewConstMetric(descPolls, prometheus.GaugeValue, float64(st.Polling))
+	ch <- prometheus.MustNewConstMetric(descPublished, prometheus.CounterValue, float64(st.Published))
+	ch <- prometheus.MustNewConstMetric(descDelivered, prometheus.CounterValue, float64(st.Delivered))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
+	ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(st.Failures))
 	if err != nil {
-		return // the engine is away: no figures rather than wrong ones
+		return
 	}
 	for _, kind := range []string{KindStardust, KindSSE, KindBayeux, KindLocal} {
 		ch <- prometheus.MustNewConstMetric(descClients, prometheus.GaugeValue, float64(st.ClientsByKind[kind]), kind)
 	}
 	ch <- prometheus.MustNewConstMetric(descChannels, prometheus.GaugeValue, float64(st.Channels))
-	ch <- prometheus.MustNewConstMetric(descPolls, prometheus.GaugeValue, float64(st.Polling))
 	ch <- prometheus.MustNewConstMetric(descSubscriptions, prometheus.GaugeValue, float64(st.Subscriptions))
-	ch <- prometheus.MustNewConstMetric(descPublished, prometheus.CounterValue, float64(st.Published))
-	ch <- prometheus.MustNewConstMetric(descDelivered, prometheus.CounterValue, float64(st.Delivered))
-	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
 }

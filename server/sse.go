@@ -91,6 +91,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			out.messages(b.Messages, b.Dropped)
 		case PollTimeout:
 			out.comment("ping")
+		case PollExpired:
+			fmt.Fprintf(out.w, "event: reset\ndata: %s\n\n", resetJSON(time.Now()))
+			_ = out.send()
+			return // the browser reconnects and registers the client anew
 		default:
 			return
 		}

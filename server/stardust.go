@@ -352,8 +352,14 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		hold = 0 // answer at once with the replay and whatever is queued
 	}
 	b, why := c.Poll(r.Context(), hold)
-	if why == PollFailed {
+	switch why {
+	case PollFailed:
 		writeError(w, fmt.Errorf("%w: try again", ErrEngine))
+		return
+	case PollExpired:
+		// The engine lost the client (a shared engine that came back
+		// empty): say so; the next poll registers it anew.
+		writeRawJSON(w, http.StatusOK, jsonArray([][]byte{resetJSON(time.Now())}))
 		return
 	}
 	if writeRawJSON(w, http.StatusOK, s.stardustBatch(mergeBySeq(replay, b.Messages), b.Dropped)) == nil && why == PollReady {

@@ -59,7 +59,8 @@ func (e *Engine) listen(ctx context.Context) {
 			t.live = false
 		}
 		e.mu.Unlock()
-		e.wakeAll(server.WakeMessages) // held polls fail fast, or find Redis back
+		// Held polls end at their hold as usual; the next ones fail fast
+		// with retry advice until Redis is back.
 		select {
 		case <-ctx.Done():
 			return
