@@ -177,3 +177,35 @@ func FuzzDecode(f *testing.F) {
 		_ = cfg.Validate()
 	})
 }
+
+func TestEngineValidation(t *testing.T) {
+	tests := []struct {
+		name, text string
+		bad        string // the key named in the error; "" when valid
+	}{
+		{"memory", "[engine]\ntype = \"memory\"\n", ""},
+		{"redis", "[engine]\ntype = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/0\"\n", ""},
+		{"rediss", "[engine]\ntype = \"redis\"\nredis_url = \"rediss://:pw@redis.example:6380/2\"\n", ""},
+		{"unix", "[engine]\ntype = \"redis\"\nredis_url = \"unix:///run/redis/redis-server.sock\"\n", ""},
+		{"scheme", "[engine]\ntype = \"redis\"\nredis_url = \"http://127.0.0.1:6379\"\n", "engine.redis_url"},
+		{"unix without path", "[engine]\ntype = \"redis\"\nredis_url = \"unix://\"\n", "engine.redis_url"},
+		{"prefix", "[engine]\ntype = \"redis\"\nredis_prefix = \"\"\n", "engine.redis_prefix"},
+		{"timeout", "[engine]\ntype = \"redis\"\ntimeout = \"0s\"\n", "engine.timeout"},
+		{"type", "[engine]\ntype = \"etcd\"\n", "engine.type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Default()
+			if err := Decode(&cfg, tt.text, "test.toml"); err != nil {
+				t.Fatal(err)
+			}
+			err := cfg.Validate()
+			switch {
+			case tt.bad == "" && err != nil:
+				t.Errorf("valid engine section rejected: %v", err)
+			case tt.bad != "" && (err == nil || !strings.Contains(err.Error(), tt.bad)):
+				t.Errorf("got %v, want an error naming %s", err, tt.bad)
+			}
+		})
+	}
+}
