@@ -203,6 +203,24 @@ func TestCluster(t *testing.T) {
 				})
 			}
 		}
+		// CometD's own AckExtension against this server's: every message of
+		// the scenario comes in numbered, acknowledged batches.
+		for _, transport := range []string{"long-polling", "websocket"} {
+			t.Run("cometd-ack/"+transport, func(t *testing.T) {
+				t.Parallel()
+				lines, err := runScenario(t, "--client", "cometd", "--ack", "--url", "http://"+cl.web+"/comet/bayeux",
+					"--transport", transport, "--scenario", "full", "--timeout-ms", "60000")
+				if err != nil {
+					return
+				}
+				if acks := scenarioSteps(lines, "ack"); len(acks) == 0 || acks[0]["server"] != true {
+					t.Errorf("the handshake did not enable acks: %v", acks)
+				}
+				if len(scenarioSteps(lines, "ack-batch")) == 0 {
+					t.Error("no connect reply carried a batch number")
+				}
+			})
+		}
 	})
 
 	// With the ack extension, a batch whose reply was lost (the node died

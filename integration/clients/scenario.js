@@ -17,7 +17,7 @@ import { Reporter, StepError, WireLog, Inbox, withTimeout, sleep, deepEqual, saf
 const USAGE = `usage: node scenario.js --client cometd|faye --url URL --transport long-polling|websocket|callback-polling
        --scenario full|listen|publish [--channel C] [--count N] [--data JSON]
        [--timeout-ms N (30000)] [--step-timeout-ms N (10000)] [--settle-ms N (300)]
-       [--keep-fallback] [--echo-listener] [--max-network-delay-ms N] [--debug] [--quiet] [--allow-remote]`;
+       [--keep-fallback] [--echo-listener] [--ack (cometd: the AckExtension)] [--max-network-delay-ms N] [--debug] [--quiet] [--allow-remote]`;
 
 const CLIENTS = ["cometd", "faye"];
 const TRANSPORTS = ["long-polling", "websocket", "callback-polling"];
@@ -39,6 +39,7 @@ function parseOptions(argv) {
             "settle-ms": { type: "string", default: "300" },
             "max-network-delay-ms": { type: "string" },
             "keep-fallback": { type: "boolean", default: false },
+            ack: { type: "boolean", default: false },
             "echo-listener": { type: "boolean", default: false },
             "allow-remote": { type: "boolean", default: false },
             debug: { type: "boolean", default: false },
@@ -74,11 +75,15 @@ function parseOptions(argv) {
         settleMs: int("settle-ms", 0),
         maxNetworkDelay: values["max-network-delay-ms"] ? int("max-network-delay-ms", 1) : undefined,
         keepFallback: values["keep-fallback"],
+        ack: values.ack,
         echoListener: values["echo-listener"],
         debug: values.debug,
         quiet: values.quiet,
     };
     checkLoopbackURL(opts.url, values["allow-remote"]);
+    if (opts.ack && opts.client !== "cometd") {
+        throw new Error("--ack is CometD's AckExtension: use it with --client cometd");
+    }
     if (opts.keepFallback && opts.client === "faye" && opts.transport !== "websocket") {
         throw new Error("--keep-fallback with --client faye only makes sense with --transport websocket: Faye always prefers websocket when it is not disabled");
     }

@@ -121,6 +121,24 @@ export async function createCometdClient(opts, reporter, wire) {
         for (const t of registered) if (t !== opts.transport) cometd.unregisterTransport(t);
     }
 
+    if (opts.ack) {
+        // CometD's own AckExtension: numbered batches in connect replies,
+        // acknowledged by the next connect. The step says what the server
+        // answered, so the test can check it really was in use.
+        const { AckExtension } = await import("cometd/AckExtension.js");
+        cometd.registerExtension("ack", new AckExtension());
+        let batches = 0;
+        cometd.addListener("/meta/handshake", (m) => {
+            if (m.successful) reporter.step("ack", { server: !!(m.ext && m.ext.ack === true) });
+        });
+        cometd.addListener("/meta/connect", (m) => {
+            if (m.successful && m.ext && typeof m.ext.ack === "number") {
+                batches++;
+                if (batches === 1) reporter.step("ack-batch", { batch: m.ext.ack });
+            }
+        });
+    }
+
     const config = { url: opts.url, logLevel: opts.debug ? "debug" : "warn" };
     if (opts.maxNetworkDelay) config.maxNetworkDelay = opts.maxNetworkDelay;
     cometd.configure(config);
