@@ -23,7 +23,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/stardust-go/stardust/internal/proxycheck"
+	"github.com/stardust-go/stardust/internal/testenv"
 )
 
 // Bounds on waiting for the programs the tests start. Generous: a loaded CI
@@ -34,42 +34,19 @@ const (
 	freeTimeout  = 10 * time.Second // until its ports can be bound again
 )
 
-// requireIntegrationEnv names the environment variable that turns a missing
-// program from a skip into a failure. CI sets it to 1.
-const requireIntegrationEnv = "STARDUST_REQUIRE_INTEGRATION"
-
-// missingDependency skips the test with a loud reason, or fails it when the
-// environment says the integration tests must run.
-func missingDependency(t testing.TB, reason string) {
-	t.Helper()
-	if os.Getenv(requireIntegrationEnv) == "1" {
-		t.Fatalf("%s (%s=1, so this is a failure)", reason, requireIntegrationEnv)
-	}
-	t.Skipf("SKIPPED, NOT TESTED: %s (set %s=1 to make this a failure)", reason, requireIntegrationEnv)
-}
-
-// requireProgram returns the path of a program the test runs, or skips the test
-// naming the Debian package that provides it.
-func requireProgram(t testing.TB, name, debianPackage string) string {
-	t.Helper()
-	path, ok := lookProgram(name)
-	if !ok {
-		missingDependency(t, fmt.Sprintf("%s not found: install the Debian package %s", name, debianPackage))
-	}
-	return path
-}
+// The shared rules of tests that drive real programs (internal/testenv): a
+// missing program skips loudly, or fails under
+// STARDUST_REQUIRE_INTEGRATION=1.
+var (
+	missingDependency = testenv.MissingDependency
+	requireProgram    = testenv.RequireProgram
+	lookProgram       = testenv.LookProgram
+)
 
 // haveProgram says whether a program is installed.
 func haveProgram(name string) bool {
 	_, ok := lookProgram(name)
 	return ok
-}
-
-// lookProgram finds a program on PATH or, as Debian installs nginx and
-// apache2 in /usr/sbin, which is not on a normal user's PATH, there.
-func lookProgram(name string) (string, bool) {
-	path, err := proxycheck.LookProgram(name)
-	return path, err == nil
 }
 
 // stardustBinary builds cmd/stardust for this test, or returns $STARDUST_BIN

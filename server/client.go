@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,16 +68,7 @@ func (c *Client) SetAttr(key, value string) error {
 			return c.hub.failed(err)
 		}
 	}
-	attrs := maps.Clone(c.s.Attrs)
-	if attrs == nil {
-		attrs = map[string]string{}
-	}
-	if value == "" {
-		delete(attrs, key)
-	} else {
-		attrs[key] = value
-	}
-	c.s.Attrs = attrs
+	c.s.Attrs = withAttr(c.s.Attrs, key, value)
 	return nil
 }
 

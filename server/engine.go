@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"maps"
 	"time"
 )
 
@@ -119,6 +120,22 @@ type Session struct {
 	// "user", "authenticated", "transport", "ack". Treat it as read-only;
 	// change it with Engine.SetAttr.
 	Attrs map[string]string
+}
+
+// withAttr returns a copy of attrs with key set to value ("" deletes it):
+// attributes are copied on write, so that a Session handed out earlier
+// never changes under its reader.
+func withAttr(attrs map[string]string, key, value string) map[string]string {
+	out := maps.Clone(attrs)
+	if out == nil {
+		out = map[string]string{}
+	}
+	if value == "" {
+		delete(out, key)
+	} else {
+		out[key] = value
+	}
+	return out
 }
 
 // Batch is what Fetch returns.

@@ -155,16 +155,7 @@ func (e *MemoryEngine) SetAttr(_ context.Context, id, key, value string) error {
 	}
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	attrs := maps.Clone(ms.s.Attrs)
-	if attrs == nil {
-		attrs = map[string]string{}
-	}
-	if value == "" {
-		delete(attrs, key)
-	} else {
-		attrs[key] = value
-	}
-	ms.s.Attrs = attrs
+	ms.s.Attrs = withAttr(ms.s.Attrs, key, value)
 	return nil
 }
 

@@ -6,9 +6,9 @@ package testenv
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/stardust-go/stardust/internal/proxycheck"
 )
 
 // RequireEnv names the environment variable that turns a missing program
@@ -37,16 +37,9 @@ func RequireProgram(t testing.TB, name, debianPackage string) string {
 }
 
 // LookProgram finds a program on PATH or, as Debian installs servers in
-// /usr/sbin, which is not on a normal user's PATH, there.
+// /usr/sbin, which is not on a normal user's PATH, there (the same search
+// as stardust --check-proxy's).
 func LookProgram(name string) (string, bool) {
-	if path, err := exec.LookPath(name); err == nil {
-		return path, true
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		path := filepath.Join(dir, name)
-		if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return path, true
-		}
-	}
-	return "", false
+	path, err := proxycheck.LookProgram(name)
+	return path, err == nil
 }
