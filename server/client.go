@@ -165,6 +165,7 @@ func (c *Client) Poll(ctx context.Context, hold time.Duration) (Batch, PollEnd) 
 		if h.polls[id] == w {
 			delete(h.polls, id)
 		}
+		h.recent[id] = struct{}{} // touched at the next sweep
 		h.mu.Unlock()
 	}()
 	// Release polls of this client held elsewhere, then watch, then look:

@@ -52,8 +52,9 @@ type Hub struct {
 	log    *logrus.Entry
 	engine Engine
 
-	mu    sync.Mutex
-	polls map[string]*waiter // this process's held poll of each client
+	mu     sync.Mutex
+	polls  map[string]*waiter  // this process's held poll of each client
+	recent map[string]struct{} // clients whose poll ended since the last sweep
 
 	published atomic.Uint64
 	delivered atomic.Uint64
@@ -78,7 +79,8 @@ func NewHub(opts HubOptions, log *logrus.Entry) *Hub {
 			QueueMaxMessages: opts.QueueMaxMessages, QueueMaxBytes: opts.QueueMaxBytes,
 			MaxClients: opts.MaxClients, ChannelTimeout: opts.ChannelTimeout})
 	}
-	h := &Hub{opts: opts, log: log, engine: opts.Engine, polls: map[string]*waiter{}, done: make(chan struct{})}
+	h := &Hub{opts: opts, log: log, engine: opts.Engine, polls: map[string]*waiter{},
+		recent: map[string]struct{}{}, done: make(chan struct{})}
 	h.wg.Add(1)
 	go h.sweepLoop()
 	return h
@@ -150,7 +152,7 @@ func (h *Hub) Client(id string) (*Client, error) {
 func (h *Hub) Register(id, kind string, timeout time.Duration, remote string) (c *Client, created bool, err error) {
 	for range 3 {
 		if c, err = h.Client(id); err == nil {
-			return c, false, h.failed(h.engine.Touch(context.Background(), id))
+			return c, false, nil // its poll keeps it alive (see sweep)
 		}
 		if !errors.Is(err, ErrUnknownClient) {
 			return nil, false, err
@@ -364,14 +366,21 @@ func (h *Hub) sweepLoop() {
 	}
 }
 
-// sweep keeps the clients this process holds polls for alive, then has the
-// engine remove idle clients and channels.
+// sweep keeps the clients this process holds polls for, or whose poll ended
+// since the last sweep, alive (one call to the engine for all of them), then
+// has the engine remove idle clients and channels.
 func (h *Hub) sweep(now time.Time) {
 	h.mu.Lock()
-	held := make([]string, 0, len(h.polls))
+	held := make([]string, 0, len(h.polls)+len(h.recent))
 	for id := range h.polls {
 		held = append(held, id)
 	}
+	for id := range h.recent {
+		if h.polls[id] == nil {
+			held = append(held, id)
+		}
+	}
+	clear(h.recent)
 	h.mu.Unlock()
 	ctx := context.Background()
 	if len(held) > 0 {
