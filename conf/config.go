@@ -77,6 +77,7 @@ type Comet struct {
 	MaxClients       int      `toml:"max_clients"`
 	SSEHeartbeat     Duration `toml:"sse_heartbeat"`
 	SSEMaxDuration   Duration `toml:"sse_max_duration"`
+	BatchDelay       Duration `toml:"batch_delay"`
 }
 
 // Bayeux holds the Bayeux (cometd) endpoint settings.
@@ -161,6 +162,7 @@ func Default() Config {
 			MaxClients:       100000,
 			SSEHeartbeat:     Duration{15 * time.Second},
 			SSEMaxDuration:   Duration{10 * time.Minute},
+			BatchDelay:       Duration{10 * time.Millisecond},
 		},
 		Bayeux: Bayeux{
 			Enabled:              true,
@@ -280,6 +282,9 @@ func (c *Config) Validate() error {
 	p.duration("comet.channel_timeout", cm.ChannelTimeout, time.Second)
 	p.duration("comet.sse_heartbeat", cm.SSEHeartbeat, 100*time.Millisecond)
 	p.duration("comet.sse_max_duration", cm.SSEMaxDuration, time.Second)
+	if cm.BatchDelay.Duration < 0 || cm.BatchDelay.Duration > time.Second {
+		p.add("comet.batch_delay", "want 0 (off) to 1s, got %s", cm.BatchDelay.Duration)
+	}
 	if cm.HistorySize < 0 {
 		p.add("comet.history_size", "must not be negative (0 keeps no history)")
 	}

@@ -159,13 +159,15 @@ func (c *Client) Poll(ctx context.Context, hold time.Duration) (Batch, PollEnd) 
 		old.end(PollReplaced)
 	}
 	h.polls[id] = w
+	last, polledBefore := h.recent[id]
 	h.mu.Unlock()
+	batch := h.opts.BatchDelay > 0 && polledBefore && time.Since(last) < busyWindow
 	defer func() {
 		h.mu.Lock()
 		if h.polls[id] == w {
 			delete(h.polls, id)
 		}
-		h.recent[id] = struct{}{} // touched at the next sweep
+		h.recent[id] = time.Now() // touched at the next sweep
 		h.mu.Unlock()
 	}()
 	// Release polls of this client held elsewhere, then watch, then look:
@@ -205,6 +207,9 @@ func (c *Client) Poll(ctx context.Context, hold time.Duration) (Batch, PollEnd) 
 		}
 		select {
 		case <-w.ready:
+			if batch && !w.gather(ctx, h, h.opts.BatchDelay) {
+				return Batch{}, w.why
+			}
 		case <-w.ended:
 			return Batch{}, w.why
 		case <-timer.C:
@@ -215,6 +220,24 @@ func (c *Client) Poll(ctx context.Context, hold time.Duration) (Batch, PollEnd) 
 			return Batch{}, PollClosed
 		}
 	}
+}
+
+// gather waits up to d for more messages to arrive after the first woke
+// the poll; false when the poll must end instead (w.why says why, or the
+// request or the hub ended: PollClosed).
+func (w *waiter) gather(ctx context.Context, h *Hub, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.ended:
+		return false
+	case <-ctx.Done():
+	case <-h.done:
+	}
+	w.end(PollClosed)
+	return false
 }
 
 // Polling reports whether this process holds a poll of the client that

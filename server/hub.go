@@ -26,6 +26,10 @@ type HubOptions struct {
 
 	SweepInterval time.Duration // how often expiry runs; default 1s
 	FetchMax      int           // messages in one poll's answer at most; default 1000
+	// BatchDelay: a poll of a busy client (one that polled again within
+	// busyWindow of its last answer), woken by a message, waits this much
+	// longer so that one answer carries several messages. 0: never waits.
+	BatchDelay time.Duration
 	// Events, if set, is called for each Event, synchronously on the goroutine
 	// that caused it, with no lock of the hub held. It must not block for long.
 	Events func(Event)
@@ -54,7 +58,7 @@ type Hub struct {
 
 	mu     sync.Mutex
 	polls  map[string]*waiter  // this process's held poll of each client
-	recent map[string]struct{} // clients whose poll ended since the last sweep
+	recent map[string]time.Time // clients whose poll ended since the last sweep, and when
 
 	published atomic.Uint64
 	delivered atomic.Uint64
@@ -80,7 +84,7 @@ func NewHub(opts HubOptions, log *logrus.Entry) *Hub {
 			MaxClients: opts.MaxClients, ChannelTimeout: opts.ChannelTimeout})
 	}
 	h := &Hub{opts: opts, log: log, engine: opts.Engine, polls: map[string]*waiter{},
-		recent: map[string]struct{}{}, done: make(chan struct{})}
+		recent: map[string]time.Time{}, done: make(chan struct{})}
 	h.wg.Add(1)
 	go h.sweepLoop()
 	return h
@@ -128,6 +132,10 @@ func (h *Hub) failed(err error) error {
 	}
 	return err
 }
+
+// busyWindow: a client that polls again this soon after its last answer
+// is receiving steadily, and its polls are batched (BatchDelay).
+const busyWindow = 100 * time.Millisecond
 
 // NewID returns a random id of 128 bits from crypto/rand, as hex.
 func NewID() string {

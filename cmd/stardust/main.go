@@ -375,6 +375,7 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 			QueueMaxBytes:    c.Comet.QueueMaxBytes,
 			MaxClients:       c.Comet.MaxClients,
 			ChannelTimeout:   c.Comet.ChannelTimeout.Duration,
+			BatchDelay:       c.Comet.BatchDelay.Duration,
 		},
 		DocumentRoot:   c.Server.DocumentRoot,
 		DirectoryIndex: c.Server.DirectoryIndex,
