@@ -57,7 +57,7 @@ type Hub struct {
 	engine Engine
 
 	mu     sync.Mutex
-	polls  map[string]*waiter  // this process's held poll of each client
+	polls  map[string]*waiter   // this process's held poll of each client
 	recent map[string]time.Time // clients whose poll ended since the last sweep, and when
 
 	published atomic.Uint64
