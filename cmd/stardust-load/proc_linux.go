@@ -16,6 +16,14 @@ import (
 func pinToCPU(cpu int) error {
 	var set unix.CPUSet
 	set.Set(cpu)
+	if err := setAffinity(&set); err != nil {
+		return fmt.Errorf("CPU %d: %w", cpu, err)
+	}
+	return nil
+}
+
+// setAffinity sets the CPU set of every thread of this process.
+func setAffinity(set *unix.CPUSet) error {
 	for range 2 {
 		tasks, err := os.ReadDir("/proc/self/task")
 		if err != nil {
@@ -26,8 +34,8 @@ func pinToCPU(cpu int) error {
 			if err != nil {
 				continue
 			}
-			if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
-				return fmt.Errorf("CPU %d: %w", cpu, err)
+			if err := unix.SchedSetaffinity(tid, set); err != nil && err != unix.ESRCH {
+				return err
 			}
 		}
 	}

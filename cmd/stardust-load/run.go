@@ -116,14 +116,9 @@ func (r *runner) channelURL(k int) string {
 	return r.cfg.base.String() + "/channel/" + r.names[k]
 }
 
-// run sets up the clients, publishes until a bound, drains and reports.
-// Progress and warnings go to logw.
-func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
-	if cfg.base == nil {
-		if err := cfg.validate(); err != nil {
-			return nil, err
-		}
-	}
+// newRunner prepares the shared state of a run: the HTTP client (loopback
+// only, enough idle connections for every client) and the channel names.
+func newRunner(cfg config) *runner {
 	conns := cfg.Clients + cfg.Publishers + 16
 	tr := &http.Transport{
 		DialContext:         loopbackDialer.DialContext,
@@ -132,7 +127,6 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 		IdleConnTimeout:     2 * time.Minute,
 		DisableCompression:  true,
 	}
-	defer tr.CloseIdleConnections()
 	r := &runner{
 		cfg: cfg, run: strconv.FormatInt(time.Now().UnixNano()%1e12, 10),
 		http: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -146,6 +140,28 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 	for i := 0; i < cfg.Clients; i++ {
 		r.on[i%cfg.Channels]++
 	}
+	return r
+}
+
+// newClient is subscriber i of the run.
+func (r *runner) newClient(i int) *client {
+	c := &client{r: r, id: fmt.Sprintf("%s.%d", r.run, i), ch: i % r.cfg.Channels, last: make([]int64, r.cfg.Publishers)}
+	for p := range c.last {
+		c.last[p] = -1
+	}
+	return c
+}
+
+// run sets up the clients, publishes until a bound, drains and reports.
+// Progress and warnings go to logw.
+func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
+	if cfg.base == nil {
+		if err := cfg.validate(); err != nil {
+			return nil, err
+		}
+	}
+	r := newRunner(cfg)
+	defer r.http.CloseIdleConnections()
 	target := cfg.base.String()
 	if cfg.bayeuxMode() {
 		target = cfg.bayeux.String()
@@ -269,10 +285,7 @@ func (r *runner) startClients(ctx context.Context, wg *sync.WaitGroup) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			c := &client{r: r, id: fmt.Sprintf("%s.%d", r.run, i), ch: i % r.cfg.Channels, last: make([]int64, r.cfg.Publishers)}
-			for p := range c.last {
-				c.last[p] = -1
-			}
+			c := r.newClient(i)
 			switch r.cfg.Mode {
 			case modeSSE:
 				c.sse(ctx)
