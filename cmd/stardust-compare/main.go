@@ -70,15 +70,15 @@ func rows() []row {
 	sdWS := target{stardustWS, "stardust", "websocket"}
 	return []row{
 		{"lp1000", "Bayeux long-polling, 1,000 subscribers, 100 msg/s", 1000,
-			[]string{"--rate", "100", "--publishers", "10"}, []target{fayeLP, sdLP}},
+			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeLP, sdLP}},
 		{"api1000", "Stardust API long-polling, 1,000 subscribers, 100 msg/s", 1000,
-			[]string{"--rate", "100", "--publishers", "10"}, []target{sdAPI, fl}},
+			[]string{"--rate", "100", "--publishers", "40"}, []target{sdAPI, fl}},
 		{"held5000", "5,000 held long-poll clients, 1 msg/s fan-out", 5000,
-			[]string{"--rate", "1", "--publishers", "1"}, []target{fayeLP, sdLP, sdAPI, fl}},
+			[]string{"--rate", "1", "--publishers", "4"}, []target{fayeLP, sdLP, sdAPI, fl}},
 		{"ws1000", "Bayeux WebSocket, 1,000 subscribers, 100 msg/s", 1000,
-			[]string{"--rate", "100", "--publishers", "10"}, []target{fayeWS, sdWS}},
+			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeWS, sdWS}},
 		{"ws5000", "Bayeux WebSocket, 5,000 subscribers, 2 msg/s", 5000,
-			[]string{"--rate", "2", "--publishers", "1"}, []target{fayeWS, sdWS}},
+			[]string{"--rate", "2", "--publishers", "4"}, []target{fayeWS, sdWS}},
 		{"idle10000", "10,000 idle held long-poll clients, then one message to all", 10000,
 			[]string{"--messages", "1", "--publishers", "1", "--drain", "30s"}, []target{fayeLP, sdLP, sdAPI, fl}},
 	}
@@ -92,6 +92,18 @@ type options struct {
 	Port                              int
 	Out                               string
 	Work                              string
+
+	loadAvg string // at the start
+}
+
+// loadAverage is the machine's 1-minute load average, which says how much
+// else ran beside the benchmark.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 func main() {
@@ -105,6 +117,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	o.loadAvg = loadAverage()
 	results, err := compare(ctx, o, os.Stderr)
 	if len(results) > 0 {
 		writeTable(os.Stdout, o, results)
@@ -168,16 +181,18 @@ type result struct {
 
 // loadReport is the part of the load tool's report the table shows.
 type loadReport struct {
+	Mode        string  `json:"mode"`
 	Published   int64   `json:"published"`
 	PublishRate float64 `json:"publish_rate"`
-	Expected   int64  `json:"expected"`
-	Received   int64  `json:"received"`
-	Lost       int64  `json:"lost"`
-	Duplicates int64  `json:"duplicates"`
-	PubErrors  int64  `json:"publish_errors"`
-	PollErrors int64  `json:"poll_errors"`
-	FirstError string `json:"first_error"`
-	Latency    struct {
+	Polls       int64   `json:"polls"`
+	Expected    int64   `json:"expected"`
+	Received    int64   `json:"received"`
+	Lost        int64   `json:"lost"`
+	Duplicates  int64   `json:"duplicates"`
+	PubErrors   int64   `json:"publish_errors"`
+	PollErrors  int64   `json:"poll_errors"`
+	FirstError  string  `json:"first_error"`
+	Latency     struct {
 		P50 float64 `json:"p50"`
 		P99 float64 `json:"p99"`
 	} `json:"latency_ms"`
@@ -189,6 +204,15 @@ type loadReport struct {
 		CPUSec        float64 `json:"cpu_s"`
 		USPerDelivery float64 `json:"us_per_delivery"`
 	} `json:"server_cpu"`
+}
+
+// perAnswer is how many messages a long-poll answer carried on average
+// (batching); "-" for WebSocket and SSE, where messages are pushed.
+func (lr *loadReport) perAnswer() string {
+	if lr.Mode != "poll" && lr.Mode != "bayeux" || lr.Polls == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", float64(lr.Received)/float64(lr.Polls))
 }
 
 func (r *result) load() *loadReport {
@@ -416,14 +440,14 @@ func cell(lr *loadReport) string {
 // writeTable prints the results as a Markdown table, then the ratios of
 // server CPU per delivery that the targets of issue 8 are stated in.
 func writeTable(w io.Writer, o options, results []result) {
-	fmt.Fprintf(w, "\n%d s per row, servers on CPU %d (GOMAXPROCS=1 for Go), load tool on CPU %d, %s\n\n",
-		int(o.Duration.Seconds()), o.ServerCPU, o.ToolCPU, time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintln(w, "| load (one channel) | server | µs server CPU per delivery | p50 / p99 latency (ms) | RSS per client idle / peak (KiB) | msg/s published | received / expected | lost, dup, errors |")
-	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+	fmt.Fprintf(w, "\n%d s per row, servers on CPU %d (GOMAXPROCS=1 for Go), load tool on CPU %d, %s, load average %s → %s\n\n",
+		int(o.Duration.Seconds()), o.ServerCPU, o.ToolCPU, time.Now().UTC().Format("2006-01-02 15:04 MST"), o.loadAvg, loadAverage())
+	fmt.Fprintln(w, "| load (one channel) | server | µs server CPU per delivery | p50 / p99 latency (ms) | RSS per client idle / peak (KiB) | msg/s published | messages per answer | received / expected | lost, dup, errors |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, r := range results {
 		lr := r.load()
 		if lr == nil {
-			fmt.Fprintf(w, "| %s | %s (%s) | failed: %s | | | | | |\n", r.Title, r.Target, r.Mode, r.Error)
+			fmt.Fprintf(w, "| %s | %s (%s) | failed: %s | | | | | | |\n", r.Title, r.Target, r.Mode, r.Error)
 			continue
 		}
 		cpu, rss := "", ""
@@ -433,8 +457,8 @@ func writeTable(w io.Writer, o options, results []result) {
 		if lr.RSS != nil {
 			rss = fmt.Sprintf("%.1f / %.1f", lr.RSS.PerClientKB, lr.RSS.PeakPerClientKB)
 		}
-		fmt.Fprintf(w, "| %s | %s (%s) | %s | %.1f / %.1f | %s | %.1f | %d / %d | %d, %d, %d |\n",
-			r.Title, r.Target, r.Mode, cpu, lr.Latency.P50, lr.Latency.P99, rss, lr.PublishRate, lr.Received, lr.Expected,
+		fmt.Fprintf(w, "| %s | %s (%s) | %s | %.1f / %.1f | %s | %.1f | %s | %d / %d | %d, %d, %d |\n",
+			r.Title, r.Target, r.Mode, cpu, lr.Latency.P50, lr.Latency.P99, rss, lr.PublishRate, lr.perAnswer(), lr.Received, lr.Expected,
 			lr.Lost, lr.Duplicates, lr.PubErrors+lr.PollErrors)
 	}
 	fmt.Fprintln(w, "\nRatios of server CPU per delivery (below 1: the first named costs less):")
