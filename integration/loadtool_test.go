@@ -1,0 +1,125 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// readmeBlock returns the ```sh block of README.md that starts with first.
+func readmeBlock(t *testing.T, first string) string {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(readme, []byte("```sh\n"+first))
+	if i < 0 {
+		t.Fatalf("README.md has no sh block starting with %q", first)
+	}
+	block := readme[i+len("```sh\n"):]
+	end := bytes.Index(block, []byte("\n```"))
+	if end < 0 {
+		t.Fatal("unterminated block in README.md")
+	}
+	return string(block[:end+1])
+}
+
+// runScript runs a README snippet with bash -e in the repository root, in
+// its own process group, which is killed when the script ends or times out.
+func runScript(t *testing.T, script string, timeout time.Duration) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-e", "-c", script)
+	cmd.Dir = repoRoot(t)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // what it left in the background
+	if err != nil {
+		t.Fatalf("README snippet failed: %v\n%s\n--- output:\n%s", err, script, out.String())
+	}
+	return out.String()
+}
+
+func requirePortsFree(t *testing.T, ports ...string) {
+	t.Helper()
+	for _, p := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:"+p)
+		if err != nil {
+			t.Fatalf("port %s, which the README snippet uses, is busy: %v", p, err)
+		}
+		l.Close()
+	}
+}
+
+func requireFaye(t *testing.T) {
+	t.Helper()
+	requireProgram(t, "node", "nodejs")
+	if _, err := os.Stat(filepath.Join(repoRoot(t), "integration", "clients", "node_modules", "faye")); err != nil {
+		missingDependency(t, "faye is not installed: run `cd integration/clients && npm ci`")
+	}
+}
+
+// TestReadmeLoadTool runs the README's load tool snippet as written: Stardust
+// over Bayeux long-polling, WebSocket and SSE, the floor, and Faye, each for
+// 2 s, and checks that every run delivered everything.
+func TestReadmeLoadTool(t *testing.T) {
+	requireFaye(t)
+	requirePortsFree(t, "5795", "5796", "5797")
+	out := runScript(t, readmeBlock(t, "go build -o bin/ ./cmd/stardust ./cmd/stardust-load"), 3*time.Minute)
+	reports := strings.Count(out, "stardust-load: ") - strings.Count(out, "registered in")
+	if n := strings.Count(out, ", lost 0, duplicates 0;"); n != 4 || reports != 4 {
+		t.Errorf("want 4 text reports with nothing lost, found %d reports, %d clean:\n%s", reports, n, out)
+	}
+	for _, want := range []string{"bayeux mode", "websocket mode", "poll mode", "µs per delivery", "VmHWM"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	var rep struct {
+		Mode, Publish  string
+		Received, Lost int64
+	}
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "bin", "sse.json"))
+	if err != nil || json.Unmarshal(b, &rep) != nil || rep.Mode != "sse" || rep.Publish != "bayeux" || rep.Received == 0 || rep.Lost != 0 {
+		t.Errorf("the --json run: %v, %+v\n%s", err, rep, b)
+	}
+}
+
+// TestReadmeCompare runs the README's short `make compare` as written: one
+// row against Faye and Stardust, and checks the table.
+func TestReadmeCompare(t *testing.T) {
+	requireFaye(t)
+	requireProgram(t, "taskset", "util-linux")
+	requireProgram(t, "make", "make")
+	if runtime.NumCPU() < 2 {
+		missingDependency(t, "make compare pins servers and the tool to two different CPUs; this machine has one")
+	}
+	requirePortsFree(t, "5850")
+	out := runScript(t, readmeBlock(t, "make compare"), 3*time.Minute)
+	for _, want := range []string{
+		"| Bayeux WebSocket, 1,000 subscribers, 100 msg/s | Faye (websocket) |",
+		"| Bayeux WebSocket, 1,000 subscribers, 100 msg/s | Stardust (websocket) |",
+		"Stardust / Faye = ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("make compare output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "failed") || strings.Contains(out, "LOST") {
+		t.Errorf("make compare had a failed or lossy run:\n%s", out)
+	}
+}
