@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -101,21 +100,9 @@ func (r *runner) bayeuxPost(ctx context.Context, timeout time.Duration, batch ..
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.cfg.bayeux.String(), bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := r.http.Do(req)
+	out, err := r.exchange(ctx, http.MethodPost, r.cfg.bayeux.String(), "application/json", body, timeout)
 	if err != nil {
 		return nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, truncate(bytes.TrimSpace(out), 200))
 	}
 	return decodeBayeux(out)
 }

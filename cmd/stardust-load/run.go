@@ -547,26 +547,46 @@ func (c *client) poll(ctx context.Context) {
 }
 
 func (c *client) pollOnce(ctx context.Context, u string) ([]loadMsg, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.r.cfg.PollTimeout)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	resp, err := c.r.http.Do(req)
+	body, err := c.r.exchange(ctx, http.MethodGet, u, "", nil, c.r.cfg.PollTimeout)
 	if err != nil {
 		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(body))
 	}
 	var msgs []loadMsg
 	if err := json.Unmarshal(body, &msgs); err != nil {
 		return nil, fmt.Errorf("answer not a JSON array: %v", err)
 	}
 	return msgs, nil
+}
+
+// exchange makes one request bounded by timeout and returns the body of a
+// 200 answer (at most 64 MiB); any other status is an error quoting the body.
+func (r *runner) exchange(ctx context.Context, method, u, contentType string, body []byte, timeout time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, truncate(bytes.TrimSpace(out), 200))
+	}
+	return out, nil
 }
 
 // sse holds an event stream, reconnecting with Last-Event-ID when it ends.

@@ -315,13 +315,7 @@ func TestLogFileAndJSONFormat(t *testing.T) {
 	file := writeFile(t, fmt.Sprintf("[log]\nfile = %q\nformat = \"json\"\nlevel = \"info\"\n", logPath))
 	m := startMain(t, "--config", file, "--log-level", "info")
 	// A request that goes well is not logged; a rejected one is.
-	for _, path := range []string{"/comet/", "/comet/nowhere"} {
-		resp, err := http.Get("http://" + m.Addr().String() + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
+	getPaths(t, m, "/comet/", "/comet/nowhere")
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -347,19 +341,25 @@ func TestLogFileAndJSONFormat(t *testing.T) {
 	}
 }
 
-// TestAccessLogFile: log.requests writes one combined-format line per
-// request to its file, written out at the latest when the server stops.
-func TestAccessLogFile(t *testing.T) {
-	accessPath := filepath.Join(t.TempDir(), "access.log")
-	file := writeFile(t, fmt.Sprintf("[log]\nrequests = %q\n", accessPath))
-	m := startMain(t, "--config", file)
-	for _, path := range []string{"/comet/", "/comet/channel/a?since=0"} {
+// getPaths makes a GET of each path on m's listener.
+func getPaths(t *testing.T, m *Main, paths ...string) {
+	t.Helper()
+	for _, path := range paths {
 		resp, err := http.Get("http://" + m.Addr().String() + path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
 	}
+}
+
+// TestAccessLogFile: log.requests writes one combined-format line per
+// request to its file, written out at the latest when the server stops.
+func TestAccessLogFile(t *testing.T) {
+	accessPath := filepath.Join(t.TempDir(), "access.log")
+	file := writeFile(t, fmt.Sprintf("[log]\nrequests = %q\n", accessPath))
+	m := startMain(t, "--config", file)
+	getPaths(t, m, "/comet/", "/comet/channel/a?since=0")
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
