@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -88,6 +89,7 @@ type options struct {
 	Stardust, Floor, Load, Faye, Node string
 	Duration                          time.Duration
 	Rows                              string
+	Rounds                            int
 	ServerCPU, ToolCPU                int
 	Port                              int
 	Out                               string
@@ -145,6 +147,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Node, "node", "node", "Node.js `program`")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "publishing time of each row (at most 2m)")
 	fs.StringVar(&o.Rows, "rows", "", "only rows whose key matches this `regexp` (lp1000 api1000 held5000 ws1000 ws5000 idle10000)")
+	fs.IntVar(&o.Rounds, "rounds", 1, "run the whole table this many times (1 to 5); the ratios use the median")
 	fs.IntVar(&o.ServerCPU, "server-cpu", 0, "CPU the servers are pinned to")
 	fs.IntVar(&o.ToolCPU, "tool-cpu", 1, "CPU the load tool is pinned to")
 	fs.IntVar(&o.Port, "port", 5850, "loopback `port` the servers listen on, one at a time")
@@ -162,6 +165,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if _, err := regexp.Compile(o.Rows); err != nil {
 		return o, fmt.Errorf("--rows: %v", err)
 	}
+	if o.Rounds < 1 || o.Rounds > 5 {
+		return o, fmt.Errorf("--rounds %d: want 1 to 5", o.Rounds)
+	}
 	if o.Port < 1024 || o.Port > 65535 {
 		return o, fmt.Errorf("--port %d: want 1024 to 65535", o.Port)
 	}
@@ -171,6 +177,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 // result is one row against one target: the load tool's JSON report.
 type result struct {
 	Row    string          `json:"row"`
+	Round  int             `json:"round"`
 	Title  string          `json:"title"`
 	Target string          `json:"target"`
 	Mode   string          `json:"mode"`
@@ -204,6 +211,27 @@ type loadReport struct {
 		CPUSec        float64 `json:"cpu_s"`
 		USPerDelivery float64 `json:"us_per_delivery"`
 	} `json:"server_cpu"`
+}
+
+// median of v, 0 for none.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// roundTag names the round when there are several.
+func (r *result) roundTag(rounds int) string {
+	if rounds <= 1 {
+		return ""
+	}
+	return fmt.Sprintf(" #%d", r.Round)
 }
 
 // perAnswer is how many messages a long-poll answer carried on average
@@ -269,19 +297,24 @@ func compare(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	fmt.Fprintf(logw, "stardust-compare: %d rows, %s each, servers on CPU %d, load tool on CPU %d; logs in %s\n",
 		len(selected), o.Duration, o.ServerCPU, o.ToolCPU, work)
 	var results []result
-	for _, rw := range selected {
-		for _, tg := range rw.Targets {
-			if ctx.Err() != nil {
-				return results, ctx.Err()
+	// Round after round, each row's targets one after the other, so that
+	// what else runs on the machine falls on all of them alike.
+	for round := 1; round <= o.Rounds; round++ {
+		for _, rw := range selected {
+			for _, tg := range rw.Targets {
+				if ctx.Err() != nil {
+					return results, ctx.Err()
+				}
+				fmt.Fprintf(logw, "stardust-compare: round %d of %d, %s: %s (%s)\n", round, o.Rounds, rw.Key, tg.Name, tg.Mode)
+				res := runOne(ctx, o, work, conf, rw, tg)
+				res.Round = round
+				if lr := res.load(); lr != nil {
+					fmt.Fprintf(logw, "  %s\n", cell(lr))
+				} else {
+					fmt.Fprintf(logw, "  failed: %s\n", res.Error)
+				}
+				results = append(results, res)
 			}
-			fmt.Fprintf(logw, "stardust-compare: %s: %s (%s)\n", rw.Key, tg.Name, tg.Mode)
-			res := runOne(ctx, o, work, conf, rw, tg)
-			if lr := res.load(); lr != nil {
-				fmt.Fprintf(logw, "  %s\n", cell(lr))
-			} else {
-				fmt.Fprintf(logw, "  failed: %s\n", res.Error)
-			}
-			results = append(results, res)
 		}
 	}
 	return results, nil
@@ -447,7 +480,7 @@ func writeTable(w io.Writer, o options, results []result) {
 	for _, r := range results {
 		lr := r.load()
 		if lr == nil {
-			fmt.Fprintf(w, "| %s | %s (%s) | failed: %s | | | | | | |\n", r.Title, r.Target, r.Mode, r.Error)
+			fmt.Fprintf(w, "| %s | %s (%s)%s | failed: %s | | | | | | |\n", r.Title, r.Target, r.Mode, r.roundTag(o.Rounds), r.Error)
 			continue
 		}
 		cpu, rss := "", ""
@@ -457,11 +490,11 @@ func writeTable(w io.Writer, o options, results []result) {
 		if lr.RSS != nil {
 			rss = fmt.Sprintf("%.1f / %.1f", lr.RSS.PerClientKB, lr.RSS.PeakPerClientKB)
 		}
-		fmt.Fprintf(w, "| %s | %s (%s) | %s | %.1f / %.1f | %s | %.1f | %s | %d / %d | %d, %d, %d |\n",
-			r.Title, r.Target, r.Mode, cpu, lr.Latency.P50, lr.Latency.P99, rss, lr.PublishRate, lr.perAnswer(), lr.Received, lr.Expected,
+		fmt.Fprintf(w, "| %s | %s (%s)%s | %s | %.1f / %.1f | %s | %.1f | %s | %d / %d | %d, %d, %d |\n",
+			r.Title, r.Target, r.Mode, r.roundTag(o.Rounds), cpu, lr.Latency.P50, lr.Latency.P99, rss, lr.PublishRate, lr.perAnswer(), lr.Received, lr.Expected,
 			lr.Lost, lr.Duplicates, lr.PubErrors+lr.PollErrors)
 	}
-	fmt.Fprintln(w, "\nRatios of server CPU per delivery (below 1: the first named costs less):")
+	fmt.Fprintln(w, "\nRatios of server CPU per delivery, medians over the rounds (below 1: the first named costs less):")
 	for _, l := range ratios(results) {
 		fmt.Fprintln(w, "- "+l)
 	}
@@ -471,15 +504,16 @@ func writeTable(w io.Writer, o options, results []result) {
 // with Faye's Bayeux long-polling at the same throughput load (issue 8 states
 // its target that way).
 func ratios(results []result) []string {
-	cpu := func(row, target string) float64 {
+	cpu := func(row, target string) float64 { // the median over the rounds
+		var v []float64
 		for i := range results {
 			if results[i].Row == row && results[i].Target == target {
-				if lr := results[i].load(); lr != nil && lr.CPU != nil {
-					return lr.CPU.USPerDelivery
+				if lr := results[i].load(); lr != nil && lr.CPU != nil && lr.CPU.USPerDelivery > 0 {
+					v = append(v, lr.CPU.USPerDelivery)
 				}
 			}
 		}
-		return 0
+		return median(v)
 	}
 	var out []string
 	add := func(title, rowA, a, rowB, b, bName string) {

@@ -14,6 +14,8 @@ func TestFlags(t *testing.T) {
 		{"--duration", "3m"},
 		{"--rows", "("},
 		{"--port", "80"},
+		{"--rounds", "0"},
+		{"--rounds", "6"},
 		{"extra"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
@@ -54,6 +56,17 @@ func fakeResult(row, target, mode string, us float64, received, polls int64) res
 		"server_cpu": map[string]any{"cpu_s": 1.0, "us_per_delivery": us},
 	})
 	return result{Row: row, Title: row + " title", Target: target, Mode: mode, Report: rep}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
 }
 
 func TestTable(t *testing.T) {
