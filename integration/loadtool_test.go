@@ -123,3 +123,55 @@ func TestReadmeCompare(t *testing.T) {
 		t.Errorf("make compare had a failed or lossy run:\n%s", out)
 	}
 }
+
+// readmeTOML returns the ```toml blocks of README.md that contain key.
+func readmeTOML(t *testing.T, key string) string {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	for _, part := range strings.Split(string(readme), "```toml\n")[1:] {
+		block, _, _ := strings.Cut(part, "```")
+		lines := strings.Split(block, "\n")
+		for i := range lines {
+			lines[i] = strings.TrimPrefix(lines[i], "  ") // blocks inside a list item
+		}
+		if block := strings.Join(lines, "\n"); strings.Contains(block, key) {
+			out.WriteString(block)
+		}
+	}
+	if out.Len() == 0 {
+		t.Fatalf("README.md has no toml block with %q", key)
+	}
+	return out.String()
+}
+
+// TestReadmeAccessLogAndPprof runs Stardust with the README's log.requests
+// and debug.pprof blocks as written, and the README's pprof command against
+// it: the access log has the request, the profile is read.
+func TestReadmeAccessLogAndPprof(t *testing.T) {
+	requirePortsFree(t, "6060")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "stardust.toml")
+	if err := os.WriteFile(cfg, []byte(readmeTOML(t, "requests =")+readmeTOML(t, "pprof =")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	p := startProcess(t, "stardust", dir, stardustBinary(t), "--config", cfg, "--listen", addr)
+	p.waitListening(t, addr)
+	c := newCometClient(t, "http://"+addr)
+	c.waitReady(t)
+	out := runScript(t, readmeBlock(t, "go tool pprof"), 2*time.Minute)
+	if !strings.Contains(out, "flat") {
+		t.Errorf("go tool pprof printed no profile:\n%s", out)
+	}
+	deadline := time.Now().Add(5 * time.Second) // the access log is written out every second
+	for !strings.Contains(p.out.String(), `"GET /comet/ HTTP/1.1" 200 `) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no access log line for GET /comet/ on stderr:\n%s", p.out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
