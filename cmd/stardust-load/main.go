@@ -142,7 +142,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.BayeuxURL, "bayeux", "", "`URL` of the Bayeux endpoint (loopback only; default --url + \"/bayeux\")")
 	fs.StringVar(&c.Prefix, "prefix", "/stardust", "Bayeux channel `prefix`: Stardust channel NAME is Bayeux channel PREFIX/NAME")
 	fs.StringVar(&c.Publish, "publish", "", "how to publish: stardust (POST to the Stardust API) or bayeux (Bayeux long-polling);\ndefault stardust for poll and sse, bayeux for bayeux and websocket")
-	fs.IntVar(&c.CPU, "cpu", -1, "pin the tool to this CPU `number` (sched_setaffinity); -1 leaves it free")
+	fs.IntVar(&c.CPU, "cpu", -1, "pin the tool to this CPU `number` (sched_setaffinity) and run it with GOMAXPROCS=1 unless\nGOMAXPROCS is set; -1 leaves it free")
 	fs.IntVar(&c.PID, "pid", 0, "server process `id`, to report its CPU time per delivery and resident memory (from /proc)")
 	fs.BoolVar(&c.JSON, "json", false, "print the report as a JSON object")
 	fs.IntVar(&c.Size, "size", 0, "extra payload `bytes` per message")
