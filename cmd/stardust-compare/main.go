@@ -94,6 +94,7 @@ type options struct {
 	Port                              int
 	Out                               string
 	Work                              string
+	From                              string
 
 	loadAvg string // at the start
 }
@@ -120,7 +121,20 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	o.loadAvg = loadAverage()
-	results, err := compare(ctx, o, os.Stderr)
+	var results []result
+	if o.From != "" {
+		results, err = readResults(o.From)
+		for _, r := range results {
+			o.Rounds = max(o.Rounds, r.Round)
+		}
+		if err == nil {
+			writeTable(os.Stdout, o, results)
+			return
+		}
+		fmt.Fprintln(os.Stderr, "stardust-compare:", err)
+		os.Exit(1)
+	}
+	results, err = compare(ctx, o, os.Stderr)
 	if len(results) > 0 {
 		writeTable(os.Stdout, o, results)
 	}
@@ -152,6 +166,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.ToolCPU, "tool-cpu", 1, "CPU the load tool is pinned to")
 	fs.IntVar(&o.Port, "port", 5850, "loopback `port` the servers listen on, one at a time")
 	fs.StringVar(&o.Out, "json", "", "also write every report to this `file`")
+	fs.StringVar(&o.From, "from", "", "run nothing: print the table of the reports a --json run wrote to this `file`")
 	fs.StringVar(&o.Work, "work", "", "`directory` for server logs and configuration (default: a new temporary one)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -243,12 +258,34 @@ func (lr *loadReport) perAnswer() string {
 	return fmt.Sprintf("%.1f", float64(lr.Received)/float64(lr.Polls))
 }
 
+// cpuPerAnswer is the server's CPU time per long-poll answer, which batching
+// does not move; "-" for pushed transports.
+func (lr *loadReport) cpuPerAnswer() string {
+	if lr.Mode != "poll" && lr.Mode != "bayeux" || lr.Polls == 0 || lr.CPU == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", lr.CPU.CPUSec*1e6/float64(lr.Polls))
+}
+
 func (r *result) load() *loadReport {
 	var lr loadReport
 	if len(r.Report) == 0 || json.Unmarshal(r.Report, &lr) != nil {
 		return nil
 	}
 	return &lr
+}
+
+// readResults reads what --json wrote.
+func readResults(name string) ([]result, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	var results []result
+	if err := json.Unmarshal(b, &results); err != nil {
+		return nil, fmt.Errorf("%s: %v", name, err)
+	}
+	return results, nil
 }
 
 // compare checks what it needs, then runs every selected row.
@@ -473,14 +510,18 @@ func cell(lr *loadReport) string {
 // writeTable prints the results as a Markdown table, then the ratios of
 // server CPU per delivery that the targets of issue 8 are stated in.
 func writeTable(w io.Writer, o options, results []result) {
-	fmt.Fprintf(w, "\n%d s per row, servers on CPU %d (GOMAXPROCS=1 for Go), load tool on CPU %d, %s, load average %s → %s\n\n",
-		int(o.Duration.Seconds()), o.ServerCPU, o.ToolCPU, time.Now().UTC().Format("2006-01-02 15:04 MST"), o.loadAvg, loadAverage())
-	fmt.Fprintln(w, "| load (one channel) | server | µs server CPU per delivery | p50 / p99 latency (ms) | RSS per client idle / peak (KiB) | msg/s published | messages per answer | received / expected | lost, dup, errors |")
-	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+	if o.From != "" {
+		fmt.Fprintf(w, "\nThe runs saved in %s (%d rounds)\n\n", o.From, o.Rounds)
+	} else {
+		fmt.Fprintf(w, "\n%d s per row, servers on CPU %d (GOMAXPROCS=1 for Go), load tool on CPU %d, %s, load average %s → %s\n\n",
+			int(o.Duration.Seconds()), o.ServerCPU, o.ToolCPU, time.Now().UTC().Format("2006-01-02 15:04 MST"), o.loadAvg, loadAverage())
+	}
+	fmt.Fprintln(w, "| load (one channel) | server | µs server CPU per delivery | p50 / p99 latency (ms) | RSS per client idle / peak (KiB) | msg/s published | messages per answer | µs server CPU per answer | received / expected | lost, dup, errors |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, r := range results {
 		lr := r.load()
 		if lr == nil {
-			fmt.Fprintf(w, "| %s | %s (%s)%s | failed: %s | | | | | | |\n", r.Title, r.Target, r.Mode, r.roundTag(o.Rounds), r.Error)
+			fmt.Fprintf(w, "| %s | %s (%s)%s | failed: %s | | | | | | | |\n", r.Title, r.Target, r.Mode, r.roundTag(o.Rounds), r.Error)
 			continue
 		}
 		cpu, rss := "", ""
@@ -490,11 +531,12 @@ func writeTable(w io.Writer, o options, results []result) {
 		if lr.RSS != nil {
 			rss = fmt.Sprintf("%.1f / %.1f", lr.RSS.PerClientKB, lr.RSS.PeakPerClientKB)
 		}
-		fmt.Fprintf(w, "| %s | %s (%s)%s | %s | %.1f / %.1f | %s | %.1f | %s | %d / %d | %d, %d, %d |\n",
-			r.Title, r.Target, r.Mode, r.roundTag(o.Rounds), cpu, lr.Latency.P50, lr.Latency.P99, rss, lr.PublishRate, lr.perAnswer(), lr.Received, lr.Expected,
+		fmt.Fprintf(w, "| %s | %s (%s)%s | %s | %.1f / %.1f | %s | %.1f | %s | %s | %d / %d | %d, %d, %d |\n",
+			r.Title, r.Target, r.Mode, r.roundTag(o.Rounds), cpu, lr.Latency.P50, lr.Latency.P99, rss, lr.PublishRate,
+			lr.perAnswer(), lr.cpuPerAnswer(), lr.Received, lr.Expected,
 			lr.Lost, lr.Duplicates, lr.PubErrors+lr.PollErrors)
 	}
-	fmt.Fprintln(w, "\nRatios of server CPU per delivery, medians over the rounds (below 1: the first named costs less):")
+	fmt.Fprintln(w, "\nRatios of server CPU per delivery (and per long-poll answer), medians over the rounds; below 1 the first named costs less:")
 	for _, l := range ratios(results) {
 		fmt.Fprintln(w, "- "+l)
 	}
@@ -504,12 +546,19 @@ func writeTable(w io.Writer, o options, results []result) {
 // with Faye's Bayeux long-polling at the same throughput load (issue 8 states
 // its target that way).
 func ratios(results []result) []string {
-	cpu := func(row, target string) float64 { // the median over the rounds
+	// The medians over the rounds of CPU per delivery and, for long
+	// polling, per answer.
+	cpu := func(row, target string, perAnswer bool) float64 {
 		var v []float64
 		for i := range results {
 			if results[i].Row == row && results[i].Target == target {
-				if lr := results[i].load(); lr != nil && lr.CPU != nil && lr.CPU.USPerDelivery > 0 {
+				lr := results[i].load()
+				switch {
+				case lr == nil || lr.CPU == nil || lr.CPU.USPerDelivery <= 0:
+				case !perAnswer:
 					v = append(v, lr.CPU.USPerDelivery)
+				case lr.Polls > 0 && (lr.Mode == "poll" || lr.Mode == "bayeux"):
+					v = append(v, lr.CPU.CPUSec*1e6/float64(lr.Polls))
 				}
 			}
 		}
@@ -517,8 +566,12 @@ func ratios(results []result) []string {
 	}
 	var out []string
 	add := func(title, rowA, a, rowB, b, bName string) {
-		if x, y := cpu(rowA, a), cpu(rowB, b); x > 0 && y > 0 {
-			out = append(out, fmt.Sprintf("%s: %s / %s = %.2f", title, a, bName, x/y))
+		if x, y := cpu(rowA, a, false), cpu(rowB, b, false); x > 0 && y > 0 {
+			line := fmt.Sprintf("%s: %s / %s = %.2f", title, a, bName, x/y)
+			if xa, ya := cpu(rowA, a, true), cpu(rowB, b, true); xa > 0 && ya > 0 {
+				line += fmt.Sprintf(" (per answer %.2f)", xa/ya)
+			}
+			out = append(out, line)
 		}
 	}
 	for _, rw := range rows() {

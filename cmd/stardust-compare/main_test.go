@@ -82,11 +82,11 @@ func TestTable(t *testing.T) {
 	writeTable(&b, options{Duration: 20 * time.Second, ToolCPU: 1}, results)
 	out := b.String()
 	for _, want := range []string{
-		"| lp1000 title | Faye (bayeux) | 40.0 | 1.5 / 9.2 | 20.0 / 40.0 | 9.5 | 4.0 | 1000 / 1000 | 0, 0, 0 |",
-		"| ws1000 title | Stardust (websocket) | 5.0 | 1.5 / 9.2 | 20.0 / 40.0 | 9.5 | - | 1000 / 1000 | 0, 0, 0 |",
+		"| lp1000 title | Faye (bayeux) | 40.0 | 1.5 / 9.2 | 20.0 / 40.0 | 9.5 | 4.0 | 4000.0 | 1000 / 1000 | 0, 0, 0 |",
+		"| ws1000 title | Stardust (websocket) | 5.0 | 1.5 / 9.2 | 20.0 / 40.0 | 9.5 | - | - | 1000 / 1000 | 0, 0, 0 |",
 		"| ws1000 title | Faye (websocket) | failed: load tool: exit 1 |",
-		"Stardust Bayeux / Faye = 0.50",
-		"Stardust API / floor = 1.25",
+		"Stardust Bayeux / Faye = 0.50 (per answer 0.50)",
+		"Stardust API / floor = 1.25 (per answer 1.00)",
 		"Stardust API / Faye (Bayeux long-polling) = 0.25",
 	} {
 		if !strings.Contains(out, want) {
