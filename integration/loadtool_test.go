@@ -15,23 +15,41 @@ import (
 	"time"
 )
 
-// readmeBlock returns the ```sh block of README.md that starts with first.
-func readmeBlock(t *testing.T, first string) string {
+// readmeBlocks returns the ```lang blocks of README.md, those inside list
+// items unindented.
+func readmeBlocks(t *testing.T, lang string) []string {
 	t.Helper()
 	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := bytes.Index(readme, []byte("```sh\n"+first))
-	if i < 0 {
-		t.Fatalf("README.md has no sh block starting with %q", first)
+	var blocks []string
+	lines := strings.Split(string(readme), "\n")
+	for i := 0; i < len(lines); i++ {
+		open := strings.TrimLeft(lines[i], " ")
+		if open != "```"+lang {
+			continue
+		}
+		indent := len(lines[i]) - len(open)
+		var b strings.Builder
+		for i++; i < len(lines) && strings.TrimLeft(lines[i], " ") != "```"; i++ {
+			b.WriteString(strings.TrimPrefix(lines[i], strings.Repeat(" ", indent)) + "\n")
+		}
+		blocks = append(blocks, b.String())
 	}
-	block := readme[i+len("```sh\n"):]
-	end := bytes.Index(block, []byte("\n```"))
-	if end < 0 {
-		t.Fatal("unterminated block in README.md")
+	return blocks
+}
+
+// readmeBlock returns the ```sh block of README.md that starts with first.
+func readmeBlock(t *testing.T, first string) string {
+	t.Helper()
+	for _, b := range readmeBlocks(t, "sh") {
+		if strings.HasPrefix(b, first) {
+			return b
+		}
 	}
-	return string(block[:end+1])
+	t.Fatalf("README.md has no sh block starting with %q", first)
+	return ""
 }
 
 // runScript runs a README snippet with bash -e in the repository root, in
@@ -127,19 +145,10 @@ func TestReadmeCompare(t *testing.T) {
 // readmeTOML returns the ```toml blocks of README.md that contain key.
 func readmeTOML(t *testing.T, key string) string {
 	t.Helper()
-	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out strings.Builder
-	for _, part := range strings.Split(string(readme), "```toml\n")[1:] {
-		block, _, _ := strings.Cut(part, "```")
-		lines := strings.Split(block, "\n")
-		for i := range lines {
-			lines[i] = strings.TrimPrefix(lines[i], "  ") // blocks inside a list item
-		}
-		if block := strings.Join(lines, "\n"); strings.Contains(block, key) {
-			out.WriteString(block)
+	for _, b := range readmeBlocks(t, "toml") {
+		if strings.Contains(b, key) {
+			out.WriteString(b)
 		}
 	}
 	if out.Len() == 0 {
