@@ -81,9 +81,10 @@ clean:
 COMPARE_DURATION ?= 20s
 COMPARE_ROWS     ?=
 COMPARE_ROUNDS   ?= 1
+COMPARE_PORT     ?= 5850
 compare: build node-deps
 	$(GO) build -o bin/stardust-floor ./cmd/stardust-floor
 	$(GO) build -o bin/stardust-load ./cmd/stardust-load
 	$(GO) build -o bin/stardust-compare ./cmd/stardust-compare
 	@ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn); \
-	bin/stardust-compare --duration $(COMPARE_DURATION) --rounds $(COMPARE_ROUNDS) --rows '$(COMPARE_ROWS)' --json bin/compare.json
+	bin/stardust-compare --duration $(COMPARE_DURATION) --rounds $(COMPARE_ROUNDS) --port $(COMPARE_PORT) --rows '$(COMPARE_ROWS)' --json bin/compare.json

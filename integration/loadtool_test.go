@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -54,12 +56,13 @@ func readmeBlock(t *testing.T, first string) string {
 
 // runScript runs a README snippet with bash -e in the repository root, in
 // its own process group, which is killed when the script ends or times out.
-func runScript(t *testing.T, script string, timeout time.Duration) string {
+func runScript(t *testing.T, script string, timeout time.Duration, env ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-e", "-c", script)
 	cmd.Dir = repoRoot(t)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out bytes.Buffer
@@ -72,14 +75,42 @@ func runScript(t *testing.T, script string, timeout time.Duration) string {
 	return out.String()
 }
 
-func requirePortsFree(t *testing.T, ports ...string) {
+// freePorts finds n consecutive free loopback ports, for snippets that take
+// a base port from the environment.
+func freePorts(t *testing.T, n int) int {
 	t.Helper()
-	for _, p := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:"+p)
-		if err != nil {
-			t.Fatalf("port %s, which the README snippet uses, is busy: %v", p, err)
+	for try := 0; try < 50; try++ {
+		base := 20000 + rand.IntN(20000)
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if ok = err == nil; ok {
+				l.Close()
+			}
 		}
-		l.Close()
+		if ok {
+			return base
+		}
+	}
+	t.Fatalf("no %d consecutive free loopback ports found", n)
+	return 0
+}
+
+// waitPortFree waits, bounded, for a fixed port a README snippet uses to be
+// free: on a shared machine someone else may hold it for a while.
+func waitPortFree(t *testing.T, port string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err == nil {
+			l.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("port %s, which the README snippet uses, is still busy after a minute: %v", port, err)
+		}
+		time.Sleep(time.Second)
 	}
 }
 
@@ -96,8 +127,9 @@ func requireFaye(t *testing.T) {
 // 2 s, and checks that every run delivered everything.
 func TestReadmeLoadTool(t *testing.T) {
 	requireFaye(t)
-	requirePortsFree(t, "5795", "5796", "5797")
-	out := runScript(t, readmeBlock(t, "go build -o bin/ ./cmd/stardust ./cmd/stardust-load"), 3*time.Minute)
+	port := freePorts(t, 3)
+	out := runScript(t, readmeBlock(t, "go build -o bin/ ./cmd/stardust ./cmd/stardust-load"), 3*time.Minute,
+		"PORT="+strconv.Itoa(port))
 	reports := strings.Count(out, "stardust-load: ") - strings.Count(out, "registered in")
 	if n := strings.Count(out, ", lost 0, duplicates 0;"); n != 4 || reports != 4 {
 		t.Errorf("want 4 text reports with nothing lost, found %d reports, %d clean:\n%s", reports, n, out)
@@ -126,8 +158,7 @@ func TestReadmeCompare(t *testing.T) {
 	if runtime.NumCPU() < 2 {
 		missingDependency(t, "make compare pins servers and the tool to two different CPUs; this machine has one")
 	}
-	requirePortsFree(t, "5850")
-	out := runScript(t, readmeBlock(t, "make compare"), 3*time.Minute)
+	out := runScript(t, readmeBlock(t, "make compare"), 3*time.Minute, "COMPARE_PORT="+strconv.Itoa(freePorts(t, 1)))
 	for _, want := range []string{
 		"| Bayeux WebSocket, 1,000 subscribers, 100 msg/s | Faye (websocket) |",
 		"| Bayeux WebSocket, 1,000 subscribers, 100 msg/s | Stardust (websocket) |",
@@ -161,7 +192,7 @@ func readmeTOML(t *testing.T, key string) string {
 // and debug.pprof blocks as written, and the README's pprof command against
 // it: the access log has the request, the profile is read.
 func TestReadmeAccessLogAndPprof(t *testing.T) {
-	requirePortsFree(t, "6060")
+	waitPortFree(t, "6060")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "stardust.toml")
 	if err := os.WriteFile(cfg, []byte(readmeTOML(t, "requests =")+readmeTOML(t, "pprof =")), 0o644); err != nil {
