@@ -10,7 +10,7 @@
 // listens and connects on 127.0.0.1.
 //
 //	stardust-compare --stardust bin/stardust --floor bin/stardust-floor \
-//	    --load bin/stardust-load --faye integration/clients/faye-bench.js --duration 20s
+//	    --load bin/stardust-load --faye integration/clients/faye-server.js --duration 20s
 package main
 
 import (
@@ -157,7 +157,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Stardust, "stardust", "bin/stardust", "Stardust server `binary`")
 	fs.StringVar(&o.Floor, "floor", "bin/stardust-floor", "floor server `binary`")
 	fs.StringVar(&o.Load, "load", "bin/stardust-load", "load tool `binary`")
-	fs.StringVar(&o.Faye, "faye", "integration/clients/faye-bench.js", "Faye server `script` (needs npm ci in its directory)")
+	fs.StringVar(&o.Faye, "faye", "integration/clients/faye-server.js", "Faye server `script` (needs npm ci in its directory)")
 	fs.StringVar(&o.Node, "node", "node", "Node.js `program`")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "publishing time of each row (at most 2m)")
 	fs.StringVar(&o.Rows, "rows", "", "only rows whose key matches this `regexp` (lp1000 api1000 held5000 ws1000 ws5000 idle10000)")
@@ -366,7 +366,7 @@ func runOne(ctx context.Context, o options, work, conf string, rw row, tg target
 	var url, bayeux string
 	switch tg.Server {
 	case "faye":
-		argv = append(pin, o.Node, o.Faye, "--port", strconv.Itoa(o.Port), "--timeout-s", "30")
+		argv = append(pin, o.Node, o.Faye, "--bench", "--port", strconv.Itoa(o.Port), "--timeout-s", "30", "--max-lifetime-s", "900")
 		bayeux = "http://" + addr + "/comet/bayeux"
 		url = "http://" + addr + "/comet"
 	case "stardust":
