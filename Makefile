@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 CLIENTS   := integration/clients
 
-.PHONY: all build run test check unit fuzz bench load node-deps clean deb dist
+.PHONY: all build run test check unit fuzz bench load node-deps compare clean deb dist
 
 all: build
 
@@ -39,6 +39,7 @@ fuzz:
 	    ./server:FuzzParseChannel \
 	    ./server:FuzzDecodeMessages \
 	    ./server:FuzzStardustURL \
+	    ./cmd/stardust-load:FuzzDecodeBayeux \
 	    $$(grep -l '^func Fuzz' server/bayeux*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/server:/') \
 	    $$(grep -l '^func Fuzz' fcgi/*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/fcgi:/') \
 	    $$(grep -l '^func Fuzz' internal/fcgitest/*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/internal\/fcgitest:/') \
@@ -106,4 +107,4 @@ dist:
 	cd $(DIST) && sha256sum *.deb *.tar.gz > SHA256SUMS && echo $(DIST)/SHA256SUMS
 
 clean:
-	rm -rf bin $(DIST)
+.PHONY: all build run test check unit fuzz bench load node-deps compare clean deb dist

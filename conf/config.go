@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -48,6 +49,7 @@ type Config struct {
 	Engine  Engine  `toml:"engine"`
 	Log     Log     `toml:"log"`
 	Metrics Metrics `toml:"metrics"`
+	Debug   Debug   `toml:"debug"`
 }
 
 // Server holds the listener, front and static-file settings.
@@ -128,6 +130,17 @@ type Log struct {
 	Level  string `toml:"level"`
 	Format string `toml:"format"`
 	File   string `toml:"file"`
+	// Requests is the access log, one line per request: "" (none),
+	// "stderr", or a file path (appended).
+	Requests string `toml:"requests"`
+}
+
+// Debug holds diagnostics that are off by default.
+type Debug struct {
+	// Pprof is the host:port of a net/http/pprof listener; "" for none.
+	Pprof string `toml:"pprof"`
+	// PprofAllowRemote lets Pprof listen on an address that is not loopback.
+	PprofAllowRemote bool `toml:"pprof_allow_remote"`
 }
 
 // Metrics configures the Prometheus and health endpoints.
@@ -364,6 +377,14 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		p.add("log.format", "want \"text\" or \"json\", got %q", c.Log.Format)
 	}
+	if r := c.Log.Requests; r != "" && r != "stderr" {
+		if st, err := os.Stat(filepath.Dir(r)); err != nil || !st.IsDir() {
+			p.add("log.requests", "want \"\", \"stderr\" or a file in an existing directory, got %q", r)
+		}
+	}
+	if err := CheckPprof(c.Debug.Pprof, c.Debug.PprofAllowRemote); err != nil {
+		p.add("debug.pprof", "%v", err)
+	}
 	if c.Metrics.Enabled {
 		for key, v := range map[string]string{"metrics.path": c.Metrics.Path, "metrics.health_path": c.Metrics.HealthPath} {
 			if !pathPattern.MatchString(v) {
@@ -372,6 +393,27 @@ func (c *Config) Validate() error {
 		}
 	}
 	return p.err()
+}
+
+// CheckPprof checks the address of the profiling listener: "" (off) or
+// host:port on a loopback address (127.0.0.0/8, ::1, localhost), or on any
+// address when allowRemote is set, since profiles show the server's memory
+// and code to whoever can reach them.
+func CheckPprof(addr string, allowRemote bool) error {
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return fmt.Errorf("want host:port such as \"127.0.0.1:6060\", got %q", addr)
+	}
+	if allowRemote {
+		return nil
+	}
+	if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && !strings.EqualFold(host, "localhost") {
+		return fmt.Errorf("%q is not a loopback address; profiles expose the server's memory: use 127.0.0.1 or set debug.pprof_allow_remote = true", addr)
+	}
+	return nil
 }
 
 // ParsePrefix reads an IP address or CIDR block, as used by server.trusted_proxies.

@@ -121,6 +121,19 @@ func TestValidate(t *testing.T) {
 		{"bad level", func(c *Config) { c.Log.Level = "loud" }, []string{"log.level"}},
 		{"bad format", func(c *Config) { c.Log.Format = "xml" }, []string{"log.format"}},
 		{"bad metrics path", func(c *Config) { c.Metrics.Path = "metrics" }, []string{"metrics.path"}},
+		{"requests to stderr", func(c *Config) { c.Log.Requests = "stderr" }, nil},
+		{"requests to a file", func(c *Config) { c.Log.Requests = "/tmp/stardust-access.log" }, nil},
+		{"requests in a missing dir", func(c *Config) { c.Log.Requests = "/no/such/dir/access.log" }, []string{"log.requests"}},
+		{"pprof on loopback", func(c *Config) { c.Debug.Pprof = "127.0.0.1:6060" }, nil},
+		{"pprof on localhost", func(c *Config) { c.Debug.Pprof = "localhost:6060" }, nil},
+		{"pprof on ::1", func(c *Config) { c.Debug.Pprof = "[::1]:0" }, nil},
+		{"pprof on every address", func(c *Config) { c.Debug.Pprof = ":6060" }, []string{"debug.pprof"}},
+		{"pprof remote", func(c *Config) { c.Debug.Pprof = "192.0.2.1:6060" }, []string{"debug.pprof"}},
+		{"pprof remote allowed", func(c *Config) {
+			c.Debug.Pprof = "0.0.0.0:6060"
+			c.Debug.PprofAllowRemote = true
+		}, nil},
+		{"pprof without port", func(c *Config) { c.Debug.Pprof = "127.0.0.1" }, []string{"debug.pprof"}},
 		{"every problem listed", func(c *Config) {
 			c.Server.Mode = "x"
 			c.Log.Format = "y"

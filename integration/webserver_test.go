@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,7 +160,7 @@ func runWebServerSetup(t *testing.T, s webServerSetup, server, bin string) {
 	t.Run("info", func(t *testing.T) { c.checkInfo(t) })
 	t.Run("publish-to-waiting-poll", func(t *testing.T) { c.checkPublishToWaitingPoll(t, "pub_"+s.id()) })
 	t.Run("sse-unbuffered", func(t *testing.T) { c.checkSSEUnbuffered(t, "sse_"+s.id()) })
-	t.Run("x-forwarded-for", func(t *testing.T) { checkClientSeen(t, stardust, "pub_"+s.id()) })
+	t.Run("x-forwarded-for", func(t *testing.T) { checkClientSeen(t, c, stardust, "pub_"+s.id()) })
 	t.Run("bayeux", func(t *testing.T) { checkBayeux(t, s, c.base) })
 	t.Run("idle-long-poll", func(t *testing.T) { idle.check(t, hold) })
 	if idleWS != nil {
@@ -501,17 +502,26 @@ func (c *cometClient) checkSSEUnbuffered(t *testing.T, channel string) {
 	}
 }
 
-// checkClientSeen looks in Stardust's request log for the publish made
-// through the web server and expects the client's address there, not the web
-// server's: the proxy set-ups carry it in X-Forwarded-For, the FastCGI ones in
-// REMOTE_ADDR.
-func checkClientSeen(t *testing.T, stardust *process, channel string) {
+// checkClientSeen makes a publish through the web server that Stardust
+// rejects (400: the message is not JSON), looks for it in Stardust's log,
+// which keeps rejected requests, and expects the client's address there, not
+// the web server's: the proxy set-ups carry it in X-Forwarded-For, the
+// FastCGI ones in REMOTE_ADDR.
+func checkClientSeen(t *testing.T, c *cometClient, stardust *process, channel string) {
+	resp, body, err := c.request("POST", "/comet/channel/"+channel, url.Values{"m": {"not json"}}, 10*time.Second)
+	if err != nil {
+		t.Fatalf("publish to %s: %v", channel, err)
+	}
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("publish of a message that is not JSON to %s: %s, want 400\n%s", channel, resp.Status, body)
+	}
 	path := "path=/comet/channel/" + channel + " "
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var lines []string
 		for _, l := range strings.Split(stardust.out.String(), "\n") {
-			if strings.Contains(l, "msg=request") && strings.Contains(l, path) && strings.Contains(l, "method=POST") {
+			if strings.Contains(l, "msg=request") && strings.Contains(l, path) && strings.Contains(l, "method=POST") &&
+				strings.Contains(l, "problem=rejected") {
 				lines = append(lines, l)
 			}
 		}
@@ -524,7 +534,7 @@ func checkClientSeen(t *testing.T, stardust *process, channel string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no request log line for POST /comet/channel/%s in Stardust's output", channel)
+			t.Fatalf("no log line for the rejected POST /comet/channel/%s in Stardust's output", channel)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -1,8 +1,15 @@
-// Command stardust-load drives a Stardust server on this machine with many
-// long-polling (or SSE) clients and a few publishers, and reports what
-// arrived and how fast: messages published, deliveries expected and
-// received, lost messages, latency percentiles from publish to receipt,
-// publish throughput and, with --pid, the server's resident memory.
+// Command stardust-load drives a COMET server on this machine with many
+// subscribers and a few publishers, and reports what arrived and how fast:
+// messages published, deliveries expected and received, lost and duplicated
+// messages, latency percentiles from publish to receipt (the message carries
+// its send time), publish throughput and, with --pid, the server's CPU time
+// per delivery and its resident memory.
+//
+// Subscribers speak the Stardust API (long polling or SSE) or Bayeux 1.0
+// (long-polling or WebSocket), so the same load drives Stardust, Faye's Node
+// server, CometD, or the bare net/http floor (cmd/stardust-floor).
+// Publishers use the Stardust API or Bayeux long-polling. --cpu pins the
+// tool to one CPU so that it does not compete with the server it loads.
 //
 // It only ever talks to loopback addresses, and it always stops by itself:
 // after --duration of publishing or --messages messages, whichever comes
@@ -10,6 +17,8 @@
 //
 //	stardust-load --url http://127.0.0.1:5742/comet --clients 1000 --channels 10 \
 //	    --publishers 2 --rate 200 --duration 20s --pid $(pidof stardust)
+//	stardust-load --mode websocket --bayeux http://127.0.0.1:8000/comet/bayeux \
+//	    --clients 1000 --rate 100 --cpu 1 --pid $(pidof node)
 package main
 
 import (
@@ -24,6 +33,8 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -44,6 +55,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "stardust-load:", err)
 		os.Exit(2)
 	}
+	if cfg.CPU >= 0 {
+		if err := pinToCPU(cfg.CPU); err != nil {
+			fmt.Fprintln(os.Stderr, "stardust-load: --cpu:", err)
+			os.Exit(2)
+		}
+		if os.Getenv("GOMAXPROCS") == "" {
+			runtime.GOMAXPROCS(1)
+		}
+	}
+	cfg.Progress = isTerminal(os.Stderr) && !cfg.JSON
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		<-ctx.Done()
@@ -83,9 +104,28 @@ type config struct {
 	SetupTimeout time.Duration
 	Drain        time.Duration
 	PollTimeout  time.Duration
+	BayeuxURL    string
+	Prefix       string
+	Publish      string
+	CPU          int
+	Progress     bool // a progress line on standard error (set when it is a terminal)
 
-	base *url.URL
+	base, bayeux *url.URL
 }
+
+// Client transports (--mode).
+const (
+	modePoll      = "poll"      // Stardust API long polling
+	modeSSE       = "sse"       // Stardust API Server-Sent Events
+	modeBayeux    = "bayeux"    // Bayeux long-polling
+	modeWebSocket = "websocket" // Bayeux over a WebSocket
+)
+
+// bayeuxMode reports whether the subscribers speak Bayeux.
+func (c *config) bayeuxMode() bool { return c.Mode == modeBayeux || c.Mode == modeWebSocket }
+
+// usesStardustAPI reports whether anything of the run talks to the Stardust API.
+func (c *config) usesStardustAPI() bool { return !c.bayeuxMode() || c.Publish == "stardust" }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
@@ -98,8 +138,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.Rate, "rate", 100, "messages per second, all publishers together; 0 as fast as possible")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long to publish (at most 10m)")
 	fs.IntVar(&c.Messages, "messages", 1_000_000, "stop after publishing this many messages")
-	fs.StringVar(&c.Mode, "mode", "poll", "client transport: poll (long polling, as jquery.ev) or sse")
-	fs.IntVar(&c.PID, "pid", 0, "server process `id`, to report its resident memory (from /proc)")
+	fs.StringVar(&c.Mode, "mode", modePoll, "subscriber transport: poll (Stardust API long polling, as jquery.ev), sse,\nbayeux (Bayeux long-polling) or websocket (Bayeux over a WebSocket)")
+	fs.StringVar(&c.BayeuxURL, "bayeux", "", "`URL` of the Bayeux endpoint (loopback only; default --url + \"/bayeux\")")
+	fs.StringVar(&c.Prefix, "prefix", "/stardust", "Bayeux channel `prefix`: Stardust channel NAME is Bayeux channel PREFIX/NAME")
+	fs.StringVar(&c.Publish, "publish", "", "how to publish: stardust (POST to the Stardust API) or bayeux (Bayeux long-polling);\ndefault stardust for poll and sse, bayeux for bayeux and websocket")
+	fs.IntVar(&c.CPU, "cpu", -1, "pin the tool to this CPU `number` (sched_setaffinity) and run it with GOMAXPROCS=1 unless\nGOMAXPROCS is set; -1 leaves it free")
+	fs.IntVar(&c.PID, "pid", 0, "server process `id`, to report its CPU time per delivery and resident memory (from /proc)")
 	fs.BoolVar(&c.JSON, "json", false, "print the report as a JSON object")
 	fs.IntVar(&c.Size, "size", 0, "extra payload `bytes` per message")
 	fs.IntVar(&c.Ramp, "ramp", 2000, "clients started per second during set-up; 0 all at once")
@@ -107,7 +151,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "after publishing, how long to wait for deliveries still in flight")
 	fs.DurationVar(&c.PollTimeout, "poll-timeout", 90*time.Second, "client-side limit of one poll request (above the server's hold)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: stardust-load [flags]\n\nLoad a Stardust server on this machine and report deliveries, latency and memory.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: stardust-load [flags]\n\nLoad a COMET server on this machine (Stardust API or Bayeux) and report deliveries,\nlatency, server CPU per delivery and memory.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -125,6 +169,15 @@ func (c *config) validate() error {
 		return err
 	}
 	c.base = u
+	if c.BayeuxURL == "" {
+		c.BayeuxURL = u.String() + "/bayeux"
+	}
+	if c.bayeux, err = loopbackURL(c.BayeuxURL); err != nil {
+		return fmt.Errorf("--bayeux: %w", err)
+	}
+	if c.Publish == "" {
+		c.Publish = map[bool]string{true: "bayeux", false: "stardust"}[c.bayeuxMode()]
+	}
 	switch {
 	case c.Clients < 1 || c.Clients > maxClients:
 		return fmt.Errorf("--clients %d: want 1 to %d", c.Clients, maxClients)
@@ -138,8 +191,14 @@ func (c *config) validate() error {
 		return fmt.Errorf("--duration %s: want more than 0 and at most %s", c.Duration, maxDuration)
 	case c.Messages < 1 || c.Messages > maxMessages:
 		return fmt.Errorf("--messages %d: want 1 to %d", c.Messages, maxMessages)
-	case c.Mode != "poll" && c.Mode != "sse":
-		return fmt.Errorf("--mode %q: want poll or sse", c.Mode)
+	case c.Mode != modePoll && c.Mode != modeSSE && c.Mode != modeBayeux && c.Mode != modeWebSocket:
+		return fmt.Errorf("--mode %q: want poll, sse, bayeux or websocket", c.Mode)
+	case c.Publish != "stardust" && c.Publish != "bayeux":
+		return fmt.Errorf("--publish %q: want stardust or bayeux", c.Publish)
+	case !channelPattern.MatchString(c.Prefix):
+		return fmt.Errorf("--prefix %q: want a Bayeux channel such as /stardust", c.Prefix)
+	case c.CPU < -1 || c.CPU >= 1024:
+		return fmt.Errorf("--cpu %d: want a CPU number, or -1", c.CPU)
 	case c.Size < 0 || c.Size > 1<<20:
 		return fmt.Errorf("--size %d: want 0 to 1 MiB", c.Size)
 	case c.Ramp < 0:
@@ -161,6 +220,9 @@ func loopbackURL(raw string) (*url.URL, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--url: %v", err)
 	}
+	if u.User != nil {
+		return nil, fmt.Errorf("--url %q: no user information, please", raw)
+	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("--url %q: want http:// or https://", raw)
 	}
@@ -172,6 +234,8 @@ func loopbackURL(raw string) (*url.URL, error) {
 	u.RawQuery, u.Fragment = "", ""
 	return u, nil
 }
+
+var channelPattern = regexp.MustCompile(`^(/[A-Za-z0-9_.~-]+)+$`)
 
 func isLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/stardust-go/stardust/internal/floor"
 	"github.com/stardust-go/stardust/server"
 )
 
@@ -19,7 +20,9 @@ func startServer(t *testing.T) string {
 	t.Helper()
 	lg := logrus.New()
 	lg.SetOutput(io.Discard)
-	s := server.New(server.Options{PollTimeout: 5 * time.Second}, logrus.NewEntry(lg))
+	s := server.New(server.Options{PollTimeout: 5 * time.Second, Prefix: "/stardust",
+		Bayeux: &server.BayeuxOptions{ClientMaxConnections: 1000, WebSocket: true, ConnectTimeout: time.Minute}},
+		logrus.NewEntry(lg))
 	ts := httptest.NewServer(s)
 	t.Cleanup(func() {
 		s.Close()
@@ -37,66 +40,96 @@ func testConfig(t *testing.T, args ...string) config {
 	return cfg
 }
 
-// TestRun loads an in-process server for about two seconds in each mode and
-// checks that the report adds up. Timing bounds are generous on purpose: the
-// test machine is small and shared.
+// TestRun loads an in-process server (and the floor) for about two seconds
+// with every subscriber transport and both ways of publishing, and checks
+// that the report adds up. Timing bounds are generous on purpose: the test
+// machine is small and shared.
 func TestRun(t *testing.T) {
-	for _, mode := range []string{"poll", "sse"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct{ name, mode, publish string }{
+		{"poll", "poll", ""},
+		{"sse", "sse", ""},
+		{"bayeux", "bayeux", ""},
+		{"websocket", "websocket", ""},
+		{"poll-publish-bayeux", "poll", "bayeux"},
+		{"websocket-publish-stardust", "websocket", "stardust"},
+		{"floor", "poll", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			u := startServer(t)
-			cfg := testConfig(t, "--url", u, "--mode", mode, "--clients", "20", "--channels", "3",
-				"--publishers", "2", "--rate", "100", "--duration", "2s", "--drain", "10s",
-				"--pid", "0")
-			cfg.PID = os.Getpid() // our own RSS: the server runs in this process
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			start := time.Now()
-			rep, err := run(ctx, cfg, io.Discard)
-			if err != nil {
-				t.Fatal(err)
+			if tc.name == "floor" {
+				ts := httptest.NewServer(floor.New("/comet", 5*time.Second))
+				t.Cleanup(ts.Close)
+				u = ts.URL + "/comet"
 			}
-			if took := time.Since(start); took > 40*time.Second {
-				t.Errorf("run took %s for a 2s load", took)
+			args := []string{"--url", u, "--mode", tc.mode, "--clients", "20", "--channels", "3",
+				"--publishers", "2", "--rate", "100", "--duration", "2s", "--drain", "10s"}
+			if tc.publish != "" {
+				args = append(args, "--publish", tc.publish)
 			}
-			if rep.StoppedBy != "duration" {
-				t.Errorf("stopped by %q, want duration", rep.StoppedBy)
-			}
-			if rep.Published < 20 || rep.Published > 250 {
-				t.Errorf("published %d messages in 2s at 100/s", rep.Published)
-			}
-			// 20 clients on 3 channels: 7, 7 and 6; messages go round the channels.
-			if rep.Expected < rep.Published*6 || rep.Expected > rep.Published*7 {
-				t.Errorf("expected %d deliveries for %d messages", rep.Expected, rep.Published)
-			}
-			if rep.Received != rep.Expected || rep.Lost != 0 || rep.Duplicates != 0 || rep.OverflowLost != 0 {
-				t.Errorf("received %d of %d, lost %d, duplicates %d, overflow %d",
-					rep.Received, rep.Expected, rep.Lost, rep.Duplicates, rep.OverflowLost)
-			}
-			if rep.Recipients != rep.Expected {
-				t.Errorf("server counted %d recipients, we expected %d", rep.Recipients, rep.Expected)
-			}
-			if rep.PublishErrors != 0 || rep.PollErrors != 0 {
-				t.Errorf("%d publish errors, %d poll errors: %s", rep.PublishErrors, rep.PollErrors, rep.FirstError)
-			}
-			l := rep.Latency
-			if l.Count != rep.Received || l.P50 <= 0 || l.P50 > l.P90 || l.P90 > l.P99 || l.P99 > l.Max || l.Max > 10_000 {
-				t.Errorf("latency figures not sane: %+v", l)
-			}
-			if rep.PublishRate < 10 || rep.PublishRate > 150 {
-				t.Errorf("publish rate %.1f/s for a target of 100/s", rep.PublishRate)
-			}
-			if rep.RSS == nil || rep.RSS.ConnectedKB <= 0 || rep.RSS.EndKB <= 0 || rep.RSS.SampleErrors != 0 {
-				t.Errorf("RSS not read: %+v", rep.RSS)
-			}
-			var out strings.Builder
-			rep.writeText(&out)
-			for _, want := range []string{"lost 0", "latency", "p99", "server RSS"} {
-				if !strings.Contains(out.String(), want) {
-					t.Errorf("summary lacks %q:\n%s", want, out.String())
-				}
-			}
+			cfg := testConfig(t, args...)
+			cfg.PID = os.Getpid() // our own RSS and CPU: the server runs in this process
+			checkRun(t, cfg)
 		})
 	}
+}
+
+func checkRun(t *testing.T, cfg config) *report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	rep, err := run(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 40*time.Second {
+		t.Errorf("run took %s for a 2s load", took)
+	}
+	if rep.StoppedBy != "duration" {
+		t.Errorf("stopped by %q, want duration", rep.StoppedBy)
+	}
+	if rep.Published < 20 || rep.Published > 250 {
+		t.Errorf("published %d messages in 2s at 100/s", rep.Published)
+	}
+	// 20 clients on 3 channels: 7, 7 and 6; messages go round the channels.
+	if rep.Expected < rep.Published*6 || rep.Expected > rep.Published*7 {
+		t.Errorf("expected %d deliveries for %d messages", rep.Expected, rep.Published)
+	}
+	if rep.Received != rep.Expected || rep.Lost != 0 || rep.Duplicates != 0 || rep.OverflowLost != 0 {
+		t.Errorf("received %d of %d, lost %d, duplicates %d, overflow %d",
+			rep.Received, rep.Expected, rep.Lost, rep.Duplicates, rep.OverflowLost)
+	}
+	if cfg.Publish == "stardust" && rep.Recipients != rep.Expected {
+		t.Errorf("server counted %d recipients, we expected %d", rep.Recipients, rep.Expected)
+	}
+	if rep.PublishErrors != 0 || rep.PollErrors != 0 {
+		t.Errorf("%d publish errors, %d poll errors: %s", rep.PublishErrors, rep.PollErrors, rep.FirstError)
+	}
+	l := rep.Latency
+	if l.Count != rep.Received || l.P50 <= 0 || l.P50 > l.P90 || l.P90 > l.P99 || l.P99 > l.Max || l.Max > 10_000 {
+		t.Errorf("latency figures not sane: %+v", l)
+	}
+	if rep.PublishRate < 10 || rep.PublishRate > 150 {
+		t.Errorf("publish rate %.1f/s for a target of 100/s", rep.PublishRate)
+	}
+	if rep.RSS == nil || rep.RSS.ConnectedKB <= 0 || rep.RSS.EndKB <= 0 || rep.RSS.HWMKB <= 0 || rep.RSS.SampleErrors != 0 {
+		t.Errorf("RSS not read: %+v", rep.RSS)
+	}
+	if c := rep.ServerCPU; c == nil || c.Error != "" || c.Deliveries != rep.Received || c.WindowSec < 1.5 ||
+		c.CPUSec < 0 || c.CPUSec > 2*c.WindowSec+1 || (c.CPUSec > 0 && c.USPerDelivery <= 0) {
+		t.Errorf("server CPU not sane: %+v", c)
+	}
+	if rep.ToolCPU <= 0 {
+		t.Errorf("tool CPU %v", rep.ToolCPU)
+	}
+	var out strings.Builder
+	rep.writeText(&out)
+	for _, want := range []string{"lost 0", "latency", "p99", "server RSS", "server CPU", "per delivery"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
+	}
+	return rep
 }
 
 // TestRunMessageBound stops at --messages, unpaced, long before --duration.
@@ -170,7 +203,13 @@ func TestFlagBounds(t *testing.T) {
 		{"--clients", "0"},
 		{"--channels", "200", "--clients", "100"},
 		{"--rate", "-1"},
-		{"--mode", "websocket"},
+		{"--mode", "cometd"},
+		{"--publish", "sse"},
+		{"--prefix", "stardust"},
+		{"--prefix", "/a//b"},
+		{"--cpu", "-2"},
+		{"--bayeux", "http://example.org/comet/bayeux"},
+		{"--bayeux", "ws://127.0.0.1/comet/bayeux"},
 		{"--url", "http://example.org/comet"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
@@ -178,8 +217,12 @@ func TestFlagBounds(t *testing.T) {
 		}
 	}
 	cfg := testConfig(t)
-	if cfg.Duration != 10*time.Second || cfg.Mode != "poll" || cfg.base.String() != "http://127.0.0.1:5742/comet" {
+	if cfg.Duration != 10*time.Second || cfg.Mode != "poll" || cfg.base.String() != "http://127.0.0.1:5742/comet" ||
+		cfg.bayeux.String() != "http://127.0.0.1:5742/comet/bayeux" || cfg.Publish != "stardust" || cfg.CPU != -1 {
 		t.Errorf("defaults: %+v", cfg)
+	}
+	if cfg := testConfig(t, "--mode", "websocket", "--bayeux", "http://[::1]:8000/faye"); cfg.Publish != "bayeux" || cfg.bayeux.Host != "[::1]:8000" {
+		t.Errorf("websocket defaults: publish %q, bayeux %s", cfg.Publish, cfg.bayeux)
 	}
 }
 

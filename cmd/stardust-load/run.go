@@ -22,6 +22,7 @@ import (
 type report struct {
 	URL        string  `json:"url"`
 	Mode       string  `json:"mode"`
+	Publish    string  `json:"publish"` // stardust or bayeux
 	Clients    int     `json:"clients"`
 	Channels   int     `json:"channels"`
 	Publishers int     `json:"publishers"`
@@ -48,7 +49,9 @@ type report struct {
 	Delivery percentiles `json:"server_to_client_ms"` // server's _ts to receipt
 	Request  percentiles `json:"publish_request_ms"`  // publish round trip
 
-	RSS *rssReport `json:"rss,omitempty"`
+	RSS       *rssReport `json:"rss,omitempty"`
+	ServerCPU *cpuReport `json:"server_cpu,omitempty"`
+	ToolCPU   float64    `json:"tool_cpu_s"` // this tool's own CPU time over the whole run
 }
 
 type percentiles struct {
@@ -61,14 +64,17 @@ type percentiles struct {
 }
 
 type rssReport struct {
-	PID          int     `json:"pid"`
-	BeforeKB     int64   `json:"before_kb"`
-	ConnectedKB  int64   `json:"connected_kb"`
-	EndKB        int64   `json:"end_kb"`
-	PeakKB       int64   `json:"peak_kb"` // highest VmRSS sampled during the run
-	HWMKB        int64   `json:"hwm_kb"`  // VmHWM: the process's peak since it started
-	PerClientKB  float64 `json:"per_client_kb"`
-	SampleErrors int     `json:"sample_errors,omitempty"`
+	PID         int     `json:"pid"`
+	BeforeKB    int64   `json:"before_kb"`
+	ConnectedKB int64   `json:"connected_kb"`
+	EndKB       int64   `json:"end_kb"`
+	PeakKB      int64   `json:"peak_kb"`       // highest VmRSS sampled during the run
+	HWMKB       int64   `json:"hwm_kb"`        // VmHWM: the process's peak since it started
+	PerClientKB float64 `json:"per_client_kb"` // (connected - before) / clients: idle held clients
+	// PeakPerClientKB is (max(VmHWM, peak) - before) / clients: the most
+	// the run cost per client, fan-out included.
+	PeakPerClientKB float64 `json:"peak_per_client_kb"`
+	SampleErrors    int     `json:"sample_errors,omitempty"`
 }
 
 // loadMsg is what publishers send and clients read back: the run tag, the
@@ -94,7 +100,7 @@ type runner struct {
 
 	published, pubErrors, expected, recipients atomic.Int64
 	received, dups, overflowLost, polls        atomic.Int64
-	pollErrors                                 atomic.Int64
+	pollErrors, registered                     atomic.Int64
 	seq                                        atomic.Int64
 	firstErr                                   sync.Once
 	firstErrText                               atomic.Value
@@ -110,14 +116,9 @@ func (r *runner) channelURL(k int) string {
 	return r.cfg.base.String() + "/channel/" + r.names[k]
 }
 
-// run sets up the clients, publishes until a bound, drains and reports.
-// Progress and warnings go to logw.
-func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
-	if cfg.base == nil {
-		if err := cfg.validate(); err != nil {
-			return nil, err
-		}
-	}
+// newRunner prepares the shared state of a run: the HTTP client (loopback
+// only, enough idle connections for every client) and the channel names.
+func newRunner(cfg config) *runner {
 	conns := cfg.Clients + cfg.Publishers + 16
 	tr := &http.Transport{
 		DialContext:         loopbackDialer.DialContext,
@@ -126,7 +127,6 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 		IdleConnTimeout:     2 * time.Minute,
 		DisableCompression:  true,
 	}
-	defer tr.CloseIdleConnections()
 	r := &runner{
 		cfg: cfg, run: strconv.FormatInt(time.Now().UnixNano()%1e12, 10),
 		http: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -140,11 +140,43 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 	for i := 0; i < cfg.Clients; i++ {
 		r.on[i%cfg.Channels]++
 	}
-	rep := &report{URL: cfg.base.String(), Mode: cfg.Mode, Clients: cfg.Clients, Channels: cfg.Channels,
+	return r
+}
+
+// newClient is subscriber i of the run.
+func (r *runner) newClient(i int) *client {
+	c := &client{r: r, id: fmt.Sprintf("%s.%d", r.run, i), ch: i % r.cfg.Channels, last: make([]int64, r.cfg.Publishers)}
+	for p := range c.last {
+		c.last[p] = -1
+	}
+	return c
+}
+
+// run sets up the clients, publishes until a bound, drains and reports.
+// Progress and warnings go to logw.
+func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
+	if cfg.base == nil {
+		if err := cfg.validate(); err != nil {
+			return nil, err
+		}
+	}
+	r := newRunner(cfg)
+	defer r.http.CloseIdleConnections()
+	target := cfg.base.String()
+	if cfg.bayeuxMode() {
+		target = cfg.bayeux.String()
+	}
+	rep := &report{URL: target, Mode: cfg.Mode, Publish: cfg.Publish, Clients: cfg.Clients, Channels: cfg.Channels,
 		Publishers: cfg.Publishers, RateTarget: cfg.Rate}
 
 	// The server must answer before anything else starts.
-	if err := r.ping(ctx); err != nil {
+	if cfg.usesStardustAPI() {
+		if err := r.ping(ctx); err != nil {
+			return nil, err
+		}
+	}
+	pubs, err := r.publishers(ctx)
+	if err != nil {
 		return nil, err
 	}
 	var rss *rssSampler
@@ -158,7 +190,7 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 	var clients sync.WaitGroup
 	setupStart := time.Now()
 	r.startClients(clientCtx, &clients)
-	err := r.waitRegistered(ctx, setupStart.Add(cfg.SetupTimeout), logw)
+	err = r.waitRegistered(ctx, setupStart.Add(cfg.SetupTimeout), logw)
 	rep.SetupSec = time.Since(setupStart).Seconds()
 	if err != nil {
 		stopClients()
@@ -171,9 +203,15 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 	samplerDone := make(chan struct{})
 	samplerCtx, stopSampler := context.WithCancel(ctx)
 	go func() { defer close(samplerDone); rss.loop(samplerCtx) }()
+	progressDone := make(chan struct{})
+	go func() { defer close(progressDone); r.progress(samplerCtx, logw) }()
 
+	var cpu *cpuSampler
+	if cfg.PID > 0 {
+		cpu = newCPUSampler(cfg.PID)
+	}
 	pubStart := time.Now()
-	rep.StoppedBy = r.publish(ctx, pubStart.Add(cfg.Duration))
+	rep.StoppedBy = r.publish(ctx, pubs, pubStart.Add(cfg.Duration))
 	pubTime := time.Since(pubStart)
 
 	// Wait, bounded, for deliveries still in flight.
@@ -183,8 +221,10 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	rep.ServerCPU = cpu.end(r.received.Load())
 	stopSampler()
 	<-samplerDone
+	<-progressDone
 	rss.end()
 	stopClients()
 	clients.Wait()
@@ -205,7 +245,9 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 	rep.Latency, rep.Delivery, rep.Request = r.latency.percentiles(), r.delivery.percentiles(), r.request.percentiles()
 	if rss != nil && cfg.Clients > 0 {
 		rss.rep.PerClientKB = float64(rss.rep.ConnectedKB-rss.rep.BeforeKB) / float64(cfg.Clients)
+		rss.rep.PeakPerClientKB = float64(max(rss.rep.HWMKB, rss.rep.PeakKB)-rss.rep.BeforeKB) / float64(cfg.Clients)
 	}
+	rep.ToolCPU = ownCPUSeconds()
 	return rep, nil
 }
 
@@ -243,13 +285,15 @@ func (r *runner) startClients(ctx context.Context, wg *sync.WaitGroup) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			c := &client{r: r, id: fmt.Sprintf("%s.%d", r.run, i), ch: i % r.cfg.Channels, last: make([]int64, r.cfg.Publishers)}
-			for p := range c.last {
-				c.last[p] = -1
-			}
-			if r.cfg.Mode == "sse" {
+			c := r.newClient(i)
+			switch r.cfg.Mode {
+			case modeSSE:
 				c.sse(ctx)
-			} else {
+			case modeBayeux:
+				c.bayeuxLongPoll(ctx)
+			case modeWebSocket:
+				c.bayeuxWebSocket(ctx)
+			default:
 				c.poll(ctx)
 			}
 		}(i)
@@ -257,13 +301,20 @@ func (r *runner) startClients(ctx context.Context, wg *sync.WaitGroup) {
 }
 
 // waitRegistered waits until the server lists every client among the
-// subscribers of our channels, so that no message is published before its
+// subscribers of our channels (Stardust API), or every Bayeux client has had
+// its subscription confirmed, so that no message is published before its
 // subscribers exist.
 func (r *runner) waitRegistered(ctx context.Context, deadline time.Time, logw io.Writer) error {
 	var seen int
 	lastLog := time.Now()
 	for {
-		n, err := r.countSubscribers(ctx)
+		var n int
+		var err error
+		if r.cfg.bayeuxMode() {
+			n = int(r.registered.Load())
+		} else {
+			n, err = r.countSubscribers(ctx)
+		}
 		if err == nil {
 			seen = n
 			if n >= r.cfg.Clients {
@@ -317,7 +368,7 @@ func (r *runner) countSubscribers(ctx context.Context) (int, error) {
 // publish runs the publishers until the deadline, the message bound or ctx,
 // and says which ended it. A request under way at the deadline completes, so
 // that every message the server accepted is counted.
-func (r *runner) publish(ctx context.Context, deadline time.Time) string {
+func (r *runner) publish(ctx context.Context, pubs []*bayeuxPublisher, deadline time.Time) string {
 	var wg sync.WaitGroup
 	var byCount atomic.Bool
 	pad := strings.Repeat("x", r.cfg.Size)
@@ -352,7 +403,7 @@ func (r *runner) publish(ctx context.Context, deadline time.Time) string {
 					byCount.Store(true)
 					return
 				}
-				r.publishOne(ctx, p, n, int(g-1)%r.cfg.Channels, pad)
+				r.publishOne(ctx, pubs[p], p, n, int(g-1)%r.cfg.Channels, pad)
 			}
 		}(p)
 	}
@@ -366,13 +417,43 @@ func (r *runner) publish(ctx context.Context, deadline time.Time) string {
 	return "duration"
 }
 
-func (r *runner) publishOne(ctx context.Context, p int, n int64, k int, pad string) {
+// publishers opens a Bayeux session per publisher when publishing over
+// Bayeux (nil entries otherwise), before the clock of the run starts.
+func (r *runner) publishers(ctx context.Context) ([]*bayeuxPublisher, error) {
+	pubs := make([]*bayeuxPublisher, r.cfg.Publishers)
+	if r.cfg.Publish != "bayeux" {
+		return pubs, nil
+	}
+	for p := range pubs {
+		s, err := r.handshake(ctx, "long-polling")
+		if err != nil {
+			return nil, fmt.Errorf("publisher %d: Bayeux server not answering at %s: %w", p, r.cfg.bayeux, err)
+		}
+		pubs[p] = &bayeuxPublisher{r: r, s: s}
+	}
+	return pubs, nil
+}
+
+func (r *runner) publishOne(ctx context.Context, bp *bayeuxPublisher, p int, n int64, k int, pad string) {
 	sent := time.Now()
 	m := fmt.Sprintf(`{"load":%q,"t":%d,"p":%d,"n":%d`, r.run, sent.UnixNano(), p, n)
 	if pad != "" {
 		m += `,"pad":"` + pad + `"`
 	}
-	body := url.Values{"m": {m + "}"}}.Encode()
+	m += "}"
+	if bp != nil {
+		err := bp.publish(ctx, r.bayeuxChannel(k), json.RawMessage(m))
+		if err != nil {
+			if ctx.Err() == nil {
+				r.pubErrors.Add(1)
+				r.fail(fmt.Errorf("publish: %w", err))
+			}
+			return
+		}
+		r.accepted(k, -1, sent)
+		return
+	}
+	body := url.Values{"m": {m}}.Encode()
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(rctx, http.MethodPost, r.channelURL(k), strings.NewReader(body))
@@ -395,9 +476,17 @@ func (r *runner) publishOne(ctx context.Context, p int, n int64, k int, pad stri
 		r.fail(fmt.Errorf("publish: status %d: %v", resp.StatusCode, err))
 		return
 	}
-	// Counted once accepted: from here the server owes every subscriber a copy.
+	r.accepted(k, out.Recipients, sent)
+}
+
+// accepted counts a message the server accepted: from here it owes every
+// subscriber of channel k a copy. recipients is the server's own count, -1
+// when it gives none (Bayeux).
+func (r *runner) accepted(k int, recipients int64, sent time.Time) {
 	r.expected.Add(r.on[k])
-	r.recipients.Add(out.Recipients)
+	if recipients >= 0 {
+		r.recipients.Add(recipients)
+	}
 	r.published.Add(1)
 	r.request.add(time.Since(sent))
 }
@@ -408,6 +497,8 @@ type client struct {
 	id   string
 	ch   int
 	last []int64 // per publisher, the last message number received
+
+	registered bool // counted in runner.registered (Bayeux)
 }
 
 // got accounts for messages received at one instant.
@@ -439,7 +530,7 @@ func (c *client) got(msgs []loadMsg, at time.Time) {
 // answers, a pause after an error.
 func (c *client) poll(ctx context.Context) {
 	u := c.r.channelURL(c.ch) + "/stream/" + c.id
-	backoff := 100 * time.Millisecond
+	backoff := newBackoff()
 	for ctx.Err() == nil {
 		msgs, err := c.pollOnce(ctx, u)
 		if ctx.Err() != nil {
@@ -447,36 +538,20 @@ func (c *client) poll(ctx context.Context) {
 		}
 		c.r.polls.Add(1)
 		if err != nil {
-			c.r.pollErrors.Add(1)
-			c.r.fail(fmt.Errorf("poll: %w", err))
-			select {
-			case <-ctx.Done():
+			if c.pollFailed(ctx, fmt.Errorf("poll: %w", err), backoff) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		backoff.reset()
 		c.got(msgs, time.Now())
 	}
 }
 
 func (c *client) pollOnce(ctx context.Context, u string) ([]loadMsg, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.r.cfg.PollTimeout)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	resp, err := c.r.http.Do(req)
+	body, err := c.r.exchange(ctx, http.MethodGet, u, "", nil, c.r.cfg.PollTimeout)
 	if err != nil {
 		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(body))
 	}
 	var msgs []loadMsg
 	if err := json.Unmarshal(body, &msgs); err != nil {
@@ -485,11 +560,42 @@ func (c *client) pollOnce(ctx context.Context, u string) ([]loadMsg, error) {
 	return msgs, nil
 }
 
+// exchange makes one request bounded by timeout and returns the body of a
+// 200 answer (at most 64 MiB); any other status is an error quoting the body.
+func (r *runner) exchange(ctx context.Context, method, u, contentType string, body []byte, timeout time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, truncate(bytes.TrimSpace(out), 200))
+	}
+	return out, nil
+}
+
 // sse holds an event stream, reconnecting with Last-Event-ID when it ends.
 func (c *client) sse(ctx context.Context) {
 	u := c.r.channelURL(c.ch) + "/events?id=" + url.QueryEscape(c.id)
 	var lastID string
-	backoff := 100 * time.Millisecond
+	backoff := newBackoff()
 	for ctx.Err() == nil {
 		err := c.sseOnce(ctx, u, &lastID)
 		if ctx.Err() != nil {
@@ -500,12 +606,9 @@ func (c *client) sse(ctx context.Context) {
 			c.r.pollErrors.Add(1)
 			c.r.fail(fmt.Errorf("sse: %w", err))
 		}
-		select {
-		case <-ctx.Done():
+		if backoff.wait(ctx) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 

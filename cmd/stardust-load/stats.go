@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -158,18 +159,103 @@ func readRSS(pid int) (rss, hwm int64, err error) {
 	return rss, hwm, nil
 }
 
+// cpuReport is the server's CPU time from the start of publishing to the
+// end of the drain, and what it comes to per delivery received.
+type cpuReport struct {
+	PID            int     `json:"pid"`
+	CPUSec         float64 `json:"cpu_s"`    // user + system
+	WindowSec      float64 `json:"window_s"` // wall time measured over
+	Cores          float64 `json:"cores"`    // CPUSec / WindowSec
+	Deliveries     int64   `json:"deliveries"`
+	USPerDelivery  float64 `json:"us_per_delivery"`
+	DeliveriesPerS float64 `json:"deliveries_per_cpu_s"`
+	Error          string  `json:"error,omitempty"`
+}
+
+// cpuSampler reads a process's CPU time at the start and end of a window.
+// A nil sampler reports nil.
+type cpuSampler struct {
+	pid   int
+	start time.Time
+	cpu0  float64
+	err   error
+}
+
+func newCPUSampler(pid int) *cpuSampler {
+	s := &cpuSampler{pid: pid, start: time.Now()}
+	s.cpu0, s.err = processCPU(pid)
+	return s
+}
+
+// end closes the window; deliveries is what the run received in it.
+func (s *cpuSampler) end(deliveries int64) *cpuReport {
+	if s == nil {
+		return nil
+	}
+	rep := &cpuReport{PID: s.pid, WindowSec: round3(time.Since(s.start).Seconds()), Deliveries: deliveries}
+	cpu1, err := processCPU(s.pid)
+	if err = errors.Join(s.err, err); err != nil {
+		rep.Error = err.Error()
+		return rep
+	}
+	rep.CPUSec = round3(cpu1 - s.cpu0)
+	if rep.WindowSec > 0 {
+		rep.Cores = round3(rep.CPUSec / rep.WindowSec)
+	}
+	if deliveries > 0 {
+		rep.USPerDelivery = round3(rep.CPUSec * 1e6 / float64(deliveries))
+	}
+	if rep.CPUSec > 0 {
+		rep.DeliveriesPerS = math.Round(float64(deliveries) / rep.CPUSec)
+	}
+	return rep
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// progress writes a progress line to w, rewritten in place every second,
+// while the run publishes and drains, when cfg.Progress is set.
+func (r *runner) progress(ctx context.Context, w io.Writer) {
+	if !r.cfg.Progress {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(w)
+			return
+		case <-t.C:
+			fmt.Fprintf(w, "\r%s", r.progressLine(time.Since(start)))
+		}
+	}
+}
+
+func (r *runner) progressLine(elapsed time.Duration) string {
+	lat := r.latency.percentiles()
+	return fmt.Sprintf("stardust-load: %3.0fs  published %d  received %d of %d  errors %d+%d  latency p50 %.1fms p99 %.1fms   ",
+		elapsed.Seconds(), r.published.Load(), r.received.Load(), r.expected.Load(),
+		r.pubErrors.Load(), r.pollErrors.Load(), lat.P50, lat.P99)
+}
+
 func (rep *report) writeText(w io.Writer) {
 	rate := "unpaced"
 	if rep.RateTarget > 0 {
 		rate = fmt.Sprintf("%g msg/s", rep.RateTarget)
 	}
-	fmt.Fprintf(w, "stardust-load: %s mode, %d clients on %d channels, %d publishers at %s, %s\n",
-		rep.Mode, rep.Clients, rep.Channels, rep.Publishers, rate, rep.URL)
+	fmt.Fprintf(w, "stardust-load: %s mode, %d clients on %d channels, %d publishers (%s) at %s, %s\n",
+		rep.Mode, rep.Clients, rep.Channels, rep.Publishers, rep.Publish, rate, rep.URL)
 	fmt.Fprintf(w, "set-up      %.2fs until every client was registered\n", rep.SetupSec)
 	fmt.Fprintf(w, "published   %d messages in %.2fs (%.1f msg/s), %d publish errors; stopped by %s\n",
 		rep.Published, rep.PublishSec, rep.PublishRate, rep.PublishErrors, rep.StoppedBy)
-	fmt.Fprintf(w, "deliveries  expected %d, received %d (%.0f/s), lost %d, duplicates %d; server counted %d recipients\n",
-		rep.Expected, rep.Received, rep.DeliveryRate, rep.Lost, rep.Duplicates, rep.Recipients)
+	counted := fmt.Sprintf("server counted %d recipients", rep.Recipients)
+	if rep.Publish == "bayeux" {
+		counted = "published over Bayeux"
+	}
+	fmt.Fprintf(w, "deliveries  expected %d, received %d (%.0f/s), lost %d, duplicates %d; %s\n",
+		rep.Expected, rep.Received, rep.DeliveryRate, rep.Lost, rep.Duplicates, counted)
 	if rep.OverflowLost > 0 {
 		fmt.Fprintf(w, "overflow    the server dropped %d messages from full queues and said so\n", rep.OverflowLost)
 	}
@@ -183,9 +269,12 @@ func (rep *report) writeText(w io.Writer) {
 	pc("latency", rep.Latency)
 	pc(" server→cl", rep.Delivery)
 	pc(" publish rq", rep.Request)
-	if rep.Mode == "sse" {
+	switch rep.Mode {
+	case modeSSE:
 		fmt.Fprintf(w, "streams     %d ended early, %d errors\n", rep.Polls, rep.PollErrors)
-	} else {
+	case modeWebSocket:
+		fmt.Fprintf(w, "connects    %d answered or sockets ended, %d errors\n", rep.Polls, rep.PollErrors)
+	default:
 		fmt.Fprintf(w, "polls       %d answered, %d errors\n", rep.Polls, rep.PollErrors)
 	}
 	if rep.FirstError != "" {
@@ -193,7 +282,16 @@ func (rep *report) writeText(w io.Writer) {
 	}
 	if r := rep.RSS; r != nil {
 		mib := func(kb int64) float64 { return float64(kb) / 1024 }
-		fmt.Fprintf(w, "server RSS  pid %d: before %.1f MiB, clients connected %.1f MiB (%.1f KiB per client), end %.1f MiB, peak %.1f MiB, VmHWM %.1f MiB\n",
-			r.PID, mib(r.BeforeKB), mib(r.ConnectedKB), r.PerClientKB, mib(r.EndKB), mib(r.PeakKB), mib(r.HWMKB))
+		fmt.Fprintf(w, "server RSS  pid %d: before %.1f MiB, clients connected %.1f MiB (%.1f KiB per client), end %.1f MiB, peak %.1f MiB, VmHWM %.1f MiB (%.1f KiB per client)\n",
+			r.PID, mib(r.BeforeKB), mib(r.ConnectedKB), r.PerClientKB, mib(r.EndKB), mib(r.PeakKB), mib(r.HWMKB), r.PeakPerClientKB)
 	}
+	if c := rep.ServerCPU; c != nil {
+		if c.Error != "" {
+			fmt.Fprintf(w, "server CPU  pid %d: %s\n", c.PID, c.Error)
+		} else {
+			fmt.Fprintf(w, "server CPU  pid %d: %.2fs in %.2fs (%.2f cores), %.1f µs per delivery (%d deliveries)\n",
+				c.PID, c.CPUSec, c.WindowSec, c.Cores, c.USPerDelivery, c.Deliveries)
+		}
+	}
+	fmt.Fprintf(w, "tool CPU    %.2fs\n", rep.ToolCPU)
 }

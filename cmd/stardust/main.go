@@ -90,6 +90,11 @@ type Main struct {
 	front    *fcgi.Front
 	demoBot  *autobot.Bot // the demo chat's reply bot (demo.go)
 	failed   chan error
+
+	accessLog     *server.AccessLog // log.requests; see debug.go
+	accessLogFile *os.File
+	pprof         *http.Server // debug.pprof
+	pprofAddr     net.Addr
 }
 
 // NewMain returns a Main with the default configuration.
@@ -243,6 +248,9 @@ func (m *Main) Run() error {
 	if err != nil {
 		return err
 	}
+	if err := m.openAccessLog(); err != nil {
+		return err
+	}
 	if opts.Hub.Engine, err = openEngine(&m.Config, opts.Hub, m.log); err != nil {
 		return err
 	}
@@ -254,15 +262,22 @@ func (m *Main) Run() error {
 	l, err := fcgi.Listen(m.Config.Server.Listen)
 	if err != nil {
 		m.server.Close()
+		_ = m.closeAccessLog()
 		return fmt.Errorf("listen: %w", err)
+	}
+	if err := m.startPprof(); err != nil {
+		m.server.Close()
+		_ = m.closeAccessLog()
+		l.Close()
+		return err
 	}
 	m.listener = l
 	if m.Config.Server.Mode == "fcgi" {
-		m.front = fcgi.New(m.server, m.log.WithField("front", "fcgi"))
+		m.front = fcgi.New(m.handler(), m.log.WithField("front", "fcgi"))
 		go m.serve(func() error { return m.front.Serve(l) })
 	} else {
 		m.http = &http.Server{
-			Handler:           m.server,
+			Handler:           m.handler(),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       120 * time.Second,
 			ErrorLog:          nil,
@@ -308,6 +323,8 @@ func (m *Main) Close() error {
 	} else if m.http != nil {
 		err = m.http.Shutdown(ctx)
 	}
+	m.stopPprof()
+	err = errors.Join(err, m.closeAccessLog())
 	m.log.WithField("took", time.Since(start).Round(time.Millisecond).String()).Info("stopped")
 	if m.logFile != nil {
 		_ = m.logFile.Close()

@@ -314,11 +314,8 @@ func TestLogFileAndJSONFormat(t *testing.T) {
 	logPath := filepath.Join(t.TempDir(), "stardust.log")
 	file := writeFile(t, fmt.Sprintf("[log]\nfile = %q\nformat = \"json\"\nlevel = \"info\"\n", logPath))
 	m := startMain(t, "--config", file, "--log-level", "info")
-	resp, err := http.Get("http://" + m.Addr().String() + "/comet/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	// A request that goes well is not logged; a rejected one is.
+	getPaths(t, m, "/comet/", "/comet/nowhere")
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -332,11 +329,76 @@ func TestLogFileAndJSONFormat(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("log line not JSON: %q", line)
 		}
-		if e["msg"] == "request" && e["path"] == "/comet/" && e["status"] == 200.0 {
+		if e["msg"] == "request" && e["path"] == "/comet/nowhere" && e["status"] == 404.0 && e["problem"] == "rejected" {
 			sawRequest = true
+		}
+		if e["msg"] == "request" && e["path"] == "/comet/" {
+			t.Errorf("a request that went well was logged: %q", line)
 		}
 	}
 	if !sawRequest {
-		t.Errorf("no request line in the log file:\n%s", data)
+		t.Errorf("no line for the rejected request in the log file:\n%s", data)
+	}
+}
+
+// getPaths makes a GET of each path on m's listener.
+func getPaths(t *testing.T, m *Main, paths ...string) {
+	t.Helper()
+	for _, path := range paths {
+		resp, err := http.Get("http://" + m.Addr().String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+}
+
+// TestAccessLogFile: log.requests writes one combined-format line per
+// request to its file, written out at the latest when the server stops.
+func TestAccessLogFile(t *testing.T) {
+	accessPath := filepath.Join(t.TempDir(), "access.log")
+	file := writeFile(t, fmt.Sprintf("[log]\nrequests = %q\n", accessPath))
+	m := startMain(t, "--config", file)
+	getPaths(t, m, "/comet/", "/comet/channel/a?since=0")
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(accessPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "127.0.0.1 - - [") ||
+		!strings.Contains(lines[0], `"GET /comet/ HTTP/1.1" 200 `) || !strings.Contains(lines[1], `"GET /comet/channel/a HTTP/1.1" 200 `) {
+		t.Errorf("access log:\n%s", data)
+	}
+}
+
+// TestPprof: debug.pprof serves profiles on a loopback address and refuses
+// any other unless allowed; it is off by default.
+func TestPprof(t *testing.T) {
+	if m := startMain(t); m.PprofAddr() != nil {
+		t.Errorf("pprof on by default at %s", m.PprofAddr())
+	}
+	m := startMain(t, "--config", writeFile(t, "[debug]\npprof = \"127.0.0.1:0\"\n"))
+	resp, err := http.Get("http://" + m.PprofAddr().String() + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "goroutine profile") {
+		t.Errorf("pprof goroutine page: %d %.200s", resp.StatusCode, body)
+	}
+	// The API's port does not serve profiles.
+	if resp, err := http.Get("http://" + m.Addr().String() + "/debug/pprof/"); err != nil {
+		t.Error(err)
+	} else if resp.Body.Close(); resp.StatusCode == 200 {
+		t.Error("the API port serves /debug/pprof/")
+	}
+	mm, _ := newTestMain()
+	err = mm.ParseFlags([]string{"--listen", "127.0.0.1:0", "--config", writeFile(t, "[debug]\npprof = \"0.0.0.0:0\"\n")})
+	if err == nil || !strings.Contains(err.Error(), "debug.pprof") || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("pprof on 0.0.0.0 without pprof_allow_remote: %v", err)
 	}
 }

@@ -6,6 +6,11 @@
 //   node faye-server.js [--port 0] [--mount /comet/bayeux] [--timeout-s 25]
 //                       [--echo-style separate|combined] [--max-lifetime-s 600]
 //                       [--exit-on-stdin-close] [--no-websocket] [--debug]
+//                       [--bench]
+//
+// --bench makes it the peer of `make compare`: a stock faye.NodeAdapter with
+// no extension (no echo service) and no event logging, so that what is
+// measured is Faye itself.
 //
 // Prints one JSON line {"listening":true,"port":N,"url":...} once it accepts
 // connections, then logs to stderr. It exits on SIGTERM/SIGINT, after
@@ -38,6 +43,7 @@ const { values } = parseArgs({
         "exit-on-stdin-close": { type: "boolean", default: false },
         "no-websocket": { type: "boolean", default: false },
         debug: { type: "boolean", default: false },
+        bench: { type: "boolean", default: false },
     },
 });
 const port = Number(values.port);
@@ -68,7 +74,7 @@ function queueFor(clientId, msg) {
 }
 
 const pendingCombined = new Map();
-bayeux.addExtension({
+if (!values.bench) bayeux.addExtension({
     incoming(message, callback) {
         if (message.channel === "/service/echo" && message.data !== undefined && message.clientId) {
             if (echoStyle === "combined") {
@@ -94,8 +100,10 @@ bayeux.addExtension({
     },
 });
 
-bayeux.on("handshake", (clientId) => log("handshake", clientId));
-bayeux.on("disconnect", (clientId) => log("disconnect", clientId));
+if (!values.bench) {
+    bayeux.on("handshake", (clientId) => log("handshake", clientId));
+    bayeux.on("disconnect", (clientId) => log("disconnect", clientId));
+}
 
 const server = http.createServer((req, res) => {
     res.writeHead(404, { "Content-Type": "text/plain" });

@@ -1,0 +1,585 @@
+// Command stardust-compare runs the load table of issue 8 against Faye's
+// Node server, Stardust and the net/http floor in one sitting, and prints it:
+// for each row and server, the server's CPU time per delivery, latency p50
+// and p99, resident memory per client, and what was lost. `make compare`
+// builds everything and runs it.
+//
+// Each server runs alone, fresh for every row, pinned to one CPU with taskset
+// (GOMAXPROCS=1 for the Go ones); the load tool is pinned to another. Every
+// row is bounded by --duration, every server by a deadline; it only ever
+// listens and connects on 127.0.0.1.
+//
+//	stardust-compare --stardust bin/stardust --floor bin/stardust-floor \
+//	    --load bin/stardust-load --faye integration/clients/faye-server.js --duration 20s
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// A server kind: how to start it and which load modes it takes.
+const (
+	faye         = "Faye"
+	stardustBx   = "Stardust Bayeux"
+	stardustAPI  = "Stardust API"
+	stardustWS   = "Stardust"
+	floorTarget  = "floor"
+	maxDuration  = 2 * time.Minute
+	fileSlack    = 200
+	serverDeadln = 5 * time.Minute // a server is killed after this, whatever happens
+)
+
+// row is one line of the table: a load, run against several targets.
+type row struct {
+	Key     string
+	Title   string
+	Clients int
+	Args    []string // load tool flags beside --clients, --duration and the target
+	Targets []target
+}
+
+// target is one server under one transport.
+type target struct {
+	Name   string // faye, stardustBx, ...
+	Server string // faye, stardust, floor
+	Mode   string // load tool --mode
+}
+
+func rows() []row {
+	fayeLP := target{faye, "faye", "bayeux"}
+	sdLP := target{stardustBx, "stardust", "bayeux"}
+	sdAPI := target{stardustAPI, "stardust", "poll"}
+	fl := target{floorTarget, "floor", "poll"}
+	fayeWS := target{faye, "faye", "websocket"}
+	sdWS := target{stardustWS, "stardust", "websocket"}
+	return []row{
+		{"lp1000", "Bayeux long-polling, 1,000 subscribers, 100 msg/s", 1000,
+			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeLP, sdLP}},
+		{"api1000", "Stardust API long-polling, 1,000 subscribers, 100 msg/s", 1000,
+			[]string{"--rate", "100", "--publishers", "40"}, []target{sdAPI, fl}},
+		{"held5000", "5,000 held long-poll clients, 1 msg/s fan-out", 5000,
+			[]string{"--rate", "1", "--publishers", "4"}, []target{fayeLP, sdLP, sdAPI, fl}},
+		{"ws1000", "Bayeux WebSocket, 1,000 subscribers, 100 msg/s", 1000,
+			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeWS, sdWS}},
+		{"ws5000", "Bayeux WebSocket, 5,000 subscribers, 2 msg/s", 5000,
+			[]string{"--rate", "2", "--publishers", "4"}, []target{fayeWS, sdWS}},
+		{"idle10000", "10,000 idle held long-poll clients, then one message to all", 10000,
+			[]string{"--messages", "1", "--publishers", "1", "--drain", "30s"}, []target{fayeLP, sdLP, sdAPI, fl}},
+	}
+}
+
+type options struct {
+	Stardust, Floor, Load, Faye, Node string
+	Duration                          time.Duration
+	Rows                              string
+	Rounds                            int
+	ServerCPU, ToolCPU                int
+	Port                              int
+	Out                               string
+	Work                              string
+	From                              string
+
+	loadAvg string // at the start
+}
+
+// loadAverage is the machine's 1-minute load average, which says how much
+// else ran beside the benchmark.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stardust-compare:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	o.loadAvg = loadAverage()
+	var results []result
+	if o.From != "" {
+		results, err = readResults(o.From)
+		for _, r := range results {
+			o.Rounds = max(o.Rounds, r.Round)
+		}
+		if err == nil {
+			writeTable(os.Stdout, o, results)
+			return
+		}
+		fmt.Fprintln(os.Stderr, "stardust-compare:", err)
+		os.Exit(1)
+	}
+	results, err = compare(ctx, o, os.Stderr)
+	if len(results) > 0 {
+		writeTable(os.Stdout, o, results)
+	}
+	if o.Out != "" && len(results) > 0 {
+		b, _ := json.MarshalIndent(results, "", "  ")
+		if werr := os.WriteFile(o.Out, b, 0o644); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stardust-compare:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("stardust-compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.Stardust, "stardust", "bin/stardust", "Stardust server `binary`")
+	fs.StringVar(&o.Floor, "floor", "bin/stardust-floor", "floor server `binary`")
+	fs.StringVar(&o.Load, "load", "bin/stardust-load", "load tool `binary`")
+	fs.StringVar(&o.Faye, "faye", "integration/clients/faye-server.js", "Faye server `script` (needs npm ci in its directory)")
+	fs.StringVar(&o.Node, "node", "node", "Node.js `program`")
+	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "publishing time of each row (at most 2m)")
+	fs.StringVar(&o.Rows, "rows", "", "only rows whose key matches this `regexp` (lp1000 api1000 held5000 ws1000 ws5000 idle10000)")
+	fs.IntVar(&o.Rounds, "rounds", 1, "run the whole table this many times (1 to 5); the ratios use the median")
+	fs.IntVar(&o.ServerCPU, "server-cpu", 0, "CPU the servers are pinned to")
+	fs.IntVar(&o.ToolCPU, "tool-cpu", 1, "CPU the load tool is pinned to")
+	fs.IntVar(&o.Port, "port", 5850, "loopback `port` the servers listen on, one at a time")
+	fs.StringVar(&o.Out, "json", "", "also write every report to this `file`")
+	fs.StringVar(&o.From, "from", "", "run nothing: print the table of the reports a --json run wrote to this `file`")
+	fs.StringVar(&o.Work, "work", "", "`directory` for server logs and configuration (default: a new temporary one)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.Duration <= 0 || o.Duration > maxDuration {
+		return o, fmt.Errorf("--duration %s: want more than 0 and at most %s", o.Duration, maxDuration)
+	}
+	if _, err := regexp.Compile(o.Rows); err != nil {
+		return o, fmt.Errorf("--rows: %v", err)
+	}
+	if o.Rounds < 1 || o.Rounds > 5 {
+		return o, fmt.Errorf("--rounds %d: want 1 to 5", o.Rounds)
+	}
+	if o.Port < 1024 || o.Port > 65535 {
+		return o, fmt.Errorf("--port %d: want 1024 to 65535", o.Port)
+	}
+	return o, nil
+}
+
+// result is one row against one target: the load tool's JSON report.
+type result struct {
+	Row    string          `json:"row"`
+	Round  int             `json:"round"`
+	Title  string          `json:"title"`
+	Target string          `json:"target"`
+	Mode   string          `json:"mode"`
+	Report json.RawMessage `json:"report,omitempty"`
+	Error  string          `json:"error,omitempty"`
+	Exit   int             `json:"exit"`
+}
+
+// loadReport is the part of the load tool's report the table shows.
+type loadReport struct {
+	Mode        string  `json:"mode"`
+	Published   int64   `json:"published"`
+	PublishRate float64 `json:"publish_rate"`
+	Polls       int64   `json:"polls"`
+	Expected    int64   `json:"expected"`
+	Received    int64   `json:"received"`
+	Lost        int64   `json:"lost"`
+	Duplicates  int64   `json:"duplicates"`
+	PubErrors   int64   `json:"publish_errors"`
+	PollErrors  int64   `json:"poll_errors"`
+	FirstError  string  `json:"first_error"`
+	Latency     struct {
+		P50 float64 `json:"p50"`
+		P99 float64 `json:"p99"`
+	} `json:"latency_ms"`
+	RSS *struct {
+		PerClientKB     float64 `json:"per_client_kb"`
+		PeakPerClientKB float64 `json:"peak_per_client_kb"`
+	} `json:"rss"`
+	CPU *struct {
+		CPUSec        float64 `json:"cpu_s"`
+		USPerDelivery float64 `json:"us_per_delivery"`
+	} `json:"server_cpu"`
+}
+
+// median of v, 0 for none.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// roundTag names the round when there are several.
+func (r *result) roundTag(rounds int) string {
+	if rounds <= 1 {
+		return ""
+	}
+	return fmt.Sprintf(" #%d", r.Round)
+}
+
+// perAnswer is how many messages a long-poll answer carried on average
+// (batching); "-" for WebSocket and SSE, where messages are pushed.
+func (lr *loadReport) perAnswer() string {
+	if lr.Mode != "poll" && lr.Mode != "bayeux" || lr.Polls == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", float64(lr.Received)/float64(lr.Polls))
+}
+
+// cpuPerAnswer is the server's CPU time per long-poll answer, which batching
+// does not move; "-" for pushed transports.
+func (lr *loadReport) cpuPerAnswer() string {
+	if lr.Mode != "poll" && lr.Mode != "bayeux" || lr.Polls == 0 || lr.CPU == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", lr.CPU.CPUSec*1e6/float64(lr.Polls))
+}
+
+func (r *result) load() *loadReport {
+	var lr loadReport
+	if len(r.Report) == 0 || json.Unmarshal(r.Report, &lr) != nil {
+		return nil
+	}
+	return &lr
+}
+
+// readResults reads what --json wrote.
+func readResults(name string) ([]result, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	var results []result
+	if err := json.Unmarshal(b, &results); err != nil {
+		return nil, fmt.Errorf("%s: %v", name, err)
+	}
+	return results, nil
+}
+
+// compare checks what it needs, then runs every selected row.
+func compare(ctx context.Context, o options, logw io.Writer) ([]result, error) {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		return nil, errors.New("taskset not found (Debian package util-linux)")
+	}
+	for _, f := range []string{o.Stardust, o.Floor, o.Load, o.Faye} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(o.Faye), "node_modules", "faye")); err != nil {
+		return nil, fmt.Errorf("faye is not installed beside %s: run npm ci there (make node-deps)", o.Faye)
+	}
+	re := regexp.MustCompile(o.Rows)
+	var selected []row
+	most := 0
+	for _, rw := range rows() {
+		if re.MatchString(rw.Key) {
+			selected = append(selected, rw)
+			most = max(most, rw.Clients)
+		}
+	}
+	if len(selected) == 0 {
+		return nil, fmt.Errorf("--rows %q matches no row", o.Rows)
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(most+fileSlack) {
+		return nil, fmt.Errorf("open files limit %d is below the %d the largest row needs: run `ulimit -n %d` first", lim.Cur, most+fileSlack, most+fileSlack)
+	}
+	work := o.Work
+	if work == "" {
+		dir, err := os.MkdirTemp("", "stardust-compare-")
+		if err != nil {
+			return nil, err
+		}
+		work = dir
+	}
+	// Stardust with its defaults, except the per-address limit of held
+	// Bayeux connections: every load client comes from 127.0.0.1.
+	conf := filepath.Join(work, "stardust.toml")
+	if err := os.WriteFile(conf, []byte("[bayeux]\nclient_max_connections = 100000\n"), 0o644); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(logw, "stardust-compare: %d rows, %s each, servers on CPU %d, load tool on CPU %d; logs in %s\n",
+		len(selected), o.Duration, o.ServerCPU, o.ToolCPU, work)
+	var results []result
+	// Round after round, each row's targets one after the other, so that
+	// what else runs on the machine falls on all of them alike.
+	for round := 1; round <= o.Rounds; round++ {
+		for _, rw := range selected {
+			for _, tg := range rw.Targets {
+				if ctx.Err() != nil {
+					return results, ctx.Err()
+				}
+				fmt.Fprintf(logw, "stardust-compare: round %d of %d, %s: %s (%s)\n", round, o.Rounds, rw.Key, tg.Name, tg.Mode)
+				res := runOne(ctx, o, work, conf, rw, tg)
+				res.Round = round
+				if lr := res.load(); lr != nil {
+					fmt.Fprintf(logw, "  %s\n", cell(lr))
+				} else {
+					fmt.Fprintf(logw, "  failed: %s\n", res.Error)
+				}
+				results = append(results, res)
+			}
+		}
+	}
+	return results, nil
+}
+
+func runOne(ctx context.Context, o options, work, conf string, rw row, tg target) result {
+	res := result{Row: rw.Key, Title: rw.Title, Target: tg.Name, Mode: tg.Mode}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port))
+	pin := []string{"taskset", "-c", strconv.Itoa(o.ServerCPU)}
+	var argv []string
+	var env []string
+	var url, bayeux string
+	switch tg.Server {
+	case "faye":
+		argv = append(pin, o.Node, o.Faye, "--bench", "--port", strconv.Itoa(o.Port), "--timeout-s", "30", "--max-lifetime-s", "900")
+		bayeux = "http://" + addr + "/comet/bayeux"
+		url = "http://" + addr + "/comet"
+	case "stardust":
+		argv = append(pin, o.Stardust, "--config", conf, "--listen", addr)
+		env = []string{"GOMAXPROCS=1"}
+		url = "http://" + addr + "/comet"
+	case "floor":
+		argv = append(pin, o.Floor, "--listen", addr)
+		env = []string{"GOMAXPROCS=1"}
+		url = "http://" + addr + "/comet"
+	}
+	logName := filepath.Join(work, fmt.Sprintf("%s-%s-%s.log", rw.Key, tg.Server, tg.Mode))
+	srv, err := startServer(ctx, argv, env, logName, addr)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	defer srv.stop()
+
+	args := []string{"taskset", "-c", strconv.Itoa(o.ToolCPU), o.Load, "--json", "--url", url,
+		"--mode", tg.Mode, "--clients", strconv.Itoa(rw.Clients), "--channels", "1",
+		"--duration", o.Duration.String(), "--pid", strconv.Itoa(srv.pid())}
+	if bayeux != "" {
+		args = append(args, "--bayeux", bayeux)
+	}
+	args = append(args, rw.Args...)
+	lctx, cancel := context.WithTimeout(ctx, o.Duration+4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(lctx, args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		res.Exit = ee.ExitCode()
+	}
+	if json.Valid(stdout.Bytes()) && stdout.Len() > 0 {
+		res.Report = json.RawMessage(bytes.TrimSpace(stdout.Bytes()))
+	}
+	if err != nil && res.Exit != 3 { // 3: losses, which the report shows
+		res.Error = fmt.Sprintf("load tool: %v: %s", err, lastLine(stderr.String()))
+	}
+	return res
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// server is a started server process.
+type server struct {
+	cmd  *exec.Cmd
+	log  *os.File
+	done chan struct{}
+}
+
+func (s *server) pid() int { return s.cmd.Process.Pid }
+
+// startServer starts argv (taskset execs the server in place, so the pid is
+// the server's) with its output in logName, and waits until addr accepts
+// connections.
+func startServer(ctx context.Context, argv, env []string, logName, addr string) (*server, error) {
+	lf, err := os.Create(logName)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, serverDeadln)
+	cmd := exec.CommandContext(sctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		cancel()
+		lf.Close()
+		return nil, err
+	}
+	s := &server{cmd: cmd, log: lf, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		cancel()
+		close(s.done)
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return s, nil
+		}
+		select {
+		case <-s.done:
+			lf.Close()
+			return nil, fmt.Errorf("%s exited at start; see %s", argv[3], logName)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("%s not listening on %s after 15s; see %s", argv[3], addr, logName)
+		}
+	}
+}
+
+// stop ends the server with SIGTERM, then SIGKILL after 5 s, and waits.
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.log.Close()
+}
+
+// cell is one result in a line: CPU per delivery, latency, memory, losses.
+func cell(lr *loadReport) string {
+	var b strings.Builder
+	if lr.CPU != nil {
+		fmt.Fprintf(&b, "%.1f µs/delivery", lr.CPU.USPerDelivery)
+	}
+	fmt.Fprintf(&b, ", p50 %.1f ms, p99 %.1f ms", lr.Latency.P50, lr.Latency.P99)
+	if lr.RSS != nil {
+		fmt.Fprintf(&b, ", %.1f KiB/client idle, %.1f KiB peak", lr.RSS.PerClientKB, lr.RSS.PeakPerClientKB)
+	}
+	fmt.Fprintf(&b, ", %.1f msg/s, %d of %d received", lr.PublishRate, lr.Received, lr.Expected)
+	if lr.Lost > 0 || lr.Duplicates > 0 {
+		fmt.Fprintf(&b, ", LOST %d, duplicates %d", lr.Lost, lr.Duplicates)
+	}
+	if lr.PubErrors > 0 || lr.PollErrors > 0 {
+		fmt.Fprintf(&b, ", errors %d publish %d poll (%s)", lr.PubErrors, lr.PollErrors, lr.FirstError)
+	}
+	return b.String()
+}
+
+// writeTable prints the results as a Markdown table, then the ratios of
+// server CPU per delivery that the targets of issue 8 are stated in.
+func writeTable(w io.Writer, o options, results []result) {
+	if o.From != "" {
+		fmt.Fprintf(w, "\nThe runs saved in %s (%d rounds)\n\n", o.From, o.Rounds)
+	} else {
+		fmt.Fprintf(w, "\n%d s per row, servers on CPU %d (GOMAXPROCS=1 for Go), load tool on CPU %d, %s, load average %s → %s\n\n",
+			int(o.Duration.Seconds()), o.ServerCPU, o.ToolCPU, time.Now().UTC().Format("2006-01-02 15:04 MST"), o.loadAvg, loadAverage())
+	}
+	fmt.Fprintln(w, "| load (one channel) | server | µs server CPU per delivery | p50 / p99 latency (ms) | RSS per client idle / peak (KiB) | msg/s published | messages per answer | µs server CPU per answer | received / expected | lost, dup, errors |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+	for _, r := range results {
+		lr := r.load()
+		if lr == nil {
+			fmt.Fprintf(w, "| %s | %s (%s)%s | failed: %s | | | | | | | |\n", r.Title, r.Target, r.Mode, r.roundTag(o.Rounds), r.Error)
+			continue
+		}
+		cpu, rss := "", ""
+		if lr.CPU != nil {
+			cpu = fmt.Sprintf("%.1f", lr.CPU.USPerDelivery)
+		}
+		if lr.RSS != nil {
+			rss = fmt.Sprintf("%.1f / %.1f", lr.RSS.PerClientKB, lr.RSS.PeakPerClientKB)
+		}
+		fmt.Fprintf(w, "| %s | %s (%s)%s | %s | %.1f / %.1f | %s | %.1f | %s | %s | %d / %d | %d, %d, %d |\n",
+			r.Title, r.Target, r.Mode, r.roundTag(o.Rounds), cpu, lr.Latency.P50, lr.Latency.P99, rss, lr.PublishRate,
+			lr.perAnswer(), lr.cpuPerAnswer(), lr.Received, lr.Expected,
+			lr.Lost, lr.Duplicates, lr.PubErrors+lr.PollErrors)
+	}
+	fmt.Fprintln(w, "\nRatios of server CPU per delivery (and per long-poll answer), medians over the rounds; below 1 the first named costs less:")
+	for _, l := range ratios(results) {
+		fmt.Fprintln(w, "- "+l)
+	}
+}
+
+// ratios compares the targets of each row, and Stardust API long polling
+// with Faye's Bayeux long-polling at the same throughput load (issue 8 states
+// its target that way).
+func ratios(results []result) []string {
+	// The medians over the rounds of CPU per delivery and, for long
+	// polling, per answer.
+	cpu := func(row, target string, perAnswer bool) float64 {
+		var v []float64
+		for i := range results {
+			if results[i].Row == row && results[i].Target == target {
+				lr := results[i].load()
+				switch {
+				case lr == nil || lr.CPU == nil || lr.CPU.USPerDelivery <= 0:
+				case !perAnswer:
+					v = append(v, lr.CPU.USPerDelivery)
+				case lr.Polls > 0 && (lr.Mode == "poll" || lr.Mode == "bayeux"):
+					v = append(v, lr.CPU.CPUSec*1e6/float64(lr.Polls))
+				}
+			}
+		}
+		return median(v)
+	}
+	var out []string
+	add := func(title, rowA, a, rowB, b, bName string) {
+		if x, y := cpu(rowA, a, false), cpu(rowB, b, false); x > 0 && y > 0 {
+			line := fmt.Sprintf("%s: %s / %s = %.2f", title, a, bName, x/y)
+			if xa, ya := cpu(rowA, a, true), cpu(rowB, b, true); xa > 0 && ya > 0 {
+				line += fmt.Sprintf(" (per answer %.2f)", xa/ya)
+			}
+			out = append(out, line)
+		}
+	}
+	for _, rw := range rows() {
+		for _, pair := range [][2]string{{stardustBx, faye}, {stardustWS, faye}, {stardustAPI, floorTarget},
+			{stardustBx, floorTarget}, {faye, floorTarget}} {
+			add(rw.Title, rw.Key, pair[0], rw.Key, pair[1], pair[1])
+		}
+	}
+	add("1,000 subscribers, 100 msg/s", "api1000", stardustAPI, "lp1000", faye, "Faye (Bayeux long-polling)")
+	return out
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--duration", "0s"},
+		{"--duration", "3m"},
+		{"--rows", "("},
+		{"--port", "80"},
+		{"--rounds", "0"},
+		{"--rounds", "6"},
+		{"extra"},
+	} {
+		if _, err := parseFlags(args, io.Discard); err == nil {
+			t.Errorf("parseFlags(%q) accepted", args)
+		}
+	}
+	o, err := parseFlags(nil, io.Discard)
+	if err != nil || o.Duration != 20*time.Second || o.ServerCPU != 0 || o.ToolCPU != 1 {
+		t.Errorf("defaults: %+v, %v", o, err)
+	}
+}
+
+// TestRows: the table of issue 8, every row with distinct targets, and the
+// long-poll rows that the floor can take have it.
+func TestRows(t *testing.T) {
+	keys := map[string]bool{}
+	for _, r := range rows() {
+		if keys[r.Key] {
+			t.Errorf("row key %s twice", r.Key)
+		}
+		keys[r.Key] = true
+		if r.Clients < 1000 || len(r.Targets) < 2 {
+			t.Errorf("row %s: %d clients, %d targets", r.Key, r.Clients, len(r.Targets))
+		}
+	}
+	for _, k := range []string{"lp1000", "api1000", "held5000", "ws1000", "ws5000", "idle10000"} {
+		if !keys[k] {
+			t.Errorf("no row %s", k)
+		}
+	}
+}
+
+func fakeResult(row, target, mode string, us float64, received, polls int64) result {
+	rep, _ := json.Marshal(map[string]any{
+		"mode": mode, "published": 10, "publish_rate": 9.5, "polls": polls, "expected": received, "received": received,
+		"latency_ms": map[string]any{"p50": 1.5, "p99": 9.25},
+		"rss":        map[string]any{"per_client_kb": 20.0, "peak_per_client_kb": 40.0},
+		"server_cpu": map[string]any{"cpu_s": 1.0, "us_per_delivery": us},
+	})
+	return result{Row: row, Title: row + " title", Target: target, Mode: mode, Report: rep}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestTable(t *testing.T) {
+	results := []result{
+		fakeResult("lp1000", faye, "bayeux", 40, 1000, 250),
+		fakeResult("lp1000", stardustBx, "bayeux", 20, 1000, 500),
+		fakeResult("api1000", stardustAPI, "poll", 10, 1000, 1000),
+		fakeResult("api1000", floorTarget, "poll", 8, 1000, 1000),
+		fakeResult("ws1000", stardustWS, "websocket", 5, 1000, 0),
+		{Row: "ws1000", Title: "ws1000 title", Target: faye, Mode: "websocket", Error: "load tool: exit 1"},
+	}
+	var b strings.Builder
+	writeTable(&b, options{Duration: 20 * time.Second, ToolCPU: 1}, results)
+	out := b.String()
+	for _, want := range []string{
+		"| lp1000 title | Faye (bayeux) | 40.0 | 1.5 / 9.2 | 20.0 / 40.0 | 9.5 | 4.0 | 4000.0 | 1000 / 1000 | 0, 0, 0 |",
+		"| ws1000 title | Stardust (websocket) | 5.0 | 1.5 / 9.2 | 20.0 / 40.0 | 9.5 | - | - | 1000 / 1000 | 0, 0, 0 |",
+		"| ws1000 title | Faye (websocket) | failed: load tool: exit 1 |",
+		"Stardust Bayeux / Faye = 0.50 (per answer 0.50)",
+		"Stardust API / floor = 1.25 (per answer 1.00)",
+		"Stardust API / Faye (Bayeux long-polling) = 0.25",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Stardust / Faye") {
+		t.Errorf("a ratio with a failed run:\n%s", out)
+	}
+}

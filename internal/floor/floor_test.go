@@ -1,0 +1,105 @@
+package floor
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func get(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func publish(t *testing.T, u string, msgs ...string) (int, string) {
+	t.Helper()
+	resp, err := http.PostForm(u, url.Values{"m": msgs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestFloor(t *testing.T) {
+	ts := httptest.NewServer(New("/comet", time.Second))
+	defer ts.Close()
+	base := ts.URL + "/comet"
+
+	if code, _ := get(t, base+"/"); code != 200 {
+		t.Errorf("GET base/: %d", code)
+	}
+	if code, _ := get(t, base+"/elsewhere"); code != 404 {
+		t.Errorf("GET base/elsewhere: %d, want 404", code)
+	}
+	// An idle poll ends after the hold with [].
+	start := time.Now()
+	if code, body := get(t, base+"/channel/a/stream/1"); code != 200 || body != "[]" {
+		t.Errorf("idle poll: %d %q", code, body)
+	}
+	if took := time.Since(start); took < 900*time.Millisecond || took > 10*time.Second {
+		t.Errorf("idle poll held %s, want about 1s", took)
+	}
+	// A held poll is answered by a publish.
+	answer := make(chan string)
+	go func() {
+		_, body := get(t, base+"/channel/a/stream/1")
+		answer <- body
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if code, body := publish(t, base+"/channel/a", `{"n":1}`, `{"n":2}`); code != 200 || body != `{"recipients":1}` {
+		t.Errorf("publish: %d %q", code, body)
+	}
+	if body := <-answer; body != `[{"n":1},{"n":2}]` {
+		t.Errorf("held poll answered %q", body)
+	}
+	// Between polls messages wait for the client; the channel lists it.
+	publish(t, base+"/channel/a", `{"n":3}`)
+	if _, body := get(t, base+"/channel/a/stream/1"); body != `[{"n":3}]` {
+		t.Errorf("queued message: %q", body)
+	}
+	var infos []struct {
+		Channel     string   `json:"channel"`
+		Subscribers []string `json:"subscribers"`
+	}
+	_, body := get(t, base+"/channel/a+b")
+	if err := json.Unmarshal([]byte(body), &infos); err != nil || len(infos) != 2 ||
+		strings.Join(infos[0].Subscribers, ",") != "1" || len(infos[1].Subscribers) != 0 {
+		t.Errorf("channel info %q: %+v, %v", body, infos, err)
+	}
+	// Bad publishes are refused.
+	if code, _ := publish(t, base+"/channel/a", `{not json`); code != 400 {
+		t.Errorf("publish of bad JSON: %d, want 400", code)
+	}
+	if code, _ := publish(t, base+"/channel/a"); code != 400 {
+		t.Errorf("publish of nothing: %d, want 400", code)
+	}
+	if code, body := publish(t, base+"/channel/nobody", `{}`); code != 200 || body != `{"recipients":0}` {
+		t.Errorf("publish to an empty channel: %d %q", code, body)
+	}
+}
+
+// TestFloorQueueBound keeps only the newest maxQueue messages of a client
+// that does not poll.
+func TestFloorQueueBound(t *testing.T) {
+	s := &sub{wake: make(chan struct{}, 1)}
+	for i := 0; i < maxQueue+10; i++ {
+		s.add([][]byte{[]byte{byte(i)}})
+	}
+	p := s.take()
+	if len(p) != maxQueue || p[0][0] != byte(10) {
+		t.Errorf("kept %d messages starting with %d, want %d starting with 10", len(p), p[0][0], maxQueue)
+	}
+}
