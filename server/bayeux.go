@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/sirupsen/logrus"
 )
 
@@ -78,6 +79,8 @@ type Bayeux struct {
 	limits bayeuxLimits
 	rules  requestRules
 	log    *logrus.Entry
+
+	upgrader *websocket.Upgrader
 }
 
 // bayeuxLimits are the Server's options that Bayeux shares.
@@ -93,7 +96,9 @@ func newBayeux(hub *Hub, opts BayeuxOptions, limits bayeuxLimits, rules requestR
 	if opts.ClientMaxConnections <= 0 {
 		opts.ClientMaxConnections = 10
 	}
-	return &Bayeux{hub: hub, opts: opts, limits: limits, rules: rules, log: log.WithField("protocol", "bayeux")}
+	b := &Bayeux{hub: hub, opts: opts, limits: limits, rules: rules, log: log.WithField("protocol", "bayeux")}
+	b.upgrader = b.newUpgrader()
+	return b
 }
 
 func (b *Bayeux) connectionTypes() []string {

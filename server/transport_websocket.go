@@ -18,10 +18,16 @@ import (
 
 const wsWriteTimeout = 10 * time.Second
 
-func (b *Bayeux) upgrader() *websocket.Upgrader {
+// newUpgrader returns the WebSocket upgrader, one for all connections. A
+// held WebSocket costs memory for as long as the page stays open, so it
+// keeps no buffer of its own while idle: reads use the buffer the HTTP
+// server already had for the connection, and writes borrow one from a pool
+// shared by every connection for the time of one write.
+func (b *Bayeux) newUpgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
-		ReadBufferSize:  4096,
+		ReadBufferSize:  0, // the HTTP server's own, taken over with the connection
 		WriteBufferSize: 4096,
+		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     b.checkOrigin,
 	}
 }
@@ -75,7 +81,7 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer b.hub.ReleaseConnection(ip)
-	conn, err := b.upgrader().Upgrade(w, r, nil)
+	conn, err := b.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered with an HTTP error
 	}
