@@ -106,5 +106,22 @@ dist:
 	done; \
 	cd $(DIST) && sha256sum *.deb *.tar.gz > SHA256SUMS && echo $(DIST)/SHA256SUMS
 
+# The table of issue 8: Faye's Node server (installed from the committed lock
+# file), Stardust and the bare net/http floor under the same loads, one at a
+# time, each server pinned to CPU 0 (GOMAXPROCS=1) and the load tool to CPU 1.
+# About 20 runs of COMPARE_DURATION each plus set-up (some 15 minutes at 20s);
+# COMPARE_ROWS picks rows by key (e.g. COMPARE_ROWS='lp1000|ws1000'),
+# COMPARE_ROUNDS repeats the table, interleaved (the ratios take medians).
+COMPARE_DURATION ?= 20s
+COMPARE_ROWS     ?=
+COMPARE_ROUNDS   ?= 1
+COMPARE_PORT     ?= 5850
+compare: build node-deps
+	$(GO) build -o bin/stardust-floor ./cmd/stardust-floor
+	$(GO) build -o bin/stardust-load ./cmd/stardust-load
+	$(GO) build -o bin/stardust-compare ./cmd/stardust-compare
+	@ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	bin/stardust-compare --duration $(COMPARE_DURATION) --rounds $(COMPARE_ROUNDS) --port $(COMPARE_PORT) --rows '$(COMPARE_ROWS)' --json bin/compare.json
+
 clean:
-.PHONY: all build run test check unit fuzz bench load node-deps compare clean deb dist
+	rm -rf bin $(DIST)
