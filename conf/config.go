@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/stardust-go/stardust/server"
 )
 
 // ErrInvalid is wrapped by every configuration problem Validate and Load report.
@@ -99,7 +101,9 @@ type Auth struct {
 	// "users" (ext.username and ext.password checked against Users).
 	Mode   string `toml:"mode"`
 	Secret string `toml:"secret"`
-	// Users maps a user name to "sha256:<hex of sha256(password)>".
+	// Users maps a user name to a password hash: bcrypt ("$2b$…", from
+	// stardust --hash-password or htpasswd -nbB), argon2id ("$argon2id$…"),
+	// or the old unsalted "sha256:<hex>" (still read; --check warns).
 	Users map[string]string `toml:"users"`
 }
 
@@ -310,8 +314,8 @@ func (c *Config) Validate() error {
 			p.add("bayeux.auth.users", "must list users when bayeux.auth.mode is \"users\"")
 		}
 		for u, h := range b.Auth.Users {
-			if !strings.HasPrefix(h, "sha256:") || len(h) != len("sha256:")+64 {
-				p.add("bayeux.auth.users", "%q: want \"sha256:<64 hex digits>\"", u)
+			if _, err := server.CheckHash(h); err != nil {
+				p.add("bayeux.auth.users", "%q: %v", u, err)
 			}
 		}
 	default:

@@ -244,9 +244,12 @@ func (b *Bayeux) connect(m *BayeuxMessage) (*heldConnect, *bayeuxReply) {
 	var adv struct {
 		Timeout *int64 `json:"timeout"`
 	}
-	if json.Unmarshal(m.Advice, &adv) == nil && adv.Timeout != nil && *adv.Timeout >= 0 {
-		// CometD asks for an immediate first reply with timeout 0.
-		hold = min(hold, time.Duration(*adv.Timeout)*time.Millisecond)
+	if json.Unmarshal(m.Advice, &adv) == nil && adv.Timeout != nil && *adv.Timeout >= 0 &&
+		*adv.Timeout < hold.Milliseconds() {
+		// CometD asks for an immediate first reply with timeout 0. Compared
+		// in milliseconds first: a huge timeout must not overflow the
+		// Duration into a negative (immediate, uncounted) hold.
+		hold = time.Duration(*adv.Timeout) * time.Millisecond
 	}
 	return &heldConnect{msg: m, client: c, hold: hold}, nil
 }

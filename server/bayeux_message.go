@@ -63,6 +63,9 @@ func DecodeBayeux(body []byte) ([]*BayeuxMessage, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty Bayeux message", ErrBadMessage)
 	}
+	if err := checkUTF8(b, "the Bayeux message"); err != nil {
+		return nil, err
+	}
 	var raws []json.RawMessage
 	if b[0] == '[' {
 		if err := json.Unmarshal(b, &raws); err != nil {

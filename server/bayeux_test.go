@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
@@ -23,7 +24,11 @@ type bx struct {
 	s   *Server
 	ts  *httptest.Server
 	url string
+	hc  *http.Client // keeps the browser cookie, as browsers and the Node clients do
 }
+
+// client is the HTTP client of this test's "browser": it keeps cookies.
+func (b *bx) client() *http.Client { return b.hc }
 
 func newBX(t *testing.T, bo BayeuxOptions, mod ...func(*Options)) *bx {
 	t.Helper()
@@ -35,14 +40,15 @@ func newBX(t *testing.T, bo BayeuxOptions, mod ...func(*Options)) *bx {
 		m(&opts)
 	}
 	s, ts := testServer(t, opts)
-	return &bx{t: t, s: s, ts: ts, url: ts.URL + "/comet/bayeux"}
+	jar, _ := cookiejar.New(nil)
+	return &bx{t: t, s: s, ts: ts, url: ts.URL + "/comet/bayeux", hc: &http.Client{Jar: jar}}
 }
 
 // post sends a batch and returns the replies.
 func (b *bx) post(msgs ...map[string]any) []map[string]any {
 	b.t.Helper()
 	body, _ := json.Marshal(msgs)
-	resp, err := http.Post(b.url, "application/json", strings.NewReader(string(body)))
+	resp, err := b.hc.Post(b.url, "application/json", strings.NewReader(string(body)))
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -502,7 +508,7 @@ func TestBayeuxConnectionsPerAddress(t *testing.T) {
 	go b.post(connectMsg(id1, -1))
 	waitPolling(t, b.s, id1)
 	body, _ := json.Marshal([]any{connectMsg(id2, -1)})
-	resp, err := http.Post(b.url, "application/json", strings.NewReader(string(body)))
+	resp, err := b.hc.Post(b.url, "application/json", strings.NewReader(string(body)))
 	if err != nil {
 		t.Fatal(err)
 	}

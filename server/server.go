@@ -26,7 +26,10 @@ type Options struct {
 	MaxMessageSize int           // one message's JSON; default 64 KiB
 	SSEHeartbeat   time.Duration // default 15s
 	SSEMaxDuration time.Duration // an SSE response ends after this, the browser resumes; default 10m
-	Hub            HubOptions
+	// MaxPublishes bounds the work of one Stardust publish request: its
+	// messages times its channels; default 1000 (Bayeux's batch limit).
+	MaxPublishes int
+	Hub          HubOptions
 
 	DocumentRoot   string                   // static files served outside Base; "" none
 	DirectoryIndex []string                 // default ["index.html"]
@@ -68,6 +71,9 @@ func (o *Options) defaults() {
 	}
 	if o.SSEMaxDuration <= 0 {
 		o.SSEMaxDuration = 10 * time.Minute
+	}
+	if o.MaxPublishes <= 0 {
+		o.MaxPublishes = maxBatch
 	}
 	if len(o.DirectoryIndex) == 0 {
 		o.DirectoryIndex = []string{"index.html"}

@@ -192,6 +192,11 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if n := len(objs) * len(full); n > s.opts.MaxPublishes {
+		writeError(w, fmt.Errorf("%w: %d messages to %d channels is %d publishes, over %d in one request",
+			ErrTooLarge, len(objs), len(full), n, s.opts.MaxPublishes))
+		return
+	}
 	// Every message is valid: publish them all, one stored copy per channel.
 	recipients := 0
 	for _, obj := range objs {
@@ -220,6 +225,9 @@ func DecodeMessages(contentType string, body []byte, query url.Values, maxSize i
 	var raw []string
 	switch {
 	case mt == "application/json" || mt == "text/json" || (mt == "" && looksJSON(body)):
+		if err := checkUTF8(body, "the JSON body"); err != nil {
+			return nil, err
+		}
 		return decodeJSONBody(body, maxSize)
 	case mt == "multipart/form-data":
 		form, err := multipart.NewReader(bytes.NewReader(body), params["boundary"]).ReadForm(int64(len(body)) + 1)
@@ -245,6 +253,9 @@ func DecodeMessages(contentType string, body []byte, query url.Values, maxSize i
 	for i, text := range raw {
 		if len(text) > maxSize {
 			return nil, fmt.Errorf("%w: m #%d: over %d bytes", ErrTooLarge, i+1, maxSize)
+		}
+		if err := checkUTF8([]byte(text), fmt.Sprintf("m #%d", i+1)); err != nil {
+			return nil, err
 		}
 		obj, err := decodeObject([]byte(text))
 		if err != nil {

@@ -125,7 +125,7 @@ func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	// The leading comment keeps a callback name from being read as the start
 	// of a file type signature (the Rosetta Flash attack).
-	if _, err := fmt.Fprintf(w, "/**/%s(%s);", callback, out); err == nil {
+	if _, err := fmt.Fprintf(w, "/**/%s(%s);", callback, escapeLineSeparators(out)); err == nil {
 		commit()
 	}
 }

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -72,6 +73,7 @@ type Main struct {
 	Config     conf.Config
 	ConfigPath string
 	Check      bool
+	Stdin      io.Reader
 	Stdout     io.Writer
 	Stderr     io.Writer
 
@@ -86,7 +88,7 @@ type Main struct {
 
 // NewMain returns a Main with the default configuration.
 func NewMain() *Main {
-	return &Main{Config: conf.Default(), Stdout: os.Stdout, Stderr: os.Stderr, failed: make(chan error, 1)}
+	return &Main{Config: conf.Default(), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, failed: make(chan error, 1)}
 }
 
 func (m *Main) configName() string {
@@ -104,7 +106,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.SetOutput(m.Stderr)
 	var (
 		port, listen, base, timeout, docRoot, logLevel string
-		fcgiMode, demo, showVersion                    bool
+		fcgiMode, demo, showVersion, hashPassword      bool
 	)
 	fs.StringVar(&m.ConfigPath, "config", "", "TOML configuration `file`")
 	fs.StringVar(&m.ConfigPath, "c", "", "short for --config")
@@ -121,6 +123,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&logLevel, "log-level", "", "log `level`: debug, info, warn, error")
 	fs.BoolVar(&m.Check, "check", false, "check the configuration, print every problem and exit")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&hashPassword, "hash-password", false, "read a password on stdin, print its bcrypt hash and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: stardust [flags]\n\nStardust COMET server: channels, JSON over HTTP, long polling, SSE and Bayeux.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -134,6 +137,9 @@ func (m *Main) ParseFlags(args []string) error {
 	if showVersion {
 		fmt.Fprintf(m.Stdout, "stardust %s\n", programVersion())
 		return errDone
+	}
+	if hashPassword {
+		return m.hashPassword()
 	}
 	var problems []error
 	if m.ConfigPath != "" {
@@ -191,6 +197,25 @@ func (m *Main) ParseFlags(args []string) error {
 		return fmt.Errorf("configuration %s:\n%w", m.configName(), err)
 	}
 	return nil
+}
+
+// hashPassword reads one line (the password) from Stdin and prints its
+// bcrypt hash.
+func (m *Main) hashPassword() error {
+	line, err := bufio.NewReader(m.Stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("--hash-password: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return errors.New("--hash-password: empty password on standard input")
+	}
+	h, err := server.HashPassword(pw)
+	if err != nil {
+		return fmt.Errorf("--hash-password: %w", err)
+	}
+	fmt.Fprintln(m.Stdout, h)
+	return errDone
 }
 
 // parseSeconds reads a duration as "30s" or, as the Perl original took it,
