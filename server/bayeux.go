@@ -83,6 +83,7 @@ type Bayeux struct {
 type bayeuxLimits struct {
 	pollTimeout    time.Duration // the connect hold
 	maxMessageSize int           // one message's data
+	base           string        // the API's path, for the browser cookie
 }
 
 func newBayeux(hub *Hub, opts BayeuxOptions, limits bayeuxLimits, rules requestRules, log *logrus.Entry) *Bayeux {
@@ -118,7 +119,7 @@ type heldConnect struct {
 // process handles one batch in order and returns the replies. A valid
 // connect in the batch is not answered here: it is returned for the transport
 // to hold, and its reply goes last, after the replies to the other messages.
-func (b *Bayeux) process(batch []*BayeuxMessage, remote, transport string) ([][]byte, *heldConnect) {
+func (b *Bayeux) process(batch []*BayeuxMessage, who caller) ([][]byte, *heldConnect) {
 	replies := make([][]byte, 0, len(batch))
 	var held *heldConnect
 	for _, m := range batch {
@@ -129,17 +130,17 @@ func (b *Bayeux) process(batch []*BayeuxMessage, remote, transport string) ([][]
 				r = b.fail(m, fmt.Errorf("%w: more than one connect in a batch", ErrBadMessage), m.Channel)
 				break
 			}
-			held, r = b.connect(m)
+			held, r = b.connect(m, who)
 		case m.Channel == "/meta/handshake":
-			r = b.handshake(m, remote, transport)
+			r = b.handshake(m, who)
 		case m.Channel == "/meta/subscribe", m.Channel == "/meta/unsubscribe":
-			r = b.subscribe(m, m.Channel == "/meta/subscribe")
+			r = b.subscribe(m, who, m.Channel == "/meta/subscribe")
 		case m.Channel == "/meta/disconnect":
-			r = b.disconnect(m)
+			r = b.disconnect(m, who)
 		case IsMeta(m.Channel):
 			r = b.fail(m, fmt.Errorf("%w: unknown meta channel", ErrBadChannel), m.Channel)
 		default:
-			r = b.publish(m)
+			r = b.publish(m, who)
 		}
 		if r != nil {
 			replies = append(replies, r.encode())
@@ -164,8 +165,9 @@ func (b *Bayeux) fail(m *BayeuxMessage, err error, args ...string) *bayeuxReply 
 	return r
 }
 
-// session finds the Bayeux client a message names.
-func (b *Bayeux) session(m *BayeuxMessage) (*Client, error) {
+// session finds the Bayeux client a message names, if the caller owns it
+// (see owner.go): to anyone else it is an unknown client.
+func (b *Bayeux) session(m *BayeuxMessage, who caller) (*Client, error) {
 	if m.ClientID == "" {
 		return nil, ErrUnknownClient
 	}
@@ -173,7 +175,7 @@ func (b *Bayeux) session(m *BayeuxMessage) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Kind() != KindBayeux {
+	if c.Kind() != KindBayeux || !who.owns(c) {
 		return nil, ErrUnknownClient
 	}
 	return c, nil
@@ -189,7 +191,7 @@ func (b *Bayeux) acl(c *Client, m *BayeuxMessage) error {
 	return nil
 }
 
-func (b *Bayeux) handshake(m *BayeuxMessage, remote, transport string) *bayeuxReply {
+func (b *Bayeux) handshake(m *BayeuxMessage, who caller) *bayeuxReply {
 	if m.Version == "" {
 		return b.fail(m, fmt.Errorf("%w: missing version", ErrBadMessage), "version")
 	}
@@ -202,8 +204,9 @@ func (b *Bayeux) handshake(m *BayeuxMessage, remote, transport string) *bayeuxRe
 		return b.fail(m, fmt.Errorf("%w: this server speaks %s", ErrConnType, strings.Join(b.connectionTypes(), ", ")),
 			m.SupportedConnectionTypes...)
 	}
-	c := b.hub.NewClient(NewID(), KindBayeux, b.opts.ConnectTimeout, remote)
-	_ = c.SetAttr(AttrTransport, transport) // not added yet: cannot fail
+	c := b.hub.NewClient(NewID(), KindBayeux, b.opts.ConnectTimeout, who.remote)
+	_ = c.SetAttr(AttrTransport, who.transport) // not added yet: cannot fail
+	who.bindNew(c)
 	if err := b.acl(c, m); err != nil {
 		return b.fail(m, err, "handshake")
 	}
@@ -226,8 +229,8 @@ func (b *Bayeux) commonType(types []string) bool {
 }
 
 // connect checks a /meta/connect; valid ones are returned to be held.
-func (b *Bayeux) connect(m *BayeuxMessage) (*heldConnect, *bayeuxReply) {
-	c, err := b.session(m)
+func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*heldConnect, *bayeuxReply) {
+	c, err := b.session(m, who)
 	if err != nil {
 		return nil, b.fail(m, err, m.ClientID)
 	}
@@ -303,8 +306,8 @@ func (b *Bayeux) takeConnection(ip string) error {
 	return nil
 }
 
-func (b *Bayeux) subscribe(m *BayeuxMessage, on bool) *bayeuxReply {
-	c, err := b.session(m)
+func (b *Bayeux) subscribe(m *BayeuxMessage, who caller, on bool) *bayeuxReply {
+	c, err := b.session(m, who)
 	if err != nil {
 		return b.fail(m, err, m.ClientID)
 	}
@@ -339,8 +342,8 @@ func (b *Bayeux) subscribe(m *BayeuxMessage, on bool) *bayeuxReply {
 	return &bayeuxReply{Channel: m.Channel, Successful: true, ID: m.ID, ClientID: c.ID(), Subscription: m.Subscription}
 }
 
-func (b *Bayeux) disconnect(m *BayeuxMessage) *bayeuxReply {
-	c, err := b.session(m)
+func (b *Bayeux) disconnect(m *BayeuxMessage, who caller) *bayeuxReply {
+	c, err := b.session(m, who)
 	if err != nil {
 		return b.fail(m, err, m.ClientID)
 	}
@@ -350,11 +353,11 @@ func (b *Bayeux) disconnect(m *BayeuxMessage) *bayeuxReply {
 	return &bayeuxReply{Channel: m.Channel, Successful: true, ID: m.ID, ClientID: c.ID()}
 }
 
-func (b *Bayeux) publish(m *BayeuxMessage) *bayeuxReply {
+func (b *Bayeux) publish(m *BayeuxMessage, who caller) *bayeuxReply {
 	if _, err := ParseChannel(m.Channel, false); err != nil {
 		return b.fail(m, err, m.Channel)
 	}
-	c, err := b.session(m)
+	c, err := b.session(m, who)
 	if err != nil && !(b.opts.AnonPublish && !IsService(m.Channel)) {
 		return b.fail(m, err, m.ClientID)
 	}
@@ -370,7 +373,10 @@ func (b *Bayeux) publish(m *BayeuxMessage) *bayeuxReply {
 	if IsService(m.Channel) {
 		return b.callService(c, m)
 	}
-	msg := &Message{Channel: m.Channel, Data: m.Data, ID: m.idString(), ClientID: m.ClientID, Ext: m.Ext}
+	msg := &Message{Channel: m.Channel, Data: m.Data, ID: m.idString(), Ext: m.Ext}
+	if c != nil {
+		msg.ClientID = c.ID() // an anonymous publish names no one, whatever it claims
+	}
 	if _, err := b.hub.Publish(msg); err != nil {
 		return b.fail(m, err, m.Channel)
 	}

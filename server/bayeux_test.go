@@ -645,7 +645,7 @@ func FuzzDecodeBayeux(f *testing.F) {
 		}
 		b := newFuzzBayeux(t)
 		defer b.hub.Close()
-		replies, held := b.process(msgs, "127.0.0.1", TransportLongPolling)
+		replies, held := b.process(msgs, caller{remote: "127.0.0.1", transport: TransportLongPolling})
 		if len(replies) == 0 && held == nil {
 			t.Fatal("a batch got no reply")
 		}
@@ -672,7 +672,7 @@ func (b *bx) connectStatus(id, xff string) int {
 	if xff != "" {
 		req.Header.Set("X-Forwarded-For", xff)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := b.hc.Do(req)
 	if err != nil {
 		b.t.Error(err)
 		return 0

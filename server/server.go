@@ -138,7 +138,7 @@ func (s *Server) routes() {
 	r.HandleFunc(b+"/channel/{chans}/{id:[0-9.]+}", s.handleStream).Methods(http.MethodGet)
 	if s.opts.Bayeux != nil {
 		s.bayeux = newBayeux(s.hub, *s.opts.Bayeux, bayeuxLimits{pollTimeout: s.opts.PollTimeout,
-			maxMessageSize: s.opts.MaxMessageSize}, s.rules, s.log)
+			maxMessageSize: s.opts.MaxMessageSize, base: s.opts.Base}, s.rules, s.log)
 		// CometD appends /handshake, /connect... to the URL; route them all.
 		r.Handle(b+"/bayeux", s.bayeux).Name("bayeux")
 		r.Handle(b+"/bayeux/{rest:.*}", s.bayeux)

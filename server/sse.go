@@ -54,6 +54,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	// second stream with its id takes over from the first.
 
 	h := w.Header()
+	s.rules.ensureBrowser(h, r, s.opts.Base) // so that the browser's next ids are bound
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")

@@ -319,6 +319,9 @@ func (s *Server) streamClient(r *http.Request, id, kind string, channels []strin
 		if c.Kind() != kind {
 			return nil, false, fmt.Errorf("%w: id %q is in use by a %s client", ErrBadClientID, id, c.Kind())
 		}
+		if err := bindStream(c, created, browserOf(r)); err != nil {
+			return nil, false, err
+		}
 		err = s.hub.SetSubscriptions(c, channels)
 		if errors.Is(err, ErrUnknownClient) && attempt == 0 {
 			continue
@@ -351,6 +354,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	s.rules.ensureBrowser(w.Header(), r, s.opts.Base) // so that the browser's next ids are bound
 	var replay []*Message
 	if !since.IsZero() {
 		if replay, err = s.replay(full, func(m *Message) bool { return m.Time.After(since) }); err != nil {

@@ -81,7 +81,7 @@ func (b *Bayeux) serveLongPolling(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out, commit, err := b.exchange(r, batch, TransportLongPolling)
+	out, commit, err := b.exchange(w, r, batch, TransportLongPolling)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -113,7 +113,7 @@ func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out, commit, err := b.exchange(r, batch, TransportCallbackPolling)
+	out, commit, err := b.exchange(w, r, batch, TransportCallbackPolling)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -133,9 +133,10 @@ func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 // exchange processes an HTTP batch and, when it holds a connect, waits for
 // messages or the hold time; it returns the JSON array to send back and the
 // commit to call once it is written.
-func (b *Bayeux) exchange(r *http.Request, batch []*BayeuxMessage, transport string) ([]byte, func(), error) {
+func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*BayeuxMessage, transport string) ([]byte, func(), error) {
 	ip := b.rules.clientIP(r)
-	replies, held := b.process(batch, ip, transport)
+	who := caller{remote: ip, transport: transport, browser: b.rules.ensureBrowser(w.Header(), r, b.limits.base)}
+	replies, held := b.process(batch, who)
 	if held == nil {
 		return jsonArray(replies), func() {}, nil
 	}
