@@ -52,11 +52,17 @@ type MessageACL func(c *Client, m *BayeuxMessage) error
 
 // BayeuxOptions configure the Bayeux endpoint. Zero values take the defaults noted.
 type BayeuxOptions struct {
-	AnonPublish          bool          // publish without handshake
-	ConnectTimeout       time.Duration // client removed after this long with no connect; default 60s
-	Interval             time.Duration // advice interval
-	ClientMaxConnections int           // held connects per client address; default 10
-	WebSocket            bool          // accept the websocket transport
+	AnonPublish    bool          // publish without handshake
+	ConnectTimeout time.Duration // client removed after this long with no connect; default 60s
+	Interval       time.Duration // advice interval
+	// ClientMaxConnections bounds the connects one browser (BAYEUX_BROWSER
+	// cookie) holds over HTTP at once; default 1, as CometD's
+	// maxSessionsPerBrowser. Further connects (more tabs) are answered at
+	// once with the "multiple-clients" advice to poll every
+	// MultiClientInterval (default 2s).
+	ClientMaxConnections int
+	MultiClientInterval  time.Duration
+	WebSocket            bool // accept the websocket transport
 	Services             map[string]Service
 	MessageACL           MessageACL
 }
@@ -91,7 +97,10 @@ func newBayeux(hub *Hub, opts BayeuxOptions, limits bayeuxLimits, rules requestR
 		opts.ConnectTimeout = 60 * time.Second
 	}
 	if opts.ClientMaxConnections <= 0 {
-		opts.ClientMaxConnections = 10
+		opts.ClientMaxConnections = 1
+	}
+	if opts.MultiClientInterval <= 0 {
+		opts.MultiClientInterval = 2 * time.Second
 	}
 	return &Bayeux{hub: hub, opts: opts, limits: limits, rules: rules, log: log.WithField("protocol", "bayeux")}
 }
@@ -159,6 +168,9 @@ func (b *Bayeux) fail(m *BayeuxMessage, err error, args ...string) *bayeuxReply 
 	case errors.Is(err, ErrEngine):
 		// A shared engine is away for a while: try again, never give up.
 		r.Advice = &bayeuxAdvice{Reconnect: "retry", Interval: 1000}
+	case overLimit(err):
+		// Full, or over a limit for this address: come back later.
+		r.Advice = &bayeuxAdvice{Reconnect: "retry", Interval: retryAfter.Milliseconds()}
 	case m.Channel == "/meta/handshake":
 		r.Advice = &bayeuxAdvice{Reconnect: "none", Interval: 0}
 	}
@@ -294,17 +306,8 @@ func (b *Bayeux) poll(ctx context.Context, c *Client, hold time.Duration) ([][]b
 	return out, batch.Cursor, why
 }
 
-// takeConnection counts a held connect against the client address's limit.
-func (b *Bayeux) takeConnection(ip string) error {
-	ok, err := b.hub.TakeConnection(ip, b.opts.ClientMaxConnections)
-	switch {
-	case err != nil:
-		return err
-	case !ok:
-		return fmt.Errorf("%w: more than %d held connects from %s", ErrTooMany, b.opts.ClientMaxConnections, ip)
-	}
-	return nil
-}
+// browserKey is the engine's connection-count key of a browser's held connects.
+func browserKey(browser string) string { return "browser:" + browser }
 
 func (b *Bayeux) subscribe(m *BayeuxMessage, who caller, on bool) *bayeuxReply {
 	c, err := b.session(m, who)

@@ -141,10 +141,20 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 		return jsonArray(replies), func() {}, nil
 	}
 	if held.hold > 0 {
-		if err := b.takeConnection(ip); err != nil {
+		key := browserKey(who.browser)
+		limit := b.opts.ClientMaxConnections
+		if held.client.Polling() {
+			limit++ // this connect replaces the client's held one, which gives its slot back
+		}
+		ok, err := b.hub.TakeConnection(key, limit)
+		if err != nil {
 			return nil, nil, err
 		}
-		defer b.hub.ReleaseConnection(ip)
+		if !ok {
+			// Another tab holds this browser's connects: tell this one to poll.
+			return jsonArray(append(replies, b.multipleClients(held))), func() {}, nil
+		}
+		defer b.hub.ReleaseConnection(key)
 	}
 	b.noteTransport(held.client, transport)
 	msgs, cursor, why := b.poll(r.Context(), held.client, held.hold)

@@ -99,11 +99,6 @@ func (ws *wsSession) unbindAll() {
 
 func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ip := b.rules.clientIP(r)
-	if err := b.takeConnection(ip); err != nil {
-		writeError(w, err)
-		return
-	}
-	defer b.hub.ReleaseConnection(ip)
 	header := http.Header{}
 	who := caller{remote: ip, transport: TransportWebSocket, socket: NewID(),
 		browser: b.rules.ensureBrowser(header, r, b.limits.base)}
