@@ -23,6 +23,8 @@ type Options struct {
 	PollTimeout    time.Duration // long-poll hold; default 30s
 	ClientTimeout  time.Duration // Stardust clients idle this long are removed; default 60s
 	MaxBodyBytes   int64         // request body limit (413 beyond); default 1 MiB
+	BodyTimeout    time.Duration // a request's body must arrive within this; default 20s
+	RequestTimeout time.Duration // a request's answer must be written within this (after any hold); default 60s
 	MaxMessageSize int           // one message's JSON; default 64 KiB
 	SSEHeartbeat   time.Duration // default 15s
 	SSEMaxDuration time.Duration // an SSE response ends after this, the browser resumes; default 10m
@@ -37,6 +39,14 @@ type Options struct {
 	Demo           fs.FS                    // demo pages served at Base+"/demo/"; nil none
 	CORSOrigins    []string                 // allowed Origin values; "*" any
 	TrustedProxies []netip.Prefix           // X-Forwarded-For honoured from these peers
+
+	// Who may publish through the Stardust API (see stardust_rules.go):
+	// client addresses (nil: LoopbackOnly; Anywhere for all), and, when
+	// PublishUser is set, HTTP basic auth with a password matching
+	// PublishPassHash (a hash CheckPassword reads).
+	AllowFrom       []netip.Prefix
+	PublishUser     string
+	PublishPassHash string
 
 	Version string // reported by the info URL
 
@@ -63,6 +73,12 @@ func (o *Options) defaults() {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 1 << 20
 	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = 20 * time.Second
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 60 * time.Second
+	}
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = 64 << 10
 	}
@@ -71,6 +87,9 @@ func (o *Options) defaults() {
 	}
 	if o.SSEMaxDuration <= 0 {
 		o.SSEMaxDuration = 10 * time.Minute
+	}
+	if o.AllowFrom == nil {
+		o.AllowFrom = LoopbackOnly
 	}
 	if o.MaxPublishes <= 0 {
 		o.MaxPublishes = maxBatch
@@ -101,7 +120,8 @@ type Server struct {
 func New(opts Options, log *logrus.Entry) *Server {
 	opts.defaults()
 	s := &Server{opts: opts, log: log, hub: NewHub(opts.Hub, log), started: time.Now(),
-		rules: requestRules{MaxBodyBytes: opts.MaxBodyBytes, TrustedProxies: opts.TrustedProxies, CORSOrigins: opts.CORSOrigins}}
+		rules: requestRules{MaxBodyBytes: opts.MaxBodyBytes, TrustedProxies: opts.TrustedProxies, CORSOrigins: opts.CORSOrigins,
+			RequestTimeout: opts.RequestTimeout}}
 	s.routes()
 	return s
 }
@@ -162,7 +182,7 @@ func (s *Server) routes() {
 		})
 	}
 	s.router = r
-	s.handler = s.LogRequests(s.cors(r))
+	s.handler = s.deadlines(s.LogRequests(s.cors(r)))
 }
 
 // underBase reports whether path belongs to the API rather than the site.
@@ -175,6 +195,7 @@ func (s *Server) underBase(path string) bool {
 // may use the API. The protocols get a copy, never the Server.
 type requestRules struct {
 	MaxBodyBytes   int64
+	RequestTimeout time.Duration // to write an answer, after any hold
 	TrustedProxies []netip.Prefix
 	CORSOrigins    []string
 }

@@ -147,6 +147,10 @@ func (s *Server) handleChannelInfo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if err := s.mayRead(r, full); err != nil {
+		writeError(w, err)
+		return
+	}
 	out := make([]channelInfo, len(names))
 	for i, n := range names {
 		hist, err := s.hub.History(full[i], 0)
@@ -180,6 +184,10 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	names, full, err := s.channelVars(r)
 	if err != nil {
 		writeError(w, err)
+		return
+	}
+	if err := s.mayPublish(r, full); err != nil {
+		writeDenied(w, err)
 		return
 	}
 	body, err := s.rules.readBody(w, r)
@@ -349,6 +357,10 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if err := s.mayRead(r, full); err != nil {
+		writeError(w, err)
+		return
+	}
 	c, _, err := s.streamClient(r, id, KindStardust, full)
 	if err != nil {
 		writeError(w, err)
@@ -366,6 +378,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	if len(replay) > 0 {
 		hold = 0 // answer at once with the replay and whatever is queued
 	}
+	s.rules.holdRequest(w, hold)
 	b, why := c.Poll(r.Context(), hold)
 	if why == PollFailed {
 		writeError(w, fmt.Errorf("%w: try again", ErrEngine))

@@ -555,7 +555,8 @@ func TestMetricsAndHealth(t *testing.T) {
 func TestRequestLog(t *testing.T) {
 	log, hook := test.NewNullLogger()
 	log.SetLevel(logrus.InfoLevel)
-	s := New(Options{PollTimeout: 100 * time.Millisecond, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
+	s := New(Options{PollTimeout: 100 * time.Millisecond, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		AllowFrom: Anywhere},
 		logrus.NewEntry(log))
 	ts := httptest.NewServer(s)
 	defer ts.Close()

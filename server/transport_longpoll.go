@@ -155,6 +155,7 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 			return jsonArray(append(replies, b.multipleClients(held))), func() {}, nil
 		}
 		defer b.hub.ReleaseConnection(key)
+		b.rules.holdRequest(w, held.hold)
 	}
 	b.noteTransport(held.client, transport)
 	msgs, cursor, why := b.poll(r.Context(), held.client, held.hold)

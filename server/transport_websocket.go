@@ -107,6 +107,9 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered with an HTTP error
 	}
 	conn.SetReadLimit(b.rules.MaxBodyBytes)
+	// The socket lives on after its request: no request deadline holds it
+	// (each write has its own, wsWriteTimeout).
+	_ = conn.NetConn().SetDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(context.Background())
 	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel,
 		bound: make(chan *Client, 1), owned: map[string]bool{}}
