@@ -83,6 +83,8 @@ type Bayeux struct {
 	limits bayeuxLimits
 	rules  requestRules
 	log    *logrus.Entry
+
+	incidents *incidents // counts unsuccessful replies
 }
 
 // bayeuxLimits are the Server's options that Bayeux shares.
@@ -162,6 +164,9 @@ func (b *Bayeux) process(batch []*BayeuxMessage, who caller) ([][]byte, *heldCon
 func (b *Bayeux) fail(m *BayeuxMessage, err error, args ...string) *bayeuxReply {
 	r := &bayeuxReply{Channel: m.Channel, ID: m.ID, ClientID: m.ClientID, Subscription: m.Subscription,
 		Error: bayeuxError(err, args...)}
+	if code, _, ok := strings.Cut(r.Error, ":"); ok {
+		b.incidents.add("bayeux_"+code, 1)
+	}
 	switch {
 	case strings.HasPrefix(r.Error, "402:"):
 		r.Advice = &bayeuxAdvice{Reconnect: "handshake", Interval: 0}

@@ -24,7 +24,7 @@ func (s *Server) LogRequests(next http.Handler) http.Handler {
 		}
 		s.log.WithFields(logrus.Fields{
 			"method":   r.Method,
-			"path":     r.URL.Path,
+			"path":     redactPath(r.URL.Path), // no stream ids at info
 			"status":   sw.Status(),
 			"bytes":    sw.Bytes,
 			"duration": time.Since(start).Round(time.Microsecond).String(),

@@ -114,6 +114,8 @@ type Server struct {
 	bayeux  *Bayeux
 	handler http.Handler
 	rules   requestRules
+
+	incidents *incidents
 }
 
 // New builds a Server with its own Hub.
@@ -122,7 +124,9 @@ func New(opts Options, log *logrus.Entry) *Server {
 	s := &Server{opts: opts, log: log, hub: NewHub(opts.Hub, log), started: time.Now(),
 		rules: requestRules{MaxBodyBytes: opts.MaxBodyBytes, TrustedProxies: opts.TrustedProxies, CORSOrigins: opts.CORSOrigins,
 			RequestTimeout: opts.RequestTimeout}}
+	s.incidents = newIncidents(log, IncidentInterval)
 	s.routes()
+	go s.incidents.run(s.hub)
 	return s
 }
 
@@ -159,6 +163,7 @@ func (s *Server) routes() {
 	if s.opts.Bayeux != nil {
 		s.bayeux = newBayeux(s.hub, *s.opts.Bayeux, bayeuxLimits{pollTimeout: s.opts.PollTimeout,
 			maxMessageSize: s.opts.MaxMessageSize, base: s.opts.Base}, s.rules, s.log)
+		s.bayeux.incidents = s.incidents
 		// CometD appends /handshake, /connect... to the URL; route them all.
 		r.Handle(b+"/bayeux", s.bayeux).Name("bayeux")
 		r.Handle(b+"/bayeux/{rest:.*}", s.bayeux)
@@ -182,7 +187,7 @@ func (s *Server) routes() {
 		})
 	}
 	s.router = r
-	s.handler = s.deadlines(s.LogRequests(s.cors(r)))
+	s.handler = s.deadlines(s.countRejections(s.LogRequests(s.cors(r))))
 }
 
 // underBase reports whether path belongs to the API rather than the site.

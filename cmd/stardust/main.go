@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -25,6 +26,7 @@ import (
 	"github.com/stardust-go/stardust/conf"
 	"github.com/stardust-go/stardust/examples"
 	"github.com/stardust-go/stardust/fcgi"
+	"github.com/stardust-go/stardust/internal/connlimit"
 	"github.com/stardust-go/stardust/server"
 )
 
@@ -43,6 +45,9 @@ func main() {
 		os.Exit(2)
 	}
 	if m.Check {
+		for _, w := range m.Config.Warnings() {
+			fmt.Fprintf(os.Stdout, "stardust: warning: %s\n", w)
+		}
 		fmt.Fprintf(os.Stdout, "stardust: configuration %s is ok\n", m.configName())
 		os.Exit(0)
 	}
@@ -257,6 +262,18 @@ func (m *Main) Run() error {
 		m.server.Close()
 		return fmt.Errorf("listen: %w", err)
 	}
+	for _, w := range m.Config.Warnings() {
+		m.log.Warn(w)
+	}
+	max := m.Config.Server.MaxConnections
+	if max == 0 {
+		max = connlimit.Default(connlimit.DescriptorLimit())
+	}
+	refusal := connlimit.HTTPRefusal
+	if m.Config.Server.Mode == "fcgi" {
+		refusal = nil // the web server in front sees the connection close
+	}
+	l = connlimit.New(l, max, refusal, func() { m.server.Incident(server.IncidentConnectionRefused, 1) })
 	m.listener = l
 	if m.Config.Server.Mode == "fcgi" {
 		m.front = fcgi.New(m.server, m.log.WithField("front", "fcgi"))
@@ -341,20 +358,30 @@ func (m *Main) openLog() error {
 // serverOptions maps the configuration onto the core's options.
 func serverOptions(c *conf.Config) (server.Options, error) {
 	o := server.Options{
-		Base:           c.Server.Base,
-		Prefix:         c.Bayeux.Prefix,
-		PollTimeout:    c.Comet.PollTimeout.Duration,
-		ClientTimeout:  c.Comet.ClientTimeout.Duration,
-		MaxBodyBytes:   c.Server.MaxBodyBytes,
-		MaxMessageSize: c.Comet.MaxMessageBytes,
-		SSEHeartbeat:   c.Comet.SSEHeartbeat.Duration,
-		SSEMaxDuration: c.Comet.SSEMaxDuration.Duration,
+		Base:            c.Server.Base,
+		Prefix:          c.Bayeux.Prefix,
+		PollTimeout:     c.Comet.PollTimeout.Duration,
+		ClientTimeout:   c.Comet.ClientTimeout.Duration,
+		MaxBodyBytes:    c.Server.MaxBodyBytes,
+		BodyTimeout:     c.Server.BodyTimeout.Duration,
+		RequestTimeout:  c.Server.RequestTimeout.Duration,
+		MaxMessageSize:  c.Comet.MaxMessageBytes,
+		MaxPublishes:    c.Comet.MaxPublishesPerRequest,
+		PublishUser:     c.Comet.AuthUser,
+		PublishPassHash: c.Comet.AuthPass,
+		AllowFrom:       []netip.Prefix{},
+		SSEHeartbeat:    c.Comet.SSEHeartbeat.Duration,
+		SSEMaxDuration:  c.Comet.SSEMaxDuration.Duration,
 		Hub: server.HubOptions{
 			HistorySize:      c.Comet.HistorySize,
 			QueueMaxMessages: c.Comet.QueueMaxMessages,
 			QueueMaxBytes:    c.Comet.QueueMaxBytes,
 			MaxClients:       c.Comet.MaxClients,
 			ChannelTimeout:   c.Comet.ChannelTimeout.Duration,
+
+			AddressMaxSessions:  c.Comet.AddressMaxSessions,
+			AddressSessionRate:  c.Comet.AddressSessionRate,
+			AddressSessionBurst: c.Comet.AddressSessionBurst,
 		},
 		DocumentRoot:   c.Server.DocumentRoot,
 		DirectoryIndex: c.Server.DirectoryIndex,
@@ -364,6 +391,13 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 	}
 	for typ, d := range c.Server.TypeExpires {
 		o.TypeExpires[typ] = d.Duration
+	}
+	for _, a := range c.Comet.AllowFrom {
+		if a == "*" {
+			o.AllowFrom = append(o.AllowFrom, server.Anywhere...)
+		} else if p, err := conf.ParsePrefix(a); err == nil {
+			o.AllowFrom = append(o.AllowFrom, p)
+		}
 	}
 	for _, tp := range c.Server.TrustedProxies {
 		if p, err := conf.ParsePrefix(tp); err == nil {
@@ -418,6 +452,7 @@ func bayeuxOptions(c *conf.Bayeux) (*server.BayeuxOptions, error) {
 		ConnectTimeout:       c.ConnectTimeout.Duration,
 		Interval:             c.Interval.Duration,
 		ClientMaxConnections: c.ClientMaxConnections,
+		MultiClientInterval:  c.MultiClientInterval.Duration,
 		WebSocket:            c.WebSocket,
 		Services:             services,
 		MessageACL:           server.ChainACL(auth, acl),
