@@ -94,4 +94,3 @@ func TestRedactPath(t *testing.T) {
 		}
 	}
 }
-
