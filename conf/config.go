@@ -185,7 +185,7 @@ func Default() Config {
 			AddressSessionRate:     20,
 			AddressSessionBurst:    200,
 			MaxPublishesPerRequest: 1000,
-			AllowFrom:              []string{"127.0.0.1", "::1"},
+			AllowFrom:              []string{"127.0.0.0/8", "::1"},
 		},
 		Bayeux: Bayeux{
 			Enabled:              true,

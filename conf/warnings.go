@@ -119,4 +119,3 @@ func onlyLoopback(list []string) bool {
 	}
 	return true
 }
-

@@ -192,7 +192,7 @@ func (b *Bayeux) session(m *BayeuxMessage, who caller) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Kind() != KindBayeux || !who.owns(c) {
+	if c.Kind() != KindBayeux || !who.claims(c) {
 		return nil, ErrUnknownClient
 	}
 	return c, nil

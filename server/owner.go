@@ -14,7 +14,11 @@ import (
 //     cookie (HttpOnly, SameSite=Lax, as CometD's), kept as the session's
 //     AttrBrowser so that every process sharing the engine checks it; a
 //     request naming the session without that cookie is answered as for an
-//     unknown client (402), and the client handshakes again;
+//     unknown client (402), and the client handshakes again. A handshake
+//     that carried no cookie (a first visit) gets one in its answer, and
+//     the session is bound to the cookie of its first use: clients such as
+//     Faye open their WebSocket before the handshake's answer has set the
+//     cookie, and must still be able to use the session over it;
 //   - a Bayeux session handshaken or connected over a WebSocket to that
 //     socket (AttrSocket) for the socket's life;
 //   - a Stardust stream id first polled with a browser cookie to that
@@ -54,29 +58,36 @@ func (rr requestRules) browserCookie(r *http.Request, base, value string) *http.
 		SameSite: http.SameSiteLaxMode, Secure: secure}
 }
 
-// ensureBrowser returns the request's browser cookie value, or makes one and
-// adds its Set-Cookie to h (a response's headers).
-func (rr requestRules) ensureBrowser(h http.Header, r *http.Request, base string) string {
+// ensureBrowser returns the request's browser cookie value (presented), or
+// makes one and adds its Set-Cookie to h (a response's headers).
+func (rr requestRules) ensureBrowser(h http.Header, r *http.Request, base string) (value string, presented bool) {
 	if v := browserOf(r); v != "" {
-		return v
+		return v, true
 	}
 	v := NewID()
 	h.Add("Set-Cookie", rr.browserCookie(r, base, v).String())
-	return v
+	return v, false
 }
 
 // caller is who sent a Bayeux batch: what ownership is checked against.
 type caller struct {
 	remote    string // the client address
 	transport string
-	browser   string // the BAYEUX_BROWSER value ("" none)
+	browser   string // the BAYEUX_BROWSER value, as presented or as just issued
+	presented bool   // the request carried browser (else it was issued in the answer)
 	socket    string // the WebSocket's id ("" for HTTP transports)
 }
 
-// owns reports whether the caller may act as session c: the browser and
-// the socket the session is bound to, if any, must be the caller's.
-func (who caller) owns(c *Client) bool {
-	if b := c.Attr(AttrBrowser); b != "" && b != who.browser {
+// claims reports whether the caller may act as session c: the browser and
+// the socket the session is bound to, if any, must be the caller's. A
+// session not yet bound to a browser is bound to the caller's now.
+func (who caller) claims(c *Client) bool {
+	switch b := c.Attr(AttrBrowser); {
+	case b == "" && who.browser != "":
+		if err := c.SetAttr(AttrBrowser, who.browser); err != nil {
+			return false
+		}
+	case b != who.browser:
 		return false
 	}
 	if s := c.Attr(AttrSocket); s != "" && s != who.socket {
@@ -85,9 +96,11 @@ func (who caller) owns(c *Client) bool {
 	return true
 }
 
-// bindNew marks a client-to-be (not yet added) as the caller's.
+// bindNew marks a client-to-be (not yet added) as the caller's: bound to
+// its socket, and to its browser if the request proved one (a cookie it
+// presented, or the socket that carries it).
 func (who caller) bindNew(c *Client) {
-	if who.browser != "" {
+	if who.browser != "" && (who.presented || who.socket != "") {
 		_ = c.SetAttr(AttrBrowser, who.browser) // not added yet: cannot fail
 	}
 	if who.socket != "" {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // Issue 10, item 1: a session is its owner's, not whoever learns its id.
@@ -140,4 +142,30 @@ func TestStardustStreamBoundToBrowser(t *testing.T) {
 			t.Errorf("unbound id: %d %s", code, body)
 		}
 	}
+}
+
+// A handshake without a cookie (a first visit) is bound at its first use:
+// Faye opens its WebSocket before the handshake's answer sets the cookie.
+func TestBayeuxCookielessHandshakeBoundAtFirstUse(t *testing.T) {
+	b := newBX(t, BayeuxOptions{WebSocket: true})
+	nojar := b.stranger()
+	nojar.hc.Jar = nil
+	id := nojar.handshake("websocket", "long-polling")
+	dial := func() *wsPeer {
+		conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(b.url, "http"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return &wsPeer{t: t, conn: conn}
+	}
+	ws := dial()
+	ws.send(wsConnect(id, 0))
+	if r := ws.read(); r[0]["successful"] != true {
+		t.Fatalf("first use over a cookie-less socket: %v", r)
+	}
+	other := dial()
+	other.send(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/x"})
+	wantError(t, other.read()[0], "402:")
+	wantError(t, b.post(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/x"})[0], "402:")
 }

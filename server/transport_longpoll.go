@@ -135,7 +135,8 @@ func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 // commit to call once it is written.
 func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*BayeuxMessage, transport string) ([]byte, func(), error) {
 	ip := b.rules.clientIP(r)
-	who := caller{remote: ip, transport: transport, browser: b.rules.ensureBrowser(w.Header(), r, b.limits.base)}
+	who := caller{remote: ip, transport: transport}
+	who.browser, who.presented = b.rules.ensureBrowser(w.Header(), r, b.limits.base)
 	replies, held := b.process(batch, who)
 	if held == nil {
 		return jsonArray(replies), func() {}, nil

@@ -100,8 +100,8 @@ func (ws *wsSession) unbindAll() {
 func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ip := b.rules.clientIP(r)
 	header := http.Header{}
-	who := caller{remote: ip, transport: TransportWebSocket, socket: NewID(),
-		browser: b.rules.ensureBrowser(header, r, b.limits.base)}
+	who := caller{remote: ip, transport: TransportWebSocket, socket: NewID()}
+	who.browser, who.presented = b.rules.ensureBrowser(header, r, b.limits.base)
 	conn, err := b.upgrader().Upgrade(w, r, header)
 	if err != nil {
 		return // the upgrader has answered with an HTTP error

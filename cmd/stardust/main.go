@@ -281,7 +281,7 @@ func (m *Main) Run() error {
 	} else {
 		m.http = &http.Server{
 			Handler:           m.server,
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: min(10*time.Second, m.Config.Server.BodyTimeout.Duration),
 			IdleTimeout:       120 * time.Second,
 			ErrorLog:          nil,
 		}
