@@ -84,8 +84,10 @@ func (l *addrLimits) admit(id, addr string, now time.Time, exists func(id string
 			l.addrs[addr] = st
 		}
 		if l.rate > 0 {
-			st.tokens = min(l.burst, st.tokens+now.Sub(st.last).Seconds()*l.rate)
-			st.last = now
+			if now.After(st.last) { // callers race: a now taken earlier adds nothing
+				st.tokens = min(l.burst, st.tokens+now.Sub(st.last).Seconds()*l.rate)
+				st.last = now
+			}
 			if st.tokens < 1 {
 				l.mu.Unlock()
 				return fmt.Errorf("%w: more than %g new sessions a second from %s", errOverLimit, l.rate, addr)
