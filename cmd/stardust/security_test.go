@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -147,5 +148,91 @@ func TestConnectionCapAndBodyTimeoutEndToEnd(t *testing.T) {
 	start = time.Now()
 	if err := m.Close(); err != nil || time.Since(start) > 3*time.Second {
 		t.Errorf("shutdown: %v after %s", err, time.Since(start))
+	}
+}
+
+// CometD's server-restart fault: the held connect is answered with advice to
+// retry; the restarted server knows no session, so the client's next connect
+// gets 402 with advice to handshake, and a client that does (with the
+// browser cookie it kept) is served again.
+func TestFaultServerRestart(t *testing.T) {
+	m := startMain(t, "--timeout", "10s")
+	addr := m.Addr().String()
+	base := "http://" + addr + "/comet"
+	hc := browser()
+	session := func() string {
+		r := bayeuxPost(t, hc, base, map[string]any{"channel": "/meta/handshake", "version": "1.0",
+			"supportedConnectionTypes": []string{"long-polling"}})
+		if r["successful"] != true {
+			t.Fatalf("handshake: %v", r)
+		}
+		id := r["clientId"].(string)
+		if r := bayeuxPost(t, hc, base, map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/stardust/restart"}); r["successful"] != true {
+			t.Fatalf("subscribe: %v", r)
+		}
+		return id
+	}
+	connect := func(id string) chan map[string]any {
+		out := make(chan map[string]any, 1)
+		go func() {
+			body := fmt.Sprintf(`[{"channel":"/meta/connect","clientId":%q,"connectionType":"long-polling"}]`, id)
+			resp, err := hc.Post(base+"/bayeux", "application/json", strings.NewReader(body))
+			if err != nil {
+				out <- map[string]any{"error": err.Error()}
+				return
+			}
+			defer resp.Body.Close()
+			var replies []map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&replies)
+			if len(replies) == 0 {
+				out <- map[string]any{"error": "no reply"}
+				return
+			}
+			out <- replies[len(replies)-1]
+			if len(replies) > 1 {
+				out <- replies[0]
+			}
+		}()
+		return out
+	}
+	id := session()
+	held := connect(id)
+	time.Sleep(200 * time.Millisecond)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-held
+	if adv, _ := r["advice"].(map[string]any); adv["reconnect"] != "retry" {
+		t.Fatalf("held connect at shutdown: %v", r)
+	}
+	// The same address again, as after a restart.
+	m2, _ := newTestMain()
+	if err := m2.ParseFlags([]string{"--listen", addr, "--log-level", "warn", "--timeout", "10s"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Run(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m2.Close() })
+	r = <-connect(id)
+	if adv, _ := r["advice"].(map[string]any); r["successful"] != false || !strings.HasPrefix(fmt.Sprint(r["error"]), "402:") || adv["reconnect"] != "handshake" {
+		t.Fatalf("connect after the restart: %v", r)
+	}
+	id = session()
+	got := connect(id)
+	time.Sleep(200 * time.Millisecond)
+	resp, err := http.PostForm(base+"/channel/restart", map[string][]string{"m": {`{"back":true}`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case last := <-got:
+		msg := <-got
+		if last["successful"] != true || fmt.Sprint(msg["data"]) != "map[back:true]" {
+			t.Errorf("after re-handshaking: %v then %v", msg, last)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the re-handshaken client got nothing")
 	}
 }
