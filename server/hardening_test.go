@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Issue 10, items 7 to 11: input checks, clamps and hashes.
@@ -188,3 +189,41 @@ func TestStaticSymlinkOutsideRootRefused(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCheckHash: any string is either refused or checkable, never a panic,
+// and a refused hash never matches a password.
+func FuzzCheckHash(f *testing.F) {
+	for _, s := range []string{UserHash("x"), "$2a$04$un6OL4oqhvRqbCcaotmkk.wIdZ4IeEE3nvUdMp681woFRl0h3Skfa",
+		"$argon2id$v=19$m=8,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "$argon2id$v=19$m=0,t=0,p=0$$", "sha256:", ""} {
+		f.Add(s, "x")
+	}
+	f.Fuzz(func(t *testing.T, hash, password string) {
+		if _, err := CheckHash(hash); err != nil {
+			if CheckPassword(hash, password) {
+				t.Fatalf("refused hash %q matches %q", hash, password)
+			}
+			return
+		}
+		if strings.HasPrefix(hash, "$2") {
+			if cost, _ := bcryptCost(hash); cost > 6 {
+				return // too slow to check in a fuzz loop
+			}
+		}
+		if strings.HasPrefix(hash, "$argon2id$") {
+			return // parameters from the input may be costly
+		}
+		_ = CheckPassword(hash, password)
+	})
+}
+
+func TestChannelInfoNamesNoClient(t *testing.T) {
+	s, ts := testServer(t, Options{PollTimeout: 2 * time.Second})
+	go get(t, ts.URL+"/comet/channel/open/stream/secret.42")
+	waitPolling(t, s, "secret.42")
+	_, body := get(t, ts.URL+"/comet/channel/open")
+	if strings.Contains(string(body), "secret.42") || !strings.Contains(string(body), `"subscribers":{"stardust":1}`) {
+		t.Errorf("channel info: %s", body)
+	}
+}
+
+func bcryptCost(hash string) (int, error) { return bcrypt.Cost([]byte(hash)) }
