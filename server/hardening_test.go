@@ -218,7 +218,7 @@ func FuzzCheckHash(f *testing.F) {
 
 func TestChannelInfoNamesNoClient(t *testing.T) {
 	s, ts := testServer(t, Options{PollTimeout: 2 * time.Second})
-	go get(t, ts.URL+"/comet/channel/open/stream/secret.42")
+	poll(t, ts.URL+"/comet/channel/open/stream/secret.42")
 	waitPolling(t, s, "secret.42")
 	_, body := get(t, ts.URL+"/comet/channel/open")
 	if strings.Contains(string(body), "secret.42") || !strings.Contains(string(body), `"subscribers":{"stardust":1}`) {

@@ -106,13 +106,8 @@ func streamGet(t *testing.T, hc *http.Client, u string) (int, string) {
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	resp, err := hc.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	req, _ := http.NewRequest("GET", u, nil)
+	return roundTrip(t, hc, req)
 }
 
 func TestStardustStreamBoundToBrowser(t *testing.T) {

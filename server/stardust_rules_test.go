@@ -25,7 +25,13 @@ func do(t *testing.T, method, u, body, xff, user, pass string) (int, string) {
 	if user != "" {
 		req.SetBasicAuth(user, pass)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	return roundTrip(t, http.DefaultClient, req)
+}
+
+// roundTrip sends req with hc and returns the status and body.
+func roundTrip(t *testing.T, hc *http.Client, req *http.Request) (int, string) {
+	t.Helper()
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,18 +108,25 @@ func checkAuthExample(t *testing.T, base string) {
 func checkPublishAuthExample(t *testing.T, base string) {
 	t.Helper()
 	for pass, want := range map[string]int{"": 401, "s3cret": 200} {
-		req, _ := http.NewRequest("POST", base+"/channel/news", strings.NewReader(`m={"a":1}`))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		if pass != "" {
-			req.SetBasicAuth("publisher", pass)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Errorf("publish with password %q: %d, want %d", pass, resp.StatusCode, want)
+		if code := publishAs(t, base, "publisher", pass); code != want {
+			t.Errorf("publish with password %q: %d, want %d", pass, code, want)
 		}
 	}
+}
+
+// publishAs publishes one message to channel news with HTTP basic auth
+// (none if pass is empty) and returns the status.
+func publishAs(t *testing.T, base, user, pass string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/channel/news", strings.NewReader(`m={"a":1}`))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if pass != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -91,16 +91,8 @@ func TestHashPasswordFlag(t *testing.T) {
 	m2 := startMain(t, "-c", file)
 	base := "http://" + m2.Addr().String() + "/comet"
 	for pass, want := range map[string]int{"wonder": 200, "wander": 401} {
-		req, _ := http.NewRequest("POST", base+"/channel/foo", strings.NewReader(`m={"a":1}`))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth("pub", pass)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Errorf("publish with %s: %d, want %d", pass, resp.StatusCode, want)
+		if code := publishAs(t, base, "pub", pass); code != want {
+			t.Errorf("publish with %s: %d, want %d", pass, code, want)
 		}
 	}
 }
