@@ -189,11 +189,14 @@ func (h *Hub) Add(c *Client) error {
 	if h.Closed() {
 		return ErrClosed
 	}
-	if err := h.admitSession(c); err != nil {
+	counted, err := h.admitSession(c)
+	if err != nil {
 		return err
 	}
 	if err := h.engine.CreateSession(context.Background(), c.s); err != nil {
-		h.limits.gone(c.s.ID)
+		if counted {
+			h.limits.gone(c.s.ID)
+		}
 		return h.failed(err)
 	}
 	c.added = true

@@ -69,15 +69,21 @@ func newAddrLimits(maxSessions int, rate float64, burst int) *addrLimits {
 
 func (l *addrLimits) limited() bool { return l != nil && (l.maxSessions > 0 || l.rate > 0) }
 
-// admit counts a new session id from addr, or says why not. exists is asked,
-// when addr is at its cap, which of its sessions still exist (others may have
-// been removed by another process); it must not be called with l.mu held.
-func (l *addrLimits) admit(id, addr string, now time.Time, exists func(id string) bool) error {
+// admit counts a new session id from addr, or says why not; added says
+// whether it counted it (not when the id is counted already: a concurrent
+// request is creating it). exists is asked, when addr is at its cap, which of
+// its sessions still exist (others may have been removed by another
+// process); it must not be called with l.mu held.
+func (l *addrLimits) admit(id, addr string, now time.Time, exists func(id string) bool) (added bool, err error) {
 	if !l.limited() || addr == "" {
-		return nil
+		return false, nil
 	}
 	for attempt := 0; ; attempt++ {
 		l.mu.Lock()
+		if _, ok := l.owner[id]; ok {
+			l.mu.Unlock()
+			return false, nil
+		}
 		st := l.addrs[addr]
 		if st == nil {
 			st = &addrState{ids: map[string]struct{}{}, tokens: l.burst, last: now}
@@ -90,13 +96,13 @@ func (l *addrLimits) admit(id, addr string, now time.Time, exists func(id string
 			}
 			if st.tokens < 1 {
 				l.mu.Unlock()
-				return fmt.Errorf("%w: more than %g new sessions a second from %s", errOverLimit, l.rate, addr)
+				return false, fmt.Errorf("%w: more than %g new sessions a second from %s", errOverLimit, l.rate, addr)
 			}
 		}
 		if l.maxSessions > 0 && len(st.ids) >= l.maxSessions {
 			if attempt > 0 {
 				l.mu.Unlock()
-				return fmt.Errorf("%w: %d sessions from %s", errOverLimit, l.maxSessions, addr)
+				return false, fmt.Errorf("%w: %d sessions from %s", errOverLimit, l.maxSessions, addr)
 			}
 			ids := make([]string, 0, len(st.ids))
 			for id := range st.ids {
@@ -116,7 +122,7 @@ func (l *addrLimits) admit(id, addr string, now time.Time, exists func(id string
 		st.ids[id] = struct{}{}
 		l.owner[id] = addr
 		l.mu.Unlock()
-		return nil
+		return true, nil
 	}
 }
 
@@ -162,8 +168,9 @@ func (l *addrLimits) sessions(addr string) int {
 	return 0
 }
 
-// admitSession is Hub.Add's check of the address limits.
-func (h *Hub) admitSession(c *Client) error {
+// admitSession is Hub.Add's check of the address limits; added says
+// whether the session was counted (to forget if it is not created).
+func (h *Hub) admitSession(c *Client) (added bool, err error) {
 	return h.limits.admit(c.s.ID, c.s.Remote, time.Now(), func(id string) bool {
 		_, err := h.engine.Session(context.Background(), id)
 		return !errors.Is(err, ErrUnknownClient)

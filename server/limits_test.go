@@ -209,3 +209,19 @@ func testLog() *logrus.Entry {
 	log, _ := test.NewNullLogger()
 	return logrus.NewEntry(log)
 }
+
+// A concurrent creation of the same id (ErrExists) does not uncount the
+// session that won.
+func TestAddressCountSurvivesCreationRace(t *testing.T) {
+	h := NewHub(HubOptions{AddressMaxSessions: 10, AddressSessionRate: -1}, testLog())
+	defer h.Close()
+	if _, _, err := h.Register("same", KindStardust, time.Minute, "198.51.100.1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Add(h.NewClient("same", KindStardust, time.Minute, "198.51.100.1")); !errors.Is(err, ErrExists) {
+		t.Fatalf("second creation: %v", err)
+	}
+	if n := h.limits.sessions("198.51.100.1"); n != 1 {
+		t.Errorf("count %d after a lost creation race, want 1", n)
+	}
+}
