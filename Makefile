@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 CLIENTS   := integration/clients
 
-.PHONY: all build run test check unit fuzz bench load node-deps compare clean deb dist
+.PHONY: all build run test check unit fuzz bench load soak node-deps compare clean deb dist
 
 all: build
 
@@ -40,6 +40,7 @@ fuzz:
 	    ./server:FuzzDecodeMessages \
 	    ./server:FuzzStardustURL \
 	    ./cmd/stardust-load:FuzzDecodeBayeux \
+	    ./server:FuzzCheckHash \
 	    $$(grep -l '^func Fuzz' server/bayeux*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/server:/') \
 	    $$(grep -l '^func Fuzz' fcgi/*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/fcgi:/') \
 	    $$(grep -l '^func Fuzz' internal/fcgitest/*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/internal\/fcgitest:/') \
@@ -56,10 +57,22 @@ bench:
 # (bounded: 10 s of publishing); see BENCHMARKS.md for bigger runs.
 LOADPORT ?= 5799
 load: build
-	@bin/stardust --listen 127.0.0.1:$(LOADPORT) --log-level warn & pid=$$!; \
+	@bin/stardust -c cmd/stardust-load/loadtest.toml --listen 127.0.0.1:$(LOADPORT) --log-level warn & pid=$$!; \
 	trap 'kill $$pid' EXIT; sleep 1; \
 	$(GO) run ./cmd/stardust-load --url http://127.0.0.1:$(LOADPORT)/comet \
 	  --clients 500 --channels 5 --publishers 2 --rate 200 --duration 10s --pid $$pid
+
+# Minutes of churn (Bayeux clients that connect, publish, receive and
+# disconnect or walk away; Stardust clients polling once under new ids)
+# against a server started here on a spare loopback port, with its resident
+# memory sampled; fails if it grows more than 20% after warm-up. Bounded:
+# SOAKTIME (default 3m, at most 10m). See BENCHMARKS.md.
+SOAKPORT ?= 5798
+SOAKTIME ?= 3m
+soak: build
+	@bin/stardust -c cmd/stardust-soak/soak.toml --listen 127.0.0.1:$(SOAKPORT) & pid=$$!; \
+	trap 'kill $$pid' EXIT; sleep 1; \
+	$(GO) run ./cmd/stardust-soak --url http://127.0.0.1:$(SOAKPORT)/comet --duration $(SOAKTIME) --pid $$pid
 
 # The Node clients (CometD, Faye) the integration tests drive, from the
 # committed lock file. Skipped when npm is missing (the tests then skip loudly).

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/stardust-go/stardust/server"
 )
 
 // ErrInvalid is wrapped by every configuration problem Validate and Load report.
@@ -65,6 +67,11 @@ type Server struct {
 	TrustedProxies  []string            `toml:"trusted_proxies"`
 	MaxBodyBytes    int64               `toml:"max_body_bytes"`
 	ShutdownTimeout Duration            `toml:"shutdown_timeout"`
+	BodyTimeout     Duration            `toml:"body_timeout"`
+	RequestTimeout  Duration            `toml:"request_timeout"`
+	// MaxConnections caps the connections open at once; 0 is 90% of the
+	// descriptor limit less 64.
+	MaxConnections int `toml:"max_connections"`
 }
 
 // Comet holds the settings of the shared core: long polls, queues, history.
@@ -80,6 +87,18 @@ type Comet struct {
 	SSEHeartbeat     Duration `toml:"sse_heartbeat"`
 	SSEMaxDuration   Duration `toml:"sse_max_duration"`
 	BatchDelay       Duration `toml:"batch_delay"`
+
+	// Per client address (see server/limits.go); -1: no limit.
+	AddressMaxSessions  int     `toml:"address_max_sessions"`
+	AddressSessionRate  float64 `toml:"address_session_rate"`
+	AddressSessionBurst int     `toml:"address_session_burst"`
+	// MaxPublishesPerRequest bounds a Stardust publish: messages × channels.
+	MaxPublishesPerRequest int `toml:"max_publishes_per_request"`
+	// Who may publish through the Stardust API: IPs or CIDRs ("*" anyone),
+	// and optional HTTP basic auth (AuthPass a bcrypt or argon2id hash).
+	AllowFrom []string `toml:"allow_from"`
+	AuthUser  string   `toml:"auth_user"`
+	AuthPass  string   `toml:"auth_pass"`
 }
 
 // Bayeux holds the Bayeux (cometd) endpoint settings.
@@ -90,6 +109,7 @@ type Bayeux struct {
 	ConnectTimeout       Duration `toml:"connect_timeout"`
 	Interval             Duration `toml:"interval"`
 	ClientMaxConnections int      `toml:"client_max_connections"`
+	MultiClientInterval  Duration `toml:"multi_client_interval"`
 	WebSocket            bool     `toml:"websocket"`
 	Services             []string `toml:"services"`
 	Auth                 Auth     `toml:"auth"`
@@ -103,7 +123,9 @@ type Auth struct {
 	// "users" (ext.username and ext.password checked against Users).
 	Mode   string `toml:"mode"`
 	Secret string `toml:"secret"`
-	// Users maps a user name to "sha256:<hex of sha256(password)>".
+	// Users maps a user name to a password hash: bcrypt ("$2b$…", from
+	// stardust --hash-password or htpasswd -nbB), argon2id ("$argon2id$…"),
+	// or the old unsalted "sha256:<hex>" (still read; --check warns).
 	Users map[string]string `toml:"users"`
 }
 
@@ -163,6 +185,8 @@ func Default() Config {
 			TrustedProxies:  []string{"127.0.0.1", "::1"},
 			MaxBodyBytes:    1 << 20,
 			ShutdownTimeout: Duration{5 * time.Second},
+			BodyTimeout:     Duration{20 * time.Second},
+			RequestTimeout:  Duration{60 * time.Second},
 		},
 		Comet: Comet{
 			PollTimeout:      Duration{30 * time.Second},
@@ -176,6 +200,12 @@ func Default() Config {
 			SSEHeartbeat:     Duration{15 * time.Second},
 			SSEMaxDuration:   Duration{10 * time.Minute},
 			BatchDelay:       Duration{10 * time.Millisecond},
+
+			AddressMaxSessions:     1000,
+			AddressSessionRate:     20,
+			AddressSessionBurst:    200,
+			MaxPublishesPerRequest: 1000,
+			AllowFrom:              []string{"127.0.0.0/8", "::1"},
 		},
 		Bayeux: Bayeux{
 			Enabled:              true,
@@ -183,7 +213,8 @@ func Default() Config {
 			AnonPublish:          false,
 			ConnectTimeout:       Duration{60 * time.Second},
 			Interval:             Duration{0},
-			ClientMaxConnections: 10,
+			ClientMaxConnections: 1,
+			MultiClientInterval:  Duration{2 * time.Second},
 			WebSocket:            true,
 			Services:             []string{"echo"},
 			Auth:                 Auth{Mode: "none", Users: map[string]string{}},
@@ -288,6 +319,11 @@ func (c *Config) Validate() error {
 	}
 	p.positive("server.max_body_bytes", s.MaxBodyBytes)
 	p.duration("server.shutdown_timeout", s.ShutdownTimeout, time.Millisecond)
+	p.duration("server.body_timeout", s.BodyTimeout, 100*time.Millisecond)
+	p.duration("server.request_timeout", s.RequestTimeout, 100*time.Millisecond)
+	if s.MaxConnections < 0 {
+		p.add("server.max_connections", "must not be negative (0: 90%% of the descriptor limit)")
+	}
 
 	cm := &c.Comet
 	p.duration("comet.poll_timeout", cm.PollTimeout, time.Millisecond)
@@ -308,6 +344,29 @@ func (c *Config) Validate() error {
 	if int64(cm.MaxMessageBytes) > s.MaxBodyBytes {
 		p.add("comet.max_message_bytes", "larger than server.max_body_bytes (%d)", s.MaxBodyBytes)
 	}
+	p.limit("comet.address_max_sessions", float64(cm.AddressMaxSessions))
+	p.limit("comet.address_session_rate", cm.AddressSessionRate)
+	p.limit("comet.address_session_burst", float64(cm.AddressSessionBurst))
+	if cm.AddressMaxSessions > cm.MaxClients {
+		p.add("comet.address_max_sessions", "larger than comet.max_clients (%d)", cm.MaxClients)
+	}
+	p.positive("comet.max_publishes_per_request", int64(cm.MaxPublishesPerRequest))
+	for _, a := range cm.AllowFrom {
+		if a == "*" {
+			continue
+		}
+		if _, err := ParsePrefix(a); err != nil {
+			p.add("comet.allow_from", "%v (or \"*\" for anyone)", err)
+		}
+	}
+	if (cm.AuthUser == "") != (cm.AuthPass == "") {
+		p.add("comet.auth_pass", "comet.auth_user and comet.auth_pass go together")
+	}
+	if cm.AuthPass != "" {
+		if _, err := server.CheckHash(cm.AuthPass); err != nil {
+			p.add("comet.auth_pass", "%v", err)
+		}
+	}
 
 	b := &c.Bayeux
 	if !pathPattern.MatchString(b.Prefix) {
@@ -318,6 +377,7 @@ func (c *Config) Validate() error {
 		p.add("bayeux.interval", "negative duration")
 	}
 	p.positive("bayeux.client_max_connections", int64(b.ClientMaxConnections))
+	p.duration("bayeux.multi_client_interval", b.MultiClientInterval, 100*time.Millisecond)
 	for _, svc := range b.Services {
 		if !namePattern.MatchString(svc) {
 			p.add("bayeux.services", "want plain names like \"echo\", got %q", svc)
@@ -334,8 +394,8 @@ func (c *Config) Validate() error {
 			p.add("bayeux.auth.users", "must list users when bayeux.auth.mode is \"users\"")
 		}
 		for u, h := range b.Auth.Users {
-			if !strings.HasPrefix(h, "sha256:") || len(h) != len("sha256:")+64 {
-				p.add("bayeux.auth.users", "%q: want \"sha256:<64 hex digits>\"", u)
+			if _, err := server.CheckHash(h); err != nil {
+				p.add("bayeux.auth.users", "%q: %v", u, err)
 			}
 		}
 	default:
@@ -441,6 +501,13 @@ func (p *problems) add(key, format string, args ...any) {
 func (p *problems) positive(key string, v int64) {
 	if v <= 0 {
 		p.add(key, "must be greater than zero")
+	}
+}
+
+// limit is a positive limit, or -1 for none.
+func (p *problems) limit(key string, v float64) {
+	if v <= 0 && v != -1 {
+		p.add(key, "must be greater than zero, or -1 for no limit")
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -148,10 +149,11 @@ func waitForSubscriber(t *testing.T, base, channel, who string) {
 
 // curlJSONP runs curl on a callback-polling URL and returns the status, the
 // headers and the batch inside the callback.
-func curlJSONP(t *testing.T, curl, base, callback string, msgs string) (int, string, []map[string]any) {
+// jar is curl's cookie file: the session is bound to the browser cookie it keeps.
+func curlJSONP(t *testing.T, curl, jar, base, callback string, msgs string) (int, string, []map[string]any) {
 	t.Helper()
 	u := base + "/bayeux?jsonp=" + callback + "&message=" + url.QueryEscape(msgs)
-	out, err := exec.Command(curl, "-s", "-i", "--max-time", "20", u).Output()
+	out, err := exec.Command(curl, "-s", "-i", "-b", jar, "-c", jar, "--max-time", "20", u).Output()
 	if err != nil {
 		t.Fatalf("curl %s: %v", u, err)
 	}
@@ -172,7 +174,8 @@ func curlJSONP(t *testing.T, curl, base, callback string, msgs string) (int, str
 func TestCallbackPollingWithCurl(t *testing.T) {
 	curl := requireProgram(t, "curl", "curl")
 	base := startStardust(t, "--timeout", "5s")
-	status, head, r := curlJSONP(t, curl, base, "cb_1",
+	jar := filepath.Join(t.TempDir(), "cookies")
+	status, head, r := curlJSONP(t, curl, jar, base, "cb_1",
 		`[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["callback-polling"],"id":"1"}]`)
 	if status != 200 || len(r) != 1 || r[0]["successful"] != true {
 		t.Fatalf("handshake: %d %v", status, r)
@@ -183,14 +186,14 @@ func TestCallbackPollingWithCurl(t *testing.T) {
 		}
 	}
 	id := r[0]["clientId"].(string)
-	_, _, r = curlJSONP(t, curl, base, "cb_2", fmt.Sprintf(
+	_, _, r = curlJSONP(t, curl, jar, base, "cb_2", fmt.Sprintf(
 		`[{"channel":"/meta/subscribe","clientId":%q,"subscription":"/stardust/jp","id":"2"},{"channel":"/meta/connect","clientId":%q,"connectionType":"callback-polling","advice":{"timeout":0},"id":"3"}]`, id, id))
 	if len(r) != 2 || r[0]["successful"] != true || r[1]["channel"] != "/meta/connect" {
 		t.Fatalf("subscribe and connect: %v", r)
 	}
 	got := make(chan []map[string]any, 1)
 	go func() {
-		_, _, r := curlJSONP(t, curl, base, "cb_3", fmt.Sprintf(
+		_, _, r := curlJSONP(t, curl, jar, base, "cb_3", fmt.Sprintf(
 			`{"channel":"/meta/connect","clientId":%q,"connectionType":"callback-polling","id":"4"}`, id))
 		got <- r
 	}()
@@ -207,7 +210,7 @@ func TestCallbackPollingWithCurl(t *testing.T) {
 	if len(r) != 2 || r[0]["channel"] != "/stardust/jp" || r[1]["channel"] != "/meta/connect" {
 		t.Fatalf("held connect answered %v", r)
 	}
-	if status, _, _ := curlJSONP(t, curl, base, "alert(document.cookie)", `{"channel":"/meta/connect"}`); status != 400 {
+	if status, _, _ := curlJSONP(t, curl, jar, base, "alert(document.cookie)", `{"channel":"/meta/connect"}`); status != 400 {
 		t.Errorf("unsafe callback name: status %d, want 400", status)
 	}
 }

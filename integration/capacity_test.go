@@ -138,7 +138,7 @@ func startCapacityRig(t *testing.T, s webServerSetup, main mainConfig, bin strin
 	// The header's Stardust command, with the site's placeholders rewritten.
 	site = strings.NewReplacer(s.backendPlaceholder(), r.backAddr, placeholderSiteRoot, siteRoot).Replace(site)
 	args := append(stardustCommand(t, s, site, r.dir, bin, r.backAddr, 30*time.Second), "--log-level", "warn")
-	r.stardust = startProcess(t, "stardust", r.dir, args...)
+	r.stardust = startProcess(t, "stardust", r.dir, withLoadTestLimits(t, r.dir, args)...)
 	r.stardust.waitListening(t, r.backAddr)
 	return r
 }
@@ -663,4 +663,57 @@ func TestProxyLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%s error log: %v", s.server, errs)
+}
+
+// withLoadTestLimits turns off the per-address session limits for a load
+// from one machine (cmd/stardust-load/loadtest.toml): into the config file
+// the command names, or a file of its own.
+func withLoadTestLimits(t *testing.T, dir string, args []string) []string {
+	t.Helper()
+	limits := readFile(t, filepath.Join(repoRoot(t), "cmd", "stardust-load", "loadtest.toml"))
+	for i, a := range args {
+		if (a == "--config" || a == "-c") && i+1 < len(args) {
+			writeFile(t, args[i+1], mergeTOMLTables(readFile(t, args[i+1]), limits))
+			return args
+		}
+	}
+	file := filepath.Join(dir, "loadtest.toml")
+	writeFile(t, file, limits)
+	return append(args, "--config", file)
+}
+
+// mergeTOMLTables adds the keys of each [table] of extra to base: under
+// base's own header of that table when it has one (TOML forbids a second),
+// else as a new table at the end. Comments of extra are dropped.
+func mergeTOMLTables(base, extra string) string {
+	table := ""
+	keys := map[string][]string{}
+	var order []string
+	for _, line := range strings.Split(extra, "\n") {
+		l := strings.TrimSpace(line)
+		switch {
+		case l == "" || strings.HasPrefix(l, "#"):
+		case strings.HasPrefix(l, "["):
+			table = l
+			order = append(order, l)
+		default:
+			keys[table] = append(keys[table], l)
+		}
+	}
+	lines := strings.Split(base, "\n")
+	for _, tbl := range order {
+		found := false
+		for i, l := range lines {
+			if strings.TrimSpace(l) == tbl {
+				lines = append(lines[:i+1], append(append([]string{}, keys[tbl]...), lines[i+1:]...)...)
+				found = true
+				break
+			}
+		}
+		if !found {
+			lines = append(lines, "", tbl)
+			lines = append(lines, keys[tbl]...)
+		}
+	}
+	return strings.Join(lines, "\n") + "\n"
 }

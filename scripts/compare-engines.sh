@@ -23,7 +23,8 @@ CONF
 taskset -c 1 "$redis" "$tmp/redis.conf" >"$tmp/redis.log" 2>&1 &
 redispid=$!
 sleep 0.5
-printf '[engine]\ntype = "redis"\nredis_url = "redis://127.0.0.1:6391/0"\n' >"$tmp/redis.toml"
+cp cmd/stardust-load/loadtest.toml "$tmp/memory.toml"
+{ cat cmd/stardust-load/loadtest.toml; printf '\n[engine]\ntype = "redis"\nredis_url = "redis://127.0.0.1:6391/0"\n'; } >"$tmp/redis.toml"
 
 run() { # name, port, extra stardust args...
   local name=$1 port=$2; shift 2
@@ -48,5 +49,5 @@ print(f"{name:7s} delivered {d:>8} of {r.get('expected')} lost {r.get('lost')} d
       f"redis-server CPU {rticks / hz:.2f} s ({(rticks / hz * 1e6 / d) if d else float('nan'):.1f} us/delivery)")
 PY
 }
-run memory 5791
+run memory 5791 --config "$tmp/memory.toml"
 run redis 5792 --config "$tmp/redis.toml"

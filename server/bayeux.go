@@ -54,11 +54,17 @@ type MessageACL func(c *Client, m *BayeuxMessage) error
 
 // BayeuxOptions configure the Bayeux endpoint. Zero values take the defaults noted.
 type BayeuxOptions struct {
-	AnonPublish          bool          // publish without handshake
-	ConnectTimeout       time.Duration // client removed after this long with no connect; default 60s
-	Interval             time.Duration // advice interval
-	ClientMaxConnections int           // held connects per client address; default 10
-	WebSocket            bool          // accept the websocket transport
+	AnonPublish    bool          // publish without handshake
+	ConnectTimeout time.Duration // client removed after this long with no connect; default 60s
+	Interval       time.Duration // advice interval
+	// ClientMaxConnections bounds the connects one browser (BAYEUX_BROWSER
+	// cookie) holds over HTTP at once; default 1, as CometD's
+	// maxSessionsPerBrowser. Further connects (more tabs) are answered at
+	// once with the "multiple-clients" advice to poll every
+	// MultiClientInterval (default 2s).
+	ClientMaxConnections int
+	MultiClientInterval  time.Duration
+	WebSocket            bool // accept the websocket transport
 	Services             map[string]Service
 	MessageACL           MessageACL
 }
@@ -80,13 +86,15 @@ type Bayeux struct {
 	rules  requestRules
 	log    *logrus.Entry
 
-	upgrader *websocket.Upgrader
+	upgrader  *websocket.Upgrader
+	incidents *incidents // counts unsuccessful replies
 }
 
 // bayeuxLimits are the Server's options that Bayeux shares.
 type bayeuxLimits struct {
 	pollTimeout    time.Duration // the connect hold
 	maxMessageSize int           // one message's data
+	base           string        // the API's path, for the browser cookie
 }
 
 func newBayeux(hub *Hub, opts BayeuxOptions, limits bayeuxLimits, rules requestRules, log *logrus.Entry) *Bayeux {
@@ -94,7 +102,10 @@ func newBayeux(hub *Hub, opts BayeuxOptions, limits bayeuxLimits, rules requestR
 		opts.ConnectTimeout = 60 * time.Second
 	}
 	if opts.ClientMaxConnections <= 0 {
-		opts.ClientMaxConnections = 10
+		opts.ClientMaxConnections = 1
+	}
+	if opts.MultiClientInterval <= 0 {
+		opts.MultiClientInterval = 2 * time.Second
 	}
 	b := &Bayeux{hub: hub, opts: opts, limits: limits, rules: rules, log: log.WithField("protocol", "bayeux")}
 	b.upgrader = b.newUpgrader()
@@ -129,7 +140,7 @@ type heldConnect struct {
 // process handles one batch in order and returns the replies. A valid
 // connect in the batch is not answered here: it is returned for the transport
 // to hold, and its reply goes last, after the replies to the other messages.
-func (b *Bayeux) process(batch []*BayeuxMessage, remote, transport string) ([][]byte, *heldConnect) {
+func (b *Bayeux) process(batch []*BayeuxMessage, who caller) ([][]byte, *heldConnect) {
 	replies := make([][]byte, 0, len(batch))
 	var held *heldConnect
 	for _, m := range batch {
@@ -140,17 +151,17 @@ func (b *Bayeux) process(batch []*BayeuxMessage, remote, transport string) ([][]
 				r = b.fail(m, fmt.Errorf("%w: more than one connect in a batch", ErrBadMessage), m.Channel)
 				break
 			}
-			held, r = b.connect(m)
+			held, r = b.connect(m, who)
 		case m.Channel == "/meta/handshake":
-			r = b.handshake(m, remote, transport)
+			r = b.handshake(m, who)
 		case m.Channel == "/meta/subscribe", m.Channel == "/meta/unsubscribe":
-			r = b.subscribe(m, m.Channel == "/meta/subscribe")
+			r = b.subscribe(m, who, m.Channel == "/meta/subscribe")
 		case m.Channel == "/meta/disconnect":
-			r = b.disconnect(m)
+			r = b.disconnect(m, who)
 		case IsMeta(m.Channel):
 			r = b.fail(m, fmt.Errorf("%w: unknown meta channel", ErrBadChannel), m.Channel)
 		default:
-			r = b.publish(m)
+			r = b.publish(m, who)
 		}
 		if r != nil {
 			replies = append(replies, r.encode())
@@ -163,20 +174,27 @@ func (b *Bayeux) process(batch []*BayeuxMessage, remote, transport string) ([][]
 func (b *Bayeux) fail(m *BayeuxMessage, err error, args ...string) *bayeuxReply {
 	r := &bayeuxReply{Channel: m.Channel, ID: m.ID, ClientID: m.ClientID, Subscription: m.Subscription,
 		Error: bayeuxError(err, args...)}
+	if code, _, ok := strings.Cut(r.Error, ":"); ok {
+		b.incidents.add("bayeux_"+code, 1)
+	}
 	switch {
 	case strings.HasPrefix(r.Error, "402:"):
 		r.Advice = &bayeuxAdvice{Reconnect: "handshake", Interval: 0}
 	case errors.Is(err, ErrEngine):
 		// A shared engine is away for a while: try again, never give up.
 		r.Advice = &bayeuxAdvice{Reconnect: "retry", Interval: 1000}
+	case overLimit(err):
+		// Full, or over a limit for this address: come back later.
+		r.Advice = &bayeuxAdvice{Reconnect: "retry", Interval: retryAfter.Milliseconds()}
 	case m.Channel == "/meta/handshake":
 		r.Advice = &bayeuxAdvice{Reconnect: "none", Interval: 0}
 	}
 	return r
 }
 
-// session finds the Bayeux client a message names.
-func (b *Bayeux) session(m *BayeuxMessage) (*Client, error) {
+// session finds the Bayeux client a message names, if the caller owns it
+// (see owner.go): to anyone else it is an unknown client.
+func (b *Bayeux) session(m *BayeuxMessage, who caller) (*Client, error) {
 	if m.ClientID == "" {
 		return nil, ErrUnknownClient
 	}
@@ -184,7 +202,7 @@ func (b *Bayeux) session(m *BayeuxMessage) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Kind() != KindBayeux {
+	if c.Kind() != KindBayeux || !who.claims(c) {
 		return nil, ErrUnknownClient
 	}
 	return c, nil
@@ -200,7 +218,7 @@ func (b *Bayeux) acl(c *Client, m *BayeuxMessage) error {
 	return nil
 }
 
-func (b *Bayeux) handshake(m *BayeuxMessage, remote, transport string) *bayeuxReply {
+func (b *Bayeux) handshake(m *BayeuxMessage, who caller) *bayeuxReply {
 	if m.Version == "" {
 		return b.fail(m, fmt.Errorf("%w: missing version", ErrBadMessage), "version")
 	}
@@ -213,8 +231,9 @@ func (b *Bayeux) handshake(m *BayeuxMessage, remote, transport string) *bayeuxRe
 		return b.fail(m, fmt.Errorf("%w: this server speaks %s", ErrConnType, strings.Join(b.connectionTypes(), ", ")),
 			m.SupportedConnectionTypes...)
 	}
-	c := b.hub.NewClient(NewID(), KindBayeux, b.opts.ConnectTimeout, remote)
-	_ = c.SetAttr(AttrTransport, transport) // not added yet: cannot fail
+	c := b.hub.NewClient(NewID(), KindBayeux, b.opts.ConnectTimeout, who.remote)
+	_ = c.SetAttr(AttrTransport, who.transport) // not added yet: cannot fail
+	who.bindNew(c)
 	ack := m.wantsAck()
 	if ack {
 		_ = c.SetAttr(AttrAck, "true")
@@ -245,8 +264,8 @@ func (b *Bayeux) commonType(types []string) bool {
 }
 
 // connect checks a /meta/connect; valid ones are returned to be held.
-func (b *Bayeux) connect(m *BayeuxMessage) (*heldConnect, *bayeuxReply) {
-	c, err := b.session(m)
+func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*heldConnect, *bayeuxReply) {
+	c, err := b.session(m, who)
 	if err != nil {
 		return nil, b.fail(m, err, m.ClientID)
 	}
@@ -263,9 +282,12 @@ func (b *Bayeux) connect(m *BayeuxMessage) (*heldConnect, *bayeuxReply) {
 	var adv struct {
 		Timeout *int64 `json:"timeout"`
 	}
-	if json.Unmarshal(m.Advice, &adv) == nil && adv.Timeout != nil && *adv.Timeout >= 0 {
-		// CometD asks for an immediate first reply with timeout 0.
-		hold = min(hold, time.Duration(*adv.Timeout)*time.Millisecond)
+	if json.Unmarshal(m.Advice, &adv) == nil && adv.Timeout != nil && *adv.Timeout >= 0 &&
+		*adv.Timeout < hold.Milliseconds() {
+		// CometD asks for an immediate first reply with timeout 0. Compared
+		// in milliseconds first: a huge timeout must not overflow the
+		// Duration into a negative (immediate, uncounted) hold.
+		hold = time.Duration(*adv.Timeout) * time.Millisecond
 	}
 	h := &heldConnect{msg: m, client: c, hold: hold, ack: c.Attr(AttrAck) == "true"}
 	if batch, ok := m.ackBatch(); ok && h.ack {
@@ -316,20 +338,11 @@ func (b *Bayeux) poll(ctx context.Context, c *Client, hold time.Duration) ([][]b
 	return out, batch.Cursor, why
 }
 
-// takeConnection counts a held connect against the client address's limit.
-func (b *Bayeux) takeConnection(ip string) error {
-	ok, err := b.hub.TakeConnection(ip, b.opts.ClientMaxConnections)
-	switch {
-	case err != nil:
-		return err
-	case !ok:
-		return fmt.Errorf("%w: more than %d held connects from %s", ErrTooMany, b.opts.ClientMaxConnections, ip)
-	}
-	return nil
-}
+// browserKey is the engine's connection-count key of a browser's held connects.
+func browserKey(browser string) string { return "browser:" + browser }
 
-func (b *Bayeux) subscribe(m *BayeuxMessage, on bool) *bayeuxReply {
-	c, err := b.session(m)
+func (b *Bayeux) subscribe(m *BayeuxMessage, who caller, on bool) *bayeuxReply {
+	c, err := b.session(m, who)
 	if err != nil {
 		return b.fail(m, err, m.ClientID)
 	}
@@ -364,8 +377,8 @@ func (b *Bayeux) subscribe(m *BayeuxMessage, on bool) *bayeuxReply {
 	return &bayeuxReply{Channel: m.Channel, Successful: true, ID: m.ID, ClientID: c.ID(), Subscription: m.Subscription}
 }
 
-func (b *Bayeux) disconnect(m *BayeuxMessage) *bayeuxReply {
-	c, err := b.session(m)
+func (b *Bayeux) disconnect(m *BayeuxMessage, who caller) *bayeuxReply {
+	c, err := b.session(m, who)
 	if err != nil {
 		return b.fail(m, err, m.ClientID)
 	}
@@ -375,11 +388,11 @@ func (b *Bayeux) disconnect(m *BayeuxMessage) *bayeuxReply {
 	return &bayeuxReply{Channel: m.Channel, Successful: true, ID: m.ID, ClientID: c.ID()}
 }
 
-func (b *Bayeux) publish(m *BayeuxMessage) *bayeuxReply {
+func (b *Bayeux) publish(m *BayeuxMessage, who caller) *bayeuxReply {
 	if _, err := ParseChannel(m.Channel, false); err != nil {
 		return b.fail(m, err, m.Channel)
 	}
-	c, err := b.session(m)
+	c, err := b.session(m, who)
 	if err != nil && !(b.opts.AnonPublish && !IsService(m.Channel)) {
 		return b.fail(m, err, m.ClientID)
 	}
@@ -395,7 +408,10 @@ func (b *Bayeux) publish(m *BayeuxMessage) *bayeuxReply {
 	if IsService(m.Channel) {
 		return b.callService(c, m)
 	}
-	msg := &Message{Channel: m.Channel, Data: m.Data, ID: m.idString(), ClientID: m.ClientID, Ext: m.Ext}
+	msg := &Message{Channel: m.Channel, Data: m.Data, ID: m.idString(), Ext: m.Ext}
+	if c != nil {
+		msg.ClientID = c.ID() // an anonymous publish names no one, whatever it claims
+	}
 	if _, err := b.hub.Publish(msg); err != nil {
 		return b.fail(m, err, m.Channel)
 	}

@@ -137,8 +137,9 @@ func covers(r, p []string) bool {
 	return r[0] == p[0] && covers(r[1:], p[1:])
 }
 
-// UserHash is the form of a password kept in [bayeux.auth] users:
-// "sha256:" and the hex of its SHA-256.
+// UserHash is the old, unsalted form of a password kept in [bayeux.auth]
+// users: "sha256:" and the hex of its SHA-256. It is still read; new hashes
+// should come from HashPassword (bcrypt) or an argon2id tool.
 func UserHash(password string) string {
 	sum := sha256.Sum256([]byte(password))
 	return "sha256:" + hex.EncodeToString(sum[:])
@@ -149,7 +150,7 @@ var ErrBadCredentials = errors.New("invalid credentials")
 
 // HandshakeAuth checks handshakes: with mode "secret", ext.secret must equal
 // secret; with mode "users", ext.username and ext.password must match users
-// (name to UserHash). A client that passes is marked "authenticated" (and
+// (name to a hash CheckPassword reads). A client that passes is marked "authenticated" (and
 // "user" with its name) for RulesACL. Mode "none" lets everyone in.
 func HandshakeAuth(mode, secret string, users map[string]string) (MessageACL, error) {
 	switch mode {
@@ -169,14 +170,21 @@ func HandshakeAuth(mode, secret string, users map[string]string) (MessageACL, er
 			return c.SetAttr(AttrAuthenticated, "true")
 		}, nil
 	case "users":
+		for name, hash := range users {
+			if _, err := CheckHash(hash); err != nil {
+				return nil, fmt.Errorf("user %q: %w", name, err)
+			}
+		}
 		return func(c *Client, m *BayeuxMessage) error {
 			if m.Channel != "/meta/handshake" {
 				return nil
 			}
 			name := m.ExtString("username")
 			want, ok := users[name]
-			got := UserHash(m.ExtString("password"))
-			if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 || !ok {
+			if !ok {
+				want = dummyHash // as slow as a known name
+			}
+			if !CheckPassword(want, m.ExtString("password")) || !ok {
 				return ErrBadCredentials
 			}
 			if err := c.SetAttr(AttrAuthenticated, "true"); err != nil {

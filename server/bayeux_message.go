@@ -88,6 +88,9 @@ func DecodeBayeux(body []byte) ([]*BayeuxMessage, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty Bayeux message", ErrBadMessage)
 	}
+	if err := checkUTF8(b, "the Bayeux message"); err != nil {
+		return nil, err
+	}
 	var raws []json.RawMessage
 	if b[0] == '[' {
 		if err := json.Unmarshal(b, &raws); err != nil {
@@ -172,6 +175,8 @@ type bayeuxAdvice struct {
 	Reconnect string `json:"reconnect,omitempty"`
 	Interval  int64  `json:"interval"`
 	Timeout   int64  `json:"timeout,omitempty"`
+	// MultipleClients tells a browser already holding its connects to poll.
+	MultipleClients bool `json:"multiple-clients,omitempty"`
 }
 
 // bayeuxReply is the server's answer to one message.
@@ -217,8 +222,7 @@ func bayeuxError(err error, args ...string) string {
 		code = 405
 	case errors.Is(err, ErrBadMessage), errors.Is(err, ErrBadClientID):
 		code = 400
-	case errors.Is(err, ErrTooMany), errors.Is(err, ErrTooManyClients), errors.Is(err, ErrClosed),
-		errors.Is(err, ErrEngine):
+	case overLimit(err):
 		code = 503
 	}
 	msg := err.Error()

@@ -30,8 +30,7 @@ func httpStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrMethod):
 		return http.StatusMethodNotAllowed
-	case errors.Is(err, ErrTooMany), errors.Is(err, ErrClosed), errors.Is(err, ErrTooManyClients),
-		errors.Is(err, ErrEngine):
+	case overLimit(err):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, ErrForbidden):
 		return http.StatusForbidden

@@ -18,11 +18,17 @@ type HubOptions struct {
 	// MemoryEngine bounded by the fields below, which only it reads.
 	Engine Engine
 
-	HistorySize      int           // messages kept per channel; 0 none
-	QueueMaxMessages int           // per-client queue bound; default 1000
-	QueueMaxBytes    int           // per-client queue bound in bytes; default 1 MiB
-	MaxClients       int           // sessions of all kinds; default 100000
-	ChannelTimeout   time.Duration // idle channels with no subscriber are swept after this; default 1h
+	HistorySize      int // messages kept per channel; 0 none
+	QueueMaxMessages int // per-client queue bound; default 1000
+	QueueMaxBytes    int // per-client queue bound in bytes; default 1 MiB
+	MaxClients       int // sessions of all kinds; default 100000
+	// Per client address, in this process (see limits.go): sessions, default
+	// 1000; new sessions a second, default 20, in bursts of up to 200.
+	// Negative: no limit.
+	AddressMaxSessions  int
+	AddressSessionRate  float64
+	AddressSessionBurst int
+	ChannelTimeout      time.Duration // idle channels with no subscriber are swept after this; default 1h
 
 	SweepInterval time.Duration // how often expiry runs; default 1s
 	FetchMax      int           // messages in one poll's answer at most; default 1000
@@ -55,6 +61,7 @@ type Hub struct {
 	opts   HubOptions
 	log    *logrus.Entry
 	engine Engine
+	limits *addrLimits
 
 	mu     sync.Mutex
 	polls  map[string]*waiter   // this process's held poll of each client
@@ -84,7 +91,10 @@ func NewHub(opts HubOptions, log *logrus.Entry) *Hub {
 			MaxClients: opts.MaxClients, ChannelTimeout: opts.ChannelTimeout})
 	}
 	h := &Hub{opts: opts, log: log, engine: opts.Engine, polls: map[string]*waiter{},
-		recent: map[string]time.Time{}, done: make(chan struct{})}
+		recent: map[string]time.Time{}, done: make(chan struct{}),
+		limits: newAddrLimits(orDefault(opts.AddressMaxSessions, DefaultAddressMaxSessions),
+			orDefault(opts.AddressSessionRate, DefaultAddressSessionRate),
+			orDefault(opts.AddressSessionBurst, DefaultAddressSessionBurst))}
 	h.wg.Add(1)
 	go h.sweepLoop()
 	return h
@@ -120,6 +130,9 @@ func (h *Hub) Closed() bool {
 }
 
 func (h *Hub) emit(e Event) {
+	if e.Type == "client_disconnect" {
+		h.limits.gone(e.ClientID)
+	}
 	if h.opts.Events != nil {
 		h.opts.Events(e)
 	}
@@ -186,7 +199,14 @@ func (h *Hub) Add(c *Client) error {
 	if h.Closed() {
 		return ErrClosed
 	}
+	counted, err := h.admitSession(c)
+	if err != nil {
+		return err
+	}
 	if err := h.engine.CreateSession(context.Background(), c.s); err != nil {
+		if counted {
+			h.limits.gone(c.s.ID)
+		}
 		return h.failed(err)
 	}
 	c.added = true
@@ -397,6 +417,7 @@ func (h *Hub) sweep(now time.Time) {
 			return
 		}
 	}
+	h.limits.prune(now)
 	gone, err := h.engine.Sweep(ctx, now)
 	if err != nil {
 		h.failed(err)

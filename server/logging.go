@@ -47,7 +47,7 @@ func (s *Server) LogRequests(next http.Handler) http.Handler {
 		}
 		fields := logrus.Fields{
 			"method":   r.Method,
-			"path":     r.URL.Path,
+			"path":     redactPath(r.URL.Path), // no stream ids at info
 			"status":   status,
 			"bytes":    sw.Bytes,
 			"duration": time.Since(start).Round(time.Microsecond).String(),

@@ -22,8 +22,8 @@ import (
 func TestRequestLog(t *testing.T) {
 	log, hook := test.NewNullLogger()
 	log.SetLevel(logrus.InfoLevel)
-	s := New(Options{PollTimeout: 100 * time.Millisecond, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
-		logrus.NewEntry(log))
+	s := New(Options{PollTimeout: 100 * time.Millisecond, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		AllowFrom: Anywhere}, logrus.NewEntry(log))
 	var access syncBuffer
 	al := NewAccessLog(&access, time.Hour)
 	ts := httptest.NewServer(s.WithAccessLog(al))

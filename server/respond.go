@@ -68,6 +68,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if errors.Is(err, ErrMethod) {
 		w.Header().Set("Allow", "GET, HEAD, POST")
 	}
+	setRetryAfter(w.Header(), err)
 	writeJSON(w, status, errorBody{Error: msg, Status: status})
 }
 

@@ -23,10 +23,15 @@ type Options struct {
 	PollTimeout    time.Duration // long-poll hold; default 30s
 	ClientTimeout  time.Duration // Stardust clients idle this long are removed; default 60s
 	MaxBodyBytes   int64         // request body limit (413 beyond); default 1 MiB
+	BodyTimeout    time.Duration // a request's body must arrive within this; default 20s
+	RequestTimeout time.Duration // a request's answer must be written within this (after any hold); default 60s
 	MaxMessageSize int           // one message's JSON; default 64 KiB
 	SSEHeartbeat   time.Duration // default 15s
 	SSEMaxDuration time.Duration // an SSE response ends after this, the browser resumes; default 10m
-	Hub            HubOptions
+	// MaxPublishes bounds the work of one Stardust publish request: its
+	// messages times its channels; default 1000 (Bayeux's batch limit).
+	MaxPublishes int
+	Hub          HubOptions
 
 	DocumentRoot   string                   // static files served outside Base; "" none
 	DirectoryIndex []string                 // default ["index.html"]
@@ -34,6 +39,14 @@ type Options struct {
 	Demo           fs.FS                    // demo pages served at Base+"/demo/"; nil none
 	CORSOrigins    []string                 // allowed Origin values; "*" any
 	TrustedProxies []netip.Prefix           // X-Forwarded-For honoured from these peers
+
+	// Who may publish through the Stardust API (see stardust_rules.go):
+	// client addresses (nil: LoopbackOnly; Anywhere for all), and, when
+	// PublishUser is set, HTTP basic auth with a password matching
+	// PublishPassHash (a hash CheckPassword reads).
+	AllowFrom       []netip.Prefix
+	PublishUser     string
+	PublishPassHash string
 
 	Version string // reported by the info URL
 
@@ -60,6 +73,12 @@ func (o *Options) defaults() {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 1 << 20
 	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = 20 * time.Second
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 60 * time.Second
+	}
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = 64 << 10
 	}
@@ -68,6 +87,12 @@ func (o *Options) defaults() {
 	}
 	if o.SSEMaxDuration <= 0 {
 		o.SSEMaxDuration = 10 * time.Minute
+	}
+	if o.AllowFrom == nil {
+		o.AllowFrom = LoopbackOnly
+	}
+	if o.MaxPublishes <= 0 {
+		o.MaxPublishes = maxBatch
 	}
 	if len(o.DirectoryIndex) == 0 {
 		o.DirectoryIndex = []string{"index.html"}
@@ -90,14 +115,19 @@ type Server struct {
 	handler http.Handler
 	rules   requestRules
 	stats   statsCache // the last reading of {base}/stats (stats.go)
+
+	incidents *incidents
 }
 
 // New builds a Server with its own Hub.
 func New(opts Options, log *logrus.Entry) *Server {
 	opts.defaults()
 	s := &Server{opts: opts, log: log, hub: NewHub(opts.Hub, log), started: time.Now(),
-		rules: requestRules{MaxBodyBytes: opts.MaxBodyBytes, TrustedProxies: opts.TrustedProxies, CORSOrigins: opts.CORSOrigins}}
+		rules: requestRules{MaxBodyBytes: opts.MaxBodyBytes, TrustedProxies: opts.TrustedProxies, CORSOrigins: opts.CORSOrigins,
+			RequestTimeout: opts.RequestTimeout}}
+	s.incidents = newIncidents(log, IncidentInterval)
 	s.routes()
+	go s.incidents.run(s.hub)
 	return s
 }
 
@@ -133,7 +163,8 @@ func (s *Server) routes() {
 	r.HandleFunc(b+"/channel/{chans}/{id:[0-9.]+}", s.handleStream).Methods(http.MethodGet)
 	if s.opts.Bayeux != nil {
 		s.bayeux = newBayeux(s.hub, *s.opts.Bayeux, bayeuxLimits{pollTimeout: s.opts.PollTimeout,
-			maxMessageSize: s.opts.MaxMessageSize}, s.rules, s.log)
+			maxMessageSize: s.opts.MaxMessageSize, base: s.opts.Base}, s.rules, s.log)
+		s.bayeux.incidents = s.incidents
 		// CometD appends /handshake, /connect... to the URL; route them all.
 		r.Handle(b+"/bayeux", s.bayeux).Name("bayeux")
 		r.Handle(b+"/bayeux/{rest:.*}", s.bayeux)
@@ -158,7 +189,7 @@ func (s *Server) routes() {
 		})
 	}
 	s.router = r
-	s.handler = s.LogRequests(s.cors(r))
+	s.handler = s.deadlines(s.countRejections(s.LogRequests(s.cors(r))))
 }
 
 // underBase reports whether path belongs to the API rather than the site.
@@ -171,6 +202,7 @@ func (s *Server) underBase(path string) bool {
 // may use the API. The protocols get a copy, never the Server.
 type requestRules struct {
 	MaxBodyBytes   int64
+	RequestTimeout time.Duration // to write an answer, after any hold
 	TrustedProxies []netip.Prefix
 	CORSOrigins    []string
 }

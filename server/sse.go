@@ -40,6 +40,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if err := s.mayRead(r, full); err != nil {
+		writeError(w, err)
+		return
+	}
 	c, _, err := s.streamClient(r, id, KindSSE, full)
 	if err != nil {
 		writeError(w, err)
@@ -53,7 +57,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	// keeps its queue until it reconnects or client_timeout passes, and a
 	// second stream with its id takes over from the first.
 
+	s.rules.holdRequest(w, s.opts.SSEMaxDuration)
 	h := w.Header()
+	s.rules.ensureBrowser(h, r, s.opts.Base) // so that the browser's next ids are bound
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")

@@ -147,6 +147,10 @@ func (s *Server) handleChannelInfo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if err := s.mayRead(r, full); err != nil {
+		writeError(w, err)
+		return
+	}
 	out := make([]channelInfo, len(names))
 	for i, n := range names {
 		hist, err := s.hub.History(full[i], 0)
@@ -182,6 +186,10 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if err := s.mayPublish(r, full); err != nil {
+		writeDenied(w, err)
+		return
+	}
 	body, err := s.rules.readBody(w, r)
 	if err != nil {
 		writeError(w, err)
@@ -190,6 +198,11 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	objs, err := DecodeMessages(r.Header.Get("Content-Type"), body, r.URL.Query(), s.opts.MaxMessageSize)
 	if err != nil {
 		writeError(w, err)
+		return
+	}
+	if n := len(objs) * len(full); n > s.opts.MaxPublishes {
+		writeError(w, fmt.Errorf("%w: %d messages to %d channels is %d publishes, over %d in one request",
+			ErrTooLarge, len(objs), len(full), n, s.opts.MaxPublishes))
 		return
 	}
 	// Every message is valid: publish them all, one stored copy per channel.
@@ -220,6 +233,9 @@ func DecodeMessages(contentType string, body []byte, query url.Values, maxSize i
 	var raw []string
 	switch {
 	case mt == "application/json" || mt == "text/json" || (mt == "" && looksJSON(body)):
+		if err := checkUTF8(body, "the JSON body"); err != nil {
+			return nil, err
+		}
 		return decodeJSONBody(body, maxSize)
 	case mt == "multipart/form-data":
 		form, err := multipart.NewReader(bytes.NewReader(body), params["boundary"]).ReadForm(int64(len(body)) + 1)
@@ -245,6 +261,9 @@ func DecodeMessages(contentType string, body []byte, query url.Values, maxSize i
 	for i, text := range raw {
 		if len(text) > maxSize {
 			return nil, fmt.Errorf("%w: m #%d: over %d bytes", ErrTooLarge, i+1, maxSize)
+		}
+		if err := checkUTF8([]byte(text), fmt.Sprintf("m #%d", i+1)); err != nil {
+			return nil, err
 		}
 		obj, err := decodeObject([]byte(text))
 		if err != nil {
@@ -308,6 +327,9 @@ func (s *Server) streamClient(r *http.Request, id, kind string, channels []strin
 		if c.Kind() != kind {
 			return nil, false, fmt.Errorf("%w: id %q is in use by a %s client", ErrBadClientID, id, c.Kind())
 		}
+		if err := bindStream(c, created, browserOf(r)); err != nil {
+			return nil, false, err
+		}
 		err = s.hub.SetSubscriptions(c, channels)
 		if errors.Is(err, ErrUnknownClient) && attempt == 0 {
 			continue
@@ -335,11 +357,16 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if err := s.mayRead(r, full); err != nil {
+		writeError(w, err)
+		return
+	}
 	c, _, err := s.streamClient(r, id, KindStardust, full)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	s.rules.ensureBrowser(w.Header(), r, s.opts.Base) // so that the browser's next ids are bound
 	var replay []*Message
 	if !since.IsZero() {
 		if replay, err = s.replay(full, func(m *Message) bool { return m.Time.After(since) }); err != nil {
@@ -351,6 +378,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	if len(replay) > 0 {
 		hold = 0 // answer at once with the replay and whatever is queued
 	}
+	s.rules.holdRequest(w, hold)
 	b, why := c.Poll(r.Context(), hold)
 	switch why {
 	case PollFailed:

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -13,9 +14,10 @@ import (
 // static serves files under DocumentRoot for the reverse-proxy set-up, as the
 // POE server's HTTP side did: DirectoryIndex files for directories, and
 // Expires/Cache-Control by MIME type from TypeExpires. http.Dir confines every
-// path to the root (".." cannot climb out), and dot-files are not served.
+// path to the root (".." cannot climb out), dot-files are not served, and
+// neither is a file a symbolic link leads out of the root.
 func (s *Server) static() http.Handler {
-	root := http.Dir(s.opts.DocumentRoot)
+	root := insideRoot{http.Dir(s.opts.DocumentRoot), s.opts.DocumentRoot}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -56,6 +58,28 @@ func (s *Server) static() http.Handler {
 		s.setExpires(w.Header(), name)
 		http.ServeContent(w, r, name, st.ModTime(), f)
 	})
+}
+
+// insideRoot opens only files whose real path (symbolic links followed)
+// is under the root's real path.
+type insideRoot struct {
+	http.Dir
+	root string
+}
+
+func (d insideRoot) Open(name string) (http.File, error) {
+	root, err := filepath.EvalSymlinks(d.root)
+	if err != nil {
+		return nil, err
+	}
+	real, err := filepath.EvalSymlinks(filepath.Join(root, filepath.FromSlash(path.Clean("/"+name))))
+	if err != nil {
+		return nil, err
+	}
+	if real != root && !strings.HasPrefix(real, root+string(filepath.Separator)) {
+		return nil, os.ErrNotExist
+	}
+	return d.Dir.Open(name)
 }
 
 func openFile(root http.FileSystem, name string) (http.File, os.FileInfo, error) {

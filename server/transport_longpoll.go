@@ -81,7 +81,7 @@ func (b *Bayeux) serveLongPolling(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out, commit, err := b.exchange(r, batch, TransportLongPolling)
+	out, commit, err := b.exchange(w, r, batch, TransportLongPolling)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -113,7 +113,7 @@ func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out, commit, err := b.exchange(r, batch, TransportCallbackPolling)
+	out, commit, err := b.exchange(w, r, batch, TransportCallbackPolling)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -125,7 +125,7 @@ func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	// The leading comment keeps a callback name from being read as the start
 	// of a file type signature (the Rosetta Flash attack).
-	if _, err := fmt.Fprintf(w, "/**/%s(%s);", callback, out); err == nil {
+	if _, err := fmt.Fprintf(w, "/**/%s(%s);", callback, escapeLineSeparators(out)); err == nil {
 		commit()
 	}
 }
@@ -133,17 +133,30 @@ func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 // exchange processes an HTTP batch and, when it holds a connect, waits for
 // messages or the hold time; it returns the JSON array to send back and the
 // commit to call once it is written.
-func (b *Bayeux) exchange(r *http.Request, batch []*BayeuxMessage, transport string) ([]byte, func(), error) {
+func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*BayeuxMessage, transport string) ([]byte, func(), error) {
 	ip := b.rules.clientIP(r)
-	replies, held := b.process(batch, ip, transport)
+	who := caller{remote: ip, transport: transport}
+	who.browser, who.presented = b.rules.ensureBrowser(w.Header(), r, b.limits.base)
+	replies, held := b.process(batch, who)
 	if held == nil {
 		return jsonArray(replies), func() {}, nil
 	}
 	if held.hold > 0 {
-		if err := b.takeConnection(ip); err != nil {
+		key := browserKey(who.browser)
+		limit := b.opts.ClientMaxConnections
+		if held.client.Polling() {
+			limit++ // this connect replaces the client's held one, which gives its slot back
+		}
+		ok, err := b.hub.TakeConnection(key, limit)
+		if err != nil {
 			return nil, nil, err
 		}
-		defer b.hub.ReleaseConnection(ip)
+		if !ok {
+			// Another tab holds this browser's connects: tell this one to poll.
+			return jsonArray(append(replies, b.multipleClients(held))), func() {}, nil
+		}
+		defer b.hub.ReleaseConnection(key)
+		b.rules.holdRequest(w, held.hold)
 	}
 	b.noteTransport(held.client, transport)
 	msgs, cursor, why := b.poll(r.Context(), held.client, held.hold)

@@ -57,7 +57,7 @@ func (b *Bayeux) checkOrigin(r *http.Request) bool {
 type wsSession struct {
 	b      *Bayeux
 	conn   *websocket.Conn
-	ip     string
+	who    caller // the socket's owner: its address, browser cookie and id
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -72,23 +72,55 @@ type wsSession struct {
 	mu      sync.Mutex
 	pending *heldConnect
 	timer   *time.Timer
+	owned   map[string]bool // sessions bound to this socket (AttrSocket)
+}
+
+// bind binds the session of a connect to this socket for the socket's life.
+func (ws *wsSession) bind(c *Client) {
+	if c.Attr(AttrSocket) == "" {
+		if err := c.SetAttr(AttrSocket, ws.who.socket); err != nil {
+			ws.b.log.WithError(err).Debug("binding a session to its socket")
+		}
+	}
+	ws.mu.Lock()
+	ws.owned[c.ID()] = true
+	ws.mu.Unlock()
+}
+
+// unbindAll frees the sessions bound to this socket when it closes, so that
+// their client may go on over another transport.
+func (ws *wsSession) unbindAll() {
+	ws.mu.Lock()
+	ids := make([]string, 0, len(ws.owned))
+	for id := range ws.owned {
+		ids = append(ids, id)
+	}
+	ws.mu.Unlock()
+	for _, id := range ids {
+		c, err := ws.b.hub.Client(id)
+		if err == nil && c.Attr(AttrSocket) == ws.who.socket {
+			_ = c.SetAttr(AttrSocket, "")
+		}
+	}
 }
 
 func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ip := b.rules.clientIP(r)
-	if err := b.takeConnection(ip); err != nil {
-		writeError(w, err)
-		return
-	}
-	defer b.hub.ReleaseConnection(ip)
-	conn, err := b.upgrader.Upgrade(w, r, nil)
+	header := http.Header{}
+	who := caller{remote: ip, transport: TransportWebSocket, socket: NewID()}
+	who.browser, who.presented = b.rules.ensureBrowser(header, r, b.limits.base)
+	conn, err := b.upgrader.Upgrade(w, r, header)
 	if err != nil {
 		return // the upgrader has answered with an HTTP error
 	}
 	conn.SetReadLimit(b.rules.MaxBodyBytes)
+	// The socket lives on after its request: no request deadline holds it
+	// (each write has its own, wsWriteTimeout).
+	_ = conn.NetConn().SetDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(context.Background())
-	ws := &wsSession{b: b, conn: conn, ip: ip, ctx: ctx, cancel: cancel,
-		bound: make(chan *Client, 1)}
+	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel,
+		bound: make(chan *Client, 1), owned: map[string]bool{}}
+	defer ws.unbindAll()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -120,7 +152,7 @@ func (ws *wsSession) readLoop() {
 			ws.write([][]byte{(&bayeuxReply{Channel: "/meta/unsuccessful", Error: bayeuxError(err, "message")}).encode()})
 			continue
 		}
-		replies, held := ws.b.process(batch, ws.ip, TransportWebSocket)
+		replies, held := ws.b.process(batch, ws.who)
 		if held != nil && held.ack {
 			ws.ackConnect(held)
 			held = nil
@@ -163,6 +195,7 @@ func disconnected(batch []*BayeuxMessage, replies [][]byte) bool {
 // returned), else when its timer fires.
 func (ws *wsSession) holdConnect(h *heldConnect) []byte {
 	ws.b.noteTransport(h.client, TransportWebSocket)
+	ws.bind(h.client)
 	select {
 	case <-ws.bound: // an older client not yet picked up
 	default:

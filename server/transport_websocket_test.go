@@ -49,7 +49,10 @@ type wsPeer struct {
 
 func (b *bx) dialWS() *wsPeer {
 	b.t.Helper()
-	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(b.url, "http"), nil)
+	// The same "browser" as the HTTP requests: its cookie goes with the upgrade.
+	d := *websocket.DefaultDialer
+	d.Jar = b.hc.Jar
+	conn, _, err := d.Dial("ws"+strings.TrimPrefix(b.url, "http"), nil)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -140,7 +143,8 @@ func TestBayeuxWebSocketRehandshake(t *testing.T) {
 	b.subscribe(id2, "/again")
 	ws.send(wsConnect(id2, -1))
 	waitPolling(t, b.s, id2)
-	b.post(map[string]any{"channel": "/again", "clientId": id2, "data": "back"})
+	// (id2 is now bound to the socket: another client publishes.)
+	b.post(map[string]any{"channel": "/again", "clientId": b.handshake(), "data": "back"})
 	if r := ws.read(); len(r) != 1 || r[0]["data"] != "back" {
 		t.Fatalf("after re-handshake on the same socket: %v", r)
 	}

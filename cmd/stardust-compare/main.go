@@ -328,7 +328,7 @@ func compare(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	// Stardust with its defaults, except the per-address limit of held
 	// Bayeux connections: every load client comes from 127.0.0.1.
 	conf := filepath.Join(work, "stardust.toml")
-	if err := os.WriteFile(conf, []byte("[bayeux]\nclient_max_connections = 100000\n"), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte("[comet]\naddress_max_sessions = -1\naddress_session_rate = -1\naddress_session_burst = -1\n\n[bayeux]\nclient_max_connections = 100000\n"), 0o644); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(logw, "stardust-compare: %d rows, %s each, servers on CPU %d, load tool on CPU %d; logs in %s\n",

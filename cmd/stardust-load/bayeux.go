@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/cookiejar"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -94,13 +95,15 @@ func (m *bayeuxMsg) mustHandshake() bool {
 // bayeuxChannel is the Bayeux name of our k-th channel.
 func (r *runner) bayeuxChannel(k int) string { return r.cfg.Prefix + "/" + r.names[k] }
 
-// bayeuxPost sends one batch over long-polling and decodes the answer.
-func (r *runner) bayeuxPost(ctx context.Context, timeout time.Duration, batch ...map[string]any) ([]bayeuxMsg, error) {
+// bayeuxPost sends one batch over long-polling with a browser's cookies
+// (jar: the session is bound to them, as in a browser) and decodes the
+// answer.
+func (r *runner) bayeuxPost(ctx context.Context, jar http.CookieJar, timeout time.Duration, batch ...map[string]any) ([]bayeuxMsg, error) {
 	body, err := json.Marshal(batch)
 	if err != nil {
 		return nil, err
 	}
-	out, err := r.exchange(ctx, http.MethodPost, r.cfg.bayeux.String(), "application/json", body, timeout)
+	out, err := r.exchangeAs(ctx, jar, http.MethodPost, r.cfg.bayeux.String(), "application/json", body, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -122,10 +125,12 @@ func handshakeMsg(connType string) map[string]any {
 		"supportedConnectionTypes": []string{connType}, "id": "1"}
 }
 
-// bayeuxSession is a client id and the message counter of its batches.
+// bayeuxSession is a client id, the message counter of its batches and
+// the cookies of the browser it runs in.
 type bayeuxSession struct {
 	id  string
 	seq atomic.Int64
+	jar http.CookieJar
 }
 
 func (s *bayeuxSession) msg(channel string, kv ...any) map[string]any {
@@ -136,13 +141,18 @@ func (s *bayeuxSession) msg(channel string, kv ...any) map[string]any {
 	return m
 }
 
-// handshake opens a session over long-polling.
+// handshake opens a session over long-polling, as a new browser.
 func (r *runner) handshake(ctx context.Context, connType string) (*bayeuxSession, error) {
-	msgs, err := r.bayeuxPost(ctx, 30*time.Second, handshakeMsg(connType))
+	jar, _ := cookiejar.New(nil)
+	msgs, err := r.bayeuxPost(ctx, jar, 30*time.Second, handshakeMsg(connType))
 	if err != nil {
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
-	return sessionFrom(msgs)
+	s, err := sessionFrom(msgs)
+	if s != nil {
+		s.jar = jar
+	}
+	return s, err
 }
 
 func sessionFrom(msgs []bayeuxMsg) (*bayeuxSession, error) {
@@ -198,7 +208,7 @@ func (c *client) bayeuxLongPoll(ctx context.Context) {
 				continue
 			}
 		}
-		msgs, err := c.r.bayeuxPost(ctx, c.r.cfg.PollTimeout,
+		msgs, err := c.r.bayeuxPost(ctx, s.jar, c.r.cfg.PollTimeout,
 			s.msg("/meta/connect", "connectionType", "long-polling"))
 		if ctx.Err() != nil {
 			return
@@ -230,7 +240,7 @@ func (c *client) bayeuxJoin(ctx context.Context) (*bayeuxSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := c.r.bayeuxPost(ctx, 30*time.Second, s.msg("/meta/subscribe", "subscription", c.r.bayeuxChannel(c.ch)))
+	msgs, err := c.r.bayeuxPost(ctx, s.jar, 30*time.Second, s.msg("/meta/subscribe", "subscription", c.r.bayeuxChannel(c.ch)))
 	if err != nil {
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
@@ -387,7 +397,7 @@ func (p *bayeuxPublisher) publish(ctx context.Context, channel string, data json
 			}
 			p.s = s
 		}
-		msgs, err := p.r.bayeuxPost(ctx, 30*time.Second, p.s.msg(channel, "data", data))
+		msgs, err := p.r.bayeuxPost(ctx, p.s.jar, 30*time.Second, p.s.msg(channel, "data", data))
 		if err != nil {
 			return err
 		}

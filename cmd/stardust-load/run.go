@@ -563,6 +563,15 @@ func (c *client) pollOnce(ctx context.Context, u string) ([]loadMsg, error) {
 // exchange makes one request bounded by timeout and returns the body of a
 // 200 answer (at most 64 MiB); any other status is an error quoting the body.
 func (r *runner) exchange(ctx context.Context, method, u, contentType string, body []byte, timeout time.Duration) ([]byte, error) {
+	return r.exchangeAs(ctx, nil, method, u, contentType, body, timeout)
+}
+
+// exchangeAs is exchange with a browser's cookies (nil: none).
+func (r *runner) exchangeAs(ctx context.Context, jar http.CookieJar, method, u, contentType string, body []byte, timeout time.Duration) ([]byte, error) {
+	hc := r.http
+	if jar != nil {
+		hc = &http.Client{Transport: r.http.Transport, CheckRedirect: r.http.CheckRedirect, Jar: jar}
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var rd io.Reader
@@ -576,7 +585,7 @@ func (r *runner) exchange(ctx context.Context, method, u, contentType string, bo
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := r.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}

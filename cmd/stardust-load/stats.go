@@ -7,11 +7,10 @@ import (
 	"io"
 	"math"
 	"math/bits"
-	"os"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/stardust-go/stardust/internal/procstat"
 )
 
 // histogram counts durations in microseconds in log-linear buckets (32 per
@@ -129,35 +128,7 @@ func (s *rssSampler) loop(ctx context.Context) {
 }
 
 // readRSS reads VmRSS and VmHWM, in kB, from /proc/PID/status.
-func readRSS(pid int) (rss, hwm int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
-		}
-		n, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/%d/status: %s: %v", pid, k, err)
-		}
-		if k == "VmRSS" {
-			rss = n
-		} else {
-			hwm = n
-		}
-	}
-	if rss == 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
-	}
-	return rss, hwm, nil
-}
+func readRSS(pid int) (rss, hwm int64, err error) { return procstat.ReadRSS(pid) }
 
 // cpuReport is the server's CPU time from the start of publishing to the
 // end of the drain, and what it comes to per delivery received.

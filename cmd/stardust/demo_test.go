@@ -28,13 +28,14 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	url := base + "/bayeux"
-	id := bayeuxtest.Handshake(t, url)
-	bayeuxtest.Post(t, url, map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": demoChannel},
+	browser := bayeuxtest.New(url)
+	id := browser.Handshake(t)
+	browser.Post(t, map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": demoChannel},
 		map[string]any{"channel": demoChannel, "clientId": id, "data": map[string]any{"user": "dora", "chat": "hi"}},
 		map[string]any{"channel": "/service/autobot", "clientId": id, "id": "s1", "data": map[string]any{"user": "dora", "chat": "psst"}})
 	var answered, private bool
 	for deadline := time.Now().Add(10 * time.Second); !(answered && private) && time.Now().Before(deadline); {
-		for _, r := range bayeuxtest.Connect(t, url, id) {
+		for _, r := range browser.Connect(t, id) {
 			data, _ := r["data"].(map[string]any)
 			answered = answered || (r["channel"] == demoChannel && data["chat"] == "I got your message, dora")
 			private = private || (r["channel"] == "/service/autobot" && data["user"] == "Autobot")

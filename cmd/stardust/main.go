@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -26,6 +28,7 @@ import (
 	"github.com/stardust-go/stardust/examples"
 	"github.com/stardust-go/stardust/examples/autobot"
 	"github.com/stardust-go/stardust/fcgi"
+	"github.com/stardust-go/stardust/internal/connlimit"
 	"github.com/stardust-go/stardust/server"
 )
 
@@ -47,6 +50,9 @@ func main() {
 		os.Exit(m.CheckProxy.run(m.Stdout, m.Stderr))
 	}
 	if m.Check {
+		for _, w := range m.Config.Warnings() {
+			fmt.Fprintf(os.Stdout, "stardust: warning: %s\n", w)
+		}
 		fmt.Fprintf(os.Stdout, "stardust: configuration %s is ok\n", m.configName())
 		os.Exit(0)
 	}
@@ -79,6 +85,7 @@ type Main struct {
 	ConfigPath string
 	Check      bool
 	CheckProxy checkProxyOptions // --check-proxy: see checkproxy.go
+	Stdin      io.Reader
 	Stdout     io.Writer
 	Stderr     io.Writer
 
@@ -99,7 +106,7 @@ type Main struct {
 
 // NewMain returns a Main with the default configuration.
 func NewMain() *Main {
-	return &Main{Config: conf.Default(), Stdout: os.Stdout, Stderr: os.Stderr, failed: make(chan error, 1)}
+	return &Main{Config: conf.Default(), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, failed: make(chan error, 1)}
 }
 
 func (m *Main) configName() string {
@@ -117,7 +124,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.SetOutput(m.Stderr)
 	var (
 		port, listen, base, timeout, docRoot, logLevel string
-		fcgiMode, demo, showVersion                    bool
+		fcgiMode, demo, showVersion, hashPassword      bool
 	)
 	fs.StringVar(&m.ConfigPath, "config", "", "TOML configuration `file`")
 	fs.StringVar(&m.ConfigPath, "c", "", "short for --config")
@@ -137,6 +144,7 @@ func (m *Main) ParseFlags(args []string) error {
 	var showMan bool
 	fs.BoolVar(&showMan, "man", false, "print the manual page stardust(1) in roff and exit")
 	m.CheckProxy.register(fs)
+	fs.BoolVar(&hashPassword, "hash-password", false, "read a password on stdin, print its bcrypt hash and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: stardust [flags]\n\nStardust COMET server: channels, JSON over HTTP, long polling, SSE and Bayeux.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -156,6 +164,9 @@ func (m *Main) ParseFlags(args []string) error {
 			return err
 		}
 		return errDone
+	}
+	if hashPassword {
+		return m.hashPassword()
 	}
 	var problems []error
 	if m.ConfigPath != "" {
@@ -215,6 +226,25 @@ func (m *Main) ParseFlags(args []string) error {
 	return nil
 }
 
+// hashPassword reads one line (the password) from Stdin and prints its
+// bcrypt hash.
+func (m *Main) hashPassword() error {
+	line, err := bufio.NewReader(m.Stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("--hash-password: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return errors.New("--hash-password: empty password on standard input")
+	}
+	h, err := server.HashPassword(pw)
+	if err != nil {
+		return fmt.Errorf("--hash-password: %w", err)
+	}
+	fmt.Fprintln(m.Stdout, h)
+	return errDone
+}
+
 // parseSeconds reads a duration as "30s" or, as the Perl original took it,
 // plain seconds "30".
 func parseSeconds(v string) (time.Duration, error) {
@@ -265,6 +295,18 @@ func (m *Main) Run() error {
 		_ = m.closeAccessLog()
 		return fmt.Errorf("listen: %w", err)
 	}
+	for _, w := range m.Config.Warnings() {
+		m.log.Warn(w)
+	}
+	max := m.Config.Server.MaxConnections
+	if max == 0 {
+		max = connlimit.Default(connlimit.DescriptorLimit())
+	}
+	refusal := connlimit.HTTPRefusal
+	if m.Config.Server.Mode == "fcgi" {
+		refusal = nil // the web server in front sees the connection close
+	}
+	l = connlimit.New(l, max, refusal, func() { m.server.Incident(server.IncidentConnectionRefused, 1) })
 	if err := m.startPprof(); err != nil {
 		m.server.Close()
 		_ = m.closeAccessLog()
@@ -278,7 +320,7 @@ func (m *Main) Run() error {
 	} else {
 		m.http = &http.Server{
 			Handler:           m.handler(),
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: min(10*time.Second, m.Config.Server.BodyTimeout.Duration),
 			IdleTimeout:       120 * time.Second,
 			ErrorLog:          nil,
 		}
@@ -378,14 +420,20 @@ func openEngine(c *conf.Config, h server.HubOptions, log *logrus.Entry) (server.
 // serverOptions maps the configuration onto the core's options.
 func serverOptions(c *conf.Config) (server.Options, error) {
 	o := server.Options{
-		Base:           c.Server.Base,
-		Prefix:         c.Bayeux.Prefix,
-		PollTimeout:    c.Comet.PollTimeout.Duration,
-		ClientTimeout:  c.Comet.ClientTimeout.Duration,
-		MaxBodyBytes:   c.Server.MaxBodyBytes,
-		MaxMessageSize: c.Comet.MaxMessageBytes,
-		SSEHeartbeat:   c.Comet.SSEHeartbeat.Duration,
-		SSEMaxDuration: c.Comet.SSEMaxDuration.Duration,
+		Base:            c.Server.Base,
+		Prefix:          c.Bayeux.Prefix,
+		PollTimeout:     c.Comet.PollTimeout.Duration,
+		ClientTimeout:   c.Comet.ClientTimeout.Duration,
+		MaxBodyBytes:    c.Server.MaxBodyBytes,
+		BodyTimeout:     c.Server.BodyTimeout.Duration,
+		RequestTimeout:  c.Server.RequestTimeout.Duration,
+		MaxMessageSize:  c.Comet.MaxMessageBytes,
+		MaxPublishes:    c.Comet.MaxPublishesPerRequest,
+		PublishUser:     c.Comet.AuthUser,
+		PublishPassHash: c.Comet.AuthPass,
+		AllowFrom:       []netip.Prefix{},
+		SSEHeartbeat:    c.Comet.SSEHeartbeat.Duration,
+		SSEMaxDuration:  c.Comet.SSEMaxDuration.Duration,
 		Hub: server.HubOptions{
 			HistorySize:      c.Comet.HistorySize,
 			QueueMaxMessages: c.Comet.QueueMaxMessages,
@@ -393,6 +441,10 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 			MaxClients:       c.Comet.MaxClients,
 			ChannelTimeout:   c.Comet.ChannelTimeout.Duration,
 			BatchDelay:       c.Comet.BatchDelay.Duration,
+
+			AddressMaxSessions:  c.Comet.AddressMaxSessions,
+			AddressSessionRate:  c.Comet.AddressSessionRate,
+			AddressSessionBurst: c.Comet.AddressSessionBurst,
 		},
 		DocumentRoot:   c.Server.DocumentRoot,
 		DirectoryIndex: c.Server.DirectoryIndex,
@@ -402,6 +454,13 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 	}
 	for typ, d := range c.Server.TypeExpires {
 		o.TypeExpires[typ] = d.Duration
+	}
+	for _, a := range c.Comet.AllowFrom {
+		if a == "*" {
+			o.AllowFrom = append(o.AllowFrom, server.Anywhere...)
+		} else if p, err := conf.ParsePrefix(a); err == nil {
+			o.AllowFrom = append(o.AllowFrom, p)
+		}
 	}
 	for _, tp := range c.Server.TrustedProxies {
 		if p, err := conf.ParsePrefix(tp); err == nil {
@@ -459,6 +518,7 @@ func bayeuxOptions(c *conf.Bayeux) (*server.BayeuxOptions, error) {
 		ConnectTimeout:       c.ConnectTimeout.Duration,
 		Interval:             c.Interval.Duration,
 		ClientMaxConnections: c.ClientMaxConnections,
+		MultiClientInterval:  c.MultiClientInterval.Duration,
 		WebSocket:            c.WebSocket,
 		Services:             services,
 		MessageACL:           server.ChainACL(auth, acl),

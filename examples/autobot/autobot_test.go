@@ -38,8 +38,9 @@ func TestAutobot(t *testing.T) {
 	}()
 
 	url := ts.URL + "/comet/bayeux"
-	send := func(msgs ...map[string]any) []map[string]any { return bayeuxtest.Post(t, url, msgs...) }
-	id := bayeuxtest.Handshake(t, url)
+	browser := bayeuxtest.New(url)
+	send := func(msgs ...map[string]any) []map[string]any { return browser.Post(t, msgs...) }
+	id := browser.Handshake(t)
 	if r := send(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/chat/demo"}); r[0]["successful"] != true {
 		t.Fatalf("subscribe: %v", r)
 	}
@@ -49,7 +50,7 @@ func TestAutobot(t *testing.T) {
 		var got []autobot.Chat
 		deadline := time.Now().Add(within)
 		for len(got) < want && time.Now().Before(deadline) {
-			for _, m := range bayeuxtest.Connect(t, url, id) {
+			for _, m := range browser.Connect(t, id) {
 				if m["channel"] == "/chat/demo" {
 					raw, _ := json.Marshal(m["data"])
 					var c autobot.Chat
@@ -86,7 +87,7 @@ func TestAutobot(t *testing.T) {
 	}
 	var answer map[string]any
 	for deadline := time.Now().Add(10 * time.Second); answer == nil && time.Now().Before(deadline); {
-		for _, m := range bayeuxtest.Connect(t, url, id) {
+		for _, m := range browser.Connect(t, id) {
 			if m["channel"] == "/service/autobot" && m["id"] == "7" {
 				answer, _ = m["data"].(map[string]any)
 			}

@@ -83,20 +83,20 @@ func writeJSON(w http.ResponseWriter, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// info lists the subscribers of each channel named, as Stardust's channel
-// information does.
+// info counts the subscribers of each channel named, by kind, as
+// Stardust's channel information does (never their ids).
 func (h *Handler) info(w http.ResponseWriter, r *http.Request) {
 	type info struct {
-		Channel     string   `json:"channel"`
-		Subscribers []string `json:"subscribers"`
+		Channel     string         `json:"channel"`
+		Subscribers map[string]int `json:"subscribers"`
 	}
 	var out []info
 	for _, name := range strings.Split(r.PathValue("chans"), "+") {
-		in := info{Channel: name, Subscribers: []string{}}
+		in := info{Channel: name, Subscribers: map[string]int{}}
 		if ch := h.channel(name, false); ch != nil {
 			ch.mu.Lock()
-			for id := range ch.subs {
-				in.Subscribers = append(in.Subscribers, id)
+			if n := len(ch.subs); n > 0 {
+				in.Subscribers["stardust"] = n
 			}
 			ch.mu.Unlock()
 		}

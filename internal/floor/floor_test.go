@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 )
@@ -71,12 +70,12 @@ func TestFloor(t *testing.T) {
 		t.Errorf("queued message: %q", body)
 	}
 	var infos []struct {
-		Channel     string   `json:"channel"`
-		Subscribers []string `json:"subscribers"`
+		Channel     string         `json:"channel"`
+		Subscribers map[string]int `json:"subscribers"`
 	}
 	_, body := get(t, base+"/channel/a+b")
 	if err := json.Unmarshal([]byte(body), &infos); err != nil || len(infos) != 2 ||
-		strings.Join(infos[0].Subscribers, ",") != "1" || len(infos[1].Subscribers) != 0 {
+		infos[0].Subscribers["stardust"] != 1 || len(infos[1].Subscribers) != 0 {
 		t.Errorf("channel info %q: %+v, %v", body, infos, err)
 	}
 	// Bad publishes are refused.

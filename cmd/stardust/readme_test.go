@@ -1,0 +1,141 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stardust-go/stardust/internal/redistest"
+)
+
+// Every ```toml block of the README is a working configuration as written:
+// it decodes with no unknown key, validates, starts the server, and does what
+// the text around it says, so that examples cannot drift from the code.
+
+var tomlBlock = regexp.MustCompile("(?s)```toml\n(.*?)```")
+
+func readmeTOML(t *testing.T) []string {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []string
+	for _, m := range tomlBlock.FindAllStringSubmatch(string(readme), -1) {
+		blocks = append(blocks, m[1])
+	}
+	if len(blocks) == 0 {
+		t.Fatal("no ```toml block in README.md")
+	}
+	return blocks
+}
+
+func TestReadmeTOMLSnippets(t *testing.T) {
+	for i, block := range readmeTOML(t) {
+		// Addresses only are rewritten: the Redis of the Scaling out example
+		// is one the test starts, and the pprof listener takes a free port.
+		if strings.Contains(block, `type = "redis"`) {
+			srv := redistest.Start(t)
+			block = strings.ReplaceAll(block, "redis://127.0.0.1:6379/0", srv.URL)
+		}
+		block = strings.ReplaceAll(block, `pprof = "127.0.0.1:6060"`, `pprof = "127.0.0.1:0"`)
+		file := writeFile(t, block)
+		m, out := newTestMain()
+		if err := m.ParseFlags([]string{"-c", file, "--listen", "127.0.0.1:0", "--log-level", "warn"}); err != nil {
+			t.Fatalf("README toml block %d does not load: %v\n%s\n%s", i+1, err, out, block)
+		}
+		if err := m.Run(); err != nil {
+			t.Fatalf("README toml block %d does not start: %v", i+1, err)
+		}
+		base := "http://" + m.Addr().String() + "/comet"
+		resp, err := http.Get(base + "/")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("block %d: info page: %v %v", i+1, err, resp)
+		}
+		resp.Body.Close()
+		if strings.Contains(block, "[bayeux.auth]") {
+			checkAuthExample(t, base)
+		}
+		if strings.Contains(block, "auth_user") {
+			checkPublishAuthExample(t, base)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// bayeuxPost sends one message from a browser with its own cookie jar.
+func bayeuxPost(t *testing.T, hc *http.Client, base string, msg map[string]any) map[string]any {
+	t.Helper()
+	body, _ := json.Marshal([]any{msg})
+	resp, err := hc.Post(base+"/bayeux", "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var replies []map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&replies); err != nil || len(replies) == 0 {
+		t.Fatalf("bayeux reply: %v", err)
+	}
+	return replies[0]
+}
+
+func browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar}
+}
+
+// checkAuthExample: alice handshakes with the password the README gives and
+// reads /chat/private/**; anonymous clients may read /chat/** but not that.
+func checkAuthExample(t *testing.T, base string) {
+	t.Helper()
+	hs := func(hc *http.Client, ext map[string]any) map[string]any {
+		return bayeuxPost(t, hc, base, map[string]any{"channel": "/meta/handshake", "version": "1.0",
+			"supportedConnectionTypes": []string{"long-polling"}, "ext": ext})
+	}
+	alice := browser()
+	r := hs(alice, map[string]any{"username": "alice", "password": "wonder"})
+	if r["successful"] != true {
+		t.Fatalf("the README's alice/wonder handshake fails: %v", r)
+	}
+	sub := bayeuxPost(t, alice, base, map[string]any{"channel": "/meta/subscribe", "clientId": r["clientId"], "subscription": "/chat/private/x"})
+	if sub["successful"] != true {
+		t.Errorf("alice subscribing to /chat/private/x: %v", sub)
+	}
+	if r := hs(browser(), map[string]any{"username": "alice", "password": "wander"}); r["successful"] != false {
+		t.Errorf("a wrong password is accepted: %v", r)
+	}
+}
+
+// checkPublishAuthExample: publishing needs the README's credentials.
+func checkPublishAuthExample(t *testing.T, base string) {
+	t.Helper()
+	for pass, want := range map[string]int{"": 401, "s3cret": 200} {
+		if code := publishAs(t, base, "publisher", pass); code != want {
+			t.Errorf("publish with password %q: %d, want %d", pass, code, want)
+		}
+	}
+}
+
+// publishAs publishes one message to channel news with HTTP basic auth
+// (none if pass is empty) and returns the status.
+func publishAs(t *testing.T, base, user, pass string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/channel/news", strings.NewReader(`m={"a":1}`))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if pass != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}

@@ -1,0 +1,124 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+)
+
+// Sessions are bound to their owner, so that an id seen by someone else (in
+// a log, over a shoulder, in a proxy) is worth nothing to them:
+//
+//   - a Bayeux session to the browser that made it, by the BAYEUX_BROWSER
+//     cookie (HttpOnly, SameSite=Lax, as CometD's), kept as the session's
+//     AttrBrowser so that every process sharing the engine checks it; a
+//     request naming the session without that cookie is answered as for an
+//     unknown client (402), and the client handshakes again. A handshake
+//     that carried no cookie (a first visit) gets one in its answer, and
+//     the session is bound to the cookie of its first use: clients such as
+//     Faye open their WebSocket before the handshake's answer has set the
+//     cookie, and must still be able to use the session over it;
+//   - a Bayeux session handshaken or connected over a WebSocket to that
+//     socket (AttrSocket) for the socket's life;
+//   - a Stardust stream id first polled with a browser cookie to that
+//     browser; ids first polled without one (curl, scripts) are not bound,
+//     and are safe only because ids are never published.
+
+// BrowserCookie is the name of the cookie that identifies a browser.
+const BrowserCookie = "BAYEUX_BROWSER"
+
+// Session attributes of ownership.
+const (
+	AttrBrowser = "browser" // the BAYEUX_BROWSER value of the browser that owns the session
+	AttrSocket  = "socket"  // the id of the WebSocket the session is bound to, while it is open
+)
+
+var browserValue = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// browserOf returns the request's browser cookie value, "" if none valid.
+func browserOf(r *http.Request) string {
+	for _, c := range r.CookiesNamed(BrowserCookie) {
+		if browserValue.MatchString(c.Value) {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// browserCookie is a new browser cookie for the API under base.
+func (rr requestRules) browserCookie(r *http.Request, base, value string) *http.Cookie {
+	p := base
+	if p == "" {
+		p = "/"
+	}
+	secure := r.TLS != nil ||
+		(isTrusted(peerAddr(r), rr.TrustedProxies) && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"))
+	return &http.Cookie{Name: BrowserCookie, Value: value, Path: p, HttpOnly: true,
+		SameSite: http.SameSiteLaxMode, Secure: secure}
+}
+
+// ensureBrowser returns the request's browser cookie value (presented), or
+// makes one and adds its Set-Cookie to h (a response's headers).
+func (rr requestRules) ensureBrowser(h http.Header, r *http.Request, base string) (value string, presented bool) {
+	if v := browserOf(r); v != "" {
+		return v, true
+	}
+	v := NewID()
+	h.Add("Set-Cookie", rr.browserCookie(r, base, v).String())
+	return v, false
+}
+
+// caller is who sent a Bayeux batch: what ownership is checked against.
+type caller struct {
+	remote    string // the client address
+	transport string
+	browser   string // the BAYEUX_BROWSER value, as presented or as just issued
+	presented bool   // the request carried browser (else it was issued in the answer)
+	socket    string // the WebSocket's id ("" for HTTP transports)
+}
+
+// claims reports whether the caller may act as session c: the browser and
+// the socket the session is bound to, if any, must be the caller's. A
+// session not yet bound to a browser is bound to the caller's now.
+func (who caller) claims(c *Client) bool {
+	switch b := c.Attr(AttrBrowser); {
+	case b == "" && who.browser != "":
+		if err := c.SetAttr(AttrBrowser, who.browser); err != nil {
+			return false
+		}
+	case b != who.browser:
+		return false
+	}
+	if s := c.Attr(AttrSocket); s != "" && s != who.socket {
+		return false
+	}
+	return true
+}
+
+// bindNew marks a client-to-be (not yet added) as the caller's: bound to
+// its socket, and to its browser if the request proved one (a cookie it
+// presented, or the socket that carries it).
+func (who caller) bindNew(c *Client) {
+	if who.browser != "" && (who.presented || who.socket != "") {
+		_ = c.SetAttr(AttrBrowser, who.browser) // not added yet: cannot fail
+	}
+	if who.socket != "" {
+		_ = c.SetAttr(AttrSocket, who.socket)
+	}
+}
+
+// bindStream binds a Stardust stream id to the browser that first polls it,
+// and refuses it to any other browser.
+func bindStream(c *Client, created bool, browser string) error {
+	if created {
+		if browser != "" {
+			return c.SetAttr(AttrBrowser, browser)
+		}
+		return nil
+	}
+	if b := c.Attr(AttrBrowser); b != "" && b != browser {
+		return fmt.Errorf("%w: stream id %q belongs to another browser", ErrForbidden, c.ID())
+	}
+	return nil
+}

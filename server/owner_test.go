@@ -1,0 +1,166 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Issue 10, item 1: a session is its owner's, not whoever learns its id.
+
+// stranger is another browser (its own cookie jar) on the same server.
+func (b *bx) stranger() *bx {
+	jar, _ := cookiejar.New(nil)
+	return &bx{t: b.t, s: b.s, ts: b.ts, url: b.url, hc: &http.Client{Jar: jar}}
+}
+
+func TestBayeuxSessionBoundToBrowser(t *testing.T) {
+	b := newBX(t, BayeuxOptions{})
+	// The handshake's answer sets the browser cookie, HttpOnly and SameSite=Lax.
+	body := `[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"]}]`
+	resp, err := http.Post(b.url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	sc := resp.Header.Get("Set-Cookie")
+	for _, want := range []string{BrowserCookie + "=", "Path=/comet", "HttpOnly", "SameSite=Lax"} {
+		if !strings.Contains(sc, want) {
+			t.Errorf("Set-Cookie %q lacks %q", sc, want)
+		}
+	}
+
+	id := b.handshake()
+	b.subscribe(id, "/private")
+	eve := b.stranger()
+	for _, m := range []map[string]any{
+		connectMsg(id, 0),
+		{"channel": "/meta/subscribe", "clientId": id, "subscription": "/other"},
+		{"channel": "/private", "clientId": id, "data": "forged"},
+		{"channel": "/meta/disconnect", "clientId": id},
+	} {
+		r := eve.post(m)
+		wantError(t, r[len(r)-1], "402:")
+	}
+	// None of it happened: the owner still has its one subscription and
+	// nothing was published.
+	if c := clientOf(b.s.hub, id); c == nil {
+		t.Fatal("the stranger's disconnect removed the session")
+	} else if subs, _ := c.Subscriptions(); len(subs) != 1 {
+		t.Errorf("subscriptions %v", subs)
+	}
+	if n := len(history(t, b.s.hub, "/private")); n != 0 {
+		t.Errorf("the stranger published %d messages", n)
+	}
+	// A request with no cookie at all is a stranger too.
+	raw, _ := json.Marshal([]any{connectMsg(id, 0)})
+	resp, err = http.Post(b.url, "application/json", strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(out), `"error":"402:`) {
+		t.Errorf("cookie-less connect: %s", out)
+	}
+	// The owner goes on.
+	if r := b.post(connectMsg(id, 0)); r[0]["successful"] != true {
+		t.Errorf("owner's connect: %v", r)
+	}
+}
+
+func TestBayeuxSessionBoundToSocket(t *testing.T) {
+	b := newBX(t, BayeuxOptions{WebSocket: true})
+	ws, id := b.heldOverWS()
+	// Even the same browser cannot use the session over HTTP while its
+	// socket lives.
+	wantError(t, b.post(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/x"})[0], "402:")
+	// Nor over another socket.
+	other := b.dialWS()
+	other.send(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/x"})
+	wantError(t, other.read()[0], "402:")
+	// Once the socket is gone, the browser may go on over long-polling.
+	ws.conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := b.post(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/x"})[0]
+		if r["successful"] == true {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the socket closed: %v", r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// streamGet polls a Stardust stream with hold 0 from a browser (nil: no cookie).
+func streamGet(t *testing.T, hc *http.Client, u string) (int, string) {
+	t.Helper()
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	req, _ := http.NewRequest("GET", u, nil)
+	return roundTrip(t, hc, req)
+}
+
+func TestStardustStreamBoundToBrowser(t *testing.T) {
+	s, ts := testServer(t, Options{PollTimeout: 50 * time.Millisecond})
+	alice, _ := cookiejar.New(nil)
+	eve, _ := cookiejar.New(nil)
+	ah, eh := &http.Client{Jar: alice}, &http.Client{Jar: eve}
+	// A first poll gives the browser its cookie; its next ids are bound.
+	if code, body := streamGet(t, ah, ts.URL+"/comet/channel/news/stream/0.1"); code != 200 {
+		t.Fatalf("first poll: %d %s", code, body)
+	}
+	if code, body := streamGet(t, ah, ts.URL+"/comet/channel/news/stream/0.2"); code != 200 {
+		t.Fatalf("bound poll: %d %s", code, body)
+	}
+	for name, hc := range map[string]*http.Client{"another browser": eh, "no cookie": nil} {
+		code, body := streamGet(t, hc, ts.URL+"/comet/channel/other/stream/0.2")
+		if code != 403 {
+			t.Errorf("%s polled a bound id: %d %s", name, code, body)
+		}
+	}
+	if subs, _ := clientOf(s.hub, "0.2").Subscriptions(); len(subs) != 1 || subs[0] != "/stardust/news" {
+		t.Errorf("the victim's subscriptions moved: %v", subs)
+	}
+	// 0.1 was first polled without a cookie: it stays anyone's, as before.
+	for _, hc := range []*http.Client{nil, eh, ah} {
+		if code, body := streamGet(t, hc, ts.URL+"/comet/channel/news/stream/0.1"); code != 200 {
+			t.Errorf("unbound id: %d %s", code, body)
+		}
+	}
+}
+
+// A handshake without a cookie (a first visit) is bound at its first use:
+// Faye opens its WebSocket before the handshake's answer sets the cookie.
+func TestBayeuxCookielessHandshakeBoundAtFirstUse(t *testing.T) {
+	b := newBX(t, BayeuxOptions{WebSocket: true})
+	nojar := b.stranger()
+	nojar.hc.Jar = nil
+	id := nojar.handshake("websocket", "long-polling")
+	dial := func() *wsPeer {
+		conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(b.url, "http"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return &wsPeer{t: t, conn: conn}
+	}
+	ws := dial()
+	ws.send(wsConnect(id, 0))
+	if r := ws.read(); r[0]["successful"] != true {
+		t.Fatalf("first use over a cookie-less socket: %v", r)
+	}
+	other := dial()
+	other.send(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/x"})
+	wantError(t, other.read()[0], "402:")
+	wantError(t, b.post(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/x"})[0], "402:")
+}

@@ -1,0 +1,96 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+)
+
+// The Stardust API under the same rules as Bayeux:
+//
+//   - Options.AllowFrom says which client addresses may publish (the address
+//     as the trusted proxies forward it); nil means loopback only, as the
+//     Perl Stardust's allow_from intended;
+//   - Options.PublishUser and PublishPassHash, when set, require HTTP basic
+//     auth for publishing; a request with those credentials is treated as
+//     authenticated user PublishUser by the ACL;
+//   - the Bayeux MessageACL (the [[bayeux.acl]] rules) decides Stardust
+//     publishes on the channels under Prefix as Bayeux publishes, and reads
+//     (channel info with its history, long polls, SSE streams) as Bayeux
+//     subscriptions to them.
+
+// LoopbackOnly is the default AllowFrom: this machine only.
+var LoopbackOnly = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// Anywhere allows every address (AllowFrom).
+var Anywhere = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+
+// stardustCaller is the client a Stardust request acts as for the ACL: not
+// a session, only a name for the rules. Valid basic auth credentials for
+// PublishUser make it authenticated.
+func (s *Server) stardustCaller(r *http.Request) *Client {
+	c := s.hub.NewClient("", KindStardust, 0, s.rules.clientIP(r))
+	if s.opts.PublishUser != "" {
+		if user, pass, ok := r.BasicAuth(); ok && user == s.opts.PublishUser && CheckPassword(s.opts.PublishPassHash, pass) {
+			_ = c.SetAttr(AttrAuthenticated, "true") // not added: cannot fail
+			_ = c.SetAttr(AttrUser, user)
+		}
+	}
+	return c
+}
+
+// messageACL is the ACL Stardust requests are checked against, nil if none.
+func (s *Server) messageACL() MessageACL {
+	if s.opts.Bayeux == nil {
+		return nil
+	}
+	return s.opts.Bayeux.MessageACL
+}
+
+// mayRead checks a read of channels (full Bayeux names) against the ACL.
+func (s *Server) mayRead(r *http.Request, channels []string) error {
+	acl := s.messageACL()
+	if acl == nil {
+		return nil
+	}
+	if err := acl(s.stardustCaller(r), &BayeuxMessage{Channel: "/meta/subscribe", Subscriptions: channels}); err != nil {
+		return fmt.Errorf("%w: %v", ErrForbidden, err)
+	}
+	return nil
+}
+
+// mayPublish checks a publish: the client address, the credentials, then
+// the ACL for each channel.
+func (s *Server) mayPublish(r *http.Request, channels []string) error {
+	ip := s.rules.clientIP(r)
+	if !isTrusted(ip, s.opts.AllowFrom) {
+		return fmt.Errorf("%w: publishing is not allowed from %s (see comet.allow_from)", ErrForbidden, ip)
+	}
+	c := s.stardustCaller(r)
+	if s.opts.PublishUser != "" && c.Attr(AttrAuthenticated) != "true" {
+		return errAuthRequired
+	}
+	acl := s.messageACL()
+	if acl == nil {
+		return nil
+	}
+	for _, ch := range channels {
+		if err := acl(c, &BayeuxMessage{Channel: ch}); err != nil {
+			return fmt.Errorf("%w: %v", ErrForbidden, err)
+		}
+	}
+	return nil
+}
+
+var errAuthRequired = fmt.Errorf("%w: publishing needs HTTP basic auth (comet.auth_user)", ErrForbidden)
+
+// writeDenied answers a refused Stardust request: 401 with a challenge when
+// credentials are missing or wrong, else 403.
+func writeDenied(w http.ResponseWriter, err error) {
+	if err == errAuthRequired {
+		w.Header().Set("WWW-Authenticate", `Basic realm="stardust", charset="UTF-8"`)
+		writeJSON(w, http.StatusUnauthorized, errorBody{Error: err.Error(), Status: http.StatusUnauthorized})
+		return
+	}
+	writeError(w, err)
+}

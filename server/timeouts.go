@@ -1,0 +1,34 @@
+package server
+
+import (
+	"net/http"
+	"time"
+)
+
+// Request deadlines, so that a slow client cannot hold a connection (and its
+// descriptor) for ever: the body must arrive within BodyTimeout of the
+// request's start and the answer be written within RequestTimeout. Held
+// polls, SSE streams and WebSockets lift them for their hold (holdRequest)
+// and get a write deadline after it. Under FastCGI the web server in front
+// reads the client's body and applies its own timeouts; these calls then do
+// nothing.
+
+// deadlines sets the read and write deadlines of every request.
+func (s *Server) deadlines(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		_ = rc.SetReadDeadline(now.Add(s.opts.BodyTimeout))
+		_ = rc.SetWriteDeadline(now.Add(s.opts.RequestTimeout))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// holdRequest lifts the read deadline of a request whose body has been read
+// and that is about to be held for up to hold, and moves its write deadline
+// past the hold.
+func (rr requestRules) holdRequest(w http.ResponseWriter, hold time.Duration) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Now().Add(hold + rr.RequestTimeout))
+}
