@@ -283,7 +283,7 @@ func checkDistFiles(t *testing.T, dist string) {
 			}
 		}
 		wantFiles := map[string]string{"stardust": "-rwxr-xr-x", "stardust.1": "-rw-r--r--", "README.md": "-rw-r--r--",
-			"conf/stardust.toml": "-rw-r--r--", "conf/stardust-fcgi.toml": "-rw-r--r--",
+			"conf/stardust.toml": "-rw-r--r--", "conf/stardust-fcgi.toml": "-rw-r--r--", "conf/stardust-redis.toml": "-rw-r--r--",
 			"conf/systemd/stardust.service": "-rw-r--r--"}
 		for _, site := range siteFiles(t) {
 			wantFiles["conf/"+site] = "-rw-r--r--"
