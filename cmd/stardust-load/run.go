@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"strconv"
 	"strings"
@@ -498,7 +499,8 @@ type client struct {
 	ch   int
 	last []int64 // per publisher, the last message number received
 
-	registered bool // counted in runner.registered (Bayeux)
+	registered bool           // counted in runner.registered (Bayeux)
+	jar        http.CookieJar // long-poll mode: this client's cookies
 }
 
 // got accounts for messages received at one instant.
@@ -549,7 +551,10 @@ func (c *client) poll(ctx context.Context) {
 }
 
 func (c *client) pollOnce(ctx context.Context, u string) ([]loadMsg, error) {
-	body, err := c.r.exchange(ctx, http.MethodGet, u, "", nil, c.r.cfg.PollTimeout)
+	if c.jar == nil { // a browser: it keeps the cookie the server sets
+		c.jar, _ = cookiejar.New(nil)
+	}
+	body, err := c.r.exchangeAs(ctx, c.jar, http.MethodGet, u, "", nil, c.r.cfg.PollTimeout)
 	if err != nil {
 		return nil, err
 	}
