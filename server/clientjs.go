@@ -33,7 +33,7 @@ func (s *Server) ClientJSURL() string {
 // clientRoutes registers what pages use besides the API: the browser
 // client and the live counts (stats.go).
 func (s *Server) clientRoutes(r *mux.Router) {
-	r.HandleFunc(s.opts.Base+"/js/stardust.js", serveClientJS).Methods(http.MethodGet, http.MethodHead).Name("clientjs")
+	r.HandleFunc(s.opts.Base+"/js/stardust.js", s.serveClientJS).Methods(http.MethodGet, http.MethodHead).Name("clientjs")
 	r.HandleFunc(s.opts.Base+"/stats", s.handleStats).Methods(http.MethodGet, http.MethodHead).Name("stats")
 }
 
@@ -41,7 +41,14 @@ func (s *Server) clientRoutes(r *mux.Router) {
 // 304), and caching that depends on the URL: a year and immutable for the
 // URL of this version, "no-cache" (revalidate every time) otherwise, so that
 // an unversioned URL never serves a stale client after an upgrade.
-func serveClientJS(w http.ResponseWriter, r *http.Request) {
+//
+// The unversioned answer (200 or 304) also gives a browser that has none its
+// BAYEUX_BROWSER cookie (owner.go): a page that loads the script has the
+// cookie before its clients start their requests at once, each of which
+// would otherwise be answered with a cookie of its own, the browser keeping
+// only the last, and the sessions bound to the others would stop working.
+// The versioned answer may be cached by proxies, so it never sets one.
+func (s *Server) serveClientJS(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "text/javascript; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -49,7 +56,8 @@ func serveClientJS(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("v") == ClientJSVersion {
 		h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	} else {
-		h.Set("Cache-Control", "no-cache")
+		h.Set("Cache-Control", "private, no-cache")
+		s.rules.ensureBrowser(h, r, s.opts.Base)
 	}
 	http.ServeContent(w, r, "stardust.js", time.Time{}, bytes.NewReader(stardustJS))
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -16,9 +17,9 @@ func TestClientJS(t *testing.T) {
 		t.Errorf("ClientJSURL() = %q, want %q", got, want)
 	}
 	for _, tc := range []struct{ query, cache string }{
-		{"", "no-cache"},
+		{"", "private, no-cache"},
 		{"?v=" + ClientJSVersion, "public, max-age=31536000, immutable"},
-		{"?v=0123456789abcdef", "no-cache"}, // another version: never cached as if it were that one
+		{"?v=0123456789abcdef", "private, no-cache"}, // another version: never cached as if it were that one
 	} {
 		resp, body := get(t, ts.URL+"/comet/js/stardust.js"+tc.query)
 		if resp.StatusCode != http.StatusOK || !bytes.Equal(body, stardustJS) {
@@ -33,6 +34,11 @@ func TestClientJS(t *testing.T) {
 		}
 		if h.Get("ETag") != `"`+ClientJSVersion+`"` {
 			t.Errorf("stardust.js%s: ETag %q, want %q", tc.query, h.Get("ETag"), ClientJSVersion)
+		}
+		// The page gets its browser cookie with the script, before its
+		// clients start; never from the answer proxies may cache.
+		if cookie := h.Get("Set-Cookie"); strings.HasPrefix(cookie, BrowserCookie+"=") != strings.HasPrefix(tc.cache, "private") {
+			t.Errorf("stardust.js%s: Set-Cookie %q with Cache-Control %q", tc.query, cookie, tc.cache)
 		}
 	}
 	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/comet/js/stardust.js", nil)
