@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 )
 
 // setJSONHeaders marks a response as uncachable, unbuffered JSON: the headers
@@ -36,22 +35,6 @@ func writeRawJSON(w http.ResponseWriter, status int, body []byte) error {
 	}
 	_, err := w.Write([]byte("\n"))
 	return err
-}
-
-// deliver sends an answer that carries messages and reports whether it
-// left for the client: the body goes out at once, in one write with its
-// length, and the request must still be open after it. Messages are
-// committed only then; otherwise (the client went away, as a page that
-// stops its poll does) the next poll gets them again.
-func deliver(w http.ResponseWriter, r *http.Request, body []byte) bool {
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	if _, err := w.Write(body); err != nil {
-		return false
-	}
-	if err := http.NewResponseController(w).Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return false
-	}
-	return r.Context().Err() == nil
 }
 
 // readBody reads a request body up to MaxBodyBytes: beyond it the error

@@ -107,7 +107,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		if err := out.send(); err != nil {
 			return
 		}
-		if why == PollReady && r.Context().Err() == nil {
+		if why == PollReady {
 			c.Commit(b.Cursor)
 		}
 	}

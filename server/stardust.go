@@ -390,8 +390,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		writeRawJSON(w, http.StatusOK, jsonArray([][]byte{resetJSON(time.Now())}))
 		return
 	}
-	setJSONHeaders(w.Header())
-	if deliver(w, r, append(s.stardustBatch(mergeBySeq(replay, b.Messages), b.Dropped), '\n')) && why == PollReady {
+	if writeRawJSON(w, http.StatusOK, s.stardustBatch(mergeBySeq(replay, b.Messages), b.Dropped)) == nil && why == PollReady {
 		c.Commit(b.Cursor)
 	}
 }
