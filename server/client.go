@@ -78,11 +78,6 @@ func (c *Client) Subscriptions() ([]string, error) {
 	return subs, c.hub.failed(err)
 }
 
-// Touch marks the client as seen now, postponing its expiry.
-func (c *Client) Touch() error {
-	return c.hub.failed(c.hub.engine.Touch(context.Background(), c.s.ID))
-}
-
 // Exists reports whether the engine still has the client.
 func (c *Client) Exists() (bool, error) {
 	_, err := c.hub.engine.Session(context.Background(), c.s.ID)

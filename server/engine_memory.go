@@ -566,13 +566,6 @@ func (e *MemoryEngine) Stats(context.Context) (EngineStats, error) {
 	return st, nil
 }
 
-// connections returns the held connections counted for addr (tests).
-func (e *MemoryEngine) connections(addr string) int {
-	e.connMu.Lock()
-	defer e.connMu.Unlock()
-	return e.conns[addr]
-}
-
 // expire removes a session as if it had expired (tests: a node that lost
 // its clients).
 func (e *MemoryEngine) expire(id string) {

@@ -64,8 +64,7 @@ type Engine struct {
 
 	cache msgCache
 
-	down     atomic.Bool
-	outages  atomic.Uint64
+	down     atomic.Bool // the pub/sub connection is lost: log once per outage
 	done     chan struct{}
 	closed   sync.Once
 	wg       sync.WaitGroup
@@ -142,12 +141,6 @@ func newID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
-
-// Outages returns how many times Redis went away since New.
-func (e *Engine) Outages() uint64 { return e.outages.Load() }
-
-// Up reports whether the pub/sub connection to Redis is up.
-func (e *Engine) Up() bool { return !e.down.Load() }
 
 func (e *Engine) call(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, e.opts.Timeout)

@@ -51,7 +51,6 @@ func (e *Engine) listen(ctx context.Context) {
 		default:
 		}
 		if !e.down.Swap(true) {
-			e.outages.Add(1)
 			e.opts.Log.WithError(err).Warn("redis engine: Redis unavailable; retrying")
 		}
 		e.mu.Lock()
