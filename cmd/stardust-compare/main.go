@@ -69,6 +69,9 @@ func rows() []row {
 	fl := target{floorTarget, "floor", "poll"}
 	fayeWS := target{faye, "faye", "websocket"}
 	sdWS := target{stardustWS, "stardust", "websocket"}
+	// The WebSocket floor writes each message, encoded once, as one frame
+	// to each socket: one write per delivery and nothing else.
+	flWS := target{floorTarget, "floor", "websocket"}
 	return []row{
 		{"lp1000", "Bayeux long-polling, 1,000 subscribers, 100 msg/s", 1000,
 			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeLP, sdLP}},
@@ -77,9 +80,9 @@ func rows() []row {
 		{"held5000", "5,000 held long-poll clients, 1 msg/s fan-out", 5000,
 			[]string{"--rate", "1", "--publishers", "4"}, []target{fayeLP, sdLP, sdAPI, fl}},
 		{"ws1000", "Bayeux WebSocket, 1,000 subscribers, 100 msg/s", 1000,
-			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeWS, sdWS}},
+			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeWS, sdWS, flWS}},
 		{"ws5000", "Bayeux WebSocket, 5,000 subscribers, 2 msg/s", 5000,
-			[]string{"--rate", "2", "--publishers", "4"}, []target{fayeWS, sdWS}},
+			[]string{"--rate", "2", "--publishers", "4"}, []target{fayeWS, sdWS, flWS}},
 		{"idle10000", "10,000 idle held long-poll clients, then one message to all", 10000,
 			[]string{"--messages", "1", "--publishers", "1", "--drain", "30s"}, []target{fayeLP, sdLP, sdAPI, fl}},
 	}
@@ -576,7 +579,7 @@ func ratios(results []result) []string {
 	}
 	for _, rw := range rows() {
 		for _, pair := range [][2]string{{stardustBx, faye}, {stardustWS, faye}, {stardustAPI, floorTarget},
-			{stardustBx, floorTarget}, {faye, floorTarget}} {
+			{stardustBx, floorTarget}, {stardustWS, floorTarget}, {faye, floorTarget}} {
 			add(rw.Title, rw.Key, pair[0], rw.Key, pair[1], pair[1])
 		}
 	}

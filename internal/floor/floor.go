@@ -1,14 +1,15 @@
 // Package floor is the least a net/http server can do for the requests of
 // Stardust API long polling: it holds GET {base}/channel/NAME/stream/ID until
 // a POST {base}/channel/NAME brings messages, then answers them as a JSON
-// array. It is the reference the load tool measures servers against
+// array. For Bayeux WebSocket subscribers it writes each published message,
+// encoded once, as one frame to every subscribed socket (bayeux.go). It is the reference the load tool measures servers against
 // (cmd/stardust-floor), not a server to deploy: no history, no wildcards, no
 // expiry of clients, no limits but a bounded queue per client.
 //
 // It answers only what cmd/stardust-load needs: GET {base}/ (200),
 // GET {base}/channel/A+B (the subscribers of each channel), POST
 // {base}/channel/NAME with form fields m= (each a JSON message; the answer
-// says how many clients it reached) and the held stream GET.
+// says how many clients it reached), the held stream GET, and {base}/bayeux.
 package floor
 
 import (
@@ -35,6 +36,7 @@ type Handler struct {
 
 	mu       sync.Mutex
 	channels map[string]*channel
+	sockets  map[string]map[*socket]bool // WebSocket subscribers by channel (bayeux.go)
 }
 
 type channel struct {
@@ -54,17 +56,19 @@ type sub struct {
 // holds a poll for at most hold.
 func New(base string, hold time.Duration) *Handler {
 	base = strings.TrimRight(base, "/")
-	h := &Handler{base: base, hold: hold, mux: http.NewServeMux(), channels: map[string]*channel{}}
+	h := &Handler{base: base, hold: hold, mux: http.NewServeMux(), channels: map[string]*channel{},
+		sockets: map[string]map[*socket]bool{}}
 	h.mux.HandleFunc("GET "+base+"/{$}", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, []byte(`{"server":"stardust-floor"}`))
 	})
 	h.mux.HandleFunc("GET "+base+"/channel/{chans}", h.info)
 	h.mux.HandleFunc("POST "+base+"/channel/{chan}", h.publish)
 	h.mux.HandleFunc("GET "+base+"/channel/{chan}/stream/{id}", h.stream)
+	h.mux.HandleFunc(base+"/bayeux", h.bayeux)
 	return h
 }
 
-// ServeHTTP serves the floor's four routes; anything else is 404 or 405.
+// ServeHTTP serves the floor's five routes; anything else is 404 or 405.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 func (h *Handler) channel(name string, create bool) *channel {

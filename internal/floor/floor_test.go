@@ -6,8 +6,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 func get(t *testing.T, u string) (int, string) {
@@ -101,4 +106,95 @@ func TestFloorQueueBound(t *testing.T) {
 	if len(p) != maxQueue || p[0][0] != byte(10) {
 		t.Errorf("kept %d messages starting with %d, want %d starting with 10", len(p), p[0][0], maxQueue)
 	}
+}
+
+// TestBayeuxWebSocket: a socket that handshakes, subscribes and connects gets
+// each message a long-polling publisher posts, once, as its own frame; the
+// held connect is answered at the end of the hold; a closed socket is
+// forgotten.
+func TestBayeuxWebSocket(t *testing.T) {
+	h := New("/comet", 300*time.Millisecond)
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http")+"/comet/bayeux", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	exchange := func(batch string) []map[string]any {
+		t.Helper()
+		if err := conn.WriteMessage(websocket.TextMessage, []byte(batch)); err != nil {
+			t.Fatal(err)
+		}
+		return readFrame(t, conn)
+	}
+	hs := exchange(`[{"channel":"/meta/handshake","version":"1.0","id":"1"}]`)
+	id, _ := hs[0]["clientId"].(string)
+	if hs[0]["successful"] != true || len(id) != 32 {
+		t.Fatalf("handshake reply %v", hs)
+	}
+	sub := exchange(`[{"channel":"/meta/subscribe","clientId":"` + id + `","subscription":"/stardust/a","id":"2"}]`)
+	if sub[0]["successful"] != true || sub[0]["subscription"] != "/stardust/a" {
+		t.Fatalf("subscribe reply %v", sub)
+	}
+	if err := conn.WriteMessage(websocket.TextMessage, []byte(`[{"channel":"/meta/connect","clientId":"`+id+`","id":"3"}]`)); err != nil {
+		t.Fatal(err)
+	}
+	for i, data := range []string{`{"n":1}`, `{"n":2}`} {
+		resp, err := http.Post(ts.URL+"/comet/bayeux", "application/json",
+			strings.NewReader(`[{"channel":"/stardust/a","data":`+data+`,"id":"p`+strconv.Itoa(i)+`"}]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), `"successful":true`) {
+			t.Fatalf("publish answer %s", b)
+		}
+		got := readFrame(t, conn)
+		if len(got) != 1 || got[0]["channel"] != "/stardust/a" || !reflect.DeepEqual(got[0]["data"], map[string]any{"n": float64(i + 1)}) {
+			t.Fatalf("delivery %d: %v", i, got)
+		}
+	}
+	if got := readFrame(t, conn); got[0]["channel"] != "/meta/connect" || got[0]["successful"] != true {
+		t.Fatalf("held connect answered with %v", got)
+	}
+	// Meta messages other than the handshake are WebSocket-only.
+	resp, err := http.Post(ts.URL+"/comet/bayeux", "application/json", strings.NewReader(`[{"channel":"/meta/connect","clientId":"x"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `"successful":false`) {
+		t.Errorf("long-polling connect: %s", b)
+	}
+	conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.mu.Lock()
+		n := len(h.sockets)
+		h.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a closed socket is still subscribed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func readFrame(t *testing.T, conn *websocket.Conn) []map[string]any {
+	t.Helper()
+	_, data, err := conn.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	if err := json.Unmarshal(data, &out); err != nil || len(out) == 0 {
+		t.Fatalf("frame %s: %v", data, err)
+	}
+	return out
 }
