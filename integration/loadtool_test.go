@@ -123,16 +123,17 @@ func requireFaye(t *testing.T) {
 }
 
 // TestReadmeLoadTool runs the README's load tool snippet as written: Stardust
-// over Bayeux long-polling, WebSocket and SSE, the floor, and Faye, each for
-// 2 s, and checks that every run delivered everything.
+// over Bayeux long-polling, WebSocket and SSE, the floor over long polling
+// and WebSocket, and Faye, each for 2 s, and checks that every run delivered
+// everything.
 func TestReadmeLoadTool(t *testing.T) {
 	requireFaye(t)
 	port := freePorts(t, 3)
 	out := runScript(t, readmeShBlock(t, "go build -o bin/ ./cmd/stardust ./cmd/stardust-load"), 3*time.Minute,
 		"PORT="+strconv.Itoa(port))
 	reports := strings.Count(out, "stardust-load: ") - strings.Count(out, "registered in")
-	if n := strings.Count(out, ", lost 0, duplicates 0;"); n != 4 || reports != 4 {
-		t.Errorf("want 4 text reports with nothing lost, found %d reports, %d clean:\n%s", reports, n, out)
+	if n := strings.Count(out, ", lost 0, duplicates 0;"); n != 5 || reports != 5 {
+		t.Errorf("want 5 text reports with nothing lost, found %d reports, %d clean:\n%s", reports, n, out)
 	}
 	for _, want := range []string{"bayeux mode", "websocket mode", "poll mode", "µs per delivery", "VmHWM"} {
 		if !strings.Contains(out, want) {
@@ -162,7 +163,9 @@ func TestReadmeCompare(t *testing.T) {
 	for _, want := range []string{
 		"| Bayeux WebSocket, 1,000 subscribers, 100 msg/s | Faye (websocket) |",
 		"| Bayeux WebSocket, 1,000 subscribers, 100 msg/s | Stardust (websocket) |",
+		"| Bayeux WebSocket, 1,000 subscribers, 100 msg/s | floor (websocket) |",
 		"Stardust / Faye = ",
+		"Stardust / floor = ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("make compare output lacks %q:\n%s", want, out)

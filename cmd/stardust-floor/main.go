@@ -1,7 +1,8 @@
 // Command stardust-floor is the reference for load tests: the least a
 // net/http server can do for the held requests of Stardust API long polling
-// (see package internal/floor). It answers a held poll when a message is
-// posted, and nothing more, so that cmd/stardust-load can show how far a real
+// and for Bayeux WebSocket subscribers (see package internal/floor). It
+// answers a held poll when a message is posted, writes a published message
+// as one frame to each subscribed socket, and nothing more, so that cmd/stardust-load can show how far a real
 // server is from the cost of HTTP itself.
 //
 //	GOMAXPROCS=1 taskset -c 0 stardust-floor --listen 127.0.0.1:5799 &
