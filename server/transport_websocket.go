@@ -53,7 +53,8 @@ func (b *Bayeux) checkOrigin(r *http.Request) bool {
 	return u.Host == host
 }
 
-// wsSession is one WebSocket connection.
+// wsSession is one WebSocket connection. It has one goroutine, its reader;
+// deliveries are written by short-lived flushes (see ws_push.go).
 type wsSession struct {
 	b      *Bayeux
 	conn   *websocket.Conn
@@ -63,16 +64,15 @@ type wsSession struct {
 
 	writeMu sync.Mutex // gorilla/websocket allows one writer at a time
 
-	// bound carries the client of each connect to the push loop (capacity
-	// 1, latest wins), so that a client that handshakes again on the same
-	// socket (Faye does after a 402) gets its messages pushed too.
-	bound chan *Client
-	acks  sync.WaitGroup // connects of ack-extension clients being held
-
 	mu      sync.Mutex
 	pending *heldConnect
 	timer   *time.Timer
 	owned   map[string]bool // sessions bound to this socket (AttrSocket)
+	// push delivers the messages of the client the latest connect named,
+	// so that a client that handshakes again on the same socket (Faye does
+	// after a 402) gets its messages pushed too.
+	push   *wsPusher
+	closed bool // the socket has ended: no push starts
 }
 
 // bind binds the session of a connect to this socket for the socket's life.
@@ -104,6 +104,8 @@ func (ws *wsSession) unbindAll() {
 	}
 }
 
+// serveWebSocket upgrades the request and returns: the socket's reader
+// goroutine serves it from then on.
 func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ip := b.rules.clientIP(r)
 	header := http.Header{}
@@ -118,26 +120,43 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// (each write has its own, wsWriteTimeout).
 	_ = conn.NetConn().SetDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(context.Background())
-	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel,
-		bound: make(chan *Client, 1), owned: map[string]bool{}}
-	defer ws.unbindAll()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer cancel()
-		ws.readLoop()
-	}()
-	ws.pushLoop()
-	cancel()
-	_ = conn.Close()
-	wg.Wait()
-	ws.acks.Wait() // their polls end with ctx
+	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel, owned: map[string]bool{}}
+	if !b.sockets.add(b, ws) {
+		ws.goingAway()
+		_ = conn.Close()
+		cancel()
+		return
+	}
+	go ws.serve()
+}
+
+// serve reads the socket until it ends, then lets go of what it held.
+func (ws *wsSession) serve() {
+	ws.readLoop()
+	ws.cancel()
+	_ = ws.conn.Close()
+	ws.b.sockets.remove(ws)
 	ws.mu.Lock()
+	ws.closed = true
+	p := ws.push
+	ws.push = nil
 	if ws.timer != nil {
 		ws.timer.Stop()
 	}
 	ws.mu.Unlock()
+	if p != nil {
+		p.ended.Store(true)
+		p.stop()
+	}
+	ws.unbindAll()
+}
+
+// shutdown answers the pending connect and closes the socket going away,
+// when the hub closes.
+func (ws *wsSession) shutdown() {
+	ws.answerPendingNow(PollClosed)
+	ws.goingAway()
+	_ = ws.conn.Close()
 }
 
 // readLoop processes each frame as a batch until the socket closes.
@@ -196,11 +215,7 @@ func disconnected(batch []*BayeuxMessage, replies [][]byte) bool {
 func (ws *wsSession) holdConnect(h *heldConnect) []byte {
 	ws.b.noteTransport(h.client, TransportWebSocket)
 	ws.bind(h.client)
-	select {
-	case <-ws.bound: // an older client not yet picked up
-	default:
-	}
-	ws.bound <- h.client
+	ws.pushTo(h.client)
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if ws.pending != nil {
@@ -217,21 +232,22 @@ func (ws *wsSession) holdConnect(h *heldConnect) []byte {
 	return nil
 }
 
-// answerPending answers the pending connect if it is still h.
 // ackConnect holds the connect of a client of the ack extension as long
 // polling does: its messages come in the connect reply, with their batch
 // number, never pushed on their own, and stay queued until the client's
 // next connect acknowledges them.
 func (ws *wsSession) ackConnect(h *heldConnect) {
 	ws.b.noteTransport(h.client, TransportWebSocket)
-	ws.acks.Add(1)
-	go func() {
-		defer ws.acks.Done()
+	go func() { // ends with the socket (ctx) at the latest
 		msgs, cursor, why := ws.b.poll(ws.ctx, h.client, h.hold)
 		ws.write(append(msgs, ws.b.connectReply(h, why, cursor)))
 	}()
 }
 
+// answerPending answers the pending connect if it is still h. The socket's
+// writer is taken before the connect is let go, so that what the reader
+// writes after seeing no pending connect (a disconnect's reply) comes after
+// this answer.
 func (ws *wsSession) answerPending(h *heldConnect, why PollEnd) {
 	ws.mu.Lock()
 	if ws.pending != h {
@@ -239,48 +255,55 @@ func (ws *wsSession) answerPending(h *heldConnect, why PollEnd) {
 		return
 	}
 	ws.pending = nil
+	ws.writeMu.Lock()
 	ws.mu.Unlock()
-	ws.write([][]byte{ws.b.connectReply(h, why, 0)})
+	defer ws.writeMu.Unlock()
+	ws.writeLocked([][]byte{ws.b.connectReply(h, why, 0)})
 }
 
-// pushLoop delivers the messages of the client the latest connect named, as
-// they are queued, until the socket ends or the server closes.
-func (ws *wsSession) pushLoop() {
-	for {
-		select {
-		case c := <-ws.bound:
-			if !ws.push(c) {
-				return
-			}
-		case <-ws.ctx.Done():
-			return
-		case <-ws.b.hub.Done():
-			ws.goingAway()
-			return
-		}
+// pushTo makes c the client whose messages the socket pushes, unless it
+// is already (a client connects again and again on its socket).
+func (ws *wsSession) pushTo(c *Client) {
+	ws.mu.Lock()
+	old := ws.push
+	if ws.closed || (old != nil && old.c.ID() == c.ID() && !old.ended.Load()) {
+		ws.mu.Unlock()
+		return
+	}
+	ws.push = nil
+	ws.mu.Unlock()
+	if old != nil {
+		old.ended.Store(true)
+		old.stop()
+	}
+	p := ws.startPush(c) // outside ws.mu: it may end at once (pushEnded)
+	ws.mu.Lock()
+	if ws.closed || ws.push != nil {
+		ws.mu.Unlock()
+		p.ended.Store(true)
+		p.stop()
+		return
+	}
+	ws.push = p
+	ws.mu.Unlock()
+	// Messages queued before the watch began.
+	if p.wakes.Add(1) == 1 {
+		go p.run()
 	}
 }
 
-// push delivers c's messages until c is removed or polls elsewhere (then it
-// reports true: the socket stays open for the peer's next words, the
-// disconnect reply above all) or the socket or server ends (false).
-func (ws *wsSession) push(c *Client) bool {
-	for {
-		out, cursor, why := ws.b.poll(ws.ctx, c, time.Minute)
-		if len(out) > 0 {
-			if !ws.write(out) {
-				return false
-			}
-			c.Commit(cursor)
-		}
-		if why != PollReady && why != PollTimeout {
-			ws.answerPendingNow(why)
-			if ws.b.hub.Closed() {
-				ws.goingAway()
-				return false
-			}
-			return ws.ctx.Err() == nil
-		}
+// pushEnded is called once when p's client is removed, expires, polls
+// elsewhere or cannot be read: the pending connect is answered with why.
+func (ws *wsSession) pushEnded(p *wsPusher, why PollEnd) {
+	p.stop()
+	ws.mu.Lock()
+	if ws.push == p {
+		ws.push = nil
+	}
+	h := ws.pending
+	ws.mu.Unlock()
+	if h != nil && h.client.ID() == p.c.ID() {
+		ws.answerPending(h, why)
 	}
 }
 
@@ -307,9 +330,13 @@ func (ws *wsSession) close(code int, text string) {
 func (ws *wsSession) write(items [][]byte) bool {
 	ws.writeMu.Lock()
 	defer ws.writeMu.Unlock()
+	return ws.writeLocked(items)
+}
+
+func (ws *wsSession) writeLocked(items [][]byte) bool {
 	_ = ws.conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
 	if err := ws.conn.WriteMessage(websocket.TextMessage, jsonArray(items)); err != nil {
-		ws.cancel()
+		_ = ws.conn.Close() // its reader then ends and lets go of the rest
 		return false
 	}
 	return true
