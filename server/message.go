@@ -68,9 +68,17 @@ func (m *Message) stardustJSON(prefix string) []byte {
 
 // bayeuxJSON is the message as Bayeux clients receive it.
 func (m *Message) bayeuxJSON() []byte {
+	f := m.bayeuxFrame()
+	return f[1 : len(f)-1 : len(f)-1]
+}
+
+// bayeuxFrame is the message alone in a Bayeux array, as a WebSocket frame
+// that carries one message holds it: encoded once per publish and shared by
+// every subscriber.
+func (m *Message) bayeuxFrame() []byte {
 	m.bayeuxOnce.Do(func() {
 		var b bytes.Buffer
-		b.WriteString(`{"channel":`)
+		b.WriteString(`[{"channel":`)
 		writeJSONString(&b, m.Channel)
 		b.WriteString(`,"data":`)
 		if len(m.Data) == 0 {
@@ -83,7 +91,7 @@ func (m *Message) bayeuxJSON() []byte {
 			writeJSONString(&b, m.ID)
 			b.WriteString(`,"successful":true`)
 		}
-		b.WriteByte('}')
+		b.WriteString("}]")
 		m.bayeux = b.Bytes()
 	})
 	return m.bayeux

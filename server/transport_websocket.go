@@ -258,7 +258,7 @@ func (ws *wsSession) answerPending(h *heldConnect, why PollEnd) {
 	ws.writeMu.Lock()
 	ws.mu.Unlock()
 	defer ws.writeMu.Unlock()
-	ws.writeLocked([][]byte{ws.b.connectReply(h, why, 0)})
+	ws.writeFrameLocked(jsonArray([][]byte{ws.b.connectReply(h, why, 0)}))
 }
 
 // pushTo makes c the client whose messages the socket pushes, unless it
@@ -327,15 +327,18 @@ func (ws *wsSession) close(code int, text string) {
 }
 
 // write sends items as one JSON array frame; it reports false on failure.
-func (ws *wsSession) write(items [][]byte) bool {
+func (ws *wsSession) write(items [][]byte) bool { return ws.writeFrame(jsonArray(items)) }
+
+// writeFrame sends a frame of encoded JSON; it reports false on failure.
+func (ws *wsSession) writeFrame(frame []byte) bool {
 	ws.writeMu.Lock()
 	defer ws.writeMu.Unlock()
-	return ws.writeLocked(items)
+	return ws.writeFrameLocked(frame)
 }
 
-func (ws *wsSession) writeLocked(items [][]byte) bool {
+func (ws *wsSession) writeFrameLocked(frame []byte) bool {
 	_ = ws.conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
-	if err := ws.conn.WriteMessage(websocket.TextMessage, jsonArray(items)); err != nil {
+	if err := ws.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
 		_ = ws.conn.Close() // its reader then ends and lets go of the rest
 		return false
 	}

@@ -108,11 +108,7 @@ func (p *wsPusher) flush() bool {
 	if len(batch.Messages) == 0 {
 		return true // a drop notice only: Bayeux has none in-band
 	}
-	out := make([][]byte, len(batch.Messages))
-	for i, m := range batch.Messages {
-		out[i] = m.bayeuxJSON()
-	}
-	if !p.ws.write(out) {
+	if !p.ws.writeFrame(bayeuxFrame(batch.Messages)) {
 		return false
 	}
 	p.last.Store(time.Now().UnixNano())
@@ -202,4 +198,17 @@ func (s *wsSockets) tick() {
 	for _, p := range due {
 		go p.run()
 	}
+}
+
+// bayeuxFrame is one frame carrying msgs: a single message's is encoded
+// once per publish and shared by every socket it goes to.
+func bayeuxFrame(msgs []*Message) []byte {
+	if len(msgs) == 1 {
+		return msgs[0].bayeuxFrame()
+	}
+	out := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.bayeuxJSON()
+	}
+	return jsonArray(out)
 }
