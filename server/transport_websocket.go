@@ -16,8 +16,6 @@ import (
 // messages are pushed as soon as they are queued; a /meta/connect is answered
 // at the end of its hold, as over long-polling.
 
-// wsWriteTimeout bounds each write to a socket: it has between half of it
-// and all of it.
 const wsWriteTimeout = 10 * time.Second
 
 // newUpgrader returns the WebSocket upgrader, one for all connections. A
@@ -65,10 +63,6 @@ type wsSession struct {
 	cancel context.CancelFunc
 
 	writeMu sync.Mutex // gorilla/websocket allows one writer at a time
-	// deadline is the write deadline set last, renewed when less than half
-	// of wsWriteTimeout is left (under writeMu; zero after a control frame,
-	// which sets one of its own).
-	deadline time.Time
 
 	mu      sync.Mutex
 	pending *heldConnect
@@ -127,13 +121,6 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	_ = conn.NetConn().SetDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(context.Background())
 	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel, owned: map[string]bool{}}
-	pong := conn.PingHandler()
-	conn.SetPingHandler(func(data string) error {
-		ws.writeMu.Lock()
-		defer ws.writeMu.Unlock()
-		ws.deadline = time.Time{}
-		return pong(data)
-	})
 	if !b.sockets.add(b, ws) {
 		ws.goingAway()
 		_ = conn.Close()
@@ -335,7 +322,6 @@ func (ws *wsSession) goingAway() { ws.close(websocket.CloseGoingAway, "server sh
 func (ws *wsSession) close(code int, text string) {
 	ws.writeMu.Lock()
 	defer ws.writeMu.Unlock()
-	ws.deadline = time.Time{}
 	msg := websocket.FormatCloseMessage(code, text)
 	_ = ws.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 }
@@ -351,10 +337,7 @@ func (ws *wsSession) writeFrame(frame []byte) bool {
 }
 
 func (ws *wsSession) writeFrameLocked(frame []byte) bool {
-	if now := time.Now(); ws.deadline.Sub(now) < wsWriteTimeout/2 {
-		ws.deadline = now.Add(wsWriteTimeout)
-		_ = ws.conn.SetWriteDeadline(ws.deadline)
-	}
+	_ = ws.conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
 	if err := ws.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
 		_ = ws.conn.Close() // its reader then ends and lets go of the rest
 		return false
