@@ -72,12 +72,20 @@ func (m *Message) bayeuxJSON() []byte {
 	return f[1 : len(f)-1 : len(f)-1]
 }
 
-// bayeuxFrame is the message alone in a Bayeux array, as a WebSocket frame
-// that carries one message holds it: encoded once per publish and shared by
-// every subscriber.
+// bayeuxFrame is the message alone in a Bayeux array.
 func (m *Message) bayeuxFrame() []byte {
+	f := m.wsFrame()
+	return f[frameHeaderLen(f):]
+}
+
+// wsFrame is bayeuxFrame as a whole WebSocket text frame, header included:
+// encoded once per publish and written as it is to every socket that gets
+// the message alone.
+func (m *Message) wsFrame() []byte {
 	m.bayeuxOnce.Do(func() {
 		var b bytes.Buffer
+		b.Grow(maxWSHeader + 64 + len(m.Channel) + len(m.Data))
+		b.Write(make([]byte, maxWSHeader)) // room for the header
 		b.WriteString(`[{"channel":`)
 		writeJSONString(&b, m.Channel)
 		b.WriteString(`,"data":`)
@@ -92,7 +100,12 @@ func (m *Message) bayeuxFrame() []byte {
 			b.WriteString(`,"successful":true`)
 		}
 		b.WriteString("}]")
-		m.bayeux = b.Bytes()
+		out := b.Bytes()
+		n := len(out) - maxWSHeader
+		h := wsHeaderSize(n)
+		out = out[maxWSHeader-h:]
+		putWSHeader(out[:h], n)
+		m.bayeux = out
 	})
 	return m.bayeux
 }

@@ -3,9 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -21,8 +23,9 @@ const wsWriteTimeout = 10 * time.Second
 // newUpgrader returns the WebSocket upgrader, one for all connections. A
 // held WebSocket costs memory for as long as the page stays open, so it
 // keeps no buffer of its own while idle: reads use the buffer the HTTP
-// server already had for the connection, and writes borrow one from a pool
-// shared by every connection for the time of one write.
+// server already had for the connection, and frames are built for each
+// write (ws_frame.go); the pool only keeps gorilla/websocket from giving
+// every connection a write buffer it would never use.
 func (b *Bayeux) newUpgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
 		ReadBufferSize:  0, // the HTTP server's own, taken over with the connection
@@ -62,7 +65,8 @@ type wsSession struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	writeMu sync.Mutex // gorilla/websocket allows one writer at a time
+	writeMu sync.Mutex      // one writer at a time (ws_frame.go)
+	raw     syscall.RawConn // the socket's descriptor, for writes that never block; nil: none
 
 	mu      sync.Mutex
 	pending *heldConnect
@@ -121,6 +125,24 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	_ = conn.NetConn().SetDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(context.Background())
 	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel, owned: map[string]bool{}}
+	if sc, ok := conn.NetConn().(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			ws.raw = raw
+		}
+	}
+	// gorilla/websocket's answers to a ping and to a close go through
+	// writeMu too.
+	conn.SetPingHandler(func(data string) error {
+		err := ws.control(websocket.PongMessage, []byte(data))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
+	conn.SetCloseHandler(func(code int, _ string) error {
+		_ = ws.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
+		return nil
+	})
 	if !b.sockets.add(b, ws) {
 		ws.goingAway()
 		_ = conn.Close()
@@ -258,7 +280,7 @@ func (ws *wsSession) answerPending(h *heldConnect, why PollEnd) {
 	ws.writeMu.Lock()
 	ws.mu.Unlock()
 	defer ws.writeMu.Unlock()
-	ws.writeFrameLocked(jsonArray([][]byte{ws.b.connectReply(h, why, 0)}))
+	ws.writeFrameLocked(wsFrameOf([][]byte{ws.b.connectReply(h, why, 0)}))
 }
 
 // pushTo makes c the client whose messages the socket pushes, unless it
@@ -288,7 +310,7 @@ func (ws *wsSession) pushTo(c *Client) {
 	ws.mu.Unlock()
 	// Messages queued before the watch began.
 	if p.wakes.Add(1) == 1 {
-		go p.run()
+		ws.b.sockets.dispatch(p)
 	}
 }
 
@@ -318,29 +340,7 @@ func (ws *wsSession) answerPendingNow(why PollEnd) {
 
 func (ws *wsSession) goingAway() { ws.close(websocket.CloseGoingAway, "server shutting down") }
 
-// close sends a close frame; the handler then closes the connection.
+// close sends a close frame; the socket's end closes the connection.
 func (ws *wsSession) close(code int, text string) {
-	ws.writeMu.Lock()
-	defer ws.writeMu.Unlock()
-	msg := websocket.FormatCloseMessage(code, text)
-	_ = ws.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-}
-
-// write sends items as one JSON array frame; it reports false on failure.
-func (ws *wsSession) write(items [][]byte) bool { return ws.writeFrame(jsonArray(items)) }
-
-// writeFrame sends a frame of encoded JSON; it reports false on failure.
-func (ws *wsSession) writeFrame(frame []byte) bool {
-	ws.writeMu.Lock()
-	defer ws.writeMu.Unlock()
-	return ws.writeFrameLocked(frame)
-}
-
-func (ws *wsSession) writeFrameLocked(frame []byte) bool {
-	_ = ws.conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
-	if err := ws.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
-		_ = ws.conn.Close() // its reader then ends and lets go of the rest
-		return false
-	}
-	return true
+	_ = ws.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, text))
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,53 +68,105 @@ func (p *wsPusher) schedule() {
 		p.ws.b.sockets.later(p)
 		return
 	}
-	go p.run()
+	p.ws.b.sockets.dispatch(p)
 }
 
-// run flushes until every wake-up counted so far is served.
-func (p *wsPusher) run() {
+// run flushes until every wake-up counted so far is served. With
+// mayBlock false (a dispatcher, which serves many sockets in turn) it
+// never blocks: what would is handed to a goroutine of the socket's own.
+func (p *wsPusher) run(mayBlock bool) {
 	for {
 		n := p.wakes.Load()
-		if !p.flush() {
-			return // wakes stays above 0: no flush starts again
-		}
-		if p.wakes.Add(-n) == 0 {
-			return
-		}
-		if p.batching() {
-			p.ws.b.sockets.later(p) // more came while writing: gather them for a while
+		if !p.flush(mayBlock, n) || !p.next(n) {
 			return
 		}
 	}
 }
 
-// flush writes what is queued as one frame and commits it; false when the
-// push or the socket has ended.
-func (p *wsPusher) flush() bool {
-	if p.ended.Load() || p.ws.b.hub.Closed() {
+// next counts n wake-ups as served; true when more came since that are to
+// be flushed now rather than at the next batch tick.
+func (p *wsPusher) next(n int32) bool {
+	if p.wakes.Add(-n) == 0 {
+		return false
+	}
+	if p.batching() {
+		p.ws.b.sockets.later(p) // more came while writing: gather them for a while
+		return false
+	}
+	return true
+}
+
+// flush writes what is queued as one frame and commits it, for the n
+// wake-ups counted before. It returns false when the push or the socket has
+// ended (wakes then stays above 0: no flush starts again) or when a
+// goroutine of the socket's own took over the rest of the run.
+func (p *wsPusher) flush(mayBlock bool, n int32) bool {
+	ws := p.ws
+	if p.ended.Load() || ws.b.hub.Closed() {
 		return false // the hub's close answers the socket (wsSockets)
 	}
-	batch, why := p.c.Take(p.ws.ctx)
-	switch why {
-	case PollReady:
-	case PollTimeout:
+	if mayBlock {
+		ws.writeMu.Lock()
+	} else if !ws.writeMu.TryLock() {
+		go p.run(true) // the socket is busy writing something else
+		return false
+	}
+	batch, why := p.c.Take(ws.ctx)
+	switch {
+	case why == PollTimeout:
+		ws.writeMu.Unlock()
 		return true
-	default:
+	case why != PollReady:
+		ws.writeMu.Unlock()
 		p.end(why)
 		return false
+	case p.ended.Load(): // replaced while fetching: the successor takes them
+		ws.writeMu.Unlock()
+		return false
+	case len(batch.Messages) == 0: // a drop notice only: Bayeux has none in-band
+		ws.writeMu.Unlock()
+		return true
 	}
-	if p.ended.Load() {
-		return false // replaced while fetching: the successor takes them
+	rest, err := ws.tryWrite(wsMessagesFrame(batch.Messages))
+	if errors.Is(err, errWouldBlock) {
+		err = nil
 	}
-	if len(batch.Messages) == 0 {
-		return true // a drop notice only: Bayeux has none in-band
+	if err == nil && len(rest) > 0 {
+		if !mayBlock {
+			go func() { // a full socket: it waits, no other does
+				if p.finish(rest, batch.Cursor) && p.next(n) {
+					p.run(true)
+				}
+			}()
+			return false
+		}
+		return p.finish(rest, batch.Cursor)
 	}
-	if !p.ws.writeFrame(bayeuxFrame(batch.Messages)) {
+	ws.writeMu.Unlock()
+	if err != nil {
+		_ = ws.conn.Close() // its reader then ends and lets go of the rest
 		return false
 	}
-	p.last.Store(time.Now().UnixNano())
-	p.c.Commit(batch.Cursor)
+	p.wrote(batch.Cursor)
 	return true
+}
+
+// finish writes the rest of a frame, blocking, then lets go of writeMu.
+func (p *wsPusher) finish(rest []byte, cursor uint64) bool {
+	err := p.ws.writeRest(rest)
+	p.ws.writeMu.Unlock()
+	if err != nil {
+		_ = p.ws.conn.Close()
+		return false
+	}
+	p.wrote(cursor)
+	return true
+}
+
+// wrote notes a frame written: its batch is committed.
+func (p *wsPusher) wrote(cursor uint64) {
+	p.last.Store(time.Now().UnixNano())
+	p.c.Commit(cursor)
 }
 
 // wsSockets is what a Bayeux server keeps of its WebSockets: the set of
@@ -123,6 +176,10 @@ type wsSockets struct {
 	open      map[*wsSession]struct{}
 	closed    bool
 	watchOnce sync.Once
+
+	readyMu sync.Mutex
+	ready   []*wsPusher // flushes to run now
+	running int         // dispatchers running them
 
 	batchMu sync.Mutex
 	due     []*wsPusher // flushes waiting for the batch timer
@@ -195,20 +252,45 @@ func (s *wsSockets) tick() {
 	due := s.due
 	s.due = nil
 	s.batchMu.Unlock()
-	for _, p := range due {
-		go p.run()
+	s.dispatch(due...)
+}
+
+// dispatch runs the flushes of ps on dispatchers: goroutines that each run
+// flushes in turn, which never block (see wsPusher.run). One more starts
+// for every wsDispatchShare flushes waiting, so that an engine that answers
+// over the network is asked for many sockets at once.
+func (s *wsSockets) dispatch(ps ...*wsPusher) {
+	s.readyMu.Lock()
+	s.ready = append(s.ready, ps...)
+	start := 0
+	for s.running < wsMaxDispatchers && s.running*wsDispatchShare < len(s.ready) {
+		s.running++
+		start++
+	}
+	s.readyMu.Unlock()
+	for range start {
+		go s.dispatcher()
 	}
 }
 
-// bayeuxFrame is one frame carrying msgs: a single message's is encoded
-// once per publish and shared by every socket it goes to.
-func bayeuxFrame(msgs []*Message) []byte {
-	if len(msgs) == 1 {
-		return msgs[0].bayeuxFrame()
+const (
+	wsDispatchShare  = 256
+	wsMaxDispatchers = 64
+)
+
+func (s *wsSockets) dispatcher() {
+	for {
+		s.readyMu.Lock()
+		if len(s.ready) == 0 {
+			s.ready = nil // let a large burst's array go
+			s.running--
+			s.readyMu.Unlock()
+			return
+		}
+		p := s.ready[0]
+		s.ready[0] = nil
+		s.ready = s.ready[1:]
+		s.readyMu.Unlock()
+		p.run(false)
 	}
-	out := make([][]byte, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.bayeuxJSON()
-	}
-	return jsonArray(out)
 }

@@ -210,3 +210,35 @@ func (s *wsSockets) find(id string) *wsSession {
 	}
 	return nil
 }
+
+// Frames are built here, not by gorilla/websocket: every payload length
+// form (7 bits, 16 bits, 64 bits) reads back whole.
+func TestWebSocketFrameSizes(t *testing.T) {
+	b := newBX(t, BayeuxOptions{WebSocket: true})
+	ws, _ := b.subscribedOverWS("/f")
+	overhead := len(`[{"channel":"/f","data":""}]`)
+	for _, size := range []int{0, 125, 126, 127, 65535, 65536, 200000} {
+		data := strings.Repeat("y", max(0, size-overhead))
+		b.publishHere("/f", data)
+		_ = ws.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, frame, err := ws.conn.ReadMessage()
+		if err != nil {
+			t.Fatalf("frame of %d bytes: %v", size, err)
+		}
+		var r []map[string]any
+		if err := json.Unmarshal(frame, &r); err != nil || len(r) != 1 || r[0]["data"] != data {
+			t.Fatalf("frame of %d bytes read back as %d bytes: %.80s (%v)", size, len(frame), frame, err)
+		}
+	}
+	// Several messages in one frame, and the replies, are frames too.
+	b.publishHere("/f", 1)
+	b.publishHere("/f", 2)
+	got := 0
+	for got < 2 {
+		got += len(ws.read())
+	}
+	ws.send(map[string]any{"channel": "/meta/subscribe", "clientId": "nobody", "subscription": "/x", "id": "s"})
+	if r := ws.read(); r[0]["successful"] != false || r[0]["id"] != "s" {
+		t.Errorf("reply %v", r)
+	}
+}
