@@ -59,24 +59,11 @@ func frameHeaderLen(f []byte) int {
 
 // wsFrameOf is a text frame carrying items (encoded JSON) as one array.
 func wsFrameOf(items [][]byte) []byte {
-	n := 2
-	for _, it := range items {
-		n += len(it) + 1
-	}
-	if len(items) > 0 {
-		n--
-	}
+	n := jsonArrayLen(items)
 	h := wsHeaderSize(n)
 	out := make([]byte, h, h+n)
 	putWSHeader(out, n)
-	out = append(out, '[')
-	for i, it := range items {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = append(out, it...)
-	}
-	return append(out, ']')
+	return appendJSONArray(out, items)
 }
 
 // wsMessagesFrame is a frame carrying msgs in their Bayeux form.
