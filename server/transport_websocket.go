@@ -20,15 +20,20 @@ import (
 
 const wsWriteTimeout = 10 * time.Second
 
+// wsReadBuffer is the read buffer of each socket (see newUpgrader).
+const wsReadBuffer = 512
+
 // newUpgrader returns the WebSocket upgrader, one for all connections. A
 // held WebSocket costs memory for as long as the page stays open, so it
-// keeps no buffer of its own while idle: reads use the buffer the HTTP
-// server already had for the connection, and frames are built for each
-// write (ws_frame.go); the pool only keeps gorilla/websocket from giving
-// every connection a write buffer it would never use.
+// keeps little while idle: a read buffer of wsReadBuffer bytes (a connect
+// fits in it; a larger frame is read past it), in place of the 4 KiB one
+// the HTTP server had for the connection, and no write buffer: frames are
+// built for each write (ws_frame.go), and the pool only keeps
+// gorilla/websocket from giving every connection a write buffer it would
+// never use.
 func (b *Bayeux) newUpgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
-		ReadBufferSize:  0, // the HTTP server's own, taken over with the connection
+		ReadBufferSize:  wsReadBuffer,
 		WriteBufferSize: 4096,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     b.checkOrigin,

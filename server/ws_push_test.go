@@ -215,7 +215,7 @@ func (s *wsSockets) find(id string) *wsSession {
 // form (7 bits, 16 bits, 64 bits) reads back whole.
 func TestWebSocketFrameSizes(t *testing.T) {
 	b := newBX(t, BayeuxOptions{WebSocket: true})
-	ws, _ := b.subscribedOverWS("/f")
+	ws, id := b.subscribedOverWS("/f")
 	overhead := len(`[{"channel":"/f","data":""}]`)
 	for _, size := range []int{0, 125, 126, 127, 65535, 65536, 200000} {
 		data := strings.Repeat("y", max(0, size-overhead))
@@ -240,5 +240,15 @@ func TestWebSocketFrameSizes(t *testing.T) {
 	ws.send(map[string]any{"channel": "/meta/subscribe", "clientId": "nobody", "subscription": "/x", "id": "s"})
 	if r := ws.read(); r[0]["successful"] != false || r[0]["id"] != "s" {
 		t.Errorf("reply %v", r)
+	}
+	// A frame from the peer far larger than the socket's read buffer.
+	big := strings.Repeat("z", 20*wsReadBuffer)
+	ws.send(map[string]any{"channel": "/f", "clientId": id, "data": big, "id": "big"})
+	var replied, delivered bool
+	for !(replied && delivered) {
+		for _, m := range ws.read() {
+			replied = replied || (m["id"] == "big" && m["successful"] == true)
+			delivered = delivered || m["data"] == big
+		}
 	}
 }
