@@ -8,11 +8,14 @@ import (
 )
 
 // Pushing over WebSockets without a goroutine per socket. A socket's client
-// is watched through the engine (Client.Push); a wake-up starts a short-lived
-// flush goroutine that takes what is queued, writes it as one frame and
-// commits it, and ends when nothing more came meanwhile. A slow or dead
-// socket therefore holds up only its own flush (bounded by wsWriteTimeout),
-// never another socket's.
+// is watched through the engine (Client.Push); a wake-up queues a flush,
+// which takes what is queued, writes it as one frame and commits it, and
+// runs again while more came meanwhile. Flushes are run in turn by a few
+// dispatcher goroutines that live while there is work; their writes never
+// block (ws_frame.go). A socket that cannot take its frame at once, or is
+// busy writing something else, gets a goroutine of its own for the rest of
+// its flush (its write bounded by wsWriteTimeout): a slow or dead socket
+// holds up only its own deliveries, never another socket's.
 //
 // Batching: a socket written to within busyWindow is receiving steadily;
 // its next flush waits for the shared batch timer (at most the hub's
