@@ -252,3 +252,26 @@ func TestWebSocketFrameSizes(t *testing.T) {
 		}
 	}
 }
+
+// A client of the ack extension gets its messages in connect replies over
+// a WebSocket too, each batch numbered, never pushed on their own.
+func TestWebSocketAckExtension(t *testing.T) {
+	b := newBX(t, BayeuxOptions{WebSocket: true}, func(o *Options) { o.PollTimeout = 30 * time.Second })
+	ws := b.dialWS()
+	r := b.post(map[string]any{"channel": "/meta/handshake", "version": "1.0",
+		"supportedConnectionTypes": []string{"websocket"}, "ext": map[string]any{"ack": true}})
+	id := r[0]["clientId"].(string)
+	b.subscribe(id, "/ack")
+	connect := wsConnect(id, -1)
+	connect["ext"] = map[string]any{"ack": -1}
+	ws.send(connect)
+	waitPolling(t, b.s, id)
+	b.publishHere("/ack", "a")
+	got := ws.read()
+	if len(got) != 2 || got[0]["data"] != "a" || got[1]["channel"] != "/meta/connect" {
+		t.Fatalf("want the message then the connect reply in one frame, got %v", got)
+	}
+	if ext, _ := got[1]["ext"].(map[string]any); ext["ack"] == nil {
+		t.Errorf("connect reply without its batch number: %v", got[1])
+	}
+}
