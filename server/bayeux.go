@@ -87,6 +87,7 @@ type Bayeux struct {
 	log    *logrus.Entry
 
 	upgrader  *websocket.Upgrader
+	sockets   wsSockets  // open WebSockets and their batching (ws_push.go)
 	incidents *incidents // counts unsuccessful replies
 }
 

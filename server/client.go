@@ -243,3 +243,57 @@ func (c *Client) Polling() bool {
 	w := c.hub.polls[c.s.ID]
 	return w != nil && w.watching.Load()
 }
+
+// Push is Poll for a transport that writes a client's messages as they
+// come (the WebSocket transport) rather than holding a request: it takes no
+// goroutine. Like Poll it first releases the polls of c held here or in
+// another process, then counts as c's poll (Polling, kept from expiry)
+// until stop. notify is the Engine.Watch callback: WakeMessages when
+// messages may be queued (read them with Take), WakeReplaced when a newer
+// poll of c started anywhere, WakeRemoved, WakeExpired. It must not block.
+func (c *Client) Push(notify func(Wake)) (stop func()) {
+	h, id := c.hub, c.s.ID
+	w := newWaiter() // its place among the held polls; a newer one ends the push through the engine
+	w.watching.Store(true)
+	h.mu.Lock()
+	if old := h.polls[id]; old != nil {
+		old.end(PollReplaced)
+	}
+	h.polls[id] = w
+	h.mu.Unlock()
+	if err := h.engine.NotifyPoll(context.Background(), id); err != nil {
+		h.failed(err)
+	}
+	unwatch := h.engine.Watch(id, notify)
+	return sync.OnceFunc(func() {
+		unwatch()
+		h.mu.Lock()
+		if h.polls[id] == w {
+			delete(h.polls, id)
+		}
+		h.recent[id] = time.Now() // touched at the next sweep
+		h.mu.Unlock()
+	})
+}
+
+// Take returns what is queued for a pushed client now (see Push), as a
+// batch to Commit once written: PollReady with messages or a drop notice,
+// PollTimeout when nothing is queued, PollExpired or PollFailed.
+func (c *Client) Take(ctx context.Context) (Batch, PollEnd) {
+	h := c.hub
+	b, err := h.engine.Fetch(ctx, c.s.ID, h.opts.FetchMax)
+	switch {
+	case errors.Is(err, ErrUnknownClient):
+		return Batch{}, PollExpired
+	case err != nil:
+		h.failed(err)
+		return Batch{}, PollFailed
+	case len(b.Messages) == 0 && b.Dropped == 0:
+		return b, PollTimeout
+	}
+	if b.Dropped > 0 {
+		h.drops.Add(uint64(b.Dropped))
+		h.emit(Event{Type: "queue_drop", ClientID: c.s.ID, Kind: c.s.Kind, Count: b.Dropped})
+	}
+	return b, PollReady
+}

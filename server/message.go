@@ -68,9 +68,25 @@ func (m *Message) stardustJSON(prefix string) []byte {
 
 // bayeuxJSON is the message as Bayeux clients receive it.
 func (m *Message) bayeuxJSON() []byte {
+	f := m.bayeuxFrame()
+	return f[1 : len(f)-1 : len(f)-1]
+}
+
+// bayeuxFrame is the message alone in a Bayeux array.
+func (m *Message) bayeuxFrame() []byte {
+	f := m.wsFrame()
+	return f[frameHeaderLen(f):]
+}
+
+// wsFrame is bayeuxFrame as a whole WebSocket text frame, header included:
+// encoded once per publish and written as it is to every socket that gets
+// the message alone.
+func (m *Message) wsFrame() []byte {
 	m.bayeuxOnce.Do(func() {
 		var b bytes.Buffer
-		b.WriteString(`{"channel":`)
+		b.Grow(maxWSHeader + 64 + len(m.Channel) + len(m.Data))
+		b.Write(make([]byte, maxWSHeader)) // room for the header
+		b.WriteString(`[{"channel":`)
 		writeJSONString(&b, m.Channel)
 		b.WriteString(`,"data":`)
 		if len(m.Data) == 0 {
@@ -83,8 +99,13 @@ func (m *Message) bayeuxJSON() []byte {
 			writeJSONString(&b, m.ID)
 			b.WriteString(`,"successful":true`)
 		}
-		b.WriteByte('}')
-		m.bayeux = b.Bytes()
+		b.WriteString("}]")
+		out := b.Bytes()
+		n := len(out) - maxWSHeader
+		h := wsHeaderSize(n)
+		out = out[maxWSHeader-h:]
+		putWSHeader(out[:h], n)
+		m.bayeux = out
 	})
 	return m.bayeux
 }

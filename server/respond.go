@@ -74,11 +74,20 @@ func writeError(w http.ResponseWriter, err error) {
 
 // jsonArray writes items, each already JSON, as one JSON array.
 func jsonArray(items [][]byte) []byte {
-	n := 2
+	return appendJSONArray(make([]byte, 0, jsonArrayLen(items)), items)
+}
+
+// jsonArrayLen is the length of items as one JSON array.
+func jsonArrayLen(items [][]byte) int {
+	n := 2 + max(len(items)-1, 0) // brackets and commas
 	for _, it := range items {
-		n += len(it) + 1
+		n += len(it)
 	}
-	out := make([]byte, 0, n)
+	return n
+}
+
+// appendJSONArray appends items, each already JSON, as one JSON array.
+func appendJSONArray(out []byte, items [][]byte) []byte {
 	out = append(out, '[')
 	for i, it := range items {
 		if i > 0 {

@@ -3,9 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -18,14 +20,20 @@ import (
 
 const wsWriteTimeout = 10 * time.Second
 
+// wsReadBuffer is the read buffer of each socket (see newUpgrader).
+const wsReadBuffer = 512
+
 // newUpgrader returns the WebSocket upgrader, one for all connections. A
 // held WebSocket costs memory for as long as the page stays open, so it
-// keeps no buffer of its own while idle: reads use the buffer the HTTP
-// server already had for the connection, and writes borrow one from a pool
-// shared by every connection for the time of one write.
+// keeps little while idle: a read buffer of wsReadBuffer bytes (a connect
+// fits in it; a larger frame is read past it), in place of the 4 KiB one
+// the HTTP server had for the connection, and no write buffer: frames are
+// built for each write (ws_frame.go), and the pool only keeps
+// gorilla/websocket from giving every connection a write buffer it would
+// never use.
 func (b *Bayeux) newUpgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
-		ReadBufferSize:  0, // the HTTP server's own, taken over with the connection
+		ReadBufferSize:  wsReadBuffer,
 		WriteBufferSize: 4096,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     b.checkOrigin,
@@ -53,7 +61,8 @@ func (b *Bayeux) checkOrigin(r *http.Request) bool {
 	return u.Host == host
 }
 
-// wsSession is one WebSocket connection.
+// wsSession is one WebSocket connection. It has one goroutine, its reader;
+// deliveries are written by short-lived flushes (see ws_push.go).
 type wsSession struct {
 	b      *Bayeux
 	conn   *websocket.Conn
@@ -61,18 +70,18 @@ type wsSession struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	writeMu sync.Mutex // gorilla/websocket allows one writer at a time
-
-	// bound carries the client of each connect to the push loop (capacity
-	// 1, latest wins), so that a client that handshakes again on the same
-	// socket (Faye does after a 402) gets its messages pushed too.
-	bound chan *Client
-	acks  sync.WaitGroup // connects of ack-extension clients being held
+	writeMu sync.Mutex      // one writer at a time (ws_frame.go)
+	raw     syscall.RawConn // the socket's descriptor, for writes that never block; nil: none
 
 	mu      sync.Mutex
 	pending *heldConnect
 	timer   *time.Timer
 	owned   map[string]bool // sessions bound to this socket (AttrSocket)
+	// push delivers the messages of the client the latest connect named,
+	// so that a client that handshakes again on the same socket (Faye does
+	// after a 402) gets its messages pushed too.
+	push   *wsPusher
+	closed bool // the socket has ended: no push starts
 }
 
 // bind binds the session of a connect to this socket for the socket's life.
@@ -104,6 +113,8 @@ func (ws *wsSession) unbindAll() {
 	}
 }
 
+// serveWebSocket upgrades the request and returns: the socket's reader
+// goroutine serves it from then on.
 func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ip := b.rules.clientIP(r)
 	header := http.Header{}
@@ -118,26 +129,61 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// (each write has its own, wsWriteTimeout).
 	_ = conn.NetConn().SetDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(context.Background())
-	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel,
-		bound: make(chan *Client, 1), owned: map[string]bool{}}
-	defer ws.unbindAll()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer cancel()
-		ws.readLoop()
-	}()
-	ws.pushLoop()
-	cancel()
-	_ = conn.Close()
-	wg.Wait()
-	ws.acks.Wait() // their polls end with ctx
+	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel, owned: map[string]bool{}}
+	if sc, ok := conn.NetConn().(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			ws.raw = raw
+		}
+	}
+	// gorilla/websocket's answers to a ping and to a close go through
+	// writeMu too.
+	conn.SetPingHandler(func(data string) error {
+		err := ws.control(websocket.PongMessage, []byte(data))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
+	conn.SetCloseHandler(func(code int, _ string) error {
+		_ = ws.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
+		return nil
+	})
+	if !b.sockets.add(b, ws) {
+		ws.goingAway()
+		_ = conn.Close()
+		cancel()
+		return
+	}
+	go ws.serve()
+}
+
+// serve reads the socket until it ends, then lets go of what it held.
+func (ws *wsSession) serve() {
+	ws.readLoop()
+	ws.cancel()
+	_ = ws.conn.Close()
+	ws.b.sockets.remove(ws)
 	ws.mu.Lock()
+	ws.closed = true
+	p := ws.push
+	ws.push = nil
 	if ws.timer != nil {
 		ws.timer.Stop()
 	}
 	ws.mu.Unlock()
+	if p != nil {
+		p.ended.Store(true)
+		p.stop()
+	}
+	ws.unbindAll()
+}
+
+// shutdown answers the pending connect and closes the socket going away,
+// when the hub closes.
+func (ws *wsSession) shutdown() {
+	ws.answerPendingNow(PollClosed)
+	ws.goingAway()
+	_ = ws.conn.Close()
 }
 
 // readLoop processes each frame as a batch until the socket closes.
@@ -196,11 +242,7 @@ func disconnected(batch []*BayeuxMessage, replies [][]byte) bool {
 func (ws *wsSession) holdConnect(h *heldConnect) []byte {
 	ws.b.noteTransport(h.client, TransportWebSocket)
 	ws.bind(h.client)
-	select {
-	case <-ws.bound: // an older client not yet picked up
-	default:
-	}
-	ws.bound <- h.client
+	ws.pushTo(h.client)
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if ws.pending != nil {
@@ -217,21 +259,22 @@ func (ws *wsSession) holdConnect(h *heldConnect) []byte {
 	return nil
 }
 
-// answerPending answers the pending connect if it is still h.
 // ackConnect holds the connect of a client of the ack extension as long
 // polling does: its messages come in the connect reply, with their batch
 // number, never pushed on their own, and stay queued until the client's
 // next connect acknowledges them.
 func (ws *wsSession) ackConnect(h *heldConnect) {
 	ws.b.noteTransport(h.client, TransportWebSocket)
-	ws.acks.Add(1)
-	go func() {
-		defer ws.acks.Done()
+	go func() { // ends with the socket (ctx) at the latest
 		msgs, cursor, why := ws.b.poll(ws.ctx, h.client, h.hold)
 		ws.write(append(msgs, ws.b.connectReply(h, why, cursor)))
 	}()
 }
 
+// answerPending answers the pending connect if it is still h. The socket's
+// writer is taken before the connect is let go, so that what the reader
+// writes after seeing no pending connect (a disconnect's reply) comes after
+// this answer.
 func (ws *wsSession) answerPending(h *heldConnect, why PollEnd) {
 	ws.mu.Lock()
 	if ws.pending != h {
@@ -239,48 +282,55 @@ func (ws *wsSession) answerPending(h *heldConnect, why PollEnd) {
 		return
 	}
 	ws.pending = nil
+	ws.writeMu.Lock()
 	ws.mu.Unlock()
-	ws.write([][]byte{ws.b.connectReply(h, why, 0)})
+	defer ws.writeMu.Unlock()
+	ws.writeFrameLocked(wsFrameOf([][]byte{ws.b.connectReply(h, why, 0)}))
 }
 
-// pushLoop delivers the messages of the client the latest connect named, as
-// they are queued, until the socket ends or the server closes.
-func (ws *wsSession) pushLoop() {
-	for {
-		select {
-		case c := <-ws.bound:
-			if !ws.push(c) {
-				return
-			}
-		case <-ws.ctx.Done():
-			return
-		case <-ws.b.hub.Done():
-			ws.goingAway()
-			return
-		}
+// pushTo makes c the client whose messages the socket pushes, unless it
+// is already (a client connects again and again on its socket).
+func (ws *wsSession) pushTo(c *Client) {
+	ws.mu.Lock()
+	old := ws.push
+	if ws.closed || (old != nil && old.c.ID() == c.ID() && !old.ended.Load()) {
+		ws.mu.Unlock()
+		return
+	}
+	ws.push = nil
+	ws.mu.Unlock()
+	if old != nil {
+		old.ended.Store(true)
+		old.stop()
+	}
+	p := ws.startPush(c) // outside ws.mu: it may end at once (pushEnded)
+	ws.mu.Lock()
+	if ws.closed || ws.push != nil {
+		ws.mu.Unlock()
+		p.ended.Store(true)
+		p.stop()
+		return
+	}
+	ws.push = p
+	ws.mu.Unlock()
+	// Messages queued before the watch began.
+	if p.wakes.Add(1) == 1 {
+		ws.b.sockets.dispatch(p)
 	}
 }
 
-// push delivers c's messages until c is removed or polls elsewhere (then it
-// reports true: the socket stays open for the peer's next words, the
-// disconnect reply above all) or the socket or server ends (false).
-func (ws *wsSession) push(c *Client) bool {
-	for {
-		out, cursor, why := ws.b.poll(ws.ctx, c, time.Minute)
-		if len(out) > 0 {
-			if !ws.write(out) {
-				return false
-			}
-			c.Commit(cursor)
-		}
-		if why != PollReady && why != PollTimeout {
-			ws.answerPendingNow(why)
-			if ws.b.hub.Closed() {
-				ws.goingAway()
-				return false
-			}
-			return ws.ctx.Err() == nil
-		}
+// pushEnded is called once when p's client is removed, expires, polls
+// elsewhere or cannot be read: the pending connect is answered with why.
+func (ws *wsSession) pushEnded(p *wsPusher, why PollEnd) {
+	p.stop()
+	ws.mu.Lock()
+	if ws.push == p {
+		ws.push = nil
+	}
+	h := ws.pending
+	ws.mu.Unlock()
+	if h != nil && h.client.ID() == p.c.ID() {
+		ws.answerPending(h, why)
 	}
 }
 
@@ -295,22 +345,7 @@ func (ws *wsSession) answerPendingNow(why PollEnd) {
 
 func (ws *wsSession) goingAway() { ws.close(websocket.CloseGoingAway, "server shutting down") }
 
-// close sends a close frame; the handler then closes the connection.
+// close sends a close frame; the socket's end closes the connection.
 func (ws *wsSession) close(code int, text string) {
-	ws.writeMu.Lock()
-	defer ws.writeMu.Unlock()
-	msg := websocket.FormatCloseMessage(code, text)
-	_ = ws.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-}
-
-// write sends items as one JSON array frame; it reports false on failure.
-func (ws *wsSession) write(items [][]byte) bool {
-	ws.writeMu.Lock()
-	defer ws.writeMu.Unlock()
-	_ = ws.conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
-	if err := ws.conn.WriteMessage(websocket.TextMessage, jsonArray(items)); err != nil {
-		ws.cancel()
-		return false
-	}
-	return true
+	_ = ws.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, text))
 }

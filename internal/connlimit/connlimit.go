@@ -6,6 +6,7 @@
 package connlimit
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -71,6 +72,15 @@ type conn struct {
 	net.Conn
 	l    *Listener
 	once sync.Once
+}
+
+// SyscallConn gives the connection's descriptor when it has one, so that a
+// WebSocket can write to it without blocking (server/ws_frame.go).
+func (c *conn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }
 
 func (c *conn) Close() error {
