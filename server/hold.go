@@ -106,9 +106,8 @@ func (hl *holdListener) pump() {
 			}
 			return
 		}
-		var ne net.Error
-		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
-			return
+		if errors.Is(err, net.ErrClosed) {
+			return // else http.Server decides whether to go on
 		}
 	}
 }
@@ -203,13 +202,13 @@ type heldConn struct {
 	hl      *holdListener
 	conn    net.Conn
 	p       *pollState
-	r       *http.Request // without its body or context: for the hooks
+	r       *http.Request // without its body: for the hooks
 	header  http.Header
 	status  int
 	body    []byte
-	pending []byte // what the client sent meanwhile: replayed after the answer
-	gone    bool   // the client went away or misbehaved: close, write nothing
-	start   time.Time
+	pending []byte          // what the client sent meanwhile: replayed after the answer
+	gone    bool            // the client went away or misbehaved: close, write nothing
+	tracked bool            // in hl.held, and counted in hl.wg
 	sws     []*StatusWriter // the middleware's, outermost first
 
 	mu       sync.Mutex
@@ -321,9 +320,8 @@ func (hl *holdListener) detach(w http.ResponseWriter, r *http.Request, p *pollSt
 	if rc, ok := conn.(*replayConn); ok && len(rc.pending) == 0 {
 		conn = rc.Conn
 	}
-	dr := r.WithContext(context.Background())
-	dr.Body, dr.GetBody = http.NoBody, nil
-	hc := &heldConn{hl: hl, conn: conn, p: p, r: dr, header: header, start: time.Now(), sws: sws}
+	r.Body, r.GetBody = http.NoBody, nil // its reader was net/http's, which goes
+	hc := &heldConn{hl: hl, conn: conn, p: p, r: r, header: header, sws: sws}
 	if n := rw.Reader.Buffered(); n > 0 { // a pipelined request
 		b, _ := rw.Reader.Peek(n)
 		hc.pending = append([]byte(nil), b...)
@@ -338,10 +336,12 @@ func (hl *holdListener) detach(w http.ResponseWriter, r *http.Request, p *pollSt
 	p.w.conn = conn
 	p.w.mu.Unlock()
 	hl.mu.Lock()
-	hl.held[hc] = struct{}{}
-	hl.wg.Add(1)
-	if hl.closed {
+	if hl.closed { // closed since: answer at once
 		p.w.end(PollClosed)
+	} else {
+		hl.held[hc] = struct{}{}
+		hl.wg.Add(1)
+		hc.tracked = true
 	}
 	hl.mu.Unlock()
 	return hc
@@ -387,20 +387,25 @@ func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
 	}
 }
 
-// serve waits for the poll's end, answers, commits once the answer has
-// left, reports to the middleware and gives the connection back.
+// serve waits for the poll's end, answers, commits, reports to the
+// middleware and gives the connection back.
 func (hc *heldConn) serve(c *Client, writeTimeout time.Duration, answer pollAnswer) {
-	defer hc.hl.wg.Done()
+	if hc.tracked {
+		defer hc.hl.wg.Done()
+	}
 	b, why := hc.p.run(context.Background())
 	hc.p.finish()
 	hc.p.w.mu.Lock()
 	hc.p.w.conn = nil // no more wake-ups on the connection
 	hc.p.w.mu.Unlock()
-	commit := answer(hc, b, why)
-	keepAlive, err := hc.flush(writeTimeout)
-	if err == nil && commit {
+	// Committed once the answer is ready to leave, before it does, as
+	// through net/http (whose Write only buffers): the client's next poll,
+	// perhaps on another connection (a proxy's), may come at once and must
+	// not get the batch again. A client that left gets nothing committed.
+	if answer(hc, b, why) && !hc.gone {
 		c.Commit(b.Cursor)
 	}
+	keepAlive, err := hc.flush(writeTimeout)
 	hc.hl.mu.Lock()
 	delete(hc.hl.held, hc)
 	hc.hl.mu.Unlock()
