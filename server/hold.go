@@ -46,6 +46,7 @@ type holdKey struct{}
 // holdListener is what HoldListener returns.
 type holdListener struct {
 	net.Listener
+	srv      *http.Server
 	accepted chan acceptResult // from the real listener
 	back     chan net.Conn     // connections whose held poll has answered
 	done     chan struct{}     // closed by Close
@@ -72,7 +73,7 @@ type acceptResult struct {
 // up to 5 s for those answers to be written. Serve srv on the returned
 // listener only; plain HTTP/1.x only (no TLS in between).
 func HoldListener(srv *http.Server, l net.Listener) net.Listener {
-	hl := &holdListener{Listener: l, accepted: make(chan acceptResult), back: make(chan net.Conn),
+	hl := &holdListener{Listener: l, srv: srv, accepted: make(chan acceptResult), back: make(chan net.Conn),
 		done: make(chan struct{}), held: map[*heldConn]struct{}{}, fresh: map[net.Conn]struct{}{}}
 	prev := srv.ConnContext
 	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
@@ -180,19 +181,51 @@ func (hl *holdListener) giveBack(c net.Conn) {
 }
 
 // replayConn is a connection given back: it gives, before what the client
-// sends next, what it sent while its poll was held.
+// sends next, what it sent while its poll was held. And it waits for the
+// client's next request as for a keep-alive connection: http.Server gives a
+// new connection its ReadHeaderTimeout from the start, a keep-alive one its
+// IdleTimeout until the first byte, then ReadHeaderTimeout.
 type replayConn struct {
 	net.Conn
 	pending []byte
+	idle    time.Duration // http.Server's IdleTimeout (else ReadTimeout); 0: none
+	waited  bool          // the first byte came, or there was no wait
+	header  time.Duration // the read deadline net/http set, from when it set it
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]
+		c.waited = true
 		return n, nil
 	}
-	return c.Conn.Read(p)
+	if c.waited {
+		return c.Conn.Read(p)
+	}
+	c.waited = true
+	idle := time.Time{}
+	if c.idle > 0 {
+		idle = time.Now().Add(c.idle)
+	}
+	_ = c.Conn.SetReadDeadline(idle)
+	n, err := c.Conn.Read(p)
+	if c.header > 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.header))
+	}
+	return n, err
+}
+
+// SetReadDeadline notes the header's time that net/http gives the first
+// request, to run it from the first byte.
+func (c *replayConn) SetReadDeadline(t time.Time) error {
+	if !c.waited {
+		c.header = 0
+		if !t.IsZero() {
+			c.header = max(time.Until(t), time.Millisecond)
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
 // heldConn is one poll held off net/http's goroutine: the connection, the
@@ -214,6 +247,10 @@ type heldConn struct {
 	mu       sync.Mutex
 	reported bool                    // the answer was written and reported
 	after    []func(r *http.Request) // what the middleware does once it is
+
+	// Room for the usual middleware: no allocations as they register.
+	swBuf    [4]*StatusWriter
+	afterBuf [4]func(r *http.Request)
 	buf      [64]byte
 }
 
@@ -290,7 +327,8 @@ func answerNow(w http.ResponseWriter, c *Client, b Batch, why PollEnd, answer po
 
 // detach takes the connection of r over for p: nil when it cannot.
 func (hl *holdListener) detach(w http.ResponseWriter, r *http.Request, p *pollState) *heldConn {
-	var sws []*StatusWriter
+	hc := &heldConn{hl: hl, p: p}
+	sws := hc.swBuf[:0]
 	base := w
 	for {
 		if sw, ok := base.(*StatusWriter); ok {
@@ -321,7 +359,7 @@ func (hl *holdListener) detach(w http.ResponseWriter, r *http.Request, p *pollSt
 		conn = rc.Conn
 	}
 	r.Body, r.GetBody = http.NoBody, nil // its reader was net/http's, which goes
-	hc := &heldConn{hl: hl, conn: conn, p: p, r: r, header: header, sws: sws}
+	hc.conn, hc.r, hc.header, hc.sws, hc.after = conn, r, header, sws, hc.afterBuf[:0]
 	if n := rw.Reader.Buffered(); n > 0 { // a pipelined request
 		b, _ := rw.Reader.Peek(n)
 		hc.pending = append([]byte(nil), b...)
@@ -415,7 +453,11 @@ func (hc *heldConn) serve(c *Client, writeTimeout time.Duration, answer pollAnsw
 		return
 	}
 	_ = hc.conn.SetDeadline(time.Time{})
-	hc.hl.giveBack(&replayConn{Conn: hc.conn, pending: hc.pending})
+	idle := hc.hl.srv.IdleTimeout
+	if idle == 0 {
+		idle = hc.hl.srv.ReadTimeout
+	}
+	hc.hl.giveBack(&replayConn{Conn: hc.conn, pending: hc.pending, idle: idle})
 }
 
 // flush writes the answer as net/http would; keepAlive says whether the

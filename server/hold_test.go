@@ -46,7 +46,7 @@ func TestHeldPathSuite(t *testing.T) {
 // heldServer serves s's handler (through the access log when a is not
 // nil) on a loopback listener wrapped by HoldListener, as the stardust
 // command does; under wraps the real listener first (connlimit).
-func heldServer(t *testing.T, opts Options, a *AccessLog, under func(net.Listener) net.Listener) (*Server, *http.Server, string) {
+func heldServer(t *testing.T, opts Options, a *AccessLog, under func(net.Listener) net.Listener, tweak ...func(*http.Server)) (*Server, *http.Server, string) {
 	t.Helper()
 	log, _ := test.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
@@ -63,6 +63,9 @@ func heldServer(t *testing.T, opts Options, a *AccessLog, under func(net.Listene
 		h = s.WithAccessLog(a)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	for _, f := range tweak {
+		f(srv)
+	}
 	hl := HoldListener(srv, l)
 	go func() { _ = srv.Serve(hl) }()
 	t.Cleanup(func() {
@@ -436,5 +439,35 @@ func TestHeldPollsOneGoroutineEach(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("answer at close: %v %v", resp, err)
 		}
+	}
+}
+
+func TestHeldPollConnectionWaitsAsKeepAlive(t *testing.T) {
+	// Given back, a connection waits for the next request as long as an
+	// idle keep-alive one (IdleTimeout), not a new one's header time; the
+	// header, once begun, has ReadHeaderTimeout.
+	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second}, nil, nil, func(srv *http.Server) {
+		srv.ReadHeaderTimeout, srv.IdleTimeout = 300*time.Millisecond, 5*time.Second
+	})
+	rc := dialRaw(t, addr)
+	rc.send(heldGet("i1", "HTTP/1.1", ""))
+	waitHeldOff(t, s, srv, 1)
+	publishA(t, s, `{"n":1}`)
+	rc.read()
+	time.Sleep(time.Second)
+	rc.send("GET /comet/ HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := rc.read(); resp.StatusCode != 200 {
+		t.Fatalf("request after an idle second: %d", resp.StatusCode)
+	}
+	// The same again, with a header that stalls: closed after its time.
+	rc.send(heldGet("i1", "HTTP/1.1", ""))
+	waitHeldOff(t, s, srv, 1)
+	publishA(t, s, `{"n":2}`)
+	rc.read()
+	time.Sleep(500 * time.Millisecond)
+	rc.send("GET /comet/ HTTP/1.1\r\n")
+	start := time.Now()
+	if !rc.closed() || time.Since(start) > 3*time.Second {
+		t.Fatalf("a stalled header was not cut after ReadHeaderTimeout (%s)", time.Since(start))
 	}
 }
