@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -239,9 +240,12 @@ type heldConn struct {
 	header  http.Header
 	status  int
 	body    []byte
-	pending []byte          // what the client sent meanwhile: replayed after the answer
-	gone    bool            // the client went away or misbehaved: close, write nothing
-	tracked bool            // in hl.held, and counted in hl.wg
+	pending []byte             // what the client sent meanwhile: replayed after the answer
+	gone    bool               // the client went away or misbehaved: close, write nothing
+	tracked bool               // in hl.held, and counted in hl.wg
+	raw     syscall.RawConn    // conn's, to wait until readable (readable)
+	rawWait func(uintptr) bool // hc.waitOnce
+	armed   bool
 	sws     []*StatusWriter // the middleware's, outermost first
 
 	mu       sync.Mutex
@@ -369,6 +373,11 @@ func (hl *holdListener) detach(w http.ResponseWriter, r *http.Request, p *pollSt
 		sw.ResponseWriter = nil // net/http's, done with: its buffers go
 	}
 	_ = conn.SetDeadline(time.Time{})
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			hc.raw, hc.rawWait = raw, hc.waitOnce
+		}
+	}
 	p.conn = hc
 	p.w.mu.Lock()
 	p.w.conn = conn
@@ -400,7 +409,10 @@ func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
 			w.end(PollClosed)
 			continue
 		}
-		n, err := hc.conn.Read(hc.buf[:])
+		n, err := 0, hc.readable()
+		if err == nil {
+			n, err = hc.conn.Read(hc.buf[:])
+		}
 		if n > 0 {
 			if len(hc.pending)+n > maxPending {
 				hc.gone = true
@@ -423,6 +435,26 @@ func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
 			w.end(PollClosed)
 		}
 	}
+}
+
+// readable waits until the connection has something to read (data, its
+// end) or its read deadline passes, without the read system call that a
+// Read of a connection with nothing to read makes before it waits.
+func (hc *heldConn) readable() error {
+	if hc.raw == nil {
+		return nil
+	}
+	hc.armed = true
+	return hc.raw.Read(hc.rawWait)
+}
+
+// waitOnce is hc.raw's callback: it has it wait once, then return.
+func (hc *heldConn) waitOnce(uintptr) bool {
+	if hc.armed {
+		hc.armed = false
+		return false
+	}
+	return true
 }
 
 // serve waits for the poll's end, answers, commits, reports to the

@@ -6,6 +6,7 @@
 package connlimit
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -71,6 +72,16 @@ type conn struct {
 	net.Conn
 	l    *Listener
 	once sync.Once
+}
+
+// SyscallConn passes on the connection's, so that a reader can wait for it
+// to become readable without reading (syscall.RawConn).
+func (c *conn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
 }
 
 func (c *conn) Close() error {
