@@ -327,7 +327,10 @@ func (m *Main) Run() error {
 		// Held long polls wait off net/http's goroutine and come back
 		// through hl (server.HoldListener), above connlimit: a connection
 		// is counted once, however often it comes back.
-		hl := server.HoldListener(m.http, l)
+		hl := l
+		if m.Config.Server.HoldOnConnection {
+			hl = server.HoldListener(m.http, l)
+		}
 		go m.serve(func() error { return m.http.Serve(hl) })
 	}
 	m.log.WithFields(logrus.Fields{
