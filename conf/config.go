@@ -72,6 +72,10 @@ type Server struct {
 	// MaxConnections caps the connections open at once; 0 is 90% of the
 	// descriptor limit less 64.
 	MaxConnections int `toml:"max_connections"`
+	// HoldOnConnection holds long polls on their connection, off Go's
+	// HTTP server, in HTTP mode (server.HoldListener): about half the
+	// memory per held client, for some CPU per answer.
+	HoldOnConnection bool `toml:"hold_on_connection"`
 }
 
 // Comet holds the settings of the shared core: long polls, queues, history.
@@ -187,6 +191,8 @@ func Default() Config {
 			ShutdownTimeout: Duration{5 * time.Second},
 			BodyTimeout:     Duration{20 * time.Second},
 			RequestTimeout:  Duration{60 * time.Second},
+
+			HoldOnConnection: true,
 		},
 		Comet: Comet{
 			PollTimeout:      Duration{30 * time.Second},

@@ -332,11 +332,16 @@ func (b *Bayeux) connectReply(h *heldConnect, why PollEnd, cursor uint64) []byte
 // counts drops.
 func (b *Bayeux) poll(ctx context.Context, c *Client, hold time.Duration) ([][]byte, uint64, PollEnd) {
 	batch, why := c.Poll(ctx, hold)
+	return bayeuxMessages(batch), batch.Cursor, why
+}
+
+// bayeuxMessages encodes a batch's messages in their Bayeux form.
+func bayeuxMessages(batch Batch) [][]byte {
 	out := make([][]byte, len(batch.Messages))
 	for i, msg := range batch.Messages {
 		out[i] = msg.bayeuxJSON()
 	}
-	return out, batch.Cursor, why
+	return out
 }
 
 // browserKey is the engine's connection-count key of a browser's held connects.

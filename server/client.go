@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,36 +102,57 @@ func (c *Client) Commit(cursor uint64) {
 	}
 }
 
-// waiter is one poll held by this process.
+// waiter is one poll held by this process: what woke it, and how to
+// interrupt the wait in progress. It has no channel of its own when the
+// poll waits by reading its connection (hold.go).
 type waiter struct {
-	ready chan struct{} // capacity 1: a wake-up is never lost or blocking
-	once  sync.Once
-	ended chan struct{} // closed when the poll must end, with why set
-	why   PollEnd
+	mu        sync.Mutex
+	why       PollEnd
+	ended     bool
+	ready     bool          // messages were queued since the poll last looked
+	listening bool          // the wait in progress ends on messages (not while gathering)
+	sig       chan struct{} // the blocking wait's: capacity 1, a wake-up is never lost or blocking
+	conn      net.Conn      // the connection wait's: a wake-up moves its read deadline to the past
 	// watching is set once the engine watches for this poll: from then on
 	// a message, or a poll of the same client anywhere, wakes it.
 	watching atomic.Bool
 }
 
-func newWaiter() *waiter {
-	return &waiter{ready: make(chan struct{}, 1), ended: make(chan struct{})}
+// end ends the poll with why, unless it has ended already.
+func (w *waiter) end(why PollEnd) {
+	w.mu.Lock()
+	if w.ended {
+		w.mu.Unlock()
+		return
+	}
+	w.ended, w.why = true, why
+	w.interruptLocked()
+	w.mu.Unlock()
 }
 
-func (w *waiter) end(why PollEnd) {
-	w.once.Do(func() {
-		w.why = why
-		close(w.ended)
-	})
+// interruptLocked ends the wait in progress at once; it never blocks.
+func (w *waiter) interruptLocked() {
+	switch {
+	case w.conn != nil:
+		_ = w.conn.SetReadDeadline(aLongTimeAgo)
+	case w.sig != nil:
+		select {
+		case w.sig <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // notify is the waiter's Engine.Watch callback: it never blocks.
 func (w *waiter) notify(why Wake) {
 	switch why {
 	case WakeMessages:
-		select {
-		case w.ready <- struct{}{}:
-		default:
+		w.mu.Lock()
+		w.ready = true
+		if w.listening {
+			w.interruptLocked()
 		}
+		w.mu.Unlock()
 	case WakeRemoved:
 		w.end(PollClosed)
 	case WakeExpired:
@@ -140,6 +162,25 @@ func (w *waiter) notify(why Wake) {
 	}
 }
 
+// pollWoken is what a wait returns when messages woke it.
+const pollWoken PollEnd = -1
+
+// look tells whether a wait may start (pollWoken meaning it need not: the
+// wake-up came already) and marks whether it ends on messages.
+func (w *waiter) look(messages bool) (PollEnd, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ended {
+		return w.why, true
+	}
+	if messages && w.ready {
+		w.ready = false
+		return pollWoken, true
+	}
+	w.listening = messages
+	return 0, false
+}
+
 // Poll waits up to hold for messages and returns them as a batch to Commit
 // once written. It returns at once when messages are already queued. A newer
 // Poll of the same client, here or in another process, releases this one
@@ -147,92 +188,142 @@ func (w *waiter) notify(why Wake) {
 // cannot take what its successor should get. It waits on exactly: messages
 // ready, its own timer, ctx, the client's removal and the hub's close.
 func (c *Client) Poll(ctx context.Context, hold time.Duration) (Batch, PollEnd) {
+	p := c.beginPoll(ctx, hold)
+	defer p.finish()
+	return p.run(ctx)
+}
+
+// pollState is one Poll of a client in progress, from beginPoll to finish. Its
+// loop (run) is the same whether it waits in a select (Poll) or by reading
+// its held connection (hold.go): only the waiting step differs.
+type pollState struct {
+	c        *Client
+	w        *waiter
+	deadline time.Time // the end of the hold
+	batch    bool      // a busy client: gather for BatchDelay once woken
+	stop     func()    // ends the engine's Watch
+	conn     *heldConn // waits by reading this connection; nil: in a select
+}
+
+// beginPoll registers the poll, releasing the client's older one here or
+// elsewhere, and has the engine watch for it.
+func (c *Client) beginPoll(ctx context.Context, hold time.Duration) *pollState {
+	h := c.hub
+	w := &waiter{}
+	last, polledBefore := c.enter(ctx, w)
+	p := &pollState{c: c, w: w, deadline: time.Now().Add(hold),
+		batch: h.opts.BatchDelay > 0 && polledBefore && time.Since(last) < busyWindow}
+	// Polls of this client held elsewhere were released; now watch, then
+	// look: a message queued in between still wakes us.
+	p.stop = h.engine.Watch(c.s.ID, w.notify)
+	w.watching.Store(true)
+	return p
+}
+
+// enter makes w the client's poll in this process, ending the older one
+// here, and releases those held in other processes (Engine.NotifyPoll). It
+// reports when the client's previous poll here ended.
+func (c *Client) enter(ctx context.Context, w *waiter) (last time.Time, polledBefore bool) {
 	h, id := c.hub, c.s.ID
-	w := newWaiter()
 	h.mu.Lock()
 	if old := h.polls[id]; old != nil {
 		old.end(PollReplaced)
 	}
 	h.polls[id] = w
-	last, polledBefore := h.recent[id]
+	last, polledBefore = h.recent[id]
 	h.mu.Unlock()
-	batch := h.opts.BatchDelay > 0 && polledBefore && time.Since(last) < busyWindow
-	defer func() {
-		h.mu.Lock()
-		if h.polls[id] == w {
-			delete(h.polls, id)
-		}
-		h.recent[id] = time.Now() // touched at the next sweep
-		h.mu.Unlock()
-	}()
-	// Release polls of this client held elsewhere, then watch, then look:
-	// a message queued in between still wakes us.
 	if err := h.engine.NotifyPoll(ctx, id); err != nil {
 		h.failed(err)
 	}
-	stop := h.engine.Watch(id, w.notify)
-	defer stop()
-	w.watching.Store(true)
+	return last, polledBefore
+}
 
-	var timer *time.Timer
+// leave unregisters w, if it is still the client's poll here, and notes
+// when the client last polled (touched at the next sweep).
+func (c *Client) leave(w *waiter) {
+	h, id := c.hub, c.s.ID
+	h.mu.Lock()
+	if h.polls[id] == w {
+		delete(h.polls, id)
+	}
+	h.recent[id] = time.Now()
+	h.mu.Unlock()
+}
+
+// finish ends the engine's Watch and unregisters the poll.
+func (p *pollState) finish() {
+	p.stop()
+	p.c.leave(p.w)
+}
+
+// fetch takes what is queued: done when the poll must answer now (with
+// messages, a drop notice, or because it ended).
+func (p *pollState) fetch(ctx context.Context) (Batch, PollEnd, bool) {
+	b, why := p.c.take(ctx)
+	if why == PollExpired || why == PollFailed {
+		return Batch{}, why, true
+	}
+	if ended, gone := p.w.look(false); gone {
+		return Batch{}, ended, true // replaced while fetching: the successor takes them
+	}
+	if why == PollReady {
+		p.c.countDrops(b)
+		return b, PollReady, true
+	}
+	return Batch{}, 0, false
+}
+
+// run fetches, and while nothing is queued waits for a wake-up, the end of
+// the hold or the poll's end; a busy client's poll, once woken, gathers
+// for BatchDelay before it fetches.
+func (p *pollState) run(ctx context.Context) (Batch, PollEnd) {
 	for {
-		b, err := h.engine.Fetch(ctx, id, h.opts.FetchMax)
-		switch {
-		case errors.Is(err, ErrUnknownClient):
-			return Batch{}, PollExpired
-		case err != nil:
-			h.failed(err)
-			return Batch{}, PollFailed
+		if b, why, done := p.fetch(ctx); done {
+			return b, why
 		}
-		select {
-		case <-w.ended:
-			return Batch{}, w.why // replaced while fetching: the successor takes them
-		default:
+		why := p.wait(ctx, p.deadline, true)
+		if why != pollWoken {
+			return Batch{}, why
 		}
-		if len(b.Messages) > 0 || b.Dropped > 0 {
-			if b.Dropped > 0 {
-				h.drops.Add(uint64(b.Dropped))
-				h.emit(Event{Type: "queue_drop", ClientID: id, Kind: c.s.Kind, Count: b.Dropped})
+		if p.batch {
+			if why := p.wait(ctx, time.Now().Add(p.c.hub.opts.BatchDelay), false); why != PollTimeout {
+				return Batch{}, why
 			}
-			return b, PollReady
-		}
-		if timer == nil {
-			timer = time.NewTimer(hold)
-			defer timer.Stop()
-		}
-		select {
-		case <-w.ready:
-			if batch && !w.gather(ctx, h, h.opts.BatchDelay) {
-				return Batch{}, w.why
-			}
-		case <-w.ended:
-			return Batch{}, w.why
-		case <-timer.C:
-			return Batch{}, PollTimeout
-		case <-ctx.Done():
-			return Batch{}, PollClosed
-		case <-h.done:
-			return Batch{}, PollClosed
 		}
 	}
 }
 
-// gather waits up to d for more messages to arrive after the first woke
-// the poll; false when the poll must end instead (w.why says why, or the
-// request or the hub ended: PollClosed).
-func (w *waiter) gather(ctx context.Context, h *Hub, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-w.ended:
-		return false
-	case <-ctx.Done():
-	case <-h.done:
+// wait waits until messages woke the poll (pollWoken, only when messages
+// is true), until (PollTimeout), or the poll's end.
+func (p *pollState) wait(ctx context.Context, until time.Time, messages bool) PollEnd {
+	if p.conn != nil {
+		return p.conn.wait(p, until, messages)
 	}
-	w.end(PollClosed)
-	return false
+	w, h := p.w, p.c.hub
+	w.mu.Lock()
+	if w.sig == nil {
+		w.sig = make(chan struct{}, 1)
+	}
+	w.mu.Unlock()
+	var timer *time.Timer
+	for {
+		if why, now := w.look(messages); now {
+			return why
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Until(until))
+			defer timer.Stop()
+		}
+		select {
+		case <-w.sig:
+		case <-timer.C:
+			return PollTimeout
+		case <-ctx.Done():
+			w.end(PollClosed)
+		case <-h.done:
+			w.end(PollClosed)
+		}
+	}
 }
 
 // Polling reports whether this process holds a poll of the client that
@@ -252,27 +343,13 @@ func (c *Client) Polling() bool {
 // messages may be queued (read them with Take), WakeReplaced when a newer
 // poll of c started anywhere, WakeRemoved, WakeExpired. It must not block.
 func (c *Client) Push(notify func(Wake)) (stop func()) {
-	h, id := c.hub, c.s.ID
-	w := newWaiter() // its place among the held polls; a newer one ends the push through the engine
+	w := &waiter{} // its place among the held polls; a newer one ends the push through the engine
 	w.watching.Store(true)
-	h.mu.Lock()
-	if old := h.polls[id]; old != nil {
-		old.end(PollReplaced)
-	}
-	h.polls[id] = w
-	h.mu.Unlock()
-	if err := h.engine.NotifyPoll(context.Background(), id); err != nil {
-		h.failed(err)
-	}
-	unwatch := h.engine.Watch(id, notify)
+	c.enter(context.Background(), w)
+	unwatch := c.hub.engine.Watch(c.s.ID, notify)
 	return sync.OnceFunc(func() {
 		unwatch()
-		h.mu.Lock()
-		if h.polls[id] == w {
-			delete(h.polls, id)
-		}
-		h.recent[id] = time.Now() // touched at the next sweep
-		h.mu.Unlock()
+		c.leave(w)
 	})
 }
 
@@ -280,6 +357,15 @@ func (c *Client) Push(notify func(Wake)) (stop func()) {
 // batch to Commit once written: PollReady with messages or a drop notice,
 // PollTimeout when nothing is queued, PollExpired or PollFailed.
 func (c *Client) Take(ctx context.Context) (Batch, PollEnd) {
+	b, why := c.take(ctx)
+	if why == PollReady {
+		c.countDrops(b)
+	}
+	return b, why
+}
+
+// take fetches what is queued, as Take, without counting drops.
+func (c *Client) take(ctx context.Context) (Batch, PollEnd) {
 	h := c.hub
 	b, err := h.engine.Fetch(ctx, c.s.ID, h.opts.FetchMax)
 	switch {
@@ -291,9 +377,13 @@ func (c *Client) Take(ctx context.Context) (Batch, PollEnd) {
 	case len(b.Messages) == 0 && b.Dropped == 0:
 		return b, PollTimeout
 	}
-	if b.Dropped > 0 {
-		h.drops.Add(uint64(b.Dropped))
-		h.emit(Event{Type: "queue_drop", ClientID: c.s.ID, Kind: c.s.Kind, Count: b.Dropped})
-	}
 	return b, PollReady
+}
+
+// countDrops counts and reports a batch's drop notice, once it is answered.
+func (c *Client) countDrops(b Batch) {
+	if b.Dropped > 0 {
+		c.hub.drops.Add(uint64(b.Dropped))
+		c.hub.emit(Event{Type: "queue_drop", ClientID: c.s.ID, Kind: c.s.Kind, Count: b.Dropped})
+	}
 }

@@ -111,6 +111,11 @@ func (h *Hub) Done() <-chan struct{} { return h.done }
 func (h *Hub) Close() {
 	first := false
 	h.closeOnce.Do(func() { close(h.done); first = true })
+	h.mu.Lock()
+	for _, w := range h.polls { // those waiting on a connection (hold.go) do not see done
+		w.end(PollClosed)
+	}
+	h.mu.Unlock()
 	h.wg.Wait()
 	if first {
 		if err := h.engine.Close(); err != nil {

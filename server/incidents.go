@@ -100,10 +100,18 @@ func (s *Server) countRejections(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		if code := sw.Status(); code >= 400 {
-			s.incidents.add("http_"+strconv.Itoa(code), 1)
+		if sw.held != nil { // a held poll answers later (hold.go)
+			sw.held.whenAnswered(func(*http.Request) { s.countRejection(sw) })
+			return
 		}
+		s.countRejection(sw)
 	})
+}
+
+func (s *Server) countRejection(sw *StatusWriter) {
+	if code := sw.Status(); code >= 400 {
+		s.incidents.add("http_"+strconv.Itoa(code), 1)
+	}
 }
 
 var descIncidents = prometheus.NewDesc("stardust_incidents_total",

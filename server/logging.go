@@ -30,35 +30,44 @@ func (s *Server) LogRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		status := sw.Status()
-		level, problem := logrus.WarnLevel, ""
-		switch {
-		case status >= 500:
-			problem = "failed"
-		case status >= 400:
-			level, problem = logrus.InfoLevel, "rejected"
-		case sw.Stalled >= SlowWrite:
-			problem = "slow"
-		default:
+		if sw.held != nil { // a held poll answers later (hold.go)
+			sw.held.whenAnswered(func(r *http.Request) { s.logRequest(r, sw, start) })
 			return
 		}
-		if !s.log.Logger.IsLevelEnabled(level) {
-			return
-		}
-		fields := logrus.Fields{
-			"method":   r.Method,
-			"path":     redactPath(r.URL.Path), // no stream ids at info
-			"status":   status,
-			"bytes":    sw.Bytes,
-			"duration": time.Since(start).Round(time.Microsecond).String(),
-			"remote":   s.rules.clientIP(r),
-			"problem":  problem,
-		}
-		if problem == "slow" {
-			fields["stalled"] = sw.Stalled.Round(time.Millisecond).String()
-		}
-		s.log.WithFields(fields).Log(level, "request")
+		s.logRequest(r, sw, start)
 	})
+}
+
+// logRequest logs r as LogRequests says, once its answer is written.
+func (s *Server) logRequest(r *http.Request, sw *StatusWriter, start time.Time) {
+	status := sw.Status()
+	level, problem := logrus.WarnLevel, ""
+	switch {
+	case status >= 500:
+		problem = "failed"
+	case status >= 400:
+		level, problem = logrus.InfoLevel, "rejected"
+	case sw.Stalled >= SlowWrite:
+		problem = "slow"
+	default:
+		return
+	}
+	if !s.log.Logger.IsLevelEnabled(level) {
+		return
+	}
+	fields := logrus.Fields{
+		"method":   r.Method,
+		"path":     redactPath(r.URL.Path), // no stream ids at info
+		"status":   status,
+		"bytes":    sw.Bytes,
+		"duration": time.Since(start).Round(time.Microsecond).String(),
+		"remote":   s.rules.clientIP(r),
+		"problem":  problem,
+	}
+	if problem == "slow" {
+		fields["stalled"] = sw.Stalled.Round(time.Millisecond).String()
+	}
+	s.log.WithFields(fields).Log(level, "request")
 }
 
 // AccessLog writes one line per request in the combined format of nginx and
@@ -131,6 +140,10 @@ func (s *Server) WithAccessLog(a *AccessLog) http.Handler {
 		start := time.Now()
 		sw := &StatusWriter{ResponseWriter: w}
 		s.ServeHTTP(sw, r)
+		if sw.held != nil { // a held poll answers later (hold.go)
+			sw.held.whenAnswered(func(r *http.Request) { a.log(s.rules.clientIP(r), r, sw, time.Since(start)) })
+			return
+		}
 		a.log(s.rules.clientIP(r), r, sw, time.Since(start))
 	})
 }
@@ -195,6 +208,11 @@ type StatusWriter struct {
 	Bytes int64
 	// Stalled is the longest a single Write or Flush blocked.
 	Stalled time.Duration
+	// held, when set, is the poll held off net/http's goroutine that
+	// writes the answer after the handler returned (hold.go): what is to
+	// be done with the answer's status and size waits for it
+	// (heldConn.whenAnswered).
+	held *heldConn
 }
 
 // Status returns the status written, 200 if none was written explicitly.

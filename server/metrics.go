@@ -52,8 +52,17 @@ func (m *metrics) observe(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		m.duration.WithLabelValues(route, r.Method, strconv.Itoa(sw.Status())).Observe(time.Since(start).Seconds())
+		if sw.held != nil { // a held poll answers later (hold.go)
+			sw.held.whenAnswered(func(r *http.Request) { m.record(route, r, sw, start) })
+			return
+		}
+		m.record(route, r, sw, start)
 	})
+}
+
+// record observes one answered request.
+func (m *metrics) record(route string, r *http.Request, sw *StatusWriter, start time.Time) {
+	m.duration.WithLabelValues(route, r.Method, strconv.Itoa(sw.Status())).Observe(time.Since(start).Seconds())
 }
 
 // handleHealth answers 200 while serving and 503 once shutting down, so that

@@ -378,21 +378,20 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	if len(replay) > 0 {
 		hold = 0 // answer at once with the replay and whatever is queued
 	}
-	s.rules.holdRequest(w, hold)
-	b, why := c.Poll(r.Context(), hold)
-	switch why {
-	case PollFailed:
-		writeError(w, fmt.Errorf("%w: try again", ErrEngine))
-		return
-	case PollExpired:
-		// The engine lost the client (a shared engine that came back
-		// empty): say so; the next poll registers it anew.
-		writeRawJSON(w, http.StatusOK, jsonArray([][]byte{resetJSON(time.Now())}))
-		return
-	}
-	if writeRawJSON(w, http.StatusOK, s.stardustBatch(mergeBySeq(replay, b.Messages), b.Dropped)) == nil && why == PollReady {
-		c.Commit(b.Cursor)
-	}
+	holdPoll(w, r, s.rules, c, hold, func(w http.ResponseWriter, b Batch, why PollEnd) bool {
+		switch why {
+		case PollFailed:
+			writeError(w, fmt.Errorf("%w: try again", ErrEngine))
+			return false
+		case PollExpired:
+			// The engine lost the client (a shared engine that came back
+			// empty): say so; the next poll registers it anew.
+			writeRawJSON(w, http.StatusOK, jsonArray([][]byte{resetJSON(time.Now())}))
+			return false
+		}
+		// Committed once written (holdPoll).
+		return writeRawJSON(w, http.StatusOK, s.stardustBatch(mergeBySeq(replay, b.Messages), b.Dropped)) == nil && why == PollReady
+	})
 }
 
 // parseSince reads ?since= as epoch seconds (the _ts of a message).

@@ -28,7 +28,11 @@ func testServer(t *testing.T, opts Options) (*Server, *httptest.Server) {
 	log, _ := test.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
 	s := New(opts, logrus.NewEntry(log))
-	ts := httptest.NewServer(s)
+	ts := httptest.NewUnstartedServer(s)
+	if holdInTests { // the held polls wait on their connection (hold.go)
+		ts.Listener = HoldListener(ts.Config, ts.Listener)
+	}
+	ts.Start()
 	t.Cleanup(func() {
 		s.Close()
 		ts.Close()

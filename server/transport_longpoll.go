@@ -81,16 +81,17 @@ func (b *Bayeux) serveLongPolling(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out, commit, err := b.exchange(w, r, batch, TransportLongPolling)
-	if err != nil {
+	if err := b.exchange(w, r, batch, TransportLongPolling, writeLongPolling); err != nil {
 		writeError(w, err)
-		return
 	}
+}
+
+// writeLongPolling writes a long-polling answer.
+func writeLongPolling(w http.ResponseWriter, out []byte) error {
 	setJSONHeaders(w.Header())
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	if _, err := w.Write(out); err == nil {
-		commit()
-	}
+	_, err := w.Write(out)
+	return err
 }
 
 // jsonpName is a safe callback name: one plain JavaScript identifier (as
@@ -113,34 +114,37 @@ func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out, commit, err := b.exchange(w, r, batch, TransportCallbackPolling)
+	err = b.exchange(w, r, batch, TransportCallbackPolling, func(w http.ResponseWriter, out []byte) error {
+		h := w.Header()
+		h.Set("Content-Type", "text/javascript;charset=UTF-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Accel-Buffering", "no")
+		// The leading comment keeps a callback name from being read as the start
+		// of a file type signature (the Rosetta Flash attack).
+		_, err := fmt.Fprintf(w, "/**/%s(%s);", callback, escapeLineSeparators(out))
+		return err
+	})
 	if err != nil {
 		writeError(w, err)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/javascript;charset=UTF-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	// The leading comment keeps a callback name from being read as the start
-	// of a file type signature (the Rosetta Flash attack).
-	if _, err := fmt.Fprintf(w, "/**/%s(%s);", callback, escapeLineSeparators(out)); err == nil {
-		commit()
 	}
 }
 
 // exchange processes an HTTP batch and, when it holds a connect, waits for
-// messages or the hold time; it returns the JSON array to send back and the
-// commit to call once it is written.
-func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*BayeuxMessage, transport string) ([]byte, func(), error) {
+// messages or the hold time (holdPoll); write writes the JSON array to send
+// back, and the connect's messages are committed once it is written. An
+// error is returned only before anything is written.
+func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*BayeuxMessage, transport string,
+	write func(w http.ResponseWriter, out []byte) error) error {
 	ip := b.rules.clientIP(r)
 	who := caller{remote: ip, transport: transport}
 	who.browser, who.presented = b.rules.ensureBrowser(w.Header(), r, b.limits.base)
 	replies, held := b.process(batch, who)
 	if held == nil {
-		return jsonArray(replies), func() {}, nil
+		_ = write(w, jsonArray(replies))
+		return nil
 	}
+	release := func() {}
 	if held.hold > 0 {
 		key := browserKey(who.browser)
 		limit := b.opts.ClientMaxConnections
@@ -149,24 +153,25 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 		}
 		ok, err := b.hub.TakeConnection(key, limit)
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		if !ok {
 			// Another tab holds this browser's connects: tell this one to poll.
-			return jsonArray(append(replies, b.multipleClients(held))), func() {}, nil
+			_ = write(w, jsonArray(append(replies, b.multipleClients(held))))
+			return nil
 		}
-		defer b.hub.ReleaseConnection(key)
-		b.rules.holdRequest(w, held.hold)
+		release = func() { b.hub.ReleaseConnection(key) }
 	}
 	b.noteTransport(held.client, transport)
-	msgs, cursor, why := b.poll(r.Context(), held.client, held.hold)
-	out := make([][]byte, 0, len(replies)+len(msgs)+1)
-	out = append(out, replies...)
-	out = append(out, msgs...)
-	out = append(out, b.connectReply(held, why, cursor))
-	commit := func() {}
-	if why == PollReady && !held.ack { // an ack client commits with its next connect
-		commit = func() { held.client.Commit(cursor) }
-	}
-	return jsonArray(out), commit, nil
+	holdPoll(w, r, b.rules, held.client, held.hold, func(w http.ResponseWriter, batch Batch, why PollEnd) bool {
+		release()
+		msgs := bayeuxMessages(batch)
+		out := make([][]byte, 0, len(replies)+len(msgs)+1)
+		out = append(out, replies...)
+		out = append(out, msgs...)
+		out = append(out, b.connectReply(held, why, batch.Cursor))
+		// An ack client commits with its next connect.
+		return write(w, jsonArray(out)) == nil && why == PollReady && !held.ack
+	})
+	return nil
 }

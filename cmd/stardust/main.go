@@ -324,7 +324,14 @@ func (m *Main) Run() error {
 			IdleTimeout:       120 * time.Second,
 			ErrorLog:          nil,
 		}
-		go m.serve(func() error { return m.http.Serve(l) })
+		// Held long polls wait off net/http's goroutine and come back
+		// through hl (server.HoldListener), above connlimit: a connection
+		// is counted once, however often it comes back.
+		hl := l
+		if m.Config.Server.HoldOnConnection {
+			hl = server.HoldListener(m.http, l)
+		}
+		go m.serve(func() error { return m.http.Serve(hl) })
 	}
 	m.log.WithFields(logrus.Fields{
 		"addr": l.Addr().String(), "mode": m.Config.Server.Mode, "base": m.Config.Server.Base,

@@ -96,35 +96,43 @@ func startMain(t *testing.T, args ...string) *Main {
 }
 
 func TestEndToEndHTTP(t *testing.T) {
-	before := runtime.NumGoroutine()
-	m := startMain(t, "--timeout", "5s")
-	base := "http://" + m.Addr().String() + "/comet"
-	got := make(chan string, 1)
-	go func() {
-		resp, err := http.Get(base + "/channel/news/stream/1.5")
-		if err != nil {
-			got <- err.Error()
-			return
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		got <- string(b)
-	}()
-	waitClient(t, m, "1.5")
-	resp, err := http.PostForm(base+"/channel/news", url.Values{"m": {`{"type":"headline","text":"hi"}`}})
-	if err != nil {
-		t.Fatal(err)
+	for _, on := range []bool{true, false} { // server.hold_on_connection
+		t.Run(fmt.Sprintf("hold_on_connection=%v", on), func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			conf := writeFile(t, fmt.Sprintf("[server]\nhold_on_connection = %v\n", on))
+			m := startMain(t, "--config", conf, "--timeout", "5s")
+			if held := m.http.ConnContext != nil; held != on { // set by server.HoldListener
+				t.Fatalf("polls held on their connection: %v, want %v", held, on)
+			}
+			base := "http://" + m.Addr().String() + "/comet"
+			got := make(chan string, 1)
+			go func() {
+				resp, err := http.Get(base + "/channel/news/stream/1.5")
+				if err != nil {
+					got <- err.Error()
+					return
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				got <- string(b)
+			}()
+			waitClient(t, m, "1.5")
+			resp, err := http.PostForm(base+"/channel/news", url.Values{"m": {`{"type":"headline","text":"hi"}`}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			body := wait(t, got)
+			if !strings.Contains(body, `"type":"headline"`) || !strings.Contains(body, `"_ch":"news"`) {
+				t.Fatalf("stream got %s", body)
+			}
+			if err := m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			http.DefaultClient.CloseIdleConnections()
+			leakcheck.Goroutines(t, before)
+		})
 	}
-	resp.Body.Close()
-	body := wait(t, got)
-	if !strings.Contains(body, `"type":"headline"`) || !strings.Contains(body, `"_ch":"news"`) {
-		t.Fatalf("stream got %s", body)
-	}
-	if err := m.Close(); err != nil {
-		t.Fatal(err)
-	}
-	http.DefaultClient.CloseIdleConnections()
-	leakcheck.Goroutines(t, before)
 }
 
 func TestEndToEndFastCGI(t *testing.T) {

@@ -74,13 +74,15 @@ type conn struct {
 	once sync.Once
 }
 
-// SyscallConn gives the connection's descriptor when it has one, so that a
-// WebSocket can write to it without blocking (server/ws_frame.go).
+// SyscallConn passes on the connection's descriptor, so that a WebSocket
+// can write to it without blocking (server/ws_frame.go) and a held poll can
+// wait for it to become readable without reading (server/hold.go).
 func (c *conn) SyscallConn() (syscall.RawConn, error) {
-	if sc, ok := c.Conn.(syscall.Conn); ok {
-		return sc.SyscallConn()
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
 	}
-	return nil, errors.ErrUnsupported
+	return sc.SyscallConn()
 }
 
 func (c *conn) Close() error {

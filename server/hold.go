@@ -1,0 +1,573 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Held long polls off net/http's goroutine.
+//
+// A long poll that finds nothing queued is held for up to its hold time.
+// Served plainly, it would keep net/http's connection goroutine, with the
+// handler's stack and its 4 KiB read and write buffers, for all that time.
+// When the server was started through HoldListener (the stardust command
+// does so in HTTP mode), such a poll instead takes the connection over
+// (http.Hijacker), lets net/http's goroutine go, and waits in one small
+// goroutine of its own, blocked in a Read of the connection: a wake-up
+// (messages, the poll's end) moves the read deadline to the past; the end
+// of the hold is the deadline itself; a Read that fails means the client
+// went away. Then that goroutine writes the whole HTTP/1.1 answer and
+// hands a keep-alive connection back to the http.Server through the
+// listener, so that the next request on it is served as any other.
+// FastCGI, HTTP/2, HEAD and servers not started through HoldListener
+// (httptest) hold in the handler as before.
+
+// aLongTimeAgo is a read deadline that ends a Read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// maxPending bounds what a client may send while its poll is held (a
+// pipelined request): beyond it the connection is closed.
+const maxPending = 16 << 10
+
+// closeWait bounds how long closing the listener waits for held polls to
+// write their answers.
+const closeWait = 5 * time.Second
+
+// holdKey is the context key of the listener that takes back held
+// connections.
+type holdKey struct{}
+
+// holdListener is what HoldListener returns.
+type holdListener struct {
+	net.Listener
+	srv      *http.Server
+	accepted chan acceptResult // from the real listener
+	back     chan net.Conn     // connections whose held poll has answered
+	done     chan struct{}     // closed by Close
+	once     sync.Once
+
+	mu     sync.Mutex
+	closed bool
+	held   map[*heldConn]struct{}
+	fresh  map[net.Conn]struct{} // given back, no request read yet (http.StateNew)
+	wg     sync.WaitGroup
+}
+
+type acceptResult struct {
+	c   net.Conn
+	err error
+}
+
+// HoldListener wraps l, the listener srv is to Serve, so that long polls
+// with nothing queued are held without net/http's connection goroutine and
+// buffers (about half the memory per held client), and their keep-alive
+// connections come back to srv through the returned listener. It sets
+// srv.ConnContext (keeping any set before). Closing the listener, as
+// srv.Shutdown and srv.Close do, answers the held polls at once and waits
+// up to 5 s for those answers to be written. Serve srv on the returned
+// listener only; plain HTTP/1.x only (no TLS in between).
+func HoldListener(srv *http.Server, l net.Listener) net.Listener {
+	hl := &holdListener{Listener: l, srv: srv, accepted: make(chan acceptResult), back: make(chan net.Conn),
+		done: make(chan struct{}), held: map[*heldConn]struct{}{}, fresh: map[net.Conn]struct{}{}}
+	prev := srv.ConnContext
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if prev != nil {
+			ctx = prev(ctx, c)
+		}
+		return context.WithValue(ctx, holdKey{}, hl)
+	}
+	prevState := srv.ConnState
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		if rc, ok := c.(*replayConn); ok {
+			hl.track(rc, st)
+		}
+		if prevState != nil {
+			prevState(c, st)
+		}
+	}
+	go hl.pump()
+	return hl
+}
+
+// pump passes on the real listener's connections.
+func (hl *holdListener) pump() {
+	for {
+		c, err := hl.Listener.Accept()
+		select {
+		case hl.accepted <- acceptResult{c, err}:
+		case <-hl.done:
+			if c != nil {
+				_ = c.Close()
+			}
+			return
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return // else http.Server decides whether to go on
+		}
+	}
+}
+
+// Accept returns the next new connection or one whose held poll answered.
+func (hl *holdListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-hl.back:
+		return c, nil
+	case a := <-hl.accepted:
+		return a.c, a.err
+	case <-hl.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close closes the real listener, answers every held poll and waits
+// (up to closeWait) for their answers to be written.
+func (hl *holdListener) Close() error {
+	err := net.ErrClosed
+	hl.once.Do(func() {
+		close(hl.done)
+		err = hl.Listener.Close()
+		hl.mu.Lock()
+		hl.closed = true
+		for hc := range hl.held {
+			hc.p.w.end(PollClosed)
+		}
+		for c := range hl.fresh {
+			_ = c.Close()
+		}
+		hl.mu.Unlock()
+		finished := make(chan struct{})
+		go func() { hl.wg.Wait(); close(finished) }()
+		t := time.NewTimer(closeWait)
+		defer t.Stop()
+		select {
+		case <-finished:
+		case <-t.C:
+		}
+	})
+	return err
+}
+
+// track follows the connections given back until their next request:
+// http.Server.Shutdown waits 5 s for a new connection that has not sent
+// one, where it closes an idle one at once; the listener's Close closes them.
+func (hl *holdListener) track(c *replayConn, st http.ConnState) {
+	hl.mu.Lock()
+	defer hl.mu.Unlock()
+	if st != http.StateNew {
+		delete(hl.fresh, c)
+		return
+	}
+	if hl.closed {
+		_ = c.Close()
+		return
+	}
+	hl.fresh[c] = struct{}{}
+}
+
+// giveBack hands a keep-alive connection back to the server, or closes it
+// once the listener is closed.
+func (hl *holdListener) giveBack(c net.Conn) {
+	select {
+	case hl.back <- c:
+	case <-hl.done:
+		_ = c.Close()
+	}
+}
+
+// replayConn is a connection given back: it gives, before what the client
+// sends next, what it sent while its poll was held. And it waits for the
+// client's next request as for a keep-alive connection: http.Server gives a
+// new connection its ReadHeaderTimeout from the start, a keep-alive one its
+// IdleTimeout until the first byte, then ReadHeaderTimeout.
+type replayConn struct {
+	net.Conn
+	pending []byte
+	idle    time.Duration // http.Server's IdleTimeout (else ReadTimeout); 0: none
+	waited  bool          // the first byte came, or there was no wait
+	header  time.Duration // the read deadline net/http set, from when it set it
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		c.waited = true
+		return n, nil
+	}
+	if c.waited {
+		return c.Conn.Read(p)
+	}
+	c.waited = true
+	idle := time.Time{}
+	if c.idle > 0 {
+		idle = time.Now().Add(c.idle)
+	}
+	_ = c.Conn.SetReadDeadline(idle)
+	n, err := c.Conn.Read(p)
+	if c.header > 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.header))
+	}
+	return n, err
+}
+
+// SetReadDeadline notes the header's time that net/http gives the first
+// request, to run it from the first byte.
+func (c *replayConn) SetReadDeadline(t time.Time) error {
+	if !c.waited {
+		c.header = 0
+		if !t.IsZero() {
+			c.header = max(time.Until(t), time.Millisecond)
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// heldConn is one poll held off net/http's goroutine: the connection, the
+// answer as the handler writes it (it is the handler's ResponseWriter
+// then), and the request's hooks (StatusWriter.held).
+type heldConn struct {
+	hl      *holdListener
+	conn    net.Conn
+	p       *pollState
+	r       *http.Request // without its body: for the hooks
+	header  http.Header
+	status  int
+	body    []byte
+	pending []byte             // what the client sent meanwhile: replayed after the answer
+	gone    bool               // the client went away or misbehaved: close, write nothing
+	tracked bool               // in hl.held, and counted in hl.wg
+	raw     syscall.RawConn    // conn's, to wait until readable (readable)
+	rawWait func(uintptr) bool // hc.waitOnce
+	armed   bool
+	sws     []*StatusWriter // the middleware's, outermost first
+
+	mu       sync.Mutex
+	reported bool                    // the answer was written and reported
+	after    []func(r *http.Request) // what the middleware does once it is
+
+	// Room for the usual middleware: no allocations as they register.
+	swBuf    [4]*StatusWriter
+	afterBuf [4]func(r *http.Request)
+	buf      [64]byte
+}
+
+// Header, WriteHeader and Write make the held poll the handler's
+// ResponseWriter for its answer, which is written out in one piece after.
+func (hc *heldConn) Header() http.Header { return hc.header }
+
+func (hc *heldConn) WriteHeader(code int) {
+	if hc.status == 0 {
+		hc.status = code
+	}
+}
+
+func (hc *heldConn) Write(p []byte) (int, error) {
+	hc.body = append(hc.body, p...)
+	return len(p), nil
+}
+
+// whenAnswered runs f once the held answer is written, with the status,
+// size and write time of the answer in the StatusWriters (see
+// StatusWriter.held).
+// The held goroutine may answer before the middleware has returned: a
+// hook added after the report runs at once.
+func (hc *heldConn) whenAnswered(f func(r *http.Request)) {
+	hc.mu.Lock()
+	if !hc.reported {
+		hc.after = append(hc.after, f)
+		hc.mu.Unlock()
+		return
+	}
+	hc.mu.Unlock()
+	f(hc.r)
+}
+
+// pollAnswer writes the answer to a poll into w and says whether the
+// batch is to be committed once that answer has left.
+type pollAnswer func(w http.ResponseWriter, b Batch, why PollEnd) bool
+
+// holdPoll polls c for up to hold and has answer write the answer, then
+// commits the batch if answer says so. A poll with nothing queued at once
+// is held off net/http's goroutine when the server allows it (see
+// HoldListener); else in this one.
+func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Client, hold time.Duration, answer pollAnswer) {
+	hl, _ := r.Context().Value(holdKey{}).(*holdListener)
+	if hl == nil || hold <= 0 || r.ProtoMajor != 1 || r.Method == http.MethodHead {
+		rules.holdRequest(w, hold)
+		b, why := c.Poll(r.Context(), hold)
+		answerNow(w, c, b, why, answer)
+		return
+	}
+	p := c.beginPoll(r.Context(), hold)
+	if b, why, done := p.fetch(r.Context()); done {
+		p.finish()
+		answerNow(w, c, b, why, answer)
+		return
+	}
+	hc := hl.detach(w, r, p)
+	if hc == nil { // the connection could not be taken over: hold here
+		rules.holdRequest(w, hold)
+		b, why := p.run(r.Context())
+		p.finish()
+		answerNow(w, c, b, why, answer)
+		return
+	}
+	go hc.serve(c, rules.RequestTimeout, answer)
+}
+
+// answerNow answers through net/http and commits if the answer says so.
+func answerNow(w http.ResponseWriter, c *Client, b Batch, why PollEnd, answer pollAnswer) {
+	if answer(w, b, why) {
+		c.Commit(b.Cursor)
+	}
+}
+
+// detach takes the connection of r over for p: nil when it cannot.
+func (hl *holdListener) detach(w http.ResponseWriter, r *http.Request, p *pollState) *heldConn {
+	hc := &heldConn{hl: hl, p: p}
+	sws := hc.swBuf[:0]
+	base := w
+	for {
+		if sw, ok := base.(*StatusWriter); ok {
+			sws = append(sws, sw)
+		}
+		u, ok := base.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		base = u.Unwrap()
+	}
+	hj, ok := base.(http.Hijacker)
+	if !ok {
+		return nil
+	}
+	header := w.Header()
+	hl.mu.Lock()
+	closed := hl.closed
+	hl.mu.Unlock()
+	if closed {
+		return nil
+	}
+	conn, rw, err := hj.Hijack()
+	if err != nil {
+		return nil
+	}
+	if rc, ok := conn.(*replayConn); ok && len(rc.pending) == 0 {
+		conn = rc.Conn
+	}
+	r.Body, r.GetBody = http.NoBody, nil // its reader was net/http's, which goes
+	hc.conn, hc.r, hc.header, hc.sws, hc.after = conn, r, header, sws, hc.afterBuf[:0]
+	if n := rw.Reader.Buffered(); n > 0 { // a pipelined request
+		b, _ := rw.Reader.Peek(n)
+		hc.pending = append([]byte(nil), b...)
+	}
+	for _, sw := range sws {
+		sw.held = hc
+		sw.ResponseWriter = nil // net/http's, done with: its buffers go
+	}
+	_ = conn.SetDeadline(time.Time{})
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			hc.raw, hc.rawWait = raw, hc.waitOnce
+		}
+	}
+	p.conn = hc
+	p.w.mu.Lock()
+	p.w.conn = conn
+	p.w.mu.Unlock()
+	hl.mu.Lock()
+	if hl.closed { // closed since: answer at once
+		p.w.end(PollClosed)
+	} else {
+		hl.held[hc] = struct{}{}
+		hl.wg.Add(1)
+		hc.tracked = true
+	}
+	hl.mu.Unlock()
+	return hc
+}
+
+// wait is poll.wait for a held connection: a Read with the deadline until,
+// cut short by the waiter (waiter.interruptLocked).
+func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
+	w := p.w
+	for {
+		// Deadline first, then look: a wake-up after the look moves the
+		// deadline past.
+		_ = hc.conn.SetReadDeadline(until)
+		if why, now := w.look(messages); now {
+			return why
+		}
+		if p.c.hub.Closed() {
+			w.end(PollClosed)
+			continue
+		}
+		n, err := 0, hc.readable()
+		if err == nil {
+			n, err = hc.conn.Read(hc.buf[:])
+		}
+		if n > 0 {
+			if len(hc.pending)+n > maxPending {
+				hc.gone = true
+				w.end(PollClosed)
+				continue
+			}
+			hc.pending = append(hc.pending, hc.buf[:n]...)
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if !time.Now().Before(until) {
+				if why, now := w.look(messages); now {
+					return why
+				}
+				return PollTimeout
+			}
+		default: // the client went away: its messages stay queued
+			hc.gone = true
+			w.end(PollClosed)
+		}
+	}
+}
+
+// readable waits until the connection has something to read (data, its
+// end) or its read deadline passes, without the read system call that a
+// Read of a connection with nothing to read makes before it waits.
+func (hc *heldConn) readable() error {
+	if hc.raw == nil {
+		return nil
+	}
+	hc.armed = true
+	return hc.raw.Read(hc.rawWait)
+}
+
+// waitOnce is hc.raw's callback: it has it wait once, then return.
+func (hc *heldConn) waitOnce(uintptr) bool {
+	if hc.armed {
+		hc.armed = false
+		return false
+	}
+	return true
+}
+
+// serve waits for the poll's end, answers, commits, reports to the
+// middleware and gives the connection back.
+func (hc *heldConn) serve(c *Client, writeTimeout time.Duration, answer pollAnswer) {
+	if hc.tracked {
+		defer hc.hl.wg.Done()
+	}
+	b, why := hc.p.run(context.Background())
+	hc.p.finish()
+	hc.p.w.mu.Lock()
+	hc.p.w.conn = nil // no more wake-ups on the connection
+	hc.p.w.mu.Unlock()
+	// Committed once the answer is ready to leave, before it does, as
+	// through net/http (whose Write only buffers): the client's next poll,
+	// perhaps on another connection (a proxy's), may come at once and must
+	// not get the batch again. A client that left gets nothing committed.
+	if answer(hc, b, why) && !hc.gone {
+		c.Commit(b.Cursor)
+	}
+	keepAlive, err := hc.flush(writeTimeout)
+	hc.hl.mu.Lock()
+	delete(hc.hl.held, hc)
+	hc.hl.mu.Unlock()
+	hc.report(err)
+	if err != nil || !keepAlive {
+		_ = hc.conn.Close()
+		return
+	}
+	_ = hc.conn.SetDeadline(time.Time{})
+	idle := hc.hl.srv.IdleTimeout
+	if idle == 0 {
+		idle = hc.hl.srv.ReadTimeout
+	}
+	hc.hl.giveBack(&replayConn{Conn: hc.conn, pending: hc.pending, idle: idle})
+}
+
+// flush writes the answer as net/http would; keepAlive says whether the
+// connection can serve another request.
+func (hc *heldConn) flush(timeout time.Duration) (keepAlive bool, err error) {
+	if hc.gone {
+		return false, net.ErrClosed
+	}
+	hc.hl.mu.Lock()
+	closing := hc.hl.closed
+	hc.hl.mu.Unlock()
+	r := hc.r
+	keepAlive = !r.Close && !closing && !hc.p.c.hub.Closed() && hc.header.Get("Connection") != "close"
+	if hc.status == 0 {
+		hc.status = http.StatusOK
+	}
+	out := make([]byte, 0, 512+len(hc.body))
+	out = append(out, "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(hc.status), 10)
+	out = append(out, ' ')
+	out = append(out, http.StatusText(hc.status)...)
+	out = append(out, "\r\n"...)
+	hw := headerWriter{out}
+	_ = hc.header.Write(&hw)
+	out = hw.b
+	if hc.header.Get("Date") == "" {
+		out = append(out, "Date: "...)
+		out = time.Now().UTC().AppendFormat(out, http.TimeFormat)
+		out = append(out, "\r\n"...)
+	}
+	out = append(out, "Content-Length: "...)
+	out = strconv.AppendInt(out, int64(len(hc.body)), 10)
+	out = append(out, "\r\n"...)
+	switch {
+	case !keepAlive:
+		out = append(out, "Connection: close\r\n"...)
+	case r.ProtoMinor == 0:
+		out = append(out, "Connection: keep-alive\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	out = append(out, hc.body...)
+	_ = hc.conn.SetWriteDeadline(time.Now().Add(timeout))
+	start := time.Now()
+	_, err = hc.conn.Write(out)
+	for _, sw := range hc.sws {
+		sw.Stalled = max(sw.Stalled, time.Since(start))
+	}
+	return keepAlive, err
+}
+
+// headerWriter appends what http.Header.Write writes.
+type headerWriter struct{ b []byte }
+
+func (w *headerWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+func (w *headerWriter) WriteString(s string) (int, error) {
+	w.b = append(w.b, s...)
+	return len(s), nil
+}
+
+// report gives the middleware (request log, access log, metrics,
+// incidents) the answer's status and size, as net/http would have.
+func (hc *heldConn) report(err error) {
+	for _, sw := range hc.sws {
+		sw.Code = hc.status
+		if err == nil {
+			sw.Bytes = int64(len(hc.body))
+		}
+	}
+	hc.mu.Lock()
+	hc.reported = true
+	after := hc.after
+	hc.after = nil
+	hc.mu.Unlock()
+	for _, f := range after {
+		f(hc.r)
+	}
+}
