@@ -10,7 +10,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,14 +23,9 @@ import (
 
 const maxChannelsPerRequest = 64
 
-var (
-	stardustName = regexp.MustCompile(`^\w+$`)
-	streamID     = regexp.MustCompile(`^[\w.-]{1,128}$`)
-)
-
 // checkStreamID checks a client id given in a URL (stream ID, SSE ?id=).
 func checkStreamID(id string) error {
-	if !streamID.MatchString(id) {
+	if !isStreamID(id) {
 		return fmt.Errorf("%w: %q (want letters, digits, dots, - and _)", ErrBadClientID, id)
 	}
 	return nil
@@ -53,7 +47,7 @@ func parseChannelList(list string) ([]string, error) {
 	seen := make(map[string]bool, len(parts))
 	out := parts[:0]
 	for _, p := range parts {
-		if !stardustName.MatchString(p) || len(p) > 128 {
+		if !isStardustName(p) || len(p) > 128 {
 			return nil, fmt.Errorf("%w: %q (want letters, digits and _)", ErrBadChannel, p)
 		}
 		if !seen[p] {
@@ -127,7 +121,7 @@ func (s *Server) handleChannelList(w http.ResponseWriter, r *http.Request) {
 	}
 	names := []string{}
 	for _, n := range all {
-		if short := strings.TrimPrefix(n, prefix); stardustName.MatchString(short) {
+		if short := strings.TrimPrefix(n, prefix); isStardustName(short) {
 			names = append(names, short)
 		}
 	}
