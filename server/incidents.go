@@ -1,7 +1,6 @@
 package server
 
 import (
-	"net/http"
 	"regexp"
 	"sort"
 	"strconv"
@@ -95,15 +94,11 @@ func (in *incidents) flush(h *Hub) {
 	}
 }
 
-// countRejections counts every answer of 400 or more by status.
-func (s *Server) countRejections(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &StatusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		if code := sw.Status(); code >= 400 {
-			s.incidents.add("http_"+strconv.Itoa(code), 1)
-		}
-	})
+// countRejection counts an answer of 400 or more by status.
+func (s *Server) countRejection(code int) {
+	if code >= 400 {
+		s.incidents.add("http_"+strconv.Itoa(code), 1)
+	}
 }
 
 var descIncidents = prometheus.NewDesc("stardust_incidents_total",

@@ -30,35 +30,40 @@ func (s *Server) LogRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		status := sw.Status()
-		level, problem := logrus.WarnLevel, ""
-		switch {
-		case status >= 500:
-			problem = "failed"
-		case status >= 400:
-			level, problem = logrus.InfoLevel, "rejected"
-		case sw.Stalled >= SlowWrite:
-			problem = "slow"
-		default:
-			return
-		}
-		if !s.log.Logger.IsLevelEnabled(level) {
-			return
-		}
-		fields := logrus.Fields{
-			"method":   r.Method,
-			"path":     redactPath(r.URL.Path), // no stream ids at info
-			"status":   status,
-			"bytes":    sw.Bytes,
-			"duration": time.Since(start).Round(time.Microsecond).String(),
-			"remote":   s.rules.clientIP(r),
-			"problem":  problem,
-		}
-		if problem == "slow" {
-			fields["stalled"] = sw.Stalled.Round(time.Millisecond).String()
-		}
-		s.log.WithFields(fields).Log(level, "request")
+		s.logProblem(r, sw, start)
 	})
+}
+
+// logProblem logs a request that ended, if it went wrong (see LogRequests).
+func (s *Server) logProblem(r *http.Request, sw *StatusWriter, start time.Time) {
+	status := sw.Status()
+	level, problem := logrus.WarnLevel, ""
+	switch {
+	case status >= 500:
+		problem = "failed"
+	case status >= 400:
+		level, problem = logrus.InfoLevel, "rejected"
+	case sw.Stalled >= SlowWrite:
+		problem = "slow"
+	default:
+		return
+	}
+	if !s.log.Logger.IsLevelEnabled(level) {
+		return
+	}
+	fields := logrus.Fields{
+		"method":   r.Method,
+		"path":     redactPath(r.URL.Path), // no stream ids at info
+		"status":   status,
+		"bytes":    sw.Bytes,
+		"duration": time.Since(start).Round(time.Microsecond).String(),
+		"remote":   s.rules.clientIP(r),
+		"problem":  problem,
+	}
+	if problem == "slow" {
+		fields["stalled"] = sw.Stalled.Round(time.Millisecond).String()
+	}
+	s.log.WithFields(fields).Log(level, "request")
 }
 
 // AccessLog writes one line per request in the combined format of nginx and

@@ -189,7 +189,7 @@ func (s *Server) routes() {
 		})
 	}
 	s.router = r
-	s.handler = s.deadlines(s.countRejections(s.LogRequests(s.cors(r))))
+	s.handler = s.guard(s.cors(s.fastRoutes(r))) // middleware.go
 }
 
 // underBase reports whether path belongs to the API rather than the site.

@@ -62,7 +62,13 @@ func parseChannelList(list string) ([]string, error) {
 func (s *Server) bayeuxName(name string) string { return s.opts.Prefix + "/" + name }
 
 func (s *Server) channelVars(r *http.Request) (stardust, bayeux []string, err error) {
-	stardust, err = parseChannelList(mux.Vars(r)["chans"])
+	return s.channelNames(mux.Vars(r)["chans"])
+}
+
+// channelNames reads a channel list of a URL into its Stardust names and
+// their channels in the core.
+func (s *Server) channelNames(list string) (stardust, bayeux []string, err error) {
+	stardust, err = parseChannelList(list)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -336,12 +342,18 @@ func (s *Server) streamClient(r *http.Request, id, kind string, channels []strin
 }
 
 func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
-	_, full, err := s.channelVars(r)
+	v := mux.Vars(r)
+	s.serveStream(w, r, v["chans"], v["id"])
+}
+
+// serveStream answers a long poll of the channels chans by client id (the
+// variables of its path; fastRoutes calls it without the router).
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id string) {
+	_, full, err := s.channelNames(chans)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	id := mux.Vars(r)["id"]
 	if err := checkStreamID(id); err != nil {
 		writeError(w, err)
 		return

@@ -1,0 +1,73 @@
+package server
+
+import (
+	"net/http"
+	"path"
+	"strings"
+	"time"
+)
+
+// The work every request pays before its handler, kept small: it is paid
+// again by every answer of a held long poll.
+
+// guard is what every request goes through, in one wrapper: its read and
+// write deadlines (timeouts.go), and once it ended, the count of rejections
+// (incidents.go) and the log of requests that went wrong (LogRequests),
+// read from one StatusWriter.
+func (s *Server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		setDeadlines(w, start.Add(s.opts.BodyTimeout), start.Add(s.opts.RequestTimeout))
+		sw := &StatusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		s.countRejection(sw.Status())
+		s.logProblem(r, sw, start)
+	})
+}
+
+// fastRoutes serves the two most frequent requests, a Stardust long poll
+// (GET {base}/channel/{chans}/stream/{id}) and a Bayeux request to
+// {base}/bayeux or {base}/cometd, without the router, and hands every other
+// request to it. It takes only paths the router would give the same
+// handler, with the same variables (the decoded path's segments), and that
+// it would not redirect to their clean form. With metrics on, every request
+// goes through the router, which labels them by route.
+func (s *Server) fastRoutes(router http.Handler) http.Handler {
+	b := s.opts.Base
+	if s.opts.Metrics != nil || (b != "" && path.Clean(b) != b) {
+		return router
+	}
+	channel := b + "/channel/"
+	bayeux, cometd := b+"/bayeux", b+"/cometd"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if r.Method == http.MethodGet && strings.HasPrefix(p, channel) {
+			if chans, id, ok := cutStreamPath(p[len(channel):]); ok {
+				s.serveStream(w, r, chans, id)
+				return
+			}
+		}
+		if s.bayeux != nil && (p == bayeux || p == cometd) {
+			s.bayeux.ServeHTTP(w, r)
+			return
+		}
+		router.ServeHTTP(w, r)
+	})
+}
+
+// cutStreamPath reads "{chans}/stream/{id}", the end of a long poll's path,
+// where neither part is empty, holds a slash or is a dot segment.
+func cutStreamPath(rest string) (chans, id string, ok bool) {
+	chans, rest, ok = strings.Cut(rest, "/")
+	if !ok || !pathSegment(chans) {
+		return "", "", false
+	}
+	id, ok = strings.CutPrefix(rest, "stream/")
+	if !ok || !pathSegment(id) || strings.IndexByte(id, '/') >= 0 {
+		return "", "", false
+	}
+	return chans, id, true
+}
+
+// pathSegment reports whether s is a segment of a clean path.
+func pathSegment(s string) bool { return s != "" && s != "." && s != ".." }
