@@ -76,3 +76,14 @@ func FuzzFastRoutes(f *testing.F) {
 		checkFastRoutes(t, s, slow, method, target)
 	})
 }
+
+func TestPeerAddrCanonical(t *testing.T) {
+	for remote, want := range map[string]string{
+		"1.2.3.4:5": "1.2.3.4", "127.0.0.1:40000": "127.0.0.1", "[::ffff:1.2.3.4]:5": "1.2.3.4",
+		"[::1]:5": "::1", "[2001:DB8::1]:80": "2001:db8::1", "1.2.3.4": "1.2.3.4", "01.2.3.4:5": "01.2.3.4:5",
+	} {
+		if got := peerAddr(&http.Request{RemoteAddr: remote}); got != want {
+			t.Errorf("peerAddr(%q) = %q, want %q", remote, got, want)
+		}
+	}
+}

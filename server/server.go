@@ -243,6 +243,11 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) string {
 // peerAddr is the address of the connection's other end, without the port.
 func peerAddr(r *http.Request) string {
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		if ap.Addr().Is4() {
+			// An IPv4 address parses only in its canonical form: the
+			// text before the port is its String, without allocating.
+			return r.RemoteAddr[:strings.LastIndexByte(r.RemoteAddr, ':')]
+		}
 		return ap.Addr().Unmap().String()
 	}
 	if a, err := netip.ParseAddr(r.RemoteAddr); err == nil {
@@ -252,6 +257,9 @@ func peerAddr(r *http.Request) string {
 }
 
 func isTrusted(addr string, trusted []netip.Prefix) bool {
+	if len(trusted) == 0 {
+		return false
+	}
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
 		return false

@@ -320,7 +320,11 @@ func decodeJSONBody(body []byte, maxSize int) ([]map[string]json.RawMessage, err
 // being found and being subscribed is registered anew, once.
 func (s *Server) streamClient(r *http.Request, id, kind string, channels []string) (*Client, bool, error) {
 	for attempt := 0; ; attempt++ {
-		c, created, err := s.hub.Register(id, kind, s.opts.ClientTimeout, s.rules.clientIP(r))
+		c, err := s.hub.Client(id) // the usual case: the client polls again
+		created := false
+		if errors.Is(err, ErrUnknownClient) {
+			c, created, err = s.hub.Register(id, kind, s.opts.ClientTimeout, s.rules.clientIP(r))
+		}
 		if err != nil {
 			return nil, false, err
 		}
