@@ -53,7 +53,9 @@ const benchBrowser = "0123456789abcdef0123456789abcdef" // a valid BAYEUX_BROWSE
 
 func benchServer(b *testing.B) *Server {
 	b.Helper()
-	s := New(Options{PollTimeout: time.Minute, Bayeux: &BayeuxOptions{ClientMaxConnections: 100}}, benchLog())
+	// Bayeux and metrics on, as in the default configuration.
+	s := New(Options{PollTimeout: time.Minute, Bayeux: &BayeuxOptions{ClientMaxConnections: 100},
+		Metrics: &MetricsOptions{Path: "/metrics", HealthPath: "/health"}}, benchLog())
 	b.Cleanup(s.Close)
 	return s
 }

@@ -30,24 +30,37 @@ func (s *Server) guard(next http.Handler) http.Handler {
 // {base}/bayeux or {base}/cometd, without the router, and hands every other
 // request to it. It takes only paths the router would give the same
 // handler, with the same variables (the decoded path's segments), and that
-// it would not redirect to their clean form. With metrics on, every request
-// goes through the router, which labels them by route.
+// it would not redirect to their clean form; with metrics on, it records
+// them under the same route templates as the router does.
 func (s *Server) fastRoutes(router http.Handler) http.Handler {
 	b := s.opts.Base
-	if s.opts.Metrics != nil || (b != "" && path.Clean(b) != b) {
+	if b != "" && path.Clean(b) != b {
 		return router
 	}
 	channel := b + "/channel/"
+	streamRoute := b + "/channel/{chans}/stream/{id}"
 	bayeux, cometd := b+"/bayeux", b+"/cometd"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		if r.Method == http.MethodGet && strings.HasPrefix(p, channel) {
 			if chans, id, ok := cutStreamPath(p[len(channel):]); ok {
+				if m := s.metrics; m != nil {
+					start, sw := time.Now(), statusWriter(w)
+					s.serveStream(sw, r, chans, id)
+					m.record(streamRoute, r, sw, start)
+					return
+				}
 				s.serveStream(w, r, chans, id)
 				return
 			}
 		}
 		if s.bayeux != nil && (p == bayeux || p == cometd) {
+			if m := s.metrics; m != nil {
+				start, sw := time.Now(), statusWriter(w)
+				s.bayeux.ServeHTTP(sw, r)
+				m.record(p, r, sw, start) // the route's template is its path
+				return
+			}
 			s.bayeux.ServeHTTP(w, r)
 			return
 		}

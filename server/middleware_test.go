@@ -34,8 +34,12 @@ func checkFastRoutes(t *testing.T, s *Server, slow http.Handler, method, target 
 	}
 }
 
-func fastRoutesServer(t testing.TB) (*Server, http.Handler) {
-	s := New(Options{PollTimeout: time.Millisecond, Bayeux: &BayeuxOptions{}}, benchLog())
+func fastRoutesServer(t testing.TB, metrics bool) (*Server, http.Handler) {
+	o := Options{PollTimeout: time.Millisecond, Bayeux: &BayeuxOptions{}}
+	if metrics {
+		o.Metrics = &MetricsOptions{Path: "/metrics", HealthPath: "/health"}
+	}
+	s := New(o, benchLog())
 	t.Cleanup(s.Close)
 	return s, s.guard(s.cors(s.router))
 }
@@ -54,10 +58,37 @@ var fastRouteSamples = []string{
 }
 
 func TestFastRoutesAnswerAsTheRouter(t *testing.T) {
-	s, slow := fastRoutesServer(t)
-	for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodOptions} {
-		for _, p := range fastRouteSamples {
-			checkFastRoutes(t, s, slow, method, p)
+	for _, metrics := range []bool{false, true} {
+		s, slow := fastRoutesServer(t, metrics)
+		for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodOptions} {
+			for _, p := range fastRouteSamples {
+				checkFastRoutes(t, s, slow, method, p)
+			}
+		}
+	}
+}
+
+// With metrics on, requests served by fastRoutes are counted under the
+// route templates the router gives them.
+func TestFastRoutesMetrics(t *testing.T) {
+	s, _ := fastRoutesServer(t, true)
+	for _, p := range []string{"/comet/channel/x/stream/1", "/comet/channel/x/stream/1", "/comet/bayeux", "/comet/cometd"} {
+		method := http.MethodGet
+		if !strings.Contains(p, "stream") {
+			method = http.MethodPost
+		}
+		r := httptest.NewRequest(method, p, strings.NewReader("[]"))
+		s.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/comet/metrics", nil))
+	for _, want := range []string{
+		`stardust_http_request_duration_seconds_count{code="200",method="GET",route="/comet/channel/{chans}/stream/{id}"} 2`,
+		`stardust_http_request_duration_seconds_count{code="400",method="POST",route="/comet/bayeux"} 1`,
+		`stardust_http_request_duration_seconds_count{code="400",method="POST",route="/comet/cometd"} 1`,
+	} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("metrics lack %s:\n%s", want, w.Body)
 		}
 	}
 }
@@ -68,7 +99,7 @@ func FuzzFastRoutes(f *testing.F) {
 		f.Add(http.MethodGet, p)
 	}
 	f.Add(http.MethodPost, "/comet/bayeux")
-	s, slow := fastRoutesServer(f)
+	s, slow := fastRoutesServer(f, false)
 	f.Fuzz(func(t *testing.T, method, target string) {
 		if method == "" || strings.ContainsAny(method, " \t\r\n") {
 			return

@@ -115,6 +115,7 @@ type Server struct {
 	handler http.Handler
 	rules   requestRules
 	stats   statsCache // the last reading of {base}/stats (stats.go)
+	metrics *metrics   // nil when off
 
 	incidents *incidents
 }
