@@ -37,6 +37,12 @@ func parseChannelList(list string) ([]string, error) {
 	if list == "" {
 		return nil, fmt.Errorf("%w: empty channel list", ErrBadChannel)
 	}
+	if !strings.ContainsAny(list, "+ ") { // one channel, as most polls
+		if !isStardustName(list) || len(list) > 128 {
+			return nil, fmt.Errorf("%w: %q (want letters, digits and _)", ErrBadChannel, list)
+		}
+		return []string{list}, nil
+	}
 	parts := strings.FieldsFunc(list, func(r rune) bool { return r == '+' || r == ' ' })
 	if len(parts) == 0 {
 		return nil, fmt.Errorf("%w: empty channel list", ErrBadChannel)
