@@ -10,15 +10,16 @@ import (
 // The work every request pays before its handler, kept small: it is paid
 // again by every answer of a held long poll.
 
-// guard is what every request goes through, in one wrapper: its read and
-// write deadlines (timeouts.go), and once it ended, the count of rejections
+// guard is what every request goes through, in one wrapper: its read
+// deadline (if it has a body to read) and its write deadline (timeouts.go),
+// and once it ended, the count of rejections
 // (incidents.go) and the log of requests that went wrong (LogRequests),
 // read from one StatusWriter.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		setDeadlines(w, start.Add(s.opts.BodyTimeout), start.Add(s.opts.RequestTimeout))
-		sw := &StatusWriter{ResponseWriter: w}
+		setDeadlines(w, r.Body != http.NoBody, start.Add(s.opts.BodyTimeout), start.Add(s.opts.RequestTimeout))
+		sw := statusWriter(w) // the access log's, if it has one
 		next.ServeHTTP(sw, r)
 		s.countRejection(sw.Status())
 		s.logProblem(r, sw, start)

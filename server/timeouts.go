@@ -13,19 +13,24 @@ import (
 // reads the client's body and applies its own timeouts; these calls then do
 // nothing.
 
-// setDeadlines sets a request's read and write deadlines: directly on
-// net/http's own ResponseWriter, else through http.ResponseController.
-func setDeadlines(w http.ResponseWriter, read, write time.Time) {
+// setDeadlines sets a request's write deadline, and its read deadline if
+// setRead: directly on net/http's own ResponseWriter, else through
+// http.ResponseController.
+func setDeadlines(w http.ResponseWriter, setRead bool, read, write time.Time) {
 	if d, ok := w.(interface {
 		SetReadDeadline(time.Time) error
 		SetWriteDeadline(time.Time) error
 	}); ok {
-		_ = d.SetReadDeadline(read)
+		if setRead {
+			_ = d.SetReadDeadline(read)
+		}
 		_ = d.SetWriteDeadline(write)
 		return
 	}
 	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(read)
+	if setRead {
+		_ = rc.SetReadDeadline(read)
+	}
 	_ = rc.SetWriteDeadline(write)
 }
 
