@@ -368,7 +368,11 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 		writeError(w, err)
 		return
 	}
-	since, err := parseSince(r.URL.Query().Get("since"))
+	var sinceText string
+	if r.URL.RawQuery != "" { // most polls have none: no map to parse it into
+		sinceText = r.URL.Query().Get("since")
+	}
+	since, err := parseSince(sinceText)
 	if err != nil {
 		writeError(w, err)
 		return
