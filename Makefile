@@ -39,6 +39,8 @@ fuzz:
 	    ./server:FuzzParseChannel \
 	    ./server:FuzzDecodeMessages \
 	    ./server:FuzzStardustURL \
+	    ./server:FuzzNameChecks \
+	    ./server:FuzzFastRoutes \
 	    ./cmd/stardust-load:FuzzDecodeBayeux \
 	    ./server:FuzzCheckHash \
 	    $$(grep -l '^func Fuzz' server/bayeux*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/server:/') \

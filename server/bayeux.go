@@ -283,7 +283,7 @@ func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*heldConnect, *bayeuxRep
 	var adv struct {
 		Timeout *int64 `json:"timeout"`
 	}
-	if json.Unmarshal(m.Advice, &adv) == nil && adv.Timeout != nil && *adv.Timeout >= 0 &&
+	if len(m.Advice) > 0 && json.Unmarshal(m.Advice, &adv) == nil && adv.Timeout != nil && *adv.Timeout >= 0 &&
 		*adv.Timeout < hold.Milliseconds() {
 		// CometD asks for an immediate first reply with timeout 0. Compared
 		// in milliseconds first: a huge timeout must not overflow the

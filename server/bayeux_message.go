@@ -45,6 +45,9 @@ func (m *BayeuxMessage) ExtString(key string) string {
 
 // extField returns ext[key] as sent, or nil.
 func (m *BayeuxMessage) extField(key string) json.RawMessage {
+	if len(m.Ext) == 0 {
+		return nil // most messages carry no ext
+	}
 	var ext map[string]json.RawMessage
 	if json.Unmarshal(m.Ext, &ext) != nil {
 		return nil
@@ -222,6 +225,9 @@ type bayeuxReply struct {
 }
 
 func (r *bayeuxReply) encode() []byte {
+	if b, ok := r.appendPlain(make([]byte, 0, 192)); ok {
+		return b
+	}
 	b, _ := json.Marshal(r)
 	return b
 }

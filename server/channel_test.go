@@ -194,7 +194,7 @@ func FuzzStardustURL(f *testing.F) {
 		if err == nil {
 			seen := map[string]bool{}
 			for _, n := range names {
-				if seen[n] || !stardustName.MatchString(n) {
+				if seen[n] || !isStardustName(n) {
 					t.Fatalf("%q gave %q", list, names)
 				}
 				seen[n] = true

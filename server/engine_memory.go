@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -85,7 +86,30 @@ type memSession struct {
 	gone     bool
 }
 
-type memWatch struct{ notify func(Wake) }
+type memWatch struct {
+	notify  func(Wake)
+	ms      *memSession
+	stopped bool // under ms.mu
+}
+
+// stop removes the watch (once) and marks the session seen now.
+func (w *memWatch) stop() {
+	ms := w.ms
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if w.stopped {
+		return
+	}
+	w.stopped = true
+	if i := slices.Index(ms.watchers, w); i >= 0 {
+		// In place: the array is kept for the session's next poll.
+		last := len(ms.watchers) - 1
+		copy(ms.watchers[i:], ms.watchers[i+1:])
+		ms.watchers[last] = nil
+		ms.watchers = ms.watchers[:last]
+	}
+	ms.lastSeen = time.Now()
+}
 
 // NewMemoryEngine returns an empty engine.
 func NewMemoryEngine(opts Limits) *MemoryEngine {
@@ -181,6 +205,7 @@ func (e *MemoryEngine) drop(ms *memSession, why Wake) {
 	clear(ms.queue)
 	ms.queue, ms.qbytes = nil, 0
 	watchers := ms.watchers
+	ms.watchers = nil // woken below, outside the lock: no stop may change them
 	ms.mu.Unlock()
 	for _, segs := range subs {
 		e.subs.remove(segs, ms)
@@ -445,12 +470,12 @@ func (e *MemoryEngine) Commit(_ context.Context, id string, cursor uint64) error
 
 // Watch implements Engine. A removed session's watcher is woken at once.
 func (e *MemoryEngine) Watch(id string, notify func(Wake)) (stop func()) {
-	w := &memWatch{notify: notify}
 	ms := e.session(id)
 	if ms == nil {
 		notify(WakeExpired)
 		return func() {}
 	}
+	w := &memWatch{notify: notify, ms: ms}
 	ms.mu.Lock()
 	if ms.gone {
 		ms.mu.Unlock()
@@ -459,23 +484,7 @@ func (e *MemoryEngine) Watch(id string, notify func(Wake)) (stop func()) {
 	}
 	ms.watchers = append(ms.watchers, w)
 	ms.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			ms.mu.Lock()
-			defer ms.mu.Unlock()
-			for i, x := range ms.watchers {
-				if x == w {
-					ms.watchers = append(ms.watchers[:i], ms.watchers[i+1:]...)
-					break
-				}
-			}
-			if len(ms.watchers) == 0 {
-				ms.watchers = nil
-			}
-			ms.lastSeen = time.Now()
-		})
-	}
+	return w.stop
 }
 
 // NotifyPoll implements Engine.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -277,13 +278,17 @@ func (h *Hub) SetSubscriptions(c *Client, names []string) error {
 	if err != nil {
 		return err
 	}
-	want := make(map[string]bool, len(names))
-	for _, n := range names {
-		want[n] = true
+	wanted := func(p string) bool { return slices.Contains(names, p) }
+	if len(names) > 8 {
+		want := make(map[string]bool, len(names))
+		for _, n := range names {
+			want[n] = true
+		}
+		wanted = func(p string) bool { return want[p] }
 	}
 	same := len(have) == len(names)
 	for _, p := range have {
-		if !want[p] {
+		if !wanted(p) {
 			same = false
 			if _, err := h.Unsubscribe(c, p); err != nil {
 				return err

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"net/http"
 	"regexp"
 	"sort"
 	"strconv"
@@ -95,21 +94,9 @@ func (in *incidents) flush(h *Hub) {
 	}
 }
 
-// countRejections counts every answer of 400 or more by status.
-func (s *Server) countRejections(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &StatusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		if sw.held != nil { // a held poll answers later (hold.go)
-			sw.held.whenAnswered(func(*http.Request) { s.countRejection(sw) })
-			return
-		}
-		s.countRejection(sw)
-	})
-}
-
-func (s *Server) countRejection(sw *StatusWriter) {
-	if code := sw.Status(); code >= 400 {
+// countRejection counts an answer of 400 or more by status.
+func (s *Server) countRejection(code int) {
+	if code >= 400 {
 		s.incidents.add("http_"+strconv.Itoa(code), 1)
 	}
 }

@@ -30,16 +30,12 @@ func (s *Server) LogRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		if sw.held != nil { // a held poll answers later (hold.go)
-			sw.held.whenAnswered(func(r *http.Request) { s.logRequest(r, sw, start) })
-			return
-		}
-		s.logRequest(r, sw, start)
+		sw.afterAnswer(r, func(r *http.Request) { s.logProblem(r, sw, start) })
 	})
 }
 
-// logRequest logs r as LogRequests says, once its answer is written.
-func (s *Server) logRequest(r *http.Request, sw *StatusWriter, start time.Time) {
+// logProblem logs a request that ended, if it went wrong (see LogRequests).
+func (s *Server) logProblem(r *http.Request, sw *StatusWriter, start time.Time) {
 	status := sw.Status()
 	level, problem := logrus.WarnLevel, ""
 	switch {
@@ -140,11 +136,7 @@ func (s *Server) WithAccessLog(a *AccessLog) http.Handler {
 		start := time.Now()
 		sw := &StatusWriter{ResponseWriter: w}
 		s.ServeHTTP(sw, r)
-		if sw.held != nil { // a held poll answers later (hold.go)
-			sw.held.whenAnswered(func(r *http.Request) { a.log(s.rules.clientIP(r), r, sw, time.Since(start)) })
-			return
-		}
-		a.log(s.rules.clientIP(r), r, sw, time.Since(start))
+		sw.afterAnswer(r, func(r *http.Request) { a.log(s.rules.clientIP(r), r, sw, time.Since(start)) })
 	})
 }
 
@@ -215,6 +207,16 @@ type StatusWriter struct {
 	held *heldConn
 }
 
+// afterAnswer runs f once r's answer is written: now, or, for a poll held
+// off net/http's goroutine, when that poll answers (hold.go).
+func (sw *StatusWriter) afterAnswer(r *http.Request, f func(r *http.Request)) {
+	if sw.held != nil {
+		sw.held.whenAnswered(f)
+		return
+	}
+	f(r)
+}
+
 // Status returns the status written, 200 if none was written explicitly.
 func (w *StatusWriter) Status() int {
 	if w.Code == 0 {
@@ -233,21 +235,27 @@ func (w *StatusWriter) WriteHeader(code int) {
 
 // Write counts the bytes and how long the write blocked.
 func (w *StatusWriter) Write(p []byte) (int, error) {
-	start := time.Now()
+	start := monotonic()
 	n, err := w.ResponseWriter.Write(p)
 	w.Bytes += int64(n)
-	w.Stalled = max(w.Stalled, time.Since(start))
+	w.Stalled = max(w.Stalled, monotonic()-start)
 	return n, err
 }
 
 // Flush passes on to the underlying writer if it can flush.
 func (w *StatusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		start := time.Now()
+		start := monotonic()
 		f.Flush()
-		w.Stalled = max(w.Stalled, time.Since(start))
+		w.Stalled = max(w.Stalled, monotonic()-start)
 	}
 }
+
+// monotonic reads the monotonic clock only, half the cost of time.Now,
+// which reads the wall clock too: enough to time a write.
+func monotonic() time.Duration { return time.Since(processStart) }
+
+var processStart = time.Now()
 
 // Hijack passes on to the underlying writer, for WebSocket upgrades.
 func (w *StatusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {

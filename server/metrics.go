@@ -37,6 +37,7 @@ func (s *Server) initMetrics(r *mux.Router, o MetricsOptions) {
 	r.Handle(b+o.Path, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})).Methods(http.MethodGet).Name("metrics")
 	r.HandleFunc(b+o.HealthPath, s.handleHealth).Methods(http.MethodGet, http.MethodHead).Name("health")
 	r.Use(m.observe)
+	s.metrics = m
 }
 
 // observe records the latency of every routed request, labelled by the route
@@ -50,19 +51,24 @@ func (m *metrics) observe(next http.Handler) http.Handler {
 			}
 		}
 		start := time.Now()
-		sw := &StatusWriter{ResponseWriter: w}
+		sw := statusWriter(w)
 		next.ServeHTTP(sw, r)
-		if sw.held != nil { // a held poll answers later (hold.go)
-			sw.held.whenAnswered(func(r *http.Request) { m.record(route, r, sw, start) })
-			return
-		}
-		m.record(route, r, sw, start)
+		sw.afterAnswer(r, func(r *http.Request) { m.record(route, r, sw, start) })
 	})
 }
 
-// record observes one answered request.
+// record observes one answered request, served from start.
 func (m *metrics) record(route string, r *http.Request, sw *StatusWriter, start time.Time) {
 	m.duration.WithLabelValues(route, r.Method, strconv.Itoa(sw.Status())).Observe(time.Since(start).Seconds())
+}
+
+// statusWriter is w if it records the status already (guard made it),
+// else w wrapped in a StatusWriter.
+func statusWriter(w http.ResponseWriter) *StatusWriter {
+	if sw, ok := w.(*StatusWriter); ok {
+		return sw
+	}
+	return &StatusWriter{ResponseWriter: w}
 }
 
 // handleHealth answers 200 while serving and 503 once shutting down, so that

@@ -3,7 +3,6 @@ package server
 import (
 	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 )
 
@@ -33,18 +32,6 @@ const (
 	AttrBrowser = "browser" // the BAYEUX_BROWSER value of the browser that owns the session
 	AttrSocket  = "socket"  // the id of the WebSocket the session is bound to, while it is open
 )
-
-var browserValue = regexp.MustCompile(`^[0-9a-f]{32}$`)
-
-// browserOf returns the request's browser cookie value, "" if none valid.
-func browserOf(r *http.Request) string {
-	for _, c := range r.CookiesNamed(BrowserCookie) {
-		if browserValue.MatchString(c.Value) {
-			return c.Value
-		}
-	}
-	return ""
-}
 
 // browserCookie is a new browser cookie for the API under base.
 func (rr requestRules) browserCookie(r *http.Request, base, value string) *http.Cookie {

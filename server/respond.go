@@ -11,10 +11,18 @@ import (
 // setJSONHeaders marks a response as uncachable, unbuffered JSON: the headers
 // every Stardust JSON answer carries, so that proxies pass it on at once.
 func setJSONHeaders(h http.Header) {
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
+	h["Content-Type"] = hdrJSON
+	h["Cache-Control"] = hdrNoStore
+	h["X-Accel-Buffering"] = hdrNo
 }
+
+// Header values set as they are, shared by every response (nothing changes
+// a header value in place), so that setting them allocates nothing.
+var (
+	hdrJSON    = []string{"application/json"}
+	hdrNoStore = []string{"no-store"}
+	hdrNo      = []string{"no"}
+)
 
 // writeJSON encodes v as the response body with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {

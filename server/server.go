@@ -115,6 +115,7 @@ type Server struct {
 	handler http.Handler
 	rules   requestRules
 	stats   statsCache // the last reading of {base}/stats (stats.go)
+	metrics *metrics   // nil when off
 
 	incidents *incidents
 }
@@ -189,7 +190,7 @@ func (s *Server) routes() {
 		})
 	}
 	s.router = r
-	s.handler = s.deadlines(s.countRejections(s.LogRequests(s.cors(r))))
+	s.handler = s.guard(s.cors(s.fastRoutes(r))) // middleware.go
 }
 
 // underBase reports whether path belongs to the API rather than the site.
@@ -243,6 +244,11 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) string {
 // peerAddr is the address of the connection's other end, without the port.
 func peerAddr(r *http.Request) string {
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		if ap.Addr().Is4() {
+			// An IPv4 address parses only in its canonical form: the
+			// text before the port is its String, without allocating.
+			return r.RemoteAddr[:strings.LastIndexByte(r.RemoteAddr, ':')]
+		}
 		return ap.Addr().Unmap().String()
 	}
 	if a, err := netip.ParseAddr(r.RemoteAddr); err == nil {
@@ -252,6 +258,9 @@ func peerAddr(r *http.Request) string {
 }
 
 func isTrusted(addr string, trusted []netip.Prefix) bool {
+	if len(trusted) == 0 {
+		return false
+	}
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
 		return false

@@ -10,7 +10,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,14 +23,9 @@ import (
 
 const maxChannelsPerRequest = 64
 
-var (
-	stardustName = regexp.MustCompile(`^\w+$`)
-	streamID     = regexp.MustCompile(`^[\w.-]{1,128}$`)
-)
-
 // checkStreamID checks a client id given in a URL (stream ID, SSE ?id=).
 func checkStreamID(id string) error {
-	if !streamID.MatchString(id) {
+	if !isStreamID(id) {
 		return fmt.Errorf("%w: %q (want letters, digits, dots, - and _)", ErrBadClientID, id)
 	}
 	return nil
@@ -43,6 +37,12 @@ func parseChannelList(list string) ([]string, error) {
 	if list == "" {
 		return nil, fmt.Errorf("%w: empty channel list", ErrBadChannel)
 	}
+	if !strings.ContainsAny(list, "+ ") { // one channel, as most polls
+		if !isStardustName(list) || len(list) > 128 {
+			return nil, fmt.Errorf("%w: %q (want letters, digits and _)", ErrBadChannel, list)
+		}
+		return []string{list}, nil
+	}
 	parts := strings.FieldsFunc(list, func(r rune) bool { return r == '+' || r == ' ' })
 	if len(parts) == 0 {
 		return nil, fmt.Errorf("%w: empty channel list", ErrBadChannel)
@@ -53,7 +53,7 @@ func parseChannelList(list string) ([]string, error) {
 	seen := make(map[string]bool, len(parts))
 	out := parts[:0]
 	for _, p := range parts {
-		if !stardustName.MatchString(p) || len(p) > 128 {
+		if !isStardustName(p) || len(p) > 128 {
 			return nil, fmt.Errorf("%w: %q (want letters, digits and _)", ErrBadChannel, p)
 		}
 		if !seen[p] {
@@ -68,7 +68,13 @@ func parseChannelList(list string) ([]string, error) {
 func (s *Server) bayeuxName(name string) string { return s.opts.Prefix + "/" + name }
 
 func (s *Server) channelVars(r *http.Request) (stardust, bayeux []string, err error) {
-	stardust, err = parseChannelList(mux.Vars(r)["chans"])
+	return s.channelNames(mux.Vars(r)["chans"])
+}
+
+// channelNames reads a channel list of a URL into its Stardust names and
+// their channels in the core.
+func (s *Server) channelNames(list string) (stardust, bayeux []string, err error) {
+	stardust, err = parseChannelList(list)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -127,7 +133,7 @@ func (s *Server) handleChannelList(w http.ResponseWriter, r *http.Request) {
 	}
 	names := []string{}
 	for _, n := range all {
-		if short := strings.TrimPrefix(n, prefix); stardustName.MatchString(short) {
+		if short := strings.TrimPrefix(n, prefix); isStardustName(short) {
 			names = append(names, short)
 		}
 	}
@@ -320,7 +326,11 @@ func decodeJSONBody(body []byte, maxSize int) ([]map[string]json.RawMessage, err
 // being found and being subscribed is registered anew, once.
 func (s *Server) streamClient(r *http.Request, id, kind string, channels []string) (*Client, bool, error) {
 	for attempt := 0; ; attempt++ {
-		c, created, err := s.hub.Register(id, kind, s.opts.ClientTimeout, s.rules.clientIP(r))
+		c, err := s.hub.Client(id) // the usual case: the client polls again
+		created := false
+		if errors.Is(err, ErrUnknownClient) {
+			c, created, err = s.hub.Register(id, kind, s.opts.ClientTimeout, s.rules.clientIP(r))
+		}
 		if err != nil {
 			return nil, false, err
 		}
@@ -342,17 +352,27 @@ func (s *Server) streamClient(r *http.Request, id, kind string, channels []strin
 }
 
 func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
-	_, full, err := s.channelVars(r)
+	v := mux.Vars(r)
+	s.serveStream(w, r, v["chans"], v["id"])
+}
+
+// serveStream answers a long poll of the channels chans by client id (the
+// variables of its path; fastRoutes calls it without the router).
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id string) {
+	_, full, err := s.channelNames(chans)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	id := mux.Vars(r)["id"]
 	if err := checkStreamID(id); err != nil {
 		writeError(w, err)
 		return
 	}
-	since, err := parseSince(r.URL.Query().Get("since"))
+	var sinceText string
+	if r.URL.RawQuery != "" { // most polls have none: no map to parse it into
+		sinceText = r.URL.Query().Get("since")
+	}
+	since, err := parseSince(sinceText)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -13,15 +13,25 @@ import (
 // reads the client's body and applies its own timeouts; these calls then do
 // nothing.
 
-// deadlines sets the read and write deadlines of every request.
-func (s *Server) deadlines(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		now := time.Now()
-		_ = rc.SetReadDeadline(now.Add(s.opts.BodyTimeout))
-		_ = rc.SetWriteDeadline(now.Add(s.opts.RequestTimeout))
-		next.ServeHTTP(w, r)
-	})
+// setDeadlines sets a request's write deadline, and its read deadline if
+// setRead: directly on net/http's own ResponseWriter, else through
+// http.ResponseController.
+func setDeadlines(w http.ResponseWriter, setRead bool, read, write time.Time) {
+	if d, ok := w.(interface {
+		SetReadDeadline(time.Time) error
+		SetWriteDeadline(time.Time) error
+	}); ok {
+		if setRead {
+			_ = d.SetReadDeadline(read)
+		}
+		_ = d.SetWriteDeadline(write)
+		return
+	}
+	rc := http.NewResponseController(w)
+	if setRead {
+		_ = rc.SetReadDeadline(read)
+	}
+	_ = rc.SetWriteDeadline(write)
 }
 
 // holdRequest lifts the read deadline of a request whose body has been read
