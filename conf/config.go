@@ -205,7 +205,7 @@ func Default() Config {
 			MaxClients:       100000,
 			SSEHeartbeat:     Duration{15 * time.Second},
 			SSEMaxDuration:   Duration{10 * time.Minute},
-			BatchDelay:       Duration{25 * time.Millisecond},
+			BatchDelay:       Duration{100 * time.Millisecond},
 
 			AddressMaxSessions:     1000,
 			AddressSessionRate:     20,

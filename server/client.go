@@ -200,9 +200,11 @@ type pollState struct {
 	c        *Client
 	w        *waiter
 	deadline time.Time // the end of the hold
-	batch    bool      // a busy client: gather for BatchDelay once woken
-	stop     func()    // ends the engine's Watch
-	conn     *heldConn // waits by reading this connection; nil: in a select
+	// notBefore: a client answered less than BatchDelay ago is answered
+	// again no sooner than this, with what came meanwhile (zero: at once).
+	notBefore time.Time
+	stop      func()    // ends the engine's Watch
+	conn      *heldConn // waits by reading this connection; nil: in a select
 }
 
 // beginPoll registers the poll, releasing the client's older one here or
@@ -211,8 +213,10 @@ func (c *Client) beginPoll(ctx context.Context, hold time.Duration) *pollState {
 	h := c.hub
 	w := &waiter{}
 	last, polledBefore := c.enter(ctx, w)
-	p := &pollState{c: c, w: w, deadline: time.Now().Add(hold),
-		batch: h.opts.BatchDelay > 0 && polledBefore && time.Since(last) < busyWindow}
+	p := &pollState{c: c, w: w, deadline: time.Now().Add(hold)}
+	if d := h.opts.BatchDelay; d > 0 && polledBefore && time.Since(last) < d {
+		p.notBefore = last.Add(d)
+	}
 	// Polls of this client held elsewhere were released; now watch, then
 	// look: a message queued in between still wakes us.
 	p.stop = h.engine.Watch(c.s.ID, w.notify)
@@ -274,23 +278,30 @@ func (p *pollState) fetch(ctx context.Context) (Batch, PollEnd, bool) {
 }
 
 // run fetches, and while nothing is queued waits for a wake-up, the end of
-// the hold or the poll's end; a busy client's poll, once woken, gathers
-// for BatchDelay before it fetches.
+// the hold or the poll's end. A client answered less than BatchDelay ago
+// (one receiving steadily) first waits for the rest of that time, so that
+// its answers come at most once per BatchDelay, each with everything that
+// came meanwhile: under load one HTTP exchange carries several messages,
+// and no message waits longer than BatchDelay for it.
 func (p *pollState) run(ctx context.Context) (Batch, PollEnd) {
+	if p.gathering() {
+		if why := p.wait(ctx, p.notBefore, false); why != PollTimeout {
+			return Batch{}, why
+		}
+	}
 	for {
 		if b, why, done := p.fetch(ctx); done {
 			return b, why
 		}
-		why := p.wait(ctx, p.deadline, true)
-		if why != pollWoken {
+		if why := p.wait(ctx, p.deadline, true); why != pollWoken {
 			return Batch{}, why
 		}
-		if p.batch {
-			if why := p.wait(ctx, time.Now().Add(p.c.hub.opts.BatchDelay), false); why != PollTimeout {
-				return Batch{}, why
-			}
-		}
 	}
+}
+
+// gathering reports whether the poll must wait before it answers (see run).
+func (p *pollState) gathering() bool {
+	return !p.notBefore.IsZero() && time.Now().Before(p.notBefore)
 }
 
 // wait waits until messages woke the poll (pollWoken, only when messages

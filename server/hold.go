@@ -306,12 +306,21 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 		return
 	}
 	p := c.beginPoll(r.Context(), hold)
-	if b, why, done := p.fetch(r.Context()); done {
-		p.finish()
-		answerNow(w, c, b, why, answer)
-		return
+	gathering := p.gathering()
+	if !gathering {
+		if b, why, done := p.fetch(r.Context()); done {
+			p.finish()
+			answerNow(w, c, b, why, answer)
+			return
+		}
 	}
-	hc := hl.detach(w, r, p)
+	// A busy client's poll, which waits at most BatchDelay before it
+	// answers, stays here: taking its connection over would cost more than
+	// the memory it saves for so short a time.
+	var hc *heldConn
+	if !gathering {
+		hc = hl.detach(w, r, p)
+	}
 	if hc == nil { // the connection could not be taken over: hold here
 		rules.holdRequest(w, hold)
 		b, why := p.run(r.Context())

@@ -192,20 +192,30 @@ func TestHeldPollKeepAliveAndPipelining(t *testing.T) {
 }
 
 func TestHeldPollClientGoneKeepsMessages(t *testing.T) {
-	// A busy client gathers for a while once woken: close the connection
-	// then, and the woken batch must stay queued.
+	// A busy client (answered less than BatchDelay ago) gathers before its
+	// answer, in net/http's goroutine: close the connection then, and the
+	// gathered batch must stay queued.
 	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second, Hub: HubOptions{BatchDelay: 500 * time.Millisecond}}, nil, nil)
 	rc := dialRaw(t, addr)
 	rc.send(heldGet("g1", "HTTP/1.1", ""))
 	waitHeldOff(t, s, srv, 1)
 	publishA(t, s, `{"n":0}`)
 	rc.read()
-	rc.send(heldGet("g1", "HTTP/1.1", "")) // within busyWindow: this poll gathers
-	waitHeldOff(t, s, srv, 1)
+	rc.send(heldGet("g1", "HTTP/1.1", "")) // within BatchDelay: this poll gathers
+	deadline := time.Now().Add(5 * time.Second)
+	for !polling(s.Hub(), "g1") {
+		if time.Now().After(deadline) {
+			t.Fatal("the second poll is not held")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := heldCount(srv); n != 0 {
+		t.Fatalf("a gathering poll was taken off net/http (%d held on their connection)", n)
+	}
 	publishA(t, s, `{"n":1}`)
 	time.Sleep(50 * time.Millisecond) // woken, gathering
 	rc.c.Close()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for polling(s.Hub(), "g1") || heldCount(srv) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the poll of a closed connection was not released")

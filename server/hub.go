@@ -33,9 +33,12 @@ type HubOptions struct {
 
 	SweepInterval time.Duration // how often expiry runs; default 1s
 	FetchMax      int           // messages in one poll's answer at most; default 1000
-	// BatchDelay: a poll of a busy client (one that polled again within
-	// busyWindow of its last answer), woken by a message, waits this much
-	// longer so that one answer carries several messages. 0: never waits.
+	// BatchDelay: a client answered less than this ago is answered again
+	// no sooner than this after its last answer, with everything that came
+	// meanwhile, so that under load one answer carries several messages; a
+	// client answered longer ago is answered at once. Over a WebSocket, a
+	// socket written to within busyWindow gathers what comes next into one
+	// frame for this long. 0: never wait.
 	BatchDelay time.Duration
 	// Events, if set, is called for each Event, synchronously on the goroutine
 	// that caused it, with no lock of the hub held. It must not block for long.
@@ -152,8 +155,8 @@ func (h *Hub) failed(err error) error {
 	return err
 }
 
-// busyWindow: a client that polls again this soon after its last answer
-// is receiving steadily, and its polls are batched (BatchDelay).
+// busyWindow: a WebSocket written to this recently is receiving steadily,
+// and what comes next for it is gathered for BatchDelay (ws_push.go).
 const busyWindow = 100 * time.Millisecond
 
 // NewID returns a random id of 128 bits from crypto/rand, as hex.

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+// TestPollBatchDelay: a client answered less than BatchDelay ago is answered
+// again no sooner than BatchDelay after its last answer, with everything
+// that came meanwhile; a client whose last answer is older is answered at
+// once; and the first poll of a client never waits.
+func TestPollBatchDelay(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	h := NewHub(HubOptions{BatchDelay: delay}, testLog())
+	defer h.Close()
+	c, _, err := h.Register("batch-1", KindLocal, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Subscribe(c, "/a"); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(n int) {
+		t.Helper()
+		if _, err := h.Publish(&Message{Channel: "/a", Data: json.RawMessage(`{"n":` + string(rune('0'+n)) + `}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll := func() (Batch, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		b, why := c.Poll(context.Background(), 5*time.Second)
+		if why != PollReady {
+			t.Fatalf("poll ended with %v", why)
+		}
+		c.Commit(b.Cursor)
+		return b, time.Since(start)
+	}
+
+	// First poll: answered at once with what is queued.
+	publish(1)
+	if b, took := poll(); len(b.Messages) != 1 || took > delay/2 {
+		t.Fatalf("first poll: %d messages after %s, want 1 at once", len(b.Messages), took)
+	}
+	// Polled again at once, with messages queued and more coming: the
+	// answer waits for the rest of the delay and carries them all.
+	publish(2)
+	go func() {
+		time.Sleep(delay / 3)
+		publish(3)
+	}()
+	b, took := poll()
+	if len(b.Messages) != 2 {
+		t.Fatalf("busy poll: %d messages, want 2 gathered", len(b.Messages))
+	}
+	if took < delay*2/3 || took > delay*3 {
+		t.Fatalf("busy poll answered after %s, want about %s", took, delay)
+	}
+	// Answered longer than the delay ago: at once again.
+	time.Sleep(delay + 50*time.Millisecond)
+	publish(4)
+	if b, took := poll(); len(b.Messages) != 1 || took > delay/2 {
+		t.Fatalf("poll after a quiet spell: %d messages after %s, want 1 at once", len(b.Messages), took)
+	}
+}
