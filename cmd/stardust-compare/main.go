@@ -36,14 +36,17 @@ import (
 
 // A server kind: how to start it and which load modes it takes.
 const (
-	faye         = "Faye"
-	stardustBx   = "Stardust Bayeux"
-	stardustAPI  = "Stardust API"
-	stardustWS   = "Stardust"
-	floorTarget  = "floor"
-	maxDuration  = 2 * time.Minute
-	fileSlack    = 200
-	serverDeadln = 5 * time.Minute // a server is killed after this, whatever happens
+	faye        = "Faye"
+	stardustBx  = "Stardust Bayeux"
+	stardustAPI = "Stardust API"
+	stardustWS  = "Stardust"
+	// Stardust API with server.hold_on_connection = false: long polls held
+	// in Go's HTTP server, as before that option (CPU against memory).
+	stardustAPINet = "Stardust API (held in net/http)"
+	floorTarget    = "floor"
+	maxDuration    = 2 * time.Minute
+	fileSlack      = 200
+	serverDeadln   = 5 * time.Minute // a server is killed after this, whatever happens
 )
 
 // row is one line of the table: a load, run against several targets.
@@ -66,6 +69,7 @@ func rows() []row {
 	fayeLP := target{faye, "faye", "bayeux"}
 	sdLP := target{stardustBx, "stardust", "bayeux"}
 	sdAPI := target{stardustAPI, "stardust", "poll"}
+	sdAPINet := target{stardustAPINet, "stardust-nethold", "poll"}
 	fl := target{floorTarget, "floor", "poll"}
 	fayeWS := target{faye, "faye", "websocket"}
 	sdWS := target{stardustWS, "stardust", "websocket"}
@@ -78,13 +82,13 @@ func rows() []row {
 		{"api1000", "Stardust API long-polling, 1,000 subscribers, 100 msg/s", 1000,
 			[]string{"--rate", "100", "--publishers", "40"}, []target{sdAPI, fl}},
 		{"held5000", "5,000 held long-poll clients, 1 msg/s fan-out", 5000,
-			[]string{"--rate", "1", "--publishers", "4"}, []target{fayeLP, sdLP, sdAPI, fl}},
+			[]string{"--rate", "1", "--publishers", "4"}, []target{fayeLP, sdLP, sdAPI, sdAPINet, fl}},
 		{"ws1000", "Bayeux WebSocket, 1,000 subscribers, 100 msg/s", 1000,
 			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeWS, sdWS, flWS}},
 		{"ws5000", "Bayeux WebSocket, 5,000 subscribers, 2 msg/s", 5000,
 			[]string{"--rate", "2", "--publishers", "4"}, []target{fayeWS, sdWS, flWS}},
 		{"idle10000", "10,000 idle held long-poll clients, then one message to all", 10000,
-			[]string{"--messages", "1", "--publishers", "1", "--drain", "30s"}, []target{fayeLP, sdLP, sdAPI, fl}},
+			[]string{"--messages", "1", "--publishers", "1", "--drain", "30s"}, []target{fayeLP, sdLP, sdAPI, sdAPINet, fl}},
 	}
 }
 
@@ -331,7 +335,11 @@ func compare(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	// Stardust with its defaults, except the per-address limit of held
 	// Bayeux connections: every load client comes from 127.0.0.1.
 	conf := filepath.Join(work, "stardust.toml")
-	if err := os.WriteFile(conf, []byte("[comet]\naddress_max_sessions = -1\naddress_session_rate = -1\naddress_session_burst = -1\n\n[bayeux]\nclient_max_connections = 100000\n"), 0o644); err != nil {
+	limits := "[comet]\naddress_max_sessions = -1\naddress_session_rate = -1\naddress_session_burst = -1\n\n[bayeux]\nclient_max_connections = 100000\n"
+	if err := os.WriteFile(conf, []byte(limits), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(netholdConf(conf), []byte("[server]\nhold_on_connection = false\n\n"+limits), 0o644); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(logw, "stardust-compare: %d rows, %s each, servers on CPU %d, load tool on CPU %d; logs in %s\n",
@@ -372,7 +380,10 @@ func runOne(ctx context.Context, o options, work, conf string, rw row, tg target
 		argv = append(pin, o.Node, o.Faye, "--bench", "--port", strconv.Itoa(o.Port), "--timeout-s", "30", "--max-lifetime-s", "900")
 		bayeux = "http://" + addr + "/comet/bayeux"
 		url = "http://" + addr + "/comet"
-	case "stardust":
+	case "stardust", "stardust-nethold":
+		if tg.Server == "stardust-nethold" {
+			conf = netholdConf(conf)
+		}
 		argv = append(pin, o.Stardust, "--config", conf, "--listen", addr)
 		env = []string{"GOMAXPROCS=1"}
 		url = "http://" + addr + "/comet"
@@ -579,10 +590,14 @@ func ratios(results []result) []string {
 	}
 	for _, rw := range rows() {
 		for _, pair := range [][2]string{{stardustBx, faye}, {stardustWS, faye}, {stardustAPI, floorTarget},
-			{stardustBx, floorTarget}, {stardustWS, floorTarget}, {faye, floorTarget}} {
+			{stardustAPINet, floorTarget}, {stardustBx, floorTarget}, {stardustWS, floorTarget}, {faye, floorTarget}} {
 			add(rw.Title, rw.Key, pair[0], rw.Key, pair[1], pair[1])
 		}
 	}
 	add("1,000 subscribers, 100 msg/s", "api1000", stardustAPI, "lp1000", faye, "Faye (Bayeux long-polling)")
 	return out
 }
+
+// netholdConf is the configuration file of the stardust-nethold target,
+// beside conf.
+func netholdConf(conf string) string { return strings.TrimSuffix(conf, ".toml") + "-nethold.toml" }
