@@ -142,14 +142,7 @@ func TestBayeuxWebSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, data := range []string{`{"n":1}`, `{"n":2}`} {
-		resp, err := http.Post(ts.URL+"/comet/bayeux", "application/json",
-			strings.NewReader(`[{"channel":"/stardust/a","data":`+data+`,"id":"p`+strconv.Itoa(i)+`"}]`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !strings.Contains(string(b), `"successful":true`) {
+		if b := postBatch(t, ts.URL+"/comet/bayeux", `[{"channel":"/stardust/a","data":`+data+`,"id":"p`+strconv.Itoa(i)+`"}]`); !strings.Contains(b, `"successful":true`) {
 			t.Fatalf("publish answer %s", b)
 		}
 		got := readFrame(t, conn)
@@ -161,13 +154,7 @@ func TestBayeuxWebSocket(t *testing.T) {
 		t.Fatalf("held connect answered with %v", got)
 	}
 	// Meta messages other than the handshake are WebSocket-only.
-	resp, err := http.Post(ts.URL+"/comet/bayeux", "application/json", strings.NewReader(`[{"channel":"/meta/connect","clientId":"x"}]`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(b), `"successful":false`) {
+	if b := postBatch(t, ts.URL+"/comet/bayeux", `[{"channel":"/meta/connect","clientId":"x"}]`); !strings.Contains(b, `"successful":false`) {
 		t.Errorf("long-polling connect: %s", b)
 	}
 	conn.Close()
@@ -184,6 +171,18 @@ func TestBayeuxWebSocket(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// postBatch POSTs a Bayeux batch and returns the answer's body.
+func postBatch(t *testing.T, u, batch string) string {
+	t.Helper()
+	resp, err := http.Post(u, "application/json", strings.NewReader(batch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 func readFrame(t *testing.T, conn *websocket.Conn) []map[string]any {
