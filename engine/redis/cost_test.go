@@ -65,20 +65,28 @@ func TestPublishCostIsFlat(t *testing.T) {
 		if _, err := e.Publish(ctx, &server.Message{Channel: "/cost/room", Data: json.RawMessage(`{}`)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := admin.Do(ctx, admin.B().ConfigResetstat().Build()).Error(); err != nil {
-			t.Fatal(err)
-		}
-		for i := range publishes {
-			n, err := e.Publish(ctx, &server.Message{Channel: "/cost/room", Data: json.RawMessage(`{"n":` + strconv.Itoa(i) + `}`)})
-			if err != nil || n < subs {
-				t.Fatalf("publish reached %d of %d: %v", n, subs, err)
+		// The engine's own background work (the epoch check once its
+		// pub/sub connects, a sweep) may fall into a window and only ever
+		// adds commands: the fewest of three windows is the publishes'.
+		calls, detail := -1, ""
+		for range 3 {
+			if err := admin.Do(ctx, admin.B().ConfigResetstat().Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+			for i := range publishes {
+				n, err := e.Publish(ctx, &server.Message{Channel: "/cost/room", Data: json.RawMessage(`{"n":` + strconv.Itoa(i) + `}`)})
+				if err != nil || n < subs {
+					t.Fatalf("publish reached %d of %d: %v", n, subs, err)
+				}
+			}
+			info, err := admin.Do(ctx, admin.B().Info().Section("commandstats").Build()).ToString()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c, d := commandCalls(info); calls < 0 || c < calls {
+				calls, detail = c, d
 			}
 		}
-		info, err := admin.Do(ctx, admin.B().Info().Section("commandstats").Build()).ToString()
-		if err != nil {
-			t.Fatal(err)
-		}
-		calls, detail := commandCalls(info)
 		per := float64(calls) / publishes
 		perPublish = append(perPublish, per)
 		t.Logf("%5d subscribers: %.1f Redis commands per publish (%s)", subs, per, detail)
