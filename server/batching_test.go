@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -63,5 +65,75 @@ func TestPollBatchDelay(t *testing.T) {
 	publish(4)
 	if b, took := poll(); len(b.Messages) != 1 || took > delay/2 {
 		t.Fatalf("poll after a quiet spell: %d messages after %s, want 1 at once", len(b.Messages), took)
+	}
+}
+
+// downEngine is a memory engine whose Fetch fails while down is set, as
+// Redis does while it restarts.
+type downEngine struct {
+	*MemoryEngine
+	down atomic.Bool
+}
+
+func (e *downEngine) Fetch(ctx context.Context, id string, max int) (Batch, error) {
+	if e.down.Load() {
+		return Batch{}, errors.New("engine down")
+	}
+	return e.MemoryEngine.Fetch(ctx, id, max)
+}
+
+// TestPollRidesOutEngineFailure: a poll whose first fetch fails ends at once
+// (PollFailed: the client retries later); a poll already held that a
+// wake-up finds the engine down keeps its hold, looks again soon, and
+// answers with the message once the engine is back.
+func TestPollRidesOutEngineFailure(t *testing.T) {
+	e := &downEngine{MemoryEngine: NewMemoryEngine(Limits{})}
+	h := NewHub(HubOptions{Engine: e}, testLog())
+	defer h.Close()
+	c, _, err := h.Register("down-1", KindLocal, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Subscribe(c, "/a"); err != nil {
+		t.Fatal(err)
+	}
+	e.down.Store(true)
+	if _, why := c.Poll(context.Background(), time.Second); why != PollFailed {
+		t.Fatalf("first fetch failing: %v, want PollFailed", why)
+	}
+	e.down.Store(false)
+	type result struct {
+		b   Batch
+		why PollEnd
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, why := c.Poll(context.Background(), 10*time.Second)
+		done <- result{b, why}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !c.Polling() {
+		if time.Now().After(deadline) {
+			t.Fatal("the poll is not held")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.down.Store(true)
+	if _, err := h.Publish(&Message{Channel: "/a", Data: json.RawMessage(`{"n":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("a held poll ended with %v while the engine was down", r.why)
+	case <-time.After(3 * engineRetry):
+	}
+	e.down.Store(false)
+	select {
+	case r := <-done:
+		if r.why != PollReady || len(r.b.Messages) != 1 {
+			t.Fatalf("once the engine is back: %v with %d messages", r.why, len(r.b.Messages))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held poll did not look again once the engine was back")
 	}
 }

@@ -200,6 +200,10 @@ type pollState struct {
 	c        *Client
 	w        *waiter
 	deadline time.Time // the end of the hold
+	fetched  bool      // a fetch has reached the engine
+	// unreachable: the last fetch found the engine down; the poll looks
+	// again every engineRetry.
+	unreachable bool
 	// notBefore: a client answered less than BatchDelay ago is answered
 	// again no sooner than this, with what came meanwhile (zero: at once).
 	notBefore time.Time
@@ -262,11 +266,21 @@ func (p *pollState) finish() {
 
 // fetch takes what is queued: done when the poll must answer now (with
 // messages, a drop notice, or because it ended).
+//
+// Only the poll's first fetch ends it when the engine cannot be reached: a
+// poll already held that a wake-up finds the engine down (Redis restarting)
+// goes on waiting, looking again every engineRetry until the end of its
+// hold: once the engine is back, it tells whether the client is gone.
 func (p *pollState) fetch(ctx context.Context) (Batch, PollEnd, bool) {
 	b, why := p.c.take(ctx)
-	if why == PollExpired || why == PollFailed {
+	p.unreachable = why == PollFailed && p.fetched
+	switch {
+	case p.unreachable:
+		return Batch{}, 0, false
+	case why == PollExpired || why == PollFailed:
 		return Batch{}, why, true
 	}
+	p.fetched = true
 	if ended, gone := p.w.look(false); gone {
 		return Batch{}, ended, true // replaced while fetching: the successor takes them
 	}
@@ -293,11 +307,20 @@ func (p *pollState) run(ctx context.Context) (Batch, PollEnd) {
 		if b, why, done := p.fetch(ctx); done {
 			return b, why
 		}
-		if why := p.wait(ctx, p.deadline, true); why != pollWoken {
+		until := p.deadline
+		if soon := time.Now().Add(engineRetry); p.unreachable && soon.Before(until) {
+			until = soon // look again soon, wake-up or not
+		}
+		why := p.wait(ctx, until, true)
+		if why != pollWoken && (why != PollTimeout || !until.Before(p.deadline)) {
 			return Batch{}, why
 		}
 	}
 }
+
+// engineRetry is how soon a held poll that found the engine down looks
+// again.
+const engineRetry = 250 * time.Millisecond
 
 // gathering reports whether the poll must wait before it answers (see run).
 func (p *pollState) gathering() bool {
