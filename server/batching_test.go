@@ -17,13 +17,7 @@ func TestPollBatchDelay(t *testing.T) {
 	const delay = 300 * time.Millisecond
 	h := NewHub(HubOptions{BatchDelay: delay}, testLog())
 	defer h.Close()
-	c, _, err := h.Register("batch-1", KindLocal, 0, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.Subscribe(c, "/a"); err != nil {
-		t.Fatal(err)
-	}
+	c := subscribedLocal(t, h, "batch-1", "/a")
 	publish := func(n int) {
 		t.Helper()
 		if _, err := h.Publish(&Message{Channel: "/a", Data: json.RawMessage(`{"n":` + string(rune('0'+n)) + `}`)}); err != nil {
@@ -90,27 +84,13 @@ func TestPollRidesOutEngineFailure(t *testing.T) {
 	e := &downEngine{MemoryEngine: NewMemoryEngine(Limits{})}
 	h := NewHub(HubOptions{Engine: e}, testLog())
 	defer h.Close()
-	c, _, err := h.Register("down-1", KindLocal, 0, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.Subscribe(c, "/a"); err != nil {
-		t.Fatal(err)
-	}
+	c := subscribedLocal(t, h, "down-1", "/a")
 	e.down.Store(true)
 	if _, why := c.Poll(context.Background(), time.Second); why != PollFailed {
 		t.Fatalf("first fetch failing: %v, want PollFailed", why)
 	}
 	e.down.Store(false)
-	type result struct {
-		b   Batch
-		why PollEnd
-	}
-	done := make(chan result, 1)
-	go func() {
-		b, why := c.Poll(context.Background(), 10*time.Second)
-		done <- result{b, why}
-	}()
+	done := pollAsync(c, 10*time.Second)
 	deadline := time.Now().Add(5 * time.Second)
 	for !c.Polling() {
 		if time.Now().After(deadline) {
@@ -130,10 +110,39 @@ func TestPollRidesOutEngineFailure(t *testing.T) {
 	e.down.Store(false)
 	select {
 	case r := <-done:
-		if r.why != PollReady || len(r.b.Messages) != 1 {
-			t.Fatalf("once the engine is back: %v with %d messages", r.why, len(r.b.Messages))
+		if r.why != PollReady || len(r.batch.Messages) != 1 {
+			t.Fatalf("once the engine is back: %v with %d messages", r.why, len(r.batch.Messages))
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the held poll did not look again once the engine was back")
 	}
+}
+
+// subscribedLocal registers a local client subscribed to pattern.
+func subscribedLocal(t *testing.T, h *Hub, id, pattern string) *Client {
+	t.Helper()
+	c, _, err := h.Register(id, KindLocal, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Subscribe(c, pattern); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// polled is how a poll started by pollAsync ended.
+type polled struct {
+	batch Batch
+	why   PollEnd
+}
+
+// pollAsync polls c in a goroutine; the result comes on the channel.
+func pollAsync(c *Client, hold time.Duration) <-chan polled {
+	got := make(chan polled, 1)
+	go func() {
+		batch, why := c.Poll(context.Background(), hold)
+		got <- polled{batch, why}
+	}()
+	return got
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"net"
 	"runtime"
@@ -112,15 +111,7 @@ func TestWebSocketPushReplaced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type polled struct {
-		batch Batch
-		why   PollEnd
-	}
-	got := make(chan polled, 1)
-	go func() {
-		batch, why := c.Poll(context.Background(), 5*time.Second)
-		got <- polled{batch, why}
-	}()
+	got := pollAsync(c, 5*time.Second)
 	r := ws.read()
 	if r[0]["channel"] != "/meta/connect" || r[0]["successful"] != true {
 		t.Fatalf("held connect on replacement: %v", r)
