@@ -29,6 +29,17 @@ import (
 // FastCGI, HTTP/2, HEAD and servers not started through HoldListener
 // (httptest) hold in the handler as before.
 
+// rawConnOf is c's descriptor, to wait or write on without blocking a
+// goroutine in a system call; nil when c offers none.
+func rawConnOf(c net.Conn) syscall.RawConn {
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			return raw
+		}
+	}
+	return nil
+}
+
 // aLongTimeAgo is a read deadline that ends a Read at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
@@ -382,10 +393,8 @@ func (hl *holdListener) detach(w http.ResponseWriter, r *http.Request, p *pollSt
 		sw.ResponseWriter = nil // net/http's, done with: its buffers go
 	}
 	_ = conn.SetDeadline(time.Time{})
-	if sc, ok := conn.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			hc.raw, hc.rawWait = raw, hc.waitOnce
-		}
+	if hc.raw = rawConnOf(conn); hc.raw != nil {
+		hc.rawWait = hc.waitOnce
 	}
 	p.conn = hc
 	p.w.mu.Lock()

@@ -129,12 +129,8 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// (each write has its own, wsWriteTimeout).
 	_ = conn.NetConn().SetDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(context.Background())
-	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel, owned: map[string]bool{}}
-	if sc, ok := conn.NetConn().(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			ws.raw = raw
-		}
-	}
+	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel, owned: map[string]bool{},
+		raw: rawConnOf(conn.NetConn())}
 	// gorilla/websocket's answers to a ping and to a close go through
 	// writeMu too.
 	conn.SetPingHandler(func(data string) error {
@@ -172,8 +168,7 @@ func (ws *wsSession) serve() {
 	}
 	ws.mu.Unlock()
 	if p != nil {
-		p.ended.Store(true)
-		p.stop()
+		p.halt()
 	}
 	ws.unbindAll()
 }
@@ -300,15 +295,13 @@ func (ws *wsSession) pushTo(c *Client) {
 	ws.push = nil
 	ws.mu.Unlock()
 	if old != nil {
-		old.ended.Store(true)
-		old.stop()
+		old.halt()
 	}
 	p := ws.startPush(c) // outside ws.mu: it may end at once (pushEnded)
 	ws.mu.Lock()
 	if ws.closed || ws.push != nil {
 		ws.mu.Unlock()
-		p.ended.Store(true)
-		p.stop()
+		p.halt()
 		return
 	}
 	ws.push = p

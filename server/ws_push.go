@@ -57,6 +57,13 @@ func (p *wsPusher) notify(why Wake) {
 	}
 }
 
+// halt stops the push without an answer: the socket ended, or another
+// client's push took its place.
+func (p *wsPusher) halt() {
+	p.ended.Store(true)
+	p.stop()
+}
+
 // end stops the push once: the socket's pending connect is answered with
 // why, and the socket stays open for the peer's next words.
 func (p *wsPusher) end(why PollEnd) {
