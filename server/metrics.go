@@ -50,11 +50,20 @@ func (m *metrics) observe(next http.Handler) http.Handler {
 				route = tpl
 			}
 		}
-		start := time.Now()
-		sw := statusWriter(w)
-		next.ServeHTTP(sw, r)
-		sw.afterAnswer(r, func(r *http.Request) { m.record(route, r, sw, start) })
+		m.serve(route, w, r, next.ServeHTTP)
 	})
+}
+
+// serve serves r with h and records it under route once answered; with
+// metrics off (m nil) it only serves.
+func (m *metrics) serve(route string, w http.ResponseWriter, r *http.Request, h func(http.ResponseWriter, *http.Request)) {
+	if m == nil {
+		h(w, r)
+		return
+	}
+	start, sw := time.Now(), statusWriter(w)
+	h(sw, r)
+	sw.afterAnswer(r, func(r *http.Request) { m.record(route, r, sw, start) })
 }
 
 // record observes one answered request, served from start.

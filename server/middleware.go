@@ -47,25 +47,14 @@ func (s *Server) fastRoutes(router http.Handler) http.Handler {
 		p := r.URL.Path
 		if r.Method == http.MethodGet && strings.HasPrefix(p, channel) {
 			if chans, id, ok := cutStreamPath(p[len(channel):]); ok {
-				if m := s.metrics; m != nil {
-					start, sw := time.Now(), statusWriter(w)
-					s.serveStream(sw, r, chans, id)
-					sw.afterAnswer(r, func(r *http.Request) { m.record(streamRoute, r, sw, start) })
-					return
-				}
-				s.serveStream(w, r, chans, id)
+				s.metrics.serve(streamRoute, w, r, func(w http.ResponseWriter, r *http.Request) {
+					s.serveStream(w, r, chans, id)
+				})
 				return
 			}
 		}
 		if s.bayeux != nil && (p == bayeux || p == cometd) {
-			if m := s.metrics; m != nil {
-				start, sw := time.Now(), statusWriter(w)
-				s.bayeux.ServeHTTP(sw, r)
-				// the route's template is its path
-				sw.afterAnswer(r, func(r *http.Request) { m.record(p, r, sw, start) })
-				return
-			}
-			s.bayeux.ServeHTTP(w, r)
+			s.metrics.serve(p, w, r, s.bayeux.ServeHTTP) // the route's template is its path
 			return
 		}
 		router.ServeHTTP(w, r)
