@@ -317,29 +317,25 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 		return
 	}
 	p := c.beginPoll(r.Context(), hold)
-	gathering := p.gathering()
-	if !gathering {
+	// A busy client's poll, which waits at most BatchDelay before it
+	// answers, stays here: taking its connection over would cost more than
+	// the memory it saves for so short a time.
+	if !p.gathering() {
 		if b, why, done := p.fetch(r.Context()); done {
 			p.finish()
 			answerNow(w, c, b, why, answer)
 			return
 		}
+		if hc := hl.detach(w, r, p); hc != nil {
+			go hc.serve(c, rules.RequestTimeout, answer)
+			return
+		}
 	}
-	// A busy client's poll, which waits at most BatchDelay before it
-	// answers, stays here: taking its connection over would cost more than
-	// the memory it saves for so short a time.
-	var hc *heldConn
-	if !gathering {
-		hc = hl.detach(w, r, p)
-	}
-	if hc == nil { // the connection could not be taken over: hold here
-		rules.holdRequest(w, hold)
-		b, why := p.run(r.Context())
-		p.finish()
-		answerNow(w, c, b, why, answer)
-		return
-	}
-	go hc.serve(c, rules.RequestTimeout, answer)
+	// Gathering, or the connection could not be taken over: hold here.
+	rules.holdRequest(w, hold)
+	b, why := p.run(r.Context())
+	p.finish()
+	answerNow(w, c, b, why, answer)
 }
 
 // answerNow answers through net/http and commits if the answer says so.
