@@ -38,8 +38,8 @@ func parseChannelList(list string) ([]string, error) {
 		return nil, fmt.Errorf("%w: empty channel list", ErrBadChannel)
 	}
 	if !strings.ContainsAny(list, "+ ") { // one channel, as most polls
-		if !isStardustName(list) || len(list) > 128 {
-			return nil, fmt.Errorf("%w: %q (want letters, digits and _)", ErrBadChannel, list)
+		if err := checkChannelName(list); err != nil {
+			return nil, err
 		}
 		return []string{list}, nil
 	}
@@ -53,8 +53,8 @@ func parseChannelList(list string) ([]string, error) {
 	seen := make(map[string]bool, len(parts))
 	out := parts[:0]
 	for _, p := range parts {
-		if !isStardustName(p) || len(p) > 128 {
-			return nil, fmt.Errorf("%w: %q (want letters, digits and _)", ErrBadChannel, p)
+		if err := checkChannelName(p); err != nil {
+			return nil, err
 		}
 		if !seen[p] {
 			seen[p] = true
@@ -62,6 +62,14 @@ func parseChannelList(list string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// checkChannelName checks one Stardust channel name of a channel list.
+func checkChannelName(name string) error {
+	if !isStardustName(name) || len(name) > 128 {
+		return fmt.Errorf("%w: %q (want letters, digits and _)", ErrBadChannel, name)
+	}
+	return nil
 }
 
 // bayeuxName maps a Stardust channel name to its channel in the core.
