@@ -201,9 +201,6 @@ type pollState struct {
 	w        *waiter
 	deadline time.Time // the end of the hold
 	fetched  bool      // a fetch has reached the engine
-	// unreachable: the last fetch found the engine down; the poll looks
-	// again every engineRetry.
-	unreachable bool
 	// notBefore: a client answered less than BatchDelay ago is answered
 	// again no sooner than this, with what came meanwhile (zero: at once).
 	notBefore time.Time
@@ -269,14 +266,14 @@ func (p *pollState) finish() {
 //
 // Only the poll's first fetch ends it when the engine cannot be reached: a
 // poll already held that a wake-up finds the engine down (Redis restarting)
-// goes on waiting, looking again every engineRetry until the end of its
-// hold: once the engine is back, it tells whether the client is gone.
+// is not done (PollFailed): it goes on waiting, looking again every
+// engineRetry until the end of its hold, and once the engine is back, it
+// learns whether the client is gone.
 func (p *pollState) fetch(ctx context.Context) (Batch, PollEnd, bool) {
 	b, why := p.c.take(ctx)
-	p.unreachable = why == PollFailed && p.fetched
 	switch {
-	case p.unreachable:
-		return Batch{}, 0, false
+	case why == PollFailed && p.fetched:
+		return Batch{}, PollFailed, false
 	case why == PollExpired || why == PollFailed:
 		return Batch{}, why, true
 	}
@@ -304,14 +301,15 @@ func (p *pollState) run(ctx context.Context) (Batch, PollEnd) {
 		}
 	}
 	for {
-		if b, why, done := p.fetch(ctx); done {
+		b, why, done := p.fetch(ctx)
+		if done {
 			return b, why
 		}
 		until := p.deadline
-		if soon := time.Now().Add(engineRetry); p.unreachable && soon.Before(until) {
-			until = soon // look again soon, wake-up or not
+		if soon := time.Now().Add(engineRetry); why == PollFailed && soon.Before(until) {
+			until = soon // the engine is down: look again soon, wake-up or not
 		}
-		why := p.wait(ctx, until, true)
+		why = p.wait(ctx, until, true)
 		if why != pollWoken && (why != PollTimeout || !until.Before(p.deadline)) {
 			return Batch{}, why
 		}
