@@ -332,12 +332,6 @@ func (p *scenarioProc) Wait() ([]map[string]any, error) {
 	return lines, err
 }
 
-// Stop kills the scenario now.
-func (p *scenarioProc) Stop() {
-	p.cancel()
-	<-p.done
-}
-
 // scenarioSteps returns the lines of the named step.
 func scenarioSteps(lines []map[string]any, step string) []map[string]any {
 	var out []map[string]any

@@ -103,7 +103,7 @@ func (r *runner) bayeuxPost(ctx context.Context, jar http.CookieJar, timeout tim
 	if err != nil {
 		return nil, err
 	}
-	out, err := r.exchangeAs(ctx, jar, http.MethodPost, r.cfg.bayeux.String(), "application/json", body, timeout)
+	out, err := r.exchange(ctx, jar, http.MethodPost, r.cfg.bayeux.String(), "application/json", body, timeout)
 	if err != nil {
 		return nil, err
 	}

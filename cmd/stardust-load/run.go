@@ -554,7 +554,7 @@ func (c *client) pollOnce(ctx context.Context, u string) ([]loadMsg, error) {
 	if c.jar == nil { // a browser: it keeps the cookie the server sets
 		c.jar, _ = cookiejar.New(nil)
 	}
-	body, err := c.r.exchangeAs(ctx, c.jar, http.MethodGet, u, "", nil, c.r.cfg.PollTimeout)
+	body, err := c.r.exchange(ctx, c.jar, http.MethodGet, u, "", nil, c.r.cfg.PollTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -565,14 +565,10 @@ func (c *client) pollOnce(ctx context.Context, u string) ([]loadMsg, error) {
 	return msgs, nil
 }
 
-// exchange makes one request bounded by timeout and returns the body of a
-// 200 answer (at most 64 MiB); any other status is an error quoting the body.
-func (r *runner) exchange(ctx context.Context, method, u, contentType string, body []byte, timeout time.Duration) ([]byte, error) {
-	return r.exchangeAs(ctx, nil, method, u, contentType, body, timeout)
-}
-
-// exchangeAs is exchange with a browser's cookies (nil: none).
-func (r *runner) exchangeAs(ctx context.Context, jar http.CookieJar, method, u, contentType string, body []byte, timeout time.Duration) ([]byte, error) {
+// exchange makes one request with a browser's cookies (jar; nil: none),
+// bounded by timeout, and returns the body of a 200 answer (at most 64 MiB);
+// any other status is an error quoting the body.
+func (r *runner) exchange(ctx context.Context, jar http.CookieJar, method, u, contentType string, body []byte, timeout time.Duration) ([]byte, error) {
 	hc := r.http
 	if jar != nil {
 		hc = &http.Client{Transport: r.http.Transport, CheckRedirect: r.http.CheckRedirect, Jar: jar}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -88,6 +87,3 @@ func (s *Server) Restart(down time.Duration) {
 	time.Sleep(down)
 	s.start()
 }
-
-// Pid returns the server's process id.
-func (s *Server) Pid() string { return strconv.Itoa(s.cmd.Process.Pid) }
