@@ -146,3 +146,23 @@ func pollAsync(c *Client, hold time.Duration) <-chan polled {
 	}()
 	return got
 }
+
+// TestGatheringPollRidesOutEngineFailure: a busy client's poll, which first
+// gathers for the rest of BatchDelay, has been held by then: finding the
+// engine down after the gather, it keeps its hold (ending at it with
+// nothing) instead of failing.
+func TestGatheringPollRidesOutEngineFailure(t *testing.T) {
+	e := &downEngine{MemoryEngine: NewMemoryEngine(Limits{})}
+	h := NewHub(HubOptions{Engine: e, BatchDelay: 200 * time.Millisecond}, testLog())
+	defer h.Close()
+	c := subscribedLocal(t, h, "down-2", "/a")
+	if _, why := c.Poll(context.Background(), 0); why != PollTimeout {
+		t.Fatalf("first poll: %v", why)
+	}
+	e.down.Store(true) // while the next poll gathers
+	const hold = 600 * time.Millisecond
+	start := time.Now()
+	if _, why := c.Poll(context.Background(), hold); why != PollTimeout || time.Since(start) < hold-50*time.Millisecond {
+		t.Fatalf("gathering poll with the engine down: %v after %s, want PollTimeout at the hold", why, time.Since(start))
+	}
+}

@@ -200,7 +200,9 @@ type pollState struct {
 	c        *Client
 	w        *waiter
 	deadline time.Time // the end of the hold
-	fetched  bool      // a fetch has reached the engine
+	// held: the poll has waited (gathered) or reached the engine; from then
+	// on an engine failure no longer ends it (see fetch).
+	held bool
 	// notBefore: a client answered less than BatchDelay ago is answered
 	// again no sooner than this, with what came meanwhile (zero: at once).
 	notBefore time.Time
@@ -264,20 +266,20 @@ func (p *pollState) finish() {
 // fetch takes what is queued: done when the poll must answer now (with
 // messages, a drop notice, or because it ended).
 //
-// Only the poll's first fetch ends it when the engine cannot be reached: a
-// poll already held that a wake-up finds the engine down (Redis restarting)
-// is not done (PollFailed): it goes on waiting, looking again every
+// Only a poll's first look, before it has waited, ends it when the engine
+// cannot be reached: a poll already held (woken, or done gathering) that
+// finds the engine down (Redis restarting) is not done (PollFailed): it goes on waiting, looking again every
 // engineRetry until the end of its hold, and once the engine is back, it
 // learns whether the client is gone.
 func (p *pollState) fetch(ctx context.Context) (Batch, PollEnd, bool) {
 	b, why := p.c.take(ctx)
 	switch {
-	case why == PollFailed && p.fetched:
+	case why == PollFailed && p.held:
 		return Batch{}, PollFailed, false
 	case why == PollExpired || why == PollFailed:
 		return Batch{}, why, true
 	}
-	p.fetched = true
+	p.held = true
 	if ended, gone := p.w.look(false); gone {
 		return Batch{}, ended, true // replaced while fetching: the successor takes them
 	}
@@ -299,6 +301,7 @@ func (p *pollState) run(ctx context.Context) (Batch, PollEnd) {
 		if why := p.wait(ctx, p.notBefore, false); why != PollTimeout {
 			return Batch{}, why
 		}
+		p.held = true
 	}
 	for {
 		b, why, done := p.fetch(ctx)
