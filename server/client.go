@@ -201,7 +201,8 @@ type pollState struct {
 	w        *waiter
 	deadline time.Time // the end of the hold
 	// held: the poll has waited (gathered) or reached the engine; from then
-	// on an engine failure no longer ends it (see fetch).
+	// on an engine failure no longer ends it (see fetch), and it is counted
+	// as waiting (Stats.Polling).
 	held bool
 	// notBefore: a client answered less than BatchDelay ago is answered
 	// again no sooner than this, with what came meanwhile (zero: at once).
@@ -257,8 +258,19 @@ func (c *Client) leave(w *waiter) {
 	h.mu.Unlock()
 }
 
+// hold marks the poll held (see pollState.held).
+func (p *pollState) hold() {
+	if !p.held {
+		p.held = true
+		p.c.hub.waiting.Add(1)
+	}
+}
+
 // finish ends the engine's Watch and unregisters the poll.
 func (p *pollState) finish() {
+	if p.held {
+		p.c.hub.waiting.Add(-1)
+	}
 	p.stop()
 	p.c.leave(p.w)
 }
@@ -279,7 +291,7 @@ func (p *pollState) fetch(ctx context.Context) (Batch, PollEnd, bool) {
 	case why == PollExpired || why == PollFailed:
 		return Batch{}, why, true
 	}
-	p.held = true
+	p.hold()
 	if ended, gone := p.w.look(false); gone {
 		return Batch{}, ended, true // replaced while fetching: the successor takes them
 	}
@@ -301,7 +313,7 @@ func (p *pollState) run(ctx context.Context) (Batch, PollEnd) {
 		if why := p.wait(ctx, p.notBefore, false); why != PollTimeout {
 			return Batch{}, why
 		}
-		p.held = true
+		p.hold()
 	}
 	for {
 		b, why, done := p.fetch(ctx)
@@ -382,7 +394,9 @@ func (c *Client) Push(notify func(Wake)) (stop func()) {
 	w.watching.Store(true)
 	c.enter(context.Background(), w)
 	unwatch := c.hub.engine.Watch(c.s.ID, notify)
+	c.hub.waiting.Add(1)
 	return sync.OnceFunc(func() {
+		c.hub.waiting.Add(-1)
 		unwatch()
 		c.leave(w)
 	})

@@ -75,6 +75,9 @@ type Hub struct {
 	delivered atomic.Uint64
 	drops     atomic.Uint64
 	failures  atomic.Uint64
+	// waiting counts the polls past their first look at the engine and the
+	// pushed clients (Stats.Polling): a poll is counted once it waits.
+	waiting atomic.Int64
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -372,7 +375,7 @@ func (h *Hub) ReleaseConnection(addr string) {
 type Stats struct {
 	Clients       int
 	ClientsByKind map[string]int
-	Polling       int // polls held by this process
+	Polling       int // polls of this process waiting (past their first look at the engine), and pushed clients
 	Channels      int
 	Subscriptions int
 	Published     uint64 // messages published through this process
@@ -385,11 +388,8 @@ type Stats struct {
 // answer), the counts of this process are still filled in.
 func (h *Hub) Stats() (Stats, error) {
 	es, err := h.engine.Stats(context.Background())
-	h.mu.Lock()
-	polling := len(h.polls)
-	h.mu.Unlock()
 	return Stats{Clients: es.Clients, ClientsByKind: es.ClientsByKind, Channels: es.Channels,
-		Subscriptions: es.Subscriptions, Polling: polling, Published: h.published.Load(),
+		Subscriptions: es.Subscriptions, Polling: int(h.waiting.Load()), Published: h.published.Load(),
 		Delivered: h.delivered.Load(), Dropped: h.drops.Load(), Failures: h.failures.Load()}, h.failed(err)
 }
 
