@@ -41,6 +41,7 @@ fuzz:
 	    ./server:FuzzStardustURL \
 	    ./server:FuzzNameChecks \
 	    ./server:FuzzFastRoutes \
+	    ./server:FuzzServedHereRequest \
 	    ./cmd/stardust-load:FuzzDecodeBayeux \
 	    ./server:FuzzCheckHash \
 	    $$(grep -l '^func Fuzz' server/bayeux*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/server:/') \

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -24,8 +25,11 @@ import (
 // (messages, the poll's end) moves the read deadline to the past; the end
 // of the hold is the deadline itself; a Read that fails means the client
 // went away. Then that goroutine writes the whole HTTP/1.1 answer and
-// hands a keep-alive connection back to the http.Server through the
-// listener, so that the next request on it is served as any other.
+// serves the connection's next requests itself while they are polls of the
+// same path (hold_serve.go): a client polling steadily is not set up anew
+// by net/http for each poll. Any other request, and a connection that
+// misbehaves in a way net/http has an answer for, is handed back to the
+// http.Server through the listener, to be served as any other.
 // FastCGI, HTTP/2, HEAD and servers not started through HoldListener
 // (httptest) hold in the handler as before.
 
@@ -51,9 +55,16 @@ const maxPending = 16 << 10
 // write their answers.
 const closeWait = 5 * time.Second
 
-// holdKey is the context key of the listener that takes back held
-// connections.
+// holdKey is the context key of a connection's connHold.
 type holdKey struct{}
+
+// connHold is what a connection served through a holdListener carries in
+// its context: the listener, and that context itself (without the
+// request's cancellation), for the requests served off net/http.
+type connHold struct {
+	hl  *holdListener
+	ctx context.Context
+}
 
 // holdListener is what HoldListener returns.
 type holdListener struct {
@@ -66,8 +77,8 @@ type holdListener struct {
 
 	mu     sync.Mutex
 	closed bool
-	held   map[*heldConn]struct{}
-	fresh  map[net.Conn]struct{} // given back, no request read yet (http.StateNew)
+	held   map[*heldConn]struct{} // connections served here (hold_serve.go), holding a poll or not
+	fresh  map[net.Conn]struct{}  // given back, no request read yet (http.StateNew)
 	wg     sync.WaitGroup
 }
 
@@ -92,7 +103,9 @@ func HoldListener(srv *http.Server, l net.Listener) net.Listener {
 		if prev != nil {
 			ctx = prev(ctx, c)
 		}
-		return context.WithValue(ctx, holdKey{}, hl)
+		ch := &connHold{hl: hl}
+		ch.ctx = context.WithValue(ctx, holdKey{}, ch)
+		return ch.ctx
 	}
 	prevState := srv.ConnState
 	srv.ConnState = func(c net.Conn, st http.ConnState) {
@@ -147,7 +160,7 @@ func (hl *holdListener) Close() error {
 		hl.mu.Lock()
 		hl.closed = true
 		for hc := range hl.held {
-			hc.p.w.end(PollClosed)
+			hc.interrupt()
 		}
 		for c := range hl.fresh {
 			_ = c.Close()
@@ -240,13 +253,15 @@ func (c *replayConn) SetReadDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(t)
 }
 
-// heldConn is one poll held off net/http's goroutine: the connection, the
-// answer as the handler writes it (it is the handler's ResponseWriter
-// then), and the request's hooks (StatusWriter.held).
+// heldConn is a connection taken over by a poll held off net/http's
+// goroutine: the connection, the answer as the handler writes it (it is the
+// handler's ResponseWriter then), and the request's hooks
+// (StatusWriter.held). After that answer it serves the connection's next
+// polls (hold_serve.go), each with hc as its ResponseWriter.
 type heldConn struct {
 	hl      *holdListener
 	conn    net.Conn
-	p       *pollState
+	p       *pollState    // the poll waiting on the connection, if any (under mu)
 	r       *http.Request // without its body: for the hooks
 	header  http.Header
 	status  int
@@ -258,6 +273,14 @@ type heldConn struct {
 	rawWait func(uintptr) bool // hc.waitOnce
 	armed   bool
 	sws     []*StatusWriter // the middleware's, outermost first
+
+	// For the requests served here after the first (hold_serve.go).
+	path, host   string          // of the first: later ones must match
+	remote       string          // the client's address, as net/http gives it
+	ctx          context.Context // the connection's, as net/http's ConnContext made it
+	writeTimeout time.Duration   // for each answer
+	served       bool            // the handler's ResponseWriter is hc itself
+	hub          *Hub            // the first poll's: no keep-alive once it is closed
 
 	mu       sync.Mutex
 	reported bool                    // the answer was written and reported
@@ -309,8 +332,21 @@ type pollAnswer func(w http.ResponseWriter, b Batch, why PollEnd) bool
 // is held off net/http's goroutine when the server allows it (see
 // HoldListener); else in this one.
 func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Client, hold time.Duration, answer pollAnswer) {
-	hl, _ := r.Context().Value(holdKey{}).(*holdListener)
-	if hl == nil || hold <= 0 || r.ProtoMajor != 1 || r.Method == http.MethodHead {
+	if hc := servedHere(w); hc != nil && hold > 0 {
+		// A request served on a connection taken over before: its poll
+		// waits on the connection in this goroutine.
+		p := c.beginPoll(r.Context(), hold)
+		hc.attach(p)
+		b, why := p.run(r.Context())
+		hc.release(p)
+		p.finish()
+		if answer(w, b, why) && !hc.gone {
+			c.Commit(b.Cursor)
+		}
+		return
+	}
+	ch, _ := r.Context().Value(holdKey{}).(*connHold)
+	if ch == nil || hold <= 0 || r.ProtoMajor != 1 || r.Method == http.MethodHead {
 		rules.holdRequest(w, hold)
 		b, why := c.Poll(r.Context(), hold)
 		answerNow(w, c, b, why, answer)
@@ -326,8 +362,8 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 			answerNow(w, c, b, why, answer)
 			return
 		}
-		if hc := hl.detach(w, r, p); hc != nil {
-			go hc.serve(c, rules.RequestTimeout, answer)
+		if hc := ch.detach(w, r, p, rules.RequestTimeout); hc != nil {
+			go hc.serve(c, answer)
 			return
 		}
 	}
@@ -345,21 +381,34 @@ func answerNow(w http.ResponseWriter, c *Client, b Batch, why PollEnd, answer po
 	}
 }
 
-// detach takes the connection of r over for p: nil when it cannot.
-func (hl *holdListener) detach(w http.ResponseWriter, r *http.Request, p *pollState) *heldConn {
-	hc := &heldConn{hl: hl, p: p}
-	sws := hc.swBuf[:0]
-	base := w
+// unwrapWriter follows w's Unwrap methods to the writer at the bottom,
+// noting the StatusWriters on the way (into sws, outermost first).
+func unwrapWriter(w http.ResponseWriter, sws []*StatusWriter) (http.ResponseWriter, []*StatusWriter) {
 	for {
-		if sw, ok := base.(*StatusWriter); ok {
+		if sw, ok := w.(*StatusWriter); ok {
 			sws = append(sws, sw)
 		}
-		u, ok := base.(interface{ Unwrap() http.ResponseWriter })
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
 		if !ok {
-			break
+			return w, sws
 		}
-		base = u.Unwrap()
+		w = u.Unwrap()
 	}
+}
+
+// servedHere is the connection a request is served on when it is served
+// off net/http (hold_serve.go); nil for one served by net/http.
+func servedHere(w http.ResponseWriter) *heldConn {
+	base, _ := unwrapWriter(w, nil)
+	hc, _ := base.(*heldConn)
+	return hc
+}
+
+// detach takes the connection of r over for p: nil when it cannot.
+func (ch *connHold) detach(w http.ResponseWriter, r *http.Request, p *pollState, writeTimeout time.Duration) *heldConn {
+	hl := ch.hl
+	hc := &heldConn{hl: hl, ctx: ch.ctx, writeTimeout: writeTimeout}
+	base, sws := unwrapWriter(w, hc.swBuf[:0])
 	hj, ok := base.(http.Hijacker)
 	if !ok {
 		return nil
@@ -380,6 +429,7 @@ func (hl *holdListener) detach(w http.ResponseWriter, r *http.Request, p *pollSt
 	}
 	r.Body, r.GetBody = http.NoBody, nil // its reader was net/http's, which goes
 	hc.conn, hc.r, hc.header, hc.sws, hc.after = conn, r, header, sws, hc.afterBuf[:0]
+	hc.path, hc.host, hc.remote, hc.hub = r.URL.Path, r.Host, r.RemoteAddr, p.c.hub
 	if n := rw.Reader.Buffered(); n > 0 { // a pipelined request
 		b, _ := rw.Reader.Peek(n)
 		hc.pending = append([]byte(nil), b...)
@@ -392,20 +442,59 @@ func (hl *holdListener) detach(w http.ResponseWriter, r *http.Request, p *pollSt
 	if hc.raw = rawConnOf(conn); hc.raw != nil {
 		hc.rawWait = hc.waitOnce
 	}
-	p.conn = hc
-	p.w.mu.Lock()
-	p.w.conn = conn
-	p.w.mu.Unlock()
 	hl.mu.Lock()
-	if hl.closed { // closed since: answer at once
-		p.w.end(PollClosed)
-	} else {
+	if !hl.closed { // else attach answers at once
 		hl.held[hc] = struct{}{}
 		hl.wg.Add(1)
 		hc.tracked = true
 	}
 	hl.mu.Unlock()
+	hc.attach(p)
 	return hc
+}
+
+// attach has p wait on the connection: reading it, woken by moving its
+// read deadline (waiter.interruptLocked).
+func (hc *heldConn) attach(p *pollState) {
+	p.conn = hc
+	p.w.mu.Lock()
+	p.w.conn = hc.conn
+	p.w.mu.Unlock()
+	hc.mu.Lock()
+	hc.p = p
+	hc.mu.Unlock()
+	if hc.hl.isClosed() { // closing: answer at once (see Close)
+		p.w.end(PollClosed)
+	}
+}
+
+// release ends attach: no more wake-ups move the connection's deadline.
+func (hc *heldConn) release(p *pollState) {
+	p.w.mu.Lock()
+	p.w.conn = nil
+	p.w.mu.Unlock()
+	hc.mu.Lock()
+	hc.p = nil
+	hc.mu.Unlock()
+}
+
+// interrupt is the listener's Close for one connection served here: the
+// poll it holds answers now, or the wait for its next request ends.
+func (hc *heldConn) interrupt() {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	if hc.p != nil {
+		hc.p.w.end(PollClosed)
+		return
+	}
+	_ = hc.conn.SetReadDeadline(aLongTimeAgo)
+}
+
+// isClosed reports whether Close has been called.
+func (hl *holdListener) isClosed() bool {
+	hl.mu.Lock()
+	defer hl.mu.Unlock()
+	return hl.closed
 }
 
 // wait is poll.wait for a held connection: a Read with the deadline until,
@@ -472,16 +561,15 @@ func (hc *heldConn) waitOnce(uintptr) bool {
 }
 
 // serve waits for the poll's end, answers, commits, reports to the
-// middleware and gives the connection back.
-func (hc *heldConn) serve(c *Client, writeTimeout time.Duration, answer pollAnswer) {
+// middleware, then serves the connection's next requests (keep).
+func (hc *heldConn) serve(c *Client, answer pollAnswer) {
 	if hc.tracked {
 		defer hc.hl.wg.Done()
+		defer hc.untrack()
 	}
 	b, why := hc.p.run(context.Background())
 	hc.p.finish()
-	hc.p.w.mu.Lock()
-	hc.p.w.conn = nil // no more wake-ups on the connection
-	hc.p.w.mu.Unlock()
+	hc.release(hc.p)
 	// Committed once the answer is ready to leave, before it does, as
 	// through net/http (whose Write only buffers): the client's next poll,
 	// perhaps on another connection (a proxy's), may come at once and must
@@ -489,26 +577,25 @@ func (hc *heldConn) serve(c *Client, writeTimeout time.Duration, answer pollAnsw
 	if answer(hc, b, why) && !hc.gone {
 		c.Commit(b.Cursor)
 	}
-	keepAlive, err := hc.flush(writeTimeout)
-	hc.hl.mu.Lock()
-	delete(hc.hl.held, hc)
-	hc.hl.mu.Unlock()
+	keepAlive, err := hc.flush()
 	hc.report(err)
 	if err != nil || !keepAlive {
 		_ = hc.conn.Close()
 		return
 	}
-	_ = hc.conn.SetDeadline(time.Time{})
-	idle := hc.hl.srv.IdleTimeout
-	if idle == 0 {
-		idle = hc.hl.srv.ReadTimeout
-	}
-	hc.hl.giveBack(&replayConn{Conn: hc.conn, pending: hc.pending, idle: idle})
+	hc.keep()
+}
+
+// untrack forgets a connection no longer served here.
+func (hc *heldConn) untrack() {
+	hc.hl.mu.Lock()
+	delete(hc.hl.held, hc)
+	hc.hl.mu.Unlock()
 }
 
 // flush writes the answer as net/http would; keepAlive says whether the
 // connection can serve another request.
-func (hc *heldConn) flush(timeout time.Duration) (keepAlive bool, err error) {
+func (hc *heldConn) flush() (keepAlive bool, err error) {
 	if hc.gone {
 		return false, net.ErrClosed
 	}
@@ -516,11 +603,13 @@ func (hc *heldConn) flush(timeout time.Duration) (keepAlive bool, err error) {
 	closing := hc.hl.closed
 	hc.hl.mu.Unlock()
 	r := hc.r
-	keepAlive = !r.Close && !closing && !hc.p.c.hub.Closed() && hc.header.Get("Connection") != "close"
+	keepAlive = !r.Close && !closing && !hc.hub.Closed() && hc.header.Get("Connection") != "close"
 	if hc.status == 0 {
 		hc.status = http.StatusOK
 	}
-	out := make([]byte, 0, 512+len(hc.body))
+	bp := answerBufs.Get().(*[]byte)
+	defer answerBufs.Put(bp)
+	out := slices.Grow((*bp)[:0], 512+len(hc.body))
 	out = append(out, "HTTP/1.1 "...)
 	out = strconv.AppendInt(out, int64(hc.status), 10)
 	out = append(out, ' ')
@@ -545,14 +634,37 @@ func (hc *heldConn) flush(timeout time.Duration) (keepAlive bool, err error) {
 	}
 	out = append(out, "\r\n"...)
 	out = append(out, hc.body...)
-	_ = hc.conn.SetWriteDeadline(time.Now().Add(timeout))
+	if cap(out) <= 64<<10 {
+		*bp = out
+	}
+	// At once if the socket takes it all (the usual case), else with the
+	// write deadline.
 	start := time.Now()
-	_, err = hc.conn.Write(out)
+	rest, err := writeNow(hc.raw, out)
+	if len(rest) > 0 && (err == nil || errors.Is(err, errWouldBlock)) {
+		_ = hc.conn.SetWriteDeadline(time.Now().Add(hc.writeTimeout))
+		_, err = hc.conn.Write(rest)
+		_ = hc.conn.SetWriteDeadline(time.Time{})
+	}
 	for _, sw := range hc.sws {
 		sw.Stalled = max(sw.Stalled, time.Since(start))
 	}
 	return keepAlive, err
 }
+
+// answerBufs holds the buffers answers are put together in.
+var answerBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, 1024)
+	return &b
+}}
+
+// SetReadDeadline and SetWriteDeadline make the deadlines the middleware
+// sets for a request served off net/http (hold_serve.go) no-ops: the
+// goroutine that serves the connection sets its own, to wait for the next
+// request, read its header, hold a poll, and write an answer that the
+// socket does not take at once.
+func (hc *heldConn) SetReadDeadline(time.Time) error  { return nil }
+func (hc *heldConn) SetWriteDeadline(time.Time) error { return nil }
 
 // headerWriter appends what http.Header.Write writes.
 type headerWriter struct{ b []byte }

@@ -151,12 +151,29 @@ func heldCount(srv *http.Server) int {
 	hl := heldListenerOf(srv)
 	hl.mu.Lock()
 	defer hl.mu.Unlock()
+	n := 0
+	for hc := range hl.held {
+		hc.mu.Lock()
+		if hc.p != nil {
+			n++
+		}
+		hc.mu.Unlock()
+	}
+	return n
+}
+
+// servedCount is the number of connections served off net/http, holding a
+// poll or not.
+func servedCount(srv *http.Server) int {
+	hl := heldListenerOf(srv)
+	hl.mu.Lock()
+	defer hl.mu.Unlock()
 	return len(hl.held)
 }
 
 func heldListenerOf(srv *http.Server) *holdListener {
 	ctx := srv.ConnContext(context.Background(), nil)
-	return ctx.Value(holdKey{}).(*holdListener)
+	return ctx.Value(holdKey{}).(*connHold).hl
 }
 
 func TestHeldPollKeepAliveAndPipelining(t *testing.T) {
@@ -193,75 +210,97 @@ func TestHeldPollKeepAliveAndPipelining(t *testing.T) {
 
 func TestHeldPollClientGoneKeepsMessages(t *testing.T) {
 	// A busy client (answered less than BatchDelay ago) gathers before its
-	// answer, in net/http's goroutine: close the connection then, and the
-	// gathered batch must stay queued.
-	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second, Hub: HubOptions{BatchDelay: 500 * time.Millisecond}}, nil, nil)
-	rc := dialRaw(t, addr)
-	rc.send(heldGet("g1", "HTTP/1.1", ""))
-	waitHeldOff(t, s, srv, 1)
-	publishA(t, s, `{"n":0}`)
-	rc.read()
-	rc.send(heldGet("g1", "HTTP/1.1", "")) // within BatchDelay: this poll gathers
-	deadline := time.Now().Add(5 * time.Second)
-	for !polling(s.Hub(), "g1") {
-		if time.Now().After(deadline) {
-			t.Fatal("the second poll is not held")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if n := heldCount(srv); n != 0 {
-		t.Fatalf("a gathering poll was taken off net/http (%d held on their connection)", n)
-	}
-	publishA(t, s, `{"n":1}`)
-	time.Sleep(50 * time.Millisecond) // woken, gathering
-	rc.c.Close()
-	deadline = time.Now().Add(5 * time.Second)
-	for polling(s.Hub(), "g1") || heldCount(srv) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the poll of a closed connection was not released")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	rc2 := dialRaw(t, addr)
-	rc2.send(heldGet("g1", "HTTP/1.1", ""))
-	if _, body := rc2.read(); !strings.Contains(body, `"n":1`) {
-		t.Fatalf("the message of the closed poll was lost: %q", body)
+	// answer: on the connection taken over by its previous poll, in the
+	// goroutine that serves it (hold_serve.go); on a new connection, in
+	// net/http's goroutine. Close the connection then, and the gathered
+	// batch must stay queued.
+	for _, sameConn := range []bool{true, false} {
+		t.Run(fmt.Sprintf("same connection %v", sameConn), func(t *testing.T) {
+			s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second, Hub: HubOptions{BatchDelay: 500 * time.Millisecond}}, nil, nil)
+			rc := dialRaw(t, addr)
+			rc.send(heldGet("g1", "HTTP/1.1", ""))
+			waitHeldOff(t, s, srv, 1)
+			publishA(t, s, `{"n":0}`)
+			rc.read()
+			if !sameConn {
+				rc = dialRaw(t, addr)
+			}
+			rc.send(heldGet("g1", "HTTP/1.1", "")) // within BatchDelay: this poll gathers
+			deadline := time.Now().Add(5 * time.Second)
+			for !polling(s.Hub(), "g1") {
+				if time.Now().After(deadline) {
+					t.Fatal("the second poll is not held")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond)
+			want := 0
+			if sameConn {
+				want = 1
+			}
+			if n := heldCount(srv); n != want {
+				t.Fatalf("%d polls held on their connection, want %d", n, want)
+			}
+			publishA(t, s, `{"n":1}`)
+			time.Sleep(50 * time.Millisecond) // woken, gathering
+			rc.c.Close()
+			deadline = time.Now().Add(5 * time.Second)
+			for polling(s.Hub(), "g1") || heldCount(srv) > 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("the poll of a closed connection was not released")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			rc2 := dialRaw(t, addr)
+			rc2.send(heldGet("g1", "HTTP/1.1", ""))
+			if _, body := rc2.read(); !strings.Contains(body, `"n":1`) {
+				t.Fatalf("the message of the closed poll was lost: %q", body)
+			}
+		})
 	}
 }
 
+// Connection: close and HTTP/1.0, for the poll that takes its connection
+// over and for a next poll served there (hold_serve.go).
 func TestHeldPollConnectionClose(t *testing.T) {
 	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second}, nil, nil)
-	for _, tc := range []struct {
-		name, proto, extra string
-		keep               bool
-	}{
-		{"HTTP/1.0", "HTTP/1.0", "", false},
-		{"HTTP/1.0 keep-alive", "HTTP/1.0", "Connection: keep-alive\r\n", true},
-		{"HTTP/1.1 close", "HTTP/1.1", "Connection: close\r\n", false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			rc := dialRaw(t, addr)
-			rc.send(heldGet("c1", tc.proto, tc.extra))
-			waitHeldOff(t, s, srv, 1)
-			publishA(t, s, `{"n":1}`)
-			resp, body := rc.read()
-			if !strings.Contains(body, `"n":1`) {
-				t.Fatalf("answer %q", body)
-			}
-			if resp.Close == tc.keep {
-				t.Errorf("Connection header %q, want keep-alive %v", resp.Header.Get("Connection"), tc.keep)
-			}
-			if !tc.keep {
-				if !rc.closed() {
-					t.Error("the server left the connection open")
+	for _, next := range []bool{false, true} {
+		for i, tc := range []struct {
+			name, proto, extra string
+			keep               bool
+		}{
+			{"HTTP/1.0", "HTTP/1.0", "", false},
+			{"HTTP/1.0 keep-alive", "HTTP/1.0", "Connection: keep-alive\r\n", true},
+			{"HTTP/1.1 close", "HTTP/1.1", "Connection: close\r\n", false},
+		} {
+			t.Run(fmt.Sprintf("%s, next poll %v", tc.name, next), func(t *testing.T) {
+				id := fmt.Sprintf("c%d%v", i, next)
+				rc := dialRaw(t, addr)
+				if next {
+					takeOver(t, s, srv, rc, id)
 				}
-				return
-			}
-			rc.send("GET /comet/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-			if resp, _ := rc.read(); resp.StatusCode != 200 {
-				t.Errorf("next request: %d", resp.StatusCode)
-			}
-		})
+				rc.send(heldGet(id, tc.proto, tc.extra))
+				waitHeldOff(t, s, srv, 1)
+				publishA(t, s, `{"n":1}`)
+				resp, body := rc.read()
+				if !strings.Contains(body, `"n":1`) {
+					t.Fatalf("answer %q", body)
+				}
+				if resp.Close == tc.keep {
+					t.Errorf("Connection header %q, want keep-alive %v", resp.Header.Get("Connection"), tc.keep)
+				}
+				if !tc.keep {
+					if !rc.closed() {
+						t.Error("the server left the connection open")
+					}
+					return
+				}
+				rc.send("GET /comet/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+				if resp, _ := rc.read(); resp.StatusCode != 200 {
+					t.Errorf("next request: %d", resp.StatusCode)
+				}
+			})
+		}
 	}
 }
 
@@ -312,16 +351,8 @@ func TestHeldPollShutdown(t *testing.T) {
 		rcs[0].send(heldGet("s1", "HTTP/1.1", ""))
 		rcs[1].send(heldGet("s2", "HTTP/1.1", ""))
 		waitHeldOff(t, s, srv, 2)
-		start := time.Now()
 		s.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if time.Since(start) > 3*time.Second {
-			t.Errorf("shutdown took %s", time.Since(start))
-		}
+		shutdownQuickly(t, srv)
 		for _, rc := range rcs {
 			if _, body := rc.read(); strings.TrimSpace(body) != "[]" {
 				t.Errorf("held poll at shutdown: %q", body)
@@ -331,6 +362,20 @@ func TestHeldPollShutdown(t *testing.T) {
 			}
 		}
 	})
+}
+
+// shutdownQuickly shuts srv down, which must take less than 3 s.
+func shutdownQuickly(t *testing.T, srv *http.Server) {
+	t.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Errorf("shutdown took %s", time.Since(start))
+	}
 }
 
 func TestHeldPollConnLimitCountsOnce(t *testing.T) {

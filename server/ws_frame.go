@@ -86,14 +86,21 @@ var errWouldBlock = errors.New("write would block")
 // writeMu. A socket that offers no raw descriptor takes nothing this way
 // (errWouldBlock): its frames are written by blocking writes only.
 func (ws *wsSession) tryWrite(frame []byte) (rest []byte, err error) {
-	if ws.raw == nil {
-		return frame, errWouldBlock
+	return writeNow(ws.raw, frame)
+}
+
+// writeNow writes as much of b to raw's socket as it takes without
+// blocking, and returns the rest (empty when all of it went); with a nil
+// raw, nothing (errWouldBlock).
+func writeNow(raw syscall.RawConn, b []byte) (rest []byte, err error) {
+	if raw == nil {
+		return b, errWouldBlock
 	}
 	n := 0
 	var werr error
-	err = ws.raw.Write(func(fd uintptr) bool {
-		for n < len(frame) {
-			k, e := syscall.Write(int(fd), frame[n:])
+	err = raw.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			k, e := syscall.Write(int(fd), b[n:])
 			switch {
 			case e == syscall.EINTR:
 				continue
@@ -110,7 +117,7 @@ func (ws *wsSession) tryWrite(frame []byte) (rest []byte, err error) {
 	if err == nil {
 		err = werr
 	}
-	return frame[n:], err
+	return b[n:], err
 }
 
 // writeRest writes the rest of a frame, blocking for at most

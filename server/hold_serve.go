@@ -1,0 +1,296 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"log"
+	"net/http"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+)
+
+// The requests of a connection taken over by a held poll (hold.go), served
+// off net/http.
+//
+// A client that polls steadily sends its next poll as soon as it has its
+// answer. Handed back to net/http, the connection would be set up again as
+// a new one each time (a goroutine, a context, two 4 KiB buffers, its
+// state tracked), and taken over again by that poll. Instead the goroutine
+// that answered waits for the next request itself, reads its header and,
+// when it is a poll of the same path as the first (the same client's next
+// poll), serves it through the server's handler, with the connection as its
+// ResponseWriter: the poll then waits on the connection in this goroutine
+// (holdPoll). Anything else is handed back to net/http with the bytes read
+// so far, and served there as any other request: another path or method,
+// a body, an upgrade, a header net/http would refuse or that is too large.
+// The waits are net/http's: IdleTimeout (else ReadTimeout) for the next
+// request to begin, ReadHeaderTimeout (else ReadTimeout) for its header.
+
+// keep serves the connection's next requests while each is a poll of the
+// path of the first, and hands the connection back to net/http at the
+// first other one.
+func (hc *heldConn) keep() {
+	h := hc.hl.srv.Handler
+	if h == nil {
+		h = http.DefaultServeMux
+	}
+	hc.served, hc.sws, hc.after = true, nil, nil
+	for {
+		r, back := hc.next()
+		if r == nil {
+			if back {
+				hc.giveBack()
+			} else {
+				_ = hc.conn.Close()
+			}
+			return
+		}
+		hc.r, hc.status, hc.gone = r, 0, false
+		clear(hc.header)
+		if cap(hc.body) > 4<<10 {
+			hc.body = nil // an answer that was large: not kept while idle
+		}
+		hc.body = hc.body[:0]
+		if !hc.handle(h, r) || hc.gone {
+			_ = hc.conn.Close()
+			return
+		}
+		if keepAlive, err := hc.flush(); err != nil || !keepAlive {
+			_ = hc.conn.Close()
+			return
+		}
+	}
+}
+
+// giveBack hands the connection, with what was read of it, back to
+// net/http.
+func (hc *heldConn) giveBack() {
+	idle := hc.hl.srv.IdleTimeout
+	if idle == 0 {
+		idle = hc.hl.srv.ReadTimeout
+	}
+	_ = hc.conn.SetDeadline(time.Time{})
+	hc.hl.giveBack(&replayConn{Conn: hc.conn, pending: hc.pending, idle: idle})
+}
+
+// handle runs the handler for r, with hc as its ResponseWriter. A panic is
+// treated as net/http treats it: logged (unless http.ErrAbortHandler), and
+// the connection closed (ok false).
+func (hc *heldConn) handle(h http.Handler, r *http.Request) (ok bool) {
+	defer func() {
+		if e := recover(); e != nil {
+			ok = false
+			if e == http.ErrAbortHandler {
+				return
+			}
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			msg := fmt.Sprintf("http: panic serving %v: %v\n%s", hc.remote, e, buf)
+			if l := hc.hl.srv.ErrorLog; l != nil {
+				l.Print(msg)
+			} else {
+				log.Print(msg)
+			}
+		}
+	}()
+	h.ServeHTTP(hc, r)
+	return true
+}
+
+// next reads the connection's next request. It returns nil when there is
+// none to serve here: back, to hand the connection back to net/http (with
+// what was read in hc.pending); else to close it (it went away, was idle
+// too long, its header did not come in time, or the server is closing).
+func (hc *heldConn) next() (r *http.Request, back bool) {
+	srv := hc.hl.srv
+	var first []byte
+	if len(hc.pending) == 0 {
+		// A Read, not hc.readable: what came before the wait began must
+		// count (the client sends its next poll as soon as it has the
+		// answer), and a Read tries before it waits.
+		_ = hc.conn.SetReadDeadline(deadlineIn(orElse(srv.IdleTimeout, srv.ReadTimeout)))
+		if hc.hl.isClosed() {
+			return nil, false
+		}
+		n, _ := hc.conn.Read(hc.buf[:])
+		if n == 0 {
+			return nil, false
+		}
+		first = hc.buf[:n]
+	}
+	limit := srv.MaxHeaderBytes
+	if limit <= 0 {
+		limit = http.DefaultMaxHeaderBytes
+	}
+	limit += 4096 // as net/http allows
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	b := append(append((*bp)[:0], hc.pending...), first...)
+	hc.pending = nil
+	if !bytes.HasPrefix(b, getMethod[:min(len(b), len(getMethod))]) {
+		hc.pending = bytes.Clone(b) // not a poll (a Bayeux POST): net/http's
+		return nil, true
+	}
+	end := headerEnd(b, 0)
+	if end < 0 { // the rest of the header, in its time
+		_ = hc.conn.SetReadDeadline(deadlineIn(orElse(srv.ReadHeaderTimeout, srv.ReadTimeout)))
+	}
+	for end < 0 {
+		if len(b) >= limit { // net/http answers 431
+			hc.pending = bytes.Clone(b)
+			return nil, true
+		}
+		if len(b) == cap(b) {
+			b = slices.Grow(b, len(b))
+			*bp = b
+		}
+		from := len(b)
+		n, err := hc.conn.Read(b[from:cap(b)])
+		b = b[:from+n]
+		if err != nil { // as net/http: a read that fails gets no answer
+			return nil, false
+		}
+		end = headerEnd(b, max(0, from-3))
+	}
+	r = parseRequest(b[:end])
+	if r == nil || !hc.isNextPoll(r) {
+		hc.pending = bytes.Clone(b)
+		return nil, true
+	}
+	if end < len(b) { // pipelined
+		hc.pending = bytes.Clone(b[end:])
+	}
+	r.RemoteAddr = hc.remote
+	return r.WithContext(hc.ctx), false
+}
+
+// getMethod begins every request served here.
+var getMethod = []byte("GET ")
+
+// orElse is a if set, else b.
+func orElse(a, b time.Duration) time.Duration {
+	if a > 0 {
+		return a
+	}
+	return b
+}
+
+// deadlineIn is the deadline d from now; none for d <= 0.
+func deadlineIn(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
+}
+
+// readBufs holds the buffers request headers are read into: taken while a
+// header is read, not while a connection waits.
+var readBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, 1024)
+	return &b
+}}
+
+// headerEnd is the length of the request header at the start of b, up to
+// and with the empty line that ends it; -1 while it has not ended. It looks
+// from from on.
+func headerEnd(b []byte, from int) int {
+	for i := from; i < len(b); i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		switch {
+		case i+1 < len(b) && b[i+1] == '\n':
+			return i + 2
+		case i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n':
+			return i + 3
+		}
+	}
+	return -1
+}
+
+// requestReader reads a request from a header in memory.
+type requestReader struct {
+	src bytes.Reader
+	br  *bufio.Reader
+}
+
+var requestReaders = sync.Pool{New: func() any {
+	rr := &requestReader{}
+	rr.br = bufio.NewReaderSize(&rr.src, 512)
+	return rr
+}}
+
+// parseRequest parses a whole request header; nil if net/http would not
+// read it as it is.
+func parseRequest(header []byte) *http.Request {
+	rr := requestReaders.Get().(*requestReader)
+	defer requestReaders.Put(rr)
+	rr.src.Reset(header)
+	rr.br.Reset(&rr.src)
+	r, err := http.ReadRequest(rr.br)
+	if err != nil || rr.br.Buffered() > 0 || rr.src.Len() > 0 {
+		return nil
+	}
+	return r
+}
+
+// isNextPoll reports whether r is a request to serve here: a poll of the
+// same path as the first, on the same host, without a body or an upgrade,
+// with a header net/http would accept. Any doubt hands it to net/http.
+func (hc *heldConn) isNextPoll(r *http.Request) bool {
+	if r.Method != http.MethodGet || r.ProtoMajor != 1 || r.URL.Host != "" || r.URL.Path != hc.path ||
+		r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Body != http.NoBody {
+		return false
+	}
+	// http.ReadRequest took the Host header out, into r.Host (net/http
+	// checked the first request's).
+	if r.Host != hc.host || r.Host == "" && r.ProtoMinor > 0 {
+		return false
+	}
+	if r.Header["Upgrade"] != nil || r.Header["Expect"] != nil {
+		return false
+	}
+	for k, vs := range r.Header {
+		if !validHeaderName(k) {
+			return false
+		}
+		for _, v := range vs {
+			if !validHeaderValue(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validHeaderName: a token (RFC 9110 5.1).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			continue
+		}
+		switch c {
+		case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// validHeaderValue: no control character but the tab (RFC 9110 5.5).
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
