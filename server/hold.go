@@ -229,11 +229,7 @@ func (c *replayConn) Read(p []byte) (int, error) {
 		return c.Conn.Read(p)
 	}
 	c.waited = true
-	idle := time.Time{}
-	if c.idle > 0 {
-		idle = time.Now().Add(c.idle)
-	}
-	_ = c.Conn.SetReadDeadline(idle)
+	_ = c.Conn.SetReadDeadline(deadlineIn(c.idle))
 	n, err := c.Conn.Read(p)
 	if c.header > 0 {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.header))
@@ -279,7 +275,6 @@ type heldConn struct {
 	remote       string          // the client's address, as net/http gives it
 	ctx          context.Context // the connection's, as net/http's ConnContext made it
 	writeTimeout time.Duration   // for each answer
-	served       bool            // the handler's ResponseWriter is hc itself
 	hub          *Hub            // the first poll's: no keep-alive once it is closed
 
 	mu       sync.Mutex
@@ -567,9 +562,10 @@ func (hc *heldConn) serve(c *Client, answer pollAnswer) {
 		defer hc.hl.wg.Done()
 		defer hc.untrack()
 	}
-	b, why := hc.p.run(context.Background())
-	hc.p.finish()
-	hc.release(hc.p)
+	p := hc.p
+	b, why := p.run(context.Background())
+	hc.release(p)
+	p.finish()
 	// Committed once the answer is ready to leave, before it does, as
 	// through net/http (whose Write only buffers): the client's next poll,
 	// perhaps on another connection (a proxy's), may come at once and must
@@ -607,8 +603,7 @@ func (hc *heldConn) flush() (keepAlive bool, err error) {
 	if hc.status == 0 {
 		hc.status = http.StatusOK
 	}
-	bp := answerBufs.Get().(*[]byte)
-	defer answerBufs.Put(bp)
+	bp := getBuf()
 	out := slices.Grow((*bp)[:0], 512+len(hc.body))
 	out = append(out, "HTTP/1.1 "...)
 	out = strconv.AppendInt(out, int64(hc.status), 10)
@@ -634,29 +629,35 @@ func (hc *heldConn) flush() (keepAlive bool, err error) {
 	}
 	out = append(out, "\r\n"...)
 	out = append(out, hc.body...)
-	if cap(out) <= 64<<10 {
-		*bp = out
-	}
 	// At once if the socket takes it all (the usual case), else with the
 	// write deadline.
 	start := time.Now()
-	rest, err := writeNow(hc.raw, out)
-	if len(rest) > 0 && (err == nil || errors.Is(err, errWouldBlock)) {
-		_ = hc.conn.SetWriteDeadline(time.Now().Add(hc.writeTimeout))
-		_, err = hc.conn.Write(rest)
-		_ = hc.conn.SetWriteDeadline(time.Time{})
-	}
+	err = writeAll(hc.conn, hc.raw, out, hc.writeTimeout)
+	putBuf(bp, out)
 	for _, sw := range hc.sws {
 		sw.Stalled = max(sw.Stalled, time.Since(start))
 	}
 	return keepAlive, err
 }
 
-// answerBufs holds the buffers answers are put together in.
-var answerBufs = sync.Pool{New: func() any {
+// bufs holds the buffers that answers are put together in and request
+// headers read into (hold_serve.go): taken for that, not while a
+// connection waits.
+var bufs = sync.Pool{New: func() any {
 	b := make([]byte, 0, 1024)
 	return &b
 }}
+
+func getBuf() *[]byte { return bufs.Get().(*[]byte) }
+
+// putBuf gives bp back with b, what it grew into, unless b grew large
+// (a large answer or header): the pool does not keep that.
+func putBuf(bp *[]byte, b []byte) {
+	if cap(b) <= 64<<10 {
+		*bp = b[:0]
+		bufs.Put(bp)
+	}
+}
 
 // SetReadDeadline and SetWriteDeadline make the deadlines the middleware
 // sets for a request served off net/http (hold_serve.go) no-ops: the

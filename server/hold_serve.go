@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -37,7 +38,7 @@ func (hc *heldConn) keep() {
 	if h == nil {
 		h = http.DefaultServeMux
 	}
-	hc.served, hc.sws, hc.after = true, nil, nil
+	hc.sws, hc.after = nil, nil
 	for {
 		r, back := hc.next()
 		if r == nil {
@@ -68,12 +69,9 @@ func (hc *heldConn) keep() {
 // giveBack hands the connection, with what was read of it, back to
 // net/http.
 func (hc *heldConn) giveBack() {
-	idle := hc.hl.srv.IdleTimeout
-	if idle == 0 {
-		idle = hc.hl.srv.ReadTimeout
-	}
+	srv := hc.hl.srv
 	_ = hc.conn.SetDeadline(time.Time{})
-	hc.hl.giveBack(&replayConn{Conn: hc.conn, pending: hc.pending, idle: idle})
+	hc.hl.giveBack(&replayConn{Conn: hc.conn, pending: hc.pending, idle: orElse(srv.IdleTimeout, srv.ReadTimeout)})
 }
 
 // handle runs the handler for r, with hc as its ResponseWriter. A panic is
@@ -106,30 +104,27 @@ func (hc *heldConn) handle(h http.Handler, r *http.Request) (ok bool) {
 // too long, its header did not come in time, or the server is closing).
 func (hc *heldConn) next() (r *http.Request, back bool) {
 	srv := hc.hl.srv
-	var first []byte
-	if len(hc.pending) == 0 {
-		// A Read, not hc.readable: what came before the wait began must
-		// count (the client sends its next poll as soon as it has the
-		// answer), and a Read tries before it waits.
+	var bp *[]byte
+	var b []byte
+	if len(hc.pending) > 0 {
+		bp = getBuf()
+		b = append((*bp)[:0], hc.pending...)
+		hc.pending = nil
+	} else {
 		_ = hc.conn.SetReadDeadline(deadlineIn(orElse(srv.IdleTimeout, srv.ReadTimeout)))
 		if hc.hl.isClosed() {
 			return nil, false
 		}
-		n, _ := hc.conn.Read(hc.buf[:])
-		if n == 0 {
+		if bp, b = hc.readFirst(); bp == nil {
 			return nil, false
 		}
-		first = hc.buf[:n]
 	}
+	defer func() { putBuf(bp, b) }()
 	limit := srv.MaxHeaderBytes
 	if limit <= 0 {
 		limit = http.DefaultMaxHeaderBytes
 	}
 	limit += 4096 // as net/http allows
-	bp := readBufs.Get().(*[]byte)
-	defer readBufs.Put(bp)
-	b := append(append((*bp)[:0], hc.pending...), first...)
-	hc.pending = nil
 	if !bytes.HasPrefix(b, getMethod[:min(len(b), len(getMethod))]) {
 		hc.pending = bytes.Clone(b) // not a poll (a Bayeux POST): net/http's
 		return nil, true
@@ -145,7 +140,6 @@ func (hc *heldConn) next() (r *http.Request, back bool) {
 		}
 		if len(b) == cap(b) {
 			b = slices.Grow(b, len(b))
-			*bp = b
 		}
 		from := len(b)
 		n, err := hc.conn.Read(b[from:cap(b)])
@@ -167,6 +161,50 @@ func (hc *heldConn) next() (r *http.Request, back bool) {
 	return r.WithContext(hc.ctx), false
 }
 
+// readFirst waits, up to the connection's read deadline, for the first
+// bytes of its next request, and reads them into a buffer of bufs taken
+// only once they have come: an idle connection holds none. Its read is
+// tried before it waits, so that what came before the wait began counts
+// (the client sends its next poll as soon as it has the answer). nil when
+// the client went away, or the wait ended first.
+func (hc *heldConn) readFirst() (bp *[]byte, b []byte) {
+	if hc.raw == nil {
+		bp = getBuf()
+		n, _ := hc.conn.Read((*bp)[:cap(*bp)])
+		if n <= 0 {
+			putBuf(bp, *bp)
+			return nil, nil
+		}
+		return bp, (*bp)[:n]
+	}
+	n := 0
+	err := hc.raw.Read(func(fd uintptr) bool {
+		bp = getBuf()
+		var e error
+		for {
+			if n, e = syscall.Read(int(fd), (*bp)[:cap(*bp)]); e != syscall.EINTR {
+				break
+			}
+		}
+		if e == syscall.EAGAIN {
+			putBuf(bp, *bp)
+			bp = nil
+			return false // nothing yet: wait
+		}
+		if e != nil {
+			n = 0
+		}
+		return true
+	})
+	if err != nil || bp == nil || n <= 0 { // the deadline, the client's end or an error
+		if bp != nil {
+			putBuf(bp, *bp)
+		}
+		return nil, nil
+	}
+	return bp, (*bp)[:n]
+}
+
 // getMethod begins every request served here.
 var getMethod = []byte("GET ")
 
@@ -185,13 +223,6 @@ func deadlineIn(d time.Duration) time.Time {
 	}
 	return time.Now().Add(d)
 }
-
-// readBufs holds the buffers request headers are read into: taken while a
-// header is read, not while a connection waits.
-var readBufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, 1024)
-	return &b
-}}
 
 // headerEnd is the length of the request header at the start of b, up to
 // and with the empty line that ends it; -1 while it has not ended. It looks

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/binary"
 	"errors"
+	"net"
 	"syscall"
 	"time"
 )
@@ -81,14 +82,6 @@ func wsMessagesFrame(msgs []*Message) []byte {
 // errWouldBlock: the socket cannot take a write without blocking.
 var errWouldBlock = errors.New("write would block")
 
-// tryWrite writes as much of frame as the socket takes now without
-// blocking, and returns the rest (empty when all of it went). Under
-// writeMu. A socket that offers no raw descriptor takes nothing this way
-// (errWouldBlock): its frames are written by blocking writes only.
-func (ws *wsSession) tryWrite(frame []byte) (rest []byte, err error) {
-	return writeNow(ws.raw, frame)
-}
-
 // writeNow writes as much of b to raw's socket as it takes without
 // blocking, and returns the rest (empty when all of it went); with a nil
 // raw, nothing (errWouldBlock).
@@ -123,28 +116,38 @@ func writeNow(raw syscall.RawConn, b []byte) (rest []byte, err error) {
 // writeRest writes the rest of a frame, blocking for at most
 // wsWriteTimeout. Under writeMu.
 func (ws *wsSession) writeRest(rest []byte) error {
-	nc := ws.conn.NetConn()
-	_ = nc.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
-	_, err := nc.Write(rest)
-	_ = nc.SetWriteDeadline(time.Time{})
-	return err
+	return writeWithin(ws.conn.NetConn(), rest, wsWriteTimeout)
 }
 
 // writeFrameLocked writes a whole frame, blocking if need be; on failure
 // the socket is closed (its reader then ends). Under writeMu.
 func (ws *wsSession) writeFrameLocked(frame []byte) bool {
-	rest, err := ws.tryWrite(frame)
-	if errors.Is(err, errWouldBlock) {
-		err = nil
-	}
-	if err == nil && len(rest) > 0 {
-		err = ws.writeRest(rest)
-	}
-	if err != nil {
+	if err := writeAll(ws.conn.NetConn(), ws.raw, frame, wsWriteTimeout); err != nil {
 		_ = ws.conn.Close()
 		return false
 	}
 	return true
+}
+
+// writeAll writes b to c: what the socket takes at once without blocking
+// (writeNow, through raw), then the rest blocking for at most timeout.
+func writeAll(c net.Conn, raw syscall.RawConn, b []byte, timeout time.Duration) error {
+	rest, err := writeNow(raw, b)
+	if errors.Is(err, errWouldBlock) {
+		err = nil
+	}
+	if err == nil && len(rest) > 0 {
+		err = writeWithin(c, rest, timeout)
+	}
+	return err
+}
+
+// writeWithin writes b to c, blocking for at most timeout.
+func writeWithin(c net.Conn, b []byte, timeout time.Duration) error {
+	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := c.Write(b)
+	_ = c.SetWriteDeadline(time.Time{})
+	return err
 }
 
 // writeFrame writes a whole frame; false on failure.

@@ -137,7 +137,7 @@ func (p *wsPusher) flush(mayBlock bool, n int32) bool {
 		ws.writeMu.Unlock()
 		return true
 	}
-	rest, err := ws.tryWrite(wsMessagesFrame(batch.Messages))
+	rest, err := writeNow(ws.raw, wsMessagesFrame(batch.Messages))
 	if errors.Is(err, errWouldBlock) {
 		err = nil
 	}
