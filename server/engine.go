@@ -162,6 +162,12 @@ type EngineStats struct {
 	ClientsByKind map[string]int
 	Channels      int
 	Subscriptions int
+	// HistoryBytes is the payload bytes of all channels' history.
+	HistoryBytes int64
+	// HistoryTrimmed counts channel histories dropped to keep HistoryBytes
+	// under Limits.MaxHistoryBytes since the engine started (with a shared
+	// engine: by every process); the hub reports increases as incidents.
+	HistoryTrimmed uint64
 }
 
 // Errors of engines, beside ErrUnknownClient and ErrTooManyClients.
@@ -171,4 +177,10 @@ var (
 	// ErrEngine wraps failures to reach a shared engine's server: clients
 	// are told to retry.
 	ErrEngine = errors.New("engine unavailable")
+	// ErrTooManySubscriptions is returned by Subscribe when the session
+	// has Limits.MaxSubscriptions subscriptions already.
+	ErrTooManySubscriptions = errors.New("too many subscriptions")
+	// ErrTooManyChannels is returned by Publish for a channel with no
+	// history when Limits.MaxChannels channels keep history already.
+	ErrTooManyChannels = errors.New("too many channels")
 )

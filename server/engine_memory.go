@@ -21,6 +21,21 @@ type Limits struct {
 	QueueMaxBytes    int           // per-session queue bound in bytes; default 1 MiB
 	MaxClients       int           // sessions of all kinds; default 100000
 	ChannelTimeout   time.Duration // idle channels with no subscriber are swept after this; default 1h
+	// MaxSubscriptions bounds one session's subscriptions (names and
+	// patterns); default 128, as Centrifugo's channels per client. Subscribe
+	// of a new pattern past it fails with ErrTooManySubscriptions and changes
+	// nothing.
+	MaxSubscriptions int
+	// MaxChannels bounds the channels that keep history, in the whole
+	// engine; default 100000. A publish to a channel with no history yet
+	// past it fails with ErrTooManyChannels and publishes nothing.
+	MaxChannels int
+	// MaxHistoryBytes bounds the payload bytes of all channels' history
+	// together; default 256 MiB. Past it, the history of the channels
+	// published to least recently is dropped first (whole channels) until
+	// the total is under the bound again; each dropped history counts in
+	// EngineStats.HistoryTrimmed. Publishes never fail for it.
+	MaxHistoryBytes int64
 }
 
 // Defaults fills zero fields with their defaults.
@@ -36,6 +51,15 @@ func (o *Limits) Defaults() {
 	}
 	if o.ChannelTimeout <= 0 {
 		o.ChannelTimeout = time.Hour
+	}
+	if o.MaxSubscriptions <= 0 {
+		o.MaxSubscriptions = 128
+	}
+	if o.MaxChannels <= 0 {
+		o.MaxChannels = 100000
+	}
+	if o.MaxHistoryBytes <= 0 {
+		o.MaxHistoryBytes = 256 << 20
 	}
 }
 
