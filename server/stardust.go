@@ -219,6 +219,13 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 			ErrTooLarge, len(objs), len(full), n, s.opts.MaxPublishes))
 		return
 	}
+	// Every channel is made ready first, all or none, so that a request
+	// over a channel limit publishes nothing; then no publish below can
+	// be refused for a limit (only a failing engine can stop it part way).
+	if err := s.hub.prepareChannels(s.rules.clientIP(r), full); err != nil {
+		writeError(w, err)
+		return
+	}
 	// Every message is valid: publish them all, one stored copy per channel.
 	recipients := 0
 	for _, obj := range objs {
