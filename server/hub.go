@@ -443,11 +443,10 @@ type Stats struct {
 	HistoryBytes  int64  // the bytes of all channels' history
 	HistoryMax    int64  // their bound, MaxHistoryBytes
 	Trimmed       uint64 // channel histories dropped to stay under it, as this process saw
-
-	Published uint64 // messages published through this process
-	Delivered uint64 // queue insertions (one per subscriber per message)
-	Dropped   uint64 // messages dropped from full queues, as their polls learnt
-	Failures  uint64 // engine calls that failed
+	Published     uint64 // messages published through this process
+	Delivered     uint64 // queue insertions (one per subscriber per message)
+	Dropped       uint64 // messages dropped from full queues, as their polls learnt
+	Failures      uint64 // engine calls that failed
 }
 
 // Stats returns current counts. With an error (the engine could not
