@@ -44,6 +44,9 @@ func TestBayeuxSubscriptionLimit(t *testing.T) {
 	if len(subs) != 128 || !strings.Contains(strings.Join(subs, " "), "/s/0 ") {
 		t.Fatalf("after the refusal the client has %d subscriptions; want the first 128", len(subs))
 	}
+	if names, _ := b.s.Hub().Channels("/s/"); len(names) != 64 {
+		t.Errorf("%d channels under /s/; want the 64 subscribed by name, none for the refused one", len(names))
+	}
 	// A message subscribing two with one place free takes none.
 	b.post(map[string]any{"channel": "/meta/unsubscribe", "clientId": id, "subscription": "/s/0"})
 	wantError(t, b.subscribe(id, "/s/x", "/s/y"), "403:/s/y:too many subscriptions")

@@ -291,6 +291,15 @@ func (h *Hub) Subscribe(c *Client, pattern string) (bool, error) {
 		return false, err
 	}
 	if !IsWild(pattern) {
+		// Checked first, so that a refused subscription adds no channel
+		// (the engine checks again, atomically).
+		have, err := c.Subscriptions()
+		if err != nil {
+			return false, err
+		}
+		if len(have) >= h.elimits.MaxSubscriptions && !slices.Contains(have, pattern) {
+			return false, h.tooManySubscriptions()
+		}
 		if err := h.prepareChannels(c.s.Remote, []string{pattern}); err != nil {
 			return false, err
 		}

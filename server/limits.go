@@ -208,6 +208,9 @@ type addrRate struct {
 }
 
 func newAddrRate(rate float64, burst int) *addrRate {
+	if burst <= 0 {
+		rate = 0 // no burst (-1 in the config): no limit, as no rate
+	}
 	return &addrRate{rate: rate, burst: float64(burst), buckets: map[string]*tokenBucket{}}
 }
 
