@@ -26,23 +26,27 @@ type Limits struct {
 	// of a new pattern past it fails with ErrTooManySubscriptions and changes
 	// nothing; subscribing again to a pattern the session has never fails.
 	MaxSubscriptions int
-	// MaxChannels bounds the channels the engine keeps (with history, or a
-	// record of recent use: those Channels lists), in the whole engine;
-	// default 100000. A Publish that would add a channel past it fails with
+	// MaxChannels bounds the channels the engine keeps a record of, in the
+	// whole engine; default 100000. Every engine counts the channels with
+	// history; one that keeps other channel records counts those too (the
+	// memory engine: every channel published to or subscribed to by name,
+	// until swept). A Publish that would add a channel past it fails with
 	// ErrTooManyChannels and publishes nothing (to no one, kept nowhere).
-	// Subscribe never fails for it (the hub asks ChannelCreator first), but
-	// the channels it adds count.
+	// Subscribe never fails for it (the hub asks ChannelCreator first,
+	// where the engine is one).
 	MaxChannels int
 	// MaxHistoryBytes bounds the bytes of all channels' history together, as
 	// the engine stores them (the memory engine counts each kept message's
-	// data, channel, id and ext plus 64); default 256 MiB. When a publish
-	// passes it, the history of the channels published to least recently is
-	// dropped first (whole channels, the channel just published to last)
-	// until the total is at most the bound again, before Publish returns;
-	// each dropped history counts one in EngineStats.HistoryTrimmed. A
-	// channel whose history was dropped keeps its record (and its place in
-	// MaxChannels) until swept. Publishes never fail for it: the message
-	// is still queued for its subscribers.
+	// data, channel, id and ext plus 64; the Redis engine its encoded
+	// form); default 256 MiB. When a publish passes it, the history of the
+	// channels published to least recently (by the time of their last
+	// publish) is dropped first, whole channels, the channel just published
+	// to last, until the total is at most the bound again. The memory
+	// engine does it all before Publish returns; an engine may bound what
+	// one publish drops and drop the rest in its next Sweep. Each dropped
+	// history counts one in EngineStats.HistoryTrimmed. A channel whose
+	// history was dropped keeps its other records until swept. Publishes
+	// never fail for it: the message is still queued for its subscribers.
 	MaxHistoryBytes int64
 }
 

@@ -300,7 +300,7 @@ func (h *Hub) Subscribe(c *Client, pattern string) (bool, error) {
 		if len(have) >= h.elimits.MaxSubscriptions && !slices.Contains(have, pattern) {
 			return false, h.tooManySubscriptions()
 		}
-		if err := h.prepareChannels(c.s.Remote, []string{pattern}); err != nil {
+		if err := h.prepareChannels(c.channelAddr(), []string{pattern}); err != nil {
 			return false, err
 		}
 	}
@@ -361,7 +361,7 @@ func (h *Hub) SetSubscriptions(c *Client, names []string) error {
 	if slices.ContainsFunc(names, IsWild) {
 		exact = slices.DeleteFunc(slices.Clone(names), IsWild)
 	}
-	if err := h.prepareChannels(c.s.Remote, exact); err != nil {
+	if err := h.prepareChannels(c.channelAddr(), exact); err != nil {
 		return err
 	}
 	for _, p := range have {
