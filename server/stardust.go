@@ -222,6 +222,9 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	// Every channel is made ready first, all or none, so that a request
 	// over a channel limit publishes nothing; then no publish below can
 	// be refused for a limit (only a failing engine can stop it part way).
+	// With an engine that is no ChannelCreator, a publish below may be
+	// refused for MaxChannels: what was published before it stays
+	// published, and the answer is that 403.
 	if err := s.hub.prepareChannels(s.rules.clientIP(r), full); err != nil {
 		writeError(w, err)
 		return
