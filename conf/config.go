@@ -374,6 +374,10 @@ func (c *Config) Validate() error {
 	p.limit("comet.address_session_burst", float64(cm.AddressSessionBurst))
 	p.limit("comet.address_channel_rate", cm.AddressChannelRate)
 	p.limit("comet.address_channel_burst", float64(cm.AddressChannelBurst))
+	if cm.AddressChannelBurst > 0 && cm.AddressChannelBurst < server.MaxChannelsPerRequest {
+		p.add("comet.address_channel_burst", "below %d, the channels one Stardust request may name: such a request could never add them",
+			server.MaxChannelsPerRequest)
+	}
 	if cm.AddressMaxSessions > cm.MaxClients {
 		p.add("comet.address_max_sessions", "larger than comet.max_clients (%d)", cm.MaxClients)
 	}

@@ -116,6 +116,7 @@ func TestValidate(t *testing.T) {
 		{"no channel rate", func(c *Config) { c.Comet.AddressChannelRate, c.Comet.AddressChannelBurst = -1, -1 }, nil},
 		{"zero channel rate", func(c *Config) { c.Comet.AddressChannelRate = 0 }, []string{"comet.address_channel_rate"}},
 		{"zero channel burst", func(c *Config) { c.Comet.AddressChannelBurst = 0 }, []string{"comet.address_channel_burst"}},
+		{"channel burst under a request", func(c *Config) { c.Comet.AddressChannelBurst = 10 }, []string{"comet.address_channel_burst"}},
 		{"bad prefix", func(c *Config) { c.Bayeux.Prefix = "stardust" }, []string{"bayeux.prefix"}},
 		{"bad service", func(c *Config) { c.Bayeux.Services = []string{"a/b"} }, []string{"bayeux.services"}},
 		{"secret without secret", func(c *Config) { c.Bayeux.Auth.Mode = "secret" }, []string{"bayeux.auth.secret"}},

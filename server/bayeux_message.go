@@ -194,8 +194,8 @@ func decodeSubscriptions(raw json.RawMessage) ([]string, error) {
 	if err := json.Unmarshal(raw, &many); err != nil || len(many) == 0 {
 		return nil, fmt.Errorf("%w: field \"subscription\": want a channel or a non-empty array of channels", ErrBadMessage)
 	}
-	if len(many) > maxChannelsPerRequest {
-		return nil, fmt.Errorf("%w: field \"subscription\": more than %d channels", ErrBadMessage, maxChannelsPerRequest)
+	if len(many) > MaxChannelsPerRequest {
+		return nil, fmt.Errorf("%w: field \"subscription\": more than %d channels", ErrBadMessage, MaxChannelsPerRequest)
 	}
 	return many, nil
 }

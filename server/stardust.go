@@ -21,7 +21,9 @@ import (
 // The Stardust API: JSON over HTTP with long polling, compatible with the Perl
 // Stardust and its jquery.ev client.
 
-const maxChannelsPerRequest = 64
+// MaxChannelsPerRequest bounds the channels of one Stardust URL (A+B+...)
+// and of one Bayeux subscribe message.
+const MaxChannelsPerRequest = 64
 
 // checkStreamID checks a client id given in a URL (stream ID, SSE ?id=).
 func checkStreamID(id string) error {
@@ -47,8 +49,8 @@ func parseChannelList(list string) ([]string, error) {
 	if len(parts) == 0 {
 		return nil, fmt.Errorf("%w: empty channel list", ErrBadChannel)
 	}
-	if len(parts) > maxChannelsPerRequest {
-		return nil, fmt.Errorf("%w: more than %d channels in one request", ErrBadChannel, maxChannelsPerRequest)
+	if len(parts) > MaxChannelsPerRequest {
+		return nil, fmt.Errorf("%w: more than %d channels in one request", ErrBadChannel, MaxChannelsPerRequest)
 	}
 	seen := make(map[string]bool, len(parts))
 	out := parts[:0]
