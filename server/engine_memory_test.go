@@ -57,3 +57,27 @@ func TestMemoryEngineHistoryBoundConcurrent(t *testing.T) {
 		t.Errorf("after the sweep: %d history bytes in %d channels; want none", st.HistoryBytes, st.Channels)
 	}
 }
+
+// BenchmarkMemoryEnginePublishHistory publishes from parallel goroutines
+// to 1,000 channels keeping history: the cost of the history bound's
+// running total and publish-ordered list (one lock for all channels).
+func BenchmarkMemoryEnginePublishHistory(b *testing.B) {
+	e := server.NewMemoryEngine(server.Limits{HistorySize: 50})
+	ctx := context.Background()
+	names := make([]string, 1000)
+	for i := range names {
+		names[i] = fmt.Sprintf("/bench/%d", i)
+	}
+	data := json.RawMessage(`{"text":"a message of some hundred bytes, as a chat line or a price update would be"}`)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			if _, err := e.Publish(ctx, &server.Message{Channel: names[i%len(names)], Data: data}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
