@@ -335,8 +335,9 @@ func (h *Hub) Unsubscribe(c *Client, pattern string) (bool, error) {
 }
 
 // SetSubscriptions makes c subscribed to exactly these channel names or
-// patterns (which hold no duplicates). More names than MaxSubscriptions, or new channels
-// the engine refuses (see prepareChannels), fail before anything changes.
+// patterns (which hold no duplicates). More names than MaxSubscriptions, or
+// new channels the engine refuses (see prepareChannels), fail before
+// anything changes.
 func (h *Hub) SetSubscriptions(c *Client, names []string) error {
 	if len(names) > h.elimits.MaxSubscriptions {
 		return h.tooManySubscriptions()

@@ -226,7 +226,7 @@ func (l *addrRate) available(addr string, now time.Time) int {
 		return int(l.burst)
 	}
 	b.refill(now, l.rate, l.burst)
-	return int(b.tokens)
+	return max(0, int(b.tokens)) // overdrawn: none (never -1, no limit)
 }
 
 // take spends n tokens of addr (concurrent requests may overdraw a little:
