@@ -561,6 +561,11 @@ func (e *MemoryEngine) History(_ context.Context, name string, after uint64) ([]
 	if ch == nil {
 		return nil, nil
 	}
+	// Under the channel's lock, as before the history had its own: a
+	// publish in progress is seen whole (kept and queued) or not at all,
+	// so that a replay merged with a queue never counts it twice.
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
 	return e.hist.after(ch, after), nil
 }
 
