@@ -92,10 +92,18 @@ type Comet struct {
 	SSEMaxDuration   Duration `toml:"sse_max_duration"`
 	BatchDelay       Duration `toml:"batch_delay"`
 
+	// What one client can grow (see server.Limits): subscriptions per
+	// client, channels kept, history bytes of all channels.
+	MaxSubscriptions int   `toml:"max_subscriptions"`
+	MaxChannels      int   `toml:"max_channels"`
+	MaxHistoryBytes  int64 `toml:"max_history_bytes"`
+
 	// Per client address (see server/limits.go); -1: no limit.
 	AddressMaxSessions  int     `toml:"address_max_sessions"`
 	AddressSessionRate  float64 `toml:"address_session_rate"`
 	AddressSessionBurst int     `toml:"address_session_burst"`
+	AddressChannelRate  float64 `toml:"address_channel_rate"`
+	AddressChannelBurst int     `toml:"address_channel_burst"`
 	// MaxPublishesPerRequest bounds a Stardust publish: messages × channels.
 	MaxPublishesPerRequest int `toml:"max_publishes_per_request"`
 	// Who may publish through the Stardust API: IPs or CIDRs ("*" anyone),
@@ -203,6 +211,9 @@ func Default() Config {
 			QueueMaxBytes:    1 << 20,
 			MaxMessageBytes:  64 << 10,
 			MaxClients:       100000,
+			MaxSubscriptions: 128,
+			MaxChannels:      100000,
+			MaxHistoryBytes:  256 << 20,
 			SSEHeartbeat:     Duration{15 * time.Second},
 			SSEMaxDuration:   Duration{10 * time.Minute},
 			BatchDelay:       Duration{100 * time.Millisecond},
@@ -210,6 +221,8 @@ func Default() Config {
 			AddressMaxSessions:     1000,
 			AddressSessionRate:     20,
 			AddressSessionBurst:    200,
+			AddressChannelRate:     100,
+			AddressChannelBurst:    1000,
 			MaxPublishesPerRequest: 1000,
 			AllowFrom:              []string{"127.0.0.0/8", "::1"},
 		},
@@ -347,12 +360,24 @@ func (c *Config) Validate() error {
 	p.positive("comet.queue_max_bytes", int64(cm.QueueMaxBytes))
 	p.positive("comet.max_message_bytes", int64(cm.MaxMessageBytes))
 	p.positive("comet.max_clients", int64(cm.MaxClients))
+	p.positive("comet.max_subscriptions", int64(cm.MaxSubscriptions))
+	p.positive("comet.max_channels", int64(cm.MaxChannels))
+	p.positive("comet.max_history_bytes", cm.MaxHistoryBytes)
+	if cm.MaxHistoryBytes > 0 && cm.MaxHistoryBytes < int64(cm.MaxMessageBytes) {
+		p.add("comet.max_history_bytes", "smaller than comet.max_message_bytes (%d): no message could be kept", cm.MaxMessageBytes)
+	}
 	if int64(cm.MaxMessageBytes) > s.MaxBodyBytes {
 		p.add("comet.max_message_bytes", "larger than server.max_body_bytes (%d)", s.MaxBodyBytes)
 	}
 	p.limit("comet.address_max_sessions", float64(cm.AddressMaxSessions))
 	p.limit("comet.address_session_rate", cm.AddressSessionRate)
 	p.limit("comet.address_session_burst", float64(cm.AddressSessionBurst))
+	p.limit("comet.address_channel_rate", cm.AddressChannelRate)
+	p.limit("comet.address_channel_burst", float64(cm.AddressChannelBurst))
+	if cm.AddressChannelBurst > 0 && cm.AddressChannelBurst < server.MaxChannelsPerRequest {
+		p.add("comet.address_channel_burst", "below %d, the channels one Stardust request may name: such a request could never add them",
+			server.MaxChannelsPerRequest)
+	}
 	if cm.AddressMaxSessions > cm.MaxClients {
 		p.add("comet.address_max_sessions", "larger than comet.max_clients (%d)", cm.MaxClients)
 	}

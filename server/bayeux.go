@@ -368,13 +368,25 @@ func (b *Bayeux) subscribe(m *BayeuxMessage, who caller, on bool) *bayeuxReply {
 			return b.fail(m, err, m.Subscriptions...)
 		}
 	}
+	var added []string // by this message: taken back if a later one fails
 	for _, sub := range m.Subscriptions {
 		if IsService(sub) {
 			continue // answers to service calls reach the caller without a subscription
 		}
 		if on {
-			if _, err := b.hub.Subscribe(c, sub); err != nil {
+			fresh, err := b.hub.Subscribe(c, sub)
+			if err != nil {
+				// All or none (over a limit, typically): the reply says the
+				// message failed, so none of it may stay in force.
+				for _, p := range added {
+					if _, err := b.hub.Unsubscribe(c, p); err != nil {
+						b.log.WithError(err).Debug("taking back a subscription")
+					}
+				}
 				return b.fail(m, err, sub)
+			}
+			if fresh {
+				added = append(added, sub)
 			}
 		} else if _, err := b.hub.Unsubscribe(c, sub); err != nil {
 			return b.fail(m, err, sub)
@@ -413,6 +425,11 @@ func (b *Bayeux) publish(m *BayeuxMessage, who caller) *bayeuxReply {
 	}
 	if IsService(m.Channel) {
 		return b.callService(c, m)
+	}
+	// A channel the engine does not keep yet counts against the caller's
+	// address (and MaxChannels) before anything is published.
+	if err := b.hub.prepareChannels(who.remote, []string{m.Channel}); err != nil {
+		return b.fail(m, err, m.Channel)
 	}
 	msg := &Message{Channel: m.Channel, Data: m.Data, ID: m.idString(), Ext: m.Ext}
 	if c != nil {

@@ -194,8 +194,8 @@ func decodeSubscriptions(raw json.RawMessage) ([]string, error) {
 	if err := json.Unmarshal(raw, &many); err != nil || len(many) == 0 {
 		return nil, fmt.Errorf("%w: field \"subscription\": want a channel or a non-empty array of channels", ErrBadMessage)
 	}
-	if len(many) > maxChannelsPerRequest {
-		return nil, fmt.Errorf("%w: field \"subscription\": more than %d channels", ErrBadMessage, maxChannelsPerRequest)
+	if len(many) > MaxChannelsPerRequest {
+		return nil, fmt.Errorf("%w: field \"subscription\": more than %d channels", ErrBadMessage, MaxChannelsPerRequest)
 	}
 	return many, nil
 }
@@ -249,7 +249,10 @@ func bayeuxError(err error, args ...string) string {
 		code = 301
 	case errors.Is(err, ErrUnknownClient):
 		code = 402
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, ErrForbidden), errors.Is(err, ErrTooManySubscriptions), errors.Is(err, ErrTooManyChannels),
+		errors.Is(err, ErrChannelBudget):
+		// CometD's server answers refusals with 403 too; a client treats
+		// it as this message's failure and keeps its session.
 		code = 403
 	case errors.Is(err, ErrBadChannel):
 		code = 405

@@ -51,6 +51,15 @@ func (c *Client) Kind() string { return c.s.Kind }
 // Remote returns the client's address as first seen (after trusted proxies).
 func (c *Client) Remote() string { return c.s.Remote }
 
+// channelAddr is the address the channels c adds are counted against: none
+// for in-process clients, which the program itself runs.
+func (c *Client) channelAddr() string {
+	if c.s.Kind == KindLocal {
+		return ""
+	}
+	return c.s.Remote
+}
+
 // Attr returns one of the session's string attributes ("" if unset), as
 // the handle last saw it.
 func (c *Client) Attr(key string) string {

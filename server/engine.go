@@ -180,7 +180,29 @@ var (
 	// ErrTooManySubscriptions is returned by Subscribe when the session
 	// has Limits.MaxSubscriptions subscriptions already.
 	ErrTooManySubscriptions = errors.New("too many subscriptions")
-	// ErrTooManyChannels is returned by Publish for a channel with no
-	// history when Limits.MaxChannels channels keep history already.
+	// ErrTooManyChannels is returned by Publish (and CreateChannels) for a
+	// channel the engine does not keep yet when it keeps Limits.MaxChannels
+	// channels already.
 	ErrTooManyChannels = errors.New("too many channels")
+	// ErrChannelBudget is returned by CreateChannels when it would add more
+	// channels than its budget allows.
+	ErrChannelBudget = errors.New("too many new channels")
 )
+
+// ChannelCreator is an optional capability of an Engine, found by type
+// assertion: the hub calls it before a publish or an exact subscription
+// made for a client, so that a request naming several channels is refused
+// before anything is published (all or none) and so that the channels a
+// client address adds can be counted against its rate. Without it the hub
+// publishes and subscribes as before: Limits.MaxChannels still holds (the
+// engine's Publish refuses), but a request naming several channels may be
+// refused part way, and there is no per-address bound on new channels.
+type ChannelCreator interface {
+	// CreateChannels makes the engine keep each named channel (valid names
+	// without wildcards, as Publish takes), marked used now as a publish
+	// marks it, and returns how many it added. It adds none and fails with
+	// ErrChannelBudget when more than budget would be added (budget < 0:
+	// no bound), or with ErrTooManyChannels when the engine would keep more
+	// than Limits.MaxChannels. The check and the additions are atomic.
+	CreateChannels(ctx context.Context, names []string, budget int) (int, error)
+}

@@ -24,17 +24,29 @@ type Limits struct {
 	// MaxSubscriptions bounds one session's subscriptions (names and
 	// patterns); default 128, as Centrifugo's channels per client. Subscribe
 	// of a new pattern past it fails with ErrTooManySubscriptions and changes
-	// nothing.
+	// nothing; subscribing again to a pattern the session has never fails.
 	MaxSubscriptions int
-	// MaxChannels bounds the channels that keep history, in the whole
-	// engine; default 100000. A publish to a channel with no history yet
-	// past it fails with ErrTooManyChannels and publishes nothing.
+	// MaxChannels bounds the channels the engine keeps a record of, in the
+	// whole engine; default 100000. Every engine counts the channels with
+	// history; one that keeps other channel records counts those too (the
+	// memory engine: every channel published to or subscribed to by name,
+	// until swept). A Publish that would add a channel past it fails with
+	// ErrTooManyChannels and publishes nothing (to no one, kept nowhere).
+	// Subscribe never fails for it (the hub asks ChannelCreator first,
+	// where the engine is one).
 	MaxChannels int
-	// MaxHistoryBytes bounds the payload bytes of all channels' history
-	// together; default 256 MiB. Past it, the history of the channels
-	// published to least recently is dropped first (whole channels) until
-	// the total is under the bound again; each dropped history counts in
-	// EngineStats.HistoryTrimmed. Publishes never fail for it.
+	// MaxHistoryBytes bounds the bytes of all channels' history together, as
+	// the engine stores them (the memory engine counts each kept message's
+	// data, channel, id and ext plus 64; the Redis engine its encoded
+	// form); default 256 MiB. When a publish passes it, the history of the
+	// channels published to least recently (by the time of their last
+	// publish) is dropped first, whole channels, the channel just published
+	// to last, until the total is at most the bound again. The memory
+	// engine does it all before Publish returns; an engine may bound what
+	// one publish drops and drop the rest in its next Sweep. Each dropped
+	// history counts one in EngineStats.HistoryTrimmed. A channel whose
+	// history was dropped keeps its other records until swept. Publishes
+	// never fail for it: the message is still queued for its subscribers.
 	MaxHistoryBytes int64
 }
 
@@ -75,6 +87,8 @@ type MemoryEngine struct {
 	channels map[string]*memChannel
 	sessions map[string]*memSession
 
+	hist memHistory // every channel's history, within MaxHistoryBytes
+
 	connMu sync.Mutex
 	conns  map[string]int // held connections by address
 
@@ -85,13 +99,18 @@ type MemoryEngine struct {
 
 var _ Engine = (*MemoryEngine)(nil)
 
-// memChannel is one channel's history. Its lock also orders publishes to it.
+// memChannel is one channel's record. Its lock orders publishes to it; its
+// history belongs to the engine's memHistory, under that one's lock.
 type memChannel struct {
 	segs     []string
 	mu       sync.Mutex
-	history  []*Message // oldest first, at most HistorySize
 	lastUsed time.Time
 	targets  []*memSession // recipients buffer, reused under mu
+
+	// Under hist.mu:
+	history    []*Message // oldest first, at most HistorySize
+	hbytes     int64      // their sizes
+	prev, next *memChannel
 }
 
 // memSession is a session with its queue. Positions count every message
@@ -260,6 +279,7 @@ func (e *MemoryEngine) Sweep(_ context.Context, now time.Time) ([]Session, error
 		ch.mu.Unlock()
 		if stale && len(e.subs.exact(ch.segs)) == 0 {
 			delete(e.channels, name)
+			e.hist.forget(ch)
 		}
 	}
 	e.mu.Unlock()
@@ -290,6 +310,10 @@ func (e *MemoryEngine) Subscribe(_ context.Context, id, pattern string) (bool, e
 		ms.mu.Unlock()
 		return false, nil
 	}
+	if len(ms.subs) >= e.opts.MaxSubscriptions {
+		ms.mu.Unlock()
+		return false, fmt.Errorf("%w: at most %d per client", ErrTooManySubscriptions, e.opts.MaxSubscriptions)
+	}
 	ms.subs[pattern] = segs
 	ms.mu.Unlock()
 	if e.beforeTreeAdd != nil {
@@ -305,7 +329,7 @@ func (e *MemoryEngine) Subscribe(_ context.Context, id, pattern string) (bool, e
 		return false, fmt.Errorf("%w: %s", ErrUnknownClient, id)
 	}
 	if !IsWild(pattern) {
-		e.touchChannel(pattern, segs)
+		_, _ = e.touchChannel(pattern, segs, false) // never refused: not capped
 	}
 	return true, nil
 }
@@ -345,7 +369,8 @@ func (e *MemoryEngine) Subscriptions(_ context.Context, id string) ([]string, er
 // touchChannel returns the channel, creating it, and marks it used now. The
 // mark is made under the engine's read lock, which the sweeper's write lock
 // excludes, so a channel being used is never swept from under its user.
-func (e *MemoryEngine) touchChannel(name string, segs []string) *memChannel {
+// With capped, it refuses to create a channel past MaxChannels.
+func (e *MemoryEngine) touchChannel(name string, segs []string, capped bool) (*memChannel, error) {
 	now := time.Now()
 	e.mu.RLock()
 	ch := e.channels[name]
@@ -356,18 +381,25 @@ func (e *MemoryEngine) touchChannel(name string, segs []string) *memChannel {
 	}
 	e.mu.RUnlock()
 	if ch != nil {
-		return ch
+		return ch, nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if ch = e.channels[name]; ch == nil {
+		if capped && len(e.channels) >= e.opts.MaxChannels {
+			return nil, e.tooManyChannels()
+		}
 		ch = &memChannel{segs: segs}
 		e.channels[name] = ch
 	}
 	ch.mu.Lock()
 	ch.lastUsed = now
 	ch.mu.Unlock()
-	return ch
+	return ch, nil
+}
+
+func (e *MemoryEngine) tooManyChannels() error {
+	return fmt.Errorf("%w: the server keeps at most %d", ErrTooManyChannels, e.opts.MaxChannels)
 }
 
 // Publish implements Engine.
@@ -376,18 +408,16 @@ func (e *MemoryEngine) Publish(_ context.Context, m *Message) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	ch := e.touchChannel(m.Channel, segs)
+	ch, err := e.touchChannel(m.Channel, segs, true)
+	if err != nil {
+		return 0, err
+	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	m.Seq = e.seq.Add(1)
 	m.Time = time.Now()
 	if e.opts.HistorySize > 0 {
-		if len(ch.history) >= e.opts.HistorySize {
-			copy(ch.history, ch.history[1:])
-			ch.history[len(ch.history)-1] = m
-		} else {
-			ch.history = append(ch.history, m)
-		}
+		e.hist.keep(ch, m, e.opts.HistorySize, e.opts.MaxHistoryBytes)
 	}
 	// The recipients list is the channel's own buffer, reused from publish
 	// to publish under its lock: a large audience costs no garbage per
@@ -531,10 +561,12 @@ func (e *MemoryEngine) History(_ context.Context, name string, after uint64) ([]
 	if ch == nil {
 		return nil, nil
 	}
+	// Under the channel's lock, as before the history had its own: a
+	// publish in progress is seen whole (kept and queued) or not at all,
+	// so that a replay merged with a queue never counts it twice.
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	i := sort.Search(len(ch.history), func(i int) bool { return ch.history[i].Seq > after })
-	return append([]*Message(nil), ch.history[i:]...), nil
+	return e.hist.after(ch, after), nil
 }
 
 // Channels implements Engine.
@@ -596,6 +628,7 @@ func (e *MemoryEngine) Stats(context.Context) (EngineStats, error) {
 	e.subs.mu.RLock()
 	st.Subscriptions = e.subs.n
 	e.subs.mu.RUnlock()
+	st.HistoryBytes, st.HistoryTrimmed = e.hist.stats()
 	return st, nil
 }
 

@@ -30,6 +30,10 @@ func httpStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrMethod):
 		return http.StatusMethodNotAllowed
+	case errors.Is(err, ErrChannelBudget):
+		return http.StatusTooManyRequests // with Retry-After: the bucket refills
+	case errors.Is(err, ErrTooManySubscriptions), errors.Is(err, ErrTooManyChannels):
+		return http.StatusForbidden // retrying the same request will not help
 	case overLimit(err):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, ErrForbidden):

@@ -16,13 +16,28 @@ import (
 // HubOptions configure the core. Zero values take the defaults noted.
 type HubOptions struct {
 	// Engine keeps sessions, subscriptions, queues and history. Nil: a
-	// MemoryEngine bounded by the fields below, which only it reads.
+	// MemoryEngine bounded by the fields below (EngineLimits). Give an
+	// engine made with EngineLimits too: the hub checks MaxSubscriptions
+	// and names the limits in its errors.
 	Engine Engine
 
 	HistorySize      int // messages kept per channel; 0 none
 	QueueMaxMessages int // per-client queue bound; default 1000
 	QueueMaxBytes    int // per-client queue bound in bytes; default 1 MiB
 	MaxClients       int // sessions of all kinds; default 100000
+	// What one client can grow (see Limits): subscriptions per client,
+	// default 128; channels kept, default 100000; history bytes of all
+	// channels, default 256 MiB.
+	MaxSubscriptions int
+	MaxChannels      int
+	MaxHistoryBytes  int64
+	// New channels a client address may add (a publish or an exact
+	// subscription to a channel the engine does not keep yet), in this
+	// process: a token bucket of AddressChannelRate a second, default 100,
+	// in bursts of up to AddressChannelBurst, default 1000. Negative: no
+	// limit. Counted only with an engine that is a ChannelCreator.
+	AddressChannelRate  float64
+	AddressChannelBurst int
 	// Per client address, in this process (see limits.go): sessions, default
 	// 1000; new sessions a second, default 20, in bursts of up to 200.
 	// Negative: no limit.
@@ -66,6 +81,11 @@ type Hub struct {
 	log    *logrus.Entry
 	engine Engine
 	limits *addrLimits
+	// elimits are the engine's limits, for the checks made before calling
+	// it and the errors that name them.
+	elimits     Limits
+	newChannels *addrRate // channels added per address (limits.go)
+	trimmed     trimCount // the engine's HistoryTrimmed, as last seen
 
 	mu     sync.Mutex
 	polls  map[string]*waiter   // this process's held poll of each client
@@ -92,19 +112,31 @@ func NewHub(opts HubOptions, log *logrus.Entry) *Hub {
 	if opts.FetchMax <= 0 {
 		opts.FetchMax = 1000
 	}
-	if opts.Engine == nil {
-		opts.Engine = NewMemoryEngine(Limits{HistorySize: opts.HistorySize,
-			QueueMaxMessages: opts.QueueMaxMessages, QueueMaxBytes: opts.QueueMaxBytes,
-			MaxClients: opts.MaxClients, ChannelTimeout: opts.ChannelTimeout})
-	}
-	h := &Hub{opts: opts, log: log, engine: opts.Engine, polls: map[string]*waiter{},
+	h := &Hub{opts: opts, log: log, engine: opts.Engine, elimits: opts.EngineLimits(), polls: map[string]*waiter{},
 		recent: map[string]time.Time{}, done: make(chan struct{}),
 		limits: newAddrLimits(orDefault(opts.AddressMaxSessions, DefaultAddressMaxSessions),
 			orDefault(opts.AddressSessionRate, DefaultAddressSessionRate),
-			orDefault(opts.AddressSessionBurst, DefaultAddressSessionBurst))}
+			orDefault(opts.AddressSessionBurst, DefaultAddressSessionBurst)),
+		newChannels: newAddrRate(orDefault(opts.AddressChannelRate, DefaultAddressChannelRate),
+			orDefault(opts.AddressChannelBurst, DefaultAddressChannelBurst))}
+	if h.engine == nil {
+		h.engine = NewMemoryEngine(h.elimits)
+		h.opts.Engine = h.engine
+	}
 	h.wg.Add(1)
 	go h.sweepLoop()
 	return h
+}
+
+// EngineLimits returns the engine's limits these options give, with the
+// defaults filled in: what NewHub gives the memory engine it makes, and
+// what a shared engine must be given.
+func (o HubOptions) EngineLimits() Limits {
+	l := Limits{HistorySize: o.HistorySize, QueueMaxMessages: o.QueueMaxMessages, QueueMaxBytes: o.QueueMaxBytes,
+		MaxClients: o.MaxClients, ChannelTimeout: o.ChannelTimeout, MaxSubscriptions: o.MaxSubscriptions,
+		MaxChannels: o.MaxChannels, MaxHistoryBytes: o.MaxHistoryBytes}
+	l.Defaults()
+	return l
 }
 
 // Engine returns the hub's engine.
@@ -250,12 +282,37 @@ func (h *Hub) Remove(c *Client) error {
 }
 
 // Subscribe adds a subscription of c to pattern (a channel name, or one ending
-// in /* or /**). It reports whether the subscription is new.
+// in /* or /**). It reports whether the subscription is new. It fails,
+// changing nothing, with ErrTooManySubscriptions when c has MaxSubscriptions
+// already, and for a channel name the engine does not keep yet with
+// ErrTooManyChannels or ErrChannelBudget (see prepareChannels).
 func (h *Hub) Subscribe(c *Client, pattern string) (bool, error) {
 	if _, err := ParseChannel(pattern, true); err != nil {
 		return false, err
 	}
+	if !IsWild(pattern) {
+		// Checked first, so that a refused subscription adds no channel
+		// (the engine checks again, atomically).
+		have, err := c.Subscriptions()
+		if err != nil {
+			return false, err
+		}
+		if len(have) >= h.elimits.MaxSubscriptions && !slices.Contains(have, pattern) {
+			return false, h.tooManySubscriptions()
+		}
+		if err := h.prepareChannels(c.channelAddr(), []string{pattern}); err != nil {
+			return false, err
+		}
+	}
+	return h.subscribe(c, pattern)
+}
+
+// subscribe is Subscribe once the channel is prepared.
+func (h *Hub) subscribe(c *Client, pattern string) (bool, error) {
 	added, err := h.engine.Subscribe(context.Background(), c.s.ID, pattern)
+	if errors.Is(err, ErrTooManySubscriptions) {
+		return false, h.tooManySubscriptions()
+	}
 	if err != nil {
 		return false, h.failed(err)
 	}
@@ -277,9 +334,14 @@ func (h *Hub) Unsubscribe(c *Client, pattern string) (bool, error) {
 	return removed, nil
 }
 
-// SetSubscriptions makes c subscribed to exactly these channel names (which
-// hold no duplicates).
+// SetSubscriptions makes c subscribed to exactly these channel names or
+// patterns (which hold no duplicates). More names than MaxSubscriptions, or
+// new channels the engine refuses (see prepareChannels), fail before
+// anything changes.
 func (h *Hub) SetSubscriptions(c *Client, names []string) error {
+	if len(names) > h.elimits.MaxSubscriptions {
+		return h.tooManySubscriptions()
+	}
 	have, err := c.Subscriptions()
 	if err != nil {
 		return err
@@ -292,20 +354,26 @@ func (h *Hub) SetSubscriptions(c *Client, names []string) error {
 		}
 		wanted = func(p string) bool { return want[p] }
 	}
-	same := len(have) == len(names)
+	same := len(have) == len(names) && !slices.ContainsFunc(have, func(p string) bool { return !wanted(p) })
+	if same {
+		return nil // the usual case: a client polling the same channels again
+	}
+	exact := names
+	if slices.ContainsFunc(names, IsWild) {
+		exact = slices.DeleteFunc(slices.Clone(names), IsWild)
+	}
+	if err := h.prepareChannels(c.channelAddr(), exact); err != nil {
+		return err
+	}
 	for _, p := range have {
 		if !wanted(p) {
-			same = false
 			if _, err := h.Unsubscribe(c, p); err != nil {
 				return err
 			}
 		}
 	}
-	if same {
-		return nil // the usual case: a client polling the same channels again
-	}
 	for _, n := range names {
-		if _, err := h.Subscribe(c, n); err != nil {
+		if _, err := h.subscribe(c, n); err != nil {
 			return err
 		}
 	}
@@ -316,7 +384,8 @@ func (h *Hub) SetSubscriptions(c *Client, names []string) error {
 // channel's history and queues it for every client whose subscription matches.
 // It returns the number of clients it was queued for. m.Channel must be a valid
 // channel name (no wildcard). Publishes to one channel are seen in the same
-// order by every subscriber.
+// order by every subscriber. A publish that would add a channel past
+// MaxChannels fails with ErrTooManyChannels and publishes nothing.
 func (h *Hub) Publish(m *Message) (int, error) {
 	if h.Closed() {
 		return 0, ErrClosed
@@ -325,6 +394,9 @@ func (h *Hub) Publish(m *Message) (int, error) {
 		return 0, err
 	}
 	n, err := h.engine.Publish(context.Background(), m)
+	if errors.Is(err, ErrTooManyChannels) {
+		return 0, h.tooManyChannels()
+	}
 	if err != nil {
 		return 0, h.failed(err)
 	}
@@ -378,6 +450,9 @@ type Stats struct {
 	Polling       int // polls of this process waiting (past their first look at the engine), and pushed clients
 	Channels      int
 	Subscriptions int
+	HistoryBytes  int64  // the bytes of all channels' history
+	HistoryMax    int64  // their bound, MaxHistoryBytes
+	Trimmed       uint64 // channel histories dropped to stay under it, as this process saw
 	Published     uint64 // messages published through this process
 	Delivered     uint64 // queue insertions (one per subscriber per message)
 	Dropped       uint64 // messages dropped from full queues, as their polls learnt
@@ -388,8 +463,12 @@ type Stats struct {
 // answer), the counts of this process are still filled in.
 func (h *Hub) Stats() (Stats, error) {
 	es, err := h.engine.Stats(context.Background())
+	if err == nil {
+		h.trimmed.saw(es.HistoryTrimmed)
+	}
 	return Stats{Clients: es.Clients, ClientsByKind: es.ClientsByKind, Channels: es.Channels,
 		Subscriptions: es.Subscriptions, Polling: int(h.waiting.Load()), Published: h.published.Load(),
+		HistoryBytes: es.HistoryBytes, HistoryMax: h.elimits.MaxHistoryBytes, Trimmed: h.trimmed.increase(),
 		Delivered: h.delivered.Load(), Dropped: h.drops.Load(), Failures: h.failures.Load()}, h.failed(err)
 }
 
@@ -431,6 +510,7 @@ func (h *Hub) sweep(now time.Time) {
 		}
 	}
 	h.limits.prune(now)
+	h.newChannels.prune(now)
 	gone, err := h.engine.Sweep(ctx, now)
 	if err != nil {
 		h.failed(err)

@@ -23,7 +23,39 @@ const (
 	IncidentQueueDrop         = "queue_drop"         // messages dropped from full client queues
 	IncidentEngineError       = "engine_error"       // engine calls that failed
 	IncidentConnectionRefused = "connection_refused" // connections over server.max_connections
+	IncidentHistoryTrimmed    = "history_trimmed"    // channel histories dropped to stay under comet.max_history_bytes
 )
+
+// trimCount follows the engine's EngineStats.HistoryTrimmed, which a shared
+// engine counts for every process since it started: the first value seen is
+// the baseline, and increases after it are this process's incidents.
+type trimCount struct {
+	mu                sync.Mutex
+	base, last, prior uint64
+	seen              bool
+}
+
+// saw records a value of EngineStats.HistoryTrimmed.
+func (c *trimCount) saw(v uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case !c.seen:
+		c.base, c.last, c.seen = v, v, true
+	case v < c.last: // counted again from 0 (a shared engine's server lost its data)
+		c.prior += c.last - c.base
+		c.base, c.last = 0, v
+	default:
+		c.last = v
+	}
+}
+
+// increase is how much the count grew since the first value seen.
+func (c *trimCount) increase() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.prior + c.last - c.base
+}
 
 // IncidentInterval is how often at most the summary is logged.
 const IncidentInterval = 10 * time.Second
@@ -36,7 +68,7 @@ type incidents struct {
 	pending map[string]uint64 // since the last summary
 	totals  map[string]uint64
 	// the hub's own counters, as last read
-	drops, failures uint64
+	drops, failures, trimmed uint64
 }
 
 func newIncidents(log *logrus.Entry, interval time.Duration) *incidents {
@@ -68,6 +100,7 @@ func (in *incidents) run(h *Hub) {
 	for {
 		select {
 		case <-t.C:
+			_, _ = h.Stats() // reads the engine's HistoryTrimmed; a failure is counted by the hub
 			in.flush(h)
 		case <-h.Done():
 			in.flush(h)
@@ -102,7 +135,7 @@ func (s *Server) countRejection(code int) {
 }
 
 var descIncidents = prometheus.NewDesc("stardust_incidents_total",
-	"Drops, rejections and errors by kind (http_<status>, bayeux_<code>, queue_drop, engine_error, connection_refused).",
+	"Drops, rejections and errors by kind (http_<status>, bayeux_<code>, queue_drop, engine_error, connection_refused, history_trimmed).",
 	[]string{"kind"}, nil)
 
 // collect exports the totals (the hub's counters taken in first).
@@ -122,9 +155,12 @@ func (in *incidents) collect(h *Hub, ch chan<- prometheus.Metric) {
 
 // flushCounters takes in the hub's counters without logging.
 func (in *incidents) flushCounters(h *Hub) {
-	drops, failures := h.drops.Load(), h.failures.Load()
+	drops, failures, trimmed := h.drops.Load(), h.failures.Load(), h.trimmed.increase()
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	in.pending[IncidentHistoryTrimmed] += trimmed - in.trimmed
+	in.totals[IncidentHistoryTrimmed] += trimmed - in.trimmed
+	in.trimmed = trimmed
 	in.pending[IncidentQueueDrop] += drops - in.drops
 	in.totals[IncidentQueueDrop] += drops - in.drops
 	in.pending[IncidentEngineError] += failures - in.failures

@@ -19,6 +19,10 @@ import (
 //   - session creation per address, a token bucket (AddressSessionRate per
 //     second, bursts of AddressSessionBurst), so that a flood is slowed
 //     long before it reaches the cap;
+//   - new channels per address (HubOptions.AddressChannelRate and
+//     AddressChannelBurst, a token bucket): a publish or an exact
+//     subscription to a channel the engine does not keep yet costs a
+//     token, so that one address cannot fill MaxChannels in a moment;
 //   - held Bayeux connects per browser (BayeuxOptions.ClientMaxConnections,
 //     counted by the BAYEUX_BROWSER cookie through the engine): extra tabs
 //     are told to poll ("multiple-clients" advice, as CometD does) instead
@@ -36,6 +40,15 @@ const (
 	DefaultAddressMaxSessions  = 1000
 	DefaultAddressSessionRate  = 20
 	DefaultAddressSessionBurst = 200
+)
+
+// Defaults of the new channels per address: a page subscribes to a few
+// channels that mostly exist, and a site's backend adding a channel per
+// user adds far fewer than 100 a second; filling the default MaxChannels
+// from one address takes a quarter of an hour.
+const (
+	DefaultAddressChannelRate  = 100
+	DefaultAddressChannelBurst = 1000
 )
 
 // retryAfter is what clients over a limit are told to wait.
@@ -57,9 +70,28 @@ type addrLimits struct {
 }
 
 type addrState struct {
-	ids    map[string]struct{}
+	ids map[string]struct{}
+	tokenBucket
+}
+
+// tokenBucket is one address's bucket: tokens, refilled at a rate up to a
+// burst.
+type tokenBucket struct {
 	tokens float64
 	last   time.Time
+}
+
+// refill adds the tokens earned since the last refill.
+func (b *tokenBucket) refill(now time.Time, rate, burst float64) {
+	if now.After(b.last) { // callers race: a now taken earlier adds nothing
+		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+		b.last = now
+	}
+}
+
+// full reports whether the bucket would be full at now.
+func (b *tokenBucket) full(now time.Time, rate, burst float64) bool {
+	return rate <= 0 || b.tokens+now.Sub(b.last).Seconds()*rate >= burst
 }
 
 func newAddrLimits(maxSessions int, rate float64, burst int) *addrLimits {
@@ -86,14 +118,11 @@ func (l *addrLimits) admit(id, addr string, now time.Time, exists func(id string
 		}
 		st := l.addrs[addr]
 		if st == nil {
-			st = &addrState{ids: map[string]struct{}{}, tokens: l.burst, last: now}
+			st = &addrState{ids: map[string]struct{}{}, tokenBucket: tokenBucket{tokens: l.burst, last: now}}
 			l.addrs[addr] = st
 		}
 		if l.rate > 0 {
-			if now.After(st.last) { // callers race: a now taken earlier adds nothing
-				st.tokens = min(l.burst, st.tokens+now.Sub(st.last).Seconds()*l.rate)
-				st.last = now
-			}
+			st.refill(now, l.rate, l.burst)
 			if st.tokens < 1 {
 				l.mu.Unlock()
 				return false, fmt.Errorf("%w: more than %g new sessions a second from %s", errOverLimit, l.rate, addr)
@@ -152,7 +181,7 @@ func (l *addrLimits) prune(now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for addr, st := range l.addrs {
-		if len(st.ids) == 0 && (l.rate <= 0 || st.tokens+now.Sub(st.last).Seconds()*l.rate >= l.burst) {
+		if len(st.ids) == 0 && st.full(now, l.rate, l.burst) {
 			delete(l.addrs, addr)
 		}
 	}
@@ -166,6 +195,103 @@ func (l *addrLimits) sessions(addr string) int {
 		return len(st.ids)
 	}
 	return 0
+}
+
+// addrRate is a token bucket per address (rate 0: no limit), for the new
+// channels an address adds. The table holds only addresses whose bucket is
+// not full.
+type addrRate struct {
+	rate, burst float64
+
+	mu      sync.Mutex
+	buckets map[string]*tokenBucket
+}
+
+func newAddrRate(rate float64, burst int) *addrRate {
+	if burst <= 0 {
+		rate = 0 // no burst (-1 in the config): no limit, as no rate
+	}
+	return &addrRate{rate: rate, burst: float64(burst), buckets: map[string]*tokenBucket{}}
+}
+
+// available returns the whole tokens addr has, or -1 for no limit.
+func (l *addrRate) available(addr string, now time.Time) int {
+	if l.rate <= 0 || addr == "" {
+		return -1
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[addr]
+	if b == nil {
+		return int(l.burst)
+	}
+	b.refill(now, l.rate, l.burst)
+	return max(0, int(b.tokens)) // overdrawn: none (never -1, no limit)
+}
+
+// take spends n tokens of addr (concurrent requests may overdraw a little:
+// the debt is paid back before its next new channel).
+func (l *addrRate) take(addr string, n int, now time.Time) {
+	if l.rate <= 0 || addr == "" || n <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[addr]
+	if b == nil {
+		b = &tokenBucket{tokens: l.burst, last: now}
+		l.buckets[addr] = b
+	}
+	b.refill(now, l.rate, l.burst)
+	b.tokens -= float64(n)
+}
+
+// prune forgets the addresses whose bucket is full again.
+func (l *addrRate) prune(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for addr, b := range l.buckets {
+		if b.full(now, l.rate, l.burst) {
+			delete(l.buckets, addr)
+		}
+	}
+}
+
+// prepareChannels makes the engine keep the named channels (no wildcards)
+// before a publish or subscription for a client at addr ("": not counted
+// per address), all or none, charging addr's bucket for those it adds. It
+// fails with ErrChannelBudget when addr has added too many lately and with
+// ErrTooManyChannels when the engine keeps MaxChannels already. With an
+// engine that is no ChannelCreator it does nothing.
+func (h *Hub) prepareChannels(addr string, names []string) error {
+	cc, ok := h.engine.(ChannelCreator)
+	if !ok {
+		return nil
+	}
+	now := time.Now()
+	added, err := cc.CreateChannels(context.Background(), names, h.newChannels.available(addr, now))
+	switch {
+	case errors.Is(err, ErrChannelBudget):
+		return fmt.Errorf("%w: at most %g a second from one address (comet.address_channel_rate)",
+			ErrChannelBudget, h.newChannels.rate)
+	case errors.Is(err, ErrTooManyChannels):
+		return h.tooManyChannels()
+	case err != nil:
+		return h.failed(err)
+	}
+	h.newChannels.take(addr, added, now)
+	return nil
+}
+
+// tooManySubscriptions and tooManyChannels are the errors clients see,
+// naming the limit and its setting whatever the engine said.
+func (h *Hub) tooManySubscriptions() error {
+	return fmt.Errorf("%w: at most %d per client (comet.max_subscriptions)",
+		ErrTooManySubscriptions, h.elimits.MaxSubscriptions)
+}
+
+func (h *Hub) tooManyChannels() error {
+	return fmt.Errorf("%w: the server keeps at most %d (comet.max_channels)", ErrTooManyChannels, h.elimits.MaxChannels)
 }
 
 // admitSession is Hub.Add's check of the address limits; added says
@@ -185,7 +311,7 @@ func overLimit(err error) bool {
 
 // setRetryAfter tells an HTTP client refused for a limit when to come back.
 func setRetryAfter(h http.Header, err error) {
-	if overLimit(err) {
+	if overLimit(err) || errors.Is(err, ErrChannelBudget) {
 		h.Set("Retry-After", strconv.Itoa(int(retryAfter.Seconds())))
 	}
 }

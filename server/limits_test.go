@@ -225,3 +225,30 @@ func TestAddressCountSurvivesCreationRace(t *testing.T) {
 		t.Errorf("count %d after a lost creation race, want 1", n)
 	}
 }
+
+// TestAddrRateOverdrawn: concurrent requests may overdraw a bucket; an
+// overdrawn bucket has no token to give, never "no limit" (-1).
+func TestAddrRateOverdrawn(t *testing.T) {
+	now := time.Now()
+	l := newAddrRate(1, 3)
+	if got := l.available("192.0.2.1", now); got != 3 {
+		t.Fatalf("a new address has %d tokens, want the burst 3", got)
+	}
+	l.take("192.0.2.1", 5, now) // two requests that both saw 3
+	if got := l.available("192.0.2.1", now); got != 0 {
+		t.Fatalf("an overdrawn bucket gives %d, want 0", got)
+	}
+	if got := l.available("192.0.2.1", now.Add(3*time.Second)); got != 1 {
+		t.Errorf("3 s later: %d tokens, want 1 (the debt of 2 paid first)", got)
+	}
+	if got := l.available("", now); got != -1 {
+		t.Errorf("no address: %d, want -1 (not counted)", got)
+	}
+	if got := newAddrRate(100, -1).available("192.0.2.1", now); got != -1 {
+		t.Errorf("burst -1: %d, want -1 (no limit)", got)
+	}
+	l.prune(now.Add(time.Minute))
+	if len(l.buckets) != 0 {
+		t.Errorf("a full bucket was kept: %v", l.buckets)
+	}
+}

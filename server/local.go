@@ -97,7 +97,10 @@ func (lc *LocalClient) restore() {
 // ID returns the client's id, which its publishes carry as Message.ClientID.
 func (lc *LocalClient) ID() string { return lc.client.ID() }
 
-// Subscribe subscribes to a channel or pattern (/a/*, /a/**).
+// Subscribe subscribes to a channel or pattern (/a/*, /a/**). Local clients
+// are bound by HubOptions.MaxSubscriptions and MaxChannels like any other
+// (errors ErrTooManySubscriptions, ErrTooManyChannels), not by the
+// per-address rate of new channels.
 func (lc *LocalClient) Subscribe(pattern string) error {
 	if _, err := lc.hub.Subscribe(lc.client, pattern); err != nil {
 		return err

@@ -44,7 +44,8 @@ type Message struct {
 }
 
 // size is what the message counts against a client's queue byte bound.
-func (m *Message) size() int { return len(m.Data) + len(m.Channel) + len(m.ID) + 64 }
+// The ext object counts too: a client may send a large one with little data.
+func (m *Message) size() int { return len(m.Data) + len(m.Channel) + len(m.ID) + len(m.Ext) + 64 }
 
 // unixSeconds is the Stardust _ts form of a time: epoch seconds with microseconds.
 func unixSeconds(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }

@@ -21,7 +21,9 @@ import (
 // The Stardust API: JSON over HTTP with long polling, compatible with the Perl
 // Stardust and its jquery.ev client.
 
-const maxChannelsPerRequest = 64
+// MaxChannelsPerRequest bounds the channels of one Stardust URL (A+B+...)
+// and of one Bayeux subscribe message.
+const MaxChannelsPerRequest = 64
 
 // checkStreamID checks a client id given in a URL (stream ID, SSE ?id=).
 func checkStreamID(id string) error {
@@ -47,8 +49,8 @@ func parseChannelList(list string) ([]string, error) {
 	if len(parts) == 0 {
 		return nil, fmt.Errorf("%w: empty channel list", ErrBadChannel)
 	}
-	if len(parts) > maxChannelsPerRequest {
-		return nil, fmt.Errorf("%w: more than %d channels in one request", ErrBadChannel, maxChannelsPerRequest)
+	if len(parts) > MaxChannelsPerRequest {
+		return nil, fmt.Errorf("%w: more than %d channels in one request", ErrBadChannel, MaxChannelsPerRequest)
 	}
 	seen := make(map[string]bool, len(parts))
 	out := parts[:0]
@@ -217,6 +219,16 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	if n := len(objs) * len(full); n > s.opts.MaxPublishes {
 		writeError(w, fmt.Errorf("%w: %d messages to %d channels is %d publishes, over %d in one request",
 			ErrTooLarge, len(objs), len(full), n, s.opts.MaxPublishes))
+		return
+	}
+	// Every channel is made ready first, all or none, so that a request
+	// over a channel limit publishes nothing; then no publish below can
+	// be refused for a limit (only a failing engine can stop it part way).
+	// With an engine that is no ChannelCreator, a publish below may be
+	// refused for MaxChannels: what was published before it stays
+	// published, and the answer is that 403.
+	if err := s.hub.prepareChannels(s.rules.clientIP(r), full); err != nil {
+		writeError(w, err)
 		return
 	}
 	// Every message is valid: publish them all, one stored copy per channel.

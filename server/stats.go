@@ -22,6 +22,11 @@ type statsBody struct {
 	Published     uint64         `json:"published"`
 	Delivered     uint64         `json:"delivered"`
 	Dropped       uint64         `json:"dropped"`
+	// HistoryBytes of HistoryMax (comet.max_history_bytes) are kept; past
+	// it the oldest channels' histories go, HistoryTrimmed counting them.
+	HistoryBytes   int64  `json:"history_bytes"`
+	HistoryMax     int64  `json:"history_max_bytes"`
+	HistoryTrimmed uint64 `json:"history_trimmed"`
 }
 
 // statsMaxAge bounds how often {base}/stats reads the hub: Hub.Stats visits
@@ -56,6 +61,7 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 			Uptime:  math.Round(now.Sub(s.started).Seconds()*1000) / 1000,
 			Clients: st.Clients, ClientsByKind: kinds, Channels: st.Channels, PollsHeld: st.Polling,
 			Subscriptions: st.Subscriptions, Published: st.Published, Delivered: st.Delivered, Dropped: st.Dropped,
+			HistoryBytes: st.HistoryBytes, HistoryMax: st.HistoryMax, HistoryTrimmed: st.Trimmed,
 		}
 	}
 	body := c.body

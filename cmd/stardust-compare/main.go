@@ -335,7 +335,8 @@ func compare(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	// Stardust with its defaults, except the per-address limit of held
 	// Bayeux connections: every load client comes from 127.0.0.1.
 	conf := filepath.Join(work, "stardust.toml")
-	limits := "[comet]\naddress_max_sessions = -1\naddress_session_rate = -1\naddress_session_burst = -1\n\n[bayeux]\nclient_max_connections = 100000\n"
+	limits := "[comet]\naddress_max_sessions = -1\naddress_session_rate = -1\naddress_session_burst = -1\n" +
+		"address_channel_rate = -1\naddress_channel_burst = -1\n\n[bayeux]\nclient_max_connections = 100000\n"
 	if err := os.WriteFile(conf, []byte(limits), 0o644); err != nil {
 		return nil, err
 	}

@@ -414,9 +414,8 @@ func openEngine(c *conf.Config, h server.HubOptions, log *logrus.Entry) (server.
 	}
 	e, err := redisengine.New(redisengine.Options{
 		URL: c.Engine.RedisURL, Prefix: c.Engine.RedisPrefix, Timeout: c.Engine.Timeout.Duration,
-		Limits: server.Limits{HistorySize: h.HistorySize, QueueMaxMessages: h.QueueMaxMessages,
-			QueueMaxBytes: h.QueueMaxBytes, MaxClients: h.MaxClients, ChannelTimeout: h.ChannelTimeout},
-		Log: log.WithField("engine", "redis"),
+		Limits: h.EngineLimits(),
+		Log:    log.WithField("engine", "redis"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
@@ -446,12 +445,17 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 			QueueMaxMessages: c.Comet.QueueMaxMessages,
 			QueueMaxBytes:    c.Comet.QueueMaxBytes,
 			MaxClients:       c.Comet.MaxClients,
+			MaxSubscriptions: c.Comet.MaxSubscriptions,
+			MaxChannels:      c.Comet.MaxChannels,
+			MaxHistoryBytes:  c.Comet.MaxHistoryBytes,
 			ChannelTimeout:   c.Comet.ChannelTimeout.Duration,
 			BatchDelay:       c.Comet.BatchDelay.Duration,
 
 			AddressMaxSessions:  c.Comet.AddressMaxSessions,
 			AddressSessionRate:  c.Comet.AddressSessionRate,
 			AddressSessionBurst: c.Comet.AddressSessionBurst,
+			AddressChannelRate:  c.Comet.AddressChannelRate,
+			AddressChannelBurst: c.Comet.AddressChannelBurst,
 		},
 		DocumentRoot:   c.Server.DocumentRoot,
 		DirectoryIndex: c.Server.DirectoryIndex,

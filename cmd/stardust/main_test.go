@@ -410,3 +410,24 @@ func TestPprof(t *testing.T) {
 		t.Errorf("pprof on 0.0.0.0 without pprof_allow_remote: %v", err)
 	}
 }
+
+// TestGrowthLimitsWired: the limits on what one client can grow reach the
+// hub and the engine's Limits (which a Redis engine is given too).
+func TestGrowthLimitsWired(t *testing.T) {
+	file := writeFile(t, "[comet]\nmax_subscriptions = 3\nmax_channels = 7\nmax_history_bytes = 100000\n"+
+		"address_channel_rate = 2.5\naddress_channel_burst = 70\n")
+	m, _ := newTestMain()
+	if err := m.ParseFlags([]string{"-c", file}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := serverOptions(&m.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Hub.AddressChannelRate != 2.5 || o.Hub.AddressChannelBurst != 70 {
+		t.Errorf("channel rate %g burst %d", o.Hub.AddressChannelRate, o.Hub.AddressChannelBurst)
+	}
+	if l := o.Hub.EngineLimits(); l.MaxSubscriptions != 3 || l.MaxChannels != 7 || l.MaxHistoryBytes != 100000 {
+		t.Errorf("engine limits %+v", l)
+	}
+}

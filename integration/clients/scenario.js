@@ -5,7 +5,7 @@
 //
 //   node scenario.js --client cometd|faye --url http://127.0.0.1:PORT/comet/bayeux
 //        --transport long-polling|websocket|callback-polling
-//        --scenario full|listen|publish [options]
+//        --scenario full|listen|publish|limits [options]
 //
 // stdout: one JSON object per line, {"step":NAME,"ok":true,...} per step,
 // then {"result":"pass"} (exit 0) or {"result":"fail","error":...} (exit 1).
@@ -15,13 +15,13 @@ import { parseArgs } from "node:util";
 import { Reporter, StepError, WireLog, Inbox, withTimeout, sleep, deepEqual, safeJSON, checkLoopbackURL, newNonce } from "./lib/common.js";
 
 const USAGE = `usage: node scenario.js --client cometd|faye --url URL --transport long-polling|websocket|callback-polling
-       --scenario full|listen|publish [--channel C] [--count N] [--data JSON]
+       --scenario full|listen|publish|limits [--channel C] [--count N] [--data JSON]
        [--timeout-ms N (30000)] [--step-timeout-ms N (10000)] [--settle-ms N (300)]
        [--keep-fallback] [--echo-listener] [--ack (cometd: the AckExtension)] [--max-network-delay-ms N] [--debug] [--quiet] [--allow-remote]`;
 
 const CLIENTS = ["cometd", "faye"];
 const TRANSPORTS = ["long-polling", "websocket", "callback-polling"];
-const SCENARIOS = ["full", "listen", "publish"];
+const SCENARIOS = ["full", "listen", "publish", "limits"];
 
 function parseOptions(argv) {
     const { values } = parseArgs({
@@ -87,7 +87,7 @@ function parseOptions(argv) {
     if (opts.keepFallback && opts.client === "faye" && opts.transport !== "websocket") {
         throw new Error("--keep-fallback with --client faye only makes sense with --transport websocket: Faye always prefers websocket when it is not disabled");
     }
-    if ((opts.scenario === "listen" || opts.scenario === "publish") && !opts.channel) {
+    if ((opts.scenario === "listen" || opts.scenario === "publish" || opts.scenario === "limits") && !opts.channel) {
         throw new Error(`--channel is required for --scenario ${opts.scenario}`);
     }
     if (opts.scenario === "publish") {
@@ -217,15 +217,16 @@ class Run {
 
     // verifyHealth fails the run if it only got through because the client
     // quietly recovered (re-opened its websocket, retried after an HTTP
-    // error, a /meta/unsuccessful): that hides a server bug.
-    verifyHealth() {
+    // error, a /meta/unsuccessful): that hides a server bug. expected, if
+    // given, passes the notes a scenario caused on purpose.
+    verifyHealth(expected) {
         this.currentStep = "health";
         const problems = [];
         const disconnectAt = this.wire.notes.findIndex((n) => n.what === "disconnect-start");
         const before = disconnectAt < 0 ? this.wire.notes : this.wire.notes.slice(0, disconnectAt);
         const bad = new Set(["handshake-failed", "meta-unsuccessful", "transport:down", "jsonp-error", "http-error", "http-status", "websocket-error", "websocket-close"]);
         for (const n of before) {
-            if (bad.has(n.what)) problems.push(`${n.what}: ${safeJSON(n)}`);
+            if (bad.has(n.what) && !(expected && expected(n))) problems.push(`${n.what}: ${safeJSON(n)}`);
         }
         const opens = this.wire.notes.filter((n) => n.what === "websocket-open").length;
         if (opens > 1) problems.push(`the websocket was opened ${opens} times`);
@@ -405,6 +406,42 @@ async function scenarioPublish(run) {
     run.verifyReplies();
 }
 
+// scenarioLimits subscribes to --count channels under --channel (the
+// server's comet.max_subscriptions), then to one more, which the server
+// must refuse with a 403 naming the limit; the client must go on as before:
+// still connected, still subscribed, receiving what is published.
+async function scenarioLimits(run) {
+    const { r, a, opts } = run;
+    const nonce = newNonce();
+    const first = new Inbox(`${opts.channel}/0`);
+    await run.handshake();
+    await run.connect();
+    await run.subscribe(`${opts.channel}/0`, first, (m) => m && m.data && m.data.run === nonce);
+    for (let i = 1; i < opts.count; i++) await run.subscribe(`${opts.channel}/${i}`, new Inbox("unused"));
+    const over = `${opts.channel}/${opts.count}`;
+    await run.step("refused", async () => {
+        let accepted = false;
+        try {
+            await withTimeout(a.subscribe(over, () => {}), run.budget(), "refused", `the /meta/subscribe reply for ${over}`);
+            accepted = true;
+        } catch (e) {
+            if (!/too many subscriptions/.test(e.message)) throw e;
+            r.step("refused", { channel: over, error: e.message });
+        }
+        if (accepted) throw new StepError("refused", `subscription ${opts.count + 1} to ${over} was accepted`);
+    });
+    await run.step("publish", async () => {
+        const ack = await withTimeout(a.publish(`${opts.channel}/0`, { run: nonce }), run.budget(), "publish", "the reply to the publish");
+        if (ack.successful !== true) throw new StepError("publish", "the publish after the refusal failed: " + safeJSON(ack));
+        await first.waitCount(1, run.budget(), "publish");
+        r.step("publish", { channel: `${opts.channel}/0`, transport: a.currentType() });
+    });
+    await run.disconnect();
+    run.verifyTransport();
+    run.verifyHealth((n) => n.what === "meta-unsuccessful" && n.channel === "/meta/subscribe" && /^403:/.test(n.error || ""));
+    run.verifyReplies();
+}
+
 // ---------------------------------------------------------------------------
 
 async function main() {
@@ -458,6 +495,7 @@ async function main() {
         run = new Run(opts, reporter, adapter, wire);
         if (opts.scenario === "full") await scenarioFull(run);
         else if (opts.scenario === "listen") await scenarioListen(run);
+        else if (opts.scenario === "limits") await scenarioLimits(run);
         else await scenarioPublish(run);
         clearInterval(keepAlive);
         finish(true);

@@ -1,8 +1,9 @@
 // Package enginetest is the conformance suite every server.Engine must pass:
 // sessions, delivery by exact and wildcard subscription, ordering, queue
 // bounds and drop notices, fetch and commit, history after a sequence
-// number, wake-ups, poll replacement (also between two processes), expiry
-// and address limits. Run it from an engine's own tests:
+// number, wake-ups, poll replacement (also between two processes), expiry,
+// address limits and the bounds on subscriptions, channels and history
+// bytes (limits.go). Run it from an engine's own tests:
 //
 //	func TestConformance(t *testing.T) {
 //		enginetest.Run(t, enginetest.Factory{Open: func(t *testing.T, l server.Limits) server.Engine {
@@ -75,6 +76,9 @@ func Run(t *testing.T, f Factory) {
 		{"Expiry", testExpiry},
 		{"HeldPollKeepsAlive", testHeldPollKeepsAlive},
 		{"AddressLimits", testAddressLimits},
+		{"MaxSubscriptions", testMaxSubscriptions},
+		{"MaxChannels", testMaxChannels},
+		{"HistoryBytes", testHistoryBytes},
 		{"TwoProcesses", testTwoProcesses},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, f) })
