@@ -309,9 +309,9 @@ func (rr requestRules) corsAllowed(origin string) bool {
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	writeError(w, fmt.Errorf("%w: no such URL: %s", ErrNotFound, r.URL.Path))
+	writeError(w, fmt.Errorf("%w: no such URL: %s", ErrNotFound, cutLogValue(r.URL.Path)))
 }
 
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	writeError(w, fmt.Errorf("%w: %s %s", ErrMethod, r.Method, r.URL.Path))
+	writeError(w, fmt.Errorf("%w: %s %s", ErrMethod, cutLogValue(r.Method), cutLogValue(r.URL.Path)))
 }
