@@ -174,6 +174,10 @@ type Metrics struct {
 	Enabled    bool   `toml:"enabled"`
 	Path       string `toml:"path"`
 	HealthPath string `toml:"health_path"`
+	// AllowFrom says who may read the metrics, {base}/stats and pprof: IPs
+	// or CIDRs ("*" anyone), the client address as the trusted proxies
+	// forward it. The health check is open to all.
+	AllowFrom []string `toml:"allow_from"`
 }
 
 // Default returns the built-in defaults, which are also what conf/stardust.toml says.
@@ -229,7 +233,7 @@ func Default() Config {
 		Engine: Engine{Type: "memory", RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "stardust:",
 			Timeout: Duration{2 * time.Second}},
 		Log:     Log{Level: "info", Format: "text"},
-		Metrics: Metrics{Enabled: true, Path: "/metrics", HealthPath: "/health"},
+		Metrics: Metrics{Enabled: true, Path: "/metrics", HealthPath: "/health", AllowFrom: []string{"127.0.0.0/8", "::1"}},
 	}
 }
 
@@ -357,14 +361,7 @@ func (c *Config) Validate() error {
 		p.add("comet.address_max_sessions", "larger than comet.max_clients (%d)", cm.MaxClients)
 	}
 	p.positive("comet.max_publishes_per_request", int64(cm.MaxPublishesPerRequest))
-	for _, a := range cm.AllowFrom {
-		if a == "*" {
-			continue
-		}
-		if _, err := ParsePrefix(a); err != nil {
-			p.add("comet.allow_from", "%v (or \"*\" for anyone)", err)
-		}
-	}
+	p.allowList("comet.allow_from", cm.AllowFrom)
 	if (cm.AuthUser == "") != (cm.AuthPass == "") {
 		p.add("comet.auth_pass", "comet.auth_user and comet.auth_pass go together")
 	}
@@ -451,6 +448,7 @@ func (c *Config) Validate() error {
 	if err := CheckPprof(c.Debug.Pprof, c.Debug.PprofAllowRemote); err != nil {
 		p.add("debug.pprof", "%v", err)
 	}
+	p.allowList("metrics.allow_from", c.Metrics.AllowFrom)
 	if c.Metrics.Enabled {
 		for key, v := range map[string]string{"metrics.path": c.Metrics.Path, "metrics.health_path": c.Metrics.HealthPath} {
 			if !pathPattern.MatchString(v) {
@@ -502,6 +500,18 @@ type problems []error
 
 func (p *problems) add(key, format string, args ...any) {
 	*p = append(*p, fmt.Errorf("%w: %s: %s", ErrInvalid, key, fmt.Sprintf(format, args...)))
+}
+
+// allowList checks a list of client addresses: IPs, CIDRs or "*".
+func (p *problems) allowList(key string, list []string) {
+	for _, a := range list {
+		if a == "*" {
+			continue
+		}
+		if _, err := ParsePrefix(a); err != nil {
+			p.add(key, "%v (or \"*\" for anyone)", err)
+		}
+	}
 }
 
 func (p *problems) positive(key string, v int64) {

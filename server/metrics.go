@@ -1,7 +1,9 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -34,10 +36,34 @@ func (s *Server) initMetrics(r *mux.Router, o MetricsOptions) {
 	m.reg.MustRegister(m.duration, &hubCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b := s.opts.Base
-	r.Handle(b+o.Path, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})).Methods(http.MethodGet).Name("metrics")
+	r.Handle(b+o.Path, OnlyFrom(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}), s.opts.MetricsAllowFrom, s.opts.TrustedProxies)).
+		Methods(http.MethodGet).Name("metrics")
 	r.HandleFunc(b+o.HealthPath, s.handleHealth).Methods(http.MethodGet, http.MethodHead).Name("health")
 	r.Use(m.observe)
 	s.metrics = m
+}
+
+// OnlyFrom serves h to the clients whose address (ClientIP: X-Forwarded-For
+// believed only from trusted proxies) is in allow, and answers the others
+// 403 with a JSON body naming metrics.allow_from. It guards the operators'
+// endpoints: metrics, {base}/stats and pprof, which show the server's load
+// and internals to whoever reads them.
+func OnlyFrom(h http.Handler, allow, trusted []netip.Prefix) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !refusedOps(w, r, allow, trusted) {
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+// refusedOps answers 403 and reports true when r's client is not in allow.
+func refusedOps(w http.ResponseWriter, r *http.Request, allow, trusted []netip.Prefix) bool {
+	ip := ClientIP(r, trusted)
+	if isTrusted(ip, allow) {
+		return false
+	}
+	writeError(w, fmt.Errorf("%w: %s is not served to %s (see metrics.allow_from)", ErrForbidden, cutLogValue(r.URL.Path), ip))
+	return true
 }
 
 // observe records the latency of every routed request, labelled by the route

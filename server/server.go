@@ -54,6 +54,10 @@ type Options struct {
 	Bayeux *BayeuxOptions
 	// Metrics, if not nil, serves Prometheus metrics and a health check.
 	Metrics *MetricsOptions
+	// MetricsAllowFrom says which client addresses (as the trusted proxies
+	// forward them) may read the metrics and {base}/stats; nil means
+	// LoopbackOnly, Anywhere all. The health check is open to all.
+	MetricsAllowFrom []netip.Prefix
 }
 
 func (o *Options) defaults() {
@@ -90,6 +94,9 @@ func (o *Options) defaults() {
 	}
 	if o.AllowFrom == nil {
 		o.AllowFrom = LoopbackOnly
+	}
+	if o.MetricsAllowFrom == nil {
+		o.MetricsAllowFrom = LoopbackOnly
 	}
 	if o.MaxPublishes <= 0 {
 		o.MaxPublishes = maxBatch
