@@ -259,8 +259,11 @@ func bayeuxError(err error, args ...string) string {
 		code = 503
 	}
 	msg := err.Error()
-	if code == 500 {
+	switch {
+	case code == 500:
 		msg = "Internal error"
+	case errors.Is(err, ErrEngine):
+		msg = engineUnavailable // its server's address is for the log
 	}
 	if code == 402 {
 		msg = "Unknown client" // the exact text clients look for

@@ -118,6 +118,12 @@ func (in *incidents) flush(h *Hub) {
 	}
 	clear(in.pending)
 	in.mu.Unlock()
+	if fields[IncidentEngineError] != nil {
+		// What clients are not shown (engineUnavailable), once per summary.
+		if last := h.lastFailure.Load(); last != nil {
+			fields["engine_error_last"] = cutLogValue(*last)
+		}
+	}
 	if len(fields) > 0 && in.log.Logger.IsLevelEnabled(logrus.WarnLevel) {
 		in.log.WithFields(fields).WithField("interval", in.interval.String()).Warn("incidents (counts)")
 	}

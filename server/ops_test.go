@@ -1,13 +1,20 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 // Issue 17, point 8: {base}/metrics and {base}/stats answer only the
@@ -63,4 +70,176 @@ func TestMetricsAllowFrom(t *testing.T) {
 			}
 		}
 	})
+}
+
+// awayEngine is a memory engine whose calls fail, while away is set, the way
+// the Redis engine's do when its server is gone: with its address and the
+// dial error; Stats blocks until its context ends while hang is set.
+type awayEngine struct {
+	*MemoryEngine
+	away, hang atomic.Bool
+}
+
+const awayAddr = "10.9.8.7:6379"
+
+var errAway = fmt.Errorf("%w: redis at %s: dial tcp %s: connect: connection refused", ErrEngine, awayAddr, awayAddr)
+
+func (e *awayEngine) err() error {
+	if e.away.Load() {
+		return errAway
+	}
+	return nil
+}
+
+func (e *awayEngine) CreateSession(ctx context.Context, s Session) error {
+	if err := e.err(); err != nil {
+		return err
+	}
+	return e.MemoryEngine.CreateSession(ctx, s)
+}
+
+func (e *awayEngine) Session(ctx context.Context, id string) (Session, error) {
+	if err := e.err(); err != nil {
+		return Session{}, err
+	}
+	return e.MemoryEngine.Session(ctx, id)
+}
+
+func (e *awayEngine) Publish(ctx context.Context, m *Message) (int, error) {
+	if err := e.err(); err != nil {
+		return 0, err
+	}
+	return e.MemoryEngine.Publish(ctx, m)
+}
+
+func (e *awayEngine) History(ctx context.Context, channel string, after uint64) ([]*Message, error) {
+	if err := e.err(); err != nil {
+		return nil, err
+	}
+	return e.MemoryEngine.History(ctx, channel, after)
+}
+
+func (e *awayEngine) Stats(ctx context.Context) (EngineStats, error) {
+	if e.hang.Load() {
+		<-ctx.Done()
+		return EngineStats{}, ctx.Err()
+	}
+	if err := e.err(); err != nil {
+		return EngineStats{}, err
+	}
+	return e.MemoryEngine.Stats(ctx)
+}
+
+// Issue 17, point 7: while the engine is away, clients are told so in a few
+// generic words with Retry-After, on every protocol, and never its address
+// or error; the log has them, once per summary.
+func TestEngineErrorsNotShown(t *testing.T) {
+	var out syncBuffer
+	log := logrus.New()
+	log.SetOutput(&out)
+	e := &awayEngine{MemoryEngine: NewMemoryEngine(Limits{})}
+	s := New(Options{PollTimeout: time.Second, Bayeux: &BayeuxOptions{WebSocket: true},
+		Hub: HubOptions{Engine: e, AddressMaxSessions: -1, AddressSessionRate: -1}}, logrus.NewEntry(log))
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	defer s.Close()
+	jar, _ := cookiejar.New(nil)
+	b := &bx{t: t, s: s, ts: ts, url: ts.URL + "/comet/bayeux", hc: &http.Client{Jar: jar}}
+	e.away.Store(true)
+
+	shown := func(what, text string) {
+		t.Helper()
+		if strings.Contains(text, awayAddr) || strings.Contains(text, "refused") || strings.Contains(text, "redis") {
+			t.Errorf("%s shows the engine's address or error: %s", what, text)
+		}
+		if !strings.Contains(text, "engine unavailable, retry") {
+			t.Errorf("%s does not say \"engine unavailable, retry\": %s", what, text)
+		}
+	}
+	for _, req := range []struct{ method, path string }{
+		{"POST", "/comet/channel/a?m=%7B%7D"},
+		{"GET", "/comet/channel/a/stream/s1"},
+		{"GET", "/comet/channel/a/events"},
+		{"GET", "/comet/channel/a"},
+	} {
+		r, _ := http.NewRequest(req.method, ts.URL+req.path, nil)
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s with the engine away: %d, Retry-After %q, want 503 with it", req.method, req.path, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+		shown(req.method+" "+req.path, string(body))
+	}
+	hs := map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"long-polling", "websocket"}, "id": "h"}
+	r := b.post(hs)
+	if r[0]["successful"] != false {
+		t.Fatalf("handshake with the engine away: %v", r)
+	}
+	errText, _ := r[0]["error"].(string)
+	if !strings.HasPrefix(errText, "503:") {
+		t.Errorf("handshake error %q, want 503:...", errText)
+	}
+	shown("a Bayeux handshake", fmt.Sprint(r))
+	ws := b.dialWS()
+	ws.send(hs)
+	shown("a Bayeux handshake over WebSocket", fmt.Sprint(ws.read()))
+
+	s.incidents.flush(s.hub)
+	logged := 0
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.Contains(l, awayAddr) {
+			logged++
+			if !strings.Contains(l, "incidents (counts)") {
+				t.Errorf("the engine's error logged outside the summary: %s", l)
+			}
+		}
+	}
+	if logged != 1 {
+		t.Errorf("the engine's error is in %d log lines, want 1 (the summary):\n%s", logged, out.String())
+	}
+}
+
+// Issue 17, point 7: the health check asks the engine (bounded in time) and
+// answers 503 with a reason while it cannot answer.
+func TestHealthReflectsEngine(t *testing.T) {
+	e := &awayEngine{MemoryEngine: NewMemoryEngine(Limits{})}
+	_, ts := testServer(t, Options{Metrics: &MetricsOptions{Path: "/metrics", HealthPath: "/health"}, Hub: HubOptions{Engine: e}})
+	health := func() (int, map[string]any, http.Header) {
+		t.Helper()
+		resp, body := get(t, ts.URL+"/comet/health")
+		var v map[string]any
+		_ = json.Unmarshal(body, &v)
+		return resp.StatusCode, v, resp.Header
+	}
+	if code, v, _ := health(); code != http.StatusOK || v["status"] != "ok" {
+		t.Fatalf("health with the engine up: %d %v", code, v)
+	}
+	e.away.Store(true)
+	time.Sleep(healthMaxAge + 50*time.Millisecond)
+	code, v, h := health()
+	if code != http.StatusServiceUnavailable || v["status"] != "unavailable" || v["reason"] != "engine unavailable" || h.Get("Retry-After") == "" {
+		t.Errorf("health with the engine away: %d %v Retry-After %q, want 503 with a reason", code, v, h.Get("Retry-After"))
+	}
+	if strings.Contains(fmt.Sprint(v), awayAddr) {
+		t.Errorf("health shows the engine's address: %v", v)
+	}
+	e.away.Store(false)
+	e.hang.Store(true)
+	time.Sleep(healthMaxAge + 50*time.Millisecond)
+	start := time.Now()
+	if code, v, _ := health(); code != http.StatusServiceUnavailable || v["reason"] != "engine unavailable" {
+		t.Errorf("health with the engine silent: %d %v, want 503", code, v)
+	}
+	if took := time.Since(start); took > healthTimeout+2*time.Second {
+		t.Errorf("health took %v with the engine silent, want about %v", took, healthTimeout)
+	}
+	e.hang.Store(false)
+	time.Sleep(healthMaxAge + 50*time.Millisecond)
+	if code, v, _ := health(); code != http.StatusOK {
+		t.Errorf("health once the engine is back: %d %v", code, v)
+	}
 }

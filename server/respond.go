@@ -65,13 +65,22 @@ type errorBody struct {
 	Status int    `json:"status"`
 }
 
+// engineUnavailable is all a client learns of a failure of the engine:
+// the error names the engine's server (Redis's address) and what went wrong
+// there, which the incidents summary logs instead.
+const engineUnavailable = "engine unavailable, retry"
+
 // writeError answers with the status httpStatus maps err to and a JSON body
-// naming the problem. Internal errors are shown as a short message only.
+// naming the problem. Internal errors and engine failures are shown as a
+// short message only.
 func writeError(w http.ResponseWriter, err error) {
 	status := httpStatus(err)
 	msg := err.Error()
-	if status == http.StatusInternalServerError {
+	switch {
+	case status == http.StatusInternalServerError:
 		msg = "internal error"
+	case errors.Is(err, ErrEngine):
+		msg = engineUnavailable
 	}
 	if errors.Is(err, ErrMethod) {
 		w.Header().Set("Allow", "GET, HEAD, POST")

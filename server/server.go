@@ -121,8 +121,9 @@ type Server struct {
 	bayeux  *Bayeux
 	handler http.Handler
 	rules   requestRules
-	stats   statsCache // the last reading of {base}/stats (stats.go)
-	metrics *metrics   // nil when off
+	stats   statsCache  // the last reading of {base}/stats (stats.go)
+	health  healthCache // the engine's last answer to a health check (metrics.go)
+	metrics *metrics    // nil when off
 
 	incidents *incidents
 }
