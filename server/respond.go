@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 )
 
 // setJSONHeaders marks a response as uncachable, unbuffered JSON: the headers
@@ -57,6 +58,16 @@ func (rr requestRules) readBody(w http.ResponseWriter, r *http.Request) ([]byte,
 		return nil, fmt.Errorf("%w: reading body: %v", ErrBadMessage, err)
 	}
 	return body, nil
+}
+
+// quoteCut quotes what a client sent, to name it in an error: its first n
+// bytes, escaped as a Go string, with "..." after the quote when it was
+// longer, so that an error never echoes a whole request line back.
+func quoteCut(s string, n int) string {
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:n]) + "..."
 }
 
 // errorBody is the JSON of every error answer.
