@@ -76,6 +76,10 @@ type Server struct {
 	// HTTP server, in HTTP mode (server.HoldListener): about half the
 	// memory per held client, for some CPU per answer.
 	HoldOnConnection bool `toml:"hold_on_connection"`
+	// FCGIMaxRequestsPerConn bounds the requests in flight on one FastCGI
+	// connection (fcgi.Limits.PerConn); -1 for no limit. The whole front
+	// carries at most MaxConnections, as HTTP mode does.
+	FCGIMaxRequestsPerConn int `toml:"fcgi_max_requests_per_conn"`
 }
 
 // Comet holds the settings of the shared core: long polls, queues, history.
@@ -196,7 +200,8 @@ func Default() Config {
 			BodyTimeout:     Duration{20 * time.Second},
 			RequestTimeout:  Duration{60 * time.Second},
 
-			HoldOnConnection: true,
+			HoldOnConnection:       true,
+			FCGIMaxRequestsPerConn: 8,
 		},
 		Comet: Comet{
 			PollTimeout:      Duration{30 * time.Second},
@@ -334,6 +339,7 @@ func (c *Config) Validate() error {
 	if s.MaxConnections < 0 {
 		p.add("server.max_connections", "must not be negative (0: 90%% of the descriptor limit)")
 	}
+	p.limit("server.fcgi_max_requests_per_conn", float64(s.FCGIMaxRequestsPerConn))
 
 	cm := &c.Comet
 	p.duration("comet.poll_timeout", cm.PollTimeout, time.Millisecond)

@@ -22,6 +22,7 @@ const (
 	IncidentQueueDrop         = "queue_drop"         // messages dropped from full client queues
 	IncidentEngineError       = "engine_error"       // engine calls that failed
 	IncidentConnectionRefused = "connection_refused" // connections over server.max_connections
+	IncidentFCGIRefused       = "fcgi_refused"       // FastCGI requests over the requests in flight allowed
 	// IncidentLogSuppressed counts request log lines (LogRequests) left
 	// out beyond logBurst: the requests are still counted by status.
 	IncidentLogSuppressed = "log_suppressed"
@@ -137,7 +138,7 @@ func (s *Server) countRejection(code int) {
 }
 
 var descIncidents = prometheus.NewDesc("stardust_incidents_total",
-	"Drops, rejections and errors by kind (http_<status>, bayeux_<code>, queue_drop, engine_error, connection_refused).",
+	"Drops, rejections and errors by kind (http_<status>, bayeux_<code>, queue_drop, engine_error, connection_refused, fcgi_refused, log_suppressed).",
 	[]string{"kind"}, nil)
 
 // collect exports the totals (the hub's counters taken in first).

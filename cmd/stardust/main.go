@@ -315,7 +315,11 @@ func (m *Main) Run() error {
 	}
 	m.listener = l
 	if m.Config.Server.Mode == "fcgi" {
-		m.front = fcgi.New(m.handler(), m.log.WithField("front", "fcgi"))
+		// In flight: as many as HTTP mode's connections carry at most.
+		m.front = fcgi.NewLimited(m.handler(), m.log.WithField("front", "fcgi"), fcgi.Limits{
+			PerConn: m.Config.Server.FCGIMaxRequestsPerConn, Total: max,
+			Refused: func() { m.server.Incident(server.IncidentFCGIRefused, 1) },
+		})
 		go m.serve(func() error { return m.front.Serve(l) })
 	} else {
 		m.http = &http.Server{
