@@ -243,3 +243,20 @@ func TestHealthReflectsEngine(t *testing.T) {
 		t.Errorf("health once the engine is back: %d %v", code, v)
 	}
 }
+
+// An error answer names what the client sent by its first few hundred
+// bytes: a 40 KB channel name was echoed whole (up to a 1 MiB request line).
+func TestErrorsDoNotEchoLongValues(t *testing.T) {
+	b := newBX(t, BayeuxOptions{})
+	long := strings.Repeat("x!", 20000)
+	for _, p := range []string{"/comet/channel/" + long, "/comet/channel/a/stream/" + long, "/comet/" + long} {
+		resp, body := get(t, b.ts.URL+p)
+		if resp.StatusCode/100 != 4 || len(body) > 1024 || !strings.Contains(string(body), "cut from") {
+			t.Errorf("GET of a %d-byte path: %d with %d bytes: %.200s", len(p), resp.StatusCode, len(body), body)
+		}
+	}
+	r := b.post(map[string]any{"channel": "/" + long, "clientId": "x", "id": "1"})
+	if e, _ := r[0]["error"].(string); len(e) > 1024 || !strings.Contains(e, "cut from") {
+		t.Errorf("Bayeux error for a %d-byte channel name: %d bytes: %.200s", len(long)+1, len(e), e)
+	}
+}

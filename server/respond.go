@@ -70,6 +70,19 @@ func quoteCut(s string, n int) string {
 	return strconv.Quote(s[:n]) + "..."
 }
 
+// maxErrorText bounds the text of an error answer: it may name what the
+// client sent (a channel name, a path), which a request line can make 1 MiB
+// long; the client needs only enough to recognise it.
+const maxErrorText = 512
+
+// cutErrorText is msg cut to maxErrorText bytes, with a marker.
+func cutErrorText(msg string) string {
+	if len(msg) <= maxErrorText {
+		return msg
+	}
+	return msg[:maxErrorText] + cutMarker(len(msg))
+}
+
 // errorBody is the JSON of every error answer.
 type errorBody struct {
 	Error  string `json:"error"`
@@ -92,6 +105,8 @@ func writeError(w http.ResponseWriter, err error) {
 		msg = "internal error"
 	case errors.Is(err, ErrEngine):
 		msg = engineUnavailable
+	default:
+		msg = cutErrorText(msg)
 	}
 	if errors.Is(err, ErrMethod) {
 		w.Header().Set("Allow", "GET, HEAD, POST")
