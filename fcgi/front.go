@@ -14,6 +14,9 @@
 //     into REQUEST_URI, SCRIPT_NAME and PATH_INFO, plus r.RequestURI.
 //   - Panics: a handler panic is logged and ends that request only;
 //     net/http/fcgi does not recover, so it would end the process.
+//   - Limits: net/http/fcgi serves any number of simultaneous requests on
+//     one connection; the Front refuses those beyond its Limits at once
+//     (503, FCGI_OVERLOADED) before net/http/fcgi sees them.
 package fcgi
 
 import (
