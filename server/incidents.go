@@ -189,13 +189,16 @@ func redactPath(p string) string {
 // twenty requests write 18 MB of log.
 const maxLogValue = 256
 
-// cutLogValue is s cut to maxLogValue bytes, with a marker saying how long
-// it was (ASCII, so that the access log keeps it as it is).
-func cutLogValue(s string) string {
-	if len(s) <= maxLogValue {
+// cutLogValue is s cut to maxLogValue bytes (see cutTo).
+func cutLogValue(s string) string { return cutTo(s, maxLogValue) }
+
+// cutTo is s cut to n bytes, with a marker saying how long it was (ASCII,
+// so that the access log keeps it as it is).
+func cutTo(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	return s[:maxLogValue] + cutMarker(len(s))
+	return s[:n] + cutMarker(len(s))
 }
 
 func cutMarker(n int) string { return "...(cut from " + strconv.Itoa(n) + " bytes)" }

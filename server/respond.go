@@ -76,12 +76,7 @@ func quoteCut(s string, n int) string {
 const maxErrorText = 512
 
 // cutErrorText is msg cut to maxErrorText bytes, with a marker.
-func cutErrorText(msg string) string {
-	if len(msg) <= maxErrorText {
-		return msg
-	}
-	return msg[:maxErrorText] + cutMarker(len(msg))
-}
+func cutErrorText(msg string) string { return cutTo(msg, maxErrorText) }
 
 // errorBody is the JSON of every error answer.
 type errorBody struct {
