@@ -37,6 +37,11 @@ func (c *Config) Warnings() []string {
 	if c.Server.Demo && !anyone && onlyLoopback(c.Comet.AllowFrom) {
 		add("server.demo", "the demo page publishes from the browser, and comet.allow_from lets only this machine publish: add the addresses of other browsers to use it from them")
 	}
+	for _, a := range c.Metrics.AllowFrom {
+		if p, err := ParsePrefix(a); a == "*" || (err == nil && p.Bits() == 0) {
+			add("metrics.allow_from", "%q lets anyone read the metrics, {base}/stats and pprof (the server's load, clients and internals): list the monitoring hosts instead", a)
+		}
+	}
 	for _, tp := range c.Server.TrustedProxies {
 		if p, err := ParsePrefix(tp); err == nil && p.Bits() == 0 {
 			add("server.trusted_proxies", "%q trusts everyone's X-Forwarded-For: any client can claim any address, past comet.allow_from and the per-address limits", tp)

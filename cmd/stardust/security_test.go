@@ -63,13 +63,14 @@ publish = ["authenticated"]
 	if w := m.Config.Warnings(); len(w) != 0 {
 		t.Errorf("a closed configuration warns: %v", w)
 	}
-	anyone := writeFile(t, "[comet]\nallow_from = [\"*\"]\n[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n")
+	anyone := writeFile(t, "[comet]\nallow_from = [\"*\"]\n[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n[metrics]\nallow_from = [\"*\"]\n")
 	m, _ = newTestMain()
 	if err := m.ParseFlags([]string{"-c", anyone}); err != nil {
 		t.Fatal(err)
 	}
 	warnings = strings.Join(m.Config.Warnings(), "\n")
-	for _, want := range []string{"comet.allow_from: anyone may publish", `server.trusted_proxies: "0.0.0.0/0" trusts everyone`} {
+	for _, want := range []string{"comet.allow_from: anyone may publish", `server.trusted_proxies: "0.0.0.0/0" trusts everyone`,
+		`metrics.allow_from: "*" lets anyone read the metrics`} {
 		if !strings.Contains(warnings, want) {
 			t.Errorf("warnings lack %q:\n%s", want, warnings)
 		}
