@@ -76,6 +76,10 @@ type Server struct {
 	// HTTP server, in HTTP mode (server.HoldListener): about half the
 	// memory per held client, for some CPU per answer.
 	HoldOnConnection bool `toml:"hold_on_connection"`
+	// FCGIMaxRequestsPerConn bounds the requests in flight on one FastCGI
+	// connection (fcgi.Limits.PerConn); -1 for no limit. The whole front
+	// carries at most MaxConnections, as HTTP mode does.
+	FCGIMaxRequestsPerConn int `toml:"fcgi_max_requests_per_conn"`
 }
 
 // Comet holds the settings of the shared core: long polls, queues, history.
@@ -182,6 +186,10 @@ type Metrics struct {
 	Enabled    bool   `toml:"enabled"`
 	Path       string `toml:"path"`
 	HealthPath string `toml:"health_path"`
+	// AllowFrom says who may read the metrics, {base}/stats and pprof: IPs
+	// or CIDRs ("*" anyone), the client address as the trusted proxies
+	// forward it. The health check is open to all.
+	AllowFrom []string `toml:"allow_from"`
 }
 
 // Default returns the built-in defaults, which are also what conf/stardust.toml says.
@@ -200,7 +208,8 @@ func Default() Config {
 			BodyTimeout:     Duration{20 * time.Second},
 			RequestTimeout:  Duration{60 * time.Second},
 
-			HoldOnConnection: true,
+			HoldOnConnection:       true,
+			FCGIMaxRequestsPerConn: 8,
 		},
 		Comet: Comet{
 			PollTimeout:      Duration{30 * time.Second},
@@ -242,7 +251,7 @@ func Default() Config {
 		Engine: Engine{Type: "memory", RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "stardust:",
 			Timeout: Duration{2 * time.Second}},
 		Log:     Log{Level: "info", Format: "text"},
-		Metrics: Metrics{Enabled: true, Path: "/metrics", HealthPath: "/health"},
+		Metrics: Metrics{Enabled: true, Path: "/metrics", HealthPath: "/health", AllowFrom: []string{"127.0.0.0/8", "::1"}},
 	}
 }
 
@@ -343,6 +352,7 @@ func (c *Config) Validate() error {
 	if s.MaxConnections < 0 {
 		p.add("server.max_connections", "must not be negative (0: 90%% of the descriptor limit)")
 	}
+	p.limit("server.fcgi_max_requests_per_conn", float64(s.FCGIMaxRequestsPerConn))
 
 	cm := &c.Comet
 	p.duration("comet.poll_timeout", cm.PollTimeout, time.Millisecond)
@@ -382,14 +392,7 @@ func (c *Config) Validate() error {
 		p.add("comet.address_max_sessions", "larger than comet.max_clients (%d)", cm.MaxClients)
 	}
 	p.positive("comet.max_publishes_per_request", int64(cm.MaxPublishesPerRequest))
-	for _, a := range cm.AllowFrom {
-		if a == "*" {
-			continue
-		}
-		if _, err := ParsePrefix(a); err != nil {
-			p.add("comet.allow_from", "%v (or \"*\" for anyone)", err)
-		}
-	}
+	p.allowList("comet.allow_from", cm.AllowFrom)
 	if (cm.AuthUser == "") != (cm.AuthPass == "") {
 		p.add("comet.auth_pass", "comet.auth_user and comet.auth_pass go together")
 	}
@@ -476,6 +479,7 @@ func (c *Config) Validate() error {
 	if err := CheckPprof(c.Debug.Pprof, c.Debug.PprofAllowRemote); err != nil {
 		p.add("debug.pprof", "%v", err)
 	}
+	p.allowList("metrics.allow_from", c.Metrics.AllowFrom)
 	if c.Metrics.Enabled {
 		for key, v := range map[string]string{"metrics.path": c.Metrics.Path, "metrics.health_path": c.Metrics.HealthPath} {
 			if !pathPattern.MatchString(v) {
@@ -527,6 +531,18 @@ type problems []error
 
 func (p *problems) add(key, format string, args ...any) {
 	*p = append(*p, fmt.Errorf("%w: %s: %s", ErrInvalid, key, fmt.Sprintf(format, args...)))
+}
+
+// allowList checks a list of client addresses: IPs, CIDRs or "*".
+func (p *problems) allowList(key string, list []string) {
+	for _, a := range list {
+		if a == "*" {
+			continue
+		}
+		if _, err := ParsePrefix(a); err != nil {
+			p.add(key, "%v (or \"*\" for anyone)", err)
+		}
+	}
 }
 
 func (p *problems) positive(key string, v int64) {

@@ -37,6 +37,11 @@ func (c *Config) Warnings() []string {
 	if c.Server.Demo && !anyone && onlyLoopback(c.Comet.AllowFrom) {
 		add("server.demo", "the demo page publishes from the browser, and comet.allow_from lets only this machine publish: add the addresses of other browsers to use it from them")
 	}
+	for _, a := range c.Metrics.AllowFrom {
+		if p, err := ParsePrefix(a); a == "*" || (err == nil && p.Bits() == 0) {
+			add("metrics.allow_from", "%q lets anyone read the metrics, {base}/stats and pprof (the server's load, clients and internals): list the monitoring hosts instead", a)
+		}
+	}
 	for _, tp := range c.Server.TrustedProxies {
 		if p, err := ParsePrefix(tp); err == nil && p.Bits() == 0 {
 			add("server.trusted_proxies", "%q trusts everyone's X-Forwarded-For: any client can claim any address, past comet.allow_from and the per-address limits", tp)
@@ -57,21 +62,45 @@ func (c *Config) Warnings() []string {
 	return w
 }
 
-// aclWarnings finds rules that leave a path open: a channel tree that an
-// earlier, broader rule decides for publishes (so that the narrower rule
-// never applies to them), and Stardust channels that Bayeux clients may
+// aclWarnings finds rules that leave a path open: rules that can never
+// decide, every one of them, and Stardust channels that Bayeux clients may
 // publish to whatever comet.allow_from says.
+//
+// How server.RulesACL decides: for a publish, the first rule matching the
+// channel; for a subscription, the first rule covering it, every earlier
+// rule that overlaps it having allowed it. So a rule that an earlier rule
+// covers is never reached for its own channels, for subscriptions as for
+// publishes: if the two differ on who may subscribe or publish, the earlier
+// one decides, which is how a narrow rule after a broad one once let
+// anonymous readers into a protected history. Meta messages are not checked
+// at all (and meta channels cannot be subscribed to).
 func (c *Config) aclWarnings() []string {
 	var w []string
 	rules := c.Bayeux.ACL
 	for j, rj := range rules {
-		for i := 0; i < j; i++ {
-			ri := rules[i]
-			if patternCovers(ri.Channel, rj.Channel) && !slices.Equal(ri.Publish, rj.Publish) {
-				w = append(w, fmt.Sprintf("bayeux.acl[%d]: publishes to %s are decided by bayeux.acl[%d] (%s), which matches first: put the narrower rule first",
-					j, rj.Channel, i, ri.Channel))
-				break
+		if server.IsMeta(strings.TrimSuffix(strings.TrimSuffix(rj.Channel, "/**"), "/*")) {
+			w = append(w, fmt.Sprintf("bayeux.acl[%d]: never decides: /meta/** channels are not subject to the rules (meta messages are not checked, meta channels cannot be subscribed to); remove it",
+				j))
+			continue
+		}
+		i := slices.IndexFunc(rules[:j], func(ri ACL) bool { return patternCovers(ri.Channel, rj.Channel) })
+		if i < 0 {
+			continue
+		}
+		ri, differ := rules[i], false
+		for _, a := range []struct {
+			what   string
+			ri, rj []string
+		}{{"subscriptions", ri.Subscribe, rj.Subscribe}, {"publishes", ri.Publish, rj.Publish}} {
+			if !sameWho(a.ri, a.rj) {
+				differ = true
+				w = append(w, fmt.Sprintf("bayeux.acl[%d]: %s to %s are decided by bayeux.acl[%d] (%s), which matches first: put the narrower rule first",
+					j, a.what, rj.Channel, i, ri.Channel))
 			}
+		}
+		if !differ {
+			w = append(w, fmt.Sprintf("bayeux.acl[%d]: never decides: bayeux.acl[%d] (%s) matches every channel of %s first, with the same lists; remove it",
+				j, i, ri.Channel, rj.Channel))
 		}
 	}
 	prefix := c.Bayeux.Prefix + "/x"
@@ -118,4 +147,13 @@ func onlyLoopback(list []string) bool {
 		}
 	}
 	return true
+}
+
+// sameWho reports whether two lists of who (ACL subscribe or publish) name
+// the same callers, in any order.
+func sameWho(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }

@@ -17,6 +17,11 @@ const (
 	recAbortRequest = 2
 	recEndRequest   = 3
 	recParams       = 4
+	recStdout       = 6
+
+	// protocolStatus of FCGI_END_REQUEST: the application rejects a new
+	// request for want of some resource (section 5.5).
+	statusOverloaded = 2
 
 	headerLen  = 8
 	maxContent = 65535
@@ -84,6 +89,9 @@ type conn struct {
 	out        []byte // bytes not yet returned by Read
 	params     map[uint16][]byte
 	paramBytes int
+	// refused are the requests answered FCGI_OVERLOADED whose records
+	// are dropped until their id begins a new request.
+	refused map[uint16]bool
 
 	wmu sync.Mutex
 	wt  recordTracker // guarded by wmu
@@ -135,10 +143,21 @@ func (c *conn) next() error {
 	if _, err := io.ReadFull(c.br, rec[headerLen:]); err != nil {
 		return err
 	}
+	if c.refused[id] {
+		if h[1] != recBeginRequest {
+			return nil // the refused request's params, body or abort
+		}
+		delete(c.refused, id)
+	}
 	switch h[1] {
 	case recBeginRequest:
 		c.dropParams(id)
-		c.f.begin(c, id)
+		if !c.f.begin(c, id) {
+			if c.f.limits.Refused != nil {
+				c.f.limits.Refused()
+			}
+			return c.refuse(id)
+		}
 	case recAbortRequest:
 		c.dropParams(id)
 		c.f.abort(c, id)
@@ -208,11 +227,36 @@ func appendRecords(dst []byte, typ byte, id uint16, content []byte) []byte {
 	}
 }
 
-// Write sends net/http/fcgi's records to the web server.
-func (c *conn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
+// overloadedResponse is the CGI response of a refused request.
+const overloadedResponse = "Status: 503 Service Unavailable\r\nContent-Type: application/json\r\n" +
+	"Cache-Control: no-store\r\nRetry-After: 1\r\n\r\n" +
+	`{"error":"too many requests at once on this FastCGI connection","status":503}` + "\n"
+
+// refuse answers request id at once, without net/http/fcgi ever seeing it:
+// a 503 for web servers that pass on what they get, then FCGI_END_REQUEST
+// with FCGI_OVERLOADED, as the specification says for a request the
+// application has no resources for. The request's later records are
+// dropped (see next).
+func (c *conn) refuse(id uint16) error {
+	if c.refused == nil {
+		c.refused = make(map[uint16]bool)
+	}
+	c.refused[id] = true
+	rec := appendRecords(nil, recStdout, id, []byte(overloadedResponse))
+	rec = append(rec, 1, recEndRequest, byte(id>>8), byte(id), 0, 8, 0, 0, 0, 0, 0, 0, statusOverloaded, 0, 0, 0)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	_, err := c.Conn.Write(rec) // whole records, between net/http/fcgi's (see Write)
+	return err
+}
+
+// Write sends net/http/fcgi's records to the web server. net/http/fcgi
+// writes each record in one call, under its own lock; wmu keeps refuse's
+// records from landing inside one.
+func (c *conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	n, err := c.Conn.Write(p)
 	c.wt.feed(p[:n], func(id uint16) {
 		if c.f.end(c, id) {
 			c.Close()

@@ -153,10 +153,23 @@ func FuzzConnRead(f *testing.F) {
 	}
 	f.Add(append(append([]byte{}, begin...), record(recAbortRequest, 1, nil, 0)...))
 	f.Add(record(recParams, 9, []byte{0x80, 0, 0, 1, 1}, 0))
+	var over []byte // more requests at once than the Limits below allow
+	for id := uint16(1); id <= 4; id++ {
+		over = append(over, record(recBeginRequest, id, []byte{0, 1, 1, 0, 0, 0, 0, 0}, 0)...)
+		over = append(over, records(recParams, id, fcgitest.EncodePairs(fcgitest.NginxParams("GET", "/x")), 100)...)
+		over = append(over, record(5, id, []byte("body"), 0)...)
+	}
+	f.Add(over)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		fr := New(http.NotFoundHandler(), nil)
+		fr := NewLimited(http.NotFoundHandler(), nil, Limits{PerConn: 2, Total: 3})
 		out, c := readThrough(t, fr, in)
 		parseRecords(t, out)
+		// Refusals are written whole, ending with FCGI_OVERLOADED.
+		for _, r := range parseRecords(t, c.Conn.(*fakeConn).w.Bytes()) {
+			if r.typ == recEndRequest && (len(r.content) != 8 || r.content[4] != statusOverloaded) {
+				t.Fatalf("refusal of request %d: END_REQUEST % x", r.id, r.content)
+			}
+		}
 		c.Close()
 		if len(fr.reqs) != 0 || len(fr.conns) != 0 {
 			t.Fatalf("state left after close: %d requests, %d conns", len(fr.reqs), len(fr.conns))

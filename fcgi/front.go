@@ -14,6 +14,9 @@
 //     into REQUEST_URI, SCRIPT_NAME and PATH_INFO, plus r.RequestURI.
 //   - Panics: a handler panic is logged and ends that request only;
 //     net/http/fcgi does not recover, so it would end the process.
+//   - Limits: net/http/fcgi serves any number of simultaneous requests on
+//     one connection; the Front refuses those beyond its Limits at once
+//     (503, FCGI_OVERLOADED) before net/http/fcgi sees them.
 package fcgi
 
 import (
@@ -59,6 +62,7 @@ const placeholderHost = "localhost"
 type Front struct {
 	h      http.Handler
 	log    *logrus.Entry
+	limits Limits
 	down   chan struct{} // closed when Shutdown starts
 	warned atomic.Bool   // warned of params without REQUEST_METHOD
 
@@ -84,10 +88,41 @@ type request struct {
 	host   string   // HTTP_HOST as sent
 }
 
-// New returns a Front that serves h, logging to log. h must not be nil (New
-// panics: net/http/fcgi would silently serve http.DefaultServeMux instead).
-// A nil log discards the Front's log lines.
-func New(h http.Handler, log *logrus.Entry) *Front {
+// Limits bound the requests a Front serves at once, each from its
+// FCGI_BEGIN_REQUEST until its FCGI_END_REQUEST is written. net/http/fcgi
+// starts a goroutine for every request a connection begins, however many:
+// 5,000 at once on one connection took 86 MiB. A request over a limit is
+// answered at once with a 503 (Retry-After) and FCGI_END_REQUEST with
+// FCGI_OVERLOADED, and its records are dropped; the connection serves on.
+type Limits struct {
+	// PerConn bounds the requests in flight on one connection; default
+	// DefaultMaxRequestsPerConn, negative no limit.
+	PerConn int
+	// Total bounds the requests in flight on the whole Front; 0 or
+	// negative: no limit.
+	Total int
+	// Refused, if set, is called for each request refused, to count it.
+	// It must return at once.
+	Refused func()
+}
+
+// DefaultMaxRequestsPerConn is Limits.PerConn's default. nginx, apache2
+// (mod_proxy_fcgi), lighttpd and Caddy never send a second request on a
+// connection before the first is answered; net/http/fcgi tells a web
+// server that asks (FCGI_GET_VALUES) that it may multiplex, so a front that
+// does has room for a few, while one connection costs at most 8 requests'
+// memory (about 17 KiB each) rather than any number.
+const DefaultMaxRequestsPerConn = 8
+
+// New returns a Front that serves h, logging to log, with the default
+// Limits (see NewLimited).
+func New(h http.Handler, log *logrus.Entry) *Front { return NewLimited(h, log, Limits{}) }
+
+// NewLimited returns a Front that serves h, logging to log, with at most
+// lim requests in flight. h must not be nil (NewLimited panics:
+// net/http/fcgi would silently serve http.DefaultServeMux instead). A nil
+// log discards the Front's log lines.
+func NewLimited(h http.Handler, log *logrus.Entry, lim Limits) *Front {
 	if h == nil {
 		panic("fcgi: New with nil handler")
 	}
@@ -96,9 +131,17 @@ func New(h http.Handler, log *logrus.Entry) *Front {
 		l.SetOutput(io.Discard)
 		log = logrus.NewEntry(l)
 	}
+	switch {
+	case lim.PerConn == 0:
+		lim.PerConn = DefaultMaxRequestsPerConn
+	case lim.PerConn < 0:
+		lim.PerConn = 0
+	}
+	lim.Total = max(lim.Total, 0)
 	return &Front{
 		h:         h,
 		log:       log,
+		limits:    lim,
 		down:      make(chan struct{}),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
@@ -273,22 +316,29 @@ func (f *Front) forget(r *request, cause error) {
 }
 
 // begin records FCGI_BEGIN_REQUEST. Called from the connection's reader.
-func (f *Front) begin(c *conn, id uint16) {
+// It reports false, recording nothing, when the request would be over the
+// Front's Limits: the caller refuses it.
+func (f *Front) begin(c *conn, id uint16) bool {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if c.closed {
 		cancel(ErrConnClosed)
-		return
+		return true // net/http/fcgi's request dies with the connection
 	}
 	if old := c.reqs[id]; old != nil {
 		// net/http/fcgi drops the connection for a reused in-flight ID.
 		f.forget(old, ErrRequestAborted)
 	}
+	if (f.limits.PerConn > 0 && len(c.reqs) >= f.limits.PerConn) || (f.limits.Total > 0 && len(f.reqs) >= f.limits.Total) {
+		cancel(nil)
+		return false
+	}
 	f.seq++ // tokens start at 1
 	r := &request{c: c, id: id, token: f.seq, ctx: ctx, cancel: cancel}
 	c.reqs[id] = r
 	f.reqs[r.token] = r
+	return true
 }
 
 // abort records FCGI_ABORT_REQUEST. net/http/fcgi answers it with

@@ -666,19 +666,25 @@ func TestProxyLoad(t *testing.T) {
 }
 
 // withLoadTestLimits turns off the per-address session limits for a load
-// from one machine (cmd/stardust-load/loadtest.toml): into the config file
-// the command names, or a file of its own.
+// from one machine (cmd/stardust-load/loadtest.toml).
 func withLoadTestLimits(t *testing.T, dir string, args []string) []string {
 	t.Helper()
 	limits := readFile(t, filepath.Join(repoRoot(t), "cmd", "stardust-load", "loadtest.toml"))
+	return withTOML(t, dir, "loadtest.toml", args, limits)
+}
+
+// withTOML adds the settings of extra to a Stardust command line: into the
+// config file the command names, or a file of its own (name in dir).
+func withTOML(t *testing.T, dir, name string, args []string, extra string) []string {
+	t.Helper()
 	for i, a := range args {
 		if (a == "--config" || a == "-c") && i+1 < len(args) {
-			writeFile(t, args[i+1], mergeTOMLTables(readFile(t, args[i+1]), limits))
+			writeFile(t, args[i+1], mergeTOMLTables(readFile(t, args[i+1]), extra))
 			return args
 		}
 	}
-	file := filepath.Join(dir, "loadtest.toml")
-	writeFile(t, file, limits)
+	file := filepath.Join(dir, name)
+	writeFile(t, file, extra)
 	return append(args, "--config", file)
 }
 

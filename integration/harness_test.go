@@ -406,14 +406,20 @@ func (c *cometClient) request(method, path string, body url.Values, timeout time
 // both listen already, but a proxy may still be connecting.
 func (c *cometClient) waitReady(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(startTimeout)
+	c.waitOK(t, "/comet/", startTimeout)
+}
+
+// waitOK waits until GET path answers 200, for at most within.
+func (c *cometClient) waitOK(t *testing.T, path string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
-		resp, body, err := c.request("GET", "/comet/", nil, 5*time.Second)
+		resp, body, err := c.request("GET", path, nil, 5*time.Second)
 		if err == nil && resp.StatusCode == http.StatusOK {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("GET /comet/ through the web server not ready after %v: %v %s", startTimeout, err, body)
+			t.Fatalf("GET %s not 200 after %v: %v %s", path, within, err, body)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

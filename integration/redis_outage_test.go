@@ -53,6 +53,16 @@ func TestRedisOutage(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil || !strings.Contains(e.Error, "engine unavailable") {
 		t.Fatalf("publish with Redis away: %v %v %s; want 503 with a JSON error", err, resp, body)
 	}
+	// Clients are not shown Redis's address nor its error (issue 17, point 7).
+	if strings.Contains(string(body), srv.Addr) || !strings.Contains(e.Error, "engine unavailable, retry") {
+		t.Errorf("publish with Redis away answers %s: want the generic error, not Redis's address %s", body, srv.Addr)
+	}
+	// The health check says so, with a reason (issue 17, point 7).
+	resp, body, err = c.request("GET", "/comet/health", nil, 10*time.Second)
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"reason":"engine unavailable"`) ||
+		strings.Contains(string(body), srv.Addr) || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("health with Redis away: %v %v %s; want 503 with a reason and Retry-After", err, resp, body)
+	}
 	// Polls and handshakes fail fast with retry advice, never "none".
 	resp, body, err = c.request("GET", "/comet/channel/out/stream/3.3", nil, 10*time.Second)
 	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
@@ -61,6 +71,9 @@ func TestRedisOutage(t *testing.T) {
 	hs := b.post(t, addr, map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"long-polling"}})
 	if adv, _ := hs[0]["advice"].(map[string]any); hs[0]["successful"] != false || adv["reconnect"] != "retry" || !strings.HasPrefix(fmt.Sprint(hs[0]["error"]), "503:") {
 		t.Fatalf("handshake with Redis away: %v; want unsuccessful, 503, advice retry", hs[0])
+	}
+	if strings.Contains(fmt.Sprint(hs[0]), srv.Addr) {
+		t.Errorf("handshake with Redis away shows its address: %v", hs[0])
 	}
 	for range 20 { // many failing requests: still one log line for the outage
 		_, _, _ = c.request("POST", "/comet/channel/out", url.Values{"m": {`{"n":1}`}}, 5*time.Second)
@@ -82,6 +95,7 @@ func TestRedisOutage(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	c.waitOK(t, "/comet/health", 5*time.Second) // healthy again once Redis is back
 	// The Bayeux session is gone: told to handshake again.
 	for _, m := range b.post(t, addr, map[string]any{"channel": "/meta/connect", "clientId": bid, "connectionType": "long-polling",
 		"advice": map[string]any{"timeout": 0}}) {

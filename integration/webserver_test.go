@@ -145,7 +145,8 @@ func runWebServerSetup(t *testing.T, s webServerSetup, server, bin string) {
 	web := startWebServer(t, s.server, server, dir, site, webAddr)
 	web.waitListening(t, webAddr)
 	hold := idleHold()
-	stardust := startProcess(t, "stardust", dir, stardustCommand(t, s, site, dir, bin, backAddr, hold)...)
+	args := withTOML(t, dir, "metrics.toml", stardustCommand(t, s, site, dir, bin, backAddr, hold), metricsAllowFromTOML)
+	stardust := startProcess(t, "stardust", dir, args...)
 	stardust.waitListening(t, backAddr)
 
 	c := newCometClient(t, "http://"+webAddr)
@@ -161,6 +162,7 @@ func runWebServerSetup(t *testing.T, s webServerSetup, server, bin string) {
 	t.Run("publish-to-waiting-poll", func(t *testing.T) { c.checkPublishToWaitingPoll(t, "pub_"+s.id()) })
 	t.Run("sse-unbuffered", func(t *testing.T) { c.checkSSEUnbuffered(t, "sse_"+s.id()) })
 	t.Run("x-forwarded-for", func(t *testing.T) { checkClientSeen(t, c, stardust, "pub_"+s.id()) })
+	t.Run("metrics-refused", func(t *testing.T) { checkMetricsRefused(t, c) })
 	t.Run("bayeux", func(t *testing.T) { checkBayeux(t, s, c.base) })
 	t.Run("idle-long-poll", func(t *testing.T) { idle.check(t, hold) })
 	if idleWS != nil {
@@ -537,6 +539,49 @@ func checkClientSeen(t *testing.T, c *cometClient, stardust *process, channel st
 			t.Fatalf("no log line for the rejected POST /comet/channel/%s in Stardust's output", channel)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// metricsAllowFromTOML is Stardust's metrics.allow_from in TestWebServers:
+// the web server's own address only, so that the tests' client (clientIP,
+// which is loopback too, as no other address can be bound here) stands for
+// an outside client.
+const metricsAllowFromTOML = "[metrics]\nallow_from = [\"127.0.0.1\", \"::1\"]\n"
+
+// checkMetricsRefused asks for the operators' endpoints through the web
+// server as an outside client, with a forged X-Forwarded-For naming the web
+// server's address, and expects 403 JSON naming metrics.allow_from: Stardust
+// reads the forwarded client address, not its peer (the web server) nor the
+// client's own claim. A client on the listed address gets them.
+func checkMetricsRefused(t *testing.T, c *cometClient) {
+	get := func(client *http.Client, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", c.base+path, nil)
+		req.Header.Set("X-Forwarded-For", "127.0.0.1")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.1")}, Timeout: 5 * time.Second}
+	tr := &http.Transport{DialContext: d.DialContext}
+	defer tr.CloseIdleConnections()
+	listed := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	for _, path := range []string{"/comet/metrics", "/comet/stats"} {
+		code, body := get(c.client, path)
+		var e struct{ Error string }
+		if code != http.StatusForbidden || json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e.Error, "metrics.allow_from") {
+			t.Errorf("%s from %s (not in metrics.allow_from) through the web server: %d %.200s, want 403 JSON", path, clientIP, code, body)
+		}
+		if code, body := get(listed, path); code != http.StatusOK {
+			t.Errorf("%s from 127.0.0.1 (in metrics.allow_from) through the web server: %d %.200s, want 200", path, code, body)
+		}
+	}
+	if code, body := get(c.client, "/comet/health"); code != http.StatusOK {
+		t.Errorf("/comet/health from %s: %d %.200s, want 200 (open to load balancers)", clientIP, code, body)
 	}
 }
 

@@ -262,15 +262,20 @@ func bayeuxError(err error, args ...string) string {
 		code = 503
 	}
 	msg := err.Error()
-	if code == 500 {
+	switch {
+	case code == 500:
 		msg = "Internal error"
+	case errors.Is(err, ErrEngine):
+		msg = engineUnavailable // its server's address is for the log
+	default:
+		msg = cutErrorText(msg)
 	}
 	if code == 402 {
 		msg = "Unknown client" // the exact text clients look for
 	}
 	// A colon in the message part is fine; args are comma-joined and colon-free.
 	for i, a := range args {
-		args[i] = strings.ReplaceAll(a, ":", "_")
+		args[i] = strings.ReplaceAll(cutLogValue(a), ":", "_") // a channel name can be 1 MiB
 	}
 	return strconv.Itoa(code) + ":" + strings.Join(args, ",") + ":" + msg
 }

@@ -686,3 +686,24 @@ func TestEverythingIsSweptBack(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Issue 17, point 7: a refused callback name is named in the error by its
+// first 32 characters only, escaped: the whole of it (up to the 1 MiB of a
+// request line) was echoed back.
+func TestBayeuxRefusedCallbackNotEchoed(t *testing.T) {
+	b := newBX(t, BayeuxOptions{})
+	name := "<script>alert(1)</script>" + strings.Repeat("x", 8000)
+	resp, err := http.Get(b.url + "?jsonp=" + url.QueryEscape(name) + "&message=%5B%5D")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var e errorBody
+	if resp.StatusCode != http.StatusBadRequest || json.Unmarshal(body, &e) != nil {
+		t.Fatalf("a refused callback name: %d %s, want 400 JSON", resp.StatusCode, body)
+	}
+	if len(body) > 200 || strings.Contains(string(body), "<script>") || !strings.Contains(e.Error, `"<script>alert(1)</script>xxxxxxx"...`) {
+		t.Errorf("a refused callback name of %d bytes answered with %d bytes: %.300s", len(name), len(body), body)
+	}
+}

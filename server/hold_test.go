@@ -430,7 +430,7 @@ func TestHeldPollLoggedAndMeasuredWhenAnswered(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	line := out.String()
-	m := regexp.MustCompile(`"GET /comet/channel/a/stream/m1 HTTP/1.1" (\d+) (\d+) "-" "-" ([0-9.]+)\n$`).FindStringSubmatch(line)
+	m := regexp.MustCompile(`"GET /comet/channel/a/stream/\{id\} HTTP/1.1" (\d+) (\d+) "-" "-" ([0-9.]+)\n$`).FindStringSubmatch(line)
 	if m == nil || m[1] != "200" || m[2] != strconv.Itoa(len(body)) || m[3] < "0.300" {
 		t.Errorf("access log %q: want status 200, %d bytes, at least 0.3 s", line, len(body))
 	}

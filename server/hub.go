@@ -95,6 +95,9 @@ type Hub struct {
 	delivered atomic.Uint64
 	drops     atomic.Uint64
 	failures  atomic.Uint64
+	// lastFailure is the text of the last engine failure counted, which
+	// names the engine's server: for the incidents summary, never clients.
+	lastFailure atomic.Pointer[string]
 	// waiting counts the polls past their first look at the engine and the
 	// pushed clients (Stats.Polling): a poll is counted once it waits.
 	waiting atomic.Int64
@@ -186,6 +189,8 @@ func (h *Hub) emit(e Event) {
 func (h *Hub) failed(err error) error {
 	if errors.Is(err, ErrEngine) {
 		h.failures.Add(1)
+		text := err.Error()
+		h.lastFailure.Store(&text)
 	}
 	return err
 }

@@ -4,7 +4,6 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +23,18 @@ const (
 	IncidentEngineError       = "engine_error"       // engine calls that failed
 	IncidentConnectionRefused = "connection_refused" // connections over server.max_connections
 	IncidentHistoryTrimmed    = "history_trimmed"    // channel histories dropped to stay under comet.max_history_bytes
+	IncidentFCGIRefused       = "fcgi_refused"       // FastCGI requests over the requests in flight allowed
+	// IncidentLogSuppressed counts request log lines (LogRequests) left
+	// out beyond logBurst: the requests are still counted by status.
+	IncidentLogSuppressed = "log_suppressed"
+)
+
+// A flood of bad requests writes at most logBurst request lines at once,
+// then logRate a second; the others are counted (IncidentLogSuppressed) in
+// the summary, beside the count of each status.
+const (
+	logBurst = 20
+	logRate  = 1.0
 )
 
 // trimCount follows the engine's EngineStats.HistoryTrimmed, which a shared
@@ -69,10 +80,29 @@ type incidents struct {
 	totals  map[string]uint64
 	// the hub's own counters, as last read
 	drops, failures, trimmed uint64
+	// the token bucket of request log lines (allowLine)
+	tokens   float64
+	lastLine time.Time
 }
 
 func newIncidents(log *logrus.Entry, interval time.Duration) *incidents {
-	return &incidents{log: log, interval: interval, pending: map[string]uint64{}, totals: map[string]uint64{}}
+	return &incidents{log: log, interval: interval, pending: map[string]uint64{}, totals: map[string]uint64{}, tokens: logBurst}
+}
+
+// allowLine reports whether one more request line may be logged now; when
+// not, it counts the line as suppressed.
+func (in *incidents) allowLine(now time.Time) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.tokens = min(logBurst, in.tokens+now.Sub(in.lastLine).Seconds()*logRate)
+	in.lastLine = now
+	if in.tokens < 1 {
+		in.pending[IncidentLogSuppressed]++
+		in.totals[IncidentLogSuppressed]++
+		return false
+	}
+	in.tokens--
+	return true
 }
 
 func (in *incidents) add(kind string, n uint64) {
@@ -122,6 +152,12 @@ func (in *incidents) flush(h *Hub) {
 	}
 	clear(in.pending)
 	in.mu.Unlock()
+	if fields[IncidentEngineError] != nil {
+		// What clients are not shown (engineUnavailable), once per summary.
+		if last := h.lastFailure.Load(); last != nil {
+			fields["engine_error_last"] = cutLogValue(*last)
+		}
+	}
 	if len(fields) > 0 && in.log.Logger.IsLevelEnabled(logrus.WarnLevel) {
 		in.log.WithFields(fields).WithField("interval", in.interval.String()).Warn("incidents (counts)")
 	}
@@ -135,7 +171,7 @@ func (s *Server) countRejection(code int) {
 }
 
 var descIncidents = prometheus.NewDesc("stardust_incidents_total",
-	"Drops, rejections and errors by kind (http_<status>, bayeux_<code>, queue_drop, engine_error, connection_refused, history_trimmed).",
+	"Drops, rejections and errors by kind (http_<status>, bayeux_<code>, queue_drop, engine_error, connection_refused, history_trimmed, fcgi_refused, log_suppressed).",
 	[]string{"kind"}, nil)
 
 // collect exports the totals (the hub's counters taken in first).
@@ -168,17 +204,48 @@ func (in *incidents) flushCounters(h *Hub) {
 	in.drops, in.failures = drops, failures
 }
 
-// streamPath matches the request paths that carry a Stardust stream id.
-var streamPath = regexp.MustCompile(`^(.*/channel/[^/]+/)(stream/[^/]+|[0-9.]+)$`)
+// streamPath matches the request paths that carry a Stardust stream id:
+// {base}/channel/{chans}/stream/{id}, with or without more after it (a 404
+// names the id too), and jquery.ev's {base}/channel/{chans}/{id}.
+var streamPath = regexp.MustCompile(`^(.*?/channel/[^/]+/)(?:(stream/)[^/]+(/.*)?|[0-9.]+)$`)
 
 // redactPath hides the stream id of a long-poll path, for logs at info
 // level: ids are capabilities.
 func redactPath(p string) string {
 	if m := streamPath.FindStringSubmatch(p); m != nil {
-		if strings.HasPrefix(m[2], "stream/") {
-			return m[1] + "stream/{id}"
-		}
-		return m[1] + "{id}"
+		return m[1] + m[2] + "{id}" + m[3]
 	}
 	return p
+}
+
+// maxLogValue is how many bytes of a value the client chose (a path, a
+// method, a user agent, a referer) a log line carries. net/http reads
+// request lines and headers up to 1 MiB (nginx stops at 8 KB); a path
+// longer than this tells the reader nothing more, and logging it whole let
+// twenty requests write 18 MB of log.
+const maxLogValue = 256
+
+// cutLogValue is s cut to maxLogValue bytes (see cutTo).
+func cutLogValue(s string) string { return cutTo(s, maxLogValue) }
+
+// cutTo is s cut to n bytes, with a marker saying how long it was (ASCII,
+// so that the access log keeps it as it is).
+func cutTo(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + cutMarker(len(s))
+}
+
+func cutMarker(n int) string { return "...(cut from " + strconv.Itoa(n) + " bytes)" }
+
+// logPath is a request path as every log writes it, the request log and
+// the access log alike: cut to maxLogValue, then its stream id hidden (the
+// cut first, so that a long path costs no more to redact than a short one;
+// a cut id is hidden all the same).
+func logPath(p string) string {
+	if len(p) <= maxLogValue {
+		return redactPath(p)
+	}
+	return redactPath(p[:maxLogValue]) + cutMarker(len(p))
 }

@@ -25,6 +25,8 @@ const SlowWrite = time.Second
 // SlowWrite), at info level those rejected with 4xx (problem=rejected).
 // Requests that went well are not logged here: that is the access log's job
 // (AccessLog, log.requests), off by default. Messages are never logged.
+// Beyond a burst, lines are only counted (IncidentLogSuppressed) in the
+// incidents summary; a path is cut to maxLogValue bytes.
 func (s *Server) LogRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -48,12 +50,12 @@ func (s *Server) logProblem(r *http.Request, sw *StatusWriter, start time.Time) 
 	default:
 		return
 	}
-	if !s.log.Logger.IsLevelEnabled(level) {
+	if !s.log.Logger.IsLevelEnabled(level) || !s.incidents.allowLine(time.Now()) {
 		return
 	}
 	fields := logrus.Fields{
-		"method":   r.Method,
-		"path":     redactPath(r.URL.Path), // no stream ids at info
+		"method":   cutLogValue(r.Method),
+		"path":     logPath(r.URL.Path), // no stream ids at info, at most maxLogValue bytes
 		"status":   status,
 		"bytes":    sw.Bytes,
 		"duration": time.Since(start).Round(time.Microsecond).String(),
@@ -72,7 +74,9 @@ func (s *Server) logProblem(r *http.Request, sw *StatusWriter, start time.Time) 
 //	127.0.0.1 - - [29/Nov/2026:08:50:00 +0000] "GET /comet/channel/a/stream/1 HTTP/1.1" 200 27 "-" "curl/8.5.0" 0.412
 //
 // The path is written without its query string, which may carry messages
-// (callback-polling) or tokens. Lines are buffered and written out every
+// (callback-polling) or tokens, and without its stream id (a capability,
+// see logPath); the path, method, referer and user agent are cut to
+// maxLogValue bytes. Lines are buffered and written out every
 // second, when the buffer fills, and at Close. Safe for concurrent use.
 type AccessLog struct {
 	mu   sync.Mutex
@@ -146,19 +150,19 @@ func (a *AccessLog) log(remote string, r *http.Request, sw *StatusWriter, took t
 	line = append(line, " - - ["...)
 	line = time.Now().AppendFormat(line, "02/Jan/2006:15:04:05 -0700")
 	line = append(line, "] \""...)
-	line = appendLogField(line, r.Method)
+	line = appendLogField(line, cutLogValue(r.Method))
 	line = append(line, ' ')
-	line = appendLogField(line, r.URL.Path)
+	line = appendLogField(line, logPath(r.URL.Path))
 	line = append(line, ' ')
-	line = appendLogField(line, r.Proto)
+	line = appendLogField(line, cutLogValue(r.Proto))
 	line = append(line, "\" "...)
 	line = strconv.AppendInt(line, int64(sw.Status()), 10)
 	line = append(line, ' ')
 	line = strconv.AppendInt(line, sw.Bytes, 10)
 	line = append(line, " \""...)
-	line = appendLogField(line, r.Referer())
+	line = appendLogField(line, cutLogValue(r.Referer()))
 	line = append(line, "\" \""...)
-	line = appendLogField(line, r.UserAgent())
+	line = appendLogField(line, cutLogValue(r.UserAgent()))
 	line = append(line, "\" "...)
 	line = strconv.AppendFloat(line, took.Seconds(), 'f', 3, 64)
 	line = append(line, '\n')

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -155,4 +156,86 @@ type slowWriter struct {
 func (w slowWriter) Write(p []byte) (int, error) {
 	time.Sleep(w.d)
 	return w.ResponseRecorder.Write(p)
+}
+
+// Issue 17, point 5: a log line carries at most maxLogValue bytes of what a
+// client chose (the path, the method, the user agent), the access log never
+// writes a stream id, and rejections beyond a burst are only counted in the
+// incidents summary: twenty 1 MiB paths once made 18 MB of log.
+func TestLogLinesAreBounded(t *testing.T) {
+	var out syncBuffer
+	log := logrus.New()
+	log.SetOutput(&out)
+	log.SetLevel(logrus.InfoLevel)
+	s := New(Options{PollTimeout: 50 * time.Millisecond}, logrus.NewEntry(log))
+	var access syncBuffer
+	al := NewAccessLog(&access, time.Hour)
+	ts := httptest.NewServer(s.WithAccessLog(al))
+	defer ts.Close()
+	defer s.Close()
+
+	long := "/comet/" + strings.Repeat("x", 256<<10)
+	const requests = 200
+	for range requests {
+		req, _ := http.NewRequest("GET", ts.URL+long, nil)
+		req.Header.Set("User-Agent", strings.Repeat("u", 4096))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("long path: %d, want 404", resp.StatusCode)
+		}
+	}
+	get(t, ts.URL+"/comet/channel/a/stream/secret0123456789")
+	s.incidents.flush(s.hub)
+	if err := al.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if n := out.b.Len(); n > 30<<10 {
+		t.Errorf("%d requests with a 256 KiB path made %d bytes of log in %d lines, want under 30 KiB", requests, n, len(lines))
+	}
+	summary := ""
+	for _, l := range lines {
+		if len(l) > 2*maxLogValue+200 {
+			t.Errorf("a log line of %d bytes: %.300s...", len(l), l)
+		}
+		if strings.Contains(l, "incidents (counts)") {
+			summary = l
+		}
+	}
+	if !strings.Contains(summary, "http_404=200") || !strings.Contains(summary, IncidentLogSuppressed+"=") {
+		t.Errorf("the summary does not count the 404s and the lines left out: %q", summary)
+	}
+	accessLines := strings.Split(strings.TrimSpace(access.String()), "\n")
+	if len(accessLines) != requests+1 {
+		t.Fatalf("access log has %d lines for %d requests", len(accessLines), requests+1)
+	}
+	for _, l := range accessLines {
+		if len(l) > 3*maxLogValue+200 {
+			t.Fatalf("an access log line of %d bytes: %.300s...", len(l), l)
+		}
+	}
+	last := accessLines[len(accessLines)-1]
+	if strings.Contains(last, "secret0123456789") || !strings.Contains(last, "/comet/channel/a/stream/{id}") {
+		t.Errorf("the access log writes a stream id: %s", last)
+	}
+}
+
+func TestLogPath(t *testing.T) {
+	long := strings.Repeat("a", 1000)
+	for in, want := range map[string]string{
+		"/comet/channel/a/stream/0.1":          "/comet/channel/a/stream/{id}",
+		"/comet/channel/a/stream/0.1/x":        "/comet/channel/a/stream/{id}/x",
+		"/comet/" + long:                       "/comet/" + long[:maxLogValue-len("/comet/")] + "...(cut from 1007 bytes)",
+		"/comet/channel/" + long + "/stream/x": "/comet/channel/" + long[:maxLogValue-len("/comet/channel/")] + "...(cut from 1024 bytes)",
+		"/comet/channel/a/stream/" + long:      "/comet/channel/a/stream/{id}...(cut from 1024 bytes)",
+	} {
+		if got := logPath(in); got != want {
+			t.Errorf("logPath(%.40q...) = %q, want %q", in, got, want)
+		}
+	}
 }

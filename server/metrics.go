@@ -1,8 +1,13 @@
 package server
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -34,10 +39,34 @@ func (s *Server) initMetrics(r *mux.Router, o MetricsOptions) {
 	m.reg.MustRegister(m.duration, &hubCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b := s.opts.Base
-	r.Handle(b+o.Path, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})).Methods(http.MethodGet).Name("metrics")
+	r.Handle(b+o.Path, OnlyFrom(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}), s.opts.MetricsAllowFrom, s.opts.TrustedProxies)).
+		Methods(http.MethodGet).Name("metrics")
 	r.HandleFunc(b+o.HealthPath, s.handleHealth).Methods(http.MethodGet, http.MethodHead).Name("health")
 	r.Use(m.observe)
 	s.metrics = m
+}
+
+// OnlyFrom serves h to the clients whose address (ClientIP: X-Forwarded-For
+// believed only from trusted proxies) is in allow, and answers the others
+// 403 with a JSON body naming metrics.allow_from. It guards the operators'
+// endpoints: metrics, {base}/stats and pprof, which show the server's load
+// and internals to whoever reads them.
+func OnlyFrom(h http.Handler, allow, trusted []netip.Prefix) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !refusedOps(w, r, allow, trusted) {
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+// refusedOps answers 403 and reports true when r's client is not in allow.
+func refusedOps(w http.ResponseWriter, r *http.Request, allow, trusted []netip.Prefix) bool {
+	ip := ClientIP(r, trusted)
+	if isTrusted(ip, allow) {
+		return false
+	}
+	writeError(w, fmt.Errorf("%w: %s is not served to %s (see metrics.allow_from)", ErrForbidden, cutLogValue(r.URL.Path), ip))
+	return true
 }
 
 // observe records the latency of every routed request, labelled by the route
@@ -80,14 +109,57 @@ func statusWriter(w http.ResponseWriter) *StatusWriter {
 	return &StatusWriter{ResponseWriter: w}
 }
 
-// handleHealth answers 200 while serving and 503 once shutting down, so that
-// a load balancer stops sending new clients to a node that is stopping.
+// handleHealth answers 200 while serving, 503 once shutting down, and 503
+// with a reason (and Retry-After) while the engine cannot answer, so that a
+// load balancer sends new clients to the nodes that can serve them. The
+// reason is generic: the engine's error, which names its server, goes to
+// the log (the incidents summary).
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	if s.hub.Closed() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stopping"})
 		return
 	}
+	if err := s.health.check(s.hub); err != nil {
+		setRetryAfter(w.Header(), err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "engine unavailable"})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "uptime": time.Since(s.started).Seconds()})
+}
+
+// healthMaxAge is how long a health check's answer from the engine is
+// reused: a flood of health checks costs one engine call a second.
+const healthMaxAge = time.Second
+
+// healthTimeout bounds the engine call of a health check, below the few
+// seconds load balancers wait for an answer (HAProxy's and nginx's checks).
+const healthTimeout = 2 * time.Second
+
+// healthCache holds the last answer of the engine to a health check; the
+// zero value is ready to use.
+type healthCache struct {
+	mu  sync.Mutex
+	at  time.Time
+	err error
+}
+
+// check asks the engine for its counts, at most once per healthMaxAge and
+// for at most healthTimeout; an error wraps ErrEngine and is counted as an
+// engine failure.
+func (c *healthCache) check(h *Hub) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && time.Since(c.at) < healthMaxAge {
+		return c.err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
+	defer cancel()
+	_, err := h.engine.Stats(ctx)
+	if err != nil && !errors.Is(err, ErrEngine) {
+		err = fmt.Errorf("%w: health check: %v", ErrEngine, err)
+	}
+	c.at, c.err = time.Now(), h.failed(err)
+	return c.err
 }
 
 // hubCollector reads the hub's counts at scrape time.

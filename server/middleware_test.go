@@ -81,7 +81,9 @@ func TestFastRoutesMetrics(t *testing.T) {
 		s.ServeHTTP(httptest.NewRecorder(), r)
 	}
 	w := httptest.NewRecorder()
-	s.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/comet/metrics", nil))
+	r := httptest.NewRequest(http.MethodGet, "/comet/metrics", nil)
+	r.RemoteAddr = "127.0.0.1:1234" // metrics.allow_from: loopback by default
+	s.ServeHTTP(w, r)
 	for _, want := range []string{
 		`stardust_http_request_duration_seconds_count{code="200",method="GET",route="/comet/channel/{chans}/stream/{id}"} 2`,
 		`stardust_http_request_duration_seconds_count{code="400",method="POST",route="/comet/bayeux"} 1`,

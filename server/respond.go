@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 )
 
 // setJSONHeaders marks a response as uncachable, unbuffered JSON: the headers
@@ -59,19 +60,48 @@ func (rr requestRules) readBody(w http.ResponseWriter, r *http.Request) ([]byte,
 	return body, nil
 }
 
+// quoteCut quotes what a client sent, to name it in an error: its first n
+// bytes, escaped as a Go string, with "..." after the quote when it was
+// longer, so that an error never echoes a whole request line back.
+func quoteCut(s string, n int) string {
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:n]) + "..."
+}
+
+// maxErrorText bounds the text of an error answer: it may name what the
+// client sent (a channel name, a path), which a request line can make 1 MiB
+// long; the client needs only enough to recognise it.
+const maxErrorText = 512
+
+// cutErrorText is msg cut to maxErrorText bytes, with a marker.
+func cutErrorText(msg string) string { return cutTo(msg, maxErrorText) }
+
 // errorBody is the JSON of every error answer.
 type errorBody struct {
 	Error  string `json:"error"`
 	Status int    `json:"status"`
 }
 
+// engineUnavailable is all a client learns of a failure of the engine:
+// the error names the engine's server (Redis's address) and what went wrong
+// there, which the incidents summary logs instead.
+const engineUnavailable = "engine unavailable, retry"
+
 // writeError answers with the status httpStatus maps err to and a JSON body
-// naming the problem. Internal errors are shown as a short message only.
+// naming the problem. Internal errors and engine failures are shown as a
+// short message only.
 func writeError(w http.ResponseWriter, err error) {
 	status := httpStatus(err)
 	msg := err.Error()
-	if status == http.StatusInternalServerError {
+	switch {
+	case status == http.StatusInternalServerError:
 		msg = "internal error"
+	case errors.Is(err, ErrEngine):
+		msg = engineUnavailable
+	default:
+		msg = cutErrorText(msg)
 	}
 	if errors.Is(err, ErrMethod) {
 		w.Header().Set("Allow", "GET, HEAD, POST")

@@ -54,6 +54,10 @@ type Options struct {
 	Bayeux *BayeuxOptions
 	// Metrics, if not nil, serves Prometheus metrics and a health check.
 	Metrics *MetricsOptions
+	// MetricsAllowFrom says which client addresses (as the trusted proxies
+	// forward them) may read the metrics and {base}/stats; nil means
+	// LoopbackOnly, Anywhere all. The health check is open to all.
+	MetricsAllowFrom []netip.Prefix
 }
 
 func (o *Options) defaults() {
@@ -91,6 +95,9 @@ func (o *Options) defaults() {
 	if o.AllowFrom == nil {
 		o.AllowFrom = LoopbackOnly
 	}
+	if o.MetricsAllowFrom == nil {
+		o.MetricsAllowFrom = LoopbackOnly
+	}
 	if o.MaxPublishes <= 0 {
 		o.MaxPublishes = maxBatch
 	}
@@ -114,8 +121,9 @@ type Server struct {
 	bayeux  *Bayeux
 	handler http.Handler
 	rules   requestRules
-	stats   statsCache // the last reading of {base}/stats (stats.go)
-	metrics *metrics   // nil when off
+	stats   statsCache  // the last reading of {base}/stats (stats.go)
+	health  healthCache // the engine's last answer to a health check (metrics.go)
+	metrics *metrics    // nil when off
 
 	incidents *incidents
 }
@@ -309,9 +317,9 @@ func (rr requestRules) corsAllowed(origin string) bool {
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	writeError(w, fmt.Errorf("%w: no such URL: %s", ErrNotFound, r.URL.Path))
+	writeError(w, fmt.Errorf("%w: no such URL: %s", ErrNotFound, cutLogValue(r.URL.Path)))
 }
 
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	writeError(w, fmt.Errorf("%w: %s %s", ErrMethod, r.Method, r.URL.Path))
+	writeError(w, fmt.Errorf("%w: %s %s", ErrMethod, cutLogValue(r.Method), cutLogValue(r.URL.Path)))
 }

@@ -41,7 +41,11 @@ type statsCache struct {
 	body statsBody
 }
 
+// handleStats answers {base}/stats to the addresses of MetricsAllowFrom.
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+	if refusedOps(w, r, s.opts.MetricsAllowFrom, s.opts.TrustedProxies) {
+		return
+	}
 	c := &s.stats
 	c.mu.Lock()
 	if now := time.Now(); now.Sub(c.at) >= statsMaxAge {

@@ -106,7 +106,7 @@ func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 		callback = "jsonpcallback"
 	}
 	if !jsonpName.MatchString(callback) {
-		writeError(w, fmt.Errorf("%w: jsonp=%q is not a plain identifier", ErrBadMessage, callback))
+		writeError(w, fmt.Errorf("%w: jsonp=%s is not a plain identifier (up to 128 letters, digits, _ and $)", ErrBadMessage, quoteCut(callback, 32)))
 		return
 	}
 	batch, err := formBatch(q["message"])

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -181,10 +182,20 @@ func (ws *wsSession) shutdown() {
 	_ = ws.conn.Close()
 }
 
-// readLoop processes each frame as a batch until the socket closes.
+// readLoop processes each frame as a batch until the socket closes, or
+// until the client sends nothing for connect_timeout after the hold of the
+// last connect it sent (see idleDeadline).
 func (ws *wsSession) readLoop() {
+	var heldUntil time.Time // when the last held connect's hold ends
 	for {
+		_ = ws.conn.NetConn().SetReadDeadline(ws.idleDeadline(heldUntil))
 		_, data, err := ws.conn.ReadMessage()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			ws.answerPendingNow(PollClosed)
+			ws.close(websocket.CloseGoingAway, "idle timeout")
+			return
+		}
 		if err != nil {
 			return
 		}
@@ -194,6 +205,9 @@ func (ws *wsSession) readLoop() {
 			continue
 		}
 		replies, held := ws.b.process(batch, ws.who)
+		if held != nil {
+			heldUntil = time.Now().Add(held.hold)
+		}
 		if held != nil && held.ack {
 			ws.ackConnect(held)
 			held = nil
@@ -215,6 +229,23 @@ func (ws *wsSession) readLoop() {
 			return
 		}
 	}
+}
+
+// idleDeadline is when a socket that has sent nothing since is closed:
+// connect_timeout after the later of now and the end of the hold of the
+// connect it last sent, as a long-polling client that stops connecting is
+// removed after connect_timeout. A Bayeux client sends its next connect as
+// soon as one is answered, so only a socket that is no longer used (or
+// never was) reaches it; pings do not count.
+func (ws *wsSession) idleDeadline(heldUntil time.Time) time.Time {
+	return later(time.Now(), heldUntil).Add(ws.b.opts.ConnectTimeout)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // disconnected reports whether the batch held a successful /meta/disconnect.

@@ -200,3 +200,38 @@ func TestOriginRules(t *testing.T) {
 		}
 	}
 }
+
+// Issue 17, point 7: a socket that sends nothing is closed once
+// connect_timeout has passed (after the hold of a connect it holds, if any),
+// as a long-polling client that stopped connecting is removed; before, it
+// stayed open for ever.
+func TestBayeuxWebSocketIdleCut(t *testing.T) {
+	const connectTimeout = 500 * time.Millisecond
+	b := newBX(t, BayeuxOptions{WebSocket: true, ConnectTimeout: connectTimeout})
+	silent := b.dialWS()
+	start := time.Now()
+	_ = silent.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := silent.conn.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Fatalf("a silent socket: %v after %v, want a close (going away)", err, time.Since(start))
+	}
+	if took := time.Since(start); took < connectTimeout || took > connectTimeout+3*time.Second {
+		t.Errorf("a silent socket closed after %v, want about %v", took, connectTimeout)
+	}
+	// A socket whose connect is held (2s, newBX's poll timeout) is not cut
+	// during the hold, only connect_timeout after it if nothing follows.
+	ws := b.dialWS()
+	id := b.handshake("websocket")
+	ws.send(wsConnect(id, 0))
+	ws.read()
+	ws.send(wsConnect(id, -1))
+	start = time.Now()
+	if r := ws.read(); r[0]["channel"] != "/meta/connect" || r[0]["successful"] != true {
+		t.Fatalf("held connect: %v", r)
+	}
+	if took := time.Since(start); took < 1500*time.Millisecond {
+		t.Fatalf("the held connect answered after %v, want its 2s hold", took)
+	}
+	if err := ws.closedWith(websocket.CloseGoingAway); err != nil {
+		t.Errorf("after the hold and connect_timeout of silence: %v", err)
+	}
+}

@@ -68,7 +68,8 @@ func PprofHandler() http.Handler {
 }
 
 // startPprof listens on debug.pprof, if set, after checking again that it is
-// loopback or explicitly allowed to be remote.
+// loopback or explicitly allowed to be remote; it answers only the clients
+// metrics.allow_from lets in.
 func (m *Main) startPprof() error {
 	d := m.Config.Debug
 	if d.Pprof == "" {
@@ -82,7 +83,13 @@ func (m *Main) startPprof() error {
 		return fmt.Errorf("debug.pprof: %w", err)
 	}
 	m.pprofAddr = l.Addr()
-	m.pprof = &http.Server{Handler: PprofHandler(), ReadHeaderTimeout: 10 * time.Second}
+	opts, err := serverOptions(&m.Config)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	h := server.OnlyFrom(PprofHandler(), opts.MetricsAllowFrom, opts.TrustedProxies)
+	m.pprof = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = m.pprof.Serve(l) }()
 	m.log.WithField("addr", l.Addr().String()).Warn("pprof listening: profiles of this process are served there")
 	return nil

@@ -315,7 +315,11 @@ func (m *Main) Run() error {
 	}
 	m.listener = l
 	if m.Config.Server.Mode == "fcgi" {
-		m.front = fcgi.New(m.handler(), m.log.WithField("front", "fcgi"))
+		// In flight: as many as HTTP mode's connections carry at most.
+		m.front = fcgi.NewLimited(m.handler(), m.log.WithField("front", "fcgi"), fcgi.Limits{
+			PerConn: m.Config.Server.FCGIMaxRequestsPerConn, Total: max,
+			Refused: func() { m.server.Incident(server.IncidentFCGIRefused, 1) },
+		})
 		go m.serve(func() error { return m.front.Serve(l) })
 	} else {
 		m.http = &http.Server{
@@ -437,7 +441,7 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 		MaxPublishes:    c.Comet.MaxPublishesPerRequest,
 		PublishUser:     c.Comet.AuthUser,
 		PublishPassHash: c.Comet.AuthPass,
-		AllowFrom:       []netip.Prefix{},
+		AllowFrom:       allowList(c.Comet.AllowFrom),
 		SSEHeartbeat:    c.Comet.SSEHeartbeat.Duration,
 		SSEMaxDuration:  c.Comet.SSEMaxDuration.Duration,
 		Hub: server.HubOptions{
@@ -466,13 +470,7 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 	for typ, d := range c.Server.TypeExpires {
 		o.TypeExpires[typ] = d.Duration
 	}
-	for _, a := range c.Comet.AllowFrom {
-		if a == "*" {
-			o.AllowFrom = append(o.AllowFrom, server.Anywhere...)
-		} else if p, err := conf.ParsePrefix(a); err == nil {
-			o.AllowFrom = append(o.AllowFrom, p)
-		}
-	}
+	o.MetricsAllowFrom = allowList(c.Metrics.AllowFrom)
 	for _, tp := range c.Server.TrustedProxies {
 		if p, err := conf.ParsePrefix(tp); err == nil {
 			o.TrustedProxies = append(o.TrustedProxies, p)
@@ -498,6 +496,21 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 		demoOptions(&o)
 	}
 	return o, nil
+}
+
+// allowList reads a list of client addresses (comet.allow_from,
+// metrics.allow_from), already validated: IPs, CIDRs, "*" for anyone. An
+// empty list is empty, not nil, so that it allows nobody.
+func allowList(list []string) []netip.Prefix {
+	out := []netip.Prefix{}
+	for _, a := range list {
+		if a == "*" {
+			out = append(out, server.Anywhere...)
+		} else if p, err := conf.ParsePrefix(a); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // builtinServices are the services [bayeux] services can name.

@@ -409,6 +409,20 @@ func TestPprof(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "debug.pprof") || !strings.Contains(err.Error(), "loopback") {
 		t.Errorf("pprof on 0.0.0.0 without pprof_allow_remote: %v", err)
 	}
+	// metrics.allow_from guards pprof too (issue 17, point 8): a monitoring
+	// host listed, this machine not.
+	m = startMain(t, "--config", writeFile(t, "[debug]\npprof = \"127.0.0.1:0\"\n[metrics]\nallow_from = [\"192.0.2.9\"]\n"))
+	for _, u := range []string{"http://" + m.PprofAddr().String() + "/debug/pprof/goroutine?debug=1", "http://" + m.Addr().String() + "/comet/metrics"} {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "metrics.allow_from") {
+			t.Errorf("%s from an address metrics.allow_from does not list: %d %.200s, want 403", u, resp.StatusCode, body)
+		}
+	}
 }
 
 // TestGrowthLimitsWired: the limits on what one client can grow reach the

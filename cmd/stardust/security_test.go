@@ -63,13 +63,14 @@ publish = ["authenticated"]
 	if w := m.Config.Warnings(); len(w) != 0 {
 		t.Errorf("a closed configuration warns: %v", w)
 	}
-	anyone := writeFile(t, "[comet]\nallow_from = [\"*\"]\n[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n")
+	anyone := writeFile(t, "[comet]\nallow_from = [\"*\"]\n[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n[metrics]\nallow_from = [\"*\"]\n")
 	m, _ = newTestMain()
 	if err := m.ParseFlags([]string{"-c", anyone}); err != nil {
 		t.Fatal(err)
 	}
 	warnings = strings.Join(m.Config.Warnings(), "\n")
-	for _, want := range []string{"comet.allow_from: anyone may publish", `server.trusted_proxies: "0.0.0.0/0" trusts everyone`} {
+	for _, want := range []string{"comet.allow_from: anyone may publish", `server.trusted_proxies: "0.0.0.0/0" trusts everyone`,
+		`metrics.allow_from: "*" lets anyone read the metrics`} {
 		if !strings.Contains(warnings, want) {
 			t.Errorf("warnings lack %q:\n%s", want, warnings)
 		}
@@ -226,5 +227,59 @@ func TestFaultServerRestart(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the re-handshaken client got nothing")
+	}
+}
+
+// Issue 17, point 6: --check warns of every rule that can never decide, for
+// subscriptions as for publishes: a narrow rule after a broad one that
+// differ only in subscribe let anonymous readers into the protected history.
+func TestCheckWarnsOfShadowedRules(t *testing.T) {
+	file := writeFile(t, `[[bayeux.acl]]
+channel = "/stardust/**"
+subscribe = ["*"]
+publish = ["authenticated"]
+[[bayeux.acl]]
+channel = "/chat/**"
+subscribe = ["*"]
+publish = ["*"]
+[[bayeux.acl]]
+channel = "/chat/private/**"
+subscribe = ["authenticated"]
+publish = ["*"]
+[[bayeux.acl]]
+channel = "/chat/private/x"
+subscribe = ["user:x"]
+publish = ["user:x"]
+[[bayeux.acl]]
+channel = "/chat/*"
+subscribe = ["*"]
+publish = ["*"]
+[[bayeux.acl]]
+channel = "/meta/**"
+subscribe = ["authenticated"]
+publish = ["authenticated"]
+`)
+	m, _ := newTestMain()
+	if err := m.ParseFlags([]string{"-c", file}); err != nil {
+		t.Fatal(err)
+	}
+	warnings := m.Config.Warnings()
+	all := strings.Join(warnings, "\n")
+	for _, want := range []string{
+		"bayeux.acl[2]: subscriptions to /chat/private/** are decided by bayeux.acl[1] (/chat/**)",
+		"bayeux.acl[3]: subscriptions to /chat/private/x are decided by bayeux.acl[1] (/chat/**)",
+		"bayeux.acl[3]: publishes to /chat/private/x are decided by bayeux.acl[1] (/chat/**)",
+		"bayeux.acl[4]: never decides: bayeux.acl[1] (/chat/**) matches every channel of /chat/* first",
+		"bayeux.acl[5]: never decides: /meta/** channels are not subject to the rules",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("warnings lack %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "bayeux.acl[2]: publishes") || strings.Contains(all, "bayeux.acl[0]") {
+		t.Errorf("warnings of a rule that decides as written:\n%s", all)
+	}
+	if len(warnings) != 5 {
+		t.Errorf("%d warnings, want 5:\n%s", len(warnings), all)
 	}
 }
