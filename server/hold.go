@@ -3,11 +3,13 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -340,8 +342,13 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 		}
 		return
 	}
+	// What is left of a body is read first, as net/http reads it before it
+	// answers: a connection taken over must begin its next request where
+	// this one ends, and a body still unread when holdRequest lifts the
+	// read deadline would keep net/http waiting for it after the hold.
+	whole := hold <= 0 || bodyRead(w, r)
 	ch, _ := r.Context().Value(holdKey{}).(*connHold)
-	if ch == nil || hold <= 0 || r.ProtoMajor != 1 || r.Method == http.MethodHead {
+	if ch == nil || hold <= 0 || !whole || r.ProtoMajor != 1 || r.Method == http.MethodHead {
 		rules.holdRequest(w, hold)
 		b, why := c.Poll(r.Context(), hold)
 		answerNow(w, c, b, why, answer)
@@ -367,6 +374,45 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 	b, why := p.run(r.Context())
 	p.finish()
 	answerNow(w, c, b, why, answer)
+}
+
+// maxDrain is how much of a body net/http reads and discards after its
+// handler (its maxPostHandlerReadBytes): beyond it, it closes the
+// connection after the answer instead.
+const maxDrain = 256 << 10
+
+// bodyRead reports whether r's body has been read to its end, reading and
+// discarding what is left of it, up to maxDrain, within the read deadline
+// the middleware set for bodies (BodyTimeout). When it cannot (a body
+// larger than that, one that fails or does not come in time), it has
+// net/http close the connection after the answer, as net/http does, and
+// the connection is not taken over: what follows on it is not a request.
+// A request that expects 100-continue is left to net/http, which knows
+// whether it has sent the 100 and read the body (else it closes the
+// connection after its answer): reading it here would send a 100 that
+// net/http would not.
+func bodyRead(w http.ResponseWriter, r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	if r.Header["Expect"] != nil {
+		return false
+	}
+	bp := getBuf()
+	b := (*bp)[:cap(*bp)]
+	defer putBuf(bp, b)
+	for n := 0; n <= maxDrain; {
+		m, err := r.Body.Read(b)
+		n += m
+		switch {
+		case err == io.EOF && n <= maxDrain:
+			return true
+		case err != nil:
+			n = maxDrain + 1
+		}
+	}
+	w.Header().Set("Connection", "close")
+	return false
 }
 
 // answerNow answers through net/http and commits if the answer says so.
@@ -528,6 +574,16 @@ func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
 				}
 				return PollTimeout
 			}
+		case errors.Is(err, io.EOF):
+			// The client closed its side: net/http's background read
+			// cancels the request's context at that, and the poll answers
+			// with what it has (without committing: the messages stay
+			// queued) to a client that may still read; then the
+			// connection closes (its next read sees the end). Unlike
+			// net/http, this is so even after a pipelined request, whose
+			// first byte ends net/http's background read: that request
+			// is served after the early answer.
+			w.end(PollClosed)
 		default: // the client went away: its messages stay queued
 			hc.gone = true
 			w.end(PollClosed)
@@ -598,14 +654,17 @@ func (hc *heldConn) flush() (keepAlive bool, err error) {
 	hc.hl.mu.Lock()
 	closing := hc.hl.closed
 	hc.hl.mu.Unlock()
-	r := hc.r
-	keepAlive = !r.Close && !closing && !hc.hub.Closed() && hc.header.Get("Connection") != "close"
+	connection, keepAlive := hc.connection(!closing && !hc.hub.Closed())
 	if hc.status == 0 {
 		hc.status = http.StatusOK
 	}
 	bp := getBuf()
 	out := slices.Grow((*bp)[:0], 512+len(hc.body))
-	out = append(out, "HTTP/1.1 "...)
+	if hc.r.ProtoAtLeast(1, 1) {
+		out = append(out, "HTTP/1.1 "...)
+	} else {
+		out = append(out, "HTTP/1.0 "...)
+	}
 	out = strconv.AppendInt(out, int64(hc.status), 10)
 	out = append(out, ' ')
 	out = append(out, http.StatusText(hc.status)...)
@@ -621,11 +680,10 @@ func (hc *heldConn) flush() (keepAlive bool, err error) {
 	out = append(out, "Content-Length: "...)
 	out = strconv.AppendInt(out, int64(len(hc.body)), 10)
 	out = append(out, "\r\n"...)
-	switch {
-	case !keepAlive:
-		out = append(out, "Connection: close\r\n"...)
-	case r.ProtoMinor == 0:
-		out = append(out, "Connection: keep-alive\r\n"...)
+	if connection != "" {
+		out = append(out, "Connection: "...)
+		out = append(out, connection...)
+		out = append(out, "\r\n"...)
 	}
 	out = append(out, "\r\n"...)
 	out = append(out, hc.body...)
@@ -639,6 +697,62 @@ func (hc *heldConn) flush() (keepAlive bool, err error) {
 	}
 	return keepAlive, err
 }
+
+// connection decides, as net/http's chunkWriter.writeHeader does for an
+// answer with a Content-Length, whether the connection is kept after the
+// answer (keep), and what Connection header the answer carries: "close"
+// (HTTP/1.1, closing), "keep-alive" (HTTP/1.0 that asked for it) or none.
+// keepAlives is false once the server is closing. A Connection header of
+// the handler's is dropped where net/http drops it.
+func (hc *heldConn) connection(keepAlives bool) (header string, keep bool) {
+	r := hc.r
+	reqConn := r.Header.Get("Connection")
+	is11 := r.ProtoAtLeast(1, 1)
+	closeAfter := false
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && hasToken(reqConn, "keep-alive") {
+		if _, ok := hc.header["Connection"]; !ok {
+			header = "keep-alive" // even when closing, as net/http
+		}
+	} else if !is11 || r.Close || hasToken(reqConn, "close") {
+		closeAfter = true
+	}
+	handlerConn := hc.header.Get("Connection")
+	if handlerConn == "close" || !keepAlives {
+		closeAfter = true
+	}
+	if closeAfter && (!keepAlives || !hasToken(handlerConn, "close")) {
+		delete(hc.header, "Connection")
+		if is11 {
+			header = "close"
+		}
+	}
+	return header, !closeAfter
+}
+
+// hasToken is net/http's: whether the comma-separated header value v
+// holds token (ASCII, lower case), in any case.
+func hasToken(v, token string) bool {
+	if len(token) > len(v) || token == "" {
+		return false
+	}
+	for sp := 0; sp <= len(v)-len(token); sp++ {
+		if b := v[sp]; b != token[0] && b|0x20 != token[0] {
+			continue
+		}
+		if sp > 0 && !isTokenBoundary(v[sp-1]) {
+			continue
+		}
+		if end := sp + len(token); end != len(v) && !isTokenBoundary(v[end]) {
+			continue
+		}
+		if strings.EqualFold(v[sp:sp+len(token)], token) {
+			return true
+		}
+	}
+	return false
+}
+
+func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
 
 // bufs holds the buffers that answers are put together in and request
 // headers read into (hold_serve.go): taken for that, not while a

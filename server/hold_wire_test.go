@@ -1,0 +1,237 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// What a held connection reads and writes (hold.go, hold_serve.go),
+// compared with net/http's holding of the same polls (plainServer): the
+// standard library's behaviour is the specification.
+
+// smuggledPublish is a whole publish request, to send as the body of a
+// poll: served as a request of its own, it would publish to channel b.
+var smuggledPublish = func() string {
+	body := `m={"smuggled":true}`
+	return "POST /comet/channel/b HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+}()
+
+// wireServer starts the server held (HoldListener) or plain.
+func wireServer(t *testing.T, held bool, opts Options) (*Server, *http.Server, string) {
+	t.Helper()
+	if held {
+		return heldServer(t, opts, nil, nil)
+	}
+	return plainServer(t, opts)
+}
+
+// waitPolled waits until the client id polls: for the held server, on its
+// connection (taken over), for the plain one in net/http.
+func waitPolled(t *testing.T, s *Server, srv *http.Server, held bool, id string) {
+	t.Helper()
+	if held {
+		waitHeldOff(t, s, srv, 1)
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !polling(s.Hub(), id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not poll", id)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// readOrClosed reads an answer and says what a test compares of it: its
+// status line, its Connection headers as sent, its length, and what its
+// body is (whether it holds messages, whose times differ from one run to
+// the next); or "closed".
+func readOrClosed(rc *rawConn) string {
+	_ = rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	tp := textproto.NewReader(rc.r)
+	line, err := tp.ReadLine()
+	if err != nil {
+		return "closed"
+	}
+	h, err := tp.ReadMIMEHeader()
+	if err != nil {
+		return line + " (a bad header)"
+	}
+	var body []byte
+	if n, err := strconv.Atoi(h.Get("Content-Length")); err == nil {
+		body = make([]byte, n)
+		_, err = io.ReadFull(rc.r, body)
+	} else {
+		body, err = io.ReadAll(rc.r)
+	}
+	if err != nil {
+		return line + " (a short body)"
+	}
+	kind := string(body)
+	switch {
+	case strings.Contains(kind, `"n":`):
+		kind = "messages"
+	case strings.Contains(kind, "Stardust COMET Server"):
+		kind = "info"
+	case len(kind) > 80:
+		kind = kind[:80] + "..."
+	default:
+		kind += " (" + h.Get("Content-Length") + " bytes)"
+	}
+	return fmt.Sprintf("%s Connection=%q %s", line, h["Connection"], kind)
+}
+
+// endOf tells whether the server closed the connection ("closed") or left
+// it open ("open", nothing came within a second), once every answer is
+// read.
+func endOf(rc *rawConn) string {
+	_ = rc.c.SetReadDeadline(time.Now().Add(time.Second))
+	_, err := rc.r.ReadByte()
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return "open"
+	case err != nil:
+		return "closed"
+	}
+	return "more bytes"
+}
+
+// A poll that carries a body must not have that body served as the
+// connection's next request: through a front that keeps its upstream
+// connections (nginx's keepalive), that would be a request smuggled in by
+// its client, served as the front's (issue 17, point 1). net/http reads
+// and discards what is left of a body (up to 256 KiB, else it closes the
+// connection after the answer); a held poll must do the same.
+func TestHeldPollBodyIsNotARequest(t *testing.T) {
+	n := strconv.Itoa(len(smuggledPublish))
+	chunked := fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(smuggledPublish), smuggledPublish)
+	large := strings.Repeat("x", 300<<10) + smuggledPublish
+	for _, tc := range []struct{ name, proto, header, body string }{
+		{"Content-Length", "HTTP/1.1", "Content-Length: " + n + "\r\n", smuggledPublish},
+		{"chunked", "HTTP/1.1", "Transfer-Encoding: chunked\r\n", chunked},
+		{"two equal Content-Lengths", "HTTP/1.1", "Content-Length: " + n + "\r\nContent-Length: " + n + "\r\n", smuggledPublish},
+		{"Content-Length and chunked", "HTTP/1.1", "Content-Length: " + n + "\r\nTransfer-Encoding: chunked\r\n", chunked},
+		{"HTTP/1.0 keep-alive", "HTTP/1.0", "Connection: keep-alive\r\nContent-Length: " + n + "\r\n", smuggledPublish},
+		{"over 256 KiB", "HTTP/1.1", "Content-Length: " + strconv.Itoa(len(large)) + "\r\n", large},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got [2]string
+			for i, held := range []bool{false, true} {
+				s, _, addr := wireServer(t, held, Options{PollTimeout: 10 * time.Second})
+				rc := dialRaw(t, addr)
+				rc.send("GET /comet/channel/a/stream/sm1 " + tc.proto + "\r\nHost: x\r\n" + tc.header + "\r\n" + tc.body)
+				deadline := time.Now().Add(10 * time.Second)
+				for !polling(s.Hub(), "sm1") {
+					if time.Now().After(deadline) {
+						t.Fatal("the poll is not held")
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+				publishA(t, s, `{"n":1}`)
+				first := readOrClosed(rc)
+				rc.send("GET /comet/ HTTP/1.1\r\nHost: x\r\n\r\n")
+				second := readOrClosed(rc)
+				got[i] = first + " | " + second
+				if !strings.Contains(first, "200") || second != "closed" && !strings.HasSuffix(second, " info") {
+					t.Errorf("held %v: answers %q", held, got[i])
+				}
+				time.Sleep(50 * time.Millisecond)
+				if h, _ := s.Hub().History("/stardust/b", 0); len(h) > 0 {
+					t.Errorf("held %v: the poll's body was served as a request: it published %s", held, h[0].Data)
+				}
+			}
+			if got[0] != got[1] {
+				t.Errorf("held: %q, net/http: %q", got[1], got[0])
+			}
+		})
+	}
+}
+
+// A client that half-closes its connection (shutdown(SHUT_WR)) after its
+// poll is answered at once as net/http answers it: its background read
+// sees the end, cancels the request's context, and the poll ends with what
+// it has; then the connection is closed.
+func TestHeldPollHalfClosedClient(t *testing.T) {
+	for _, next := range []bool{false, true} {
+		t.Run(fmt.Sprintf("next poll %v", next), func(t *testing.T) {
+			var got [2]string
+			for i, held := range []bool{false, true} {
+				s, srv, addr := wireServer(t, held, Options{PollTimeout: 10 * time.Second})
+				rc := dialRaw(t, addr)
+				if next {
+					rc.send(heldGet("hc1", "HTTP/1.1", ""))
+					waitPolled(t, s, srv, held, "hc1")
+					publishA(t, s, `{"n":0}`)
+					rc.read()
+				}
+				rc.send(heldGet("hc1", "HTTP/1.1", ""))
+				waitPolled(t, s, srv, held, "hc1")
+				start := time.Now()
+				if err := rc.c.(*net.TCPConn).CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+				got[i] = readOrClosed(rc)
+				if took := time.Since(start); took > 5*time.Second {
+					t.Errorf("held %v: answered after %s", held, took)
+				}
+				got[i] += " | " + endOf(rc)
+			}
+			if got[0] != got[1] {
+				t.Errorf("held: %q, net/http: %q", got[1], got[0])
+			}
+		})
+	}
+}
+
+// HTTP/1.0 and Connection: close, for the poll that takes its connection
+// over and for the next polls served there: the status line's protocol,
+// the Connection header and whether the connection stays open are
+// net/http's.
+func TestHeldPollAnswersAsNetHTTP(t *testing.T) {
+	poll := func(proto, extra string) string { return heldGet("v1", proto, extra) }
+	info := "GET /comet/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+	for _, tc := range []struct {
+		name  string
+		steps []string
+	}{
+		{"HTTP/1.0", []string{poll("HTTP/1.0", "")}},
+		{"HTTP/1.0 keep-alive", []string{poll("HTTP/1.0", "Connection: keep-alive\r\n"), info}},
+		{"HTTP/1.0 keep-alive twice", []string{poll("HTTP/1.0", "Connection: keep-alive\r\n"), poll("HTTP/1.0", "Connection: Keep-Alive\r\n"), info}},
+		{"HTTP/1.1 close", []string{poll("HTTP/1.1", "Connection: close\r\n")}},
+		{"next HTTP/1.0", []string{poll("HTTP/1.1", ""), poll("HTTP/1.0", "")}},
+		{"next HTTP/1.0 keep-alive", []string{poll("HTTP/1.1", ""), poll("HTTP/1.0", "Connection: keep-alive\r\n"), info}},
+		{"next HTTP/1.1 close", []string{poll("HTTP/1.1", ""), poll("HTTP/1.1", "Connection: close\r\n")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got [2]string
+			for i, held := range []bool{false, true} {
+				s, srv, addr := wireServer(t, held, Options{PollTimeout: 10 * time.Second})
+				rc := dialRaw(t, addr)
+				var answers []string
+				for j, step := range tc.steps {
+					rc.send(step)
+					if strings.Contains(step, "/stream/") {
+						waitPolled(t, s, srv, held, "v1")
+						publishA(t, s, fmt.Sprintf(`{"n":%d}`, j))
+					}
+					answers = append(answers, readOrClosed(rc))
+				}
+				answers = append(answers, endOf(rc))
+				got[i] = strings.Join(answers, " | ")
+			}
+			if got[0] != got[1] {
+				t.Errorf("held:\n%s\nnet/http:\n%s", got[1], got[0])
+			}
+		})
+	}
+}
