@@ -1,12 +1,15 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/textproto"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,6 +85,8 @@ func readOrClosed(rc *rawConn) string {
 		kind = "messages"
 	case strings.Contains(kind, "Stardust COMET Server"):
 		kind = "info"
+	case strings.HasPrefix(kind, "/**/cb(") && strings.Contains(kind, `"/meta/connect","successful":true`):
+		kind = "a connect's answer" // its clientId differs from one run to the next
 	case len(kind) > 80:
 		kind = kind[:80] + "..."
 	default:
@@ -233,5 +238,47 @@ func TestHeldPollAnswersAsNetHTTP(t *testing.T) {
 				t.Errorf("held:\n%s\nnet/http:\n%s", got[1], got[0])
 			}
 		})
+	}
+}
+
+// The same for a Bayeux connect over callback-polling (a GET, like a
+// Stardust poll) that carries a body.
+func TestHeldBayeuxConnectBodyIsNotARequest(t *testing.T) {
+	var got [2]string
+	for i, held := range []bool{false, true} {
+		s, _, addr := wireServer(t, held, Options{PollTimeout: 500 * time.Millisecond, Bayeux: &BayeuxOptions{}})
+		jar, _ := cookiejar.New(nil)
+		hc := &http.Client{Jar: jar}
+		resp, err := hc.Post("http://"+addr+"/comet/bayeux", "application/json", strings.NewReader(
+			`[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["callback-polling"],"id":"1"}]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hs []struct{ ClientID string }
+		if err := json.NewDecoder(resp.Body).Decode(&hs); err != nil || len(hs) != 1 || hs[0].ClientID == "" {
+			t.Fatalf("handshake: %v %v", hs, err)
+		}
+		resp.Body.Close()
+		var cookie string
+		for _, c := range jar.Cookies(&url.URL{Scheme: "http", Host: addr, Path: "/comet/bayeux"}) {
+			cookie += c.Name + "=" + c.Value + "; "
+		}
+		connect := url.QueryEscape(`[{"channel":"/meta/connect","clientId":"` + hs[0].ClientID + `","connectionType":"callback-polling","id":"2"}]`)
+		rc := dialRaw(t, addr)
+		rc.send("GET /comet/bayeux?jsonp=cb&message=" + connect + " HTTP/1.1\r\nHost: x\r\nCookie: " + cookie + "\r\n" +
+			"Content-Length: " + strconv.Itoa(len(smuggledPublish)) + "\r\n\r\n" + smuggledPublish)
+		first := readOrClosed(rc)
+		rc.send("GET /comet/ HTTP/1.1\r\nHost: x\r\n\r\n")
+		got[i] = first + " | " + readOrClosed(rc)
+		if !strings.HasSuffix(first, " a connect's answer") || !strings.HasSuffix(got[i], " info") {
+			t.Errorf("held %v: answers %q", held, got[i])
+		}
+		time.Sleep(50 * time.Millisecond)
+		if h, _ := s.Hub().History("/stardust/b", 0); len(h) > 0 {
+			t.Errorf("held %v: the connect's body was served as a request: it published %s", held, h[0].Data)
+		}
+	}
+	if got[0] != got[1] {
+		t.Errorf("held: %q, net/http: %q", got[1], got[0])
 	}
 }
