@@ -149,8 +149,7 @@ func (hc *heldConn) next() (r *http.Request, back bool) {
 		}
 		end = headerEnd(b, max(0, from-3))
 	}
-	r = parseRequest(b[:end])
-	if r == nil || !hc.isNextPoll(r) {
+	if r = hc.nextPoll(b[:end]); r == nil {
 		hc.pending = bytes.Clone(b)
 		return nil, true
 	}
@@ -266,6 +265,21 @@ func parseRequest(header []byte) *http.Request {
 		return nil
 	}
 	return r
+}
+
+// nextPoll is the request whose whole header is header, what the client
+// sent next, when it is one to serve here (isNextPoll); nil to hand it
+// back to net/http. The request ends with its header (it has no body):
+// what follows is the next request (FuzzServedHereRequest compares where
+// each ends with net/http).
+func (hc *heldConn) nextPoll(header []byte) *http.Request {
+	if !bytes.HasPrefix(header, getMethod) {
+		return nil
+	}
+	if r := parseRequest(header); r != nil && hc.isNextPoll(r) {
+		return r
+	}
+	return nil
 }
 
 // isNextPoll reports whether r is a request to serve here: a poll of the

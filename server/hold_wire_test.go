@@ -127,6 +127,7 @@ func TestHeldPollBodyIsNotARequest(t *testing.T) {
 		{"two equal Content-Lengths", "HTTP/1.1", "Content-Length: " + n + "\r\nContent-Length: " + n + "\r\n", smuggledPublish},
 		{"Content-Length and chunked", "HTTP/1.1", "Content-Length: " + n + "\r\nTransfer-Encoding: chunked\r\n", chunked},
 		{"HTTP/1.0 keep-alive", "HTTP/1.0", "Connection: keep-alive\r\nContent-Length: " + n + "\r\n", smuggledPublish},
+		{"Expect: 100-continue", "HTTP/1.1", "Expect: 100-continue\r\nContent-Length: " + n + "\r\n", smuggledPublish},
 		{"over 256 KiB", "HTTP/1.1", "Content-Length: " + strconv.Itoa(len(large)) + "\r\n", large},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
