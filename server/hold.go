@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -701,62 +700,6 @@ func (hc *heldConn) flush() (keepAlive bool, err error) {
 	}
 	return keepAlive, err
 }
-
-// connection decides, as net/http's chunkWriter.writeHeader does for an
-// answer with a Content-Length, whether the connection is kept after the
-// answer (keep), and what Connection header the answer carries: "close"
-// (HTTP/1.1, closing), "keep-alive" (HTTP/1.0 that asked for it) or none.
-// keepAlives is false once the server is closing. A Connection header of
-// the handler's is dropped where net/http drops it.
-func (hc *heldConn) connection(keepAlives bool) (header string, keep bool) {
-	r := hc.r
-	reqConn := r.Header.Get("Connection")
-	is11 := r.ProtoAtLeast(1, 1)
-	closeAfter := false
-	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && hasToken(reqConn, "keep-alive") {
-		if _, ok := hc.header["Connection"]; !ok {
-			header = "keep-alive" // even when closing, as net/http
-		}
-	} else if !is11 || r.Close || hasToken(reqConn, "close") {
-		closeAfter = true
-	}
-	handlerConn := hc.header.Get("Connection")
-	if handlerConn == "close" || !keepAlives {
-		closeAfter = true
-	}
-	if closeAfter && (!keepAlives || !hasToken(handlerConn, "close")) {
-		delete(hc.header, "Connection")
-		if is11 {
-			header = "close"
-		}
-	}
-	return header, !closeAfter
-}
-
-// hasToken is net/http's: whether the comma-separated header value v
-// holds token (ASCII, lower case), in any case.
-func hasToken(v, token string) bool {
-	if len(token) > len(v) || token == "" {
-		return false
-	}
-	for sp := 0; sp <= len(v)-len(token); sp++ {
-		if b := v[sp]; b != token[0] && b|0x20 != token[0] {
-			continue
-		}
-		if sp > 0 && !isTokenBoundary(v[sp-1]) {
-			continue
-		}
-		if end := sp + len(token); end != len(v) && !isTokenBoundary(v[end]) {
-			continue
-		}
-		if strings.EqualFold(v[sp:sp+len(token)], token) {
-			return true
-		}
-	}
-	return false
-}
-
-func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
 
 // bufs holds the buffers that answers are put together in and request
 // headers read into (hold_serve.go): taken for that, not while a
