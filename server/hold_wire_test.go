@@ -283,3 +283,53 @@ func TestHeldBayeuxConnectBodyIsNotARequest(t *testing.T) {
 		t.Errorf("held: %q, net/http: %q", got[1], got[0])
 	}
 }
+
+// A Bayeux long-polling connect is a POST whose body the handler reads to
+// its end: its connection is still taken over (the check of its body costs
+// one read that meets the end), and what follows is the next request. One
+// that expects 100-continue is held in net/http.
+func TestHeldBayeuxLongPollingConnectTakenOver(t *testing.T) {
+	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second, Bayeux: &BayeuxOptions{}}, nil, nil)
+	rc := dialRaw(t, addr)
+	post := func(body, extra string) string {
+		return "POST /comet/bayeux HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nCookie: " + BrowserCookie + "=" + benchBrowser +
+			"\r\n" + extra + "Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	}
+	rc.send(post(`[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"],"id":"1"}]`, ""))
+	_, body := rc.read()
+	var hs []struct{ ClientID string }
+	if err := json.Unmarshal([]byte(body), &hs); err != nil || len(hs) != 1 || hs[0].ClientID == "" {
+		t.Fatalf("handshake: %s", body)
+	}
+	id := hs[0].ClientID
+	rc.send(post(`[{"channel":"/meta/subscribe","clientId":"`+id+`","subscription":"/stardust/a","id":"2"}]`, ""))
+	rc.read()
+	for _, tc := range []struct {
+		extra string
+		held  int
+	}{{"", 1}, {"Expect: 100-continue\r\n", 0}} {
+		rc.send(post(`[{"channel":"/meta/connect","clientId":"`+id+`","connectionType":"long-polling","id":"3"}]`, tc.extra) +
+			"GET /comet/ HTTP/1.1\r\nHost: x\r\n\r\n")
+		deadline := time.Now().Add(10 * time.Second)
+		for !polling(s.Hub(), id) {
+			if time.Now().After(deadline) {
+				t.Fatal("the connect is not held")
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		if n := heldCount(srv); n != tc.held {
+			t.Errorf("%q: %d connects held on their connection, want %d", tc.extra, n, tc.held)
+		}
+		publishA(t, s, `{"n":1}`)
+		resp, body := rc.read()
+		if resp.StatusCode == http.StatusContinue { // as the handler read the body
+			_, body = rc.read()
+		}
+		if !strings.Contains(body, `"n":1`) {
+			t.Fatalf("%q: connect: %s", tc.extra, body)
+		}
+		if _, body := rc.read(); !strings.Contains(body, "Stardust COMET Server") {
+			t.Fatalf("%q: the request after the connect: %s", tc.extra, body)
+		}
+	}
+}
