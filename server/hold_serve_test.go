@@ -295,6 +295,9 @@ func FuzzServedHereRequest(f *testing.F) {
 		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + poll,
 		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n" + poll,
 		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + poll,
+		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: +0\r\n\r\n" + poll,
+		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 1\r\n\r\nG" + poll,
 	} {
 		f.Add([]byte(seed))
 	}
