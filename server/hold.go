@@ -26,9 +26,10 @@ import (
 // (messages, the poll's end) moves the read deadline to the past; the end
 // of the hold is the deadline itself; a Read that fails means the client
 // went away (or, at the end of what it sends, shut its side: answered at
-// once, as net/http answers it). A poll's body, if any, is read to its end before (bodyRead),
-// or the connection is left to net/http: the bytes that follow a request
-// taken over are the client's next request, never a body read as one.
+// once, as net/http answers it). A poll's body, if any, is read to its end
+// first (bodyRead), else the connection is left to net/http: the bytes
+// that follow a request taken over are the client's next request, never a
+// body read as one.
 // Then that goroutine writes the whole answer, as net/http would, and
 // serves the connection's next requests itself while they are polls of the
 // same path (hold_serve.go): a client polling steadily is not set up anew
