@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// TestNoSmugglingThroughNginx runs conf/nginx/reverse-proxy.conf, whose
+// TestNoSmugglingThroughAFront runs conf/nginx/reverse-proxy.conf, whose
 // upstream keeps its connections to Stardust, in front of Stardust with
 // comet.allow_from limited to nginx's own address: an outside client may
 // not publish. That client sends a long poll carrying a body, which nginx
@@ -25,12 +25,21 @@ import (
 // once did), it would come from nginx's address, without the client's
 // X-Forwarded-For, and be allowed. It must not reach the channel's
 // subscriber nor its history, and the requests that nginx sends next on its
-// kept connections must get their own answers.
-func TestNoSmugglingThroughNginx(t *testing.T) {
-	program := requireProgram(t, "nginx", "nginx")
+// kept connections must get their own answers. The same through
+// conf/apache2/reverse-proxy.conf, whose mod_proxy keeps its connections
+// too.
+func TestNoSmugglingThroughAFront(t *testing.T) {
 	checkClientIP(t)
 	bin := stardustBinary(t)
-	s := webServerSetup{"nginx", "reverse-proxy"}
+	for _, server := range []string{"nginx", "apache2"} {
+		t.Run(server, func(t *testing.T) {
+			program := requireProgram(t, server, server)
+			checkNoSmuggling(t, webServerSetup{server, "reverse-proxy"}, program, bin)
+		})
+	}
+}
+
+func checkNoSmuggling(t *testing.T, s webServerSetup, program, bin string) {
 	dir := sharedTempDir(t)
 	siteRoot := filepath.Join(dir, "site")
 	writeFile(t, filepath.Join(siteRoot, "index.html"), "<!doctype html><title>Stardust</title>\n")
@@ -42,7 +51,7 @@ func TestNoSmugglingThroughNginx(t *testing.T) {
 	web := startWebServer(t, s.server, program, dir, site, webAddr)
 	web.waitListening(t, webAddr)
 	config := filepath.Join(dir, "stardust.toml")
-	writeFile(t, config, "[comet]\nallow_from = [\"127.0.0.1\"]\n") // nginx's address, not clientIP's
+	writeFile(t, config, "[comet]\nallow_from = [\"127.0.0.1\"]\n") // the front's address, not clientIP's
 	const hold = 2 * time.Second
 	args := append(stardustCommand(t, s, site, dir, bin, backAddr, hold), "--config", config)
 	stardust := startProcess(t, "stardust", dir, args...)
@@ -111,7 +120,7 @@ func TestNoSmugglingThroughNginx(t *testing.T) {
 	select {
 	case got := <-received:
 		if strings.Contains(got, marker) {
-			t.Errorf("the subscriber received the smuggled publish: %s", got)
+			t.Errorf("the subscriber received the smuggled publish: %q", got)
 		}
 	case <-time.After(hold + 15*time.Second):
 		t.Fatal("the subscriber's poll did not end")
