@@ -350,9 +350,13 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 	// answers: a connection taken over must begin its next request where
 	// this one ends, and a body still unread when holdRequest lifts the
 	// read deadline would keep net/http waiting for it after the hold.
-	whole := hold <= 0 || bodyRead(w, r)
+	if hold > 0 && !bodyRead(w, r) {
+		b, why := c.Poll(r.Context(), 0) // not held: answered at once (bodyRead)
+		answerNow(w, c, b, why, answer)
+		return
+	}
 	ch, _ := r.Context().Value(holdKey{}).(*connHold)
-	if ch == nil || hold <= 0 || !whole || r.ProtoMajor != 1 || r.Method == http.MethodHead {
+	if ch == nil || hold <= 0 || r.ProtoMajor != 1 || r.Method == http.MethodHead {
 		rules.holdRequest(w, hold)
 		b, why := c.Poll(r.Context(), hold)
 		answerNow(w, c, b, why, answer)
@@ -387,20 +391,17 @@ const maxDrain = 256 << 10
 
 // bodyRead reports whether r's body has been read to its end, reading and
 // discarding what is left of it, up to maxDrain, within the read deadline
-// the middleware set for bodies (BodyTimeout). When it cannot (a body
-// larger than that, one that fails or does not come in time), it has
-// net/http close the connection after the answer, as net/http does, and
-// the connection is not taken over: what follows on it is not a request.
-// A request that expects 100-continue is left to net/http, which knows
-// whether it has sent the 100 and read the body (else it closes the
-// connection after its answer): reading it here would send a 100 that
-// net/http would not.
+// the middleware set for bodies (BodyTimeout). A request that expects
+// 100-continue and whose body is unread is sent the 100 by that read: it
+// asked to send its body. A body that cannot be read so (larger than
+// maxDrain, one that fails or does not come in time) is left to net/http,
+// and the poll answers at once: net/http then does what it does for any
+// handler that leaves a body unread (reads up to maxDrain more within that
+// deadline, else closes the connection after the answer), and the poll
+// must not be held, which would lift the deadline.
 func bodyRead(w http.ResponseWriter, r *http.Request) bool {
 	if r.Body == nil || r.Body == http.NoBody {
 		return true
-	}
-	if r.Header["Expect"] != nil {
-		return false
 	}
 	bp := getBuf()
 	b := (*bp)[:cap(*bp)]
@@ -415,7 +416,6 @@ func bodyRead(w http.ResponseWriter, r *http.Request) bool {
 			n = maxDrain + 1
 		}
 	}
-	w.Header().Set("Connection", "close")
 	return false
 }
 

@@ -73,6 +73,9 @@ func readOrClosed(rc *rawConn) string {
 	if err != nil {
 		return line + " (a bad header)"
 	}
+	if strings.HasPrefix(line, "HTTP/1.1 1") { // 100 Continue: the answer follows
+		return line + ", " + readOrClosed(rc)
+	}
 	var body []byte
 	if n, err := strconv.Atoi(h.Get("Content-Length")); err == nil {
 		body = make([]byte, n)
@@ -124,27 +127,37 @@ func endOf(rc *rawConn) string {
 func TestHeldPollBodyIsNotARequest(t *testing.T) {
 	n := strconv.Itoa(len(smuggledPublish))
 	chunked := fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(smuggledPublish), smuggledPublish)
-	large := strings.Repeat("x", 300<<10) + smuggledPublish
-	for _, tc := range []struct{ name, proto, header, body string }{
-		{"Content-Length", "HTTP/1.1", "Content-Length: " + n + "\r\n", smuggledPublish},
-		{"chunked", "HTTP/1.1", "Transfer-Encoding: chunked\r\n", chunked},
-		{"two equal Content-Lengths", "HTTP/1.1", "Content-Length: " + n + "\r\nContent-Length: " + n + "\r\n", smuggledPublish},
-		{"Content-Length and chunked", "HTTP/1.1", "Content-Length: " + n + "\r\nTransfer-Encoding: chunked\r\n", chunked},
-		{"HTTP/1.0 keep-alive", "HTTP/1.0", "Connection: keep-alive\r\nContent-Length: " + n + "\r\n", smuggledPublish},
-		{"Expect: 100-continue", "HTTP/1.1", "Expect: 100-continue\r\nContent-Length: " + n + "\r\n", smuggledPublish},
-		{"over 256 KiB", "HTTP/1.1", "Content-Length: " + strconv.Itoa(len(large)) + "\r\n", large},
+	large := strings.Repeat("x", 300<<10) + smuggledPublish  // read whole: 256 KiB here, the rest by net/http
+	larger := strings.Repeat("x", 600<<10) + smuggledPublish // net/http closes the connection instead
+	for _, tc := range []struct {
+		name, proto, header, body string
+		atOnce                    bool // answered at once: a body over 256 KiB (bodyRead)
+		closes                    bool // and the connection closed after the answer
+	}{
+		{"Content-Length", "HTTP/1.1", "Content-Length: " + n + "\r\n", smuggledPublish, false, false},
+		{"chunked", "HTTP/1.1", "Transfer-Encoding: chunked\r\n", chunked, false, false},
+		{"two equal Content-Lengths", "HTTP/1.1", "Content-Length: " + n + "\r\nContent-Length: " + n + "\r\n", smuggledPublish, false, false},
+		{"Content-Length and chunked", "HTTP/1.1", "Content-Length: " + n + "\r\nTransfer-Encoding: chunked\r\n", chunked, false, false},
+		{"HTTP/1.0 keep-alive", "HTTP/1.0", "Connection: keep-alive\r\nContent-Length: " + n + "\r\n", smuggledPublish, false, false},
+		{"Expect: 100-continue", "HTTP/1.1", "Expect: 100-continue\r\nContent-Length: " + n + "\r\n", smuggledPublish, false, false},
+		{"HTTP/1.0 Expect: 100-continue", "HTTP/1.0", "Connection: keep-alive\r\nExpect: 100-continue\r\nContent-Length: " + n + "\r\n", smuggledPublish, false, false},
+		{"over 256 KiB", "HTTP/1.1", "Content-Length: " + strconv.Itoa(len(large)) + "\r\n", large, true, false},
+		{"over 512 KiB", "HTTP/1.1", "Content-Length: " + strconv.Itoa(len(larger)) + "\r\n", larger, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got [2]string
 			for i, held := range []bool{false, true} {
-				s, _, addr := wireServer(t, held, Options{PollTimeout: 10 * time.Second})
+				s, srv, addr := wireServer(t, held, Options{PollTimeout: 10 * time.Second})
 				rc := dialRaw(t, addr)
-				rc.send("GET /comet/channel/a/stream/sm1 " + tc.proto + "\r\nHost: x\r\n" + tc.header + "\r\n" + tc.body)
-				waitPolled(t, s, nil, false, "sm1") // held off net/http or not: a large body stays in net/http
-				publishA(t, s, `{"n":1}`)
+				// Sent meanwhile: a server that closes stops reading it.
+				go io.WriteString(rc.c, "GET /comet/channel/a/stream/sm1 "+tc.proto+"\r\nHost: x\r\n"+tc.header+"\r\n"+tc.body)
+				if !tc.atOnce {
+					waitPolled(t, s, srv, held, "sm1")
+					publishA(t, s, `{"n":1}`)
+				}
 				var first, second string
 				first, second, got[i] = afterSmuggling(t, s, rc, held)
-				if !strings.Contains(first, "200") || second != "closed" && !strings.HasSuffix(second, " info") {
+				if !strings.Contains(first, "200") || tc.closes != (second == "closed") || !tc.closes && !strings.HasSuffix(second, " info") {
 					t.Errorf("held %v: answers %q", held, got[i])
 				}
 			}
@@ -289,8 +302,8 @@ func TestHeldBayeuxConnectBodyIsNotARequest(t *testing.T) {
 
 // A Bayeux long-polling connect is a POST whose body the handler reads to
 // its end: its connection is still taken over (the check of its body costs
-// one read that meets the end), and what follows is the next request. One
-// that expects 100-continue is held in net/http.
+// one read that meets the end), and what follows is the next request; so
+// is one that expected 100-continue.
 func TestHeldBayeuxLongPollingConnectTakenOver(t *testing.T) {
 	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second, Bayeux: &BayeuxOptions{}}, nil, nil)
 	rc := dialRaw(t, addr)
@@ -310,7 +323,7 @@ func TestHeldBayeuxLongPollingConnectTakenOver(t *testing.T) {
 	for _, tc := range []struct {
 		extra string
 		held  int
-	}{{"", 1}, {"Expect: 100-continue\r\n", 0}} {
+	}{{"", 1}, {"Expect: 100-continue\r\n", 1}} {
 		rc.send(post(`[{"channel":"/meta/connect","clientId":"`+id+`","connectionType":"long-polling","id":"3"}]`, tc.extra) +
 			"GET /comet/ HTTP/1.1\r\nHost: x\r\n\r\n")
 		deadline := time.Now().Add(10 * time.Second)
@@ -457,4 +470,25 @@ func FuzzHeldAnswer(f *testing.F) {
 			t.Fatalf("%q:\nheld (keep %v):\n%s\nnet/http (keep %v):\n%s", header[:end], keep, got, netKeeps, want)
 		}
 	})
+}
+
+// A poll whose body never comes is answered once body_timeout has passed
+// and the connection closed, held or not: not left waiting for the body
+// after its hold (holdRequest lifts the read deadline), and the client's
+// next bytes are never read as that body.
+func TestHeldPollBodyThatNeverComes(t *testing.T) {
+	for _, held := range []bool{false, true} {
+		_, _, addr := wireServer(t, held, Options{PollTimeout: 300 * time.Millisecond, BodyTimeout: 300 * time.Millisecond})
+		rc := dialRaw(t, addr)
+		start := time.Now()
+		rc.send(heldGet("nb1", "HTTP/1.1", "Content-Length: 10\r\n"))
+		got := readOrClosed(rc)
+		got += " | " + endOf(rc)
+		if !strings.HasPrefix(got, "HTTP/1.1 200 OK Connection=[\"close\"] []") || !strings.HasSuffix(got, " | closed") {
+			t.Errorf("held %v: %q, want an empty answer, then the connection closed", held, got)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("held %v: answered after %s", held, took)
+		}
+	}
 }
