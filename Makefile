@@ -45,6 +45,7 @@ fuzz:
 	    ./server:FuzzNameChecks \
 	    ./server:FuzzFastRoutes \
 	    ./server:FuzzServedHereRequest \
+	    ./server:FuzzHeldAnswer \
 	    ./cmd/stardust-load:FuzzDecodeBayeux \
 	    ./server:FuzzCheckHash \
 	    $$(grep -l '^func Fuzz' server/bayeux*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/server:/') \

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -24,7 +25,12 @@ import (
 // goroutine of its own, blocked in a Read of the connection: a wake-up
 // (messages, the poll's end) moves the read deadline to the past; the end
 // of the hold is the deadline itself; a Read that fails means the client
-// went away. Then that goroutine writes the whole HTTP/1.1 answer and
+// went away (or, at the end of what it sends, shut its side: answered at
+// once, as net/http answers it). A poll's body, if any, is read to its end
+// first (bodyRead), else the connection is left to net/http: the bytes
+// that follow a request taken over are the client's next request, never a
+// body read as one.
+// Then that goroutine writes the whole answer, as net/http would, and
 // serves the connection's next requests itself while they are polls of the
 // same path (hold_serve.go): a client polling steadily is not set up anew
 // by net/http for each poll. Any other request, and a connection that
@@ -340,6 +346,15 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 		}
 		return
 	}
+	// What is left of a body is read first, as net/http reads it before it
+	// answers: a connection taken over must begin its next request where
+	// this one ends, and a body still unread when holdRequest lifts the
+	// read deadline would keep net/http waiting for it after the hold.
+	if hold > 0 && !bodyRead(w, r) {
+		b, why := c.Poll(r.Context(), 0) // not held: answered at once (bodyRead)
+		answerNow(w, c, b, why, answer)
+		return
+	}
 	ch, _ := r.Context().Value(holdKey{}).(*connHold)
 	if ch == nil || hold <= 0 || r.ProtoMajor != 1 || r.Method == http.MethodHead {
 		rules.holdRequest(w, hold)
@@ -367,6 +382,41 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 	b, why := p.run(r.Context())
 	p.finish()
 	answerNow(w, c, b, why, answer)
+}
+
+// maxDrain is how much of a body net/http reads and discards after its
+// handler (its maxPostHandlerReadBytes): beyond it, it closes the
+// connection after the answer instead.
+const maxDrain = 256 << 10
+
+// bodyRead reports whether r's body has been read to its end, reading and
+// discarding what is left of it, up to maxDrain, within the read deadline
+// the middleware set for bodies (BodyTimeout). A request that expects
+// 100-continue and whose body is unread is sent the 100 by that read: it
+// asked to send its body. A body that cannot be read so (larger than
+// maxDrain, one that fails or does not come in time) is left to net/http,
+// and the poll answers at once: net/http then does what it does for any
+// handler that leaves a body unread (reads up to maxDrain more within that
+// deadline, else closes the connection after the answer), and the poll
+// must not be held, which would lift the deadline.
+func bodyRead(w http.ResponseWriter, r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	bp := getBuf()
+	b := (*bp)[:cap(*bp)]
+	defer putBuf(bp, b)
+	for n := 0; n <= maxDrain; {
+		m, err := r.Body.Read(b)
+		n += m
+		switch {
+		case err == io.EOF && n <= maxDrain:
+			return true
+		case err != nil:
+			n = maxDrain + 1
+		}
+	}
+	return false
 }
 
 // answerNow answers through net/http and commits if the answer says so.
@@ -528,6 +578,16 @@ func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
 				}
 				return PollTimeout
 			}
+		case errors.Is(err, io.EOF):
+			// The client closed its side: net/http's background read
+			// cancels the request's context at that, and the poll answers
+			// with what it has (without committing: the messages stay
+			// queued) to a client that may still read; then the
+			// connection closes (its next read sees the end). Unlike
+			// net/http, this is so even after a pipelined request, whose
+			// first byte ends net/http's background read: that request
+			// is served after the early answer.
+			w.end(PollClosed)
 		default: // the client went away: its messages stay queued
 			hc.gone = true
 			w.end(PollClosed)
@@ -598,14 +658,17 @@ func (hc *heldConn) flush() (keepAlive bool, err error) {
 	hc.hl.mu.Lock()
 	closing := hc.hl.closed
 	hc.hl.mu.Unlock()
-	r := hc.r
-	keepAlive = !r.Close && !closing && !hc.hub.Closed() && hc.header.Get("Connection") != "close"
+	connection, keepAlive := hc.connection(!closing && !hc.hub.Closed())
 	if hc.status == 0 {
 		hc.status = http.StatusOK
 	}
 	bp := getBuf()
 	out := slices.Grow((*bp)[:0], 512+len(hc.body))
-	out = append(out, "HTTP/1.1 "...)
+	if hc.r.ProtoAtLeast(1, 1) {
+		out = append(out, "HTTP/1.1 "...)
+	} else {
+		out = append(out, "HTTP/1.0 "...)
+	}
 	out = strconv.AppendInt(out, int64(hc.status), 10)
 	out = append(out, ' ')
 	out = append(out, http.StatusText(hc.status)...)
@@ -621,11 +684,10 @@ func (hc *heldConn) flush() (keepAlive bool, err error) {
 	out = append(out, "Content-Length: "...)
 	out = strconv.AppendInt(out, int64(len(hc.body)), 10)
 	out = append(out, "\r\n"...)
-	switch {
-	case !keepAlive:
-		out = append(out, "Connection: close\r\n"...)
-	case r.ProtoMinor == 0:
-		out = append(out, "Connection: keep-alive\r\n"...)
+	if connection != "" {
+		out = append(out, "Connection: "...)
+		out = append(out, connection...)
+		out = append(out, "\r\n"...)
 	}
 	out = append(out, "\r\n"...)
 	out = append(out, hc.body...)

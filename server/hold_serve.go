@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -65,6 +66,62 @@ func (hc *heldConn) keep() {
 		}
 	}
 }
+
+// connection decides, as net/http's chunkWriter.writeHeader does for an
+// answer with a Content-Length, whether the connection is kept after the
+// answer (keep), and what Connection header the answer carries: "close"
+// (HTTP/1.1, closing), "keep-alive" (HTTP/1.0 that asked for it) or none.
+// keepAlives is false once the server is closing. A Connection header of
+// the handler's is dropped where net/http drops it.
+func (hc *heldConn) connection(keepAlives bool) (header string, keep bool) {
+	r := hc.r
+	reqConn := r.Header.Get("Connection")
+	is11 := r.ProtoAtLeast(1, 1)
+	closeAfter := false
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && hasToken(reqConn, "keep-alive") {
+		if _, ok := hc.header["Connection"]; !ok {
+			header = "keep-alive" // even when closing, as net/http
+		}
+	} else if !is11 || r.Close || hasToken(reqConn, "close") {
+		closeAfter = true
+	}
+	handlerConn := hc.header.Get("Connection")
+	if handlerConn == "close" || !keepAlives {
+		closeAfter = true
+	}
+	if closeAfter && (!keepAlives || !hasToken(handlerConn, "close")) {
+		delete(hc.header, "Connection")
+		if is11 {
+			header = "close"
+		}
+	}
+	return header, !closeAfter
+}
+
+// hasToken is net/http's: whether the comma-separated header value v
+// holds token (ASCII, lower case), in any case.
+func hasToken(v, token string) bool {
+	if len(token) > len(v) || token == "" {
+		return false
+	}
+	for sp := 0; sp <= len(v)-len(token); sp++ {
+		if b := v[sp]; b != token[0] && b|0x20 != token[0] {
+			continue
+		}
+		if sp > 0 && !isTokenBoundary(v[sp-1]) {
+			continue
+		}
+		if end := sp + len(token); end != len(v) && !isTokenBoundary(v[end]) {
+			continue
+		}
+		if strings.EqualFold(v[sp:sp+len(token)], token) {
+			return true
+		}
+	}
+	return false
+}
+
+func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
 
 // giveBack hands the connection, with what was read of it, back to
 // net/http.
@@ -149,8 +206,7 @@ func (hc *heldConn) next() (r *http.Request, back bool) {
 		}
 		end = headerEnd(b, max(0, from-3))
 	}
-	r = parseRequest(b[:end])
-	if r == nil || !hc.isNextPoll(r) {
+	if r = hc.nextPoll(b[:end]); r == nil {
 		hc.pending = bytes.Clone(b)
 		return nil, true
 	}
@@ -266,6 +322,21 @@ func parseRequest(header []byte) *http.Request {
 		return nil
 	}
 	return r
+}
+
+// nextPoll is the request whose whole header is header, what the client
+// sent next, when it is one to serve here (isNextPoll); nil to hand it
+// back to net/http. The request ends with its header (it has no body):
+// what follows is the next request (FuzzServedHereRequest compares where
+// each ends with net/http).
+func (hc *heldConn) nextPoll(header []byte) *http.Request {
+	if !bytes.HasPrefix(header, getMethod) {
+		return nil
+	}
+	if r := parseRequest(header); r != nil && hc.isNextPoll(r) {
+		return r
+	}
+	return nil
 }
 
 // isNextPoll reports whether r is a request to serve here: a poll of the

@@ -9,6 +9,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,6 +106,10 @@ func TestServedHereHandsBackWhatItDoesNotServe(t *testing.T) {
 		{"POST", "POST /comet/channel/a/stream/ID HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"},
 		{"a body", "GET /comet/channel/a/stream/ID HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"},
 		{"chunked", "GET /comet/channel/a/stream/ID HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+		{"Content-Length 0", "GET /comet/channel/a/stream/ID HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"},
+		{"Content-Length and chunked", "GET /comet/channel/a/stream/ID HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+		{"two Content-Lengths", "GET /comet/channel/a/stream/ID HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"},
+		{"HTTP/1.0 with a body", "GET /comet/channel/a/stream/ID HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nabc"},
 		{"no Host", "GET /comet/channel/a/stream/ID HTTP/1.1\r\n\r\n"},
 		{"two Hosts", "GET /comet/channel/a/stream/ID HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"},
 		{"another Host", "GET /comet/channel/a/stream/ID HTTP/1.1\r\nHost: y\r\n\r\n"},
@@ -266,18 +271,37 @@ func TestHeaderEnd(t *testing.T) {
 	}
 }
 
-// FuzzServedHereRequest: a request header that hold_serve.go would serve
-// itself must be one net/http reads the same way: the same method, path,
-// host and header; anything else goes to net/http.
+// FuzzServedHereRequest: what the client sends next on a connection
+// served off net/http (hold_serve.go) is read as net/http reads it. Each
+// request served here must be one net/http reads the same way (method,
+// path, host, header), and end where net/http ends it: given the bytes of
+// the requests served here, then a marker request, net/http must answer
+// the same requests and then the marker, no byte of which it took as part
+// of a request before (a body, say). A request served here after which
+// the connection closes (Connection: close, HTTP/1.0) must be the last
+// that net/http answers too. Anything else goes to net/http.
 func FuzzServedHereRequest(f *testing.F) {
+	poll := "GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\n\r\n"
 	for _, seed := range []string{
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\n\r\n",
+		poll,
+		poll + poll + "GET /comet/ HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /comet/channel/a/stream/f1?since=1 HTTP/1.1\r\nHost: x\r\nCookie: BAYEUX_BROWSER=abc\r\nUser-Agent: t\r\n\r\n",
-		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\n\r\n",
+		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\n\r\n" + poll,
+		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + poll,
+		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + poll,
 		"GET /comet/channel/a/stream/f1 HTTP/1.1\nHost: x\n\n",
 		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n",
 		"GET /comet/channel/a/%73tream/f1 HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n" + poll,
+		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n" + poll,
+		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n" + poll,
+		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + poll,
+		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n" + poll,
+		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + poll,
+		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: +0\r\n\r\n" + poll,
+		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 1\r\n\r\nG" + poll,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -292,39 +316,67 @@ func FuzzServedHereRequest(f *testing.F) {
 	})}
 	go func() { _ = srv.Serve(l) }()
 	f.Cleanup(func() { _ = srv.Close() })
-	f.Fuzz(func(t *testing.T, header []byte) {
-		end := headerEnd(header, 0)
-		if end < 0 {
+	const marker = "GET /marker HTTP/1.1\r\nHost: m\r\n\r\n"
+	markerReading := readingOf(parseRequest([]byte(marker)))
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		hc := &heldConn{path: "/comet/channel/a/stream/f1", host: "x", header: http.Header{}}
+		// The requests served here, one after the other, as keep does.
+		var here []string
+		rest, closes := stream, false
+		for len(here) < 4 && !closes {
+			end := headerEnd(rest, 0)
+			if end < 0 {
+				break
+			}
+			r := hc.nextPoll(rest[:end])
+			if r == nil {
+				break
+			}
+			if r.Method != http.MethodGet || r.URL.Path != hc.path || r.Host != hc.host {
+				t.Fatalf("served here: %s %s on %q", r.Method, r.URL.Path, r.Host)
+			}
+			here = append(here, readingOf(r))
+			hc.r = r
+			_, keep := hc.connection(true)
+			closes = !keep
+			rest = rest[end:]
+		}
+		if len(here) == 0 {
 			return
 		}
-		hc := &heldConn{path: "/comet/channel/a/stream/f1", host: "x"}
-		r := parseRequest(header[:end])
-		if r == nil || !hc.isNextPoll(r) {
-			return
-		}
-		if r.Method != http.MethodGet || r.URL.Path != hc.path || r.Host != hc.host {
-			t.Fatalf("served here: %s %s on %q", r.Method, r.URL.Path, r.Host)
-		}
+		served := stream[:len(stream)-len(rest)]
 		c, err := net.Dial("tcp", l.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Write(header[:end]); err != nil {
+		if _, err := c.Write(append(slices.Clip(served), marker...)); err != nil {
 			t.Fatal(err)
 		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatalf("net/http did not answer %q: %v", header[:end], err)
+		br := bufio.NewReader(c)
+		want := here
+		if !closes {
+			want = append(want, markerReading)
 		}
-		defer resp.Body.Close()
-		read, err := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 || err != nil {
-			t.Fatalf("net/http refused %q (%s), served here", header[:end], resp.Status)
+		for i, w := range want {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("%q: net/http did not answer request %d: %v", served, i, err)
+			}
+			read, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || err != nil {
+				t.Fatalf("%q: net/http refused request %d (%s), served here", served, i, resp.Status)
+			}
+			if string(read) != w {
+				t.Fatalf("%q: request %d: net/http read %q, served here as %q", served, i, read, w)
+			}
 		}
-		if here := readingOf(r); string(read) != here {
-			t.Fatalf("%q: net/http read %q, served here as %q", header[:end], read, here)
+		if closes {
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Fatalf("%q: net/http kept the connection open after the last request, closed here (%v)", served, err)
+			}
 		}
 	})
 }

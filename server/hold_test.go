@@ -48,6 +48,19 @@ func TestHeldPathSuite(t *testing.T) {
 // command does; under wraps the real listener first (connlimit).
 func heldServer(t *testing.T, opts Options, a *AccessLog, under func(net.Listener) net.Listener, tweak ...func(*http.Server)) (*Server, *http.Server, string) {
 	t.Helper()
+	return serveForTest(t, true, opts, a, under, tweak...)
+}
+
+// plainServer is heldServer without HoldListener: every poll is held by
+// net/http (hold_on_connection = false), the reference the held path is
+// compared with.
+func plainServer(t *testing.T, opts Options, tweak ...func(*http.Server)) (*Server, *http.Server, string) {
+	t.Helper()
+	return serveForTest(t, false, opts, nil, nil, tweak...)
+}
+
+func serveForTest(t *testing.T, hold bool, opts Options, a *AccessLog, under func(net.Listener) net.Listener, tweak ...func(*http.Server)) (*Server, *http.Server, string) {
+	t.Helper()
 	log, _ := test.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
 	s := New(opts, logrus.NewEntry(log))
@@ -66,8 +79,11 @@ func heldServer(t *testing.T, opts Options, a *AccessLog, under func(net.Listene
 	for _, f := range tweak {
 		f(srv)
 	}
-	hl := HoldListener(srv, l)
-	go func() { _ = srv.Serve(hl) }()
+	served := l
+	if hold {
+		served = HoldListener(srv, l)
+	}
+	go func() { _ = srv.Serve(served) }()
 	t.Cleanup(func() {
 		s.Close()
 		_ = srv.Close()
