@@ -3,6 +3,8 @@ package redis
 import (
 	"context"
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -108,24 +110,65 @@ func (e *Engine) connectPubSub(ctx context.Context) (lost <-chan error, err erro
 	return out, nil
 }
 
-// checkEpoch notices a Redis that came back empty: the decoded messages
-// cached by sequence number no longer mean the same, and every watched
-// session must be checked (its poll then finds it gone).
+// checkEpoch runs on every (re)connection and notices a Redis that lost
+// data: the epoch key changed (Redis came back empty or was flushed), or
+// the server is another one or restarted (its run_id changed) and the
+// sequence is below the highest this process has seen (a restart from an
+// older snapshot, a replica promoted with lag). Then the decoded messages
+// cached are dropped, a new epoch makes every older session unknown to
+// Fetch (its client starts again, as after an empty Redis), the sequence
+// moves past what was handed out, and every watched session is woken to
+// find out.
 func (e *Engine) checkEpoch(ctx context.Context) {
 	cctx, cancel := e.call(ctx)
 	defer cancel()
-	epoch, err := e.client.Do(cctx, e.client.B().Get().Key(e.p+"epoch").Build()).ToString()
+	res := e.client.DoMulti(cctx,
+		e.client.B().Get().Key(e.p+"epoch").Build(),
+		e.client.B().Get().Key(e.p+"seq").Build(),
+		e.client.B().Info().Section("server").Build())
+	epoch, err := res[0].ToString()
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return
 	}
-	e.mu.Lock()
-	changed := e.epoch != "" && e.epoch != epoch
-	e.epoch = epoch
-	e.mu.Unlock()
-	if changed {
-		e.opts.Log.Warn("redis engine: Redis lost its data; clients start again")
-		e.cache.init(e.cache.size)
+	seq, err := res[1].AsUint64()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return
 	}
+	info, err := res[2].ToString()
+	if err != nil {
+		return
+	}
+	runID := infoField(info, "run_id")
+	e.mu.Lock()
+	emptied := e.epoch != "" && e.epoch != epoch
+	restarted := e.runID != "" && e.runID != runID
+	e.epoch, e.runID = epoch, runID
+	e.mu.Unlock()
+	hw := e.highWater.Load()
+	rolledBack := restarted && seq < hw
+	if !emptied && !rolledBack {
+		return
+	}
+	e.opts.Log.WithField("sequence", seq).WithField("seen", hw).
+		Warn("redis engine: Redis lost data; its clients start again")
+	e.cache.init(e.cache.size)
+	r := scriptRenew.Exec(cctx, e.client, nil, []string{e.p, epoch, newID(), strconv.FormatUint(hw, 10)})
+	if now, err := r.ToString(); err == nil {
+		e.mu.Lock()
+		e.epoch = now
+		e.mu.Unlock()
+	}
+	e.wakeAll(server.WakeMessages)
+}
+
+// infoField returns a field of Redis's INFO answer ("" if absent).
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // onMessage runs on the pub/sub connection's goroutine: it only looks up
@@ -263,8 +306,10 @@ func (e *Engine) listenFor(w *watch) error {
 	if len(need) == 0 || sub == nil {
 		return nil
 	}
-	if err := sub.Do(ctx, sub.B().Subscribe().Channel(need...).Build()).Error(); err != nil {
-		return fail(err)
+	for chunk := range slices.Chunk(need, listChunk) { // one command per chunk: each stays short in Redis
+		if err := sub.Do(ctx, sub.B().Subscribe().Channel(chunk...).Build()).Error(); err != nil {
+			return fail(err)
+		}
 	}
 	e.mu.Lock()
 	for _, name := range need {

@@ -1,0 +1,198 @@
+package redis_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/stardust-go/stardust/engine/redis"
+	"github.com/stardust-go/stardust/internal/redistest"
+	"github.com/stardust-go/stardust/server"
+)
+
+// maxCommandsPerScript is the most Redis commands one script call may run,
+// on average over an operation: a chunk of subscriptions (128) times the
+// few commands each costs (at most 5), plus a constant. A session's
+// subscriptions can be many more (a raised limit): they must be handled in
+// several calls, so that one client never holds Redis for everyone else.
+const maxCommandsPerScript = 1000
+
+// TestScriptWorkIsBounded gives one session far more subscriptions than a
+// script may handle in one call, and checks, with Redis's own INFO
+// commandstats, that no operation on it (fetch with and without news,
+// subscriptions, remove, expiry) runs more than maxCommandsPerScript
+// commands per script call. With STARDUST_WORST_SUBS=N it uses N
+// subscriptions and logs SLOWLOG figures (see BENCHMARKS.md):
+//
+//	STARDUST_WORST_SUBS=200000 go test -count=1 -run TestScriptWorkIsBounded -v ./engine/redis
+func TestScriptWorkIsBounded(t *testing.T) {
+	subs := 2000
+	if s := os.Getenv("STARDUST_WORST_SUBS"); s != "" {
+		subs, _ = strconv.Atoi(s)
+	}
+	srv := redistest.Start(t)
+	admin, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx := context.Background()
+	// A long timeout: before the fix, one call took seconds.
+	e, err := redis.New(redis.Options{URL: srv.URL, Prefix: "bound:", Timeout: time.Minute,
+		Limits: server.Limits{MaxSubscriptions: subs, QueueMaxMessages: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, id := range []string{"big", "gone"} {
+		if err := e.CreateSession(ctx, server.Session{ID: id, Kind: server.KindBayeux, Timeout: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		subscribeMany(t, e, id, subs)
+	}
+	do := func(c rueidis.Completed) {
+		if err := admin.Do(ctx, c).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	do(admin.B().ConfigSet().ParameterValue().ParameterValue("slowlog-log-slower-than", "0").
+		ParameterValue("slowlog-max-len", "100000").Build())
+	measure := func(name string, op func()) {
+		t.Helper()
+		do(admin.B().ConfigResetstat().Build())
+		do(admin.B().SlowlogReset().Build())
+		start := time.Now()
+		op()
+		wall := time.Since(start)
+		info, err := admin.Do(ctx, admin.B().Info().Section("commandstats").Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
+		}
+		scripts, commands := scriptCalls(info)
+		log, err := admin.Do(ctx, admin.B().SlowlogGet().Count(-1).Build()).ToArray()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var worst, total int64
+		for _, entry := range log {
+			f, _ := entry.ToArray()
+			if len(f) < 4 {
+				continue
+			}
+			args, _ := f[3].AsStrSlice()
+			if len(args) == 0 || strings.HasPrefix(strings.ToLower(args[0]), "slowlog") ||
+				strings.HasPrefix(strings.ToLower(args[0]), "config") || strings.ToLower(args[0]) == "info" {
+				continue
+			}
+			us, _ := f[2].AsInt64()
+			total += us
+			worst = max(worst, us)
+		}
+		per := float64(commands) / float64(max(scripts, 1))
+		t.Logf("%-28s %6d script calls, %7.1f commands per call, slowest call %6d µs, Redis total %8d µs, wall %v",
+			name, scripts, per, worst, total, wall.Round(time.Millisecond))
+		if per > maxCommandsPerScript {
+			t.Errorf("%s: %.0f commands per script call with %d subscriptions; want at most %d", name, per, subs, maxCommandsPerScript)
+		}
+	}
+	fetch := func() {
+		if _, err := e.Fetch(ctx, "big", 1000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	measure("fetch, nothing new", fetch)
+	for i := range 5 {
+		if _, err := e.Publish(ctx, &server.Message{Channel: "/w/" + strconv.Itoa(i*(subs/5)), Data: json.RawMessage(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	measure("fetch, 5 messages", fetch)
+	measure("subscriptions", func() {
+		if got, err := e.Subscriptions(ctx, "big"); err != nil || len(got) != subs {
+			t.Fatalf("Subscriptions: %d, %v; want %d", len(got), err, subs)
+		}
+	})
+	measure("remove", func() {
+		if ok, err := e.RemoveSession(ctx, "big"); !ok || err != nil {
+			t.Fatalf("RemoveSession: %v %v", ok, err)
+		}
+	})
+	measure("sweep (expire)", func() {
+		for range 1000 {
+			if _, err := e.Sweep(ctx, time.Now().Add(2*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if a, _ := e.Audience(ctx, lastW(subs)); len(a) == 0 {
+				return // the last pattern in name order: every subscription dropped from the counts
+			}
+		}
+	})
+	if st, err := e.Stats(ctx); err != nil || st.Subscriptions != 0 || st.Clients != 0 {
+		t.Errorf("after removal and expiry: %+v, %v; want nothing left", st, err)
+	}
+	for _, ch := range []string{"/w/0", "/w/" + strconv.Itoa(subs-1), lastW(subs)} {
+		if a, err := e.Audience(ctx, ch); len(a) != 0 || err != nil {
+			t.Errorf("audience of %s after removal and expiry: %v, %v; want none", ch, a, err)
+		}
+	}
+}
+
+// subscribeMany subscribes session id to /w/0 ... /w/n-1, many at a time.
+func subscribeMany(t *testing.T, e server.Engine, id string, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if _, err := e.Subscribe(context.Background(), id, "/w/"+strconv.Itoa(i)); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+// lastW returns the last of /w/0 ... /w/n-1 in name order.
+func lastW(n int) string {
+	last := ""
+	for i := range n {
+		last = max(last, "/w/"+strconv.Itoa(i))
+	}
+	return last
+}
+
+// scriptCalls returns, from INFO commandstats, how many scripts ran and how
+// many commands they ran between them.
+func scriptCalls(info string) (scripts, commands int) {
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+		if !ok {
+			continue
+		}
+		name = strings.TrimPrefix(name, "cmdstat_")
+		n, _ := strconv.Atoi(strings.Split(rest, ",")[0])
+		switch {
+		case name == "evalsha" || name == "eval":
+			scripts += n
+		case strings.HasPrefix(name, "config") || strings.HasPrefix(name, "slowlog") || name == "info":
+		default:
+			commands += n
+		}
+	}
+	return scripts, commands
+}
