@@ -122,43 +122,76 @@ func (e *Engine) connectPubSub(ctx context.Context) (lost <-chan error, err erro
 func (e *Engine) checkEpoch(ctx context.Context) {
 	cctx, cancel := e.call(ctx)
 	defer cancel()
-	res := e.client.DoMulti(cctx,
-		e.client.B().Get().Key(e.p+"epoch").Build(),
-		e.client.B().Get().Key(e.p+"seq").Build(),
-		e.client.B().Info().Section("server").Build())
-	epoch, err := res[0].ToString()
-	if err != nil && !rueidis.IsRedisNil(err) {
-		return
+	// The other connections may find out that Redis went away only now:
+	// try again until the timeout.
+	for {
+		lost, err := e.lostData(cctx)
+		if err == nil {
+			if lost {
+				e.wakeAll(server.WakeMessages)
+			}
+			return
+		}
+		select {
+		case <-cctx.Done():
+			e.opts.Log.WithError(err).Warn("redis engine: cannot tell whether Redis lost data")
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	seq, err := res[1].AsUint64()
-	if err != nil && !rueidis.IsRedisNil(err) {
-		return
-	}
-	info, err := res[2].ToString()
+}
+
+// lostData is one try of checkEpoch: it reports whether Redis lost data,
+// and then has dropped the cache and renewed the epoch.
+func (e *Engine) lostData(ctx context.Context) (bool, error) {
+	epoch, seq, runID, err := e.readEpoch(ctx)
 	if err != nil {
-		return
+		return false, err
 	}
-	runID := infoField(info, "run_id")
 	e.mu.Lock()
 	emptied := e.epoch != "" && e.epoch != epoch
 	restarted := e.runID != "" && e.runID != runID
-	e.epoch, e.runID = epoch, runID
 	e.mu.Unlock()
 	hw := e.highWater.Load()
-	rolledBack := restarted && seq < hw
-	if !emptied && !rolledBack {
-		return
+	if emptied || restarted && seq < hw {
+		e.cache.init(e.cache.size)
+		// A new epoch if Redis went back with the epoch key (or lost it);
+		// one that changed was renewed already, by the first process
+		// that found out.
+		old := epoch
+		if emptied {
+			old = ""
+		}
+		r := scriptRenew.Exec(ctx, e.client, nil, []string{e.p, old, newID(), strconv.FormatUint(hw, 10)})
+		if epoch, err = r.ToString(); err != nil {
+			return false, err
+		}
+		e.opts.Log.WithField("sequence", seq).WithField("seen", hw).
+			Warn("redis engine: Redis lost data; its clients start again")
 	}
-	e.opts.Log.WithField("sequence", seq).WithField("seen", hw).
-		Warn("redis engine: Redis lost data; its clients start again")
-	e.cache.init(e.cache.size)
-	r := scriptRenew.Exec(cctx, e.client, nil, []string{e.p, epoch, newID(), strconv.FormatUint(hw, 10)})
-	if now, err := r.ToString(); err == nil {
-		e.mu.Lock()
-		e.epoch = now
-		e.mu.Unlock()
+	e.mu.Lock()
+	e.epoch, e.runID = epoch, runID
+	e.mu.Unlock()
+	return emptied || restarted && seq < hw, nil
+}
+
+// readEpoch reads the epoch key, the sequence and the server's run_id.
+func (e *Engine) readEpoch(ctx context.Context) (epoch string, seq uint64, runID string, err error) {
+	res := e.client.DoMulti(ctx,
+		e.client.B().Get().Key(e.p+"epoch").Build(),
+		e.client.B().Get().Key(e.p+"seq").Build(),
+		e.client.B().Info().Section("server").Build())
+	if epoch, err = res[0].ToString(); err != nil && !rueidis.IsRedisNil(err) {
+		return "", 0, "", err
 	}
-	e.wakeAll(server.WakeMessages)
+	if seq, err = res[1].AsUint64(); err != nil && !rueidis.IsRedisNil(err) {
+		return "", 0, "", err
+	}
+	info, err := res[2].ToString()
+	if err != nil {
+		return "", 0, "", err
+	}
+	return epoch, seq, infoField(info, "run_id"), nil
 }
 
 // infoField returns a field of Redis's INFO answer ("" if absent).
