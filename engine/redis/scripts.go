@@ -288,7 +288,7 @@ for _, dead in ipairs(redis.call('ZRANGEBYSCORE', P..'nodes', '-inf', now, 'LIMI
   redis.call('DEL', P..'conns:'..dead)
   redis.call('ZREM', P..'nodes', dead)
 end
-local out = {0}
+local out = {'0'}
 local expired = redis.call('ZRANGEBYSCORE', P..'sessions', '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(expired) do
   local kind = redis.call('HGET', P..'s:'..id, 'k') or ''
@@ -313,7 +313,7 @@ for _, ch in ipairs(idle) do
   end
 end
 local trimmed = trim_history(P, maxbytes, 100)
-if #expired == 100 or #idle == 100 or trimmed == 100 or redis.call('ZCARD', P..'gone') > 0 then out[1] = 1 end
+if #expired == 100 or #idle == 100 or trimmed == 100 or redis.call('ZCARD', P..'gone') > 0 then out[1] = '1' end
 return out
 `)
 
