@@ -1,0 +1,137 @@
+package redis_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stardust-go/stardust/internal/redistest"
+	"github.com/stardust-go/stardust/server"
+)
+
+// The limits of server.Limits in the Redis engine (issue 17, point 2).
+// The shared conformance suite checks them against every engine; these
+// check the Redis side of them, its counts kept in Redis included.
+
+func TestMaxSubscriptions(t *testing.T) {
+	srv := redistest.Start(t)
+	e := open(t, srv.URL, "maxsubs:", server.Limits{MaxSubscriptions: 3})
+	defer e.Close()
+	if err := e.CreateSession(ctx, server.Session{ID: "s", Kind: server.KindBayeux}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/a", "/b/*", "/c/**"} {
+		if ok, err := e.Subscribe(ctx, "s", p); !ok || err != nil {
+			t.Fatalf("Subscribe(%s) = %v, %v", p, ok, err)
+		}
+	}
+	if ok, err := e.Subscribe(ctx, "s", "/d"); ok || !errors.Is(err, server.ErrTooManySubscriptions) {
+		t.Errorf("a 4th subscription with a limit of 3: %v, %v; want ErrTooManySubscriptions", ok, err)
+	}
+	if ok, err := e.Subscribe(ctx, "s", "/a"); ok || err != nil {
+		t.Errorf("subscribing again to one it has, at the limit: %v, %v; want false, nil", ok, err)
+	}
+	if subs, _ := e.Subscriptions(ctx, "s"); fmt.Sprint(subs) != "[/a /b/* /c/**]" {
+		t.Errorf("subscriptions after the refusal: %v", subs)
+	}
+	if st, _ := e.Stats(ctx); st.Subscriptions != 3 {
+		t.Errorf("Stats.Subscriptions = %d; want 3", st.Subscriptions)
+	}
+	if ok, err := e.Unsubscribe(ctx, "s", "/a"); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if ok, err := e.Subscribe(ctx, "s", "/d"); !ok || err != nil {
+		t.Errorf("after an unsubscribe, a new one: %v, %v", ok, err)
+	}
+}
+
+func TestMaxChannels(t *testing.T) {
+	srv := redistest.Start(t)
+	e := open(t, srv.URL, "maxch:", server.Limits{HistorySize: 5, MaxChannels: 2, ChannelTimeout: time.Minute})
+	defer e.Close()
+	if err := e.CreateSession(ctx, server.Session{ID: "s", Kind: server.KindBayeux}); err != nil {
+		t.Fatal(err)
+	}
+	mustSub(t, e, "s", "/c")
+	publishOn(t, e, "/a", `{"n":1}`)
+	publishOn(t, e, "/b", `{"n":2}`)
+	_, err := e.Publish(ctx, &server.Message{Channel: "/c", Data: json.RawMessage(`{"n":3}`)})
+	if !errors.Is(err, server.ErrTooManyChannels) {
+		t.Fatalf("a 3rd channel with history, limit 2: %v; want ErrTooManyChannels", err)
+	}
+	if h, _ := e.History(ctx, "/c", 0); len(h) != 0 {
+		t.Errorf("the refused message is in /c's history: %d", len(h))
+	}
+	if b, _ := e.Fetch(ctx, "s", 0); len(b.Messages) != 0 {
+		t.Errorf("the refused message reached a subscriber: %d", len(b.Messages))
+	}
+	publishOn(t, e, "/a", `{"n":4}`) // a channel that has history already
+	// Channels unused for the channel timeout go, and make room.
+	if _, err := e.Sweep(ctx, time.Now().Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	publishOn(t, e, "/d", `{"n":5}`)
+	if st, _ := e.Stats(ctx); st.HistoryBytes <= 0 || st.HistoryBytes > 200 {
+		t.Errorf("HistoryBytes of one message: %d", st.HistoryBytes)
+	}
+}
+
+func TestMaxHistoryBytes(t *testing.T) {
+	srv := redistest.Start(t)
+	const bound = 4000
+	e := open(t, srv.URL, "maxhb:", server.Limits{HistorySize: 100, MaxHistoryBytes: bound, ChannelTimeout: time.Minute})
+	defer e.Close()
+	if err := e.CreateSession(ctx, server.Session{ID: "s", Kind: server.KindBayeux}); err != nil {
+		t.Fatal(err)
+	}
+	mustSub(t, e, "s", "/h/1")
+	data := `{"pad":"` + strings.Repeat("x", 300) + `"}`
+	for _, ch := range []string{"/h/1", "/h/2", "/h/3"} {
+		for range 5 {
+			publishOn(t, e, ch, data)
+		}
+		time.Sleep(2 * time.Millisecond) // distinct publish times
+	}
+	st, err := e.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.HistoryBytes > bound || st.HistoryBytes < 5*300 {
+		t.Errorf("HistoryBytes = %d; want under %d and at least one channel's", st.HistoryBytes, bound)
+	}
+	if st.HistoryTrimmed != 1 {
+		t.Errorf("HistoryTrimmed = %d; want 1 (/h/1, the least recently published)", st.HistoryTrimmed)
+	}
+	if h, _ := e.History(ctx, "/h/1", 0); len(h) != 0 {
+		t.Errorf("/h/1 kept %d messages of history; it was published to least recently", len(h))
+	}
+	for _, ch := range []string{"/h/2", "/h/3"} {
+		if h, _ := e.History(ctx, ch, 0); len(h) != 5 {
+			t.Errorf("%s kept %d of its 5 messages", ch, len(h))
+		}
+	}
+	// What was queued for a subscriber is not history: it is all there.
+	if b, _ := e.Fetch(ctx, "s", 0); len(b.Messages) != 5 {
+		t.Errorf("the /h/1 subscriber got %d of 5 messages", len(b.Messages))
+	}
+	// The count follows the history trimmed by its size and swept.
+	for range 150 {
+		publishOn(t, e, "/h/3", `{}`)
+	}
+	if _, err := e.Sweep(ctx, time.Now().Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := e.Stats(ctx); st.HistoryBytes != 0 || st.Channels != 1 {
+		t.Errorf("after every channel's timeout: HistoryBytes %d, Channels %d; want 0 and 1 (/h/1 has a subscriber)", st.HistoryBytes, st.Channels)
+	}
+}
+
+func mustSub(t *testing.T, e server.Engine, id, pattern string) {
+	t.Helper()
+	if _, err := e.Subscribe(ctx, id, pattern); err != nil {
+		t.Fatal(err)
+	}
+}
