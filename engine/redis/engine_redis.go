@@ -438,10 +438,12 @@ func (e *Engine) Deliver(ctx context.Context, id string, m *server.Message) erro
 }
 
 // Fetch implements server.Engine: scriptFetch reads fetchChunk
-// subscriptions per call, the chunks are merged here (the oldest max
-// after the committed cursor), then scriptMark records how far each
-// stream was answered. Each call is atomic, not the whole: a subscription
-// added meanwhile is fetched by the next poll, which its notice wakes.
+// subscriptions per call (of those that may have news), the chunks are
+// merged here (the oldest max after the committed cursor), then
+// scriptMark records how far each stream was answered, or, when there was
+// nothing, the session's new watermark. Each call is atomic, not the
+// whole: a subscription added meanwhile is fetched by the next poll, which
+// its notice wakes.
 func (e *Engine) Fetch(ctx context.Context, id string, max int) (server.Batch, error) {
 	if max <= 0 {
 		max = 1 << 20
@@ -451,9 +453,12 @@ func (e *Engine) Fetch(ctx context.Context, id string, max int) (server.Batch, e
 		got     = map[uint64]string{} // seq -> payload
 		answers []streamOffset
 		bound   uint64 // the chunks after this need nothing past it
+		mode    string // "" for the first call, then the order it chose
+		from    string
+		now     string // the sequence when the first call ran
 	)
-	for from := "-"; ; {
-		r, err := e.exec(ctx, scriptFetch, id, strconv.Itoa(max), from, strconv.Itoa(fetchChunk), strconv.FormatUint(bound, 10))
+	for {
+		r, err := e.exec(ctx, scriptFetch, id, strconv.Itoa(max), mode, from, strconv.Itoa(fetchChunk), strconv.FormatUint(bound, 10))
 		if err != nil {
 			return server.Batch{}, err
 		}
@@ -462,7 +467,7 @@ func (e *Engine) Fetch(ctx context.Context, id string, max int) (server.Batch, e
 			return server.Batch{}, fail(fmt.Errorf("fetch: unexpected answer: %v", err))
 		}
 		head, _ := vals[0].AsInt64()
-		if head < 0 || len(vals) < 3 {
+		if head < 0 || len(vals) < 5 {
 			return server.Batch{}, unknown(id)
 		}
 		if uint64(head) > b.Cursor {
@@ -471,7 +476,11 @@ func (e *Engine) Fetch(ctx context.Context, id string, max int) (server.Batch, e
 		dropped, _ := vals[1].AsInt64()
 		b.Dropped += int(dropped)
 		next, _ := vals[2].ToString()
-		for i := 3; i+3 < len(vals); i += 4 {
+		if mode == "" {
+			mode, _ = vals[3].ToString()
+			now, _ = vals[4].ToString()
+		}
+		for i := 5; i+3 < len(vals); i += 4 {
 			seq, err1 := vals[i].AsInt64()
 			payload, err2 := vals[i+1].ToString()
 			pattern, err3 := vals[i+2].ToString()
@@ -489,7 +498,7 @@ func (e *Engine) Fetch(ctx context.Context, id string, max int) (server.Batch, e
 		if next == "" {
 			break
 		}
-		from = "(" + next
+		from = next
 		if len(got) >= max {
 			bound = oldest(got, max)
 		}
@@ -513,7 +522,11 @@ func (e *Engine) Fetch(ctx context.Context, id string, max int) (server.Batch, e
 		b.Messages = append(b.Messages, m)
 	}
 	e.saw(b.Cursor)
-	if err := e.mark(ctx, id, answers, b.Cursor); err != nil {
+	watermark := ""
+	if len(answers) == 0 {
+		watermark = now // no stream of the session has anything after the cursor up to now
+	}
+	if err := e.mark(ctx, id, answers, b.Cursor, watermark); err != nil {
 		return server.Batch{}, err
 	}
 	return b, nil
@@ -537,18 +550,18 @@ func oldest(got map[uint64]string, max int) uint64 {
 }
 
 // mark records, per stream, the highest offset of the entries answered
-// (those up to cursor).
-func (e *Engine) mark(ctx context.Context, id string, answers []streamOffset, cursor uint64) error {
+// (those up to cursor), and the session's watermark unless it is "".
+func (e *Engine) mark(ctx context.Context, id string, answers []streamOffset, cursor uint64, watermark string) error {
 	high := map[string]int64{}
 	for _, a := range answers {
 		if a.seq <= cursor && a.off > high[a.pattern] {
 			high[a.pattern] = a.off
 		}
 	}
-	if len(high) == 0 {
+	if len(high) == 0 && watermark == "" {
 		return nil
 	}
-	args := []string{id}
+	args := []string{id, watermark}
 	for p, off := range high {
 		args = append(args, p, strconv.FormatInt(off, 10))
 	}

@@ -8,7 +8,7 @@ import "github.com/redis/rueidis"
 //	P epoch          random id written once: a new one means Redis lost its data
 //	P sessions       zset: session id -> expiry deadline (ms)
 //	P s:ID           hash: k kind, r remote, t timeout ms, c committed cursor, e epoch at creation,
-//	                 n active subscriptions, a:NAME attributes
+//	                 n active subscriptions, w watermark (see scriptFetch), a:NAME attributes
 //	P s:ID:subs      hash: pattern -> "start:seen" (global seq at subscribe, highest stream offset fetched),
 //	                 or "start:seen:until" after an unsubscribe, until what was queued before it is committed
 //	P s:ID:sl        zset (all scores 0): the patterns of s:ID:subs, read in chunks in name order
@@ -18,6 +18,7 @@ import "github.com/redis/rueidis"
 //	P d:ID           stream: messages delivered to this session alone
 //	P st:PATTERN     stream: messages for a subscribed pattern (exact channel or /*, /**), capped by the queue bounds
 //	P sm:PATTERN     hash: o offset counter, b bytes in st:, n subscriptions, k:KIND subscriptions by kind
+//	P pq             zset: pattern -> seq of the last message in its st: stream (swept once the stream expired)
 //	P h:CHANNEL      stream: history, capped at the history size; fields m payload, s its size
 //	P hb             zset: channel with history -> last publish (ms), oldest trimmed first
 //	P hs             hash: channel -> bytes of its history
@@ -128,6 +129,7 @@ for i = 11, #ARGV do
       len, k = len - 1, k + 1
     end
     redis.call('PEXPIRE', st, retain)
+    redis.call('ZADD', P..'pq', seq, p)
     n = n + subs
     redis.call('PUBLISH', P..'n:'..p, seq)
     if i == 11 then redis.call('ZADD', P..'ch', now, ch) end
@@ -313,7 +315,14 @@ for _, ch in ipairs(idle) do
   end
 end
 local trimmed = trim_history(P, maxbytes, 100)
-if #expired == 100 or #idle == 100 or trimmed == 100 or redis.call('ZCARD', P..'gone') > 0 then out[1] = '1' end
+local stale = 0
+for _, p in ipairs(redis.call('ZRANGE', P..'pq', 0, 99)) do
+  if redis.call('EXISTS', P..'st:'..p) == 0 then
+    redis.call('ZREM', P..'pq', p)
+    stale = stale + 1
+  end
+end
+if #expired == 100 or #idle == 100 or trimmed == 100 or stale == 100 or redis.call('ZCARD', P..'gone') > 0 then out[1] = '1' end
 return out
 `)
 
@@ -403,30 +412,77 @@ redis.call('PUBLISH', P..'ctl', 'd '..node..' '..id)
 return seq
 `)
 
-// scriptFetch reads one chunk of a session's subscriptions, the next K
-// patterns in name order after ARGV[4] (a ZRANGEBYLEX bound; "-" for the
-// first chunk, which also reads the session's own queue). It returns
-// {cursor, dropped, next, seq, payload, pattern, offset, ...}: up to max
-// entries after the committed cursor from each stream (none past ARGV[6]
-// when it is not 0: the caller has max messages before it already), and
-// next, where the following chunk starts ("" when done). A payload already
-// returned by this call is "". It takes nothing; it records, for each
-// stream whose messages were lost to the queue bounds, that they were
-// reported (in dropped). The caller merges the chunks, keeps the oldest max
-// and records with scriptMark how far each stream was answered. {-1}: an
-// unknown session, or one of an epoch whose data Redis lost.
+// scriptFetch reads one chunk of the subscriptions of a session that may
+// have news, in one of two orders, and returns {cursor, dropped, next,
+// mode, seq, then seq, payload, pattern, offset for each entry}:
+//
+//   - "s": the session's patterns in name order (s:ID:sl), K per call;
+//   - "p": the patterns published to since the session's watermark w, in
+//     the order of their last message (P pq), K per call (and the ties of
+//     one publish together), those the session does not subscribe to
+//     skipped.
+//
+// The first call (ARGV[4] = "") picks the shorter of the two, reads the
+// session's own queue and returns the current sequence (seq): when no
+// chunk finds anything after the cursor, the caller records it as the
+// session's watermark (scriptMark), so that an idle client's next poll
+// looks only at what was published since. w means: no stream of the
+// session holds a message between the cursor and w.
+//
+// Each entry comes from a stream after the committed cursor, up to max per
+// stream, none past ARGV[7] when it is not 0 (the caller has max messages
+// before it already); next is where the following chunk starts ("" when
+// done). A payload already returned by this call is "". It takes nothing;
+// it records, for each stream whose messages were lost to the queue bounds,
+// that they were reported (in dropped). The caller merges the chunks, keeps
+// the oldest max and records with scriptMark how far each stream was
+// answered. {-1}: an unknown session, or one of an epoch whose data Redis
+// lost.
 var scriptFetch = rueidis.NewLuaScript(subLua + `
-local P, id, max, from, K, bound = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local P, id, max, mode, from = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local K, bound = tonumber(ARGV[6]), tonumber(ARGV[7])
 local s = P..'s:'..id
-local head = redis.call('HMGET', s, 'c', 'e')
+local head = redis.call('HMGET', s, 'c', 'e', 'w')
 if not head[1] or head[2] ~= redis.call('GET', P..'epoch') then return {-1} end
 local c = tonumber(head[1])
 local subs, sl = s..':subs', s..':sl'
-local pats = redis.call('ZRANGEBYLEX', sl, from, '+', 'LIMIT', 0, K + 1)
-local out = {c, 0, ''}
-if #pats > K then
-  table.remove(pats)
-  out[3] = pats[K]
+local first, now = mode == '', ''
+if first then
+  now = redis.call('GET', P..'seq') or '0'
+  local w = math.max(c, tonumber(head[3] or '0'))
+  mode, from = 's', '-'
+  if redis.call('ZCOUNT', P..'pq', '('..w, '+inf') < redis.call('ZCARD', sl) then
+    mode, from = 'p', '('..w
+  end
+end
+local out = {c, 0, '', mode, now}
+local pats = {}
+if mode == 's' then
+  pats = redis.call('ZRANGEBYLEX', sl, from, '+', 'LIMIT', 0, K + 1)
+  if #pats > K then
+    table.remove(pats)
+    out[3] = '('..pats[K]
+  end
+else
+  local r = redis.call('ZRANGEBYSCORE', P..'pq', from, '+inf', 'WITHSCORES', 'LIMIT', 0, K + 1)
+  local n = #r / 2
+  for i = 1, math.min(n, K) do table.insert(pats, r[2*i-1]) end
+  if n > K then
+    local last = r[2*K]
+    if r[2*K+2] ~= last then
+      out[3] = '('..last
+    else
+      -- The chunk ends among the patterns of one publish: leave them all
+      -- to the next call, or read them all now if they are all there is.
+      local keep = {}
+      for i = 1, K do if r[2*i] ~= last then table.insert(keep, r[2*i-1]) end end
+      if #keep > 0 then
+        pats, out[3] = keep, last
+      else
+        pats, out[3] = redis.call('ZRANGEBYSCORE', P..'pq', last, last), '('..last
+      end
+    end
+  end
 end
 local last = '+'
 if bound > 0 then last = bound..'-0' end
@@ -445,7 +501,7 @@ for _, p in ipairs(pats) do
   if pos then start, seen, untilSeq = parse(pos) end
   local after = math.max(c, start or 0)
   if not pos then
-    redis.call('ZREM', sl, p)
+    if mode == 's' then redis.call('ZREM', sl, p) end
   elseif untilSeq and after >= untilSeq then
     redis.call('HDEL', subs, p) -- all it queued is committed
     redis.call('ZREM', sl, p)
@@ -472,7 +528,7 @@ for _, p in ipairs(pats) do
     for _, e in ipairs(entries) do add(string.sub(e[1], 1, -3), e[2][2], p, e[2][4]) end
   end
 end
-if from == '-' then
+if first then
   for _, e in ipairs(redis.call('XRANGE', P..'d:'..id, '('..c..'-0', last, 'COUNT', max)) do
     add(string.sub(e[1], 1, -3), e[2][2], '', 0)
   end
@@ -482,13 +538,18 @@ return out
 `)
 
 // scriptMark records, after a fetch, the highest offset answered in each
-// stream (pairs of pattern and offset): a message lost to the queue bounds
-// after it is reported as dropped, one before it is not. Offsets only grow,
-// so that fetches of one session in two processes cannot undo each other.
+// stream (pairs of pattern and offset from ARGV[4]): a message lost to the
+// queue bounds after it is reported as dropped, one before it is not. And,
+// when ARGV[3] is not "", the session's new watermark (see scriptFetch).
+// Both only grow, so that fetches of one session in two processes cannot
+// undo each other.
 var scriptMark = rueidis.NewLuaScript(subLua + `
-local P, id = ARGV[1], ARGV[2]
-local subs = P..'s:'..id..':subs'
-for i = 3, #ARGV, 2 do
+local P, id, w = ARGV[1], ARGV[2], ARGV[3]
+local s = P..'s:'..id
+if redis.call('EXISTS', s) == 0 then return -1 end
+if w ~= '' and tonumber(w) > tonumber(redis.call('HGET', s, 'w') or '0') then redis.call('HSET', s, 'w', w) end
+local subs = s..':subs'
+for i = 4, #ARGV, 2 do
   local pos = redis.call('HGET', subs, ARGV[i])
   if pos then
     local start, seen, untilSeq = parse(pos)
