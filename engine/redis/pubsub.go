@@ -34,11 +34,11 @@ func (e *Engine) listen(ctx context.Context) {
 				e.opts.Log.Info("redis engine: connected to Redis again")
 			}
 			e.down.Store(false)
+			e.checkEpoch(ctx) // before New returns: the first run id and epoch are known
 			if first {
 				close(e.subReady)
 				first = false
 			}
-			e.checkEpoch(ctx)
 			e.wakeAll(server.WakeMessages)
 			backoff = 50 * time.Millisecond
 			select {
