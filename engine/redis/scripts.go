@@ -315,12 +315,13 @@ for _, ch in ipairs(idle) do
   end
 end
 local trimmed = trim_history(P, maxbytes, 100)
+-- Streams expire in about the order of their last message: the index's
+-- oldest entries go first, up to the first stream still there.
 local stale = 0
 for _, p in ipairs(redis.call('ZRANGE', P..'pq', 0, 99)) do
-  if redis.call('EXISTS', P..'st:'..p) == 0 then
-    redis.call('ZREM', P..'pq', p)
-    stale = stale + 1
-  end
+  if redis.call('EXISTS', P..'st:'..p) == 1 then break end
+  redis.call('ZREM', P..'pq', p)
+  stale = stale + 1
 end
 if #expired == 100 or #idle == 100 or trimmed == 100 or stale == 100 or redis.call('ZCARD', P..'gone') > 0 then out[1] = '1' end
 return out
