@@ -125,6 +125,9 @@ func TestScriptWorkIsBounded(t *testing.T) {
 			t.Fatalf("Subscriptions: %d, %v; want %d", len(got), err, subs)
 		}
 	})
+	watch := func() { e.Watch("big", func(server.Wake) {})() }
+	measure("watch (a held poll)", watch)
+	measure("watch again", watch)
 	measure("remove", func() {
 		if ok, err := e.RemoveSession(ctx, "big"); !ok || err != nil {
 			t.Fatalf("RemoveSession: %v %v", ok, err)

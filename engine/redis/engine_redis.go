@@ -61,6 +61,7 @@ type Engine struct {
 	mu       sync.Mutex
 	watchers map[string][]*watch // by session id
 	topics   map[string]*topic   // pattern topics this process listens to
+	lists    map[string]subsList // by session id: its subscriptions as last read for its watches
 	sub      rueidis.DedicatedClient
 	subReady chan struct{} // closed once the first pub/sub connection is up
 	epoch    string        // the epoch key as last read
@@ -87,6 +88,15 @@ type watch struct {
 	notify   func(server.Wake)
 	patterns []string
 	stopped  bool
+}
+
+// subsList is a session's subscriptions as read for its watches, kept
+// while its version in Redis is the same, and dropped topicGrace after
+// its last use.
+type subsList struct {
+	version  string
+	patterns []string // read-only: shared by the watches
+	used     time.Time
 }
 
 // topic is one pattern's pub/sub subscription, kept while watches need it
@@ -127,7 +137,7 @@ func New(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("%w: redis at %s: %v", server.ErrEngine, opts.URL, err)
 	}
 	e := &Engine{opts: opts, client: client, node: newID(), p: opts.Prefix,
-		watchers: map[string][]*watch{}, topics: map[string]*topic{},
+		watchers: map[string][]*watch{}, topics: map[string]*topic{}, lists: map[string]subsList{},
 		subReady: make(chan struct{}), done: make(chan struct{})}
 	e.cache.init(4096)
 	ctx, cancel := context.WithCancel(context.Background())

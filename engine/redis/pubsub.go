@@ -309,7 +309,7 @@ func (e *Engine) Watch(id string, notify func(server.Wake)) (stop func()) {
 func (e *Engine) listenFor(w *watch) error {
 	ctx, cancel := e.call(context.Background())
 	defer cancel()
-	patterns, err := e.Subscriptions(ctx, w.id)
+	patterns, err := e.patterns(ctx, w.id)
 	if err != nil {
 		return err
 	}
@@ -352,6 +352,36 @@ func (e *Engine) listenFor(w *watch) error {
 	}
 	e.mu.Unlock()
 	return nil
+}
+
+// patterns returns a session's subscriptions for its watches: the list
+// read last time while their version has not changed (every poll watches
+// its session, and a client may have many subscriptions), or a new one.
+func (e *Engine) patterns(ctx context.Context, id string) ([]string, error) {
+	v, err := e.client.Do(ctx, e.client.B().Hget().Key(e.p+"s:"+id).Field("v").Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return nil, unknown(id)
+	} else if err != nil {
+		return nil, fail(err)
+	}
+	now := time.Now()
+	e.mu.Lock()
+	c, ok := e.lists[id]
+	if ok && c.version == v {
+		c.used = now
+		e.lists[id] = c
+		e.mu.Unlock()
+		return c.patterns, nil
+	}
+	e.mu.Unlock()
+	patterns, err := e.Subscriptions(ctx, id) // read after v: a change meanwhile makes the next one read again
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	e.lists[id] = subsList{version: v, patterns: patterns, used: now}
+	e.mu.Unlock()
+	return patterns, nil
 }
 
 // release drops w's reference to each pattern's topic, unless w still
@@ -408,6 +438,11 @@ func (e *Engine) janitor(ctx context.Context) {
 		case now := <-t.C:
 			var drop []string
 			e.mu.Lock()
+			for id, c := range e.lists {
+				if now.Sub(c.used) > topicGrace {
+					delete(e.lists, id)
+				}
+			}
 			for p, tp := range e.topics {
 				if tp.refs == 0 && now.Sub(tp.unused) > topicGrace {
 					delete(e.topics, p)

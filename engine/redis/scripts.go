@@ -8,7 +8,8 @@ import "github.com/redis/rueidis"
 //	P epoch          random id written once: a new one means Redis lost its data
 //	P sessions       zset: session id -> expiry deadline (ms)
 //	P s:ID           hash: k kind, r remote, t timeout ms, c committed cursor, e epoch at creation,
-//	                 n active subscriptions, w watermark (see scriptFetch), a:NAME attributes
+//	                 n active subscriptions, w watermark (see scriptFetch), v version of the subscriptions
+//	                 (from P vseq: unique, so that a process may keep a list it read), a:NAME attributes
 //	P s:ID:subs      hash: pattern -> "start:seen" (global seq at subscribe, highest stream offset fetched),
 //	                 or "start:seen:until" after an unsubscribe, until what was queued before it is committed
 //	P s:ID:sl        zset (all scores 0): the patterns of s:ID:subs, read in chunks in name order
@@ -153,7 +154,8 @@ if not epoch then
   redis.call('SET', P..'epoch', epoch)
   if tonumber(redis.call('GET', P..'seq') or '0') < tonumber(ARGV[9]) then redis.call('SET', P..'seq', ARGV[9]) end
 end
-redis.call('HSET', s, 'k', kind, 'r', remote, 't', timeout, 'c', redis.call('GET', P..'seq') or '0', 'e', epoch, 'n', 0)
+redis.call('HSET', s, 'k', kind, 'r', remote, 't', timeout, 'c', redis.call('GET', P..'seq') or '0', 'e', epoch, 'n', 0,
+  'v', redis.call('INCR', P..'vseq'))
 for i = 10, #ARGV, 2 do redis.call('HSET', s, 'a:'..ARGV[i], ARGV[i+1]) end
 local deadline = '+inf'
 if timeout > 0 then deadline = now + timeout end
@@ -359,6 +361,7 @@ local off = redis.call('HGET', meta, 'o') or '0'
 redis.call('HSET', s..':subs', pattern, (redis.call('GET', P..'seq') or '0')..':'..off)
 redis.call('ZADD', s..':sl', 0, pattern)
 redis.call('HINCRBY', s, 'n', 1)
+redis.call('HSET', s, 'v', redis.call('INCR', P..'vseq'))
 redis.call('HINCRBY', meta, 'n', 1)
 redis.call('PERSIST', meta)
 redis.call('HINCRBY', meta, 'k:'..kind, 1)
@@ -377,6 +380,7 @@ local pos = redis.call('HGET', s..':subs', pattern)
 if not pos or not active(pos) then return 0 end
 redis.call('HSET', s..':subs', pattern, pos..':'..(redis.call('GET', P..'seq') or '0'))
 redis.call('HINCRBY', s, 'n', -1)
+redis.call('HSET', s, 'v', redis.call('INCR', P..'vseq'))
 redis.call('HINCRBY', P..'stats', 'subs', -1)
 drop_sub(P, pattern, kind)
 return 1
