@@ -245,8 +245,13 @@ func (e *Engine) Touch(ctx context.Context, ids ...string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := e.exec(ctx, scriptTouch, append([]string{nowMS()}, ids...)...)
-	return err
+	now := nowMS()
+	for chunk := range slices.Chunk(ids, listChunk) { // a script per chunk: each stays short
+		if _, err := e.exec(ctx, scriptTouch, append([]string{now}, chunk...)...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SetAttr implements server.Engine.
@@ -615,22 +620,33 @@ func (e *Engine) History(ctx context.Context, channel string, after uint64) ([]*
 	return out, nil
 }
 
-// Channels implements server.Engine.
+// Channels implements server.Engine: listChunk names per command, from
+// the first with the prefix, so that no command grows with the channels.
 func (e *Engine) Channels(ctx context.Context, prefix string) ([]string, error) {
-	cctx, cancel := e.call(ctx)
-	defer cancel()
-	all, err := e.client.Do(cctx, e.client.B().Zrange().Key(e.p+"ch").Min("0").Max("-1").Build()).AsStrSlice()
-	if err != nil {
-		return nil, fail(err)
+	out := []string{}
+	from := "-"
+	if prefix != "" {
+		from = "[" + prefix
 	}
-	out := all[:0]
-	for _, n := range all {
-		if strings.HasPrefix(n, prefix) {
+	for {
+		cctx, cancel := e.call(ctx)
+		page, err := e.client.Do(cctx, e.client.B().Zrangebylex().Key(e.p+"chl").Min(from).Max("+").
+			Limit(0, listChunk).Build()).AsStrSlice()
+		cancel()
+		if err != nil {
+			return nil, fail(err)
+		}
+		for _, n := range page {
+			if !strings.HasPrefix(n, prefix) {
+				return out, nil
+			}
 			out = append(out, n)
 		}
+		if len(page) < listChunk {
+			return out, nil
+		}
+		from = "(" + page[len(page)-1]
 	}
-	sort.Strings(out)
-	return out, nil
 }
 
 // Audience implements server.Engine. A client subscribed through two

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,45 @@ func mustSub(t *testing.T, e server.Engine, id, pattern string) {
 	t.Helper()
 	if _, err := e.Subscribe(ctx, id, pattern); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestChannelsListedInChunks: the channel list is read 1000 names per
+// command (one command for all of them held Redis for every one else),
+// from the first name with the prefix.
+func TestChannelsListedInChunks(t *testing.T) {
+	srv := redistest.Start(t)
+	e := open(t, srv.URL, "chl:", server.Limits{HistorySize: 1, ChannelTimeout: time.Minute})
+	defer e.Close()
+	forEach(2500, func(i int) {
+		if _, err := e.Publish(ctx, &server.Message{Channel: fmt.Sprintf("/l/%d", i), Data: json.RawMessage(`{}`)}); err != nil {
+			t.Error(err)
+		}
+	})
+	publishOn(t, e, "/k", `{}`)
+	publishOn(t, e, "/m", `{}`)
+	all, err := e.Channels(ctx, "")
+	if err != nil || len(all) != 2502 || all[0] != "/k" || all[2501] != "/m" || !slices.IsSorted(all) {
+		t.Fatalf("Channels(\"\") = %d names, %v; want 2502, sorted", len(all), err)
+	}
+	if l, _ := e.Channels(ctx, "/l/"); len(l) != 2500 || l[0] != "/l/0" {
+		t.Errorf("Channels(/l/) = %d names from %v; want 2500", len(l), l[:min(len(l), 1)])
+	}
+	if l, _ := e.Channels(ctx, "/l/1"); len(l) != 1111 { // /l/1, /l/10-19, /l/100-199, /l/1000-1999
+		t.Errorf("Channels(/l/1) = %d names; want 1111", len(l))
+	}
+	if _, err := e.Sweep(ctx, time.Now().Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ { // the sweep drops 100 idle channels per call, 20 calls per Sweep
+		if all, _ = e.Channels(ctx, ""); len(all) == 0 {
+			break
+		}
+		if _, err := e.Sweep(ctx, time.Now().Add(2*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(all) != 0 {
+		t.Errorf("after the channel timeout: %d channels listed", len(all))
 	}
 }

@@ -25,6 +25,7 @@ import "github.com/redis/rueidis"
 //	P hs             hash: channel -> bytes of its history
 //	P hbytes         bytes of all histories
 //	P ch             zset: channel in use -> last used (ms)
+//	P chl            zset (all scores 0): the same channels, listed by name a chunk at a time
 //	P nodes          zset: node id -> heartbeat deadline (ms)
 //	P conns:NODE     hash: address -> held connections counted by that node
 //
@@ -51,10 +52,22 @@ const (
 	tooManySubscriptions = -3
 )
 
+// chLua keeps the channels in use: P ch by last use (for the sweep) and
+// P chl by name (for listing them a chunk at a time).
+const chLua = `
+local function use_channel(P, ch, now)
+  if redis.call('ZADD', P..'ch', now, ch) == 1 then redis.call('ZADD', P..'chl', 0, ch) end
+end
+local function forget_channel(P, ch)
+  redis.call('ZREM', P..'ch', ch)
+  redis.call('ZREM', P..'chl', ch)
+end
+`
+
 // historyLua is what the scripts share about history: its size in bytes,
 // and dropping a channel's whole history (for its timeout or for the
 // bytes bound). A channel with exact subscribers stays in use.
-const historyLua = `
+const historyLua = chLua + `
 local function entry_size(f)
   for i = 1, #f, 2 do if f[i] == 's' then return tonumber(f[i+1]) end end
   return #(f[2] or '')
@@ -65,7 +78,7 @@ local function drop_history(P, ch)
   redis.call('HDEL', P..'hs', ch)
   redis.call('ZREM', P..'hb', ch)
   redis.call('DECRBY', P..'hbytes', b)
-  if tonumber(redis.call('HGET', P..'sm:'..ch, 'n') or '0') <= 0 then redis.call('ZREM', P..'ch', ch) end
+  if tonumber(redis.call('HGET', P..'sm:'..ch, 'n') or '0') <= 0 then forget_channel(P, ch) end
 end
 local function trim_history(P, maxbytes, limit)
   local n = 0
@@ -101,7 +114,7 @@ local size = #payload
 if hist > 0 then
   local h = P..'h:'..ch
   redis.call('XADD', h, id, 'm', payload, 's', size)
-  redis.call('ZADD', P..'ch', now, ch)
+  use_channel(P, ch, now)
   local len, k, delta = redis.call('XLEN', h), 0, size
   while len > hist and k < 64 do
     local first = redis.call('XRANGE', h, '-', '+', 'COUNT', 1)[1]
@@ -133,7 +146,7 @@ for i = 11, #ARGV do
     redis.call('ZADD', P..'pq', seq, p)
     n = n + subs
     redis.call('PUBLISH', P..'n:'..p, seq)
-    if i == 11 then redis.call('ZADD', P..'ch', now, ch) end
+    if i == 11 then use_channel(P, ch, now) end
   end
 end
 return {seq, n}
@@ -311,7 +324,7 @@ local idle = redis.call('ZRANGEBYSCORE', P..'ch', '-inf', now - chTimeout, 'LIMI
 for _, ch in ipairs(idle) do
   if tonumber(redis.call('HGET', P..'sm:'..ch, 'n') or '0') <= 0 then
     drop_history(P, ch)
-    redis.call('ZREM', P..'ch', ch)
+    forget_channel(P, ch)
   else
     redis.call('ZADD', P..'ch', now, ch) -- in use: look again a timeout later
   end
@@ -348,7 +361,7 @@ return 1
 
 // scriptSubscribe returns 1 (new), 0 (had it), -1 (unknown session) or
 // tooManySubscriptions.
-var scriptSubscribe = rueidis.NewLuaScript(subLua + `
+var scriptSubscribe = rueidis.NewLuaScript(subLua + chLua + `
 local P, id, pattern, node, now, exact, max = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 local s = P..'s:'..id
 local kind, n = unpack(redis.call('HMGET', s, 'k', 'n'))
@@ -366,7 +379,7 @@ redis.call('HINCRBY', meta, 'n', 1)
 redis.call('PERSIST', meta)
 redis.call('HINCRBY', meta, 'k:'..kind, 1)
 redis.call('HINCRBY', P..'stats', 'subs', 1)
-if exact == '1' then redis.call('ZADD', P..'ch', now, pattern) end
+if exact == '1' then use_channel(P, pattern, now) end
 redis.call('PUBLISH', P..'ctl', 'd '..node..' '..id)
 return 1
 `)
