@@ -99,7 +99,7 @@ end
 // scriptPublish returns {seq, reached}, or {tooManyChannels, 0}. Each of
 // its loops has a fixed bound: the candidates (at most 257 for a channel
 // name of 512 bytes), the entries trimmed per stream (64; each publish adds
-// one) and the histories dropped for bytes (4; the sweep drops the rest).
+// one) and the histories dropped for bytes (16; the sweep drops the rest).
 var scriptPublish = rueidis.NewLuaScript(historyLua + `
 local P, ch, payload = ARGV[1], ARGV[2], ARGV[3]
 local now, hist, qmax, qbytes, retain = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -123,7 +123,7 @@ if hist > 0 then
     len, k = len - 1, k + 1
   end
   redis.call('HINCRBY', P..'hs', ch, delta)
-  if redis.call('INCRBY', P..'hbytes', delta) > maxbytes then trim_history(P, maxbytes, 4) end
+  if redis.call('INCRBY', P..'hbytes', delta) > maxbytes then trim_history(P, maxbytes, 16) end
 end
 local n = 0
 for i = 11, #ARGV do
