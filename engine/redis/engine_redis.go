@@ -197,7 +197,7 @@ func (e *Engine) execInt(ctx context.Context, s *rueidis.Lua, args ...string) (i
 // CreateSession implements server.Engine.
 func (e *Engine) CreateSession(ctx context.Context, s server.Session) error {
 	args := []string{s.ID, s.Kind, s.Remote, strconv.FormatInt(s.Timeout.Milliseconds(), 10), nowMS(),
-		strconv.Itoa(e.opts.Limits.MaxClients), newID(), strconv.FormatUint(e.highWater.Load(), 10)}
+		strconv.Itoa(e.opts.Limits.MaxClients), newID(), strconv.FormatUint(e.highWater.Load(), 10), strconv.Itoa(drainChunk)}
 	for k, v := range s.Attrs {
 		args = append(args, k, v)
 	}
@@ -217,12 +217,19 @@ func (e *Engine) CreateSession(ctx context.Context, s server.Session) error {
 func (e *Engine) Session(ctx context.Context, id string) (server.Session, error) {
 	cctx, cancel := e.call(ctx)
 	defer cancel()
-	m, err := e.client.Do(cctx, e.client.B().Hgetall().Key(e.p+"s:"+id).Build()).AsStrMap()
+	res := e.client.DoMulti(cctx,
+		e.client.B().Hgetall().Key(e.p+"s:"+id).Build(),
+		e.client.B().Get().Key(e.p+"epoch").Build())
+	m, err := res[0].AsStrMap()
 	if err != nil {
 		return server.Session{}, fail(err)
 	}
+	epoch, err := res[1].ToString()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return server.Session{}, fail(err)
+	}
 	kind, ok := m["k"]
-	if !ok {
+	if !ok || m["e"] != epoch { // none, or one of data Redis lost (see scriptRenew)
 		return server.Session{}, unknown(id)
 	}
 	ms, _ := strconv.ParseInt(m["t"], 10, 64)

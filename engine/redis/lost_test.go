@@ -139,6 +139,7 @@ func TestNoForeignMessageAfterOlderSnapshot(t *testing.T) {
 	if _, err := e.Fetch(ctx, "pub", 0); !errors.Is(err, server.ErrUnknownClient) {
 		t.Errorf("Fetch of a session from the older snapshot: %v; want ErrUnknownClient (its cursor went back)", err)
 	}
+	startAgain(t, e, "pub")
 	checkPublic(t, e, secret)
 }
 
@@ -174,7 +175,27 @@ func TestNoForeignMessageAfterFailover(t *testing.T) {
 	if _, err := e.Fetch(ctx, "pub", 0); !errors.Is(err, server.ErrUnknownClient) {
 		t.Errorf("Fetch of a session on the lagging replica: %v; want ErrUnknownClient (its cursor went back)", err)
 	}
+	startAgain(t, e, "pub")
 	checkPublic(t, e, secret)
+}
+
+// startAgain checks that a session of data Redis lost is unknown to every
+// call that looks it up, and that its client can start again under the
+// same id (a Stardust stream id is the client's choice).
+func startAgain(t *testing.T, e server.Engine, id string) {
+	t.Helper()
+	if _, err := e.Session(ctx, id); !errors.Is(err, server.ErrUnknownClient) {
+		t.Errorf("Session(%s) of the lost data: %v; want ErrUnknownClient", id, err)
+	}
+	if err := e.CreateSession(ctx, server.Session{ID: id, Kind: server.KindBayeux, Timeout: time.Hour}); err != nil {
+		t.Fatalf("CreateSession(%s) again: %v; want a new session in its place", id, err)
+	}
+	if _, err := e.Subscribe(ctx, id, "/public"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := e.Fetch(ctx, id, 0); err != nil || len(b.Messages) != 0 {
+		t.Errorf("Fetch of the new %s: %d messages, %v; want none", id, len(b.Messages), err)
+	}
 }
 
 // restartAndWait runs restart (Redis goes away and comes back) while

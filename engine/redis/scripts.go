@@ -155,13 +155,18 @@ return {seq, n}
 // scriptCreate stores a session with the epoch it belongs to. A missing
 // epoch means Redis lost its data (or never had any): a new one is
 // written, and the sequence moves past the highest this process has seen
-// (ARGV[9]), so that a sequence number never names two messages.
-var scriptCreate = rueidis.NewLuaScript(`
+// (ARGV[9]), so that a sequence number never names two messages. A session
+// of another epoch (of data Redis lost, or of an older version) is
+// removed and replaced.
+var scriptCreate = rueidis.NewLuaScript(removeLua + `
 local P, id, kind, remote, timeout, now, max = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local s = P..'s:'..id
-if redis.call('EXISTS', s) == 1 then return 0 end
-if redis.call('ZCARD', P..'sessions') >= max then return -2 end
 local epoch = redis.call('GET', P..'epoch')
+if redis.call('EXISTS', s) == 1 then
+  if epoch and redis.call('HGET', s, 'e') == epoch then return 0 end
+  remove(P, id, tonumber(ARGV[10]))
+end
+if redis.call('ZCARD', P..'sessions') >= max then return -2 end
 if not epoch then
   epoch = ARGV[8]
   redis.call('SET', P..'epoch', epoch)
@@ -169,7 +174,7 @@ if not epoch then
 end
 redis.call('HSET', s, 'k', kind, 'r', remote, 't', timeout, 'c', redis.call('GET', P..'seq') or '0', 'e', epoch, 'n', 0,
   'v', redis.call('INCR', P..'vseq'))
-for i = 10, #ARGV, 2 do redis.call('HSET', s, 'a:'..ARGV[i], ARGV[i+1]) end
+for i = 11, #ARGV, 2 do redis.call('HSET', s, 'a:'..ARGV[i], ARGV[i+1]) end
 local deadline = '+inf'
 if timeout > 0 then deadline = now + timeout end
 redis.call('ZADD', P..'sessions', deadline, id)
