@@ -123,6 +123,22 @@ func (s *Server) Restart(down time.Duration) {
 	s.start()
 }
 
+// Do runs one command (SAVE, FLUSHALL, INFO replication...) on the server
+// and returns its answer as text.
+func (s *Server) Do(t testing.TB, args ...string) string {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	out, err := c.Do(context.Background(), c.B().Arbitrary(args...).Build()).ToAny()
+	if err != nil {
+		t.Fatalf("redis %v: %v", args, err)
+	}
+	return fmt.Sprint(out)
+}
+
 // Proxy forwards connections on a loopback port to a server, and can be
 // pointed at another one, as a failover moves clients: a client given
 // Proxy.URL sees its server change under one address.
