@@ -56,7 +56,8 @@ const (
 // P chl by name (for listing them a chunk at a time).
 const chLua = `
 local function use_channel(P, ch, now)
-  if redis.call('ZADD', P..'ch', now, ch) == 1 then redis.call('ZADD', P..'chl', 0, ch) end
+  redis.call('ZADD', P..'ch', now, ch)
+  redis.call('ZADD', P..'chl', 0, ch) -- always: P ch may come from a version without P chl
 end
 local function forget_channel(P, ch)
   redis.call('ZREM', P..'ch', ch)
@@ -114,7 +115,6 @@ local size = #payload
 if hist > 0 then
   local h = P..'h:'..ch
   redis.call('XADD', h, id, 'm', payload, 's', size)
-  use_channel(P, ch, now)
   local len, k, delta = redis.call('XLEN', h), 0, size
   while len > hist and k < 64 do
     local first = redis.call('XRANGE', h, '-', '+', 'COUNT', 1)[1]
@@ -125,7 +125,7 @@ if hist > 0 then
   redis.call('HINCRBY', P..'hs', ch, delta)
   if redis.call('INCRBY', P..'hbytes', delta) > maxbytes then trim_history(P, maxbytes, 16) end
 end
-local n = 0
+local n, used = 0, hist > 0
 for i = 11, #ARGV do
   local p = ARGV[i]
   local meta = P..'sm:'..p
@@ -146,9 +146,10 @@ for i = 11, #ARGV do
     redis.call('ZADD', P..'pq', seq, p)
     n = n + subs
     redis.call('PUBLISH', P..'n:'..p, seq)
-    if i == 11 then use_channel(P, ch, now) end
+    if i == 11 then used = true end
   end
 end
+if used then use_channel(P, ch, now) end
 return {seq, n}
 `)
 
