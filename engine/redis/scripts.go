@@ -455,7 +455,9 @@ return seq
 //
 // Each entry comes from a stream after the committed cursor, up to max per
 // stream, none past ARGV[7] when it is not 0 (the caller has max messages
-// before it already); next is where the following chunk starts ("" when
+// before it already) nor, once the call has read max messages, past the
+// max-th oldest of them (so that a call returns a few times max entries,
+// not max per stream); next is where the following chunk starts ("" when
 // done). A payload already returned by this call is "". It takes nothing;
 // it records, for each stream whose messages were lost to the queue bounds,
 // that they were reported (in dropped). The caller merges the chunks, keeps
@@ -508,11 +510,28 @@ else
     end
   end
 end
-local last = '+'
-if bound > 0 then last = bound..'-0' end
+-- Once this call has read max messages, later streams need nothing past
+-- the max-th oldest: kept in cap, from the distinct sequence numbers read
+-- (pool), pruned to the oldest max whenever it reaches twice that. So that
+-- a call reads about max messages for each doubling, never max per stream.
+local cap, pool = bound, {}
+local function note(seq)
+  table.insert(pool, tonumber(seq))
+  if #pool >= 2 * max then
+    table.sort(pool)
+    for i = #pool, max + 1, -1 do pool[i] = nil end
+    if cap == 0 or pool[max] < cap then cap = pool[max] end
+  end
+end
+local function upto(untilSeq)
+  local last = cap
+  if untilSeq and (last == 0 or untilSeq < last) then last = untilSeq end
+  if last == 0 then return '+', 0 end
+  return last..'-0', last
+end
 local dropped, sent = 0, {}
 local function add(seq, payload, p, off)
-  if sent[seq] then payload = '' end
+  if sent[seq] then payload = '' else note(seq) end
   sent[seq] = true
   table.insert(out, seq)
   table.insert(out, payload)
@@ -530,9 +549,9 @@ for _, p in ipairs(pats) do
     redis.call('HDEL', subs, p) -- all it queued is committed
     redis.call('ZREM', sl, p)
   else
-    local stream, upto = P..'st:'..p, last
-    if untilSeq and (bound == 0 or untilSeq < bound) then upto = untilSeq..'-0' end
-    local entries = redis.call('XRANGE', stream, '('..after..'-0', upto, 'COUNT', max)
+    local stream = P..'st:'..p
+    local last, capped = upto(untilSeq)
+    local entries = redis.call('XRANGE', stream, '('..after..'-0', last, 'COUNT', max)
     local newSeen = seen
     if #entries > 0 then
       local firstOff = tonumber(entries[1][2][4])
@@ -540,8 +559,8 @@ for _, p in ipairs(pats) do
     elseif not untilSeq then
       local lastOff = tonumber(redis.call('HGET', P..'sm:'..p, 'o') or '0')
       -- Nothing after the cursor: what was added since it was seen is lost,
-      -- unless it lies past the bound.
-      if lastOff > seen and (bound == 0 or #redis.call('XRANGE', stream, '('..after..'-0', '+', 'COUNT', 1) == 0) then
+      -- unless it lies past what was read.
+      if lastOff > seen and (capped == 0 or #redis.call('XRANGE', stream, '('..after..'-0', '+', 'COUNT', 1) == 0) then
         newSeen = lastOff
       end
     end
@@ -553,7 +572,7 @@ for _, p in ipairs(pats) do
   end
 end
 if first then
-  for _, e in ipairs(redis.call('XRANGE', P..'d:'..id, '('..c..'-0', last, 'COUNT', max)) do
+  for _, e in ipairs(redis.call('XRANGE', P..'d:'..id, '('..c..'-0', (upto()), 'COUNT', max)) do
     add(string.sub(e[1], 1, -3), e[2][2], '', 0)
   end
 end
