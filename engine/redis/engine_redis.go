@@ -606,24 +606,36 @@ func (e *Engine) NotifyPoll(ctx context.Context, id string) error {
 	return fail(e.client.Do(cctx, e.client.B().Publish().Channel(e.p+"ctl").Message("r "+e.node+" "+id).Build()).Error())
 }
 
-// History implements server.Engine.
+// History implements server.Engine: historyChunk entries per command, so
+// that a long history of large messages never makes one long command.
 func (e *Engine) History(ctx context.Context, channel string, after uint64) ([]*server.Message, error) {
-	cctx, cancel := e.call(ctx)
-	defer cancel()
-	entries, err := e.client.Do(cctx, e.client.B().Xrange().Key(e.p+"h:"+channel).
-		Start("("+strconv.FormatUint(after, 10)+"-0").End("+").Build()).AsXRange()
-	if err != nil {
-		return nil, fail(err)
-	}
-	out := make([]*server.Message, 0, len(entries))
-	for _, en := range entries {
-		seq, _ := strconv.ParseUint(strings.TrimSuffix(en.ID, "-0"), 10, 64)
-		if m, err := e.cache.get(seq, en.FieldValues["m"]); err == nil {
-			out = append(out, m)
+	var out []*server.Message
+	for {
+		cctx, cancel := e.call(ctx)
+		entries, err := e.client.Do(cctx, e.client.B().Xrange().Key(e.p+"h:"+channel).
+			Start("("+strconv.FormatUint(after, 10)+"-0").End("+").Count(historyChunk).Build()).AsXRange()
+		cancel()
+		if err != nil {
+			return nil, fail(err)
+		}
+		for _, en := range entries {
+			seq, _ := strconv.ParseUint(strings.TrimSuffix(en.ID, "-0"), 10, 64)
+			after = seq
+			if m, err := e.cache.get(seq, en.FieldValues["m"]); err == nil {
+				out = append(out, m)
+			}
+		}
+		if len(entries) < historyChunk {
+			if out == nil {
+				out = []*server.Message{}
+			}
+			return out, nil
 		}
 	}
-	return out, nil
 }
+
+// historyChunk is how many history entries one command reads.
+const historyChunk = 100
 
 // Channels implements server.Engine: listChunk names per command, from
 // the first with the prefix, so that no command grows with the channels.

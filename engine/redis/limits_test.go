@@ -176,3 +176,27 @@ func TestChannelsListedInChunks(t *testing.T) {
 		t.Errorf("after the channel timeout: %d channels listed", len(all))
 	}
 }
+
+// TestHistoryReadInChunks: a history longer than one command reads (100)
+// comes back whole and in order, from any point.
+func TestHistoryReadInChunks(t *testing.T) {
+	srv := redistest.Start(t)
+	e := open(t, srv.URL, "hist:", server.Limits{HistorySize: 250})
+	defer e.Close()
+	var seqs []uint64
+	for i := range 260 {
+		seqs = append(seqs, publishOn(t, e, "/h", fmt.Sprintf(`{"n":%d}`, i)).Seq)
+	}
+	h, err := e.History(ctx, "/h", 0)
+	if err != nil || len(h) != 250 || string(h[0].Data) != `{"n":10}` || string(h[249].Data) != `{"n":259}` {
+		t.Fatalf("History = %d messages, %v; want the newest 250 in order", len(h), err)
+	}
+	for i := 1; i < len(h); i++ {
+		if h[i].Seq <= h[i-1].Seq {
+			t.Fatalf("out of order at %d", i)
+		}
+	}
+	if h, _ := e.History(ctx, "/h", seqs[149]); len(h) != 110 || string(h[0].Data) != `{"n":150}` {
+		t.Errorf("History after the 150th = %d messages; want 110 from {\"n\":150}", len(h))
+	}
+}
