@@ -17,15 +17,7 @@ import (
 // anew under the same id and gets what is published next.
 func TestRedisRolledBack(t *testing.T) {
 	srv := redistest.Start(t)
-	bin := stardustBinary(t)
-	dir := t.TempDir()
-	cfg := rewritePlaceholders(t, "conf/stardust-redis.toml",
-		readFile(t, filepath.Join(repoRoot(t), "conf", "stardust-redis.toml")), "redis://127.0.0.1:6379/0", srv.URL)
-	writeFile(t, filepath.Join(dir, "redis.toml"), cfg)
-	addr := freeAddr(t)
-	p := startProcess(t, "stardust", dir, bin, "--config", filepath.Join(dir, "redis.toml"), "--listen", addr, "--timeout", "3s")
-	p.waitListening(t, addr)
-	c := newCometClient(t, "http://"+addr)
+	p, c := startOnRedis(t, srv, "3s")
 	c.publish(t, "rb", `{"n":0}`)
 	if _, err := pollNumbers(t, c, "rb", "5.5"); err != nil { // registers the stream id (waits one hold)
 		t.Fatal(err)
@@ -57,4 +49,18 @@ func TestRedisRolledBack(t *testing.T) {
 	if !strings.Contains(p.out.String(), "Redis lost data") {
 		t.Errorf("no log line about the lost data:\n%s", p.out.String())
 	}
+}
+
+// startOnRedis starts stardust with conf/stardust-redis.toml on srv, polls
+// held for hold, and returns it with a client of its Stardust API.
+func startOnRedis(t *testing.T, srv *redistest.Server, hold string) (*process, *cometClient) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := rewritePlaceholders(t, "conf/stardust-redis.toml",
+		readFile(t, filepath.Join(repoRoot(t), "conf", "stardust-redis.toml")), "redis://127.0.0.1:6379/0", srv.URL)
+	writeFile(t, filepath.Join(dir, "redis.toml"), cfg)
+	addr := freeAddr(t)
+	p := startProcess(t, "stardust", dir, stardustBinary(t), "--config", filepath.Join(dir, "redis.toml"), "--listen", addr, "--timeout", hold)
+	p.waitListening(t, addr)
+	return p, newCometClient(t, "http://"+addr)
 }
