@@ -133,15 +133,7 @@ func TestRedisOutage(t *testing.T) {
 // handshake again.
 func TestRedisLostWhileHeld(t *testing.T) {
 	srv := redistest.Start(t)
-	bin := stardustBinary(t)
-	dir := t.TempDir()
-	cfg := rewritePlaceholders(t, "conf/stardust-redis.toml",
-		readFile(t, filepath.Join(repoRoot(t), "conf", "stardust-redis.toml")), "redis://127.0.0.1:6379/0", srv.URL)
-	writeFile(t, filepath.Join(dir, "redis.toml"), cfg)
-	addr := freeAddr(t)
-	p := startProcess(t, "stardust", dir, bin, "--config", filepath.Join(dir, "redis.toml"), "--listen", addr, "--timeout", "20s")
-	p.waitListening(t, addr)
-	c := newCometClient(t, "http://"+addr)
+	_, c := startOnRedis(t, srv, "20s")
 	c.publish(t, "lh", `{"n":0}`) // Redis has data (its epoch)
 	poll := c.startPoll("lh", "4.4", 30*time.Second)
 	waitHeldPolls(t, c, 1)

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/redis/rueidis"
-
 	"github.com/stardust-go/stardust/internal/redistest"
 	"github.com/stardust-go/stardust/server"
 )
@@ -21,11 +19,7 @@ import (
 // to BENCHMARKS.md (go test -run TestPublishCostIsFlat -v ./engine/redis).
 func TestPublishCostIsFlat(t *testing.T) {
 	srv := redistest.Start(t)
-	admin, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr}, DisableCache: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
+	admin := adminOf(t, srv)
 	ctx := context.Background()
 	const publishes = 100
 	var perPublish []float64

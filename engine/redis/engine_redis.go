@@ -22,9 +22,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,9 +59,15 @@ type Engine struct {
 	mu       sync.Mutex
 	watchers map[string][]*watch // by session id
 	topics   map[string]*topic   // pattern topics this process listens to
+	lists    map[string]subsList // by session id: its subscriptions as last read for its watches
 	sub      rueidis.DedicatedClient
 	subReady chan struct{} // closed once the first pub/sub connection is up
-	epoch    string
+	epoch    string        // the epoch key as last read
+	runID    string        // the Redis server's run_id as last read: a new one is a restart or a failover
+
+	// highWater is the highest sequence number this process has seen: a
+	// Redis that comes back below it has lost data (see checkEpoch).
+	highWater atomic.Uint64
 
 	cache msgCache
 
@@ -79,6 +86,15 @@ type watch struct {
 	notify   func(server.Wake)
 	patterns []string
 	stopped  bool
+}
+
+// subsList is a session's subscriptions as read for its watches, kept
+// while its version in Redis is the same, and dropped topicGrace after
+// its last use.
+type subsList struct {
+	version  string
+	patterns []string // read-only: shared by the watches
+	used     time.Time
 }
 
 // topic is one pattern's pub/sub subscription, kept while watches need it
@@ -119,7 +135,7 @@ func New(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("%w: redis at %s: %v", server.ErrEngine, opts.URL, err)
 	}
 	e := &Engine{opts: opts, client: client, node: newID(), p: opts.Prefix,
-		watchers: map[string][]*watch{}, topics: map[string]*topic{},
+		watchers: map[string][]*watch{}, topics: map[string]*topic{}, lists: map[string]subsList{},
 		subReady: make(chan struct{}), done: make(chan struct{})}
 	e.cache.init(4096)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -181,7 +197,7 @@ func (e *Engine) execInt(ctx context.Context, s *rueidis.Lua, args ...string) (i
 // CreateSession implements server.Engine.
 func (e *Engine) CreateSession(ctx context.Context, s server.Session) error {
 	args := []string{s.ID, s.Kind, s.Remote, strconv.FormatInt(s.Timeout.Milliseconds(), 10), nowMS(),
-		strconv.Itoa(e.opts.Limits.MaxClients), newID()}
+		strconv.Itoa(e.opts.Limits.MaxClients), newID(), strconv.FormatUint(e.highWater.Load(), 10), strconv.Itoa(drainChunk)}
 	for k, v := range s.Attrs {
 		args = append(args, k, v)
 	}
@@ -201,12 +217,19 @@ func (e *Engine) CreateSession(ctx context.Context, s server.Session) error {
 func (e *Engine) Session(ctx context.Context, id string) (server.Session, error) {
 	cctx, cancel := e.call(ctx)
 	defer cancel()
-	m, err := e.client.Do(cctx, e.client.B().Hgetall().Key(e.p+"s:"+id).Build()).AsStrMap()
+	res := e.client.DoMulti(cctx,
+		e.client.B().Hgetall().Key(e.p+"s:"+id).Build(),
+		e.client.B().Get().Key(e.p+"epoch").Build())
+	m, err := res[0].AsStrMap()
 	if err != nil {
 		return server.Session{}, fail(err)
 	}
+	epoch, err := res[1].ToString()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return server.Session{}, fail(err)
+	}
 	kind, ok := m["k"]
-	if !ok {
+	if !ok || m["e"] != epoch { // none, or one of data Redis lost (see scriptRenew)
 		return server.Session{}, unknown(id)
 	}
 	ms, _ := strconv.ParseInt(m["t"], 10, 64)
@@ -227,8 +250,13 @@ func (e *Engine) Touch(ctx context.Context, ids ...string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := e.exec(ctx, scriptTouch, append([]string{nowMS()}, ids...)...)
-	return err
+	now := nowMS()
+	for chunk := range slices.Chunk(ids, listChunk) { // a script per chunk: each stays short
+		if _, err := e.exec(ctx, scriptTouch, append([]string{now}, chunk...)...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SetAttr implements server.Engine.
@@ -242,7 +270,7 @@ func (e *Engine) SetAttr(ctx context.Context, id, key, value string) error {
 
 // RemoveSession implements server.Engine.
 func (e *Engine) RemoveSession(ctx context.Context, id string) (bool, error) {
-	n, err := e.execInt(ctx, scriptRemove, id, e.node)
+	n, err := e.execInt(ctx, scriptRemove, id, e.node, strconv.Itoa(drainChunk))
 	if err != nil {
 		return false, err
 	}
@@ -256,21 +284,40 @@ func (e *Engine) RemoveSession(ctx context.Context, id string) (bool, error) {
 // its connection counts go with it when it dies.
 const heartbeat = 10 * time.Second
 
-// Sweep implements server.Engine.
+// Chunks of the scripts that read or drop a session's subscriptions: each
+// call handles this many, so that its work stays bounded whatever the
+// subscription limit (see scripts.go).
+const (
+	fetchChunk = 128  // subscriptions read per fetch call: the default limit in one call
+	listChunk  = 1000 // subscriptions listed per call (one HMGET)
+	drainChunk = 128  // subscriptions of removed sessions dropped per call: the default limit in one call
+	sweepCalls = 20   // sweep calls per Sweep at most; the next Sweep goes on
+)
+
+// Sweep implements server.Engine. Each call of the script does a bounded
+// part of the work; Sweep calls it again while work is left, up to
+// sweepCalls times.
 func (e *Engine) Sweep(ctx context.Context, now time.Time) ([]server.Session, error) {
-	r, err := e.exec(ctx, scriptSweep, strconv.FormatInt(now.UnixMilli(), 10), e.node,
-		strconv.FormatInt(e.opts.Limits.ChannelTimeout.Milliseconds(), 10), strconv.FormatInt(heartbeat.Milliseconds(), 10))
-	if err != nil {
-		return nil, err
-	}
-	vals, err := r.AsStrSlice()
-	if err != nil {
-		return nil, fail(err)
-	}
-	out := make([]server.Session, 0, len(vals)/2)
-	for i := 0; i+1 < len(vals); i += 2 {
-		out = append(out, server.Session{ID: vals[i], Kind: vals[i+1]})
-		e.wake(vals[i], server.WakeExpired)
+	l := e.opts.Limits
+	var out []server.Session
+	for range sweepCalls {
+		r, err := e.exec(ctx, scriptSweep, strconv.FormatInt(now.UnixMilli(), 10), e.node,
+			strconv.FormatInt(l.ChannelTimeout.Milliseconds(), 10), strconv.FormatInt(heartbeat.Milliseconds(), 10),
+			strconv.FormatInt(l.MaxHistoryBytes, 10), strconv.Itoa(drainChunk))
+		if err != nil {
+			return out, err
+		}
+		vals, err := r.AsStrSlice()
+		if err != nil || len(vals) == 0 {
+			return out, fail(fmt.Errorf("sweep: unexpected answer: %v", err))
+		}
+		for i := 1; i+1 < len(vals); i += 2 {
+			out = append(out, server.Session{ID: vals[i], Kind: vals[i+1]})
+			e.wake(vals[i], server.WakeExpired)
+		}
+		if vals[0] != "1" {
+			break
+		}
 	}
 	return out, nil
 }
@@ -284,10 +331,13 @@ func (e *Engine) Subscribe(ctx context.Context, id, pattern string) (bool, error
 	if !server.IsWild(pattern) {
 		exact = "1"
 	}
-	n, err := e.execInt(ctx, scriptSubscribe, id, pattern, e.node, nowMS(), exact)
+	max := e.opts.Limits.MaxSubscriptions
+	n, err := e.execInt(ctx, scriptSubscribe, id, pattern, e.node, nowMS(), exact, strconv.Itoa(max))
 	switch {
 	case err != nil:
 		return false, err
+	case n == tooManySubscriptions:
+		return false, fmt.Errorf("%w: %d per client", server.ErrTooManySubscriptions, max)
 	case n < 0:
 		return false, unknown(id)
 	}
@@ -309,29 +359,30 @@ func (e *Engine) Unsubscribe(ctx context.Context, id, pattern string) (bool, err
 	return n == 1, nil
 }
 
-// Subscriptions implements server.Engine.
+// Subscriptions implements server.Engine: listChunk patterns per call.
 func (e *Engine) Subscriptions(ctx context.Context, id string) ([]string, error) {
-	cctx, cancel := e.call(ctx)
-	defer cancel()
-	res := e.client.DoMulti(cctx,
-		e.client.B().Exists().Key(e.p+"s:"+id).Build(),
-		e.client.B().Hgetall().Key(e.p+"s:"+id+":subs").Build())
-	n, err := res[0].AsInt64()
-	if err != nil {
-		return nil, fail(err)
-	}
-	if n == 0 {
-		return nil, unknown(id)
-	}
-	all, err := res[1].AsStrMap()
-	if err != nil {
-		return nil, fail(err)
-	}
-	subs := make([]string, 0, len(all))
-	for p, pos := range all {
-		if strings.Count(pos, ":") == 1 { // not unsubscribed with messages pending
+	var subs []string
+	for from := "-"; ; {
+		r, err := e.exec(ctx, scriptList, id, from, strconv.Itoa(listChunk))
+		if err != nil {
+			return nil, err
+		}
+		vals, err := r.ToArray()
+		if err != nil || len(vals) == 0 {
+			return nil, fail(fmt.Errorf("subscriptions: unexpected answer: %v", err))
+		}
+		if n, err := vals[0].AsInt64(); err == nil && n < 0 {
+			return nil, unknown(id)
+		}
+		next, _ := vals[0].ToString()
+		for _, v := range vals[1:] {
+			p, _ := v.ToString()
 			subs = append(subs, p)
 		}
+		if next == "" {
+			break
+		}
+		from = "(" + next
 	}
 	sort.Strings(subs)
 	return subs, nil
@@ -361,7 +412,8 @@ func (e *Engine) Publish(ctx context.Context, m *server.Message) (int, error) {
 	payload := encode(m)
 	l := e.opts.Limits
 	args := []string{m.Channel, payload, strconv.FormatInt(m.Time.UnixMilli(), 10), strconv.Itoa(l.HistorySize),
-		strconv.Itoa(l.QueueMaxMessages), strconv.Itoa(l.QueueMaxBytes), strconv.FormatInt(e.retain().Milliseconds(), 10)}
+		strconv.Itoa(l.QueueMaxMessages), strconv.Itoa(l.QueueMaxBytes), strconv.FormatInt(e.retain().Milliseconds(), 10),
+		strconv.Itoa(l.MaxChannels), strconv.FormatInt(l.MaxHistoryBytes, 10)}
 	args = append(args, candidates(m.Channel)...)
 	r, err := e.exec(ctx, scriptPublish, args...)
 	if err != nil {
@@ -371,7 +423,11 @@ func (e *Engine) Publish(ctx context.Context, m *server.Message) (int, error) {
 	if err != nil || len(vals) != 2 {
 		return 0, fail(fmt.Errorf("publish: unexpected answer: %v", err))
 	}
+	if vals[0] == tooManyChannels {
+		return 0, fmt.Errorf("%w: %d channels keep history", server.ErrTooManyChannels, l.MaxChannels)
+	}
 	m.Seq = uint64(vals[0])
+	e.saw(m.Seq)
 	e.cache.put(m.Seq, payload, m)
 	return int(vals[1]), nil
 }
@@ -396,42 +452,141 @@ func (e *Engine) Deliver(ctx context.Context, id string, m *server.Message) erro
 		return unknown(id)
 	}
 	m.Seq = uint64(n)
+	e.saw(m.Seq)
 	e.wake(id, server.WakeMessages)
 	return nil
 }
 
-// Fetch implements server.Engine.
+// Fetch implements server.Engine: scriptFetch reads fetchChunk
+// subscriptions per call (of those that may have news), the chunks are
+// merged here (the oldest max after the committed cursor), then
+// scriptMark records how far each stream was answered, or, when there was
+// nothing, the session's new watermark. Each call is atomic, not the
+// whole: a subscription added meanwhile is fetched by the next poll, which
+// its notice wakes.
 func (e *Engine) Fetch(ctx context.Context, id string, max int) (server.Batch, error) {
 	if max <= 0 {
 		max = 1 << 20
 	}
-	r, err := e.exec(ctx, scriptFetch, id, strconv.Itoa(max))
-	if err != nil {
-		return server.Batch{}, err
-	}
-	vals, err := r.ToArray()
-	if err != nil || len(vals) == 0 {
-		return server.Batch{}, fail(fmt.Errorf("fetch: unexpected answer: %v", err))
-	}
-	head, _ := vals[0].AsInt64()
-	if head < 0 {
-		return server.Batch{}, unknown(id)
-	}
-	cursor, _ := vals[1].AsInt64()
-	b := server.Batch{Dropped: int(head), Cursor: uint64(cursor)}
-	for i := 2; i+1 < len(vals); i += 2 {
-		seq, err1 := vals[i].AsInt64()
-		payload, err2 := vals[i+1].ToString()
-		if err1 != nil || err2 != nil {
-			return server.Batch{}, fail(errors.New("fetch: bad entry"))
+	var (
+		b       server.Batch
+		got     = map[uint64]string{} // seq -> payload
+		answers []streamOffset
+		bound   uint64 // the chunks after this need nothing past it
+		mode    string // "" for the first call, then the order it chose
+		from    string
+		now     string // the sequence when the first call ran
+	)
+	for {
+		r, err := e.exec(ctx, scriptFetch, id, strconv.Itoa(max), mode, from, strconv.Itoa(fetchChunk), strconv.FormatUint(bound, 10))
+		if err != nil {
+			return server.Batch{}, err
 		}
-		m, err := e.cache.get(uint64(seq), payload)
+		vals, err := r.ToArray()
+		if err != nil || len(vals) == 0 {
+			return server.Batch{}, fail(fmt.Errorf("fetch: unexpected answer: %v", err))
+		}
+		head, _ := vals[0].AsInt64()
+		if head < 0 || len(vals) < 5 {
+			return server.Batch{}, unknown(id)
+		}
+		if uint64(head) > b.Cursor {
+			b.Cursor = uint64(head)
+		}
+		dropped, _ := vals[1].AsInt64()
+		b.Dropped += int(dropped)
+		next, _ := vals[2].ToString()
+		if mode == "" {
+			mode, _ = vals[3].ToString()
+			now, _ = vals[4].ToString()
+		}
+		for i := 5; i+3 < len(vals); i += 4 {
+			seq, err1 := vals[i].AsInt64()
+			payload, err2 := vals[i+1].ToString()
+			pattern, err3 := vals[i+2].ToString()
+			off, err4 := vals[i+3].AsInt64()
+			if err := errors.Join(err1, err2, err3, err4); err != nil {
+				return server.Batch{}, fail(fmt.Errorf("fetch: bad entry: %v", err))
+			}
+			if _, ok := got[uint64(seq)]; !ok || payload != "" {
+				got[uint64(seq)] = payload
+			}
+			if pattern != "" {
+				answers = append(answers, streamOffset{uint64(seq), pattern, off})
+			}
+		}
+		if next == "" {
+			break
+		}
+		from = next
+		if len(got) >= max {
+			bound = oldest(got, max)
+		}
+	}
+	seqs := make([]uint64, 0, len(got))
+	for seq := range got {
+		if seq > b.Cursor {
+			seqs = append(seqs, seq)
+		}
+	}
+	slices.Sort(seqs)
+	if len(seqs) > max {
+		seqs = seqs[:max]
+	}
+	for _, seq := range seqs {
+		b.Cursor = seq
+		m, err := e.cache.get(seq, got[seq])
 		if err != nil {
 			continue // not ours to send: skip what does not decode
 		}
 		b.Messages = append(b.Messages, m)
 	}
+	e.saw(b.Cursor)
+	watermark := ""
+	if len(answers) == 0 {
+		watermark = now // no stream of the session has anything after the cursor up to now
+	}
+	if err := e.mark(ctx, id, answers, b.Cursor, watermark); err != nil {
+		return server.Batch{}, err
+	}
 	return b, nil
+}
+
+// streamOffset is one entry a fetch read from a subscription's stream.
+type streamOffset struct {
+	seq     uint64
+	pattern string
+	off     int64
+}
+
+// oldest drops from got all but its max oldest entries and returns the
+// newest seq kept.
+func oldest(got map[uint64]string, max int) uint64 {
+	seqs := slices.Sorted(maps.Keys(got))
+	for _, seq := range seqs[max:] {
+		delete(got, seq)
+	}
+	return seqs[max-1]
+}
+
+// mark records, per stream, the highest offset of the entries answered
+// (those up to cursor), and the session's watermark unless it is "".
+func (e *Engine) mark(ctx context.Context, id string, answers []streamOffset, cursor uint64, watermark string) error {
+	high := map[string]int64{}
+	for _, a := range answers {
+		if a.seq <= cursor && a.off > high[a.pattern] {
+			high[a.pattern] = a.off
+		}
+	}
+	if len(high) == 0 && watermark == "" {
+		return nil
+	}
+	args := []string{id, watermark}
+	for p, off := range high {
+		args = append(args, p, strconv.FormatInt(off, 10))
+	}
+	_, err := e.exec(ctx, scriptMark, args...)
+	return err
 }
 
 // Commit implements server.Engine.
@@ -451,41 +606,64 @@ func (e *Engine) NotifyPoll(ctx context.Context, id string) error {
 	return fail(e.client.Do(cctx, e.client.B().Publish().Channel(e.p+"ctl").Message("r "+e.node+" "+id).Build()).Error())
 }
 
-// History implements server.Engine.
+// History implements server.Engine: historyChunk entries per command, so
+// that a long history of large messages never makes one long command.
 func (e *Engine) History(ctx context.Context, channel string, after uint64) ([]*server.Message, error) {
-	cctx, cancel := e.call(ctx)
-	defer cancel()
-	entries, err := e.client.Do(cctx, e.client.B().Xrange().Key(e.p+"h:"+channel).
-		Start("("+strconv.FormatUint(after, 10)+"-0").End("+").Build()).AsXRange()
-	if err != nil {
-		return nil, fail(err)
-	}
-	out := make([]*server.Message, 0, len(entries))
-	for _, en := range entries {
-		seq, _ := strconv.ParseUint(strings.TrimSuffix(en.ID, "-0"), 10, 64)
-		if m, err := e.cache.get(seq, en.FieldValues["m"]); err == nil {
-			out = append(out, m)
+	var out []*server.Message
+	for {
+		cctx, cancel := e.call(ctx)
+		entries, err := e.client.Do(cctx, e.client.B().Xrange().Key(e.p+"h:"+channel).
+			Start("("+strconv.FormatUint(after, 10)+"-0").End("+").Count(historyChunk).Build()).AsXRange()
+		cancel()
+		if err != nil {
+			return nil, fail(err)
+		}
+		for _, en := range entries {
+			seq, _ := strconv.ParseUint(strings.TrimSuffix(en.ID, "-0"), 10, 64)
+			after = seq
+			if m, err := e.cache.get(seq, en.FieldValues["m"]); err == nil {
+				out = append(out, m)
+			}
+		}
+		if len(entries) < historyChunk {
+			if out == nil {
+				out = []*server.Message{}
+			}
+			return out, nil
 		}
 	}
-	return out, nil
 }
 
-// Channels implements server.Engine.
+// historyChunk is how many history entries one command reads.
+const historyChunk = 100
+
+// Channels implements server.Engine: listChunk names per command, from
+// the first with the prefix, so that no command grows with the channels.
 func (e *Engine) Channels(ctx context.Context, prefix string) ([]string, error) {
-	cctx, cancel := e.call(ctx)
-	defer cancel()
-	all, err := e.client.Do(cctx, e.client.B().Zrange().Key(e.p+"ch").Min("0").Max("-1").Build()).AsStrSlice()
-	if err != nil {
-		return nil, fail(err)
+	out := []string{}
+	from := "-"
+	if prefix != "" {
+		from = "[" + prefix
 	}
-	out := all[:0]
-	for _, n := range all {
-		if strings.HasPrefix(n, prefix) {
+	for {
+		cctx, cancel := e.call(ctx)
+		page, err := e.client.Do(cctx, e.client.B().Zrangebylex().Key(e.p+"chl").Min(from).Max("+").
+			Limit(0, listChunk).Build()).AsStrSlice()
+		cancel()
+		if err != nil {
+			return nil, fail(err)
+		}
+		for _, n := range page {
+			if !strings.HasPrefix(n, prefix) {
+				return out, nil
+			}
 			out = append(out, n)
 		}
+		if len(page) < listChunk {
+			return out, nil
+		}
+		from = "(" + page[len(page)-1]
 	}
-	sort.Strings(out)
-	return out, nil
 }
 
 // Audience implements server.Engine. A client subscribed through two
@@ -531,7 +709,8 @@ func (e *Engine) Stats(ctx context.Context) (server.EngineStats, error) {
 	res := e.client.DoMulti(cctx,
 		e.client.B().Zcard().Key(e.p+"sessions").Build(),
 		e.client.B().Zcard().Key(e.p+"ch").Build(),
-		e.client.B().Hgetall().Key(e.p+"stats").Build())
+		e.client.B().Hgetall().Key(e.p+"stats").Build(),
+		e.client.B().Get().Key(e.p+"hbytes").Build())
 	clients, err := res[0].AsInt64()
 	if err != nil {
 		return server.EngineStats{}, fail(err)
@@ -545,12 +724,20 @@ func (e *Engine) Stats(ctx context.Context) (server.EngineStats, error) {
 		return server.EngineStats{}, fail(err)
 	}
 	st := server.EngineStats{Clients: int(clients), Channels: int(channels), ClientsByKind: map[string]int{}}
+	if b, err := res[3].AsInt64(); err == nil {
+		st.HistoryBytes = b
+	} else if !rueidis.IsRedisNil(err) {
+		return server.EngineStats{}, fail(err)
+	}
 	for k, v := range counts {
 		n, _ := strconv.Atoi(v)
-		if kind, ok := strings.CutPrefix(k, "k:"); ok && n > 0 {
+		switch kind, ok := strings.CutPrefix(k, "k:"); {
+		case ok && n > 0:
 			st.ClientsByKind[kind] = n
-		} else if k == "subs" {
+		case k == "subs":
 			st.Subscriptions = n
+		case k == "trimmed":
+			st.HistoryTrimmed = uint64(n)
 		}
 	}
 	return st, nil
@@ -573,72 +760,14 @@ func (e *Engine) Close() error {
 	return nil
 }
 
-// wire is a message as stored in Redis; Seq is the stream id.
-type wire struct {
-	Channel  string          `json:"c"`
-	Data     json.RawMessage `json:"d,omitempty"`
-	ID       string          `json:"i,omitempty"`
-	ClientID string          `json:"k,omitempty"`
-	Ext      json.RawMessage `json:"e,omitempty"`
-	Time     int64           `json:"t"`
-	Reply    bool            `json:"r,omitempty"`
-}
-
-func encode(m *server.Message) string {
-	b, _ := json.Marshal(wire{Channel: m.Channel, Data: m.Data, ID: m.ID, ClientID: m.ClientID, Ext: m.Ext,
-		Time: m.Time.UnixMicro(), Reply: m.Reply})
-	return string(b)
-}
-
-func decode(seq uint64, payload string) (*server.Message, error) {
-	var w wire
-	if err := json.Unmarshal([]byte(payload), &w); err != nil {
-		return nil, err
+// saw records a sequence number this process has seen.
+func (e *Engine) saw(seq uint64) {
+	for {
+		hw := e.highWater.Load()
+		if seq <= hw || e.highWater.CompareAndSwap(hw, seq) {
+			return
+		}
 	}
-	return &server.Message{Channel: w.Channel, Data: w.Data, ID: w.ID, ClientID: w.ClientID, Ext: w.Ext,
-		Reply: w.Reply, Seq: seq, Time: time.UnixMicro(w.Time)}, nil
-}
-
-// msgCache keeps the newest decoded messages by sequence number, so that a
-// message fetched for many clients is decoded (and encoded for each
-// protocol) once per process.
-type msgCache struct {
-	mu   sync.Mutex
-	size int
-	m    map[uint64]*server.Message
-	ring []uint64
-	next int
-}
-
-func (c *msgCache) init(size int) {
-	c.size, c.m, c.ring = size, make(map[uint64]*server.Message, size), make([]uint64, size)
-}
-
-func (c *msgCache) put(seq uint64, _ string, m *server.Message) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.m[seq]; ok {
-		return
-	}
-	delete(c.m, c.ring[c.next])
-	c.ring[c.next] = seq
-	c.next = (c.next + 1) % c.size
-	c.m[seq] = m
-}
-
-func (c *msgCache) get(seq uint64, payload string) (*server.Message, error) {
-	c.mu.Lock()
-	m := c.m[seq]
-	c.mu.Unlock()
-	if m != nil {
-		return m, nil
-	}
-	m, err := decode(seq, payload)
-	if err != nil {
-		return nil, err
-	}
-	c.put(seq, payload, m)
-	return m, nil
 }
 
 // Prefix returns the key prefix, for a second engine on the same data.

@@ -3,6 +3,8 @@ package redis
 import (
 	"context"
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,11 +34,11 @@ func (e *Engine) listen(ctx context.Context) {
 				e.opts.Log.Info("redis engine: connected to Redis again")
 			}
 			e.down.Store(false)
+			e.checkEpoch(ctx) // before New returns: the first run id and epoch are known
 			if first {
 				close(e.subReady)
 				first = false
 			}
-			e.checkEpoch(ctx)
 			e.wakeAll(server.WakeMessages)
 			backoff = 50 * time.Millisecond
 			select {
@@ -108,24 +110,98 @@ func (e *Engine) connectPubSub(ctx context.Context) (lost <-chan error, err erro
 	return out, nil
 }
 
-// checkEpoch notices a Redis that came back empty: the decoded messages
-// cached by sequence number no longer mean the same, and every watched
-// session must be checked (its poll then finds it gone).
+// checkEpoch runs on every (re)connection and notices a Redis that lost
+// data: the epoch key changed (Redis came back empty or was flushed), or
+// the server is another one or restarted (its run_id changed) and the
+// sequence is below the highest this process has seen (a restart from an
+// older snapshot, a replica promoted with lag). Then the decoded messages
+// cached are dropped, a new epoch makes every older session unknown to
+// Fetch (its client starts again, as after an empty Redis), the sequence
+// moves past what was handed out, and every watched session is woken to
+// find out.
 func (e *Engine) checkEpoch(ctx context.Context) {
 	cctx, cancel := e.call(ctx)
 	defer cancel()
-	epoch, err := e.client.Do(cctx, e.client.B().Get().Key(e.p+"epoch").Build()).ToString()
-	if err != nil && !rueidis.IsRedisNil(err) {
-		return
+	// The other connections may find out that Redis went away only now:
+	// try again until the timeout.
+	for {
+		lost, err := e.lostData(cctx)
+		if err == nil {
+			if lost {
+				e.wakeAll(server.WakeMessages)
+			}
+			return
+		}
+		select {
+		case <-cctx.Done():
+			e.opts.Log.WithError(err).Warn("redis engine: cannot tell whether Redis lost data")
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// lostData is one try of checkEpoch: it reports whether Redis lost data,
+// and then has dropped the cache and renewed the epoch.
+func (e *Engine) lostData(ctx context.Context) (bool, error) {
+	epoch, seq, runID, err := e.readEpoch(ctx)
+	if err != nil {
+		return false, err
 	}
 	e.mu.Lock()
-	changed := e.epoch != "" && e.epoch != epoch
-	e.epoch = epoch
+	emptied := e.epoch != "" && e.epoch != epoch
+	restarted := e.runID != "" && e.runID != runID
 	e.mu.Unlock()
-	if changed {
-		e.opts.Log.Warn("redis engine: Redis lost its data; clients start again")
+	hw := e.highWater.Load()
+	if emptied || restarted && seq < hw {
 		e.cache.init(e.cache.size)
+		// A new epoch if Redis went back with the epoch key (or lost it);
+		// one that changed was renewed already, by the first process
+		// that found out.
+		old := epoch
+		if emptied {
+			old = ""
+		}
+		r := scriptRenew.Exec(ctx, e.client, nil, []string{e.p, old, newID(), strconv.FormatUint(hw, 10)})
+		if epoch, err = r.ToString(); err != nil {
+			return false, err
+		}
+		e.opts.Log.WithField("sequence", seq).WithField("seen", hw).
+			Warn("redis engine: Redis lost data; its clients start again")
 	}
+	e.mu.Lock()
+	e.epoch, e.runID = epoch, runID
+	e.mu.Unlock()
+	return emptied || restarted && seq < hw, nil
+}
+
+// readEpoch reads the epoch key, the sequence and the server's run_id.
+func (e *Engine) readEpoch(ctx context.Context) (epoch string, seq uint64, runID string, err error) {
+	res := e.client.DoMulti(ctx,
+		e.client.B().Get().Key(e.p+"epoch").Build(),
+		e.client.B().Get().Key(e.p+"seq").Build(),
+		e.client.B().Info().Section("server").Build())
+	if epoch, err = res[0].ToString(); err != nil && !rueidis.IsRedisNil(err) {
+		return "", 0, "", err
+	}
+	if seq, err = res[1].AsUint64(); err != nil && !rueidis.IsRedisNil(err) {
+		return "", 0, "", err
+	}
+	info, err := res[2].ToString()
+	if err != nil {
+		return "", 0, "", err
+	}
+	return epoch, seq, infoField(info, "run_id"), nil
+}
+
+// infoField returns a field of Redis's INFO answer ("" if absent).
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // onMessage runs on the pub/sub connection's goroutine: it only looks up
@@ -233,7 +309,7 @@ func (e *Engine) Watch(id string, notify func(server.Wake)) (stop func()) {
 func (e *Engine) listenFor(w *watch) error {
 	ctx, cancel := e.call(context.Background())
 	defer cancel()
-	patterns, err := e.Subscriptions(ctx, w.id)
+	patterns, err := e.patterns(ctx, w.id)
 	if err != nil {
 		return err
 	}
@@ -263,8 +339,10 @@ func (e *Engine) listenFor(w *watch) error {
 	if len(need) == 0 || sub == nil {
 		return nil
 	}
-	if err := sub.Do(ctx, sub.B().Subscribe().Channel(need...).Build()).Error(); err != nil {
-		return fail(err)
+	for chunk := range slices.Chunk(need, listChunk) { // one command per chunk: each stays short in Redis
+		if err := sub.Do(ctx, sub.B().Subscribe().Channel(chunk...).Build()).Error(); err != nil {
+			return fail(err)
+		}
 	}
 	e.mu.Lock()
 	for _, name := range need {
@@ -274,6 +352,36 @@ func (e *Engine) listenFor(w *watch) error {
 	}
 	e.mu.Unlock()
 	return nil
+}
+
+// patterns returns a session's subscriptions for its watches: the list
+// read last time while their version has not changed (every poll watches
+// its session, and a client may have many subscriptions), or a new one.
+func (e *Engine) patterns(ctx context.Context, id string) ([]string, error) {
+	v, err := e.client.Do(ctx, e.client.B().Hget().Key(e.p+"s:"+id).Field("v").Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return nil, unknown(id)
+	} else if err != nil {
+		return nil, fail(err)
+	}
+	now := time.Now()
+	e.mu.Lock()
+	c, ok := e.lists[id]
+	if ok && c.version == v {
+		c.used = now
+		e.lists[id] = c
+		e.mu.Unlock()
+		return c.patterns, nil
+	}
+	e.mu.Unlock()
+	patterns, err := e.Subscriptions(ctx, id) // read after v: a change meanwhile makes the next one read again
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	e.lists[id] = subsList{version: v, patterns: patterns, used: now}
+	e.mu.Unlock()
+	return patterns, nil
 }
 
 // release drops w's reference to each pattern's topic, unless w still
@@ -330,6 +438,11 @@ func (e *Engine) janitor(ctx context.Context) {
 		case now := <-t.C:
 			var drop []string
 			e.mu.Lock()
+			for id, c := range e.lists {
+				if now.Sub(c.used) > topicGrace {
+					delete(e.lists, id)
+				}
+			}
 			for p, tp := range e.topics {
 				if tp.refs == 0 && now.Sub(tp.unused) > topicGrace {
 					delete(e.topics, p)

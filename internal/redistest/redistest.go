@@ -4,13 +4,19 @@
 package redistest
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/rueidis"
 
 	"github.com/stardust-go/stardust/internal/testenv"
 )
@@ -30,6 +36,35 @@ type Server struct {
 // STARDUST_REQUIRE_INTEGRATION=1) when the program is missing.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, "")
+}
+
+// StartReplica runs a redis-server that replicates master, and returns
+// once it holds the master's data.
+func StartReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(master.Addr)
+	s := start(t, fmt.Sprintf("replicaof %s %s\n", host, port))
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := c.Do(context.Background(), c.B().Info().Section("replication").Build()).ToString()
+		if err == nil && strings.Contains(info, "master_link_status:up") {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica %s did not sync with %s: %v %s", s.Addr, master.Addr, err, info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func start(t testing.TB, extra string) *Server {
+	t.Helper()
 	path := testenv.RequireProgram(t, "redis-server", "redis-server")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -39,8 +74,8 @@ func Start(t testing.TB) *Server {
 	_ = l.Close()
 	s := &Server{Addr: addr, URL: "redis://" + addr + "/0", Dir: t.TempDir(), t: t, path: path}
 	_, port, _ := net.SplitHostPort(addr)
-	conf := fmt.Sprintf("bind 127.0.0.1\nport %s\ndir %s\nsave \"\"\nappendonly no\nprotected-mode yes\ndaemonize no\nloglevel warning\nlogfile %s\n",
-		port, s.Dir, filepath.Join(s.Dir, "redis.log"))
+	conf := fmt.Sprintf("bind 127.0.0.1\nport %s\ndir %s\nsave \"\"\nappendonly no\nprotected-mode yes\ndaemonize no\nloglevel warning\nlogfile %s\nrepl-diskless-sync-delay 0\n",
+		port, s.Dir, filepath.Join(s.Dir, "redis.log")) + extra
 	if err := os.WriteFile(filepath.Join(s.Dir, "redis.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -86,4 +121,110 @@ func (s *Server) Restart(down time.Duration) {
 	s.Stop()
 	time.Sleep(down)
 	s.start()
+}
+
+// Do runs one command (SAVE, FLUSHALL, INFO replication...) on the server
+// and returns its answer as text.
+func (s *Server) Do(t testing.TB, args ...string) string {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	out, err := c.Do(context.Background(), c.B().Arbitrary(args...).Build()).ToAny()
+	if err != nil {
+		t.Fatalf("redis %v: %v", args, err)
+	}
+	return fmt.Sprint(out)
+}
+
+// Proxy forwards connections on a loopback port to a server, and can be
+// pointed at another one, as a failover moves clients: a client given
+// Proxy.URL sees its server change under one address.
+type Proxy struct {
+	URL  string // redis://127.0.0.1:PORT/0
+	Addr string
+
+	l      net.Listener
+	mu     sync.Mutex
+	target string
+	conns  map[net.Conn]struct{}
+}
+
+// StartProxy forwards to target until the test ends.
+func StartProxy(t testing.TB, target *Server) *Proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{Addr: l.Addr().String(), l: l, target: target.Addr, conns: map[net.Conn]struct{}{}}
+	p.URL = "redis://" + p.Addr + "/0"
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.forward(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		p.closeAll()
+		wg.Wait()
+	})
+	return p
+}
+
+func (p *Proxy) forward(c net.Conn) {
+	p.mu.Lock()
+	target := p.target
+	p.mu.Unlock()
+	up, err := net.DialTimeout("tcp", target, time.Second)
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		done <- struct{}{}
+	}
+	go pipe(up, c)
+	go pipe(c, up)
+	<-done
+	_, _ = c.Close(), up.Close()
+	<-done
+	p.mu.Lock()
+	delete(p.conns, c)
+	delete(p.conns, up)
+	p.mu.Unlock()
+}
+
+func (p *Proxy) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+// Switch closes every forwarded connection and sends new ones to target.
+func (p *Proxy) Switch(target *Server) {
+	p.mu.Lock()
+	p.target = target.Addr
+	p.mu.Unlock()
+	p.closeAll()
 }

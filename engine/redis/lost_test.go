@@ -1,0 +1,224 @@
+package redis_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/stardust-go/stardust/engine/redis"
+	"github.com/stardust-go/stardust/internal/redistest"
+	"github.com/stardust-go/stardust/server"
+)
+
+// After Redis lost data, sequence numbers are handed out again: a message
+// this process decoded and cached under a number must never answer for
+// another message of the same number. These tests publish on /secret, make
+// Redis lose it in each way it can, publish on /public, and check that a
+// /public subscriber gets its own message, that the sequence does not name
+// two messages, and that sessions of the lost data are treated as lost.
+
+var ctx = context.Background()
+
+// lostSetup is an engine with a /public reader ("pub") and a /secret
+// reader ("sec"), both of which have fetched and committed what there was.
+func lostSetup(t *testing.T, srv *redistest.Server, url string) (*redis.Engine, rueidis.Client) {
+	t.Helper()
+	admin := adminOf(t, srv)
+	e := open(t, url, "lost:", server.Limits{HistorySize: 10})
+	t.Cleanup(func() { _ = e.Close() })
+	for id, ch := range map[string]string{"pub": "/public", "sec": "/secret"} {
+		if err := e.CreateSession(ctx, server.Session{ID: id, Kind: server.KindBayeux, Timeout: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Subscribe(ctx, id, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e, admin
+}
+
+func adminOf(t *testing.T, srv *redistest.Server) rueidis.Client {
+	t.Helper()
+	admin, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	return admin
+}
+
+func publishOn(t *testing.T, e server.Engine, channel, data string) *server.Message {
+	t.Helper()
+	m := &server.Message{Channel: channel, Data: json.RawMessage(data)}
+	if _, err := e.Publish(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// readAll fetches and commits a session's messages.
+func readAll(t *testing.T, e server.Engine, id string) ([]*server.Message, error) {
+	t.Helper()
+	b, err := e.Fetch(ctx, id, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Commit(ctx, id, b.Cursor); err != nil {
+		t.Fatal(err)
+	}
+	return b.Messages, nil
+}
+
+// checkPublic publishes on /public after the loss and checks what a
+// /public reader gets: its own message only, under a number never used.
+func checkPublic(t *testing.T, e server.Engine, secret *server.Message) {
+	t.Helper()
+	if err := e.CreateSession(ctx, server.Session{ID: "pub2", Kind: server.KindBayeux, Timeout: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Subscribe(ctx, "pub2", "/public"); err != nil {
+		t.Fatal(err)
+	}
+	m := publishOn(t, e, "/public", `{"public":2}`)
+	if m.Seq <= secret.Seq {
+		t.Errorf("the /public message after the loss has seq %d; the lost /secret one had %d: a number names two messages", m.Seq, secret.Seq)
+	}
+	for _, id := range []string{"pub", "pub2"} {
+		msgs, err := readAll(t, e, id)
+		for _, got := range msgs {
+			if got.Channel != "/public" || string(got.Data) != `{"public":2}` {
+				t.Errorf("%s, subscribed to /public, got %s %s (seq %d)", id, got.Channel, got.Data, got.Seq)
+			}
+		}
+		if id == "pub2" && (err != nil || len(msgs) != 1) {
+			t.Errorf("a new /public reader got %d messages, %v; want its one", len(msgs), err)
+		}
+	}
+}
+
+// TestNoForeignMessageAfterFlush: FLUSHALL under a running engine (its
+// connections stay up; nothing tells it).
+func TestNoForeignMessageAfterFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	e, admin := lostSetup(t, srv, srv.URL)
+	secret := publishOn(t, e, "/secret", `{"secret":1}`)
+	if msgs, err := readAll(t, e, "sec"); err != nil || len(msgs) != 1 {
+		t.Fatalf("sec read %d, %v", len(msgs), err)
+	}
+	if err := admin.Do(ctx, admin.B().Flushall().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Fetch(ctx, "pub", 0); !errors.Is(err, server.ErrUnknownClient) {
+		t.Errorf("Fetch of a session Redis lost: %v; want ErrUnknownClient", err)
+	}
+	checkPublic(t, e, secret)
+}
+
+// TestNoForeignMessageAfterOlderSnapshot: Redis is SIGKILLed and starts
+// again from a snapshot older than its last messages. The epoch key is in
+// the snapshot; only the run id and the sequence going back tell.
+func TestNoForeignMessageAfterOlderSnapshot(t *testing.T) {
+	srv := redistest.Start(t)
+	e, admin := lostSetup(t, srv, srv.URL)
+	publishOn(t, e, "/public", `{"public":1}`)
+	if msgs, err := readAll(t, e, "pub"); err != nil || len(msgs) != 1 {
+		t.Fatalf("pub read %d, %v", len(msgs), err)
+	}
+	if err := admin.Do(ctx, admin.B().Save().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	secret := publishOn(t, e, "/secret", `{"secret":1}`)
+	if msgs, err := readAll(t, e, "sec"); err != nil || len(msgs) != 1 {
+		t.Fatalf("sec read %d, %v", len(msgs), err)
+	}
+	restartAndWait(t, e, "pub", func() { srv.Restart(0) })
+	if _, err := e.Fetch(ctx, "pub", 0); !errors.Is(err, server.ErrUnknownClient) {
+		t.Errorf("Fetch of a session from the older snapshot: %v; want ErrUnknownClient (its cursor went back)", err)
+	}
+	startAgain(t, e, "pub")
+	checkPublic(t, e, secret)
+}
+
+// TestNoForeignMessageAfterFailover: a replica that missed the last
+// messages is promoted, and the engine's address now leads to it (as
+// Sentinel or a virtual address would). The epoch key is on the replica;
+// the run id and the sequence going back tell.
+func TestNoForeignMessageAfterFailover(t *testing.T) {
+	master := redistest.Start(t)
+	replica := redistest.StartReplica(t, master)
+	proxy := redistest.StartProxy(t, master)
+	e, admin := lostSetup(t, master, proxy.URL)
+	publishOn(t, e, "/public", `{"public":1}`)
+	if msgs, err := readAll(t, e, "pub"); err != nil || len(msgs) != 1 {
+		t.Fatalf("pub read %d, %v", len(msgs), err)
+	}
+	if n, err := admin.Do(ctx, admin.B().Wait().Numreplicas(1).Timeout(5000).Build()).AsInt64(); err != nil || n != 1 {
+		t.Fatalf("WAIT for the replica: %d, %v", n, err)
+	}
+	// The replica stops following (the lag), and is promoted.
+	radmin := adminOf(t, replica)
+	if err := radmin.Do(ctx, radmin.B().Replicaof().No().One().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	secret := publishOn(t, e, "/secret", `{"secret":1}`)
+	if msgs, err := readAll(t, e, "sec"); err != nil || len(msgs) != 1 {
+		t.Fatalf("sec read %d, %v", len(msgs), err)
+	}
+	restartAndWait(t, e, "pub", func() {
+		master.Stop()
+		proxy.Switch(replica)
+	})
+	if _, err := e.Fetch(ctx, "pub", 0); !errors.Is(err, server.ErrUnknownClient) {
+		t.Errorf("Fetch of a session on the lagging replica: %v; want ErrUnknownClient (its cursor went back)", err)
+	}
+	startAgain(t, e, "pub")
+	checkPublic(t, e, secret)
+}
+
+// startAgain checks that a session of data Redis lost is unknown to every
+// call that looks it up, and that its client can start again under the
+// same id (a Stardust stream id is the client's choice).
+func startAgain(t *testing.T, e server.Engine, id string) {
+	t.Helper()
+	if _, err := e.Session(ctx, id); !errors.Is(err, server.ErrUnknownClient) {
+		t.Errorf("Session(%s) of the lost data: %v; want ErrUnknownClient", id, err)
+	}
+	if err := e.CreateSession(ctx, server.Session{ID: id, Kind: server.KindBayeux, Timeout: time.Hour}); err != nil {
+		t.Fatalf("CreateSession(%s) again: %v; want a new session in its place", id, err)
+	}
+	if _, err := e.Subscribe(ctx, id, "/public"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := e.Fetch(ctx, id, 0); err != nil || len(b.Messages) != 0 {
+		t.Errorf("Fetch of the new %s: %d messages, %v; want none", id, len(b.Messages), err)
+	}
+}
+
+// restartAndWait runs restart (Redis goes away and comes back) while
+// session id is watched, and returns once the engine has reconnected and
+// looked at what Redis has: it then wakes every watch.
+func restartAndWait(t *testing.T, e server.Engine, id string, restart func()) {
+	t.Helper()
+	wakes := make(chan server.Wake, 16)
+	stop := e.Watch(id, func(w server.Wake) {
+		select {
+		case wakes <- w:
+		default:
+		}
+	})
+	defer stop()
+	time.Sleep(100 * time.Millisecond)
+	for len(wakes) > 0 {
+		<-wakes
+	}
+	restart()
+	select {
+	case <-wakes:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the engine did not reconnect within 15 s")
+	}
+}
