@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"sync/atomic"
 	"time"
@@ -73,7 +74,8 @@ type Auth struct {
 	decisions  *cache[struct{}]
 	counts     struct{ connect, subscribe, publish atomic.Int64 }
 
-	stop context.CancelFunc
+	client *http.Client
+	stop   context.CancelFunc
 }
 
 var (
@@ -140,6 +142,7 @@ func New(opts Options) (*Auth, error) {
 		identities: newCache[server.Identity](base, opts.CacheSize, opts.Now),
 		decisions:  newCache[struct{}](base, opts.CacheSize, opts.Now)}
 	client := newHTTPClient(opts.CallbackTimeout)
+	a.client = client
 	if opts.JWKSURL != "" {
 		a.jwks = newJWKSSource(opts.JWKSURL, opts.JWKSRefresh, client, opts.Log)
 	}
@@ -178,6 +181,7 @@ func (a *Auth) Close() {
 	if a.jwks != nil {
 		a.jwks.close()
 	}
+	a.client.CloseIdleConnections()
 }
 
 // Authenticate says who is behind req. A token (req.Token, else one of the
