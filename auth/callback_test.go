@@ -523,3 +523,39 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 		return runtime.NumGoroutine() <= before
 	})
 }
+
+// Whatever the app answers to connect_url: no panic, and an identity taken
+// from it has a usable user, valid channels and an object (or no) info.
+func FuzzConnectAnswer(f *testing.F) {
+	for _, s := range []string{`{"user":"42","expire_at":1900000000,"channels":["/user/{user}/**"],"info":{"a":1}}`,
+		`{"user":42}`, `{"user":"42","expire_at":1e30}`, `{"user":"","channels":null}`, `[]`, `{"user":"a","info":[1]}`} {
+		f.Add(200, []byte(s))
+	}
+	f.Add(403, []byte(`{"error":"no"}`))
+	a, err := New(Options{ConnectURL: "http://127.0.0.1:1/", Now: func() time.Time { return testNow }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(a.Close)
+	f.Fuzz(func(t *testing.T, status int, data []byte) {
+		id, ttl, err := a.readConnect(status, data)
+		if err != nil {
+			if !errors.Is(err, server.ErrUnauthenticated) && !errors.Is(err, server.ErrForbidden) &&
+				!errors.Is(err, server.ErrAppUnavailable) && !errors.Is(err, server.ErrTokenExpired) {
+				t.Fatalf("error %v wraps no identity sentinel", err)
+			}
+			return
+		}
+		if id.User == "" || checkUser(id.User) != nil || ttl <= 0 || ttl > DefaultCacheTTL {
+			t.Fatalf("identity %+v kept %s", id, ttl)
+		}
+		for _, ch := range id.Channels {
+			if server.CheckUserPattern(ch) != nil {
+				t.Fatalf("channel %q", ch)
+			}
+		}
+		if id.Info != nil && id.Info[0] != '{' {
+			t.Fatalf("info %s", id.Info)
+		}
+	})
+}
