@@ -100,7 +100,7 @@ func New(opts Options) (*Auth, error) {
 		opts.JWKSRefresh = DefaultJWKSRefresh
 	}
 	if opts.ForwardHeaders == nil {
-		opts.ForwardHeaders = DefaultForwardHeaders
+		opts.ForwardHeaders = DefaultForwardHeaders()
 	}
 	if opts.TokenCookie == "" {
 		opts.TokenCookie = DefaultTokenCookie

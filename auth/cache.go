@@ -3,8 +3,11 @@ package auth
 import (
 	"container/list"
 	"context"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/stardust-go/stardust/server"
 )
 
 // cache keeps the app's answers for a while, at most size of them (the
@@ -72,7 +75,7 @@ func (c *cache[V]) do(ctx context.Context, key string, fn func(context.Context) 
 		return f.val, ok, f.err
 	case <-ctx.Done():
 		var zero V
-		return zero, ok, ctx.Err()
+		return zero, ok, fmt.Errorf("%w: gave up waiting for the app's answer: %v", server.ErrAppUnavailable, ctx.Err())
 	}
 }
 

@@ -25,10 +25,10 @@ import (
 // server; a longer answer is an error, not a truncated read.
 const MaxAnswerBytes = 64 << 10
 
-// DefaultForwardHeaders are the request headers passed on to the app's
-// callbacks when forward_headers is not set: what tells the app whose
-// browser is asking.
-var DefaultForwardHeaders = []string{"Cookie", "Authorization"}
+// DefaultForwardHeaders returns (a fresh copy of) the request headers
+// passed on to the app's callbacks when forward_headers is not set: what
+// tells the app whose browser is asking.
+func DefaultForwardHeaders() []string { return []string{"Cookie", "Authorization"} }
 
 // readBounded reads r whole, refusing more than MaxAnswerBytes.
 func readBounded(r io.Reader) ([]byte, error) {

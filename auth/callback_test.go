@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -352,6 +353,11 @@ func TestCallbackTimeout(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("two calls to a slow app with a 200ms timeout took %s", d)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := a.Authenticate(ctx, connectReq("s9")); !errors.Is(err, server.ErrAppUnavailable) || !strings.Contains(err.Error(), "gave up") {
+		t.Fatalf("a caller who gives up first: %v", err)
 	}
 }
 

@@ -260,7 +260,7 @@ func Default() Config {
 			ACL:                  []ACL{},
 		},
 		Auth: AppAuth{TokenPublicKeys: []string{}, TokenCookie: auth.DefaultTokenCookie,
-			ForwardHeaders: append([]string{}, auth.DefaultForwardHeaders...),
+			ForwardHeaders: auth.DefaultForwardHeaders(),
 			CacheTTL:       Duration{auth.DefaultCacheTTL}, CallbackTimeout: Duration{auth.DefaultCallbackTimeout}},
 		Engine: Engine{Type: "memory", RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "stardust:",
 			Timeout: Duration{2 * time.Second}},
