@@ -145,6 +145,14 @@ func FuzzUserTemplate(f *testing.F) {
 		if m && !o {
 			t.Fatalf("MatchUser(%q, %q, %q) but not OverlapsAnyUser", pattern, user, channel)
 		}
+		// Without a template, the same answers as RulesACL's own matching.
+		if !strings.Contains(pattern, "{") {
+			ps, err1 := ParseChannel(pattern, true)
+			cs, err2 := ParseChannel(channel, true)
+			if err1 == nil && err2 == nil && (o != overlaps(ps, cs) || m != covers(ps, cs)) {
+				t.Fatalf("%q %q: OverlapsAnyUser %v MatchUser %v; overlaps %v covers %v", pattern, channel, o, m, overlaps(ps, cs), covers(ps, cs))
+			}
+		}
 		if exp, err := ExpandUser(pattern, user); err == nil && !IsWild(exp) {
 			if !MatchUser(pattern, user, exp) {
 				t.Fatalf("MatchUser(%q, %q, %q) false for its own expansion", pattern, user, exp)
