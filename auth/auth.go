@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,8 +75,9 @@ type Auth struct {
 	decisions  *cache[struct{}]
 	counts     struct{ connect, subscribe, publish atomic.Int64 }
 
-	client *http.Client
-	stop   context.CancelFunc
+	client    *http.Client
+	stop      context.CancelFunc
+	closeOnce sync.Once
 }
 
 var (
@@ -174,14 +176,16 @@ func CheckURL(u string) error {
 	return nil
 }
 
-// Close stops the key refresh and cancels calls to the app in progress.
-// The Auth must not be used afterwards.
+// Close stops the key refresh and cancels calls to the app in progress;
+// calling it again does nothing. The Auth must not be used afterwards.
 func (a *Auth) Close() {
-	a.stop()
-	if a.jwks != nil {
-		a.jwks.close()
-	}
-	a.client.CloseIdleConnections()
+	a.closeOnce.Do(func() {
+		a.stop()
+		if a.jwks != nil {
+			a.jwks.close()
+		}
+		a.client.CloseIdleConnections()
+	})
 }
 
 // Authenticate says who is behind req. A token (req.Token, else one of the

@@ -513,6 +513,7 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	}()
 	eventually(t, "the call", func() bool { return app.calls.Load() >= 1 })
 	a.Close()
+	a.Close() // twice: nothing more
 	select {
 	case err := <-done:
 		if !errors.Is(err, server.ErrAppUnavailable) {

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -54,10 +55,11 @@ func (s *jwksSource) current() ([]verifyKey, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fetched.IsZero() {
+		// The cause (and the URL) is in the log, not for clients.
 		if s.lastErr != nil {
-			return nil, fmt.Errorf("the key set at token_jwks_url could not be fetched yet: %v", s.lastErr)
+			return nil, errors.New("the key set at token_jwks_url could not be fetched yet: try again shortly")
 		}
-		return nil, fmt.Errorf("the key set at token_jwks_url is not fetched yet")
+		return nil, errors.New("the key set at token_jwks_url is not fetched yet: try again shortly")
 	}
 	return s.keys, nil
 }
