@@ -566,3 +566,48 @@ func FuzzConnectAnswer(f *testing.F) {
 		}
 	})
 }
+
+// 500 long-polling clients, each of its own browser session, polling every
+// 3 s for a (simulated) minute, 20 polls each, each poll identifying the
+// client and checking its subscription: the app is called once per session
+// for each, 1,000 calls instead of 20,000. The figure for BENCHMARKS.md
+// comes from the wired server; this holds the cache to it.
+func TestFiveHundredPollersCallsPerMinute(t *testing.T) {
+	clock := newClock()
+	app := newApp(t, func(w http.ResponseWriter, body map[string]any) {
+		if _, ok := body["channel"]; ok {
+			return // subscribe: allowed
+		}
+		io.WriteString(w, `{"user":"u"}`)
+	})
+	a := newTestAuth(t, clock.opts(Options{ConnectURL: app.URL, SubscribeURL: app.URL, CallbackTimeout: 10 * time.Second}))
+	const clients, polls = 500, 20
+	for range polls {
+		var wg sync.WaitGroup
+		errs := make(chan error, clients)
+		for c := range clients {
+			wg.Go(func() {
+				req := connectReq(fmt.Sprint("session", c))
+				id, err := a.Authenticate(t.Context(), req)
+				if err == nil {
+					err = a.AuthorizeSubscribe(t.Context(), server.ChannelRequest{User: id.User,
+						Channel: fmt.Sprint("/user/u/", c), Header: req.Request.Header})
+				}
+				if err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		clock.add(3 * time.Second)
+	}
+	conn, sub, _ := a.Calls()
+	t.Logf("%d clients × %d polls in a minute: %d connect and %d subscribe calls", clients, polls, conn, sub)
+	if conn != clients || sub != clients || app.calls.Load() != 2*clients {
+		t.Errorf("calls: connect %d, subscribe %d, app saw %d; want %d each", conn, sub, app.calls.Load(), clients)
+	}
+}
