@@ -48,6 +48,10 @@ fuzz:
 	    ./server:FuzzHeldAnswer \
 	    ./cmd/stardust-load:FuzzDecodeBayeux \
 	    ./server:FuzzCheckHash \
+	    ./server:FuzzUserTemplate \
+	    ./auth:FuzzVerifyToken \
+	    ./auth:FuzzParseJWKS \
+	    ./auth:FuzzConnectAnswer \
 	    $$(grep -l '^func Fuzz' server/bayeux*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/server:/') \
 	    $$(grep -l '^func Fuzz' fcgi/*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/fcgi:/') \
 	    $$(grep -l '^func Fuzz' internal/fcgitest/*_test.go 2>/dev/null | xargs -r grep -ho '^func Fuzz[A-Za-z]*' | sed 's/func /.\/internal\/fcgitest:/') \

@@ -6,6 +6,7 @@ require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875
+	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/goreleaser/nfpm/v2 v2.45.2
 	github.com/gorilla/mux v1.8.1
 	github.com/gorilla/websocket v1.5.3

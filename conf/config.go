@@ -21,6 +21,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/stardust-go/stardust/auth"
 	"github.com/stardust-go/stardust/server"
 )
 
@@ -48,6 +49,7 @@ type Config struct {
 	Server  Server  `toml:"server"`
 	Comet   Comet   `toml:"comet"`
 	Bayeux  Bayeux  `toml:"bayeux"`
+	Auth    AppAuth `toml:"auth"`
 	Engine  Engine  `toml:"engine"`
 	Log     Log     `toml:"log"`
 	Metrics Metrics `toml:"metrics"`
@@ -153,6 +155,24 @@ type ACL struct {
 	Publish   []string `toml:"publish"`
 }
 
+// AppAuth is the [auth] section: identity and authorization from the app
+// beside Stardust (issue 18; see auth/README.md): signed tokens and the
+// app's callbacks. Empty keys leave each part off. Read by package auth.
+type AppAuth struct {
+	TokenHMACSecret string   `toml:"token_hmac_secret"` // HS256/384/512; 32 bytes or more
+	TokenPublicKeys []string `toml:"token_public_keys"` // PEM files: RSA, ECDSA, Ed25519
+	TokenIssuer     string   `toml:"token_issuer"`      // required iss when set
+	TokenAudience   string   `toml:"token_audience"`    // required among aud when set
+	TokenJWKSURL    string   `toml:"token_jwks_url"`    // JWKS fetched and refreshed
+	TokenCookie     string   `toml:"token_cookie"`      // cookie a token is read from
+	ConnectURL      string   `toml:"connect_url"`       // app says who a session is
+	SubscribeURL    string   `toml:"subscribe_url"`     // app allows or refuses subscribes
+	PublishURL      string   `toml:"publish_url"`       // app allows or refuses client publishes
+	ForwardHeaders  []string `toml:"forward_headers"`   // request headers sent to the app
+	CacheTTL        Duration `toml:"cache_ttl"`         // how long the app's answers are kept
+	CallbackTimeout Duration `toml:"callback_timeout"`  // bound of each call to the app
+}
+
 // Engine selects where sessions, channels, history and queues live:
 // "memory" (this process) or "redis" (shared by every process on the same
 // Redis server and prefix).
@@ -248,6 +268,9 @@ func Default() Config {
 			Auth:                 Auth{Mode: "none", Users: map[string]string{}},
 			ACL:                  []ACL{},
 		},
+		Auth: AppAuth{TokenPublicKeys: []string{}, TokenCookie: auth.DefaultTokenCookie,
+			ForwardHeaders: auth.DefaultForwardHeaders(),
+			CacheTTL:       Duration{auth.DefaultCacheTTL}, CallbackTimeout: Duration{auth.DefaultCallbackTimeout}},
 		Engine: Engine{Type: "memory", RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "stardust:",
 			Timeout: Duration{2 * time.Second}},
 		Log:     Log{Level: "info", Format: "text"},
@@ -440,6 +463,7 @@ func (c *Config) Validate() error {
 			p.add(fmt.Sprintf("bayeux.acl[%d].channel", i), "want a channel pattern like \"/chat/**\", got %q", rule.Channel)
 		}
 	}
+	c.Auth.validate(&p)
 
 	switch c.Engine.Type {
 	case "memory":
@@ -488,6 +512,38 @@ func (c *Config) Validate() error {
 		}
 	}
 	return p.err()
+}
+
+// headerToken is an HTTP header or cookie name (RFC 9110 token).
+var headerToken = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+func (a *AppAuth) validate(p *problems) {
+	if n := len(a.TokenHMACSecret); n > 0 && n < auth.MinHMACSecret {
+		p.add("auth.token_hmac_secret", "%d bytes: want %d or more (openssl rand -hex 32)", n, auth.MinHMACSecret)
+	}
+	for _, f := range a.TokenPublicKeys {
+		if _, err := auth.ReadPublicKeyFile(f); err != nil {
+			p.add("auth.token_public_keys", "%v", err)
+		}
+	}
+	for key, u := range map[string]string{"auth.token_jwks_url": a.TokenJWKSURL, "auth.connect_url": a.ConnectURL,
+		"auth.subscribe_url": a.SubscribeURL, "auth.publish_url": a.PublishURL} {
+		if err := auth.CheckURL(u); err != nil {
+			p.add(key, "%v", err)
+		}
+	}
+	if !headerToken.MatchString(a.TokenCookie) {
+		p.add("auth.token_cookie", "want a cookie name like %q, got %q", auth.DefaultTokenCookie, a.TokenCookie)
+	}
+	for _, h := range a.ForwardHeaders {
+		if !headerToken.MatchString(h) {
+			p.add("auth.forward_headers", "want header names like \"Cookie\", got %q", h)
+		}
+	}
+	p.duration("auth.cache_ttl", a.CacheTTL, time.Second)
+	if d := a.CallbackTimeout.Duration; d < 100*time.Millisecond || d > time.Minute {
+		p.add("auth.callback_timeout", "want 100ms to 1m, got %s", d)
+	}
 }
 
 // CheckPprof checks the address of the profiling listener: "" (off) or

@@ -1,12 +1,17 @@
 package conf
 
 import (
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -181,6 +186,61 @@ func TestDurationText(t *testing.T) {
 	}
 	if err := d.UnmarshalText([]byte("90")); err == nil {
 		t.Error("a bare number must be rejected: units are required in the file")
+	}
+}
+
+// The [auth] section: each problem names its key.
+func TestAuthValidation(t *testing.T) {
+	dir := t.TempDir()
+	pub, _, _ := ed25519.GenerateKey(nil)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	keyFile := filepath.Join(dir, "app.pem")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600)
+	os.WriteFile(filepath.Join(dir, "junk.pem"), []byte("junk"), 0o600)
+	tests := []struct {
+		name   string
+		change func(*AppAuth)
+		want   string // the key named; "": valid
+	}{
+		{"everything", func(a *AppAuth) {
+			a.TokenHMACSecret = strings.Repeat("k", 32)
+			a.TokenPublicKeys = []string{keyFile}
+			a.TokenJWKSURL, a.ConnectURL = "https://login.example/jwks.json", "http://127.0.0.1/auth.php"
+			a.SubscribeURL, a.PublishURL = "http://127.0.0.1/sub", "http://127.0.0.1:8080/pub?x=1"
+			a.ForwardHeaders = []string{"Cookie", "X-Tenant"}
+		}, ""},
+		{"short secret", func(a *AppAuth) { a.TokenHMACSecret = "secret" }, "auth.token_hmac_secret"},
+		{"missing key file", func(a *AppAuth) { a.TokenPublicKeys = []string{filepath.Join(dir, "none.pem")} }, "auth.token_public_keys"},
+		{"not a PEM file", func(a *AppAuth) { a.TokenPublicKeys = []string{filepath.Join(dir, "junk.pem")} }, "auth.token_public_keys"},
+		{"relative connect_url", func(a *AppAuth) { a.ConnectURL = "/auth.php" }, "auth.connect_url"},
+		{"ftp subscribe_url", func(a *AppAuth) { a.SubscribeURL = "ftp://app/sub" }, "auth.subscribe_url"},
+		{"publish_url with a user", func(a *AppAuth) { a.PublishURL = "http://u:p@app/pub" }, "auth.publish_url"},
+		{"jwks without host", func(a *AppAuth) { a.TokenJWKSURL = "https://" }, "auth.token_jwks_url"},
+		{"bad cookie name", func(a *AppAuth) { a.TokenCookie = "my token" }, "auth.token_cookie"},
+		{"bad header name", func(a *AppAuth) { a.ForwardHeaders = []string{"Cookie:"} }, "auth.forward_headers"},
+		{"no forwarded headers", func(a *AppAuth) { a.ForwardHeaders = []string{} }, ""},
+		{"zero cache_ttl", func(a *AppAuth) { a.CacheTTL.Duration = 0 }, "auth.cache_ttl"},
+		{"long callback_timeout", func(a *AppAuth) { a.CallbackTimeout.Duration = time.Hour }, "auth.callback_timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.change(&c.Auth)
+			err := c.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want+":") {
+				t.Fatalf("got %v; want an error naming %s", err, tt.want)
+			}
+		})
+	}
+	var c Config = Default()
+	if err := Decode(&c, "[auth]\nconnect_urll = \"x\"\n", "t.toml"); err == nil || !strings.Contains(err.Error(), "auth.connect_urll") {
+		t.Errorf("unknown [auth] key: %v", err)
 	}
 }
 
