@@ -26,15 +26,15 @@ import (
 // makes it shared); the channel count and the all-or-none check are
 // Redis's, shared by every process.
 
-// stardustOnRedis serves the Stardust API (and Bayeux) on a hub whose
-// engine is a Redis engine under its own prefix.
+// stardustOnRedis serves the Stardust API and Bayeux (anonymous publishes
+// allowed) on a hub whose engine is a Redis engine under its own prefix.
 func stardustOnRedis(t *testing.T, prefix string, hub server.HubOptions) (*server.Server, string) {
 	t.Helper()
 	srv := redistest.Start(t)
 	e := open(t, srv.URL, prefix, hub.EngineLimits())
 	hub.Engine = e
 	log, _ := test.NewNullLogger()
-	s := server.New(server.Options{Hub: hub}, logrus.NewEntry(log))
+	s := server.New(server.Options{Hub: hub, Bayeux: &server.BayeuxOptions{AnonPublish: true}}, logrus.NewEntry(log))
 	ts := httptest.NewServer(s)
 	t.Cleanup(func() {
 		s.Close()
@@ -66,7 +66,7 @@ func historyLen(t *testing.T, e server.Engine, ch string) int {
 
 // TestStardustAddressChannelRate is server.TestAddressChannelRate on the
 // Redis engine: an address over its bucket of new channels gets 429 with
-// Retry-After, and nothing of the refused request happens.
+// Retry-After (Bayeux: 403), and nothing of the refused request happens.
 func TestStardustAddressChannelRate(t *testing.T) {
 	s, base := stardustOnRedis(t, "rate:", server.HubOptions{HistorySize: 5,
 		AddressChannelRate: 0.001, AddressChannelBurst: 3})
@@ -101,6 +101,23 @@ func TestStardustAddressChannelRate(t *testing.T) {
 	}
 	if resp, _ := postMessage(t, base+"f", `{"n":5}`); resp.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("a new channel with no token left: %d", resp.StatusCode)
+	}
+	bayeux := strings.TrimSuffix(base, "channel/") + "bayeux"
+	resp, err = http.Post(bayeux, "application/json", strings.NewReader(`[{"channel":"/x/1","data":{"n":6}}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var replies []struct {
+		Successful bool
+		Error      string
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&replies); err != nil || len(replies) != 1 || replies[0].Successful ||
+		!strings.HasPrefix(replies[0].Error, "403:/x/1:too many new channels") {
+		t.Errorf("a Bayeux publish to a new channel with no token left: %+v, %v", replies, err)
+	}
+	if names, _ := e.Channels(ctx, "/x/"); len(names) != 0 {
+		t.Errorf("the refused Bayeux publish added %v", names)
 	}
 }
 
@@ -194,5 +211,58 @@ func TestCreateChannelsBounds(t *testing.T) {
 	}
 	if n, err := e.CreateChannels(ctx, nil, 0); n != 0 || err != nil {
 		t.Errorf("CreateChannels of nothing = %d, %v", n, err)
+	}
+}
+
+// TestCreateChannelsCostIsFlat counts, with INFO commandstats, the Redis
+// commands of the check a request makes before it publishes
+// (CreateChannels of one kept channel, and of one new channel): the same
+// with 10 and with 10,000 channels kept.
+func TestCreateChannelsCostIsFlat(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := adminOf(t, srv)
+	var costs []string
+	for _, kept := range []int{10, 10000} {
+		e := open(t, srv.URL, fmt.Sprintf("cccost%d:", kept), server.Limits{HistorySize: 5})
+		names := make([]string, kept)
+		for i := range names {
+			names[i] = fmt.Sprint("/kept/", i)
+		}
+		for i := 0; i < kept; i += 1000 {
+			if _, err := e.CreateChannels(ctx, names[i:min(i+1000, kept)], -1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		const calls = 100
+		perCall := func(name func(i int) string) float64 {
+			least := -1
+			for range 3 { // the engine's own background work only adds: the fewest of three
+				if err := admin.Do(ctx, admin.B().ConfigResetstat().Build()).Error(); err != nil {
+					t.Fatal(err)
+				}
+				for i := range calls {
+					if _, err := e.CreateChannels(ctx, []string{name(i)}, -1); err != nil {
+						t.Fatal(err)
+					}
+				}
+				info, err := admin.Do(ctx, admin.B().Info().Section("commandstats").Build()).ToString()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c, _ := commandCalls(info); least < 0 || c < least {
+					least = c
+				}
+			}
+			return float64(least) / calls
+		}
+		round := 0
+		keptCost := perCall(func(i int) string { return names[i%kept] })
+		newCost := perCall(func(i int) string { round++; return fmt.Sprint("/new/", round) })
+		t.Logf("%5d channels kept: %.1f commands for a kept channel, %.1f for a new one", kept, keptCost, newCost)
+		costs = append(costs, fmt.Sprint(keptCost, " ", newCost))
+		_ = e.Close()
+	}
+	if costs[0] != costs[1] {
+		t.Errorf("commands per CreateChannels grow with the channels kept: %v", costs)
 	}
 }
