@@ -21,7 +21,8 @@ import "github.com/redis/rueidis"
 //	P sm:PATTERN     hash: o offset counter, b bytes in st:, n subscriptions, k:KIND subscriptions by kind
 //	P pq             zset: pattern -> seq of the last message in its st: stream (swept once the stream expired)
 //	P h:CHANNEL      stream: history, capped at the history size; fields m payload, s its size
-//	P hb             zset: channel with history -> last publish (ms), oldest trimmed first
+//	P hb             zset: channel kept -> last publish (ms), oldest trimmed first: the channels MaxChannels
+//	                 counts, those with history and those made by CreateChannels (channels.go) with none yet
 //	P hs             hash: channel -> bytes of its history
 //	P hbytes         bytes of all histories
 //	P ch             zset: channel in use -> last used (ms)
@@ -50,6 +51,7 @@ const unknownSession = -1
 const (
 	tooManyChannels      = -1
 	tooManySubscriptions = -3
+	channelBudget        = -4 // scriptCreateChannels: more new channels than its budget
 )
 
 // chLua keeps the channels in use: P ch by last use (for the sweep) and
@@ -73,6 +75,8 @@ local function entry_size(f)
   for i = 1, #f, 2 do if f[i] == 's' then return tonumber(f[i+1]) end end
   return #(f[2] or '')
 end
+-- drop_history returns the bytes dropped: 0 for a channel made by
+-- CreateChannels that has no history yet.
 local function drop_history(P, ch)
   local b = tonumber(redis.call('HGET', P..'hs', ch) or '0')
   redis.call('UNLINK', P..'h:'..ch)
@@ -80,6 +84,7 @@ local function drop_history(P, ch)
   redis.call('ZREM', P..'hb', ch)
   redis.call('DECRBY', P..'hbytes', b)
   if tonumber(redis.call('HGET', P..'sm:'..ch, 'n') or '0') <= 0 then forget_channel(P, ch) end
+  return b
 end
 local function trim_history(P, maxbytes, limit)
   local n = 0
@@ -89,8 +94,8 @@ local function trim_history(P, maxbytes, limit)
       redis.call('SET', P..'hbytes', 0)
       break
     end
-    drop_history(P, oldest)
-    redis.call('HINCRBY', P..'stats', 'trimmed', 1)
+    -- Only a history counts as trimmed, not a channel that had none yet.
+    if drop_history(P, oldest) > 0 then redis.call('HINCRBY', P..'stats', 'trimmed', 1) end
     n = n + 1
   end
   return n
