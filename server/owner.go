@@ -15,14 +15,24 @@ import (
 //     request naming the session without that cookie is answered as for an
 //     unknown client (402), and the client handshakes again. A handshake
 //     that carried no cookie (a first visit) gets one in its answer, and
-//     the session is bound to the cookie of its first use: clients such as
-//     Faye open their WebSocket before the handshake's answer has set the
-//     cookie, and must still be able to use the session over it;
+//     the session is bound at its first use: to the cookie that request
+//     presents, or to the socket it came over (clients such as Faye open
+//     their WebSocket before the handshake's answer has set the cookie;
+//     the upgrade's answer sets it);
+//   - a Bayeux session handshaken and first used over HTTP without a cookie
+//     (scripts, devices, the Perl POE client: clients that keep no cookies)
+//     is a bearer session: its 128-bit clientId, never published, is the
+//     capability. Only cookie-less requests may use it; a request that
+//     presents a cookie never does, and a cookie-less request never uses a
+//     session bound to a browser;
 //   - a Bayeux session handshaken or connected over a WebSocket to that
 //     socket (AttrSocket) for the socket's life;
 //   - a Stardust stream id first polled with a browser cookie to that
 //     browser; ids first polled without one (curl, scripts) are not bound,
 //     and are safe only because ids are never published.
+//
+// Only cookie values this server issued count (see mintBrowser): any other
+// value is treated as no cookie, and a new one is issued.
 
 // BrowserCookie is the name of the cookie that identifies a browser.
 const BrowserCookie = "BAYEUX_BROWSER"
@@ -65,14 +75,30 @@ type caller struct {
 	socket    string // the WebSocket's id ("" for HTTP transports)
 }
 
+// bearer is the AttrBrowser of a bearer session: one handshaken and first
+// used over HTTP without a browser cookie. No cookie value equals it (values
+// are hex), so only cookie-less requests claim such a session.
+const bearer = "-"
+
 // claims reports whether the caller may act as session c: the browser and
 // the socket the session is bound to, if any, must be the caller's. A
-// session not yet bound to a browser is bound to the caller's now.
+// session at its first use (handshaken without a cookie) is bound now: to
+// the caller's browser when the request presented a cookie or came over a
+// socket (whose upgrade answer set the cookie), else it becomes a bearer
+// session, so that a client that keeps no cookies can go on using it.
 func (who caller) claims(c *Client) bool {
 	switch b := c.Attr(AttrBrowser); {
-	case b == "" && who.browser != "":
-		if err := c.SetAttr(AttrBrowser, who.browser); err != nil {
+	case b == "":
+		v := bearer
+		if who.presented || who.socket != "" {
+			v = who.browser
+		}
+		if err := c.SetAttr(AttrBrowser, v); err != nil {
 			return false
+		}
+	case b == bearer:
+		if who.presented {
+			return false // a browser's request never uses a cookie-less session
 		}
 	case b != who.browser:
 		return false

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -163,4 +164,53 @@ func TestBayeuxCookielessHandshakeBoundAtFirstUse(t *testing.T) {
 	other.send(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/x"})
 	wantError(t, other.read()[0], "402:")
 	wantError(t, b.post(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/x"})[0], "402:")
+}
+
+// Issue 17: a client that keeps no cookies (scripts, devices, the Perl POE
+// client) handshakes and uses its session without one: the session is then
+// a bearer id, usable by every cookie-less request that names it, and by no
+// request that carries a browser cookie; a cookie-less request still never
+// claims a session bound to a browser.
+func TestBayeuxCookielessClientKeepsItsSession(t *testing.T) {
+	b := newBX(t, BayeuxOptions{})
+	nojar := b.stranger()
+	nojar.hc.Jar = nil
+	id := nojar.handshake()
+	for i := range 3 {
+		if r := nojar.post(connectMsg(id, 0)); r[0]["successful"] != true {
+			t.Fatalf("cookie-less connect %d: %v", i+1, r)
+		}
+	}
+	if r := nojar.subscribe(id, "/news"); r["successful"] != true {
+		t.Fatalf("cookie-less subscribe: %v", r)
+	}
+	// Callback-polling, as the POE client and old browsers do it.
+	msg, _ := json.Marshal([]any{map[string]any{"channel": "/news", "clientId": id, "data": "hi"}})
+	resp, err := http.Get(b.url + "?jsonp=cb&message=" + url.QueryEscape(string(msg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(out), `"successful":true`) {
+		t.Fatalf("cookie-less callback-polling publish: %s", out)
+	}
+	if r := nojar.post(connectMsg(id, 0)); len(r) != 2 || r[0]["data"] != "hi" {
+		t.Fatalf("cookie-less connect after a publish: %v", r)
+	}
+	// A browser, this test's or another, cannot use the bearer session.
+	for _, who := range []*bx{b, b.stranger()} {
+		who.handshake() // so that it has a cookie
+		wantError(t, who.post(connectMsg(id, 0))[0], "402:")
+	}
+	// A session that a cookie made is not a bearer session.
+	bound := b.handshake()
+	wantError(t, nojar.post(connectMsg(bound, 0))[0], "402:")
+	// Nor is one handshaken without a cookie and first used with one (a
+	// browser's first visit): the cookie the handshake's answer set binds it.
+	first := nojar.handshake()
+	if r := b.post(connectMsg(first, 0)); r[0]["successful"] != true {
+		t.Fatalf("first use with a cookie: %v", r)
+	}
+	wantError(t, nojar.post(connectMsg(first, 0))[0], "402:")
 }
