@@ -75,6 +75,7 @@ const (
 	AttrAuthenticated = "authenticated" // "true" once a handshake check passed
 	AttrTransport     = "transport"     // the Bayeux transport last used
 	AttrAck           = "ack"           // "true": the client speaks the ack extension
+	AttrConnected     = "connected"     // "true" once the client's first connect was answered
 )
 
 // Bayeux serves the Bayeux protocol over its transports. It talks to the
@@ -289,6 +290,15 @@ func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*heldConnect, *bayeuxRep
 		// in milliseconds first: a huge timeout must not overflow the
 		// Duration into a negative (immediate, uncounted) hold.
 		hold = time.Duration(*adv.Timeout) * time.Millisecond
+	}
+	if c.Attr(AttrConnected) == "" {
+		// The first connect is answered at once, as CometD's and the Perl
+		// POE server's ("Don't delay the first time they connect"): some
+		// clients send nothing else (their subscribes) until it returns.
+		if err := c.SetAttr(AttrConnected, "true"); err != nil {
+			return nil, b.fail(m, err, m.Channel)
+		}
+		hold = 0
 	}
 	h := &heldConnect{msg: m, client: c, hold: hold, ack: c.Attr(AttrAck) == "true"}
 	if batch, ok := m.ackBatch(); ok && h.ack {

@@ -63,7 +63,19 @@ func (b *bx) post(msgs ...map[string]any) []map[string]any {
 	return replies
 }
 
+// handshake makes a session as clients do: a handshake, then the first
+// connect, which is answered at once (over long-polling).
 func (b *bx) handshake(types ...string) string {
+	b.t.Helper()
+	id := b.handshakeOnly(types...)
+	if r := b.post(connectMsg(id, 0)); r[0]["successful"] != true {
+		b.t.Fatalf("first connect failed: %v", r)
+	}
+	return id
+}
+
+// handshakeOnly makes a session not yet used.
+func (b *bx) handshakeOnly(types ...string) string {
 	b.t.Helper()
 	if len(types) == 0 {
 		types = []string{"long-polling"}
@@ -684,5 +696,43 @@ func TestEverythingIsSweptBack(t *testing.T) {
 			t.Fatalf("left behind: %+v, tree empty %v, held %d", st, treeEmpty, held)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Issue 17: the first /meta/connect of a session is answered at once, as
+// CometD's and the Perl POE server's ("Don't delay the first time they
+// connect"): some clients send nothing else until it returns. The next
+// ones are held.
+func TestBayeuxFirstConnectAnsweredAtOnce(t *testing.T) {
+	b := newBX(t, BayeuxOptions{WebSocket: true}, func(o *Options) { o.PollTimeout = 30 * time.Second })
+	timed := func(send func() []map[string]any) ([]map[string]any, time.Duration) {
+		start := time.Now()
+		r := send()
+		return r, time.Since(start)
+	}
+	id := b.handshakeOnly()
+	r, took := timed(func() []map[string]any { return b.post(connectMsg(id, -1)) })
+	if r[0]["successful"] != true || took > 10*time.Second {
+		t.Fatalf("first long-polling connect answered after %v: %v", took, r)
+	}
+	b.subscribe(id, "/x")
+	done := make(chan []map[string]any, 1)
+	go func() { done <- b.post(connectMsg(id, -1)) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !polling(b.s.hub, id) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second connect is not held")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.publishHere("/x", "wake")
+	<-done
+
+	ws := b.dialWS()
+	ws.send(map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"websocket"}})
+	wid := ws.read()[0]["clientId"].(string)
+	r, took = timed(func() []map[string]any { ws.send(wsConnect(wid, -1)); return ws.read() })
+	if r[0]["successful"] != true || took > 10*time.Second {
+		t.Fatalf("first websocket connect answered after %v: %v", took, r)
 	}
 }

@@ -146,7 +146,7 @@ func TestBayeuxCookielessHandshakeBoundAtFirstUse(t *testing.T) {
 	b := newBX(t, BayeuxOptions{WebSocket: true})
 	nojar := b.stranger()
 	nojar.hc.Jar = nil
-	id := nojar.handshake("websocket", "long-polling")
+	id := nojar.handshakeOnly("websocket", "long-polling")
 	dial := func() *wsPeer {
 		conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(b.url, "http"), nil)
 		if err != nil {
@@ -175,7 +175,7 @@ func TestBayeuxCookielessClientKeepsItsSession(t *testing.T) {
 	b := newBX(t, BayeuxOptions{})
 	nojar := b.stranger()
 	nojar.hc.Jar = nil
-	id := nojar.handshake()
+	id := nojar.handshakeOnly()
 	for i := range 3 {
 		if r := nojar.post(connectMsg(id, 0)); r[0]["successful"] != true {
 			t.Fatalf("cookie-less connect %d: %v", i+1, r)
@@ -208,7 +208,7 @@ func TestBayeuxCookielessClientKeepsItsSession(t *testing.T) {
 	wantError(t, nojar.post(connectMsg(bound, 0))[0], "402:")
 	// Nor is one handshaken without a cookie and first used with one (a
 	// browser's first visit): the cookie the handshake's answer set binds it.
-	first := nojar.handshake()
+	first := nojar.handshakeOnly()
 	if r := b.post(connectMsg(first, 0)); r[0]["successful"] != true {
 		t.Fatalf("first use with a cookie: %v", r)
 	}
