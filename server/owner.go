@@ -31,7 +31,7 @@ import (
 //     browser; ids first polled without one (curl, scripts) are not bound,
 //     and are safe only because ids are never published.
 //
-// Only cookie values this server issued count (see mintBrowser): any other
+// Only cookie values this server issued count (browser.go): any other
 // value is treated as no cookie, and a new one is issued.
 
 // BrowserCookie is the name of the cookie that identifies a browser.
@@ -53,17 +53,6 @@ func (rr requestRules) browserCookie(r *http.Request, base, value string) *http.
 		(isTrusted(peerAddr(r), rr.TrustedProxies) && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"))
 	return &http.Cookie{Name: BrowserCookie, Value: value, Path: p, HttpOnly: true,
 		SameSite: http.SameSiteLaxMode, Secure: secure}
-}
-
-// ensureBrowser returns the request's browser cookie value (presented), or
-// makes one and adds its Set-Cookie to h (a response's headers).
-func (rr requestRules) ensureBrowser(h http.Header, r *http.Request, base string) (value string, presented bool) {
-	if v := browserOf(r); v != "" {
-		return v, true
-	}
-	v := NewID()
-	h.Add("Set-Cookie", rr.browserCookie(r, base, v).String())
-	return v, false
 }
 
 // caller is who sent a Bayeux batch: what ownership is checked against.

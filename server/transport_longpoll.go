@@ -138,7 +138,10 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 	write func(w http.ResponseWriter, out []byte) error) error {
 	ip := b.rules.clientIP(r)
 	who := caller{remote: ip, transport: transport}
-	who.browser, who.presented = b.rules.ensureBrowser(w.Header(), r, b.limits.base)
+	var err error
+	if who.browser, who.presented, err = b.rules.ensureBrowser(w.Header(), r, b.limits.base); err != nil {
+		return err
+	}
 	replies, held := b.process(batch, who)
 	if held == nil {
 		_ = write(w, jsonArray(replies))
