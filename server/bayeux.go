@@ -137,6 +137,9 @@ type heldConnect struct {
 	// connect acknowledges; unacknowledged ones are sent again, from any
 	// process, so that each arrives exactly once.
 	ack bool
+	// multiple: another tab of the browser holds its connects, so this one
+	// is answered at once (with what is queued) and told to poll.
+	multiple bool
 }
 
 // process handles one batch in order and returns the replies. A valid
@@ -317,6 +320,8 @@ func (b *Bayeux) connectReply(h *heldConnect, why PollEnd, cursor uint64) []byte
 		r.Ext = json.RawMessage(`{"ack":` + strconv.FormatUint(cursor, 10) + `}`)
 	}
 	switch {
+	case h.multiple && (why == PollReady || why == PollTimeout):
+		r.Advice = b.multipleClientsAdvice()
 	case why == PollClosed && b.hub.Closed():
 		r.Advice = &bayeuxAdvice{Reconnect: "retry", Interval: 1000, Timeout: b.limits.pollTimeout.Milliseconds()}
 	case why == PollClosed:

@@ -736,3 +736,30 @@ func TestBayeuxFirstConnectAnsweredAtOnce(t *testing.T) {
 		t.Fatalf("first websocket connect answered after %v: %v", took, r)
 	}
 }
+
+// Issue 17, point 9: a tab told to poll (multiple-clients) gets what is
+// queued for it in that answer. Before, the answer carried nothing, so a
+// tab that another one kept from holding never got its messages (CometD's
+// client: two clients in one process, the subscriber second).
+func TestMultipleClientsAnswerCarriesMessages(t *testing.T) {
+	b := newBX(t, BayeuxOptions{}, func(o *Options) { o.PollTimeout = 30 * time.Second })
+	holder, tab := b.handshake(), b.handshake()
+	b.subscribe(tab, "/stock/**")
+	go b.post(connectMsg(holder, -1))
+	waitPolling(t, b.s, holder)
+	for i := range 3 {
+		b.publishHere("/stock/nasdaq/goog", i)
+	}
+	r := b.post(connectMsg(tab, -1))
+	last := r[len(r)-1]
+	if adv, _ := last["advice"].(map[string]any); last["channel"] != "/meta/connect" || adv["multiple-clients"] != true {
+		t.Fatalf("the tab was not told to poll: %v", r)
+	}
+	if len(r) != 4 || r[0]["data"] != 0.0 || r[2]["data"] != 2.0 {
+		t.Fatalf("the multiple-clients answer: %v, want the 3 messages then the connect reply", r)
+	}
+	// They were taken: the next answer does not bring them again.
+	if r := b.post(connectMsg(tab, -1)); len(r) != 1 {
+		t.Fatalf("the next answer: %v", r)
+	}
+}

@@ -158,12 +158,13 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 		if err != nil {
 			return err
 		}
-		if !ok {
-			// Another tab holds this browser's connects: tell this one to poll.
-			_ = write(w, jsonArray(append(replies, b.multipleClients(held))))
-			return nil
+		if ok {
+			release = func() { b.hub.ReleaseConnection(key) }
+		} else {
+			// Another tab holds this browser's connects: answer this one
+			// at once, with what is queued for it, and tell it to poll.
+			held.hold, held.multiple = 0, true
 		}
-		release = func() { b.hub.ReleaseConnection(key) }
 	}
 	b.noteTransport(held.client, transport)
 	holdPoll(w, r, b.rules, held.client, held.hold, func(w http.ResponseWriter, batch Batch, why PollEnd) bool {
