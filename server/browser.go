@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,8 +43,9 @@ func (e *MemoryEngine) SharedSecret(context.Context) ([]byte, error) {
 
 var _ SecretSharer = (*MemoryEngine)(nil)
 
-// browserMint issues BAYEUX_BROWSER values and recognises its own: 32 hex
-// digits of randomness, then 32 of their HMAC-SHA256 under the shared key.
+// browserMint issues BAYEUX_BROWSER values and recognises its own: 12 hex
+// digits of the time it was issued (Unix milliseconds) and 20 of
+// randomness, then 32 of their HMAC-SHA256 under the shared key.
 // A value it did not issue (a forged or foreign cookie) counts as no cookie,
 // so a browser cannot choose the value its sessions are bound to. Safe for
 // concurrent use.
@@ -177,8 +179,18 @@ func (m *browserMint) issue() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	r := NewID()
+	r := fmt.Sprintf("%012x", time.Now().UnixMilli()&(1<<48-1)) + NewID()[:browserRandLen-12]
 	return r + k.sign(r), nil
+}
+
+// browserIssued is when a browser value (issued here: see browserMint) was
+// issued.
+func browserIssued(v string) time.Time {
+	ms, err := strconv.ParseInt(v[:12], 16, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 // valid reports whether v (of the right form, see isBrowserValue) was

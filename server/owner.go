@@ -3,7 +3,9 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Sessions are bound to their owner, so that an id seen by someone else (in
@@ -69,18 +71,60 @@ type caller struct {
 // are hex), so only cookie-less requests claim such a session.
 const bearer = "-"
 
+// A session bound at its first use (handshaken without a cookie) may move
+// to another cookie of the browser for firstUseWindow: two tabs of a first
+// visit that handshake at once each get a new cookie, and the browser keeps
+// only the last one, which may not be the one a session was first used
+// with. Only to a cookie issued within cookieRace of the first one and
+// before the session's first use: the cookies of that race, not one a
+// stranger got later. The window is long enough for a held connect
+// (poll_timeout) to come back with the cookie the browser kept.
+const (
+	firstUseWindow = 2 * time.Minute
+	cookieRace     = 10 * time.Second
+)
+
+// racedFor reports whether the browser value v may take over a session
+// first used at at with the value first (see firstUseWindow).
+func racedFor(v, first string, at time.Time) bool {
+	issued, firstIssued := browserIssued(v), browserIssued(first)
+	return time.Since(at) < firstUseWindow && !issued.After(at) &&
+		issued.Sub(firstIssued).Abs() < cookieRace
+}
+
+// firstUse is the AttrBrowser of a session bound at its first use, at that
+// time, to browser: "~" browser "@" Unix milliseconds.
+func firstUse(browser string, at time.Time) string {
+	return "~" + browser + "@" + strconv.FormatInt(at.UnixMilli(), 10)
+}
+
+// parseFirstUse reads a firstUse value; ok is false for any other value.
+func parseFirstUse(v string) (browser string, at time.Time, ok bool) {
+	rest, ok := strings.CutPrefix(v, "~")
+	if !ok {
+		return "", time.Time{}, false
+	}
+	browser, ms, ok := strings.Cut(rest, "@")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	return browser, time.UnixMilli(n), ok && err == nil
+}
+
 // claims reports whether the caller may act as session c: the browser and
 // the socket the session is bound to, if any, must be the caller's. A
 // session at its first use (handshaken without a cookie) is bound now: to
 // the caller's browser when the request presented a cookie or came over a
-// socket (whose upgrade answer set the cookie), else it becomes a bearer
-// session, so that a client that keeps no cookies can go on using it.
+// socket (whose upgrade answer set the cookie), or for a while to another
+// cookie of the same race (firstUseWindow), then for good; else it becomes
+// a bearer session, so that a client that keeps no cookies can go on using
+// it.
 func (who caller) claims(c *Client) bool {
-	switch b := c.Attr(AttrBrowser); {
+	b := c.Attr(AttrBrowser)
+	first, at, moving := parseFirstUse(b)
+	switch {
 	case b == "":
 		v := bearer
 		if who.presented || who.socket != "" {
-			v = who.browser
+			v = firstUse(who.browser, time.Now())
 		}
 		if err := c.SetAttr(AttrBrowser, v); err != nil {
 			return false
@@ -89,7 +133,12 @@ func (who caller) claims(c *Client) bool {
 		if who.presented {
 			return false // a browser's request never uses a cookie-less session
 		}
-	case b != who.browser:
+	case moving && first == who.browser:
+	case moving && who.presented && racedFor(who.browser, first, at):
+		if err := c.SetAttr(AttrBrowser, firstUse(who.browser, at)); err != nil {
+			return false
+		}
+	case moving || b != who.browser:
 		return false
 	}
 	if s := c.Attr(AttrSocket); s != "" && s != who.socket {

@@ -214,3 +214,58 @@ func TestBayeuxCookielessClientKeepsItsSession(t *testing.T) {
 	}
 	wantError(t, nojar.post(connectMsg(first, 0))[0], "402:")
 }
+
+// Two tabs of a browser's first visit handshake at once, without a cookie:
+// each answer sets a new cookie, and the browser keeps the last one. A
+// session first used with the cookie that lost moves to the one that won,
+// within firstUseWindow of its first use; after that, it is bound. (Issue
+// 17, point 9: CometD's client re-handshook on the 402, and lost the
+// listener of the subscription it had just made.)
+func TestBayeuxTabsRacingForACookie(t *testing.T) {
+	b := newBX(t, BayeuxOptions{})
+	withCookie := func(v string) *bx {
+		jar, _ := cookiejar.New(nil)
+		u, _ := url.Parse(b.url)
+		jar.SetCookies(u, []*http.Cookie{{Name: BrowserCookie, Value: v, Path: "/"}})
+		return &bx{t: t, s: b.s, ts: b.ts, url: b.url, hc: &http.Client{Jar: jar}}
+	}
+	// Two cookie-less handshakes, and the cookies their answers set.
+	var ids, cookies []string
+	for range 2 {
+		resp, err := http.Post(b.url, "application/json", strings.NewReader(
+			`[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"]}]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r []map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		ids = append(ids, r[0]["clientId"].(string))
+		cookies = append(cookies, resp.Cookies()[0].Value)
+	}
+	lost, won := withCookie(cookies[0]), withCookie(cookies[1])
+	if r := lost.post(connectMsg(ids[0], 0)); r[0]["successful"] != true {
+		t.Fatalf("first use with the first cookie: %v", r)
+	}
+	for i, id := range ids {
+		if r := won.post(connectMsg(id, 0)); r[0]["successful"] != true {
+			t.Fatalf("session %d with the cookie the browser kept: %v", i, r)
+		}
+	}
+	// A cookie-less request still cannot use it.
+	nojar := b.stranger()
+	nojar.hc.Jar = nil
+	wantError(t, nojar.post(connectMsg(ids[0], 0))[0], "402:")
+	// After the window, the session is bound to its last cookie for good.
+	c := clientOf(b.s.hub, ids[0])
+	if err := c.SetAttr(AttrBrowser, firstUse(cookies[1], time.Now().Add(-firstUseWindow-time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, lost.post(connectMsg(ids[0], 0))[0], "402:")
+	if r := won.post(connectMsg(ids[0], 0)); r[0]["successful"] != true {
+		t.Fatalf("after the window, with its cookie: %v", r)
+	}
+	// A session handshaken with a cookie never moves.
+	bound := won.handshake()
+	wantError(t, lost.post(connectMsg(bound, 0))[0], "402:")
+}

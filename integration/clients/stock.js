@@ -7,8 +7,10 @@
 // /stock/nasdaq/goog/deeper; A must get every one of them.
 //
 // Who connects first decides which one is told to poll: --order ab (A
-// first), ba (B first, so A, the subscriber, polls), mix (alternate), or
-// par (both handshake at once, before either has a cookie).
+// first), ba (B first, so A, the subscriber, polls), par (a first visit:
+// both handshake at once with an empty cookie jar, and each answer sets a
+// new cookie: the race shows mostly in a new Node process, whose first
+// requests are slow), or mix (each in turn).
 //
 //   node stock.js --url http://127.0.0.1:PORT/comet/cometd [--rounds N]
 //        [--order ab|ba|mix|par] [--wait-ms 8000] [--timeout-ms N]
@@ -41,29 +43,34 @@ setTimeout(() => {
 }, Number(values["timeout-ms"])).unref();
 
 const { adapt } = await import("cometd-nodejs-client");
-adapt();
-const window = globalThis.window;
-const quiet = () => {};
-window.console = { log: quiet, debug: quiet, info: quiet, warn: quiet, error: quiet };
+const window = (globalThis.window = globalThis.window || {});
 
-// The wire: every HTTP exchange, kept for the report of a failed round.
+// install (re)installs cometd-nodejs-client's XMLHttpRequest, with an empty
+// cookie jar (a first visit), wrapped to log every HTTP exchange into wire,
+// kept for the report of a failed round.
 let wire = [];
 const t0 = Date.now();
-const BaseXHR = window.XMLHttpRequest;
-window.XMLHttpRequest = class extends BaseXHR {
-    send(body) {
-        const e = { at: Date.now() - t0, out: String(body) };
-        wire.push(e);
-        const onload = this.onload;
-        this.onload = (...a) => {
-            e.in = this.responseText;
-            e.status = this.status;
-            e.done = Date.now() - t0;
-            if (onload) return onload.apply(this, a);
-        };
-        return super.send(body);
-    }
-};
+function install() {
+    adapt();
+    const quiet = () => {};
+    window.console = { log: quiet, debug: quiet, info: quiet, warn: quiet, error: quiet };
+    const BaseXHR = window.XMLHttpRequest;
+    window.XMLHttpRequest = class extends BaseXHR {
+        send(body) {
+            const e = { at: Date.now() - t0, out: String(body) };
+            wire.push(e);
+            const onload = this.onload;
+            this.onload = (...a) => {
+                e.in = this.responseText;
+                e.status = this.status;
+                e.done = Date.now() - t0;
+                if (onload) return onload.apply(this, a);
+            };
+            return super.send(body);
+        }
+    };
+}
+install();
 const { CometD } = await import("cometd");
 
 function newClient(name) {
@@ -92,6 +99,8 @@ async function connected(c) {
 
 async function round(n) {
     wire = [];
+    const order = values.order === "mix" ? ["ab", "ba", "par"][n % 3] : values.order;
+    if (order === "par") install(); // a first visit: both handshake before either has a cookie
     const a = newClient("A" + n);
     const b = newClient("B" + n);
     const subs = ["/stock/nasdaq/goog", "/stock/nasdaq/*", "/stock/**"];
@@ -102,7 +111,6 @@ async function round(n) {
                 await promise((resolve, reject) => a.subscribe(s, (m) => got[s].push(m.data.n), ok("subscribe " + s, resolve, reject)));
             }
         };
-        const order = values.order === "mix" ? ["ab", "ba"][n % 2] : values.order;
         if (order === "ab") {
             await connected(a);
             await subscribe();
@@ -112,7 +120,7 @@ async function round(n) {
             await connected(a);
             await subscribe();
         } else {
-            await Promise.all([connected(a), connected(b)]);
+            await Promise.all([connected(a), connected(b)]); // with a new jar: see round
             await subscribe();
         }
         const acks = [];
