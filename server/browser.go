@@ -186,6 +186,9 @@ func (m *browserMint) issue() (string, error) {
 // browserIssued is when a browser value (issued here: see browserMint) was
 // issued.
 func browserIssued(v string) time.Time {
+	if len(v) < 12 {
+		return time.Time{}
+	}
 	ms, err := strconv.ParseInt(v[:12], 16, 64)
 	if err != nil {
 		return time.Time{}

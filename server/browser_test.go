@@ -78,3 +78,18 @@ func TestBrowserCookieIssuedHere(t *testing.T) {
 		t.Error("a server on another engine accepted a cookie it did not issue")
 	}
 }
+
+// A session attribute that is not a firstUse value, or one whose cookie is
+// not of our form, never lets a cookie in (and never panics).
+func TestFirstUseValuesParsed(t *testing.T) {
+	b := newBX(t, BayeuxOptions{})
+	b.handshake() // b has a cookie
+	id := b.handshake()
+	c := clientOf(b.s.hub, id)
+	for _, v := range []string{"~", "~@", "~x@1", "~@notanumber", "~" + benchBrowser, "-x"} {
+		if err := c.SetAttr(AttrBrowser, v); err != nil {
+			t.Fatal(err)
+		}
+		wantError(t, b.post(connectMsg(id, 0))[0], "402:")
+	}
+}
