@@ -148,7 +148,9 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 		return nil
 	}
 	release := func() {}
-	if held.hold > 0 {
+	// Held connects are counted per browser; a request without a cookie
+	// (a bearer session, a first visit) has a value no other tab shares.
+	if held.hold > 0 && who.presented {
 		key := browserKey(who.browser)
 		limit := b.opts.ClientMaxConnections
 		if held.client.Polling() {
