@@ -77,7 +77,7 @@ func newMintKey(key []byte) *mintKey {
 	return k
 }
 
-// sum returns the MAC of a browser value's random part r, in m.out; put m
+// sum returns the MAC of a browser value's signed part r, in m.out; put m
 // back in k.macs when done with it.
 func (k *mintKey) sum(r string) *keyedMAC {
 	m := k.macs.Get().(*keyedMAC)
@@ -87,14 +87,14 @@ func (k *mintKey) sum(r string) *keyedMAC {
 	return m
 }
 
-// sign is the MAC part of a browser value whose random part is r.
+// sign is the MAC part of a browser value whose signed part is r.
 func (k *mintKey) sign(r string) string {
 	m := k.sum(r)
 	defer k.macs.Put(m)
 	return hex.EncodeToString(m.out[:browserRandLen/2])
 }
 
-// verify reports whether v (of the right form: lower-case hex) is a random
+// verify reports whether v (of the right form: lower-case hex) is a signed
 // part and its MAC.
 func (k *mintKey) verify(v string) bool {
 	var mac [browserRandLen / 2]byte
@@ -114,7 +114,8 @@ func unhex(c byte) byte {
 	return c - '0'
 }
 
-// browserRandLen is the length of a browser value's random part, in hex.
+// browserRandLen is the length in hex of the part of a browser value that
+// its MAC signs: its issue time and its random bits.
 const browserRandLen = 32
 
 // secretRetry bounds how often a process reads the key again: after the
@@ -154,7 +155,7 @@ func (m *browserMint) secret(reread bool) (*mintKey, error) {
 	defer cancel()
 	b, err := sharer.SharedSecret(ctx)
 	switch {
-	case err == nil && len(b) < 16:
+	case err == nil && len(b) < 32:
 		err = fmt.Errorf("%w: %w: the engine's key has %d bytes", ErrEngine, errNoSecret, len(b))
 	case err != nil:
 		err = fmt.Errorf("%w: %w: %v", ErrEngine, errNoSecret, err)
