@@ -43,8 +43,8 @@ func (e *MemoryEngine) SharedSecret(context.Context) ([]byte, error) {
 
 var _ SecretSharer = (*MemoryEngine)(nil)
 
-// browserMint issues BAYEUX_BROWSER values and recognises its own: 12 hex
-// digits of the time it was issued (Unix milliseconds) and 20 of
+// browserMint issues BAYEUX_BROWSER values and recognises its own: 13 hex
+// digits of the time it was issued (Unix microseconds) and 19 of
 // randomness, then 32 of their HMAC-SHA256 under the shared key.
 // A value it did not issue (a forged or foreign cookie) counts as no cookie,
 // so a browser cannot choose the value its sessions are bound to. Safe for
@@ -118,6 +118,9 @@ func unhex(c byte) byte {
 // its MAC signs: its issue time and its random bits.
 const browserRandLen = 32
 
+// browserTimeLen is the length in hex of a browser value's issue time.
+const browserTimeLen = 13
+
 // secretRetry bounds how often a process reads the key again: after the
 // engine failed, or when a cookie of the right form does not verify.
 const secretRetry = 10 * time.Second
@@ -180,21 +183,21 @@ func (m *browserMint) issue() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	r := fmt.Sprintf("%012x", time.Now().UnixMilli()&(1<<48-1)) + NewID()[:browserRandLen-12]
+	r := fmt.Sprintf("%013x", time.Now().UnixMicro()&(1<<52-1)) + NewID()[:browserRandLen-browserTimeLen]
 	return r + k.sign(r), nil
 }
 
 // browserIssued is when a browser value (issued here: see browserMint) was
 // issued.
 func browserIssued(v string) time.Time {
-	if len(v) < 12 {
+	if len(v) < browserTimeLen {
 		return time.Time{}
 	}
-	ms, err := strconv.ParseInt(v[:12], 16, 64)
+	us, err := strconv.ParseInt(v[:browserTimeLen], 16, 64)
 	if err != nil {
 		return time.Time{}
 	}
-	return time.UnixMilli(ms)
+	return time.UnixMicro(us)
 }
 
 // valid reports whether v (of the right form, see isBrowserValue) was

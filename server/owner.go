@@ -41,8 +41,11 @@ const BrowserCookie = "BAYEUX_BROWSER"
 
 // Session attributes of ownership.
 const (
-	AttrBrowser = "browser" // the BAYEUX_BROWSER value of the browser that owns the session
-	AttrSocket  = "socket"  // the id of the WebSocket the session is bound to, while it is open
+	// AttrBrowser is the BAYEUX_BROWSER value of the browser that owns the
+	// session; for a Bayeux session bound at its first use, that value and
+	// the time (firstUse); "-" for a bearer session (bearer).
+	AttrBrowser = "browser"
+	AttrSocket  = "socket" // the id of the WebSocket the session is bound to, while it is open
 )
 
 // browserCookie is a new browser cookie for the API under base.
@@ -88,14 +91,14 @@ const (
 // first used at at with the value first (see firstUseWindow).
 func racedFor(v, first string, at time.Time) bool {
 	issued, firstIssued := browserIssued(v), browserIssued(first)
-	return time.Since(at) < firstUseWindow && !issued.After(at) &&
+	return time.Since(at) < firstUseWindow && issued.Before(at) &&
 		issued.Sub(firstIssued).Abs() < cookieRace
 }
 
 // firstUse is the AttrBrowser of a session bound at its first use, at that
-// time, to browser: "~" browser "@" Unix milliseconds.
+// time, to browser: "~" browser "@" Unix microseconds.
 func firstUse(browser string, at time.Time) string {
-	return "~" + browser + "@" + strconv.FormatInt(at.UnixMilli(), 10)
+	return "~" + browser + "@" + strconv.FormatInt(at.UnixMicro(), 10)
 }
 
 // parseFirstUse reads a firstUse value; ok is false for any other value.
@@ -106,7 +109,7 @@ func parseFirstUse(v string) (browser string, at time.Time, ok bool) {
 	}
 	browser, ms, ok := strings.Cut(rest, "@")
 	n, err := strconv.ParseInt(ms, 10, 64)
-	return browser, time.UnixMilli(n), ok && err == nil
+	return browser, time.UnixMicro(n), ok && err == nil
 }
 
 // claims reports whether the caller may act as session c: the browser and
