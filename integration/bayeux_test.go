@@ -153,13 +153,7 @@ func waitForSubscriber(t *testing.T, base, channel, who string) {
 func curlJSONP(t *testing.T, curl, jar, base, callback string, msgs string) (int, string, []map[string]any) {
 	t.Helper()
 	u := base + "/bayeux?jsonp=" + callback + "&message=" + url.QueryEscape(msgs)
-	out, err := exec.Command(curl, "-s", "-i", "-b", jar, "-c", jar, "--max-time", "20", u).Output()
-	if err != nil {
-		t.Fatalf("curl %s: %v", u, err)
-	}
-	head, body, _ := strings.Cut(strings.ReplaceAll(string(out), "\r\n", "\n"), "\n\n")
-	var status int
-	fmt.Sscanf(head, "HTTP/1.1 %d", &status)
+	status, head, body := curlHTTP(t, curl, jar, u)
 	prefix := "/**/" + callback + "("
 	if !strings.HasPrefix(body, prefix) || !strings.HasSuffix(body, ");") {
 		return status, head, nil
@@ -169,6 +163,76 @@ func curlJSONP(t *testing.T, curl, jar, base, callback string, msgs string) (int
 		t.Fatalf("callback argument is not a JSON batch: %s", body)
 	}
 	return status, head, batch
+}
+
+// curlHTTP runs curl on u with its extra arguments, keeping cookies in jar
+// ("": none, as a client that keeps no cookies), and returns the status,
+// the headers and the body.
+func curlHTTP(t *testing.T, curl, jar, u string, args ...string) (int, string, string) {
+	t.Helper()
+	if jar != "" {
+		args = append(args, "-b", jar, "-c", jar)
+	}
+	out, err := exec.Command(curl, append(append([]string{"-s", "-i", "--max-time", "20"}, args...), u)...).Output()
+	if err != nil {
+		t.Fatalf("curl %s: %v", u, err)
+	}
+	head, body, _ := strings.Cut(strings.ReplaceAll(string(out), "\r\n", "\n"), "\n\n")
+	var status int
+	fmt.Sscanf(head, "HTTP/1.1 %d", &status)
+	return status, head, body
+}
+
+// checkCookielessBayeux is a client that keeps no cookies (a script, a
+// device, the Perl POE client) over long-polling and callback-polling, with
+// curl and no cookie jar, against the Bayeux endpoint under base: its first
+// connect comes back at once, and its session works for as long as it
+// likes (issue 17: before, its second request got 402 and it handshook
+// again for ever).
+func checkCookielessBayeux(t *testing.T, curl, base string) {
+	send := map[string]func(t *testing.T, msgs string) []map[string]any{
+		"long-polling": func(t *testing.T, msgs string) []map[string]any {
+			status, _, body := curlHTTP(t, curl, "", base+"/bayeux", "-H", "Content-Type: application/json", "--data-binary", msgs)
+			var r []map[string]any
+			if err := json.Unmarshal([]byte(body), &r); status != 200 || err != nil || len(r) == 0 {
+				t.Fatalf("long-polling: %d %s", status, body)
+			}
+			return r
+		},
+		"callback-polling": func(t *testing.T, msgs string) []map[string]any {
+			status, _, r := curlJSONP(t, curl, "", base, "cb", msgs)
+			if status != 200 || len(r) == 0 {
+				t.Fatalf("callback-polling: %d %v", status, r)
+			}
+			return r
+		},
+	}
+	for transport, send := range send {
+		t.Run(transport, func(t *testing.T) {
+			r := send(t, `[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["`+transport+`"]}]`)
+			id, _ := r[0]["clientId"].(string)
+			if id == "" {
+				t.Fatalf("handshake: %v", r)
+			}
+			connect := fmt.Sprintf(`{"channel":"/meta/connect","clientId":%q,"connectionType":%q}`, id, transport)
+			start := time.Now()
+			if r := send(t, "["+connect+"]"); len(r) != 1 || r[0]["successful"] != true || time.Since(start) > 10*time.Second {
+				t.Fatalf("first connect, after %v: %v", time.Since(start), r)
+			}
+			channel := "/cookieless/" + strings.ReplaceAll(transport, "-", "_")
+			connectNow := strings.TrimSuffix(connect, "}") + `,"advice":{"timeout":0}}`
+			r = send(t, fmt.Sprintf(`[{"channel":"/meta/subscribe","clientId":%q,"subscription":%q},%s]`, id, channel, connectNow))
+			if len(r) != 2 || r[0]["successful"] != true || r[1]["successful"] != true {
+				t.Fatalf("subscribe and second connect: %v", r)
+			}
+			for i := range 3 {
+				r = send(t, fmt.Sprintf(`[{"channel":%q,"clientId":%q,"data":%d},%s]`, channel, id, i, connectNow))
+				if len(r) != 3 || r[0]["successful"] != true || r[1]["data"] != float64(i) || r[2]["successful"] != true {
+					t.Fatalf("publish and connect %d: %v", i, r)
+				}
+			}
+		})
+	}
 }
 
 func TestCallbackPollingWithCurl(t *testing.T) {
@@ -213,4 +277,5 @@ func TestCallbackPollingWithCurl(t *testing.T) {
 	if status, _, _ := curlJSONP(t, curl, jar, base, "alert(document.cookie)", `{"channel":"/meta/connect"}`); status != 400 {
 		t.Errorf("unsafe callback name: status %d, want 400", status)
 	}
+	t.Run("cookieless", func(t *testing.T) { checkCookielessBayeux(t, curl, base) })
 }

@@ -156,10 +156,17 @@ func runScenario(t *testing.T, args ...string) (lines []map[string]any, err erro
 // and the verdict, and logs the output of a run that did not pass.
 func tryScenario(t *testing.T, args ...string) ([]map[string]any, error) {
 	t.Helper()
+	return tryNodeScript(t, "scenario.js", args...)
+}
+
+// tryNodeScript runs a script of integration/clients that speaks as
+// scenario.js does (--timeout-ms, JSON lines, a result line last).
+func tryNodeScript(t *testing.T, script string, args ...string) ([]map[string]any, error) {
+	t.Helper()
 	node := requireNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout(args)+scenarioGrace)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, append([]string{"scenario.js"}, args...)...)
+	cmd := exec.CommandContext(ctx, node, append([]string{script}, args...)...)
 	cmd.Dir = clientsDir(t)
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
@@ -176,8 +183,8 @@ func tryScenario(t *testing.T, args ...string) ([]map[string]any, error) {
 	}
 	err := scenarioVerdict(lines, runErr)
 	if err != nil {
-		t.Logf("scenario %s did not pass: %v\nstdout:\n%s\nstderr (wire trace):\n%s",
-			strings.Join(args, " "), err, stdout.String(), tail(stderr.String(), scenarioStderrTail))
+		t.Logf("%s %s did not pass: %v\nstdout:\n%s\nstderr (wire trace):\n%s",
+			script, strings.Join(args, " "), err, stdout.String(), tail(stderr.String(), scenarioStderrTail))
 	}
 	return lines, err
 }

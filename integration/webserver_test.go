@@ -164,6 +164,7 @@ func runWebServerSetup(t *testing.T, s webServerSetup, server, bin string) {
 	t.Run("x-forwarded-for", func(t *testing.T) { checkClientSeen(t, c, stardust, "pub_"+s.id()) })
 	t.Run("metrics-refused", func(t *testing.T) { checkMetricsRefused(t, c) })
 	t.Run("bayeux", func(t *testing.T) { checkBayeux(t, s, c.base) })
+	t.Run("bayeux-cookieless", func(t *testing.T) { checkCookielessBayeux(t, requireProgram(t, "curl", "curl"), c.base+"/comet") })
 	t.Run("idle-long-poll", func(t *testing.T) { idle.check(t, hold) })
 	if idleWS != nil {
 		t.Run("idle-websocket", func(t *testing.T) { idleWS.check(t, hold) })

@@ -75,6 +75,7 @@ const (
 	AttrAuthenticated = "authenticated" // "true" once a handshake check passed
 	AttrTransport     = "transport"     // the Bayeux transport last used
 	AttrAck           = "ack"           // "true": the client speaks the ack extension
+	AttrConnected     = "connected"     // "true" once the client's first connect was answered
 )
 
 // Bayeux serves the Bayeux protocol over its transports. It talks to the
@@ -136,6 +137,9 @@ type heldConnect struct {
 	// connect acknowledges; unacknowledged ones are sent again, from any
 	// process, so that each arrives exactly once.
 	ack bool
+	// multiple: another tab of the browser holds its connects, so this one
+	// is answered at once (with what is queued) and told to poll.
+	multiple bool
 }
 
 // process handles one batch in order and returns the replies. A valid
@@ -290,6 +294,15 @@ func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*heldConnect, *bayeuxRep
 		// Duration into a negative (immediate, uncounted) hold.
 		hold = time.Duration(*adv.Timeout) * time.Millisecond
 	}
+	if c.Attr(AttrConnected) == "" {
+		// The first connect is answered at once, as CometD's and the Perl
+		// POE server's ("Don't delay the first time they connect"): some
+		// clients send nothing else (their subscribes) until it returns.
+		if err := c.SetAttr(AttrConnected, "true"); err != nil {
+			return nil, b.fail(m, err, m.Channel)
+		}
+		hold = 0
+	}
 	h := &heldConnect{msg: m, client: c, hold: hold, ack: c.Attr(AttrAck) == "true"}
 	if batch, ok := m.ackBatch(); ok && h.ack {
 		c.Commit(batch) // the client has every message up to that batch
@@ -307,6 +320,8 @@ func (b *Bayeux) connectReply(h *heldConnect, why PollEnd, cursor uint64) []byte
 		r.Ext = json.RawMessage(`{"ack":` + strconv.FormatUint(cursor, 10) + `}`)
 	}
 	switch {
+	case h.multiple && (why == PollReady || why == PollTimeout):
+		r.Advice = b.multipleClientsAdvice()
 	case why == PollClosed && b.hub.Closed():
 		r.Advice = &bayeuxAdvice{Reconnect: "retry", Interval: 1000, Timeout: b.limits.pollTimeout.Milliseconds()}
 	case why == PollClosed:

@@ -63,7 +63,19 @@ func (b *bx) post(msgs ...map[string]any) []map[string]any {
 	return replies
 }
 
+// handshake makes a session as clients do: a handshake, then the first
+// connect, which is answered at once (over long-polling).
 func (b *bx) handshake(types ...string) string {
+	b.t.Helper()
+	id := b.handshakeOnly(types...)
+	if r := b.post(connectMsg(id, 0)); r[0]["successful"] != true {
+		b.t.Fatalf("first connect failed: %v", r)
+	}
+	return id
+}
+
+// handshakeOnly makes a session not yet used.
+func (b *bx) handshakeOnly(types ...string) string {
 	b.t.Helper()
 	if len(types) == 0 {
 		types = []string{"long-polling"}
@@ -658,7 +670,7 @@ func TestEverythingIsSweptBack(t *testing.T) {
 		}(i)
 	}
 	for i := 0; i < 20; i++ {
-		id := b.handshake()
+		id := b.handshakeOnly() // its first connect comes last: the connect timeout is short
 		b.subscribe(id, fmt.Sprintf("/deep/%d/**", i), "/stardust/shared")
 		b.post(connectMsg(id, -1))
 	}
@@ -705,5 +717,70 @@ func TestBayeuxRefusedCallbackNotEchoed(t *testing.T) {
 	}
 	if len(body) > 200 || strings.Contains(string(body), "<script>") || !strings.Contains(e.Error, `"<script>alert(1)</script>xxxxxxx"...`) {
 		t.Errorf("a refused callback name of %d bytes answered with %d bytes: %.300s", len(name), len(body), body)
+	}
+}
+
+// Issue 17: the first /meta/connect of a session is answered at once, as
+// CometD's and the Perl POE server's ("Don't delay the first time they
+// connect"): some clients send nothing else until it returns. The next
+// ones are held.
+func TestBayeuxFirstConnectAnsweredAtOnce(t *testing.T) {
+	b := newBX(t, BayeuxOptions{WebSocket: true}, func(o *Options) { o.PollTimeout = 30 * time.Second })
+	timed := func(send func() []map[string]any) ([]map[string]any, time.Duration) {
+		start := time.Now()
+		r := send()
+		return r, time.Since(start)
+	}
+	id := b.handshakeOnly()
+	r, took := timed(func() []map[string]any { return b.post(connectMsg(id, -1)) })
+	if r[0]["successful"] != true || took > 10*time.Second {
+		t.Fatalf("first long-polling connect answered after %v: %v", took, r)
+	}
+	b.subscribe(id, "/x")
+	done := make(chan []map[string]any, 1)
+	go func() { done <- b.post(connectMsg(id, -1)) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !polling(b.s.hub, id) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second connect is not held")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.publishHere("/x", "wake")
+	<-done
+
+	ws := b.dialWS()
+	ws.send(map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"websocket"}})
+	wid := ws.read()[0]["clientId"].(string)
+	r, took = timed(func() []map[string]any { ws.send(wsConnect(wid, -1)); return ws.read() })
+	if r[0]["successful"] != true || took > 10*time.Second {
+		t.Fatalf("first websocket connect answered after %v: %v", took, r)
+	}
+}
+
+// Issue 17, point 9: a tab told to poll (multiple-clients) gets what is
+// queued for it in that answer. Before, the answer carried nothing, so a
+// tab that another one kept from holding never got its messages (CometD's
+// client: two clients in one process, the subscriber second).
+func TestMultipleClientsAnswerCarriesMessages(t *testing.T) {
+	b := newBX(t, BayeuxOptions{}, func(o *Options) { o.PollTimeout = 30 * time.Second })
+	holder, tab := b.handshake(), b.handshake()
+	b.subscribe(tab, "/stock/**")
+	go b.post(connectMsg(holder, -1))
+	waitPolling(t, b.s, holder)
+	for i := range 3 {
+		b.publishHere("/stock/nasdaq/goog", i)
+	}
+	r := b.post(connectMsg(tab, -1))
+	last := r[len(r)-1]
+	if adv, _ := last["advice"].(map[string]any); last["channel"] != "/meta/connect" || adv["multiple-clients"] != true {
+		t.Fatalf("the tab was not told to poll: %v", r)
+	}
+	if len(r) != 4 || r[0]["data"] != 0.0 || r[2]["data"] != 2.0 {
+		t.Fatalf("the multiple-clients answer: %v, want the 3 messages then the connect reply", r)
+	}
+	// They were taken: the next answer does not bring them again.
+	if r := b.post(connectMsg(tab, -1)); len(r) != 1 {
+		t.Fatalf("the next answer: %v", r)
 	}
 }

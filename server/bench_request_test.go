@@ -49,7 +49,19 @@ func (w *benchWriter) reset() {
 	w.status, w.n = 0, 0
 }
 
-const benchBrowser = "0123456789abcdef0123456789abcdef" // a valid BAYEUX_BROWSER value
+// benchBrowser has the form of a BAYEUX_BROWSER value; a server accepts
+// only the values it issued (issuedBrowser).
+const benchBrowser = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// issuedBrowser is a BAYEUX_BROWSER value that s issued.
+func issuedBrowser(tb testing.TB, s *Server) string {
+	tb.Helper()
+	v, err := s.rules.browsers.issue()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v
+}
 
 func benchServer(b *testing.B) *Server {
 	b.Helper()
@@ -64,10 +76,11 @@ func benchServer(b *testing.B) *Server {
 // (GET /comet/channel/x/stream/ID) answered with one message.
 func BenchmarkStardustPollRequest(b *testing.B) {
 	s := benchServer(b)
+	browser := issuedBrowser(b, s)
 	get := func(u string) *http.Request {
 		r := httptest.NewRequest(http.MethodGet, u, nil)
 		r.RemoteAddr = "127.0.0.1:40000"
-		r.Header.Set("Cookie", BrowserCookie+"="+benchBrowser)
+		r.Header.Set("Cookie", BrowserCookie+"="+browser)
 		return r
 	}
 	r := get("/comet/channel/x/stream/b.1")
@@ -76,7 +89,7 @@ func BenchmarkStardustPollRequest(b *testing.B) {
 	// The client as its first poll leaves it (a first poll would be held).
 	c, _, err := s.hub.Register("b.1", KindStardust, s.opts.ClientTimeout, "127.0.0.1")
 	if err == nil {
-		err = c.SetAttr(AttrBrowser, benchBrowser)
+		err = c.SetAttr(AttrBrowser, browser)
 	}
 	if err == nil {
 		err = s.hub.SetSubscriptions(c, []string{"/stardust/x"})
@@ -103,12 +116,13 @@ func BenchmarkStardustPollRequest(b *testing.B) {
 // (POST /comet/bayeux) answered with one message.
 func BenchmarkBayeuxConnectRequest(b *testing.B) {
 	s := benchServer(b)
+	browser := issuedBrowser(b, s)
 	w := &benchWriter{h: http.Header{}}
 	post := func(body string) *http.Request {
 		r := httptest.NewRequest(http.MethodPost, "/comet/bayeux", strings.NewReader(body))
 		r.RemoteAddr = "127.0.0.1:40000"
 		r.Header.Set("Content-Type", "application/json")
-		r.Header.Set("Cookie", BrowserCookie+"="+benchBrowser)
+		r.Header.Set("Cookie", BrowserCookie+"="+browser)
 		return r
 	}
 	rec := httptest.NewRecorder()

@@ -92,6 +92,8 @@ type MemoryEngine struct {
 	connMu sync.Mutex
 	conns  map[string]int // held connections by address
 
+	secret atomic.Pointer[[]byte] // SharedSecret's key, drawn on first use (browser.go)
+
 	// beforeTreeAdd, if set (by tests only), runs in Subscribe between
 	// recording the subscription on the session and adding it to the tree.
 	beforeTreeAdd func(id string)

@@ -316,14 +316,12 @@ func setRetryAfter(h http.Header, err error) {
 	}
 }
 
-// multipleClients answers a connect from a browser that already holds its
-// share of connects: at once, telling it to poll after an interval instead
-// of holding (CometD's "multiple-clients" advice).
-func (b *Bayeux) multipleClients(h *heldConnect) []byte {
-	r := &bayeuxReply{Channel: "/meta/connect", Successful: true, ID: h.msg.ID, ClientID: h.client.ID(),
-		Advice: &bayeuxAdvice{Reconnect: "retry", Interval: b.opts.MultiClientInterval.Milliseconds(),
-			Timeout: b.limits.pollTimeout.Milliseconds(), MultipleClients: true}}
-	return r.encode()
+// multipleClientsAdvice is the advice for a connect from a browser that
+// already holds its share of connects: answered at once, it is told to
+// poll after an interval instead of holding (CometD's "multiple-clients").
+func (b *Bayeux) multipleClientsAdvice() *bayeuxAdvice {
+	return &bayeuxAdvice{Reconnect: "retry", Interval: b.opts.MultiClientInterval.Milliseconds(),
+		Timeout: b.limits.pollTimeout.Milliseconds(), MultipleClients: true}
 }
 
 // orDefault is v, or def when v is zero, or zero (no limit) when v is negative.

@@ -39,10 +39,10 @@ func isStreamID(s string) bool {
 	return true
 }
 
-// isBrowserValue reports whether s is a browser cookie value we issue: 32
-// lower-case hex digits, as `^[0-9a-f]{32}$`.
+// isBrowserValue reports whether s has the form of a browser cookie value
+// we issue (browser.go): 64 lower-case hex digits, as `^[0-9a-f]{64}$`.
 func isBrowserValue(s string) bool {
-	if len(s) != 32 {
+	if len(s) != 2*browserRandLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -57,15 +57,15 @@ func isWordByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
 }
 
-// maxCookiesScanned is how many cookies browserOf reads itself; a request
+// maxCookiesScanned is how many cookies browserCookieOf reads itself; a request
 // with more goes through net/http's own parser, which also enforces its
 // limit on the number of cookies.
 const maxCookiesScanned = 64
 
-// browserOf returns the request's browser cookie value, "" if none valid:
-// the first BAYEUX_BROWSER cookie whose value is valid, read as
-// r.CookiesNamed reads cookies, without its allocations.
-func browserOf(r *http.Request) string {
+// browserCookieOf returns the request's browser cookie value, "" if none
+// valid: the first BAYEUX_BROWSER cookie whose value has the right form and
+// passes ok, read as r.CookiesNamed reads cookies, without its allocations.
+func browserCookieOf(r *http.Request, ok func(string) bool) string {
 	lines := r.Header["Cookie"]
 	n := 0
 	for _, line := range lines {
@@ -73,7 +73,7 @@ func browserOf(r *http.Request) string {
 	}
 	if n > maxCookiesScanned {
 		for _, c := range r.CookiesNamed(BrowserCookie) {
-			if isBrowserValue(c.Value) {
+			if isBrowserValue(c.Value) && ok(c.Value) {
 				return c.Value
 			}
 		}
@@ -92,7 +92,7 @@ func browserOf(r *http.Request) string {
 			if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
 				val = val[1 : len(val)-1]
 			}
-			if isBrowserValue(val) {
+			if isBrowserValue(val) && ok(val) {
 				return val
 			}
 		}

@@ -8,11 +8,11 @@ import (
 )
 
 // The regular expressions the byte loops of names.go replace, and the
-// cookie reading browserOf replaces: the loops must agree with them.
+// cookie reading browserCookieOf replaces: the loops must agree with them.
 var (
 	refStardustName = regexp.MustCompile(`^\w+$`)
 	refStreamID     = regexp.MustCompile(`^[\w.-]{1,128}$`)
-	refBrowserValue = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	refBrowserValue = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
 func refBrowserOf(r *http.Request) string {
@@ -36,8 +36,8 @@ func checkNames(t *testing.T, s string) {
 		t.Errorf("isBrowserValue(%q) = %v, want %v", s, got, want)
 	}
 	r := &http.Request{Header: http.Header{"Cookie": strings.Split(s, "\n")}}
-	if got, want := browserOf(r), refBrowserOf(r); got != want {
-		t.Errorf("browserOf(Cookie: %q) = %q, want %q", s, got, want)
+	if got, want := browserCookieOf(r, func(string) bool { return true }), refBrowserOf(r); got != want {
+		t.Errorf("browserCookieOf(Cookie: %q) = %q, want %q", s, got, want)
 	}
 }
 

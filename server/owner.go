@@ -3,7 +3,9 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Sessions are bound to their owner, so that an id seen by someone else (in
@@ -15,22 +17,35 @@ import (
 //     request naming the session without that cookie is answered as for an
 //     unknown client (402), and the client handshakes again. A handshake
 //     that carried no cookie (a first visit) gets one in its answer, and
-//     the session is bound to the cookie of its first use: clients such as
-//     Faye open their WebSocket before the handshake's answer has set the
-//     cookie, and must still be able to use the session over it;
+//     the session is bound at its first use: to the cookie that request
+//     presents, or to the socket it came over (clients such as Faye open
+//     their WebSocket before the handshake's answer has set the cookie;
+//     the upgrade's answer sets it);
+//   - a Bayeux session handshaken and first used over HTTP without a cookie
+//     (scripts, devices, the Perl POE client: clients that keep no cookies)
+//     is a bearer session: its 128-bit clientId, never published, is the
+//     capability. Only cookie-less requests may use it; a request that
+//     presents a cookie never does, and a cookie-less request never uses a
+//     session bound to a browser;
 //   - a Bayeux session handshaken or connected over a WebSocket to that
 //     socket (AttrSocket) for the socket's life;
 //   - a Stardust stream id first polled with a browser cookie to that
 //     browser; ids first polled without one (curl, scripts) are not bound,
 //     and are safe only because ids are never published.
+//
+// Only cookie values this server issued count (browser.go): any other
+// value is treated as no cookie, and a new one is issued.
 
 // BrowserCookie is the name of the cookie that identifies a browser.
 const BrowserCookie = "BAYEUX_BROWSER"
 
 // Session attributes of ownership.
 const (
-	AttrBrowser = "browser" // the BAYEUX_BROWSER value of the browser that owns the session
-	AttrSocket  = "socket"  // the id of the WebSocket the session is bound to, while it is open
+	// AttrBrowser is the BAYEUX_BROWSER value of the browser that owns the
+	// session; for a Bayeux session bound at its first use, that value and
+	// the time (firstUse); "-" for a bearer session (bearer).
+	AttrBrowser = "browser"
+	AttrSocket  = "socket" // the id of the WebSocket the session is bound to, while it is open
 )
 
 // browserCookie is a new browser cookie for the API under base.
@@ -45,17 +60,6 @@ func (rr requestRules) browserCookie(r *http.Request, base, value string) *http.
 		SameSite: http.SameSiteLaxMode, Secure: secure}
 }
 
-// ensureBrowser returns the request's browser cookie value (presented), or
-// makes one and adds its Set-Cookie to h (a response's headers).
-func (rr requestRules) ensureBrowser(h http.Header, r *http.Request, base string) (value string, presented bool) {
-	if v := browserOf(r); v != "" {
-		return v, true
-	}
-	v := NewID()
-	h.Add("Set-Cookie", rr.browserCookie(r, base, v).String())
-	return v, false
-}
-
 // caller is who sent a Bayeux batch: what ownership is checked against.
 type caller struct {
 	remote    string // the client address
@@ -65,16 +69,79 @@ type caller struct {
 	socket    string // the WebSocket's id ("" for HTTP transports)
 }
 
+// bearer is the AttrBrowser of a bearer session: one handshaken and first
+// used over HTTP without a browser cookie. No cookie value equals it (values
+// are hex), so only cookie-less requests claim such a session.
+const bearer = "-"
+
+// A session bound at its first use (handshaken without a cookie) may move
+// to another cookie of the browser for firstUseWindow: two tabs of a first
+// visit that handshake at once each get a new cookie, and the browser keeps
+// only the last one, which may not be the one a session was first used
+// with. Only to a cookie issued within cookieRace of the first one and
+// before the session's first use: the cookies of that race, not one a
+// stranger got later. The window is long enough for a held connect
+// (poll_timeout) to come back with the cookie the browser kept.
+const (
+	firstUseWindow = 2 * time.Minute
+	cookieRace     = 10 * time.Second
+)
+
+// racedFor reports whether the browser value v may take over a session
+// first used at at with the value first (see firstUseWindow).
+func racedFor(v, first string, at time.Time) bool {
+	issued, firstIssued := browserIssued(v), browserIssued(first)
+	return time.Since(at) < firstUseWindow && issued.Before(at) &&
+		issued.Sub(firstIssued).Abs() < cookieRace
+}
+
+// firstUse is the AttrBrowser of a session bound at its first use, at that
+// time, to browser: "~" browser "@" Unix microseconds.
+func firstUse(browser string, at time.Time) string {
+	return "~" + browser + "@" + strconv.FormatInt(at.UnixMicro(), 10)
+}
+
+// parseFirstUse reads a firstUse value; ok is false for any other value.
+func parseFirstUse(v string) (browser string, at time.Time, ok bool) {
+	rest, ok := strings.CutPrefix(v, "~")
+	if !ok {
+		return "", time.Time{}, false
+	}
+	browser, ms, ok := strings.Cut(rest, "@")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	return browser, time.UnixMicro(n), ok && err == nil
+}
+
 // claims reports whether the caller may act as session c: the browser and
 // the socket the session is bound to, if any, must be the caller's. A
-// session not yet bound to a browser is bound to the caller's now.
+// session at its first use (handshaken without a cookie) is bound now: to
+// the caller's browser when the request presented a cookie or came over a
+// socket (whose upgrade answer set the cookie), or for a while to another
+// cookie of the same race (firstUseWindow), then for good; else it becomes
+// a bearer session, so that a client that keeps no cookies can go on using
+// it.
 func (who caller) claims(c *Client) bool {
-	switch b := c.Attr(AttrBrowser); {
-	case b == "" && who.browser != "":
-		if err := c.SetAttr(AttrBrowser, who.browser); err != nil {
+	b := c.Attr(AttrBrowser)
+	first, at, moving := parseFirstUse(b)
+	switch {
+	case b == "":
+		v := bearer
+		if who.presented || who.socket != "" {
+			v = firstUse(who.browser, time.Now())
+		}
+		if err := c.SetAttr(AttrBrowser, v); err != nil {
 			return false
 		}
-	case b != who.browser:
+	case b == bearer:
+		if who.presented {
+			return false // a browser's request never uses a cookie-less session
+		}
+	case moving && first == who.browser:
+	case moving && who.presented && racedFor(who.browser, first, at):
+		if err := c.SetAttr(AttrBrowser, firstUse(who.browser, at)); err != nil {
+			return false
+		}
+	case moving || b != who.browser:
 		return false
 	}
 	if s := c.Attr(AttrSocket); s != "" && s != who.socket {

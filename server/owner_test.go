@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -145,7 +146,7 @@ func TestBayeuxCookielessHandshakeBoundAtFirstUse(t *testing.T) {
 	b := newBX(t, BayeuxOptions{WebSocket: true})
 	nojar := b.stranger()
 	nojar.hc.Jar = nil
-	id := nojar.handshake("websocket", "long-polling")
+	id := nojar.handshakeOnly("websocket", "long-polling")
 	dial := func() *wsPeer {
 		conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(b.url, "http"), nil)
 		if err != nil {
@@ -163,4 +164,108 @@ func TestBayeuxCookielessHandshakeBoundAtFirstUse(t *testing.T) {
 	other.send(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/x"})
 	wantError(t, other.read()[0], "402:")
 	wantError(t, b.post(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/x"})[0], "402:")
+}
+
+// Issue 17: a client that keeps no cookies (scripts, devices, the Perl POE
+// client) handshakes and uses its session without one: the session is then
+// a bearer id, usable by every cookie-less request that names it, and by no
+// request that carries a browser cookie; a cookie-less request still never
+// claims a session bound to a browser.
+func TestBayeuxCookielessClientKeepsItsSession(t *testing.T) {
+	b := newBX(t, BayeuxOptions{})
+	nojar := b.stranger()
+	nojar.hc.Jar = nil
+	id := nojar.handshakeOnly()
+	for i := range 3 {
+		if r := nojar.post(connectMsg(id, 0)); r[0]["successful"] != true {
+			t.Fatalf("cookie-less connect %d: %v", i+1, r)
+		}
+	}
+	if r := nojar.subscribe(id, "/news"); r["successful"] != true {
+		t.Fatalf("cookie-less subscribe: %v", r)
+	}
+	// Callback-polling, as the POE client and old browsers do it.
+	msg, _ := json.Marshal([]any{map[string]any{"channel": "/news", "clientId": id, "data": "hi"}})
+	resp, err := http.Get(b.url + "?jsonp=cb&message=" + url.QueryEscape(string(msg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(out), `"successful":true`) {
+		t.Fatalf("cookie-less callback-polling publish: %s", out)
+	}
+	if r := nojar.post(connectMsg(id, 0)); len(r) != 2 || r[0]["data"] != "hi" {
+		t.Fatalf("cookie-less connect after a publish: %v", r)
+	}
+	// A browser, this test's or another, cannot use the bearer session.
+	for _, who := range []*bx{b, b.stranger()} {
+		who.handshake() // so that it has a cookie
+		wantError(t, who.post(connectMsg(id, 0))[0], "402:")
+	}
+	// A session that a cookie made is not a bearer session.
+	bound := b.handshake()
+	wantError(t, nojar.post(connectMsg(bound, 0))[0], "402:")
+	// Nor is one handshaken without a cookie and first used with one (a
+	// browser's first visit): the cookie the handshake's answer set binds it.
+	first := nojar.handshakeOnly()
+	if r := b.post(connectMsg(first, 0)); r[0]["successful"] != true {
+		t.Fatalf("first use with a cookie: %v", r)
+	}
+	wantError(t, nojar.post(connectMsg(first, 0))[0], "402:")
+}
+
+// Two tabs of a browser's first visit handshake at once, without a cookie:
+// each answer sets a new cookie, and the browser keeps the last one. A
+// session first used with the cookie that lost moves to the one that won,
+// within firstUseWindow of its first use; after that, it is bound. (Issue
+// 17, point 9: CometD's client re-handshook on the 402, and lost the
+// listener of the subscription it had just made.)
+func TestBayeuxTabsRacingForACookie(t *testing.T) {
+	b := newBX(t, BayeuxOptions{})
+	withCookie := func(v string) *bx {
+		jar, _ := cookiejar.New(nil)
+		u, _ := url.Parse(b.url)
+		jar.SetCookies(u, []*http.Cookie{{Name: BrowserCookie, Value: v, Path: "/"}})
+		return &bx{t: t, s: b.s, ts: b.ts, url: b.url, hc: &http.Client{Jar: jar}}
+	}
+	// Two cookie-less handshakes, and the cookies their answers set.
+	var ids, cookies []string
+	for range 2 {
+		resp, err := http.Post(b.url, "application/json", strings.NewReader(
+			`[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"]}]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r []map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		ids = append(ids, r[0]["clientId"].(string))
+		cookies = append(cookies, resp.Cookies()[0].Value)
+	}
+	lost, won := withCookie(cookies[0]), withCookie(cookies[1])
+	if r := lost.post(connectMsg(ids[0], 0)); r[0]["successful"] != true {
+		t.Fatalf("first use with the first cookie: %v", r)
+	}
+	for i, id := range ids {
+		if r := won.post(connectMsg(id, 0)); r[0]["successful"] != true {
+			t.Fatalf("session %d with the cookie the browser kept: %v", i, r)
+		}
+	}
+	// A cookie-less request still cannot use it.
+	nojar := b.stranger()
+	nojar.hc.Jar = nil
+	wantError(t, nojar.post(connectMsg(ids[0], 0))[0], "402:")
+	// After the window, the session is bound to its last cookie for good.
+	c := clientOf(b.s.hub, ids[0])
+	if err := c.SetAttr(AttrBrowser, firstUse(cookies[1], time.Now().Add(-firstUseWindow-time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, lost.post(connectMsg(ids[0], 0))[0], "402:")
+	if r := won.post(connectMsg(ids[0], 0)); r[0]["successful"] != true {
+		t.Fatalf("after the window, with its cookie: %v", r)
+	}
+	// A session handshaken with a cookie never moves.
+	bound := won.handshake()
+	wantError(t, lost.post(connectMsg(bound, 0))[0], "402:")
 }

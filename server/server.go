@@ -134,6 +134,7 @@ func New(opts Options, log *logrus.Entry) *Server {
 	s := &Server{opts: opts, log: log, hub: NewHub(opts.Hub, log), started: time.Now(),
 		rules: requestRules{MaxBodyBytes: opts.MaxBodyBytes, TrustedProxies: opts.TrustedProxies, CORSOrigins: opts.CORSOrigins,
 			RequestTimeout: opts.RequestTimeout}}
+	s.rules.browsers = &browserMint{hub: s.hub}
 	s.incidents = newIncidents(log, IncidentInterval)
 	s.routes()
 	go s.incidents.run(s.hub)
@@ -214,6 +215,7 @@ type requestRules struct {
 	RequestTimeout time.Duration // to write an answer, after any hold
 	TrustedProxies []netip.Prefix
 	CORSOrigins    []string
+	browsers       *browserMint // issues and checks BAYEUX_BROWSER values (browser.go)
 }
 
 // clientIP is the request's client address: the peer, or, when the peer is

@@ -357,7 +357,7 @@ func (s *Server) streamClient(r *http.Request, id, kind string, channels []strin
 		if c.Kind() != kind {
 			return nil, false, fmt.Errorf("%w: id %q is in use by a %s client", ErrBadClientID, id, c.Kind())
 		}
-		if err := bindStream(c, created, browserOf(r)); err != nil {
+		if err := bindStream(c, created, s.rules.browserOf(r)); err != nil {
 			return nil, false, err
 		}
 		err = s.hub.SetSubscriptions(c, channels)

@@ -138,14 +138,19 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 	write func(w http.ResponseWriter, out []byte) error) error {
 	ip := b.rules.clientIP(r)
 	who := caller{remote: ip, transport: transport}
-	who.browser, who.presented = b.rules.ensureBrowser(w.Header(), r, b.limits.base)
+	var err error
+	if who.browser, who.presented, err = b.rules.ensureBrowser(w.Header(), r, b.limits.base); err != nil {
+		return err
+	}
 	replies, held := b.process(batch, who)
 	if held == nil {
 		_ = write(w, jsonArray(replies))
 		return nil
 	}
 	release := func() {}
-	if held.hold > 0 {
+	// Held connects are counted per browser; a request without a cookie
+	// (a bearer session, a first visit) has a value no other tab shares.
+	if held.hold > 0 && who.presented {
 		key := browserKey(who.browser)
 		limit := b.opts.ClientMaxConnections
 		if held.client.Polling() {
@@ -155,12 +160,13 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 		if err != nil {
 			return err
 		}
-		if !ok {
-			// Another tab holds this browser's connects: tell this one to poll.
-			_ = write(w, jsonArray(append(replies, b.multipleClients(held))))
-			return nil
+		if ok {
+			release = func() { b.hub.ReleaseConnection(key) }
+		} else {
+			// Another tab holds this browser's connects: answer this one
+			// at once, with what is queued for it, and tell it to poll.
+			held.hold, held.multiple = 0, true
 		}
-		release = func() { b.hub.ReleaseConnection(key) }
 	}
 	b.noteTransport(held.client, transport)
 	holdPoll(w, r, b.rules, held.client, held.hold, func(w http.ResponseWriter, batch Batch, why PollEnd) bool {

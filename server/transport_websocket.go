@@ -120,7 +120,11 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ip := b.rules.clientIP(r)
 	header := http.Header{}
 	who := caller{remote: ip, transport: TransportWebSocket, socket: NewID()}
-	who.browser, who.presented = b.rules.ensureBrowser(header, r, b.limits.base)
+	var err error
+	if who.browser, who.presented, err = b.rules.ensureBrowser(header, r, b.limits.base); err != nil {
+		writeError(w, err)
+		return
+	}
 	conn, err := b.upgrader.Upgrade(w, r, header)
 	if err != nil {
 		return // the upgrader has answered with an HTTP error

@@ -253,6 +253,12 @@ func TestWebSocketAckExtension(t *testing.T) {
 		"supportedConnectionTypes": []string{"websocket"}, "ext": map[string]any{"ack": true}})
 	id := r[0]["clientId"].(string)
 	b.subscribe(id, "/ack")
+	first := wsConnect(id, -1)
+	first["ext"] = map[string]any{"ack": -1}
+	ws.send(first)
+	if r := ws.read(); r[0]["successful"] != true {
+		t.Fatalf("the first connect, answered at once: %v", r)
+	}
 	connect := wsConnect(id, -1)
 	connect["ext"] = map[string]any{"ack": -1}
 	ws.send(connect)

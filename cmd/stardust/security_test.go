@@ -163,6 +163,10 @@ func TestFaultServerRestart(t *testing.T) {
 		if r := bayeuxPost(t, hc, base, map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/stardust/restart"}); r["successful"] != true {
 			t.Fatalf("subscribe: %v", r)
 		}
+		// The first connect is answered at once; the next ones are held.
+		if r := bayeuxPost(t, hc, base, map[string]any{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"}); r["successful"] != true {
+			t.Fatalf("first connect: %v", r)
+		}
 		return id
 	}
 	connect := func(id string) chan map[string]any {

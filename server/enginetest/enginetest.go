@@ -80,6 +80,7 @@ func Run(t *testing.T, f Factory) {
 		{"MaxChannels", testMaxChannels},
 		{"HistoryBytes", testHistoryBytes},
 		{"TwoProcesses", testTwoProcesses},
+		{"SharedSecret", testSharedSecret},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, f) })
 	}
@@ -836,5 +837,38 @@ func testTwoProcesses(t *testing.T, f Factory) {
 	}
 	if h, _ := h2.History("/tp/a", 0); len(h) != 1 {
 		t.Errorf("history seen from the other process: %d messages", len(h))
+	}
+}
+
+// testSharedSecret: an engine that has the cookie key (server.SecretSharer)
+// gives every process the same one, random, from its first use on, so that
+// a BAYEUX_BROWSER cookie one node issued is valid on the others.
+func testSharedSecret(t *testing.T, f Factory) {
+	e1 := open(t, f, server.Limits{})
+	s1, ok := e1.(server.SecretSharer)
+	switch {
+	case !ok && f.Peer != nil:
+		t.Fatal("an engine that processes share has no shared secret: their cookies would not agree")
+	case !ok:
+		t.Skip("the engine has no shared secret: each hub draws its own")
+	}
+	k1, err := s1.SharedSecret(ctx)
+	if err != nil || len(k1) < 32 {
+		t.Fatalf("key of %d bytes: %v", len(k1), err)
+	}
+	e2 := f.peer(t, e1, server.Limits{})
+	if e2 != e1 {
+		t.Cleanup(func() { _ = e2.Close() })
+	}
+	k2, err := e2.(server.SecretSharer).SharedSecret(ctx)
+	if err != nil || string(k1) != string(k2) {
+		t.Errorf("the second process's key differs (%v)", err)
+	}
+	if again, _ := s1.SharedSecret(ctx); string(again) != string(k1) {
+		t.Error("the key changed between two reads")
+	}
+	other := open(t, f, server.Limits{})
+	if k3, _ := other.(server.SecretSharer).SharedSecret(ctx); string(k3) == string(k1) {
+		t.Error("two separate engines share a key: it is not random")
 	}
 }
