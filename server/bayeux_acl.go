@@ -161,8 +161,8 @@ func HandshakeAuth(mode, secret string, users map[string]string) (MessageACL, er
 			return nil, errors.New("auth mode secret needs a secret")
 		}
 		return func(c *Client, m *BayeuxMessage) error {
-			if m.Channel != "/meta/handshake" {
-				return nil
+			if m.Channel != "/meta/handshake" || (c.Attr(AttrIdentity) != "" && m.ExtString("secret") == "") {
+				return nil // or identified by the app (a token, connect_url), and no secret to check
 			}
 			if subtle.ConstantTimeCompare([]byte(m.ExtString("secret")), []byte(secret)) != 1 {
 				return ErrBadCredentials
@@ -180,6 +180,9 @@ func HandshakeAuth(mode, secret string, users map[string]string) (MessageACL, er
 				return nil
 			}
 			name := m.ExtString("username")
+			if c.Attr(AttrIdentity) != "" && name == "" {
+				return nil // identified by the app (a token, connect_url), and no name to check
+			}
 			want, ok := users[name]
 			if !ok {
 				want = dummyHash // as slow as a known name

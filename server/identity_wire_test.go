@@ -1,0 +1,269 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// stubAuth is the Authenticator and authorizers of these tests: tokens are
+// names of identities the test set, read from ext.token, the Bearer header,
+// ?token= or the stardust_token cookie, as package auth reads them.
+type stubAuth struct {
+	mu         sync.Mutex
+	identities map[string]Identity // token → identity; "down" answers ErrAppUnavailable
+	refuse     map[string]string   // channel → the subscribe callback's refusal
+	asked      []ChannelRequest    // subscribe callback questions
+	published  []ChannelRequest    // publish callback questions
+	authCalls  atomic.Int64
+}
+
+func newStubAuth() *stubAuth {
+	return &stubAuth{identities: map[string]Identity{}, refuse: map[string]string{}}
+}
+
+func (a *stubAuth) set(token string, id Identity) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.identities[token] = id
+}
+
+func stubToken(r *http.Request) string {
+	if r == nil {
+		return ""
+	}
+	if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return v
+	}
+	if v := r.URL.Query().Get("token"); v != "" {
+		return v
+	}
+	if c, err := r.Cookie("stardust_token"); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+func (a *stubAuth) Authenticate(_ context.Context, req AuthRequest) (Identity, error) {
+	a.authCalls.Add(1)
+	token := req.Token
+	if token == "" {
+		token = stubToken(req.Request)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch id, ok := a.identities[token]; {
+	case token == "":
+		return Identity{}, fmt.Errorf("%w: no token", ErrNoCredentials)
+	case token == "down":
+		return Identity{}, fmt.Errorf("%w: the app did not answer in time", ErrAppUnavailable)
+	case !ok:
+		return Identity{}, fmt.Errorf("%w: bad signature", ErrUnauthenticated)
+	default:
+		return id, nil
+	}
+}
+
+func (a *stubAuth) AuthorizeSubscribe(_ context.Context, req ChannelRequest) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.asked = append(a.asked, req)
+	if req.Channel == "/slow/app" {
+		return fmt.Errorf("%w: the app did not answer in time", ErrAppUnavailable)
+	}
+	if msg, ok := a.refuse[req.Channel]; ok {
+		return &Refusal{Message: msg}
+	}
+	return nil
+}
+
+func (a *stubAuth) AuthorizePublish(_ context.Context, req ChannelRequest) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.published = append(a.published, req)
+	if msg, ok := a.refuse[req.Channel]; ok {
+		return &Refusal{Message: msg}
+	}
+	return nil
+}
+
+// fakeNow is a clock the tests move.
+type fakeNow struct{ ns atomic.Int64 }
+
+func newFakeNow() *fakeNow {
+	c := &fakeNow{}
+	c.ns.Store(time.Now().UnixNano())
+	return c
+}
+func (c *fakeNow) now() time.Time               { return time.Unix(0, c.ns.Load()) }
+func (c *fakeNow) add(d time.Duration)          { c.ns.Add(int64(d)) }
+func (c *fakeNow) in(d time.Duration) time.Time { return c.now().Add(d) }
+
+// newAuthBX is a Bayeux test server whose identity hooks are a and whose
+// clock is clock.
+func newAuthBX(t *testing.T, a *stubAuth, clock *fakeNow, rules []ACLRule, mod ...func(*Options)) *bx {
+	t.Helper()
+	acl, err := RulesACL(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBX(t, BayeuxOptions{WebSocket: true, MessageACL: acl}, append([]func(*Options){func(o *Options) {
+		o.Authenticator, o.SubscribeAuthorizer, o.PublishAuthorizer = a, a, a
+	}}, mod...)...)
+	b.s.idh.now = clock.now
+	return b
+}
+
+func handshakeMsg(transport, token string) map[string]any {
+	m := map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{transport}, "id": "h"}
+	if token != "" {
+		m["ext"] = map[string]any{"token": token}
+	}
+	return m
+}
+
+// jsonpPost sends a batch over callback-polling and returns the replies.
+func (b *bx) jsonp(msgs ...map[string]any) []map[string]any {
+	b.t.Helper()
+	body, _ := json.Marshal(msgs)
+	resp, err := b.hc.Get(b.url + "?jsonp=cb&message=" + url.QueryEscape(string(body)))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	js, ok := strings.CutPrefix(string(out), "/**/cb(")
+	js, ok2 := strings.CutSuffix(js, ");")
+	var replies []map[string]any
+	if !ok || !ok2 || json.Unmarshal([]byte(js), &replies) != nil {
+		b.t.Fatalf("callback-polling answer %d: %s", resp.StatusCode, out)
+	}
+	return replies
+}
+
+// TestIdentityBayeuxTransports: over each transport a handshake's
+// ext.token says who the client is, and the identity is kept with the
+// session; a bad token is refused (401), an app that is down means retry
+// (503, advice retry), no token is anonymous; once the identity expires the
+// next connect (and any other message) answers 402 with advice handshake
+// and the session is gone.
+func TestIdentityBayeuxTransports(t *testing.T) {
+	for _, transport := range []string{TransportLongPolling, TransportCallbackPolling, TransportWebSocket} {
+		t.Run(transport, func(t *testing.T) {
+			a, clock := newStubAuth(), newFakeNow()
+			a.set("t42", Identity{User: "42", ExpireAt: clock.in(time.Minute), Channels: []string{"/granted/**"}})
+			b := newAuthBX(t, a, clock, nil)
+			var send func(msgs ...map[string]any) []map[string]any
+			switch transport {
+			case TransportLongPolling:
+				send = b.post
+			case TransportCallbackPolling:
+				send = b.jsonp
+			case TransportWebSocket:
+				ws := b.dialWS()
+				send = func(msgs ...map[string]any) []map[string]any { ws.send(msgs...); return ws.read() }
+			}
+			wantError(t, send(handshakeMsg(transport, "forged"))[0], "401:")
+			r := send(handshakeMsg(transport, "down"))[0]
+			wantError(t, r, "503:")
+			if adv, _ := r["advice"].(map[string]any); adv["reconnect"] != "retry" {
+				t.Errorf("app down: advice %v, want retry", r["advice"])
+			}
+			if r := send(handshakeMsg(transport, ""))[0]; r["successful"] != true {
+				t.Fatalf("anonymous handshake: %v", r)
+			}
+			r = send(handshakeMsg(transport, "t42"))[0]
+			if r["successful"] != true {
+				t.Fatalf("handshake with a token: %v", r)
+			}
+			id := r["clientId"].(string)
+			c := clientOf(b.s.hub, id)
+			if kept, ok := keptIdentity(c); !ok || kept.User != "42" || c.Attr(AttrUser) != "42" || c.Attr(AttrAuthenticated) != "true" {
+				t.Fatalf("kept identity %+v, attrs %v", kept, c.s.Attrs)
+			}
+			connect := connectMsg(id, 0)
+			connect["connectionType"] = transport
+			if r := send(connect); r[len(r)-1]["successful"] != true {
+				t.Fatalf("connect: %v", r)
+			}
+			clock.add(time.Minute)
+			r = send(connect)[0]
+			wantError(t, r, "402:")
+			if adv, _ := r["advice"].(map[string]any); adv["reconnect"] != "handshake" {
+				t.Errorf("expired: advice %v, want handshake", r["advice"])
+			}
+			if clientOf(b.s.hub, id) != nil {
+				t.Error("the session of an expired identity is still there")
+			}
+		})
+	}
+}
+
+// TestIdentityBayeuxFromRequest: without ext.token the handshake's request
+// is read (here the Bearer header); ext.token comes first.
+func TestIdentityBayeuxFromRequest(t *testing.T) {
+	a, clock := newStubAuth(), newFakeNow()
+	a.set("t42", Identity{User: "42"})
+	a.set("t7", Identity{User: "7"})
+	b := newAuthBX(t, a, clock, nil)
+	hs := func(header, ext string) string {
+		body, _ := json.Marshal([]map[string]any{handshakeMsg(TransportLongPolling, ext)})
+		req, _ := http.NewRequest(http.MethodPost, b.url, strings.NewReader(string(body)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+header)
+		resp, err := b.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r []map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r[0]["successful"] != true {
+			t.Fatalf("handshake: %v %v", r, err)
+		}
+		return clientOf(b.s.hub, r[0]["clientId"].(string)).Attr(AttrUser)
+	}
+	if u := hs("t42", ""); u != "42" {
+		t.Errorf("Bearer header: user %q", u)
+	}
+	if u := hs("t42", "t7"); u != "7" {
+		t.Errorf("ext.token and a Bearer header: user %q, want ext.token's", u)
+	}
+}
+
+// TestIdentityBesideHandshakeAuth: bayeux.auth keeps working beside
+// tokens: with mode "secret", a client the app identified needs no secret,
+// a wrong secret is still refused, and a client with neither is refused.
+func TestIdentityBesideHandshakeAuth(t *testing.T) {
+	a, clock := newStubAuth(), newFakeNow()
+	a.set("t42", Identity{User: "42"})
+	secret, err := HandshakeAuth("secret", "s3cret", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newAuthBX(t, a, clock, nil, func(o *Options) { o.Bayeux.MessageACL = ChainACL(secret, o.Bayeux.MessageACL) })
+	if r := b.post(handshakeMsg(TransportLongPolling, "t42"))[0]; r["successful"] != true {
+		t.Errorf("token, no secret: %v", r)
+	}
+	withSecret := func(token, s string) map[string]any {
+		m := handshakeMsg(TransportLongPolling, "")
+		ext := map[string]any{"secret": s}
+		if token != "" {
+			ext["token"] = token
+		}
+		m["ext"] = ext
+		return m
+	}
+	wantError(t, b.post(withSecret("t42", "wrong"))[0], "403:")
+	wantError(t, b.post(handshakeMsg(TransportLongPolling, ""))[0], "403:")
+	if r := b.post(withSecret("", "s3cret"))[0]; r["successful"] != true {
+		t.Errorf("secret, no token: %v", r)
+	}
+}
