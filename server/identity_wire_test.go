@@ -267,3 +267,103 @@ func TestIdentityBesideHandshakeAuth(t *testing.T) {
 		t.Errorf("secret, no token: %v", r)
 	}
 }
+
+// newAuthServer is a Stardust test server (Bayeux on, for its ACL) asking a.
+func newAuthServer(t *testing.T, a *stubAuth, clock *fakeNow, rules []ACLRule) *bx {
+	return newAuthBX(t, a, clock, rules, func(o *Options) { o.PollTimeout = 100 * time.Millisecond })
+}
+
+// getWith sends a GET with the header name: value (none when value is "").
+func getWith(t *testing.T, hc *http.Client, u, name, value string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	if value != "" {
+		req.Header.Set(name, value)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, body
+}
+
+// TestIdentityStardustPoll: a Stardust long poll is identified from its
+// request (Bearer header, ?token=, the token cookie); the identity is kept
+// with the stream, so a later poll without a token is still that user until
+// the identity expires: then 401 JSON. A bad token is 401, an app that is
+// down 503 with Retry-After.
+func TestIdentityStardustPoll(t *testing.T) {
+	a, clock := newStubAuth(), newFakeNow()
+	a.set("t42", Identity{User: "42", ExpireAt: clock.in(time.Minute)})
+	b := newAuthServer(t, a, clock, nil)
+	poll := b.ts.URL + "/comet/channel/news/stream/s1"
+	for _, tt := range []struct{ how, name, value string }{
+		{"Bearer header", "Authorization", "Bearer t42"},
+		{"token cookie", "Cookie", "stardust_token=t42"},
+		{"token parameter", "", ""},
+	} {
+		u := poll
+		if tt.name == "" {
+			u += "?token=t42"
+		}
+		resp, body := getWith(t, b.hc, u, tt.name, tt.value)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", tt.how, resp.StatusCode, body)
+		}
+		if c := clientOf(b.s.hub, "s1"); c == nil || c.Attr(AttrUser) != "42" {
+			t.Fatalf("%s: the stream does not keep the identity", tt.how)
+		}
+	}
+	if resp, body := getWith(t, b.hc, poll, "", ""); resp.StatusCode != 200 {
+		t.Fatalf("poll without a token, identity kept: %d %s", resp.StatusCode, body)
+	}
+	resp, body := getWith(t, b.hc, poll, "Authorization", "Bearer forged")
+	if resp.StatusCode != 401 || !strings.Contains(string(body), `"status":401`) {
+		t.Errorf("forged token: %d %s", resp.StatusCode, body)
+	}
+	resp, body = getWith(t, b.hc, poll, "Authorization", "Bearer down")
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("app down: %d %s %v", resp.StatusCode, body, resp.Header)
+	}
+	clock.add(time.Minute)
+	resp, body = getWith(t, b.hc, poll, "", "")
+	if resp.StatusCode != 401 || !strings.Contains(string(body), "expired") {
+		t.Errorf("kept identity expired: %d %s", resp.StatusCode, body)
+	}
+	resp, body = getWith(t, b.hc, poll, "Authorization", "Bearer t42")
+	if resp.StatusCode != 401 || !strings.Contains(string(body), "expired") {
+		t.Errorf("expired token: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestIdentitySSE: an SSE stream is identified from its request, and ends
+// with an "expired" event when the identity expires; the browser's
+// reconnect with the same token then gets 401 JSON.
+func TestIdentitySSE(t *testing.T) {
+	a := newStubAuth()
+	a.set("t42", Identity{User: "42", ExpireAt: time.Now().Add(700 * time.Millisecond)})
+	b := newAuthServer(t, a, newFakeNow(), nil)
+	b.s.idh.now = nil // the real clock: the stream waits for the expiry
+	events := b.ts.URL + "/comet/channel/news/events?id=e1"
+	resp, body := getWith(t, b.hc, events, "Cookie", "stardust_token=forged")
+	if resp.StatusCode != 401 {
+		t.Errorf("forged token: %d %s", resp.StatusCode, body)
+	}
+	start := time.Now()
+	resp, body = getWith(t, b.hc, events, "Cookie", "stardust_token=t42")
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "event: expired") {
+		t.Fatalf("stream: %d %s", resp.StatusCode, body)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the stream ended %s after it began, not at the expiry", d)
+	}
+	if c := clientOf(b.s.hub, "e1"); c == nil || c.Attr(AttrUser) != "42" {
+		t.Error("the stream does not keep the identity")
+	}
+	resp, body = getWith(t, b.hc, events, "Cookie", "stardust_token=t42")
+	if resp.StatusCode != 401 || !strings.Contains(string(body), "expired") {
+		t.Errorf("reconnect with the expired token: %d %s", resp.StatusCode, body)
+	}
+}

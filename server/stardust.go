@@ -163,7 +163,7 @@ func (s *Server) handleChannelInfo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := s.mayRead(r, full); err != nil {
+	if _, _, err := s.mayRead(r, full, "info", nil); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -397,7 +397,8 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 		writeError(w, err)
 		return
 	}
-	if err := s.mayRead(r, full); err != nil {
+	ident, known, err := s.mayRead(r, full, TransportLongPolling, s.sessionOf(r, id))
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -405,6 +406,12 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if known {
+		if err := keepIdentity(c, ident); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	s.rules.ensureBrowser(w.Header(), r, s.opts.Base) // so that the browser's next ids are bound
 	var replay []*Message
