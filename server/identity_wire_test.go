@@ -367,3 +367,139 @@ func TestIdentitySSE(t *testing.T) {
 		t.Errorf("reconnect with the expired token: %d %s", resp.StatusCode, body)
 	}
 }
+
+// userRules are the rules of the README's example: each user reads its own
+// /user/ID/** and its own Stardust inbox, and nobody else's.
+var userRules = []ACLRule{
+	{Channel: "/user/{user}/**", Subscribe: []string{"user:{user}"}, Publish: []string{"user:{user}"}},
+	{Channel: "/stardust/inbox_{user}", Subscribe: []string{"user:{user}"}},
+}
+
+// TestIdentityUserRules: with {user} rules, user 42 reads /user/42/x and
+// never /user/43/x or a wildcard over every user, over Bayeux, the Stardust
+// long poll and SSE; an anonymous client reads neither; a channels claim
+// grants what the rules refuse; channels no rule names stay open.
+func TestIdentityUserRules(t *testing.T) {
+	a, clock := newStubAuth(), newFakeNow()
+	a.set("t42", Identity{User: "42"})
+	a.set("t43", Identity{User: "43", Channels: []string{"/user/42/shared", "/stardust/inbox_42"}})
+	a.set("tbad", Identity{User: "4/2"})
+	b := newAuthServer(t, a, clock, userRules)
+
+	hs := func(token string) string {
+		r := b.post(handshakeMsg(TransportLongPolling, token))
+		if r[0]["successful"] != true {
+			t.Fatalf("handshake %q: %v", token, r)
+		}
+		return r[0]["clientId"].(string)
+	}
+	c42, c43, anon, bad := hs("t42"), hs("t43"), hs(""), hs("tbad")
+	for _, tt := range []struct {
+		client, sub string
+		ok          bool
+	}{
+		{c42, "/user/42/x", true}, {c42, "/user/42/**", true}, {c42, "/user/43/x", false},
+		{c42, "/user/**", false}, {c42, "/news", true},
+		{c43, "/user/43/x", true}, {c43, "/user/42/x", false}, {c43, "/user/42/shared", true},
+		{anon, "/user/42/x", false}, {anon, "/news", true}, {bad, "/user/4/2", false},
+	} {
+		r := b.subscribe(tt.client, tt.sub)
+		if (r["successful"] == true) != tt.ok {
+			t.Errorf("%s subscribing to %s: %v (want allowed %v)", clientOf(b.s.hub, tt.client).Attr(AttrUser), tt.sub, r, tt.ok)
+		}
+		if !tt.ok && !strings.HasPrefix(fmt.Sprint(r["error"]), "403:") {
+			t.Errorf("refusal %v, want 403", r["error"])
+		}
+	}
+	for _, tt := range []struct {
+		token, channel, path string
+		status               int
+	}{
+		{"t42", "inbox_42", "/stream/p1", 200}, {"t42", "inbox_43", "/stream/p2", 403},
+		{"", "inbox_42", "/stream/p3", 403}, {"t43", "inbox_42", "/stream/p4", 200},
+		{"t42", "inbox_42", "/events?id=p5", -1}, {"t43", "inbox_43", "/events?id=p6", -1},
+		{"t42", "inbox_43", "/events?id=p7", 403}, {"t42", "inbox_42+inbox_43", "/stream/p8", 403},
+	} {
+		u := b.ts.URL + "/comet/channel/" + tt.channel + tt.path
+		if tt.status == -1 { // a stream that would be held: look at its status only
+			req, _ := http.NewRequest(http.MethodGet, u, nil)
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+			ctx, cancel := context.WithCancel(context.Background())
+			resp, err := b.hc.Do(req.WithContext(ctx))
+			if err != nil || resp.StatusCode != 200 {
+				t.Errorf("%s reading %s: %v %v", tt.token, u, resp, err)
+			} else {
+				resp.Body.Close()
+			}
+			cancel()
+			continue
+		}
+		resp, body := getWith(t, b.hc, u, "Authorization", "Bearer "+tt.token)
+		if resp.StatusCode != tt.status {
+			t.Errorf("%s reading %s: %d %s, want %d", tt.token, u, resp.StatusCode, body, tt.status)
+		}
+	}
+}
+
+// TestIdentityCallbacks: subscribe_url is asked after the ACL and not about
+// what the ACL refused or a claim granted; its refusal reaches the client
+// with the app's message; an app that is down refuses for now with retry
+// advice (Bayeux) or 503 and Retry-After (Stardust); publish_url is asked
+// about a Bayeux client's publish and told who publishes.
+func TestIdentityCallbacks(t *testing.T) {
+	a, clock := newStubAuth(), newFakeNow()
+	a.set("t42", Identity{User: "42", Channels: []string{"/granted"}, Info: json.RawMessage(`{"plan":"gold"}`)})
+	a.refuse["/closed"] = "not on your plan"
+	a.refuse["/stardust/closed"] = "not on your plan"
+	a.refuse["/readonly"] = "read only"
+	b := newAuthServer(t, a, clock, userRules)
+	r := b.post(handshakeMsg(TransportLongPolling, "t42"))
+	id := r[0]["clientId"].(string)
+
+	if r := b.subscribe(id, "/open"); r["successful"] != true {
+		t.Errorf("open: %v", r)
+	}
+	r2 := b.subscribe(id, "/closed")
+	wantError(t, r2, "403:")
+	if !strings.Contains(fmt.Sprint(r2["error"]), "not on your plan") {
+		t.Errorf("the app's message is lost: %v", r2["error"])
+	}
+	r2 = b.subscribe(id, "/slow/app")
+	wantError(t, r2, "503:")
+	if adv, _ := r2["advice"].(map[string]any); adv["reconnect"] != "retry" {
+		t.Errorf("app down: advice %v", r2["advice"])
+	}
+	b.subscribe(id, "/user/43/x") // refused by the ACL
+	b.subscribe(id, "/granted")   // granted by the claim
+	a.mu.Lock()
+	var asked []string
+	for _, q := range a.asked {
+		asked = append(asked, q.Channel)
+		if q.User != "42" || q.Client != id || q.Protocol != "bayeux" || string(q.Info) != `{"plan":"gold"}` {
+			t.Errorf("question %+v", q)
+		}
+	}
+	a.mu.Unlock()
+	if strings.Join(asked, " ") != "/open /closed /slow/app" {
+		t.Errorf("subscribe_url asked about %v, want /open /closed /slow/app", asked)
+	}
+
+	resp, body := getWith(t, b.hc, b.ts.URL+"/comet/channel/closed/stream/q1", "Authorization", "Bearer t42")
+	if resp.StatusCode != 403 || !strings.Contains(string(body), "not on your plan") {
+		t.Errorf("Stardust poll refused by the app: %d %s", resp.StatusCode, body)
+	}
+
+	pub := func(channel string) map[string]any {
+		return b.post(map[string]any{"channel": channel, "clientId": id, "data": map[string]any{"x": 1}, "id": "p"})[0]
+	}
+	if r := pub("/open"); r["successful"] != true {
+		t.Errorf("publish: %v", r)
+	}
+	r2 = pub("/readonly")
+	wantError(t, r2, "403:")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.published) != 2 || a.published[0].User != "42" || a.published[0].Channel != "/open" {
+		t.Errorf("publish_url questions %+v", a.published)
+	}
+}
