@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -42,5 +44,45 @@ func TestAuthFromConfig(t *testing.T) {
 func TestAuthOffByDefault(t *testing.T) {
 	if m := startMain(t); m.auth != nil {
 		t.Error("an Auth was built with [auth] empty")
+	}
+}
+
+var hmacSecret = regexp.MustCompile(`token_hmac_secret = "(.+)"`)
+
+// checkTokenExample: with the README's [auth] block, user 42's token reads
+// /user/42/x and its Stardust inbox, never user 43's; no token reads
+// neither.
+func checkTokenExample(t *testing.T, base, secret string) {
+	t.Helper()
+	token := tokentest.HS256(secret, map[string]any{"sub": "42", "exp": time.Hour})
+	hc := browser()
+	hs := bayeuxPost(t, hc, base, map[string]any{"channel": "/meta/handshake", "version": "1.0",
+		"supportedConnectionTypes": []string{"long-polling"}, "ext": map[string]any{"token": token}})
+	id, _ := hs["clientId"].(string)
+	for _, tt := range []struct {
+		channel string
+		ok      bool
+	}{{"/user/42/x", true}, {"/user/43/x", false}} {
+		r := bayeuxPost(t, hc, base, map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": tt.channel})
+		if (r["successful"] == true) != tt.ok {
+			t.Errorf("README token example: user 42 subscribing to %s: %v", tt.channel, r)
+		}
+	}
+	for _, tt := range []struct {
+		inbox, token string
+		status       int
+	}{{"inbox_42", token, 200}, {"inbox_43", token, 403}, {"inbox_42", "", 403}} {
+		req, _ := http.NewRequest(http.MethodGet, base+"/channel/"+tt.inbox, nil)
+		if tt.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Errorf("README token example: reading %s (token %v): %d, want %d", tt.inbox, tt.token != "", resp.StatusCode, tt.status)
+		}
 	}
 }

@@ -64,6 +64,9 @@ func TestReadmeTOMLSnippets(t *testing.T) {
 		if strings.Contains(block, "auth_user") {
 			checkPublishAuthExample(t, base)
 		}
+		if m := hmacSecret.FindStringSubmatch(block); m != nil {
+			checkTokenExample(t, base, m[1])
+		}
 		if err := m.Close(); err != nil {
 			t.Fatal(err)
 		}
