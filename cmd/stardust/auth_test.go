@@ -68,6 +68,13 @@ func checkTokenExample(t *testing.T, base, secret string) {
 			t.Errorf("README token example: user 42 subscribing to %s: %v", tt.channel, r)
 		}
 	}
+	r := bayeuxPost(t, hc, base, map[string]any{"channel": "/stardust/inbox_43", "clientId": id, "data": map[string]any{"spoof": true}})
+	if r["successful"] != false {
+		t.Errorf("README token example: user 42 publishing to inbox_43: %v", r)
+	}
+	if code := publishAsTo(t, base, "inbox_42", "publisher", "s3cret"); code != 200 {
+		t.Errorf("README token example: the app publishing to inbox_42: %d", code)
+	}
 	for _, tt := range []struct {
 		inbox, token string
 		status       int

@@ -1,0 +1,167 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/stardust-go/stardust/internal/tokentest"
+)
+
+// TestBrowserPHPApp: the PHP app of examples/php (Debian's php-fpm) behind
+// the nginx of conf/nginx/static.conf, with a location for PHP added, logs
+// a user in with its own PHP session and signs HS256 tokens with
+// hash_hmac; its page uses stardust.js with the token option. Chromium,
+// logged in as 42, receives on its own inbox by long polling, SSE and
+// Bayeux over a WebSocket, and is refused user 43's inbox.
+func TestBrowserPHPApp(t *testing.T) {
+	chromium := requireProgram(t, "chromium", "chromium")
+	nginx := requireProgram(t, "nginx", "nginx")
+	phpFPM := requireProgram(t, "php-fpm8.2", "php8.2-fpm")
+	bin := stardustBinary(t)
+	dir := sharedTempDir(t)
+	siteRoot := filepath.Join(dir, "site")
+	if err := copyTree(filepath.Join(repoRoot(t), "examples", "php"), siteRoot); err != nil {
+		t.Fatal(err)
+	}
+	webAddr, backAddr, phpAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+
+	// php-fpm, as Debian's php8.2-fpm pool, on a loopback port.
+	sessions := filepath.Join(dir, "sessions")
+	if err := os.MkdirAll(sessions, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(sessions, 0o777)
+	pool := fmt.Sprintf("[global]\npid = %[1]s/php-fpm.pid\nerror_log = %[1]s/php-fpm.log\ndaemonize = no\n\n[www]\nlisten = %[2]s\npm = static\npm.max_children = 4\nclear_env = yes\nenv[STARDUST_SECRET] = %[3]s\nphp_admin_value[session.save_path] = %[4]s\ncatch_workers_output = yes\n",
+		dir, phpAddr, tokentest.Secret, sessions)
+	if user, group := workerUser(t); user != "" {
+		pool += fmt.Sprintf("user = %s\ngroup = %s\n", user, group)
+	}
+	writeFile(t, filepath.Join(dir, "php-fpm.conf"), pool)
+	php := startProcess(t, "php-fpm", dir, phpFPM, "-n", "-y", filepath.Join(dir, "php-fpm.conf"), "-F")
+	php.waitListening(t, phpAddr)
+
+	// nginx: static.conf as shipped, with PHP passed to php-fpm.
+	site := readFile(t, filepath.Join(repoRoot(t), "conf", "nginx", "static.conf"))
+	site = rewritePlaceholders(t, "conf/nginx/static.conf", site,
+		webServerListenPlaceholder("nginx"), webServerListen("nginx", webAddr),
+		"127.0.0.1:5742", backAddr,
+		placeholderSiteRoot, siteRoot,
+		"    location /comet {", "    location ~ \\.php$ {\n        include fastcgi_params;\n        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n        fastcgi_pass "+phpAddr+";\n    }\n\n    location /comet {")
+	web := startWebServer(t, "nginx", nginx, dir, site, webAddr)
+	web.waitListening(t, webAddr)
+
+	cfg := filepath.Join(dir, "stardust.toml")
+	// As the README's example: the app publishes as "publisher" (s3cret).
+	writeFile(t, cfg, fmt.Sprintf(`[auth]
+token_hmac_secret = %q
+
+[comet]
+auth_user = "publisher"
+auth_pass = "$2a$10$hf/N6p.nxU90/iMJEom2Veeary5antGBCijP4a9/SRzrUH2k9f8Wa"
+
+[[bayeux.acl]]
+channel = "/stardust/inbox_{user}"
+subscribe = ["user:{user}"]
+publish = ["user:publisher"]
+`, tokentest.Secret))
+	stardust := startProcess(t, "stardust", dir, bin, "--config", cfg, "--listen", backAddr, "--log-level", "warn")
+	stardust.waitListening(t, backAddr)
+	publish := func(channel, message string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+backAddr+"/comet/channel/"+channel, strings.NewReader(url.Values{"m": {message}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("publisher", "s3cret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("publish to %s: %v %v", channel, resp, err)
+		}
+		resp.Body.Close()
+	}
+
+	browser := startChromium(t, chromium)
+	tab := openPage(t, browser, "http://"+webAddr+"/login.php?user=42", "app")
+	if got := awaitJS(t, tab, `(async () => (await fetch("/token.php")).status + "")()`); got != "200" {
+		t.Fatalf("token.php after the login: %s", got)
+	}
+	if got := awaitJS(t, tab, `listen("42")`); got != "subscribed" {
+		t.Fatalf("listen as 42: %s", got)
+	}
+	waitAudience(t, backAddr, "inbox_42", tokentest.User("42", time.Minute), "stardust", "sse", "bayeux")
+	publish("inbox_42", `{"text":"for 42"}`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		vias := evalJS[string](t, tab, `window.got.map((g) => g.via).sort().join(",")`)
+		if vias == "bayeux,events,loop" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the page received by %q, want bayeux, events and loop", vias)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := awaitJS(t, tab, `listen("43")`); !strings.HasPrefix(got, "refused: 403:") {
+		t.Errorf("listen as 42 to 43's inbox: %s", got)
+	}
+	if got := awaitJS(t, tab, `(async () => (await fetch("/comet/channel/inbox_43")).status + "")()`); got != "403" {
+		t.Errorf("43's inbox read by 42 through nginx: %s", got)
+	}
+	publish("inbox_43", `{"text":"for 43"}`)
+	time.Sleep(500 * time.Millisecond)
+	if got := evalJS[string](t, tab, `JSON.stringify(window.got.filter((g) => JSON.stringify(g.m).includes("for 43")))`); got != "[]" {
+		t.Errorf("42's page received 43's message: %s", got)
+	}
+}
+
+// awaitJS evaluates a JavaScript expression whose value is a Promise of a
+// string in the page, within browserWait.
+func awaitJS(t *testing.T, tab *demoTab, expr string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab.ctx, browserWait)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("evaluate %.200s: %v", expr, err)
+	}
+	return v
+}
+
+// waitAudience waits until channel has a subscriber of each kind, reading
+// the channel info with token (the rules close it to anyone else).
+func waitAudience(t *testing.T, addr, channel, token string, kinds ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var last string
+	for {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/comet/channel/"+channel, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			last = resp.Status + " " + string(body)
+			all := true
+			for _, k := range kinds {
+				if !strings.Contains(last, `"`+k+`":`) {
+					all = false
+				}
+			}
+			if all {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("channel %s: want subscribers of kinds %v, last info %s (%v)", channel, kinds, last, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
