@@ -1,15 +1,13 @@
 package integration
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/cookiejar"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stardust-go/stardust/internal/bayeuxtest"
 	"github.com/stardust-go/stardust/internal/redistest"
 	"github.com/stardust-go/stardust/internal/tokentest"
 )
@@ -89,36 +87,24 @@ func TestTokenIdentityAcrossRedisNodes(t *testing.T) {
 	srv := redistest.Start(t)
 	cfg := authConfig(t, fmt.Sprintf("\n[engine]\ntype = \"redis\"\nredis_url = %q\n", srv.URL))
 	a, b := startStardust(t, "--config", cfg, "--timeout", "2s"), startStardust(t, "--config", cfg, "--timeout", "2s")
-	jar, _ := cookiejar.New(nil) // one browser: cookies go to both processes (same host)
-	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
-	post := func(base string, msg map[string]any) map[string]any {
-		t.Helper()
-		body, _ := json.Marshal([]any{msg})
-		resp, err := hc.Post(base+"/bayeux", "application/json", strings.NewReader(string(body)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var replies []map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&replies); err != nil || len(replies) == 0 {
-			t.Fatalf("reply: %v", err)
-		}
-		return replies[len(replies)-1]
-	}
+	// One browser: its cookies go to both processes (same host).
+	onA := bayeuxtest.New(a + "/bayeux")
+	onB := &bayeuxtest.Browser{URL: b + "/bayeux", HTTP: onA.HTTP}
+	last := func(replies []map[string]any) map[string]any { return replies[len(replies)-1] }
 	ttl := 4 * time.Second
-	hs := post(a, map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"long-polling"},
-		"ext": map[string]any{"token": tokentest.User("42", ttl)}})
+	hs := last(onA.Post(t, map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"long-polling"},
+		"ext": map[string]any{"token": tokentest.User("42", ttl)}}))
 	if hs["successful"] != true {
 		t.Fatalf("handshake on the first process: %v", hs)
 	}
 	expires := time.Now().Add(ttl)
 	id := hs["clientId"].(string)
 	connect := map[string]any{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling", "advice": map[string]any{"timeout": 0}}
-	if r := post(b, connect); r["successful"] != true {
+	if r := last(onB.Post(t, connect)); r["successful"] != true {
 		t.Fatalf("connect on the second process: %v", r)
 	}
 	sub := func(channel string) map[string]any {
-		return post(b, map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": channel})
+		return last(onB.Post(t, map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": channel}))
 	}
 	if r := sub("/user/42/x"); r["successful"] != true {
 		t.Errorf("own channel on the second process: %v", r)
@@ -127,12 +113,12 @@ func TestTokenIdentityAcrossRedisNodes(t *testing.T) {
 		t.Errorf("another user's channel on the second process: %v", r)
 	}
 	time.Sleep(time.Until(expires) + 1500*time.Millisecond) // exp is in whole seconds
-	r := post(b, connect)
+	r := last(onB.Post(t, connect))
 	adv, _ := r["advice"].(map[string]any)
 	if r["successful"] != false || !strings.HasPrefix(fmt.Sprint(r["error"]), "402:") || adv["reconnect"] != "handshake" {
 		t.Errorf("connect after the expiry on the second process: %v", r)
 	}
-	if r := post(a, connect); r["successful"] != false {
+	if r := last(onA.Post(t, connect)); r["successful"] != false {
 		t.Errorf("connect after the expiry on the first process: %v", r)
 	}
 }
