@@ -212,11 +212,11 @@ func (b *Bayeux) session(m *BayeuxMessage, who caller) (*Client, error) {
 		return nil, ErrUnknownClient
 	}
 	if err := b.idh.checkExpiry(c); err != nil {
-		// The session ends here, on every process: the client handshakes
-		// again with a fresh token (402, advice handshake).
-		if err := b.hub.Remove(c); err != nil {
-			b.log.WithError(err).Debug("removing a session whose identity expired")
-		}
+		// Every message of the session, on every process, is refused from
+		// now on (402, advice handshake): the client handshakes again with a
+		// fresh token, and the old session is swept after connect_timeout.
+		// It is not removed here: a connect it holds elsewhere would be
+		// answered "reconnect none" (a goodbye) and could stop the client.
 		return nil, err
 	}
 	return c, nil

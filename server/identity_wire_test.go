@@ -154,7 +154,7 @@ func (b *bx) jsonp(msgs ...map[string]any) []map[string]any {
 // session; a bad token is refused (401), an app that is down means retry
 // (503, advice retry), no token is anonymous; once the identity expires the
 // next connect (and any other message) answers 402 with advice handshake
-// and the session is gone.
+// and every other message of the session is refused the same way.
 func TestIdentityBayeuxTransports(t *testing.T) {
 	for _, transport := range []string{TransportLongPolling, TransportCallbackPolling, TransportWebSocket} {
 		t.Run(transport, func(t *testing.T) {
@@ -200,11 +200,14 @@ func TestIdentityBayeuxTransports(t *testing.T) {
 			if adv, _ := r["advice"].(map[string]any); adv["reconnect"] != "handshake" {
 				t.Errorf("expired: advice %v, want handshake", r["advice"])
 			}
-			if clientOf(b.s.hub, id) != nil {
-				t.Error("the session of an expired identity is still there")
-			}
+			wantError(t, b.subscribeVia(send, id, "/news"), "402:") // every message, not only connects
 		})
 	}
+}
+
+// subscribeVia sends a subscribe of id to channel with send.
+func (b *bx) subscribeVia(send func(...map[string]any) []map[string]any, id, channel string) map[string]any {
+	return send(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": channel, "id": "s"})[0]
 }
 
 // TestIdentityBayeuxFromRequest: without ext.token the handshake's request
