@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,12 +20,66 @@ import (
 
 // TestBrowserPHPApp: the PHP app of examples/php (Debian's php-fpm) behind
 // the nginx of conf/nginx/static.conf, with a location for PHP added, logs
-// a user in with its own PHP session and signs HS256 tokens with
-// hash_hmac; its page uses stardust.js with the token option. Chromium,
-// logged in as 42, receives on its own inbox by long polling, SSE and
-// Bayeux over a WebSocket, and is refused user 43's inbox.
+// a user in with its own PHP session; its page uses stardust.js with the
+// token option. Chromium, logged in as 42, receives on its own inbox by
+// long polling, SSE and Bayeux over a WebSocket, and is refused user 43's:
+//
+//   - tokens: the app signs HS256 tokens with hash_hmac, the {user} rules decide;
+//   - callbacks: Stardust has no token key and asks the app's connect.php
+//     and subscribe.php, which answer from the PHP session whose cookie
+//     Stardust forwards.
 func TestBrowserPHPApp(t *testing.T) {
 	chromium := requireProgram(t, "chromium", "chromium")
+	browser := startChromium(t, chromium)
+	t.Run("tokens", func(t *testing.T) {
+		web, back := startPHPApp(t, func(string) string {
+			// As the README's example: the app publishes as "publisher" (s3cret).
+			return fmt.Sprintf(`[auth]
+token_hmac_secret = %q
+
+[comet]
+auth_user = "publisher"
+auth_pass = "$2a$10$hf/N6p.nxU90/iMJEom2Veeary5antGBCijP4a9/SRzrUH2k9f8Wa"
+
+[[bayeux.acl]]
+channel = "/stardust/inbox_{user}"
+subscribe = ["user:{user}"]
+publish = ["user:publisher"]
+`, tokentest.Secret)
+		})
+		checkPHPPage(t, browser, web, back, "Authorization", "Bearer "+tokentest.User("42", time.Minute))
+	})
+	t.Run("callbacks", func(t *testing.T) {
+		web, back := startPHPApp(t, func(web string) string {
+			return fmt.Sprintf("[comet]\nauth_user = \"publisher\"\nauth_pass = \"$2a$10$hf/N6p.nxU90/iMJEom2Veeary5antGBCijP4a9/SRzrUH2k9f8Wa\"\n\n[auth]\nconnect_url = \"http://%[1]s/connect.php\"\nsubscribe_url = \"http://%[1]s/subscribe.php\"\n", web)
+		})
+		// The Go side reads the channel info as 42 too: with its PHP session.
+		jar, _ := cookiejar.New(nil)
+		hc := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := hc.Get("http://" + web + "/login.php?user=42")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		var session string
+		for _, c := range resp.Cookies() {
+			if c.Name == "PHPSESSID" {
+				session = c.Name + "=" + c.Value
+			}
+		}
+		if session == "" {
+			t.Fatalf("login.php set no PHP session cookie: %v", resp.Header)
+		}
+		checkPHPPage(t, browser, web, back, "Cookie", session)
+	})
+}
+
+// startPHPApp starts php-fpm with examples/php, nginx with static.conf and
+// a PHP location, and stardust with the configuration config returns for
+// the web server's address; it returns the web server's and stardust's
+// addresses.
+func startPHPApp(t *testing.T, config func(web string) string) (web, back string) {
+	t.Helper()
 	nginx := requireProgram(t, "nginx", "nginx")
 	phpFPM := requireProgram(t, "php-fpm8.2", "php8.2-fpm")
 	bin := stardustBinary(t)
@@ -57,25 +112,20 @@ func TestBrowserPHPApp(t *testing.T) {
 		"127.0.0.1:5742", backAddr,
 		placeholderSiteRoot, siteRoot,
 		"    location /comet {", "    location ~ \\.php$ {\n        include fastcgi_params;\n        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n        fastcgi_pass "+phpAddr+";\n    }\n\n    location /comet {")
-	web := startWebServer(t, "nginx", nginx, dir, site, webAddr)
-	web.waitListening(t, webAddr)
+	nginxProc := startWebServer(t, "nginx", nginx, dir, site, webAddr)
+	nginxProc.waitListening(t, webAddr)
 
 	cfg := filepath.Join(dir, "stardust.toml")
-	// As the README's example: the app publishes as "publisher" (s3cret).
-	writeFile(t, cfg, fmt.Sprintf(`[auth]
-token_hmac_secret = %q
-
-[comet]
-auth_user = "publisher"
-auth_pass = "$2a$10$hf/N6p.nxU90/iMJEom2Veeary5antGBCijP4a9/SRzrUH2k9f8Wa"
-
-[[bayeux.acl]]
-channel = "/stardust/inbox_{user}"
-subscribe = ["user:{user}"]
-publish = ["user:publisher"]
-`, tokentest.Secret))
+	writeFile(t, cfg, config(webAddr))
 	stardust := startProcess(t, "stardust", dir, bin, "--config", cfg, "--listen", backAddr, "--log-level", "warn")
 	stardust.waitListening(t, backAddr)
+	return webAddr, backAddr
+}
+
+// checkPHPPage logs Chromium in as 42 and checks what its page receives;
+// the Go side reads the channel info with the header name: value of 42.
+func checkPHPPage(t *testing.T, browser context.Context, webAddr, backAddr, name, value string) {
+	t.Helper()
 	publish := func(channel, message string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, "http://"+backAddr+"/comet/channel/"+channel, strings.NewReader(url.Values{"m": {message}}.Encode()))
@@ -87,8 +137,6 @@ publish = ["user:publisher"]
 		}
 		resp.Body.Close()
 	}
-
-	browser := startChromium(t, chromium)
 	tab := openPage(t, browser, "http://"+webAddr+"/login.php?user=42", "app")
 	if got := awaitJS(t, tab, `(async () => (await fetch("/token.php")).status + "")()`); got != "200" {
 		t.Fatalf("token.php after the login: %s", got)
@@ -96,7 +144,7 @@ publish = ["user:publisher"]
 	if got := awaitJS(t, tab, `listen("42")`); got != "subscribed" {
 		t.Fatalf("listen as 42: %s", got)
 	}
-	waitAudience(t, backAddr, "inbox_42", tokentest.User("42", time.Minute), "stardust", "sse", "bayeux")
+	waitAudience(t, backAddr, "inbox_42", name, value, "stardust", "sse", "bayeux")
 	publish("inbox_42", `{"text":"for 42"}`)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -136,14 +184,15 @@ func awaitJS(t *testing.T, tab *demoTab, expr string) string {
 }
 
 // waitAudience waits until channel has a subscriber of each kind, reading
-// the channel info with token (the rules close it to anyone else).
-func waitAudience(t *testing.T, addr, channel, token string, kinds ...string) {
+// the channel info with the header name: value (the rules close it to
+// anyone but its user).
+func waitAudience(t *testing.T, addr, channel, name, value string, kinds ...string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	var last string
 	for {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/comet/channel/"+channel, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set(name, value)
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
