@@ -15,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/stardust-go/stardust/internal/redistest"
 	"github.com/stardust-go/stardust/internal/tokentest"
 )
 
@@ -31,8 +32,17 @@ import (
 func TestBrowserPHPApp(t *testing.T) {
 	chromium := requireProgram(t, "chromium", "chromium")
 	browser := startChromium(t, chromium)
+	// (Subtest names end up in temporary paths, which php-fpm's
+	// configuration cannot hold if they have "=".)
+	t.Run("static", func(t *testing.T) { checkPHPApp(t, browser, 1) })
+	t.Run("cluster", func(t *testing.T) { checkPHPApp(t, browser, 3) })
+}
+
+// checkPHPApp runs the page with tokens and with callbacks, on one node
+// (static.conf) or three sharing a redis-server (cluster.conf).
+func checkPHPApp(t *testing.T, browser context.Context, nodes int) {
 	t.Run("tokens", func(t *testing.T) {
-		web, back := startPHPApp(t, func(string) string {
+		web, back := startPHPApp(t, nodes, func(string) string {
 			// As the README's example: the app publishes as "publisher" (s3cret).
 			return fmt.Sprintf(`[auth]
 token_hmac_secret = %q
@@ -50,7 +60,7 @@ publish = ["user:publisher"]
 		checkPHPPage(t, browser, web, back, "Authorization", "Bearer "+tokentest.User("42", time.Minute))
 	})
 	t.Run("callbacks", func(t *testing.T) {
-		web, back := startPHPApp(t, func(web string) string {
+		web, back := startPHPApp(t, nodes, func(web string) string {
 			return fmt.Sprintf("[comet]\nauth_user = \"publisher\"\nauth_pass = \"$2a$10$hf/N6p.nxU90/iMJEom2Veeary5antGBCijP4a9/SRzrUH2k9f8Wa\"\n\n[auth]\nconnect_url = \"http://%[1]s/connect.php\"\nsubscribe_url = \"http://%[1]s/subscribe.php\"\n", web)
 		})
 		// The Go side reads the channel info as 42 too: with its PHP session.
@@ -74,11 +84,12 @@ publish = ["user:publisher"]
 	})
 }
 
-// startPHPApp starts php-fpm with examples/php, nginx with static.conf and
-// a PHP location, and stardust with the configuration config returns for
-// the web server's address; it returns the web server's and stardust's
-// addresses.
-func startPHPApp(t *testing.T, config func(web string) string) (web, back string) {
+// startPHPApp starts php-fpm with examples/php, nginx with a PHP location
+// added to static.conf (one stardust) or cluster.conf (three, on a
+// redis-server), and stardust with the configuration config returns for the
+// web server's address; it returns the web server's address and the first
+// stardust's.
+func startPHPApp(t *testing.T, nodes int, config func(web string) string) (web, back string) {
 	t.Helper()
 	nginx := requireProgram(t, "nginx", "nginx")
 	phpFPM := requireProgram(t, "php-fpm8.2", "php8.2-fpm")
@@ -88,7 +99,13 @@ func startPHPApp(t *testing.T, config func(web string) string) (web, back string
 	if err := copyTree(filepath.Join(repoRoot(t), "examples", "php"), siteRoot); err != nil {
 		t.Fatal(err)
 	}
-	webAddr, backAddr, phpAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	webAddr, phpAddr := freeAddr(t), freeAddr(t)
+	backs := []string{freeAddr(t)}
+	conf, placeholders := "static.conf", []string{"127.0.0.1:5742", backs[0]}
+	if nodes == 3 {
+		backs = append(backs, freeAddr(t), freeAddr(t))
+		conf, placeholders = "cluster.conf", []string{"127.0.0.1:5742", backs[0], "127.0.0.1:5752", backs[1], "127.0.0.1:5762", backs[2]}
+	}
 
 	// php-fpm, as Debian's php8.2-fpm pool, on a loopback port.
 	sessions := filepath.Join(dir, "sessions")
@@ -105,21 +122,26 @@ func startPHPApp(t *testing.T, config func(web string) string) (web, back string
 	php := startProcess(t, "php-fpm", dir, phpFPM, "-n", "-y", filepath.Join(dir, "php-fpm.conf"), "-F")
 	php.waitListening(t, phpAddr)
 
-	// nginx: static.conf as shipped, with PHP passed to php-fpm.
-	site := readFile(t, filepath.Join(repoRoot(t), "conf", "nginx", "static.conf"))
-	site = rewritePlaceholders(t, "conf/nginx/static.conf", site,
+	// nginx: the site file as shipped, with PHP passed to php-fpm.
+	site := readFile(t, filepath.Join(repoRoot(t), "conf", "nginx", conf))
+	site = rewritePlaceholders(t, "conf/nginx/"+conf, site, append(placeholders,
 		webServerListenPlaceholder("nginx"), webServerListen("nginx", webAddr),
-		"127.0.0.1:5742", backAddr,
 		placeholderSiteRoot, siteRoot,
-		"    location /comet {", "    location ~ \\.php$ {\n        include fastcgi_params;\n        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n        fastcgi_pass "+phpAddr+";\n    }\n\n    location /comet {")
+		"    location /comet {", "    location ~ \\.php$ {\n        include fastcgi_params;\n        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n        fastcgi_pass "+phpAddr+";\n    }\n\n    location /comet {")...)
 	nginxProc := startWebServer(t, "nginx", nginx, dir, site, webAddr)
 	nginxProc.waitListening(t, webAddr)
 
+	text := config(webAddr)
+	if nodes > 1 {
+		text += fmt.Sprintf("\n[engine]\ntype = \"redis\"\nredis_url = %q\n", redistest.Start(t).URL)
+	}
 	cfg := filepath.Join(dir, "stardust.toml")
-	writeFile(t, cfg, config(webAddr))
-	stardust := startProcess(t, "stardust", dir, bin, "--config", cfg, "--listen", backAddr, "--log-level", "warn")
-	stardust.waitListening(t, backAddr)
-	return webAddr, backAddr
+	writeFile(t, cfg, text)
+	for i, addr := range backs {
+		p := startProcess(t, fmt.Sprintf("stardust%d", i+1), dir, bin, "--config", cfg, "--listen", addr, "--log-level", "warn")
+		p.waitListening(t, addr)
+	}
+	return webAddr, backs[0]
 }
 
 // checkPHPPage logs Chromium in as 42 and checks what its page receives;
