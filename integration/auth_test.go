@@ -2,6 +2,9 @@ package integration
 
 import (
 	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -120,5 +123,42 @@ func TestTokenIdentityAcrossRedisNodes(t *testing.T) {
 	}
 	if r := last(onA.Post(t, connect)); r["successful"] != false {
 		t.Errorf("connect after the expiry on the first process: %v", r)
+	}
+}
+
+// TestPythonTokenExample: examples/python/stardust_token.py signs a token
+// the server accepts (user 42 reads inbox_42, not inbox_43), and one for
+// a past expiry that it refuses.
+func TestPythonTokenExample(t *testing.T) {
+	python := requireProgram(t, "python3", "python3")
+	base := startStardust(t, "--config", authConfig(t, "\n[[bayeux.acl]]\nchannel = \"/stardust/inbox_{user}\"\nsubscribe = [\"user:{user}\"]\npublish = []\n"))
+	sign := func(ttl string) string {
+		cmd := exec.Command(python, filepath.Join(repoRoot(t), "examples", "python", "stardust_token.py"), "42", ttl)
+		cmd.Env = append(os.Environ(), "STARDUST_SECRET="+tokentest.Secret)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("stardust_token.py: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	read := func(channel, token string) int {
+		req, _ := http.NewRequest(http.MethodGet, base+"/channel/"+channel, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	token := sign("300")
+	if got := read("inbox_42", token); got != 200 {
+		t.Errorf("42 reading inbox_42 with the Python token: %d", got)
+	}
+	if got := read("inbox_43", token); got != 403 {
+		t.Errorf("42 reading inbox_43 with the Python token: %d", got)
+	}
+	if got := read("inbox_42", sign("-60")); got != 401 {
+		t.Errorf("an expired Python token: %d, want 401", got)
 	}
 }
