@@ -200,13 +200,13 @@ func TestIdentityBayeuxTransports(t *testing.T) {
 			if adv, _ := r["advice"].(map[string]any); adv["reconnect"] != "handshake" {
 				t.Errorf("expired: advice %v, want handshake", r["advice"])
 			}
-			wantError(t, b.subscribeVia(send, id, "/news"), "402:") // every message, not only connects
+			wantError(t, subscribeVia(send, id, "/news"), "402:") // every message, not only connects
 		})
 	}
 }
 
 // subscribeVia sends a subscribe of id to channel with send.
-func (b *bx) subscribeVia(send func(...map[string]any) []map[string]any, id, channel string) map[string]any {
+func subscribeVia(send func(...map[string]any) []map[string]any, id, channel string) map[string]any {
 	return send(map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": channel, "id": "s"})[0]
 }
 
