@@ -320,6 +320,9 @@ func TestHeldBayeuxLongPollingConnectTakenOver(t *testing.T) {
 	id := hs[0].ClientID
 	rc.send(post(`[{"channel":"/meta/subscribe","clientId":"`+id+`","subscription":"/stardust/a","id":"2"}]`, ""))
 	rc.read()
+	// The first connect is answered at once (as CometD's); the next are held.
+	rc.send(post(`[{"channel":"/meta/connect","clientId":"`+id+`","connectionType":"long-polling","id":"3"}]`, ""))
+	rc.read()
 	for _, tc := range []struct {
 		extra string
 		held  int
