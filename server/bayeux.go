@@ -340,6 +340,11 @@ func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*heldConnect, *bayeuxRep
 		}
 		hold = 0
 	}
+	if left, ok := b.idh.timeLeft(c); ok && left < hold {
+		// Held no longer than the identity holds: the next connect, at
+		// its expiry, is answered 402 (handshake) at once.
+		hold = max(left, 0)
+	}
 	h := &heldConnect{msg: m, client: c, hold: hold, ack: c.Attr(AttrAck) == "true"}
 	if batch, ok := m.ackBatch(); ok && h.ack {
 		c.Commit(batch) // the client has every message up to that batch

@@ -114,18 +114,27 @@ func keptIdentity(c *Client) (Identity, bool) {
 
 // checkExpiry fails with ErrTokenExpired when c's kept identity has expired.
 func (h *identityHooks) checkExpiry(c *Client) error {
-	if c == nil {
-		return nil
-	}
-	v := c.Attr(AttrIdentityExpires)
-	if v == "" {
-		return nil
-	}
-	ms, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || !h.clock().Before(time.UnixMilli(ms)) {
+	if left, ok := h.timeLeft(c); ok && left <= 0 {
 		return fmt.Errorf("%w: log in again (a fresh token)", ErrTokenExpired)
 	}
 	return nil
+}
+
+// timeLeft is how long c's kept identity still holds; ok is false when c
+// has none that expires. An unreadable expiry has none left.
+func (h *identityHooks) timeLeft(c *Client) (time.Duration, bool) {
+	if c == nil {
+		return 0, false
+	}
+	v := c.Attr(AttrIdentityExpires)
+	if v == "" {
+		return 0, false
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, true
+	}
+	return time.UnixMilli(ms).Sub(h.clock()), true
 }
 
 // checkSubscribe decides a subscription of c to subs (channels or

@@ -506,3 +506,21 @@ func TestIdentityCallbacks(t *testing.T) {
 		t.Errorf("publish_url questions %+v", a.published)
 	}
 }
+
+// TestIdentityBayeuxHeldConnectEndsAtExpiry: a connect is held no longer
+// than the identity holds, so that the client learns of the expiry (402 on
+// its next connect) then, not a whole poll_timeout later.
+func TestIdentityBayeuxHeldConnectEndsAtExpiry(t *testing.T) {
+	a := newStubAuth()
+	a.set("t42", Identity{User: "42", ExpireAt: time.Now().Add(1500 * time.Millisecond)})
+	b := newAuthBX(t, a, newFakeNow(), nil, func(o *Options) { o.PollTimeout = 20 * time.Second })
+	b.s.idh.now = nil // the real clock: the hold is real
+	id := b.post(handshakeMsg(TransportLongPolling, "t42"))[0]["clientId"].(string)
+	b.post(connectMsg(id, 0)) // the first connect is answered at once
+	start := time.Now()
+	r := b.post(connectMsg(id, -1))
+	if d := time.Since(start); r[len(r)-1]["successful"] != true || d > 10*time.Second {
+		t.Fatalf("held connect: %v after %s, want an answer at the expiry", r, d)
+	}
+	wantError(t, b.post(connectMsg(id, -1))[0], "402:")
+}
