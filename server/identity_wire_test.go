@@ -524,3 +524,20 @@ func TestIdentityBayeuxHeldConnectEndsAtExpiry(t *testing.T) {
 	}
 	wantError(t, b.post(connectMsg(id, -1))[0], "402:")
 }
+
+// TestIdentityStardustPollEndsAtExpiry: a Stardust long poll is held no
+// longer than its identity holds; the next poll is 401.
+func TestIdentityStardustPollEndsAtExpiry(t *testing.T) {
+	a := newStubAuth()
+	a.set("t42", Identity{User: "42", ExpireAt: time.Now().Add(1500 * time.Millisecond)})
+	b := newAuthBX(t, a, newFakeNow(), nil, func(o *Options) { o.PollTimeout = 20 * time.Second })
+	b.s.idh.now = nil // the real clock: the hold is real
+	poll := b.ts.URL + "/comet/channel/news/stream/x1"
+	start := time.Now()
+	if resp, body := getWith(t, b.hc, poll, "Authorization", "Bearer t42"); resp.StatusCode != 200 || time.Since(start) > 10*time.Second {
+		t.Fatalf("held poll: %d %s after %s, want 200 at the expiry", resp.StatusCode, body, time.Since(start))
+	}
+	if resp, body := getWith(t, b.hc, poll, "", ""); resp.StatusCode != 401 {
+		t.Errorf("the poll after the expiry: %d %s", resp.StatusCode, body)
+	}
+}

@@ -425,6 +425,11 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 	if len(replay) > 0 {
 		hold = 0 // answer at once with the replay and whatever is queued
 	}
+	if known && !ident.ExpireAt.IsZero() {
+		// No longer than the identity holds: the next poll learns of the
+		// expiry (401) then.
+		hold = min(hold, max(ident.ExpireAt.Sub(s.idh.clock()), 0))
+	}
 	holdPoll(w, r, s.rules, c, hold, func(w http.ResponseWriter, b Batch, why PollEnd) bool {
 		switch why {
 		case PollFailed:
