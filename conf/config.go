@@ -460,7 +460,9 @@ func (c *Config) Validate() error {
 	}
 	for i, rule := range b.ACL {
 		if rule.Channel == "" || rule.Channel[0] != '/' {
-			p.add(fmt.Sprintf("bayeux.acl[%d].channel", i), "want a channel pattern like \"/chat/**\", got %q", rule.Channel)
+			p.add(fmt.Sprintf("bayeux.acl[%d].channel", i), "want a channel pattern like \"/chat/**\" or \"/user/{user}/**\", got %q", rule.Channel)
+		} else if err := server.CheckACLRule(server.ACLRule{Channel: rule.Channel, Subscribe: rule.Subscribe, Publish: rule.Publish}); err != nil {
+			p.add(fmt.Sprintf("bayeux.acl[%d]", i), "%v", err)
 		}
 	}
 	c.Auth.validate(&p)

@@ -130,6 +130,21 @@ func TestValidate(t *testing.T) {
 			c.Bayeux.Auth.Users = map[string]string{"bob": "plain"}
 		}, []string{"bayeux.auth.users"}},
 		{"bad acl", func(c *Config) { c.Bayeux.ACL = []ACL{{Channel: "chat"}} }, []string{"bayeux.acl[0].channel"}},
+		{"user template acl", func(c *Config) {
+			c.Bayeux.ACL = []ACL{{Channel: "/user/{user}/**", Subscribe: []string{"user:{user}"}},
+				{Channel: "/stardust/inbox_{user}", Subscribe: []string{"user:{user}"}, Publish: []string{"user:admin"}}}
+		}, nil},
+		{"malformed user template", func(c *Config) { c.Bayeux.ACL = []ACL{{Channel: "/user/{usr}/**"}} }, []string{"bayeux.acl[0]"}},
+		{"user template outside a segment", func(c *Config) {
+			c.Bayeux.ACL = []ACL{{Channel: "/user/{user}x/**", Subscribe: []string{"user:{user}"}}}
+		}, nil},
+		{"user:{user} without {user}", func(c *Config) {
+			c.Bayeux.ACL = []ACL{{Channel: "/user/**", Subscribe: []string{"user:{user}"}}}
+		}, []string{"bayeux.acl[0]"}},
+		{"unknown who template", func(c *Config) {
+			c.Bayeux.ACL = []ACL{{Channel: "/user/{user}", Subscribe: []string{"user:{name}"}}}
+		}, []string{"bayeux.acl[0]"}},
+		{"bad acl pattern", func(c *Config) { c.Bayeux.ACL = []ACL{{Channel: "/a/**/b"}} }, []string{"bayeux.acl[0]"}},
 		{"bad engine", func(c *Config) { c.Engine.Type = "mongo" }, []string{"engine.type"}},
 		{"bad level", func(c *Config) { c.Log.Level = "loud" }, []string{"log.level"}},
 		{"bad format", func(c *Config) { c.Log.Format = "xml" }, []string{"log.format"}},

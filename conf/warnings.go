@@ -53,10 +53,6 @@ func (c *Config) Warnings() []string {
 		}
 	}
 
-	if a := c.Auth; a.TokenHMACSecret != "" || len(a.TokenPublicKeys) > 0 || a.TokenJWKSURL != "" ||
-		a.ConnectURL != "" || a.SubscribeURL != "" || a.PublishURL != "" {
-		add("auth", "tokens and the app's callbacks are read and checked, but the protocols do not use them yet in this build: [[bayeux.acl]] and bayeux.auth alone decide")
-	}
 	if c.Bayeux.Enabled {
 		w = append(w, c.aclWarnings()...)
 		if c.Bayeux.AnonPublish {

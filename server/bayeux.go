@@ -90,6 +90,7 @@ type Bayeux struct {
 	upgrader  *websocket.Upgrader
 	sockets   wsSockets  // open WebSockets and their batching (ws_push.go)
 	incidents *incidents // counts unsuccessful replies
+	idh       *identityHooks
 }
 
 // bayeuxLimits are the Server's options that Bayeux shares.
@@ -210,7 +211,40 @@ func (b *Bayeux) session(m *BayeuxMessage, who caller) (*Client, error) {
 	if c.Kind() != KindBayeux || !who.claims(c) {
 		return nil, ErrUnknownClient
 	}
+	if err := b.idh.checkExpiry(c); err != nil {
+		// Every message of the session, on every process, is refused from
+		// now on (402, advice handshake): the client handshakes again with a
+		// fresh token, and the old session is swept after connect_timeout.
+		// It is not removed here: a connect it holds elsewhere would be
+		// answered "reconnect none" (a goodbye) and could stop the client.
+		return nil, err
+	}
 	return c, nil
+}
+
+// identify asks the Authenticator who a handshake comes from (ext.token,
+// else the request's token places, else the connect callback) and keeps the
+// answer with the client-to-be. An anonymous handshake passes: the ACL
+// decides what it may do.
+func (b *Bayeux) identify(c *Client, m *BayeuxMessage, who caller) error {
+	id, ok, err := b.idh.authenticate(who.context(), AuthRequest{Token: m.ExtString("token"), Request: who.req,
+		Protocol: "bayeux", Transport: who.transport, Remote: who.remote, Session: who.session()})
+	if err != nil || !ok {
+		return err
+	}
+	return keepIdentity(c, id) // not added yet: cannot fail
+}
+
+// channelRequest is what the app's callbacks are told of a message of c.
+func channelRequest(c *Client, channel string, who caller) ChannelRequest {
+	req := ChannelRequest{Channel: channel, Protocol: "bayeux", Transport: who.transport, Session: who.session()}
+	if c != nil {
+		req.Client = c.ID()
+	}
+	if who.req != nil {
+		req.Header = who.req.Header
+	}
+	return req
 }
 
 func (b *Bayeux) acl(c *Client, m *BayeuxMessage) error {
@@ -242,6 +276,9 @@ func (b *Bayeux) handshake(m *BayeuxMessage, who caller) *bayeuxReply {
 	ack := m.wantsAck()
 	if ack {
 		_ = c.SetAttr(AttrAck, "true")
+	}
+	if err := b.identify(c, m, who); err != nil {
+		return b.fail(m, err, "handshake")
 	}
 	if err := b.acl(c, m); err != nil {
 		return b.fail(m, err, "handshake")
@@ -302,6 +339,11 @@ func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*heldConnect, *bayeuxRep
 			return nil, b.fail(m, err, m.Channel)
 		}
 		hold = 0
+	}
+	if left, ok := b.idh.timeLeft(c); ok && left < hold {
+		// Held no longer than the identity holds: the next connect, at
+		// its expiry, is answered 402 (handshake) at once.
+		hold = max(left, 0)
 	}
 	h := &heldConnect{msg: m, client: c, hold: hold, ack: c.Attr(AttrAck) == "true"}
 	if batch, ok := m.ackBatch(); ok && h.ack {
@@ -379,7 +421,7 @@ func (b *Bayeux) subscribe(m *BayeuxMessage, who caller, on bool) *bayeuxReply {
 		}
 	}
 	if on {
-		if err := b.acl(c, m); err != nil {
+		if err := b.idh.checkSubscribe(who.context(), b.opts.MessageACL, c, m, channelRequest(c, "", who)); err != nil {
 			return b.fail(m, err, m.Subscriptions...)
 		}
 	}
@@ -440,6 +482,9 @@ func (b *Bayeux) publish(m *BayeuxMessage, who caller) *bayeuxReply {
 	}
 	if IsService(m.Channel) {
 		return b.callService(c, m)
+	}
+	if err := b.idh.checkPublish(who.context(), c, channelRequest(c, m.Channel, who)); err != nil {
+		return b.fail(m, err, m.Channel)
 	}
 	// A channel the engine does not keep yet counts against the caller's
 	// address (and MaxChannels) before anything is published.

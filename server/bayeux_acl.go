@@ -14,59 +14,92 @@ import (
 
 // ACLRule says who may subscribe to and publish on channels matching Channel
 // (a channel or a pattern ending in /* or /**). Who is "*" (anyone),
-// "authenticated" (a client a handshake check marked) or "user:NAME".
+// "authenticated" (a client a handshake check or the app identified),
+// "user:NAME", or "user:{user}". Channel may hold {user}, read as the
+// caller's own user id ("/user/{user}/**", "/stardust/inbox_{user}"); then
+// "user:{user}" means "the caller is the user the channel names".
 type ACLRule struct {
 	Channel   string
 	Subscribe []string
 	Publish   []string
 }
 
+// CheckACLRule checks one rule as RulesACL reads it, for configuration
+// checks: a valid channel pattern (with {user} only as whole or part of
+// segments) and known words, "user:{user}" only in a rule whose channel
+// holds {user}.
+func CheckACLRule(r ACLRule) error {
+	user := strings.Contains(r.Channel, UserTemplate)
+	if user {
+		if err := CheckUserPattern(r.Channel); err != nil {
+			return err
+		}
+	} else if _, err := ParseChannel(r.Channel, true); err != nil {
+		return err
+	}
+	for _, who := range append(append([]string{}, r.Subscribe...), r.Publish...) {
+		switch {
+		case who == "user:"+UserTemplate && !user:
+			return fmt.Errorf("who %q needs %s in the rule's channel (such as \"/user/%s/**\")", who, UserTemplate, UserTemplate)
+		case strings.HasPrefix(who, "user:") && who != "user:"+UserTemplate && strings.ContainsAny(who, "{}"):
+			return fmt.Errorf("who %q: the only template is user:%s", who, UserTemplate)
+		case who != "*" && who != "authenticated" && !(strings.HasPrefix(who, "user:") && len(who) > 5):
+			return fmt.Errorf("who %q (want \"*\", \"authenticated\", \"user:NAME\" or \"user:%s\")", who, UserTemplate)
+		}
+	}
+	return nil
+}
+
 // RulesACL checks subscribes and publishes against rules, in order. For a
 // publish, the first rule matching the channel decides. For a subscription,
 // every rule that could match one of its channels must allow it, up to the
 // first rule that covers all of them, so that "/chat/**" cannot be used to
-// read a "/chat/private/**" that a later rule closes. A channel no rule
-// matches is open. Meta messages other than subscribe are not checked.
+// read a "/chat/private/**" that a later rule closes. A rule with {user}
+// could match a channel when it does for some user id, and covers it only
+// for the caller's own id. A channel no rule matches is open. Meta messages
+// other than subscribe are not checked.
 func RulesACL(rules []ACLRule) (MessageACL, error) {
 	type rule struct {
-		segs      []string
+		pattern   string   // as written
+		segs      []string // parsed; nil when pattern holds {user}
 		subscribe []string
 		publish   []string
 	}
 	parsed := make([]rule, len(rules))
 	for i, r := range rules {
-		segs, err := ParseChannel(r.Channel, true)
-		if err != nil {
+		if err := CheckACLRule(r); err != nil {
 			return nil, fmt.Errorf("acl rule %d: %w", i+1, err)
 		}
-		for _, who := range append(append([]string{}, r.Subscribe...), r.Publish...) {
-			if who != "*" && who != "authenticated" && !(strings.HasPrefix(who, "user:") && len(who) > 5) {
-				return nil, fmt.Errorf("acl rule %d: who %q (want \"*\", \"authenticated\" or \"user:NAME\")", i+1, who)
-			}
+		parsed[i] = rule{pattern: r.Channel, subscribe: r.Subscribe, publish: r.Publish}
+		if !strings.Contains(r.Channel, UserTemplate) {
+			parsed[i].segs, _ = ParseChannel(r.Channel, true)
 		}
-		parsed[i] = rule{segs, r.Subscribe, r.Publish}
 	}
 	check := func(c *Client, channel string, subscribe bool) error {
 		segs, err := ParseChannel(channel, true)
 		if err != nil {
 			return err
 		}
+		user := ""
+		if c != nil {
+			user = c.Attr(AttrUser)
+		}
 		for _, r := range parsed {
-			if !overlaps(r.segs, segs) {
+			if r.segs == nil && !OverlapsAnyUser(r.pattern, channel) || r.segs != nil && !overlaps(r.segs, segs) {
 				continue
 			}
 			who := r.publish
 			if subscribe {
 				who = r.subscribe
 			}
-			if !allowed(c, who) {
+			if !allowed(c, who, r.pattern, user, channel) {
 				verb := "publish to"
 				if subscribe {
 					verb = "subscribe to"
 				}
 				return fmt.Errorf("not allowed to %s %s", verb, channel)
 			}
-			if covers(r.segs, segs) {
+			if r.segs == nil && MatchUser(r.pattern, user, channel) || r.segs != nil && covers(r.segs, segs) {
 				return nil
 			}
 		}
@@ -88,7 +121,9 @@ func RulesACL(rules []ACLRule) (MessageACL, error) {
 	}, nil
 }
 
-func allowed(c *Client, who []string) bool {
+// allowed reports whether the words who let c act on channel under the rule
+// pattern; user is c's user id ("" for none).
+func allowed(c *Client, who []string, pattern, user, channel string) bool {
 	for _, w := range who {
 		switch {
 		case w == "*":
@@ -98,8 +133,12 @@ func allowed(c *Client, who []string) bool {
 			if c.Attr(AttrAuthenticated) == "true" {
 				return true
 			}
+		case w == "user:"+UserTemplate:
+			if user != "" && MatchUser(pattern, user, channel) {
+				return true
+			}
 		case strings.HasPrefix(w, "user:"):
-			if c.Attr(AttrUser) == w[5:] {
+			if user != "" && user == w[5:] {
 				return true
 			}
 		}
@@ -161,8 +200,8 @@ func HandshakeAuth(mode, secret string, users map[string]string) (MessageACL, er
 			return nil, errors.New("auth mode secret needs a secret")
 		}
 		return func(c *Client, m *BayeuxMessage) error {
-			if m.Channel != "/meta/handshake" {
-				return nil
+			if m.Channel != "/meta/handshake" || (c.Attr(AttrIdentity) != "" && m.ExtString("secret") == "") {
+				return nil // or identified by the app (a token, connect_url), and no secret to check
 			}
 			if subtle.ConstantTimeCompare([]byte(m.ExtString("secret")), []byte(secret)) != 1 {
 				return ErrBadCredentials
@@ -180,6 +219,9 @@ func HandshakeAuth(mode, secret string, users map[string]string) (MessageACL, er
 				return nil
 			}
 			name := m.ExtString("username")
+			if c.Attr(AttrIdentity) != "" && name == "" {
+				return nil // identified by the app (a token, connect_url), and no name to check
+			}
 			want, ok := users[name]
 			if !ok {
 				want = dummyHash // as slow as a known name

@@ -247,8 +247,10 @@ func bayeuxError(err error, args ...string) string {
 		code = 300
 	case errors.Is(err, ErrConnType):
 		code = 301
-	case errors.Is(err, ErrUnknownClient):
-		code = 402
+	case errors.Is(err, ErrUnknownClient), errors.Is(err, ErrTokenExpired):
+		code = 402 // with advice handshake (Bayeux.fail)
+	case errors.Is(err, ErrUnauthenticated):
+		code = 401
 	case errors.Is(err, ErrForbidden), errors.Is(err, ErrTooManySubscriptions), errors.Is(err, ErrTooManyChannels),
 		errors.Is(err, ErrChannelBudget):
 		// CometD's server answers refusals with 403 too; a client treats
@@ -270,7 +272,7 @@ func bayeuxError(err error, args ...string) string {
 	default:
 		msg = cutErrorText(msg)
 	}
-	if code == 402 {
+	if errors.Is(err, ErrUnknownClient) {
 		msg = "Unknown client" // the exact text clients look for
 	}
 	// A colon in the message part is fine; args are comma-joined and colon-free.

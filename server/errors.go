@@ -30,6 +30,8 @@ func httpStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrMethod):
 		return http.StatusMethodNotAllowed
+	case errors.Is(err, ErrUnauthenticated), errors.Is(err, ErrTokenExpired):
+		return http.StatusUnauthorized // a (fresh) token or login will do
 	case errors.Is(err, ErrChannelBudget):
 		return http.StatusTooManyRequests // with Retry-After: the bucket refills
 	case errors.Is(err, ErrTooManySubscriptions), errors.Is(err, ErrTooManyChannels):

@@ -305,8 +305,10 @@ func (h *Hub) admitSession(c *Client) (added bool, err error) {
 
 // overLimit reports whether err says the client should come back later.
 func overLimit(err error) bool {
+	// An app that does not answer its callbacks in time is a limit of the
+	// same kind: refused for now, with Retry-After (503) or retry advice.
 	return errors.Is(err, ErrTooMany) || errors.Is(err, ErrTooManyClients) || errors.Is(err, ErrClosed) ||
-		errors.Is(err, ErrEngine)
+		errors.Is(err, ErrEngine) || errors.Is(err, ErrAppUnavailable)
 }
 
 // setRetryAfter tells an HTTP client refused for a limit when to come back.

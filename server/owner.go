@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -67,6 +68,28 @@ type caller struct {
 	browser   string // the BAYEUX_BROWSER value, as presented or as just issued
 	presented bool   // the request carried browser (else it was issued in the answer)
 	socket    string // the WebSocket's id ("" for HTTP transports)
+	// req is the request (for a WebSocket, its upgrade request), whose
+	// token places and headers a handshake's Authenticator reads; ctx bounds
+	// the calls to the app made for the batch.
+	req *http.Request
+	ctx context.Context
+}
+
+// context returns the caller's context (never nil).
+func (who caller) context() context.Context {
+	if who.ctx == nil {
+		return context.Background()
+	}
+	return who.ctx
+}
+
+// session is the browser session key the app's answers are cached under:
+// the browser cookie the request presented, "" for none.
+func (who caller) session() string {
+	if who.presented {
+		return who.browser
+	}
+	return ""
 }
 
 // bearer is the AttrBrowser of a bearer session: one handshaken and first

@@ -58,6 +58,19 @@ type Options struct {
 	// forward them) may read the metrics and {base}/stats; nil means
 	// LoopbackOnly, Anywhere all. The health check is open to all.
 	MetricsAllowFrom []netip.Prefix
+
+	// Authenticator, when set, says who a Bayeux handshake, a Stardust poll
+	// or an SSE stream comes from (package auth implements it from the
+	// [auth] section); the identity is kept with the session. nil: callers
+	// are who bayeux.auth and comet.auth_user make them, else anonymous.
+	Authenticator Authenticator
+	// SubscribeAuthorizer, when set, is asked about every subscription
+	// (Bayeux subscribes, Stardust polls and SSE streams) that the ACL
+	// allows and the identity's channels do not grant; nil asks no one.
+	SubscribeAuthorizer SubscribeAuthorizer
+	// PublishAuthorizer, when set, is asked about every publish by a Bayeux
+	// client that the ACL allows; nil asks no one.
+	PublishAuthorizer PublishAuthorizer
 }
 
 func (o *Options) defaults() {
@@ -121,9 +134,10 @@ type Server struct {
 	bayeux  *Bayeux
 	handler http.Handler
 	rules   requestRules
-	stats   statsCache  // the last reading of {base}/stats (stats.go)
-	health  healthCache // the engine's last answer to a health check (metrics.go)
-	metrics *metrics    // nil when off
+	stats   statsCache     // the last reading of {base}/stats (stats.go)
+	health  healthCache    // the engine's last answer to a health check (metrics.go)
+	metrics *metrics       // nil when off
+	idh     *identityHooks // the identity hooks of Options (identity_wire.go)
 
 	incidents *incidents
 }
@@ -135,6 +149,7 @@ func New(opts Options, log *logrus.Entry) *Server {
 		rules: requestRules{MaxBodyBytes: opts.MaxBodyBytes, TrustedProxies: opts.TrustedProxies, CORSOrigins: opts.CORSOrigins,
 			RequestTimeout: opts.RequestTimeout}}
 	s.rules.browsers = &browserMint{hub: s.hub}
+	s.idh = &identityHooks{authn: opts.Authenticator, sub: opts.SubscribeAuthorizer, pub: opts.PublishAuthorizer}
 	s.incidents = newIncidents(log, IncidentInterval)
 	s.routes()
 	go s.incidents.run(s.hub)
@@ -175,6 +190,7 @@ func (s *Server) routes() {
 		s.bayeux = newBayeux(s.hub, *s.opts.Bayeux, bayeuxLimits{pollTimeout: s.opts.PollTimeout,
 			maxMessageSize: s.opts.MaxMessageSize, base: s.opts.Base}, s.rules, s.log)
 		s.bayeux.incidents = s.incidents
+		s.bayeux.idh = s.idh
 		// CometD appends /handshake, /connect... to the URL; route them all.
 		r.Handle(b+"/bayeux", s.bayeux).Name("bayeux")
 		r.Handle(b+"/bayeux/{rest:.*}", s.bayeux)
@@ -298,7 +314,7 @@ func (s *Server) cors(next http.Handler) http.Handler {
 			h.Add("Vary", "Origin")
 			if r.Method == http.MethodOptions {
 				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-				h.Set("Access-Control-Allow-Headers", "Content-Type, Last-Event-ID")
+				h.Set("Access-Control-Allow-Headers", "Content-Type, Last-Event-ID, Authorization") // Authorization: stardust.js's token
 				h.Set("Access-Control-Max-Age", "86400")
 				w.WriteHeader(http.StatusNoContent)
 				return

@@ -40,7 +40,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := s.mayRead(r, full); err != nil {
+	var session *Client
+	if !anonymous {
+		session = s.sessionOf(r, id)
+	}
+	ident, known, err := s.mayRead(r, full, "sse", session)
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -48,6 +53,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if known {
+		if err := keepIdentity(c, ident); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	if anonymous {
 		// The stream is the client: when it ends, the session ends with it.
@@ -86,8 +97,19 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 
 	deadline := time.Now().Add(s.opts.SSEMaxDuration)
+	expires := known && !ident.ExpireAt.IsZero()
 	for {
 		hold := min(s.opts.SSEHeartbeat, time.Until(deadline))
+		if expires {
+			hold = min(hold, ident.ExpireAt.Sub(s.idh.clock()))
+		}
+		if expires && hold <= 0 {
+			// The identity has expired: say so and end; the browser's
+			// reconnect gets a 401 unless it brings a fresh token.
+			fmt.Fprintf(out.w, "event: expired\ndata: {\"error\":\"identity expired\",\"status\":401}\n\n")
+			_ = out.send()
+			return
+		}
 		if hold <= 0 {
 			return
 		}

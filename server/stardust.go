@@ -163,7 +163,7 @@ func (s *Server) handleChannelInfo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := s.mayRead(r, full); err != nil {
+	if _, _, err := s.mayRead(r, full, "info", nil); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -397,7 +397,8 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 		writeError(w, err)
 		return
 	}
-	if err := s.mayRead(r, full); err != nil {
+	ident, known, err := s.mayRead(r, full, TransportLongPolling, s.sessionOf(r, id))
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -405,6 +406,12 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if known {
+		if err := keepIdentity(c, ident); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	s.rules.ensureBrowser(w.Header(), r, s.opts.Base) // so that the browser's next ids are bound
 	var replay []*Message
@@ -417,6 +424,11 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 	hold := s.opts.PollTimeout
 	if len(replay) > 0 {
 		hold = 0 // answer at once with the replay and whatever is queued
+	}
+	if known && !ident.ExpireAt.IsZero() {
+		// No longer than the identity holds: the next poll learns of the
+		// expiry (401) then.
+		hold = min(hold, max(ident.ExpireAt.Sub(s.idh.clock()), 0))
 	}
 	holdPoll(w, r, s.rules, c, hold, func(w http.ResponseWriter, b Batch, why PollEnd) bool {
 		switch why {

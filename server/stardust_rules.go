@@ -47,16 +47,51 @@ func (s *Server) messageACL() MessageACL {
 	return s.opts.Bayeux.MessageACL
 }
 
-// mayRead checks a read of channels (full Bayeux names) against the ACL.
-func (s *Server) mayRead(r *http.Request, channels []string) error {
+// mayRead checks a read of channels (full Bayeux names) by the request r
+// over transport, and returns the identity it was decided for (ok false:
+// anonymous). The identity comes from the request (Bearer header, ?token=,
+// the token cookie, connect_url), else from session, the stream's client
+// (nil: none), whose kept identity must not have expired. The identity's
+// channels grant first, then the ACL as for a Bayeux subscription, then the
+// app's subscribe callback: the same order as Bayeux.
+func (s *Server) mayRead(r *http.Request, channels []string, transport string, session *Client) (id Identity, ok bool, err error) {
 	acl := s.messageACL()
-	if acl == nil {
+	if acl == nil && s.idh.authn == nil && s.idh.sub == nil {
+		return Identity{}, false, nil // nothing to ask: the usual poll costs nothing here
+	}
+	if id, ok, err = s.requestIdentity(r, transport, session); err != nil {
+		return Identity{}, false, err
+	}
+	c := s.stardustCaller(r)
+	if ok {
+		_ = keepIdentity(c, id) // not added: cannot fail
+	}
+	req := ChannelRequest{Protocol: "stardust", Transport: transport, Header: r.Header, Session: s.rules.browserOf(r)}
+	if session != nil {
+		req.Client = session.ID()
+	}
+	m := &BayeuxMessage{Channel: "/meta/subscribe", Subscriptions: channels}
+	if err := s.idh.checkSubscribe(r.Context(), acl, c, m, req); err != nil {
+		return Identity{}, false, err
+	}
+	return id, ok, nil
+}
+
+// sessionOf is the stream client id names, if it exists and the request's
+// browser may use it (bindStream), for its kept identity; nil otherwise, or
+// when no Authenticator is set.
+func (s *Server) sessionOf(r *http.Request, id string) *Client {
+	if s.idh.authn == nil {
 		return nil
 	}
-	if err := acl(s.stardustCaller(r), &BayeuxMessage{Channel: "/meta/subscribe", Subscriptions: channels}); err != nil {
-		return fmt.Errorf("%w: %v", ErrForbidden, err)
+	c, err := s.hub.Client(id)
+	if err != nil {
+		return nil
 	}
-	return nil
+	if b := c.Attr(AttrBrowser); b != "" && b != s.rules.browserOf(r) {
+		return nil
+	}
+	return c
 }
 
 // mayPublish checks a publish: the client address, the credentials, then

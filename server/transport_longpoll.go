@@ -137,7 +137,7 @@ func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*BayeuxMessage, transport string,
 	write func(w http.ResponseWriter, out []byte) error) error {
 	ip := b.rules.clientIP(r)
-	who := caller{remote: ip, transport: transport}
+	who := caller{remote: ip, transport: transport, req: r, ctx: r.Context()}
 	var err error
 	if who.browser, who.presented, err = b.rules.ensureBrowser(w.Header(), r, b.limits.base); err != nil {
 		return err

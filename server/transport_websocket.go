@@ -119,7 +119,7 @@ func (ws *wsSession) unbindAll() {
 func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ip := b.rules.clientIP(r)
 	header := http.Header{}
-	who := caller{remote: ip, transport: TransportWebSocket, socket: NewID()}
+	who := caller{remote: ip, transport: TransportWebSocket, socket: NewID(), req: r}
 	var err error
 	if who.browser, who.presented, err = b.rules.ensureBrowser(header, r, b.limits.base); err != nil {
 		writeError(w, err)
@@ -134,6 +134,7 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// (each write has its own, wsWriteTimeout).
 	_ = conn.NetConn().SetDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(context.Background())
+	who.ctx = ctx // the app is asked for as long as the socket lives, each call bounded by the Authenticator
 	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel, owned: map[string]bool{},
 		raw: rawConnOf(conn.NetConn())}
 	// gorilla/websocket's answers to a ping and to a close go through

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/stardust-go/stardust/auth"
 	"github.com/stardust-go/stardust/conf"
 	redisengine "github.com/stardust-go/stardust/engine/redis"
 	"github.com/stardust-go/stardust/examples"
@@ -96,6 +97,7 @@ type Main struct {
 	http     *http.Server
 	front    *fcgi.Front
 	demoBot  *autobot.Bot // the demo chat's reply bot (demo.go)
+	auth     *auth.Auth   // [auth]: tokens and the app's callbacks; nil when off
 	failed   chan error
 
 	accessLog     *server.AccessLog // log.requests; see debug.go
@@ -270,13 +272,24 @@ func programVersion() string {
 
 // Run opens the log and the listener, builds the core and starts serving in
 // the background. Addr tells where it listens.
-func (m *Main) Run() error {
+func (m *Main) Run() (err error) {
 	if err := m.openLog(); err != nil {
 		return err
 	}
 	opts, err := serverOptions(&m.Config)
 	if err != nil {
 		return err
+	}
+	if m.auth, err = openAuth(&m.Config.Auth, m.log.WithField("part", "auth")); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil && m.auth != nil {
+			m.auth.Close()
+		}
+	}()
+	if m.auth != nil {
+		opts.Authenticator, opts.SubscribeAuthorizer, opts.PublishAuthorizer = m.auth, m.auth, m.auth
 	}
 	if err := m.openAccessLog(); err != nil {
 		return err
@@ -377,6 +390,9 @@ func (m *Main) Close() error {
 		err = m.http.Shutdown(ctx)
 	}
 	m.stopPprof()
+	if m.auth != nil {
+		m.auth.Close() // after the requests it served: ends the key refresh
+	}
 	err = errors.Join(err, m.closeAccessLog())
 	m.log.WithField("took", time.Since(start).Round(time.Millisecond).String()).Info("stopped")
 	if m.logFile != nil {
@@ -498,6 +514,31 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 	return o, nil
 }
 
+// openAuth builds the identity layer from [auth], or returns nil when none
+// of its keys that turn a part on is set (tokens, connect, subscribe or
+// publish callbacks): then the server asks no one, as before.
+func openAuth(c *conf.AppAuth, log *logrus.Entry) (*auth.Auth, error) {
+	if c.TokenHMACSecret == "" && len(c.TokenPublicKeys) == 0 && c.TokenJWKSURL == "" &&
+		c.ConnectURL == "" && c.SubscribeURL == "" && c.PublishURL == "" {
+		return nil, nil
+	}
+	var secret []byte // nil when unset: []byte("") would be refused as too short
+	if c.TokenHMACSecret != "" {
+		secret = []byte(c.TokenHMACSecret)
+	}
+	a, err := auth.New(auth.Options{
+		HMACSecret: secret, PublicKeyFiles: c.TokenPublicKeys, Issuer: c.TokenIssuer,
+		Audience: c.TokenAudience, JWKSURL: c.TokenJWKSURL, TokenCookie: c.TokenCookie,
+		ConnectURL: c.ConnectURL, SubscribeURL: c.SubscribeURL, PublishURL: c.PublishURL,
+		ForwardHeaders: c.ForwardHeaders, CacheTTL: c.CacheTTL.Duration,
+		CallbackTimeout: c.CallbackTimeout.Duration, Log: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	return a, nil
+}
+
 // allowList reads a list of client addresses (comet.allow_from,
 // metrics.allow_from), already validated: IPs, CIDRs, "*" for anyone. An
 // empty list is empty, not nil, so that it allows nobody.
@@ -517,7 +558,7 @@ func allowList(list []string) []netip.Prefix {
 var builtinServices = map[string]server.Service{"echo": server.EchoService}
 
 func bayeuxOptions(c *conf.Bayeux) (*server.BayeuxOptions, error) {
-	auth, err := server.HandshakeAuth(c.Auth.Mode, c.Auth.Secret, c.Auth.Users)
+	handshake, err := server.HandshakeAuth(c.Auth.Mode, c.Auth.Secret, c.Auth.Users)
 	if err != nil {
 		return nil, fmt.Errorf("bayeux.auth: %w", err)
 	}
@@ -545,6 +586,6 @@ func bayeuxOptions(c *conf.Bayeux) (*server.BayeuxOptions, error) {
 		MultiClientInterval:  c.MultiClientInterval.Duration,
 		WebSocket:            c.WebSocket,
 		Services:             services,
-		MessageACL:           server.ChainACL(auth, acl),
+		MessageACL:           server.ChainACL(handshake, acl),
 	}, nil
 }

@@ -64,6 +64,9 @@ func TestReadmeTOMLSnippets(t *testing.T) {
 		if strings.Contains(block, "auth_user") {
 			checkPublishAuthExample(t, base)
 		}
+		if m := hmacSecret.FindStringSubmatch(block); m != nil {
+			checkTokenExample(t, base, m[1])
+		}
 		if err := m.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -127,7 +130,13 @@ func checkPublishAuthExample(t *testing.T, base string) {
 // (none if pass is empty) and returns the status.
 func publishAs(t *testing.T, base, user, pass string) int {
 	t.Helper()
-	req, _ := http.NewRequest("POST", base+"/channel/news", strings.NewReader(`m={"a":1}`))
+	return publishAsTo(t, base, "news", user, pass)
+}
+
+// publishAsTo is publishAs to channel.
+func publishAsTo(t *testing.T, base, channel, user, pass string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/channel/"+channel, strings.NewReader(`m={"a":1}`))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if pass != "" {
 		req.SetBasicAuth(user, pass)

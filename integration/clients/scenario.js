@@ -5,7 +5,7 @@
 //
 //   node scenario.js --client cometd|faye --url http://127.0.0.1:PORT/comet/bayeux
 //        --transport long-polling|websocket|callback-polling
-//        --scenario full|listen|publish|limits [options]
+//        --scenario full|listen|publish|limits|refused [options]
 //
 // stdout: one JSON object per line, {"step":NAME,"ok":true,...} per step,
 // then {"result":"pass"} (exit 0) or {"result":"fail","error":...} (exit 1).
@@ -15,13 +15,13 @@ import { parseArgs } from "node:util";
 import { Reporter, StepError, WireLog, Inbox, withTimeout, sleep, deepEqual, safeJSON, checkLoopbackURL, newNonce } from "./lib/common.js";
 
 const USAGE = `usage: node scenario.js --client cometd|faye --url URL --transport long-polling|websocket|callback-polling
-       --scenario full|listen|publish|limits [--channel C] [--count N] [--data JSON]
+       --scenario full|listen|publish|limits|refused [--channel C] [--token JWT (sent as the handshake's ext.token)] [--expect-code N (refused; default 401)] [--count N] [--data JSON]
        [--timeout-ms N (30000)] [--step-timeout-ms N (10000)] [--settle-ms N (300)]
        [--keep-fallback] [--echo-listener] [--ack (cometd: the AckExtension)] [--max-network-delay-ms N] [--debug] [--quiet] [--allow-remote]`;
 
 const CLIENTS = ["cometd", "faye"];
 const TRANSPORTS = ["long-polling", "websocket", "callback-polling"];
-const SCENARIOS = ["full", "listen", "publish", "limits"];
+const SCENARIOS = ["full", "listen", "publish", "limits", "refused"];
 
 function parseOptions(argv) {
     const { values } = parseArgs({
@@ -34,6 +34,8 @@ function parseOptions(argv) {
             channel: { type: "string" },
             count: { type: "string", default: "1" },
             data: { type: "string" },
+            token: { type: "string" },
+            "expect-code": { type: "string", default: "401" },
             "timeout-ms": { type: "string", default: "30000" },
             "step-timeout-ms": { type: "string", default: "10000" },
             "settle-ms": { type: "string", default: "300" },
@@ -69,6 +71,8 @@ function parseOptions(argv) {
         transport: need("transport", TRANSPORTS),
         scenario: need("scenario", SCENARIOS),
         channel: values.channel,
+        token: values.token,
+        expectCode: values["expect-code"],
         count: int("count", 1),
         timeoutMs: int("timeout-ms", 1),
         stepTimeoutMs: int("step-timeout-ms", 1),
@@ -442,6 +446,27 @@ async function scenarioLimits(run) {
     run.verifyReplies();
 }
 
+// scenarioRefused handshakes (with --token, typically a bad one) and
+// expects the server to refuse: the handshake reply must be unsuccessful
+// with a Bayeux error (code:args:message) of code --expect-code (default 401).
+async function scenarioRefused(run) {
+    const { r, a, opts } = run;
+    await run.step("refused", async () => {
+        try {
+            await withTimeout(a.handshake(), run.budget(), "refused", "the /meta/handshake reply");
+        } catch (e) {
+            const code = /"?(\d{3}):[^:"]*:/.exec(e.message);
+            if (!(e instanceof StepError) || !code || code[1] !== opts.expectCode) {
+                throw new StepError("refused", `the handshake failed otherwise than with a ${opts.expectCode} error: ${e.message}`);
+            }
+            r.step("refused", { error: e.message });
+            a.close();
+            return;
+        }
+        throw new StepError("refused", "the handshake was accepted");
+    });
+}
+
 // ---------------------------------------------------------------------------
 
 async function main() {
@@ -496,6 +521,7 @@ async function main() {
         if (opts.scenario === "full") await scenarioFull(run);
         else if (opts.scenario === "listen") await scenarioListen(run);
         else if (opts.scenario === "limits") await scenarioLimits(run);
+        else if (opts.scenario === "refused") await scenarioRefused(run);
         else await scenarioPublish(run);
         clearInterval(keepAlive);
         finish(true);

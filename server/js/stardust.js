@@ -73,15 +73,34 @@
     }
   }
 
+  // tokenSource reads options.token, the token the app gave the page
+  // (issue 18): a string, or a function returning a token or a Promise of
+  // one, asked again (fresh) once the server said the last one expired or
+  // was refused. Resolves to "" when there is none.
+  function tokenSource(opts) {
+    var cached = null;
+    return function (fresh) {
+      var t = opts.token;
+      if (typeof t !== "function") return Promise.resolve(t || "");
+      if (!cached || fresh) {
+        cached = Promise.resolve().then(function () { return t(); }).then(function (v) { return v || ""; });
+        cached.catch(function () { cached = null; }); // a failed call is asked again next time
+      }
+      return cached;
+    };
+  }
+
   // --- Long polling -------------------------------------------------------
 
   // loop long-polls url (…/channel/A+B/stream/ID, or the Perl synopsis's
   // …/channel/A+B/ID) and hands each answer to handlers as soon as it comes,
   // then polls again at once. After an error it waits backoff(n) and tries
   // again, for ever, until stop(). options: minDelay, maxDelay (ms),
-  // onstate(state, detail) with state "polling", "error" or "stopped".
+  // onstate(state, detail) with state "polling", "error" or "stopped";
+  // token (see tokenSource), sent as a Bearer header, asked again after a 401.
   Stardust.loop = function (url, handlers, options) {
     var opts = options || {};
+    var token = tokenSource(opts), stale = false;
     var loop = {
       url: url,
       running: true,
@@ -106,8 +125,16 @@
     function poll() {
       if (!loop.running) return;
       loop.abort = typeof AbortController === "function" ? new AbortController() : null;
-      fetch(loop.url, { cache: "no-store", credentials: "same-origin", signal: loop.abort && loop.abort.signal })
+      var signal = loop.abort && loop.abort.signal;
+      token(stale)
+        .then(function (tok) {
+          stale = false;
+          var init = { cache: "no-store", credentials: "same-origin", signal: signal };
+          if (tok) init.headers = { Authorization: "Bearer " + tok };
+          return fetch(loop.url, init);
+        })
         .then(function (r) {
+          if (r.status === 401) stale = true; // expired or refused: a fresh token for the next try
           if (!r.ok) throw new Error("HTTP " + r.status);
           return r.json();
         })
@@ -156,9 +183,14 @@
   // (the server refused or restarted), this opens a new stream with
   // ?lastEventId= after backoff, so nothing kept in the history is missed.
   // options: base, id (a named stream keeps its queue between
-  // reconnects), minDelay, maxDelay, onstate ("open", "reconnecting", "stopped").
+  // reconnects), minDelay, maxDelay, onstate ("open", "reconnecting", "stopped"),
+  // token (see tokenSource), sent as ?token= (an EventSource sets no
+  // headers; the app's HttpOnly cookie is the better place when it can),
+  // asked again when the server ends the stream with an "expired" event or
+  // refuses it.
   Stardust.events = function (channels, handlers, options) {
     var opts = options || {};
+    var token = tokenSource(opts), stale = false;
     var base = opts.base || Stardust.base;
     var run = dispatcher(handlers || {});
     var es = null;
@@ -168,8 +200,19 @@
     }
     function open() {
       if (!stream.running) return;
+      token(stale).then(function (tok) {
+        stale = false;
+        openWith(tok);
+      }, function (err) {
+        report("the token function failed", err);
+        stream.timer = setTimeout(open, backoff(stream.errors++, opts));
+      });
+    }
+    function openWith(tok) {
+      if (!stream.running) return;
       var q = [];
       if (opts.id) q.push("id=" + encodeURIComponent(opts.id));
+      if (tok) q.push("token=" + encodeURIComponent(tok));
       if (stream.lastEventId) q.push("lastEventId=" + encodeURIComponent(stream.lastEventId));
       es = new EventSource(base + "/channel/" + channelList(channels) + "/events" + (q.length ? "?" + q.join("&") : ""),
         { withCredentials: !!opts.withCredentials });
@@ -188,10 +231,17 @@
           report("a handler threw", err);
         }
       };
+      es.addEventListener("expired", function () { // the identity expired: anew with a fresh token
+        es.close();
+        stale = true;
+        state("reconnecting");
+        stream.timer = setTimeout(open, 0);
+      });
       es.onerror = function () {
         state("reconnecting");
-        if (es.readyState === 2) { // CLOSED: the browser gave up; start anew
+        if (es.readyState === 2) { // CLOSED: the browser gave up (perhaps a 401); start anew
           es.close();
+          stale = true;
           stream.timer = setTimeout(open, backoff(stream.errors++, opts));
         }
       };
@@ -215,7 +265,9 @@
   // reconnect "handshake" advice; retries with backoff after network
   // errors; and sends what is queued in one tick as one batch.
   //
-  // options: ext (handshake ext, e.g. credentials), transports (default
+  // options: ext (handshake ext, e.g. credentials), token (see
+  // tokenSource; sent as the handshake's ext.token, asked again before the
+  // handshake that follows a 402, as when it expired), transports (default
   // ["websocket", "long-polling"]), minDelay, maxDelay, callTimeout (ms),
   // onstate(state) with "handshaking", "connected", "reconnecting",
   // "disconnected".
@@ -240,6 +292,9 @@
     this.wsWorked = false;
     this.ready = null;       // Promise of a successful handshake
     this.closed = false;
+    this.token = tokenSource(opts);
+    this.tokenNow = "";      // the token of the handshake in progress
+    this.tokenStale = false; // the server refused the last one: ask again
   }
   Stardust.Bayeux = Bayeux;
 
@@ -276,6 +331,7 @@
     var m = { channel: "/meta/handshake", version: "1.0", minimumVersion: "1.0",
       supportedConnectionTypes: this._wsAllowed() ? ["websocket", "long-polling"] : ["long-polling"], id: this._id() };
     if (this.opts.ext) m.ext = this.opts.ext;
+    if (this.tokenNow) m.ext = Object.assign({}, this.opts.ext, { token: this.tokenNow });
     return m;
   };
 
@@ -289,6 +345,17 @@
     var self = this;
     function attempt() {
       if (self.closed) return Promise.reject(new Error("disconnected"));
+      return self.token(self.tokenStale).then(function (tok) {
+        self.tokenStale = false;
+        self.tokenNow = tok;
+        return exchange();
+      }, function (err) {
+        report("the token function failed", err);
+        self.setState("reconnecting");
+        return self._sleep(backoff(self.errors++, self.opts)).then(attempt);
+      });
+    }
+    function exchange() {
       var tried = self._wsAllowed() ? self._openSocket().then(function () {
         self.transport = "websocket";
         return self._request(self._handshakeMessage());
@@ -299,6 +366,7 @@
       }) : (self.transport = "long-polling", self._request(self._handshakeMessage()));
       return tried.then(function (reply) {
         if (reply.successful) return reply;
+        if (/^40[12]:/.test(reply.error || "")) self.tokenStale = true;
         var err = new Error("handshake refused: " + (reply.error || "unknown error"));
         err.reply = reply;
         if ((reply.advice || {}).reconnect === "none") { // refused for good (version, ACL)
@@ -482,7 +550,10 @@
         this._deliver(m);
         continue;
       }
-      if ((m.error && /^402:/.test(m.error)) || (m.advice && m.advice.reconnect === "handshake")) this._rehandshake();
+      if ((m.error && /^402:/.test(m.error)) || (m.advice && m.advice.reconnect === "handshake")) {
+        if (m.error && /^402:/.test(m.error)) this.tokenStale = true; // perhaps the identity expired
+        this._rehandshake();
+      }
       if (p) {
         delete this.pending[m.id];
         if (m.successful || m.channel === "/meta/handshake" || m.channel === "/meta/connect") p.resolve(m);

@@ -163,3 +163,83 @@ test("Bayeux channel patterns", () => {
     assert.equal(m(pattern, channel), want, `${pattern} ~ ${channel}`);
   }
 });
+
+test("loop sends the token as a Bearer header and asks the function again after a 401", async () => {
+  const calls = [];
+  const answers = [{ status: 200, body: [] }, { status: 401, body: { error: "identity expired" } }, { status: 200, body: [{ n: 1 }] }];
+  const fetch = (url, opts) => {
+    calls.push(opts.headers && opts.headers.Authorization);
+    const a = answers.shift();
+    if (!a) return new Promise(() => {});
+    return Promise.resolve({ ok: a.status === 200, status: a.status, json: () => Promise.resolve(a.body) });
+  };
+  const timers = fakeTimers();
+  const w = load({ fetch, setTimeout: timers.setTimeout.bind(timers), clearTimeout: timers.clearTimeout });
+  let minted = 0;
+  const got = [];
+  const loop = w.Stardust.loop("/comet/channel/inbox_42/stream/1", (ms) => got.push(...ms), { token: () => Promise.resolve("t" + ++minted) });
+  for (let round = 0; round < 4; round++) {
+    for (let i = 0; i < 4; i++) await tick();
+    timers.runAll();
+  }
+  loop.stop();
+  assert.deepEqual(calls.slice(0, 3), ["Bearer t1", "Bearer t1", "Bearer t2"], "a fresh token after the 401 only");
+  assert.equal(got.length, 1);
+
+  const plain = [];
+  const w2 = load({ fetch: (url, opts) => { plain.push(opts.headers); return new Promise(() => {}); }, setTimeout, clearTimeout });
+  const l2 = w2.Stardust.loop("/x", {}, { token: "fixed" });
+  await tick();
+  l2.stop();
+  assert.equal(plain[0].Authorization, "Bearer fixed");
+  const l3 = w2.Stardust.loop("/x", {});
+  await tick();
+  l3.stop();
+  assert.equal(plain[1], undefined, "no token, no header");
+});
+
+test("events sends the token as ?token= and opens anew with a fresh one after an expired event", async () => {
+  const sources = [];
+  class FakeEventSource {
+    constructor(url) { this.url = url; this.readyState = 0; this.listeners = {}; sources.push(this); }
+    addEventListener(type, fn) { this.listeners[type] = fn; }
+    close() { this.readyState = 2; }
+  }
+  const w = load({ EventSource: FakeEventSource, fetch: () => {}, setTimeout, clearTimeout });
+  let minted = 0;
+  const stream = w.Stardust.events("inbox_42", {}, { base: "/comet", token: () => "t" + ++minted });
+  for (let i = 0; i < 3; i++) await tick();
+  assert.equal(sources.length, 1);
+  assert.equal(sources[0].url, "/comet/channel/inbox_42/events?token=t1");
+  sources[0].listeners.expired({});
+  await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 3; i++) await tick();
+  stream.stop();
+  assert.equal(sources.length, 2);
+  assert.equal(sources[0].readyState, 2, "the expired stream is closed");
+  assert.equal(sources[1].url, "/comet/channel/inbox_42/events?token=t2");
+});
+
+test("bayeux sends the token as the handshake's ext.token, and a fresh one after a 402", async () => {
+  const sent = [];
+  let n = 0;
+  const fetch = (url, opts) => {
+    const batch = JSON.parse(opts.body);
+    sent.push(batch);
+    const m = batch[0];
+    let reply;
+    if (m.channel === "/meta/handshake") reply = { channel: m.channel, id: m.id, successful: true, clientId: "c" + ++n, version: "1.0", supportedConnectionTypes: ["long-polling"], advice: { reconnect: "retry", interval: 0 } };
+    else if (m.channel === "/meta/connect" && m.clientId === "c1") reply = { channel: m.channel, id: m.id, successful: false, error: "402:c1:identity expired", advice: { reconnect: "handshake", interval: 0 } };
+    else return new Promise(() => {}); // the new session's connect is held
+    return Promise.resolve({ ok: true, status: 200, json: () => Promise.resolve([reply]) });
+  };
+  const w = load({ fetch, setTimeout, clearTimeout });
+  let minted = 0;
+  const b = w.Stardust.bayeux("http://example.test/comet/bayeux", { transports: ["long-polling"], ext: { app: 1 }, token: () => Promise.resolve("t" + ++minted) });
+  await b.handshake();
+  for (let i = 0; i < 10; i++) await tick();
+  const handshakes = sent.filter((batch) => batch[0].channel === "/meta/handshake").map((batch) => batch[0].ext);
+  b.closed = true;
+  assert.deepEqual(handshakes, [{ app: 1, token: "t1" }, { app: 1, token: "t2" }]);
+  assert.equal(b.clientId, "c2");
+});

@@ -139,6 +139,16 @@ export async function createCometdClient(opts, reporter, wire) {
         });
     }
 
+    if (opts.token) {
+        // As an app's page does: the token goes in the handshake's ext.
+        cometd.registerExtension("token", {
+            outgoing(m) {
+                if (m.channel === "/meta/handshake") m.ext = { ...(m.ext || {}), token: opts.token };
+                return m;
+            },
+        });
+    }
+
     const config = { url: opts.url, logLevel: opts.debug ? "debug" : "warn" };
     if (opts.maxNetworkDelay) config.maxNetworkDelay = opts.maxNetworkDelay;
     cometd.configure(config);

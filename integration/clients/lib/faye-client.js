@@ -110,6 +110,16 @@ export async function createFayeClient(opts, reporter, wire) {
     client.on("transport:down", () => wire.note("transport:down", { type: client._dispatcher.connectionType || null }));
     client.on("transport:up", () => wire.note("transport:up", { type: client._dispatcher.connectionType || null }));
 
+    if (opts.token) {
+        // As an app's page does: the token goes in the handshake's ext.
+        client.addExtension({
+            outgoing(message, callback) {
+                if (message.channel === "/meta/handshake") message.ext = { ...(message.ext || {}), token: opts.token };
+                callback(message);
+            },
+        });
+    }
+
     // Incoming extension: meta replies for the steps Faye gives no callback
     // for (handshake failure, unsubscribe), and the echo.
     const metaWaiters = [];
