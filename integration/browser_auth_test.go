@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,7 +93,7 @@ publish = ["user:publisher"]
 func startPHPApp(t *testing.T, nodes int, config func(web string) string) (web, back string) {
 	t.Helper()
 	nginx := requireProgram(t, "nginx", "nginx")
-	phpFPM := requireProgram(t, "php-fpm8.2", "php8.2-fpm")
+	phpFPM := phpFPMProgram(t)
 	bin := stardustBinary(t)
 	dir := sharedTempDir(t)
 	siteRoot := filepath.Join(dir, "site")
@@ -235,4 +236,19 @@ func waitAudience(t *testing.T, addr, channel, name, value string, kinds ...stri
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// phpFPMProgram finds Debian's php-fpm, whose name carries the PHP version
+// (php-fpm8.2 on bookworm, php-fpm8.4 on trixie); the Debian package
+// php-fpm depends on the current one.
+func phpFPMProgram(t *testing.T) string {
+	t.Helper()
+	if p, ok := lookProgram("php-fpm"); ok {
+		return p
+	}
+	if found, _ := filepath.Glob("/usr/sbin/php-fpm[0-9]*"); len(found) > 0 {
+		slices.Sort(found)
+		return found[len(found)-1]
+	}
+	return requireProgram(t, "php-fpm", "php-fpm")
 }
