@@ -10,8 +10,9 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // Held long polls off net/http's goroutine.
@@ -39,17 +40,6 @@ import (
 // FastCGI, HTTP/2, HEAD and servers not started through HoldListener
 // (httptest) hold in the handler as before.
 
-// rawConnOf is c's descriptor, to wait or write on without blocking a
-// goroutine in a system call; nil when c offers none.
-func rawConnOf(c net.Conn) syscall.RawConn {
-	if sc, ok := c.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			return raw
-		}
-	}
-	return nil
-}
-
 // aLongTimeAgo is a read deadline that ends a Read at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
@@ -70,6 +60,10 @@ type holdKey struct{}
 type connHold struct {
 	hl  *holdListener
 	ctx context.Context
+	// fallback is why the connection cannot be taken over (no raw
+	// descriptor to wait on: this system, or a listener wrapper that hides
+	// it); its polls are then held in net/http, and counted.
+	fallback takeover.Reason
 }
 
 // holdListener is what HoldListener returns.
@@ -109,7 +103,7 @@ func HoldListener(srv *http.Server, l net.Listener) net.Listener {
 		if prev != nil {
 			ctx = prev(ctx, c)
 		}
-		ch := &connHold{hl: hl}
+		ch := &connHold{hl: hl, fallback: takeover.Check(unwrapReplay(c))}
 		ch.ctx = context.WithValue(ctx, holdKey{}, ch)
 		return ch.ctx
 	}
@@ -211,6 +205,14 @@ func (hl *holdListener) giveBack(c net.Conn) {
 	}
 }
 
+// unwrapReplay is the connection a replayConn wraps, else c.
+func unwrapReplay(c net.Conn) net.Conn {
+	if rc, ok := c.(*replayConn); ok {
+		return rc.Conn
+	}
+	return c
+}
+
 // replayConn is a connection given back: it gives, before what the client
 // sends next, what it sent while its poll was held. And it waits for the
 // client's next request as for a keep-alive connection: http.Server gives a
@@ -268,12 +270,10 @@ type heldConn struct {
 	header  http.Header
 	status  int
 	body    []byte
-	pending []byte             // what the client sent meanwhile: replayed after the answer
-	gone    bool               // the client went away or misbehaved: close, write nothing
-	tracked bool               // in hl.held, and counted in hl.wg
-	raw     syscall.RawConn    // conn's, to wait until readable (readable)
-	rawWait func(uintptr) bool // hc.waitOnce
-	armed   bool
+	pending []byte          // what the client sent meanwhile: replayed after the answer
+	gone    bool            // the client went away or misbehaved: close, write nothing
+	tracked bool            // in hl.held, and counted in hl.wg
+	desc    takeover.Desc   // conn's descriptor, to wait until readable; none for a replayConn with pending bytes
 	sws     []*StatusWriter // the middleware's, outermost first
 
 	// For the requests served here after the first (hold_serve.go).
@@ -372,7 +372,9 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 			answerNow(w, c, b, why, answer)
 			return
 		}
-		if hc := ch.detach(w, r, p, rules.RequestTimeout); hc != nil {
+		if ch.fallback != takeover.ReasonNone {
+			c.hub.fallbacks.Add(takeover.UsePoll, ch.fallback)
+		} else if hc := ch.detach(w, r, p, rules.RequestTimeout); hc != nil {
 			go hc.serve(c, answer)
 			return
 		}
@@ -403,9 +405,9 @@ func bodyRead(w http.ResponseWriter, r *http.Request) bool {
 	if r.Body == nil || r.Body == http.NoBody {
 		return true
 	}
-	bp := getBuf()
+	bp := takeover.GetBuf()
 	b := (*bp)[:cap(*bp)]
-	defer putBuf(bp, b)
+	defer takeover.PutBuf(bp, b)
 	for n := 0; n <= maxDrain; {
 		m, err := r.Body.Read(b)
 		n += m
@@ -484,9 +486,7 @@ func (ch *connHold) detach(w http.ResponseWriter, r *http.Request, p *pollState,
 		sw.ResponseWriter = nil // net/http's, done with: its buffers go
 	}
 	_ = conn.SetDeadline(time.Time{})
-	if hc.raw = rawConnOf(conn); hc.raw != nil {
-		hc.rawWait = hc.waitOnce
-	}
+	hc.desc.Open(conn) // none for a replayConn (pending bytes are read first)
 	hl.mu.Lock()
 	if !hl.closed { // else attach answers at once
 		hl.held[hc] = struct{}{}
@@ -557,7 +557,7 @@ func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
 			w.end(PollClosed)
 			continue
 		}
-		n, err := 0, hc.readable()
+		n, err := 0, hc.desc.WaitReadable()
 		if err == nil {
 			n, err = hc.conn.Read(hc.buf[:])
 		}
@@ -593,26 +593,6 @@ func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
 			w.end(PollClosed)
 		}
 	}
-}
-
-// readable waits until the connection has something to read (data, its
-// end) or its read deadline passes, without the read system call that a
-// Read of a connection with nothing to read makes before it waits.
-func (hc *heldConn) readable() error {
-	if hc.raw == nil {
-		return nil
-	}
-	hc.armed = true
-	return hc.raw.Read(hc.rawWait)
-}
-
-// waitOnce is hc.raw's callback: it has it wait once, then return.
-func (hc *heldConn) waitOnce(uintptr) bool {
-	if hc.armed {
-		hc.armed = false
-		return false
-	}
-	return true
 }
 
 // serve waits for the poll's end, answers, commits, reports to the
@@ -662,7 +642,7 @@ func (hc *heldConn) flush() (keepAlive bool, err error) {
 	if hc.status == 0 {
 		hc.status = http.StatusOK
 	}
-	bp := getBuf()
+	bp := takeover.GetBuf()
 	out := slices.Grow((*bp)[:0], 512+len(hc.body))
 	if hc.r.ProtoAtLeast(1, 1) {
 		out = append(out, "HTTP/1.1 "...)
@@ -694,31 +674,12 @@ func (hc *heldConn) flush() (keepAlive bool, err error) {
 	// At once if the socket takes it all (the usual case), else with the
 	// write deadline.
 	start := time.Now()
-	err = writeAll(hc.conn, hc.raw, out, hc.writeTimeout)
-	putBuf(bp, out)
+	err = takeover.WriteAll(hc.conn, &hc.desc, out, hc.writeTimeout)
+	takeover.PutBuf(bp, out)
 	for _, sw := range hc.sws {
 		sw.Stalled = max(sw.Stalled, time.Since(start))
 	}
 	return keepAlive, err
-}
-
-// bufs holds the buffers that answers are put together in and request
-// headers read into (hold_serve.go): taken for that, not while a
-// connection waits.
-var bufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, 1024)
-	return &b
-}}
-
-func getBuf() *[]byte { return bufs.Get().(*[]byte) }
-
-// putBuf gives bp back with b, what it grew into, unless b grew large
-// (a large answer or header): the pool does not keep that.
-func putBuf(bp *[]byte, b []byte) {
-	if cap(b) <= 64<<10 {
-		*bp = b[:0]
-		bufs.Put(bp)
-	}
 }
 
 // SetReadDeadline and SetWriteDeadline make the deadlines the middleware

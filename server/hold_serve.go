@@ -10,8 +10,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // The requests of a connection taken over by a held poll (hold.go), served
@@ -164,7 +165,7 @@ func (hc *heldConn) next() (r *http.Request, back bool) {
 	var bp *[]byte
 	var b []byte
 	if len(hc.pending) > 0 {
-		bp = getBuf()
+		bp = takeover.GetBuf()
 		b = append((*bp)[:0], hc.pending...)
 		hc.pending = nil
 	} else {
@@ -176,7 +177,7 @@ func (hc *heldConn) next() (r *http.Request, back bool) {
 			return nil, false
 		}
 	}
-	defer func() { putBuf(bp, b) }()
+	defer func() { takeover.PutBuf(bp, b) }()
 	limit := srv.MaxHeaderBytes
 	if limit <= 0 {
 		limit = http.DefaultMaxHeaderBytes
@@ -224,38 +225,13 @@ func (hc *heldConn) next() (r *http.Request, back bool) {
 // (the client sends its next poll as soon as it has the answer). nil when
 // the client went away, or the wait ended first.
 func (hc *heldConn) readFirst() (bp *[]byte, b []byte) {
-	if hc.raw == nil {
-		bp = getBuf()
-		n, _ := hc.conn.Read((*bp)[:cap(*bp)])
-		if n <= 0 {
-			putBuf(bp, *bp)
-			return nil, nil
-		}
-		return bp, (*bp)[:n]
+	if hc.desc.Ok() {
+		return hc.desc.ReadFirst()
 	}
-	n := 0
-	err := hc.raw.Read(func(fd uintptr) bool {
-		bp = getBuf()
-		var e error
-		for {
-			if n, e = syscall.Read(int(fd), (*bp)[:cap(*bp)]); e != syscall.EINTR {
-				break
-			}
-		}
-		if e == syscall.EAGAIN {
-			putBuf(bp, *bp)
-			bp = nil
-			return false // nothing yet: wait
-		}
-		if e != nil {
-			n = 0
-		}
-		return true
-	})
-	if err != nil || bp == nil || n <= 0 { // the deadline, the client's end or an error
-		if bp != nil {
-			putBuf(bp, *bp)
-		}
+	bp = takeover.GetBuf()
+	n, _ := hc.conn.Read((*bp)[:cap(*bp)])
+	if n <= 0 {
+		takeover.PutBuf(bp, *bp)
 		return nil, nil
 	}
 	return bp, (*bp)[:n]

@@ -2,10 +2,9 @@ package server
 
 import (
 	"encoding/binary"
-	"errors"
-	"net"
-	"syscall"
 	"time"
+
+	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // Writing WebSocket frames. Data frames are written by this file, not by
@@ -79,75 +78,20 @@ func wsMessagesFrame(msgs []*Message) []byte {
 	return wsFrameOf(items)
 }
 
-// errWouldBlock: the socket cannot take a write without blocking.
-var errWouldBlock = errors.New("write would block")
-
-// writeNow writes as much of b to raw's socket as it takes without
-// blocking, and returns the rest (empty when all of it went); with a nil
-// raw, nothing (errWouldBlock).
-func writeNow(raw syscall.RawConn, b []byte) (rest []byte, err error) {
-	if raw == nil {
-		return b, errWouldBlock
-	}
-	n := 0
-	var werr error
-	err = raw.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			k, e := syscall.Write(int(fd), b[n:])
-			switch {
-			case e == syscall.EINTR:
-				continue
-			case e == syscall.EAGAIN:
-				return true // full: the rest is for a blocking write
-			case e != nil:
-				werr = e
-				return true
-			}
-			n += k
-		}
-		return true
-	})
-	if err == nil {
-		err = werr
-	}
-	return b[n:], err
-}
-
 // writeRest writes the rest of a frame, blocking for at most
 // wsWriteTimeout. Under writeMu.
 func (ws *wsSession) writeRest(rest []byte) error {
-	return writeWithin(ws.conn.NetConn(), rest, wsWriteTimeout)
+	return takeover.WriteWithin(ws.conn.NetConn(), rest, wsWriteTimeout)
 }
 
 // writeFrameLocked writes a whole frame, blocking if need be; on failure
 // the socket is closed (its reader then ends). Under writeMu.
 func (ws *wsSession) writeFrameLocked(frame []byte) bool {
-	if err := writeAll(ws.conn.NetConn(), ws.raw, frame, wsWriteTimeout); err != nil {
+	if err := takeover.WriteAll(ws.conn.NetConn(), &ws.desc, frame, wsWriteTimeout); err != nil {
 		_ = ws.conn.Close()
 		return false
 	}
 	return true
-}
-
-// writeAll writes b to c: what the socket takes at once without blocking
-// (writeNow, through raw), then the rest blocking for at most timeout.
-func writeAll(c net.Conn, raw syscall.RawConn, b []byte, timeout time.Duration) error {
-	rest, err := writeNow(raw, b)
-	if errors.Is(err, errWouldBlock) {
-		err = nil
-	}
-	if err == nil && len(rest) > 0 {
-		err = writeWithin(c, rest, timeout)
-	}
-	return err
-}
-
-// writeWithin writes b to c, blocking for at most timeout.
-func writeWithin(c net.Conn, b []byte, timeout time.Duration) error {
-	_ = c.SetWriteDeadline(time.Now().Add(timeout))
-	_, err := c.Write(b)
-	_ = c.SetWriteDeadline(time.Time{})
-	return err
 }
 
 // writeFrame writes a whole frame; false on failure.
