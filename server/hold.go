@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -638,39 +637,12 @@ func (hc *heldConn) flush() (keepAlive bool, err error) {
 	hc.hl.mu.Lock()
 	closing := hc.hl.closed
 	hc.hl.mu.Unlock()
-	connection, keepAlive := hc.connection(!closing && !hc.hub.Closed())
+	connection, keepAlive := takeover.Connection(hc.r, hc.header, !closing && !hc.hub.Closed())
 	if hc.status == 0 {
 		hc.status = http.StatusOK
 	}
 	bp := takeover.GetBuf()
-	out := slices.Grow((*bp)[:0], 512+len(hc.body))
-	if hc.r.ProtoAtLeast(1, 1) {
-		out = append(out, "HTTP/1.1 "...)
-	} else {
-		out = append(out, "HTTP/1.0 "...)
-	}
-	out = strconv.AppendInt(out, int64(hc.status), 10)
-	out = append(out, ' ')
-	out = append(out, http.StatusText(hc.status)...)
-	out = append(out, "\r\n"...)
-	hw := headerWriter{out}
-	_ = hc.header.Write(&hw)
-	out = hw.b
-	if hc.header.Get("Date") == "" {
-		out = append(out, "Date: "...)
-		out = time.Now().UTC().AppendFormat(out, http.TimeFormat)
-		out = append(out, "\r\n"...)
-	}
-	out = append(out, "Content-Length: "...)
-	out = strconv.AppendInt(out, int64(len(hc.body)), 10)
-	out = append(out, "\r\n"...)
-	if connection != "" {
-		out = append(out, "Connection: "...)
-		out = append(out, connection...)
-		out = append(out, "\r\n"...)
-	}
-	out = append(out, "\r\n"...)
-	out = append(out, hc.body...)
+	out := takeover.AppendResponse(slices.Grow((*bp)[:0], 512+len(hc.body)), hc.r, hc.status, hc.header, hc.body, connection)
 	// At once if the socket takes it all (the usual case), else with the
 	// write deadline.
 	start := time.Now()
@@ -689,19 +661,6 @@ func (hc *heldConn) flush() (keepAlive bool, err error) {
 // socket does not take at once.
 func (hc *heldConn) SetReadDeadline(time.Time) error  { return nil }
 func (hc *heldConn) SetWriteDeadline(time.Time) error { return nil }
-
-// headerWriter appends what http.Header.Write writes.
-type headerWriter struct{ b []byte }
-
-func (w *headerWriter) Write(p []byte) (int, error) {
-	w.b = append(w.b, p...)
-	return len(p), nil
-}
-
-func (w *headerWriter) WriteString(s string) (int, error) {
-	w.b = append(w.b, s...)
-	return len(s), nil
-}
 
 // report gives the middleware (request log, access log, metrics,
 // incidents) the answer's status and size, as net/http would have.

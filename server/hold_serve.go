@@ -1,15 +1,12 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"log"
 	"net/http"
 	"runtime"
 	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/stardust-go/stardust/internal/takeover"
@@ -67,62 +64,6 @@ func (hc *heldConn) keep() {
 		}
 	}
 }
-
-// connection decides, as net/http's chunkWriter.writeHeader does for an
-// answer with a Content-Length, whether the connection is kept after the
-// answer (keep), and what Connection header the answer carries: "close"
-// (HTTP/1.1, closing), "keep-alive" (HTTP/1.0 that asked for it) or none.
-// keepAlives is false once the server is closing. A Connection header of
-// the handler's is dropped where net/http drops it.
-func (hc *heldConn) connection(keepAlives bool) (header string, keep bool) {
-	r := hc.r
-	reqConn := r.Header.Get("Connection")
-	is11 := r.ProtoAtLeast(1, 1)
-	closeAfter := false
-	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && hasToken(reqConn, "keep-alive") {
-		if _, ok := hc.header["Connection"]; !ok {
-			header = "keep-alive" // even when closing, as net/http
-		}
-	} else if !is11 || r.Close || hasToken(reqConn, "close") {
-		closeAfter = true
-	}
-	handlerConn := hc.header.Get("Connection")
-	if handlerConn == "close" || !keepAlives {
-		closeAfter = true
-	}
-	if closeAfter && (!keepAlives || !hasToken(handlerConn, "close")) {
-		delete(hc.header, "Connection")
-		if is11 {
-			header = "close"
-		}
-	}
-	return header, !closeAfter
-}
-
-// hasToken is net/http's: whether the comma-separated header value v
-// holds token (ASCII, lower case), in any case.
-func hasToken(v, token string) bool {
-	if len(token) > len(v) || token == "" {
-		return false
-	}
-	for sp := 0; sp <= len(v)-len(token); sp++ {
-		if b := v[sp]; b != token[0] && b|0x20 != token[0] {
-			continue
-		}
-		if sp > 0 && !isTokenBoundary(v[sp-1]) {
-			continue
-		}
-		if end := sp + len(token); end != len(v) && !isTokenBoundary(v[end]) {
-			continue
-		}
-		if strings.EqualFold(v[sp:sp+len(token)], token) {
-			return true
-		}
-	}
-	return false
-}
-
-func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
 
 // giveBack hands the connection, with what was read of it, back to
 // net/http.
@@ -183,11 +124,11 @@ func (hc *heldConn) next() (r *http.Request, back bool) {
 		limit = http.DefaultMaxHeaderBytes
 	}
 	limit += 4096 // as net/http allows
-	if !bytes.HasPrefix(b, getMethod[:min(len(b), len(getMethod))]) {
+	if !takeover.MayBeGET(b) {
 		hc.pending = bytes.Clone(b) // not a poll (a Bayeux POST): net/http's
 		return nil, true
 	}
-	end := headerEnd(b, 0)
+	end := takeover.HeaderEnd(b, 0)
 	if end < 0 { // the rest of the header, in its time
 		_ = hc.conn.SetReadDeadline(deadlineIn(orElse(srv.ReadHeaderTimeout, srv.ReadTimeout)))
 	}
@@ -205,9 +146,9 @@ func (hc *heldConn) next() (r *http.Request, back bool) {
 		if err != nil { // as net/http: a read that fails gets no answer
 			return nil, false
 		}
-		end = headerEnd(b, max(0, from-3))
+		end = takeover.HeaderEnd(b, max(0, from-3))
 	}
-	if r = hc.nextPoll(b[:end]); r == nil {
+	if r = takeover.NextRequest(b[:end], hc.path, hc.host); r == nil {
 		hc.pending = bytes.Clone(b)
 		return nil, true
 	}
@@ -237,9 +178,6 @@ func (hc *heldConn) readFirst() (bp *[]byte, b []byte) {
 	return bp, (*bp)[:n]
 }
 
-// getMethod begins every request served here.
-var getMethod = []byte("GET ")
-
 // orElse is a if set, else b.
 func orElse(a, b time.Duration) time.Duration {
 	if a > 0 {
@@ -254,121 +192,4 @@ func deadlineIn(d time.Duration) time.Time {
 		return time.Time{}
 	}
 	return time.Now().Add(d)
-}
-
-// headerEnd is the length of the request header at the start of b, up to
-// and with the empty line that ends it; -1 while it has not ended. It looks
-// from from on.
-func headerEnd(b []byte, from int) int {
-	for i := from; i < len(b); i++ {
-		if b[i] != '\n' {
-			continue
-		}
-		switch {
-		case i+1 < len(b) && b[i+1] == '\n':
-			return i + 2
-		case i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n':
-			return i + 3
-		}
-	}
-	return -1
-}
-
-// requestReader reads a request from a header in memory.
-type requestReader struct {
-	src bytes.Reader
-	br  *bufio.Reader
-}
-
-var requestReaders = sync.Pool{New: func() any {
-	rr := &requestReader{}
-	rr.br = bufio.NewReaderSize(&rr.src, 512)
-	return rr
-}}
-
-// parseRequest parses a whole request header; nil if net/http would not
-// read it as it is.
-func parseRequest(header []byte) *http.Request {
-	rr := requestReaders.Get().(*requestReader)
-	defer requestReaders.Put(rr)
-	rr.src.Reset(header)
-	rr.br.Reset(&rr.src)
-	r, err := http.ReadRequest(rr.br)
-	if err != nil || rr.br.Buffered() > 0 || rr.src.Len() > 0 {
-		return nil
-	}
-	return r
-}
-
-// nextPoll is the request whose whole header is header, what the client
-// sent next, when it is one to serve here (isNextPoll); nil to hand it
-// back to net/http. The request ends with its header (it has no body):
-// what follows is the next request (FuzzServedHereRequest compares where
-// each ends with net/http).
-func (hc *heldConn) nextPoll(header []byte) *http.Request {
-	if !bytes.HasPrefix(header, getMethod) {
-		return nil
-	}
-	if r := parseRequest(header); r != nil && hc.isNextPoll(r) {
-		return r
-	}
-	return nil
-}
-
-// isNextPoll reports whether r is a request to serve here: a poll of the
-// same path as the first, on the same host, without a body or an upgrade,
-// with a header net/http would accept. Any doubt hands it to net/http.
-func (hc *heldConn) isNextPoll(r *http.Request) bool {
-	if r.Method != http.MethodGet || r.ProtoMajor != 1 || r.URL.Host != "" || r.URL.Path != hc.path ||
-		r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Body != http.NoBody {
-		return false
-	}
-	// http.ReadRequest took the Host header out, into r.Host (net/http
-	// checked the first request's).
-	if r.Host != hc.host || r.Host == "" && r.ProtoMinor > 0 {
-		return false
-	}
-	if r.Header["Upgrade"] != nil || r.Header["Expect"] != nil {
-		return false
-	}
-	for k, vs := range r.Header {
-		if !validHeaderName(k) {
-			return false
-		}
-		for _, v := range vs {
-			if !validHeaderValue(v) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// validHeaderName: a token (RFC 9110 5.1).
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
-			continue
-		}
-		switch c {
-		case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-			continue
-		}
-		return false
-	}
-	return true
-}
-
-// validHeaderValue: no control character but the tab (RFC 9110 5.5).
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
