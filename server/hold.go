@@ -502,7 +502,7 @@ func (ch *connHold) detach(w http.ResponseWriter, r *http.Request, p *pollState,
 func (hc *heldConn) attach(p *pollState) {
 	p.conn = hc
 	p.w.mu.Lock()
-	p.w.conn = hc.conn
+	p.w.cut = hc
 	p.w.mu.Unlock()
 	hc.mu.Lock()
 	hc.p = p
@@ -515,12 +515,16 @@ func (hc *heldConn) attach(p *pollState) {
 // release ends attach: no more wake-ups move the connection's deadline.
 func (hc *heldConn) release(p *pollState) {
 	p.w.mu.Lock()
-	p.w.conn = nil
+	p.w.cut = nil
 	p.w.mu.Unlock()
 	hc.mu.Lock()
 	hc.p = nil
 	hc.mu.Unlock()
 }
+
+// cutWait ends the wait of the poll waiting on the connection
+// (waiter.interruptLocked): its Read, or WaitReadable, returns at once.
+func (hc *heldConn) cutWait() { _ = hc.conn.SetReadDeadline(aLongTimeAgo) }
 
 // interrupt is the listener's Close for one connection served here: the
 // poll it holds answers now, or the wait for its next request ends.

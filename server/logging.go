@@ -206,9 +206,15 @@ type StatusWriter struct {
 	Stalled time.Duration
 	// held, when set, is the poll held off net/http's goroutine that
 	// writes the answer after the handler returned (hold.go): what is to
-	// be done with the answer's status and size waits for it
-	// (heldConn.whenAnswered).
-	held *heldConn
+	// be done with the answer's status and size waits for it.
+	held answeredLater
+}
+
+// answeredLater is an answer written after its handler returned (hold.go's
+// heldConn): whenAnswered runs f once it is, with the StatusWriter's
+// Code, Bytes and Stalled then set; at once if it is already.
+type answeredLater interface {
+	whenAnswered(f func(r *http.Request))
 }
 
 // afterAnswer runs f once r's answer is written: now, or, for a poll held

@@ -49,13 +49,13 @@ func (m *Message) size() int { return len(m.Data) + len(m.Channel) + len(m.ID) +
 // unixSeconds is the Stardust _ts form of a time: epoch seconds with microseconds.
 func unixSeconds(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }
 
-// encodingKind names one protocol's form of a message: the protocols'
-// files define how each is made (stardust.go, ws_frame.go).
+// encodingKind names one protocol's form of a message. The protocols'
+// files make each (stardust.go, ws_frame.go): the core knows none of them.
 type encodingKind uint8
 
 const (
-	encodingStardust    encodingKind = iota // the Stardust JSON object (stardustJSON)
-	encodingBayeuxFrame                     // the Bayeux array, framed for WebSockets (wsFrame)
+	encodingStardust encodingKind = iota // the Stardust JSON object (stardustJSON)
+	encodingBayeux                       // the Bayeux array, as the WebSocket transport writes it (ws_frame.go)
 	numEncodings
 )
 

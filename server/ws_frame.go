@@ -52,7 +52,7 @@ func bayeuxFrame(m *Message) []byte {
 // wsFrame is bayeuxFrame as a whole WebSocket text frame, header included:
 // encoded once per publish (Message.encoded) and written as it is to every
 // socket that gets the message alone.
-func wsFrame(m *Message) []byte { return m.encoded(encodingBayeuxFrame, encodeWSFrame) }
+func wsFrame(m *Message) []byte { return m.encoded(encodingBayeux, encodeWSFrame) }
 
 func encodeWSFrame(m *Message) []byte {
 	var b bytes.Buffer
