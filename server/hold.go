@@ -46,214 +46,18 @@ var aLongTimeAgo = time.Unix(1, 0)
 // pipelined request): beyond it the connection is closed.
 const maxPending = 16 << 10
 
-// closeWait bounds how long closing the listener waits for held polls to
-// write their answers.
-const closeWait = 5 * time.Second
-
-// holdKey is the context key of a connection's connHold.
-type holdKey struct{}
-
-// connHold is what a connection served through a holdListener carries in
-// its context: the listener, and that context itself (without the
-// request's cancellation), for the requests served off net/http.
-type connHold struct {
-	hl  *holdListener
-	ctx context.Context
-	// fallback is why the connection cannot be taken over (no raw
-	// descriptor to wait on: this system, or a listener wrapper that hides
-	// it); its polls are then held in net/http, and counted.
-	fallback takeover.Reason
-}
-
-// holdListener is what HoldListener returns.
-type holdListener struct {
-	net.Listener
-	srv      *http.Server
-	accepted chan acceptResult // from the real listener
-	back     chan net.Conn     // connections whose held poll has answered
-	done     chan struct{}     // closed by Close
-	once     sync.Once
-
-	mu     sync.Mutex
-	closed bool
-	held   map[*heldConn]struct{} // connections served here (hold_serve.go), holding a poll or not
-	fresh  map[net.Conn]struct{}  // given back, no request read yet (http.StateNew)
-	wg     sync.WaitGroup
-}
-
-type acceptResult struct {
-	c   net.Conn
-	err error
-}
-
 // HoldListener wraps l, the listener srv is to Serve, so that long polls
 // with nothing queued are held without net/http's connection goroutine and
 // buffers (about half the memory per held client), and their keep-alive
 // connections come back to srv through the returned listener. It sets
-// srv.ConnContext (keeping any set before). Closing the listener, as
-// srv.Shutdown and srv.Close do, answers the held polls at once and waits
-// up to 5 s for those answers to be written. Serve srv on the returned
-// listener only; plain HTTP/1.x only (no TLS in between).
+// srv.ConnContext and srv.ConnState (keeping any set before). Closing the
+// listener, as srv.Shutdown and srv.Close do, answers the held polls at
+// once and waits up to 5 s for those answers to be written. Serve srv on
+// the returned listener only; plain HTTP/1.x only (no TLS in between).
+// Where a connection's descriptor is not there (internal/takeover), its
+// polls are held in net/http, and counted.
 func HoldListener(srv *http.Server, l net.Listener) net.Listener {
-	hl := &holdListener{Listener: l, srv: srv, accepted: make(chan acceptResult), back: make(chan net.Conn),
-		done: make(chan struct{}), held: map[*heldConn]struct{}{}, fresh: map[net.Conn]struct{}{}}
-	prev := srv.ConnContext
-	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		if prev != nil {
-			ctx = prev(ctx, c)
-		}
-		ch := &connHold{hl: hl, fallback: takeover.Check(unwrapReplay(c))}
-		ch.ctx = context.WithValue(ctx, holdKey{}, ch)
-		return ch.ctx
-	}
-	prevState := srv.ConnState
-	srv.ConnState = func(c net.Conn, st http.ConnState) {
-		if rc, ok := c.(*replayConn); ok {
-			hl.track(rc, st)
-		}
-		if prevState != nil {
-			prevState(c, st)
-		}
-	}
-	go hl.pump()
-	return hl
-}
-
-// pump passes on the real listener's connections.
-func (hl *holdListener) pump() {
-	for {
-		c, err := hl.Listener.Accept()
-		select {
-		case hl.accepted <- acceptResult{c, err}:
-		case <-hl.done:
-			if c != nil {
-				_ = c.Close()
-			}
-			return
-		}
-		if errors.Is(err, net.ErrClosed) {
-			return // else http.Server decides whether to go on
-		}
-	}
-}
-
-// Accept returns the next new connection or one whose held poll answered.
-func (hl *holdListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-hl.back:
-		return c, nil
-	case a := <-hl.accepted:
-		return a.c, a.err
-	case <-hl.done:
-		return nil, net.ErrClosed
-	}
-}
-
-// Close closes the real listener, answers every held poll and waits
-// (up to closeWait) for their answers to be written.
-func (hl *holdListener) Close() error {
-	err := net.ErrClosed
-	hl.once.Do(func() {
-		close(hl.done)
-		err = hl.Listener.Close()
-		hl.mu.Lock()
-		hl.closed = true
-		for hc := range hl.held {
-			hc.interrupt()
-		}
-		for c := range hl.fresh {
-			_ = c.Close()
-		}
-		hl.mu.Unlock()
-		finished := make(chan struct{})
-		go func() { hl.wg.Wait(); close(finished) }()
-		t := time.NewTimer(closeWait)
-		defer t.Stop()
-		select {
-		case <-finished:
-		case <-t.C:
-		}
-	})
-	return err
-}
-
-// track follows the connections given back until their next request:
-// http.Server.Shutdown waits 5 s for a new connection that has not sent
-// one, where it closes an idle one at once; the listener's Close closes them.
-func (hl *holdListener) track(c *replayConn, st http.ConnState) {
-	hl.mu.Lock()
-	defer hl.mu.Unlock()
-	if st != http.StateNew {
-		delete(hl.fresh, c)
-		return
-	}
-	if hl.closed {
-		_ = c.Close()
-		return
-	}
-	hl.fresh[c] = struct{}{}
-}
-
-// giveBack hands a keep-alive connection back to the server, or closes it
-// once the listener is closed.
-func (hl *holdListener) giveBack(c net.Conn) {
-	select {
-	case hl.back <- c:
-	case <-hl.done:
-		_ = c.Close()
-	}
-}
-
-// unwrapReplay is the connection a replayConn wraps, else c.
-func unwrapReplay(c net.Conn) net.Conn {
-	if rc, ok := c.(*replayConn); ok {
-		return rc.Conn
-	}
-	return c
-}
-
-// replayConn is a connection given back: it gives, before what the client
-// sends next, what it sent while its poll was held. And it waits for the
-// client's next request as for a keep-alive connection: http.Server gives a
-// new connection its ReadHeaderTimeout from the start, a keep-alive one its
-// IdleTimeout until the first byte, then ReadHeaderTimeout.
-type replayConn struct {
-	net.Conn
-	pending []byte
-	idle    time.Duration // http.Server's IdleTimeout (else ReadTimeout); 0: none
-	waited  bool          // the first byte came, or there was no wait
-	header  time.Duration // the read deadline net/http set, from when it set it
-}
-
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		c.waited = true
-		return n, nil
-	}
-	if c.waited {
-		return c.Conn.Read(p)
-	}
-	c.waited = true
-	_ = c.Conn.SetReadDeadline(deadlineIn(c.idle))
-	n, err := c.Conn.Read(p)
-	if c.header > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.header))
-	}
-	return n, err
-}
-
-// SetReadDeadline notes the header's time that net/http gives the first
-// request, to run it from the first byte.
-func (c *replayConn) SetReadDeadline(t time.Time) error {
-	if !c.waited {
-		c.header = 0
-		if !t.IsZero() {
-			c.header = max(time.Until(t), time.Millisecond)
-		}
-	}
-	return c.Conn.SetReadDeadline(t)
+	return takeover.NewListener(srv, l)
 }
 
 // heldConn is a connection taken over by a poll held off net/http's
@@ -262,7 +66,7 @@ func (c *replayConn) SetReadDeadline(t time.Time) error {
 // (StatusWriter.held). After that answer it serves the connection's next
 // polls (hold_serve.go), each with hc as its ResponseWriter.
 type heldConn struct {
-	hl      *holdListener
+	hl      *takeover.Listener
 	conn    net.Conn
 	p       *pollState    // the poll waiting on the connection, if any (under mu)
 	r       *http.Request // without its body: for the hooks
@@ -271,7 +75,7 @@ type heldConn struct {
 	body    []byte
 	pending []byte          // what the client sent meanwhile: replayed after the answer
 	gone    bool            // the client went away or misbehaved: close, write nothing
-	tracked bool            // in hl.held, and counted in hl.wg
+	tracked bool            // tracked by hl (Track): untracked when done
 	desc    takeover.Desc   // conn's descriptor, to wait until readable; none for a replayConn with pending bytes
 	sws     []*StatusWriter // the middleware's, outermost first
 
@@ -354,7 +158,7 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 		answerNow(w, c, b, why, answer)
 		return
 	}
-	ch, _ := r.Context().Value(holdKey{}).(*connHold)
+	ch := takeover.Info(r.Context())
 	if ch == nil || hold <= 0 || r.ProtoMajor != 1 || r.Method == http.MethodHead {
 		rules.holdRequest(w, hold)
 		b, why := c.Poll(r.Context(), hold)
@@ -371,9 +175,9 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 			answerNow(w, c, b, why, answer)
 			return
 		}
-		if ch.fallback != takeover.ReasonNone {
-			c.hub.fallbacks.Add(takeover.UsePoll, ch.fallback)
-		} else if hc := ch.detach(w, r, p, rules.RequestTimeout); hc != nil {
+		if ch.Fallback != takeover.ReasonNone {
+			c.hub.fallbacks.Add(takeover.UsePoll, ch.Fallback)
+		} else if hc := detach(ch, w, r, p, rules.RequestTimeout); hc != nil {
 			go hc.serve(c, answer)
 			return
 		}
@@ -451,28 +255,23 @@ func servedHere(w http.ResponseWriter) *heldConn {
 }
 
 // detach takes the connection of r over for p: nil when it cannot.
-func (ch *connHold) detach(w http.ResponseWriter, r *http.Request, p *pollState, writeTimeout time.Duration) *heldConn {
-	hl := ch.hl
-	hc := &heldConn{hl: hl, ctx: ch.ctx, writeTimeout: writeTimeout}
+func detach(ch *takeover.ConnInfo, w http.ResponseWriter, r *http.Request, p *pollState, writeTimeout time.Duration) *heldConn {
+	hl := ch.Listener
+	hc := &heldConn{hl: hl, ctx: ch.Ctx, writeTimeout: writeTimeout}
 	base, sws := unwrapWriter(w, hc.swBuf[:0])
 	hj, ok := base.(http.Hijacker)
 	if !ok {
 		return nil
 	}
 	header := w.Header()
-	hl.mu.Lock()
-	closed := hl.closed
-	hl.mu.Unlock()
-	if closed {
+	if hl.Closed() {
 		return nil
 	}
 	conn, rw, err := hj.Hijack()
 	if err != nil {
 		return nil
 	}
-	if rc, ok := conn.(*replayConn); ok && len(rc.pending) == 0 {
-		conn = rc.Conn
-	}
+	conn = takeover.Bare(conn)
 	r.Body, r.GetBody = http.NoBody, nil // its reader was net/http's, which goes
 	hc.conn, hc.r, hc.header, hc.sws, hc.after = conn, r, header, sws, hc.afterBuf[:0]
 	hc.path, hc.host, hc.remote, hc.hub = r.URL.Path, r.Host, r.RemoteAddr, p.c.hub
@@ -485,14 +284,8 @@ func (ch *connHold) detach(w http.ResponseWriter, r *http.Request, p *pollState,
 		sw.ResponseWriter = nil // net/http's, done with: its buffers go
 	}
 	_ = conn.SetDeadline(time.Time{})
-	hc.desc.Open(conn) // none for a replayConn (pending bytes are read first)
-	hl.mu.Lock()
-	if !hl.closed { // else attach answers at once
-		hl.held[hc] = struct{}{}
-		hl.wg.Add(1)
-		hc.tracked = true
-	}
-	hl.mu.Unlock()
+	hc.desc.Open(conn)        // none for a replayConn (pending bytes are read first)
+	hc.tracked = hl.Track(hc) // else attach answers at once
 	hc.attach(p)
 	return hc
 }
@@ -507,7 +300,7 @@ func (hc *heldConn) attach(p *pollState) {
 	hc.mu.Lock()
 	hc.p = p
 	hc.mu.Unlock()
-	if hc.hl.isClosed() { // closing: answer at once (see Close)
+	if hc.hl.Closed() { // closing: answer at once (see Close)
 		p.w.end(PollClosed)
 	}
 }
@@ -526,9 +319,10 @@ func (hc *heldConn) release(p *pollState) {
 // (waiter.interruptLocked): its Read, or WaitReadable, returns at once.
 func (hc *heldConn) cutWait() { _ = hc.conn.SetReadDeadline(aLongTimeAgo) }
 
-// interrupt is the listener's Close for one connection served here: the
-// poll it holds answers now, or the wait for its next request ends.
-func (hc *heldConn) interrupt() {
+// Interrupt is the listener's Close for one connection served here
+// (takeover.Held): the poll it holds answers now, or the wait for its next
+// request ends.
+func (hc *heldConn) Interrupt() {
 	hc.mu.Lock()
 	defer hc.mu.Unlock()
 	if hc.p != nil {
@@ -536,13 +330,6 @@ func (hc *heldConn) interrupt() {
 		return
 	}
 	_ = hc.conn.SetReadDeadline(aLongTimeAgo)
-}
-
-// isClosed reports whether Close has been called.
-func (hl *holdListener) isClosed() bool {
-	hl.mu.Lock()
-	defer hl.mu.Unlock()
-	return hl.closed
 }
 
 // wait is poll.wait for a held connection: a Read with the deadline until,
@@ -602,8 +389,7 @@ func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
 // middleware, then serves the connection's next requests (keep).
 func (hc *heldConn) serve(c *Client, answer pollAnswer) {
 	if hc.tracked {
-		defer hc.hl.wg.Done()
-		defer hc.untrack()
+		defer hc.hl.Untrack(hc)
 	}
 	p := hc.p
 	b, why := p.run(context.Background())
@@ -625,23 +411,13 @@ func (hc *heldConn) serve(c *Client, answer pollAnswer) {
 	hc.keep()
 }
 
-// untrack forgets a connection no longer served here.
-func (hc *heldConn) untrack() {
-	hc.hl.mu.Lock()
-	delete(hc.hl.held, hc)
-	hc.hl.mu.Unlock()
-}
-
 // flush writes the answer as net/http would; keepAlive says whether the
 // connection can serve another request.
 func (hc *heldConn) flush() (keepAlive bool, err error) {
 	if hc.gone {
 		return false, net.ErrClosed
 	}
-	hc.hl.mu.Lock()
-	closing := hc.hl.closed
-	hc.hl.mu.Unlock()
-	connection, keepAlive := takeover.Connection(hc.r, hc.header, !closing && !hc.hub.Closed())
+	connection, keepAlive := takeover.Connection(hc.r, hc.header, !hc.hl.Closed() && !hc.hub.Closed())
 	if hc.status == 0 {
 		hc.status = http.StatusOK
 	}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
-	"time"
 
 	"github.com/stardust-go/stardust/internal/takeover"
 )
@@ -33,7 +32,7 @@ import (
 // path of the first, and hands the connection back to net/http at the
 // first other one.
 func (hc *heldConn) keep() {
-	h := hc.hl.srv.Handler
+	h := hc.hl.Server().Handler
 	if h == nil {
 		h = http.DefaultServeMux
 	}
@@ -68,9 +67,7 @@ func (hc *heldConn) keep() {
 // giveBack hands the connection, with what was read of it, back to
 // net/http.
 func (hc *heldConn) giveBack() {
-	srv := hc.hl.srv
-	_ = hc.conn.SetDeadline(time.Time{})
-	hc.hl.giveBack(&replayConn{Conn: hc.conn, pending: hc.pending, idle: orElse(srv.IdleTimeout, srv.ReadTimeout)})
+	hc.hl.GiveBack(hc.conn, hc.pending)
 }
 
 // handle runs the handler for r, with hc as its ResponseWriter. A panic is
@@ -86,7 +83,7 @@ func (hc *heldConn) handle(h http.Handler, r *http.Request) (ok bool) {
 			buf := make([]byte, 64<<10)
 			buf = buf[:runtime.Stack(buf, false)]
 			msg := fmt.Sprintf("http: panic serving %v: %v\n%s", hc.remote, e, buf)
-			if l := hc.hl.srv.ErrorLog; l != nil {
+			if l := hc.hl.Server().ErrorLog; l != nil {
 				l.Print(msg)
 			} else {
 				log.Print(msg)
@@ -102,7 +99,7 @@ func (hc *heldConn) handle(h http.Handler, r *http.Request) (ok bool) {
 // what was read in hc.pending); else to close it (it went away, was idle
 // too long, its header did not come in time, or the server is closing).
 func (hc *heldConn) next() (r *http.Request, back bool) {
-	srv := hc.hl.srv
+	srv := hc.hl.Server()
 	var bp *[]byte
 	var b []byte
 	if len(hc.pending) > 0 {
@@ -110,8 +107,8 @@ func (hc *heldConn) next() (r *http.Request, back bool) {
 		b = append((*bp)[:0], hc.pending...)
 		hc.pending = nil
 	} else {
-		_ = hc.conn.SetReadDeadline(deadlineIn(orElse(srv.IdleTimeout, srv.ReadTimeout)))
-		if hc.hl.isClosed() {
+		_ = hc.conn.SetReadDeadline(takeover.DeadlineIn(takeover.IdleWait(srv)))
+		if hc.hl.Closed() {
 			return nil, false
 		}
 		if bp, b = hc.readFirst(); bp == nil {
@@ -130,7 +127,7 @@ func (hc *heldConn) next() (r *http.Request, back bool) {
 	}
 	end := takeover.HeaderEnd(b, 0)
 	if end < 0 { // the rest of the header, in its time
-		_ = hc.conn.SetReadDeadline(deadlineIn(orElse(srv.ReadHeaderTimeout, srv.ReadTimeout)))
+		_ = hc.conn.SetReadDeadline(takeover.DeadlineIn(takeover.HeaderWait(srv)))
 	}
 	for end < 0 {
 		if len(b) >= limit { // net/http answers 431
@@ -176,20 +173,4 @@ func (hc *heldConn) readFirst() (bp *[]byte, b []byte) {
 		return nil, nil
 	}
 	return bp, (*bp)[:n]
-}
-
-// orElse is a if set, else b.
-func orElse(a, b time.Duration) time.Duration {
-	if a > 0 {
-		return a
-	}
-	return b
-}
-
-// deadlineIn is the deadline d from now; none for d <= 0.
-func deadlineIn(d time.Duration) time.Time {
-	if d <= 0 {
-		return time.Time{}
-	}
-	return time.Now().Add(d)
 }
