@@ -278,3 +278,35 @@ func FuzzHeldAnswer(f *testing.F) {
 		}
 	})
 }
+
+// What NextRequest leaves to net/http, one reason each: only a GET of the
+// first request's path and host, without a body or an upgrade, is served
+// on a connection taken over (HEAD in particular: net/http writes no body
+// to it, which AppendResponse does not know).
+func TestNextRequestLeavesToNetHTTP(t *testing.T) {
+	const path, host = "/comet/channel/a/stream/f1", "x"
+	req := func(line, extra string) []byte {
+		return []byte(line + "\r\nHost: x\r\n" + extra + "\r\n")
+	}
+	if NextRequest(req("GET "+path+" HTTP/1.1", ""), path, host) == nil {
+		t.Fatal("the next poll itself is not served")
+	}
+	for name, header := range map[string][]byte{
+		"HEAD":           req("HEAD "+path+" HTTP/1.1", ""),
+		"POST":           req("POST "+path+" HTTP/1.1", "Content-Length: 0\r\n"),
+		"another path":   req("GET /comet/ HTTP/1.1", ""),
+		"another host":   []byte("GET " + path + " HTTP/1.1\r\nHost: y\r\n\r\n"),
+		"no host 1.1":    []byte("GET " + path + " HTTP/1.1\r\n\r\n"),
+		"absolute URL":   req("GET http://x"+path+" HTTP/1.1", ""),
+		"a body":         req("GET "+path+" HTTP/1.1", "Content-Length: 1\r\n"),
+		"chunked":        req("GET "+path+" HTTP/1.1", "Transfer-Encoding: chunked\r\n"),
+		"upgrade":        req("GET "+path+" HTTP/1.1", "Upgrade: websocket\r\nConnection: Upgrade\r\n"),
+		"expect":         req("GET "+path+" HTTP/1.1", "Expect: 100-continue\r\n"),
+		"control char":   req("GET "+path+" HTTP/1.1", "X: a\x01b\r\n"),
+		"HTTP/2 preface": []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+	} {
+		if r := NextRequest(header, path, host); r != nil {
+			t.Errorf("%s: served on the connection taken over: %s %s", name, r.Method, r.URL)
+		}
+	}
+}
