@@ -2,11 +2,9 @@ package server
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -38,13 +36,6 @@ import (
 // http.Server through the listener, to be served as any other.
 // FastCGI, HTTP/2, HEAD and servers not started through HoldListener
 // (httptest) hold in the handler as before.
-
-// aLongTimeAgo is a read deadline that ends a Read at once.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// maxPending bounds what a client may send while its poll is held (a
-// pipelined request): beyond it the connection is closed.
-const maxPending = 16 << 10
 
 // HoldListener wraps l, the listener srv is to Serve, so that long polls
 // with nothing queued are held without net/http's connection goroutine and
@@ -317,7 +308,7 @@ func (hc *heldConn) release(p *pollState) {
 
 // cutWait ends the wait of the poll waiting on the connection
 // (waiter.interruptLocked): its Read, or WaitReadable, returns at once.
-func (hc *heldConn) cutWait() { _ = hc.conn.SetReadDeadline(aLongTimeAgo) }
+func (hc *heldConn) cutWait() { takeover.CutWait(hc.conn) }
 
 // Interrupt is the listener's Close for one connection served here
 // (takeover.Held): the poll it holds answers now, or the wait for its next
@@ -329,7 +320,7 @@ func (hc *heldConn) Interrupt() {
 		hc.p.w.end(PollClosed)
 		return
 	}
-	_ = hc.conn.SetReadDeadline(aLongTimeAgo)
+	takeover.CutWait(hc.conn)
 }
 
 // wait is poll.wait for a held connection: a Read with the deadline until,
@@ -347,28 +338,20 @@ func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
 			w.end(PollClosed)
 			continue
 		}
-		n, err := 0, hc.desc.WaitReadable()
-		if err == nil {
-			n, err = hc.conn.Read(hc.buf[:])
-		}
-		if n > 0 {
-			if len(hc.pending)+n > maxPending {
-				hc.gone = true
-				w.end(PollClosed)
-				continue
-			}
-			hc.pending = append(hc.pending, hc.buf[:n]...)
-		}
-		switch {
-		case err == nil:
-		case errors.Is(err, os.ErrDeadlineExceeded):
+		var ev takeover.Event
+		hc.pending, ev = takeover.WaitRead(hc.conn, &hc.desc, hc.buf[:], hc.pending)
+		switch ev {
+		case takeover.EventOverflow:
+			hc.gone = true
+			w.end(PollClosed)
+		case takeover.EventDeadline:
 			if !time.Now().Before(until) {
 				if why, now := w.look(messages); now {
 					return why
 				}
 				return PollTimeout
 			}
-		case errors.Is(err, io.EOF):
+		case takeover.EventEnd:
 			// The client closed its side: net/http's background read
 			// cancels the request's context at that, and the poll answers
 			// with what it has (without committing: the messages stay
@@ -378,7 +361,7 @@ func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
 			// first byte ends net/http's background read: that request
 			// is served after the early answer.
 			w.end(PollClosed)
-		default: // the client went away: its messages stay queued
+		case takeover.EventGone: // the client went away: its messages stay queued
 			hc.gone = true
 			w.end(PollClosed)
 		}

@@ -1,14 +1,10 @@
 package server
 
 import (
-	"bytes"
 	"fmt"
 	"log"
 	"net/http"
 	"runtime"
-	"slices"
-
-	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // The requests of a connection taken over by a held poll (hold.go), served
@@ -98,79 +94,12 @@ func (hc *heldConn) handle(h http.Handler, r *http.Request) (ok bool) {
 // none to serve here: back, to hand the connection back to net/http (with
 // what was read in hc.pending); else to close it (it went away, was idle
 // too long, its header did not come in time, or the server is closing).
-func (hc *heldConn) next() (r *http.Request, back bool) {
-	srv := hc.hl.Server()
-	var bp *[]byte
-	var b []byte
-	if len(hc.pending) > 0 {
-		bp = takeover.GetBuf()
-		b = append((*bp)[:0], hc.pending...)
-		hc.pending = nil
-	} else {
-		_ = hc.conn.SetReadDeadline(takeover.DeadlineIn(takeover.IdleWait(srv)))
-		if hc.hl.Closed() {
-			return nil, false
-		}
-		if bp, b = hc.readFirst(); bp == nil {
-			return nil, false
-		}
-	}
-	defer func() { takeover.PutBuf(bp, b) }()
-	limit := srv.MaxHeaderBytes
-	if limit <= 0 {
-		limit = http.DefaultMaxHeaderBytes
-	}
-	limit += 4096 // as net/http allows
-	if !takeover.MayBeGET(b) {
-		hc.pending = bytes.Clone(b) // not a poll (a Bayeux POST): net/http's
-		return nil, true
-	}
-	end := takeover.HeaderEnd(b, 0)
-	if end < 0 { // the rest of the header, in its time
-		_ = hc.conn.SetReadDeadline(takeover.DeadlineIn(takeover.HeaderWait(srv)))
-	}
-	for end < 0 {
-		if len(b) >= limit { // net/http answers 431
-			hc.pending = bytes.Clone(b)
-			return nil, true
-		}
-		if len(b) == cap(b) {
-			b = slices.Grow(b, len(b))
-		}
-		from := len(b)
-		n, err := hc.conn.Read(b[from:cap(b)])
-		b = b[:from+n]
-		if err != nil { // as net/http: a read that fails gets no answer
-			return nil, false
-		}
-		end = takeover.HeaderEnd(b, max(0, from-3))
-	}
-	if r = takeover.NextRequest(b[:end], hc.path, hc.host); r == nil {
-		hc.pending = bytes.Clone(b)
-		return nil, true
-	}
-	if end < len(b) { // pipelined
-		hc.pending = bytes.Clone(b[end:])
+func (hc *heldConn) next() (*http.Request, bool) {
+	r, rest, back := hc.hl.ReadNext(hc.conn, &hc.desc, hc.pending, hc.path, hc.host)
+	hc.pending = rest
+	if r == nil {
+		return nil, back
 	}
 	r.RemoteAddr = hc.remote
 	return r.WithContext(hc.ctx), false
-}
-
-// readFirst waits, up to the connection's read deadline, for the first
-// bytes of its next request, and reads them into a buffer of bufs taken
-// only once they have come: an idle connection holds none. Its read is
-// tried before it waits, so that what came before the wait began counts
-// (the client sends its next poll as soon as it has the answer). nil when
-// the client went away, or the wait ended first.
-func (hc *heldConn) readFirst() (bp *[]byte, b []byte) {
-	if hc.desc.Ok() {
-		return hc.desc.ReadFirst()
-	}
-	bp = takeover.GetBuf()
-	n, _ := hc.conn.Read((*bp)[:cap(*bp)])
-	if n <= 0 {
-		takeover.PutBuf(bp, *bp)
-		return nil, nil
-	}
-	return bp, (*bp)[:n]
 }
