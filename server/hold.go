@@ -77,14 +77,12 @@ type heldConn struct {
 	writeTimeout time.Duration   // for each answer
 	hub          *Hub            // the first poll's: no keep-alive once it is closed
 
-	mu       sync.Mutex
-	reported bool                    // the answer was written and reported
-	after    []func(r *http.Request) // what the middleware does once it is
+	mu    sync.Mutex  // guards p
+	hooks answerHooks // the middleware's, for the first answer (StatusWriter.held)
 
 	// Room for the usual middleware: no allocations as they register.
-	swBuf    [4]*StatusWriter
-	afterBuf [4]func(r *http.Request)
-	buf      [64]byte
+	swBuf [4]*StatusWriter
+	buf   [64]byte
 }
 
 // Header, WriteHeader and Write make the held poll the handler's
@@ -100,22 +98,6 @@ func (hc *heldConn) WriteHeader(code int) {
 func (hc *heldConn) Write(p []byte) (int, error) {
 	hc.body = append(hc.body, p...)
 	return len(p), nil
-}
-
-// whenAnswered runs f once the held answer is written, with the status,
-// size and write time of the answer in the StatusWriters (see
-// StatusWriter.held).
-// The held goroutine may answer before the middleware has returned: a
-// hook added after the report runs at once.
-func (hc *heldConn) whenAnswered(f func(r *http.Request)) {
-	hc.mu.Lock()
-	if !hc.reported {
-		hc.after = append(hc.after, f)
-		hc.mu.Unlock()
-		return
-	}
-	hc.mu.Unlock()
-	f(hc.r)
 }
 
 // pollAnswer writes the answer to a poll into w and says whether the
@@ -264,14 +246,15 @@ func detach(ch *takeover.ConnInfo, w http.ResponseWriter, r *http.Request, p *po
 	}
 	conn = takeover.Bare(conn)
 	r.Body, r.GetBody = http.NoBody, nil // its reader was net/http's, which goes
-	hc.conn, hc.r, hc.header, hc.sws, hc.after = conn, r, header, sws, hc.afterBuf[:0]
+	hc.conn, hc.r, hc.header, hc.sws = conn, r, header, sws
+	hc.hooks.r, hc.hooks.after = r, hc.hooks.buf[:0]
 	hc.path, hc.host, hc.remote, hc.hub = r.URL.Path, r.Host, r.RemoteAddr, p.c.hub
 	if n := rw.Reader.Buffered(); n > 0 { // a pipelined request
 		b, _ := rw.Reader.Peek(n)
 		hc.pending = append([]byte(nil), b...)
 	}
 	for _, sw := range sws {
-		sw.held = hc
+		sw.held = &hc.hooks
 		sw.ResponseWriter = nil // net/http's, done with: its buffers go
 	}
 	_ = conn.SetDeadline(time.Time{})
@@ -434,12 +417,5 @@ func (hc *heldConn) report(err error) {
 			sw.Bytes = int64(len(hc.body))
 		}
 	}
-	hc.mu.Lock()
-	hc.reported = true
-	after := hc.after
-	hc.after = nil
-	hc.mu.Unlock()
-	for _, f := range after {
-		f(hc.r)
-	}
+	hc.hooks.answered()
 }

@@ -32,7 +32,7 @@ func (hc *heldConn) keep() {
 	if h == nil {
 		h = http.DefaultServeMux
 	}
-	hc.sws, hc.after = nil, nil
+	hc.sws = nil
 	for {
 		r, back := hc.next()
 		if r == nil {

@@ -37,9 +37,12 @@ type Message struct {
 	// remote call could mistake for its answer.
 	Reply bool
 
-	// enc holds the message's encodings, one per protocol's form, each
-	// made once per publish and shared by every subscriber (encoded).
-	enc [numEncodings]encoding
+	// The message's encodings, one per protocol's form, each made once per
+	// publish and shared by every subscriber (encoded). Two arrays rather
+	// than one of structs: the Onces pack beside Reply, and a Message
+	// stays in its 208-byte size class.
+	encOnce [numEncodings]sync.Once
+	enc     [numEncodings][]byte
 }
 
 // size is what the message counts against a client's queue byte bound.
@@ -59,19 +62,12 @@ const (
 	numEncodings
 )
 
-// encoding is one form of a message, made once.
-type encoding struct {
-	once sync.Once
-	b    []byte
-}
-
 // encoded is the message's form k, made by enc on the first call: a
 // message is published once and read by many subscribers (centrifuge's
 // prepared data, per protocol).
 func (m *Message) encoded(k encodingKind, enc func(*Message) []byte) []byte {
-	e := &m.enc[k]
-	e.once.Do(func() { e.b = enc(m) })
-	return e.b
+	m.encOnce[k].Do(func() { m.enc[k] = enc(m) })
+	return m.enc[k]
 }
 
 // stampObject sets _ts and _ch on obj and encodes it compactly.
