@@ -240,24 +240,19 @@ func detach(ch *takeover.ConnInfo, w http.ResponseWriter, r *http.Request, p *po
 	if hl.Closed() {
 		return nil
 	}
-	conn, rw, err := hj.Hijack()
+	conn, pending, err := takeover.Take(hj)
 	if err != nil {
 		return nil
 	}
-	conn = takeover.Bare(conn)
 	r.Body, r.GetBody = http.NoBody, nil // its reader was net/http's, which goes
 	hc.conn, hc.r, hc.header, hc.sws = conn, r, header, sws
 	hc.hooks.r, hc.hooks.after = r, hc.hooks.buf[:0]
 	hc.path, hc.host, hc.remote, hc.hub = r.URL.Path, r.Host, r.RemoteAddr, p.c.hub
-	if n := rw.Reader.Buffered(); n > 0 { // a pipelined request
-		b, _ := rw.Reader.Peek(n)
-		hc.pending = append([]byte(nil), b...)
-	}
+	hc.pending = pending // a pipelined request
 	for _, sw := range sws {
 		sw.held = &hc.hooks
 		sw.ResponseWriter = nil // net/http's, done with: its buffers go
 	}
-	_ = conn.SetDeadline(time.Time{})
 	hc.desc.Open(conn)        // none for a replayConn (pending bytes are read first)
 	hc.tracked = hl.Track(hc) // else attach answers at once
 	hc.attach(p)

@@ -1,10 +1,7 @@
 package server
 
 import (
-	"fmt"
-	"log"
 	"net/http"
-	"runtime"
 )
 
 // The requests of a connection taken over by a held poll (hold.go), served
@@ -49,7 +46,7 @@ func (hc *heldConn) keep() {
 			hc.body = nil // an answer that was large: not kept while idle
 		}
 		hc.body = hc.body[:0]
-		if !hc.handle(h, r) || hc.gone {
+		if !hc.hl.Serve(h, hc, r) || hc.gone {
 			_ = hc.conn.Close()
 			return
 		}
@@ -64,30 +61,6 @@ func (hc *heldConn) keep() {
 // net/http.
 func (hc *heldConn) giveBack() {
 	hc.hl.GiveBack(hc.conn, hc.pending)
-}
-
-// handle runs the handler for r, with hc as its ResponseWriter. A panic is
-// treated as net/http treats it: logged (unless http.ErrAbortHandler), and
-// the connection closed (ok false).
-func (hc *heldConn) handle(h http.Handler, r *http.Request) (ok bool) {
-	defer func() {
-		if e := recover(); e != nil {
-			ok = false
-			if e == http.ErrAbortHandler {
-				return
-			}
-			buf := make([]byte, 64<<10)
-			buf = buf[:runtime.Stack(buf, false)]
-			msg := fmt.Sprintf("http: panic serving %v: %v\n%s", hc.remote, e, buf)
-			if l := hc.hl.Server().ErrorLog; l != nil {
-				l.Print(msg)
-			} else {
-				log.Print(msg)
-			}
-		}
-	}()
-	h.ServeHTTP(hc, r)
-	return true
 }
 
 // next reads the connection's next request. It returns nil when there is

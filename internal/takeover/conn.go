@@ -3,10 +3,13 @@ package takeover
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"time"
 )
@@ -147,4 +150,50 @@ func readFirst(c net.Conn, d *Desc) (bp *[]byte, b []byte) {
 		return nil, nil
 	}
 	return bp, (*bp)[:n]
+}
+
+// Take takes the connection of a request from net/http through hj (the
+// ResponseWriter at the bottom of the middleware's): the connection (the
+// bare one when it was given back with nothing left to replay), what the
+// client sent after the request that net/http had read (a pipelined
+// request), with no deadline left on it. The request's body must have been
+// read first: its reader was net/http's.
+func Take(hj http.Hijacker) (c net.Conn, pending []byte, err error) {
+	c, rw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	c = Bare(c)
+	if n := rw.Reader.Buffered(); n > 0 {
+		b, _ := rw.Reader.Peek(n)
+		pending = bytes.Clone(b)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, pending, nil
+}
+
+// Serve runs h for r, a request read by ReadNext, with w as its
+// ResponseWriter, and reports whether the connection may go on. A panic is
+// treated as net/http treats it: logged through the server's ErrorLog (else
+// the log package) unless it is http.ErrAbortHandler, and ok false (the
+// connection is to be closed).
+func (hl *Listener) Serve(h http.Handler, w http.ResponseWriter, r *http.Request) (ok bool) {
+	defer func() {
+		if e := recover(); e != nil {
+			ok = false
+			if e == http.ErrAbortHandler {
+				return
+			}
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			msg := fmt.Sprintf("http: panic serving %v: %v\n%s", r.RemoteAddr, e, buf)
+			if l := hl.srv.ErrorLog; l != nil {
+				l.Print(msg)
+			} else {
+				log.Print(msg)
+			}
+		}
+	}()
+	h.ServeHTTP(w, r)
+	return true
 }
