@@ -35,7 +35,14 @@ import (
 // misbehaves in a way net/http has an answer for, is handed back to the
 // http.Server through the listener, to be served as any other.
 // FastCGI, HTTP/2, HEAD and servers not started through HoldListener
-// (httptest) hold in the handler as before.
+// (httptest) hold in the handler as before; so do connections without a
+// raw descriptor (off Unix, or behind a listener wrapper that hides it),
+// counted in stardust_takeover_fallback_total.
+//
+// Every system call, read, wire decision and the listener are
+// internal/takeover's (its README.md lists where they differ from
+// net/http, and why); this file and hold_serve.go say what they mean for a
+// poll.
 
 // HoldListener wraps l, the listener srv is to Serve, so that long polls
 // with nothing queued are held without net/http's connection goroutine and
