@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // HubOptions configure the core. Zero values take the defaults noted.
@@ -97,8 +96,8 @@ type Hub struct {
 	drops     atomic.Uint64
 	failures  atomic.Uint64
 	// fallbacks counts the polls and WebSockets served the portable way
-	// where the connection's raw descriptor was wanted (internal/takeover).
-	fallbacks takeover.Fallbacks
+	// where the connection's raw descriptor was wanted (metrics.go).
+	fallbacks fallbackCounts
 	// lastFailure is the text of the last engine failure counted, which
 	// names the engine's server: for the incidents summary, never clients.
 	lastFailure atomic.Pointer[string]

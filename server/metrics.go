@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // MetricsOptions place the Prometheus and health endpoints under Base.
@@ -161,6 +163,11 @@ func (c *healthCache) check(h *Hub) error {
 	c.at, c.err = time.Now(), h.failed(err)
 	return c.err
 }
+
+// fallbackCounts counts the connections served the portable way where the
+// takeover's raw descriptor was wanted (stardust_takeover_fallback_total):
+// the hub holds one, the transports add to it, the core knows no more.
+type fallbackCounts = takeover.Fallbacks
 
 // hubCollector reads the hub's counts at scrape time.
 type hubCollector struct{ s *Server }
