@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 CLIENTS   := integration/clients
 
-.PHONY: all build run test check unit fuzz bench load soak node-deps compare clean deb dist
+.PHONY: all build run test check cross unit fuzz bench load soak node-deps compare clean deb dist
 
 all: build
 
@@ -22,12 +22,22 @@ run:
 # included: they skip loudly when nginx, apache2 or node are missing, and fail
 # instead when STARDUST_REQUIRE_INTEGRATION=1), then a short run of every
 # fuzz target.
-test: check node-deps unit fuzz
+test: check cross node-deps unit fuzz
 
 check:
 	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 	$(GO) vet $(PKGS)
+
+# Every package (tests included) builds and vets on each system and
+# architecture we claim: the connection takeover's raw-descriptor path is
+# Unix-only (internal/takeover), with the portable path elsewhere.
+CROSS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64 freebsd/arm64
+
+cross:
+	@set -e; for t in $(CROSS); do \
+	  echo "vet $$t"; GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet $(PKGS); \
+	done
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
@@ -44,8 +54,8 @@ fuzz:
 	    ./server:FuzzStardustURL \
 	    ./server:FuzzNameChecks \
 	    ./server:FuzzFastRoutes \
-	    ./server:FuzzServedHereRequest \
-	    ./server:FuzzHeldAnswer \
+	    ./internal/takeover:FuzzServedHereRequest \
+	    ./internal/takeover:FuzzHeldAnswer \
 	    ./cmd/stardust-load:FuzzDecodeBayeux \
 	    ./server:FuzzCheckHash \
 	    ./server:FuzzUserTemplate \

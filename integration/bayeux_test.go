@@ -1,3 +1,5 @@
+//go:build unix
+
 package integration
 
 // The real Bayeux clients people use (CometD's JavaScript client and Faye's

@@ -1,3 +1,5 @@
+//go:build unix
+
 package integration
 
 // Faye's browser client in headless Chromium against the real program: the

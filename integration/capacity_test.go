@@ -1,3 +1,5 @@
+//go:build unix
+
 package integration
 
 import (
@@ -219,7 +221,7 @@ func raiseOpenFiles(t *testing.T, need int) {
 			t.Fatalf("raising RLIMIT_NOFILE to %d: %v", lim.Max, err)
 		}
 	}
-	if lim.Cur < uint64(need) {
+	if uint64(lim.Cur) < uint64(need) { // Cur is an int64 on FreeBSD
 		t.Fatalf("RLIMIT_NOFILE is %d, the test needs %d: raise the hard limit (ulimit -Hn)", lim.Cur, need)
 	}
 }

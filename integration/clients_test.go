@@ -1,3 +1,5 @@
+//go:build unix
+
 package integration
 
 // Helpers that run the third-party Bayeux clients of integration/clients

@@ -1,3 +1,5 @@
+//go:build unix
+
 package integration
 
 // The Debian package, built, checked, installed for real, used and purged,

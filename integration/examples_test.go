@@ -1,3 +1,5 @@
+//go:build unix
+
 package integration
 
 // The client examples the README quotes run, as written, against the real

@@ -1,3 +1,5 @@
+//go:build unix
+
 package integration
 
 // Issue 10: sessions are bound to the browser cookie, and the real clients

@@ -1,3 +1,5 @@
+//go:build unix
+
 package integration
 
 // Issue 17, point 1: a request smuggled through the web server in front,

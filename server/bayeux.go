@@ -396,7 +396,7 @@ func (b *Bayeux) poll(ctx context.Context, c *Client, hold time.Duration) ([][]b
 func bayeuxMessages(batch Batch) [][]byte {
 	out := make([][]byte, len(batch.Messages))
 	for i, msg := range batch.Messages {
-		out[i] = msg.bayeuxJSON()
+		out[i] = bayeuxJSON(msg)
 	}
 	return out
 }

@@ -310,7 +310,7 @@ func BenchmarkStardustJSON(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		m := &Message{Channel: "/stardust/x", Data: data, Time: now}
-		if len(m.stardustJSON("/stardust")) == 0 {
+		if len(stardustJSON(m, "/stardust")) == 0 {
 			b.Fatal("empty encoding")
 		}
 	}

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,7 +112,8 @@ func (c *Client) Commit(cursor uint64) {
 
 // waiter is one poll held by this process: what woke it, and how to
 // interrupt the wait in progress. It has no channel of its own when the
-// poll waits by reading its connection (hold.go).
+// poll waits by other means (a connection taken over: hold.go), which cut
+// tells to stop waiting.
 type waiter struct {
 	mu        sync.Mutex
 	why       PollEnd
@@ -121,7 +121,7 @@ type waiter struct {
 	ready     bool          // messages were queued since the poll last looked
 	listening bool          // the wait in progress ends on messages (not while gathering)
 	sig       chan struct{} // the blocking wait's: capacity 1, a wake-up is never lost or blocking
-	conn      net.Conn      // the connection wait's: a wake-up moves its read deadline to the past
+	cut       waitCutter    // the other wait's, if any: a wake-up cuts it short
 	// watching is set once the engine watches for this poll: from then on
 	// a message, or a poll of the same client anywhere, wakes it.
 	watching atomic.Bool
@@ -142,8 +142,8 @@ func (w *waiter) end(why PollEnd) {
 // interruptLocked ends the wait in progress at once; it never blocks.
 func (w *waiter) interruptLocked() {
 	switch {
-	case w.conn != nil:
-		_ = w.conn.SetReadDeadline(aLongTimeAgo)
+	case w.cut != nil:
+		w.cut.cutWait()
 	case w.sig != nil:
 		select {
 		case w.sig <- struct{}{}:
@@ -216,9 +216,20 @@ type pollState struct {
 	// notBefore: a client answered less than BatchDelay ago is answered
 	// again no sooner than this, with what came meanwhile (zero: at once).
 	notBefore time.Time
-	stop      func()    // ends the engine's Watch
-	conn      *heldConn // waits by reading this connection; nil: in a select
+	stop      func()     // ends the engine's Watch
+	conn      pollWaiter // waits by its own means (a connection taken over); nil: in a select
 }
+
+// pollWaiter is a poll's wait by other means than a select on the
+// waiter's channel: hold.go's, on a connection taken over. It waits as
+// pollState.wait does, and is cut short through the waiter (waitCutter).
+type pollWaiter interface {
+	wait(p *pollState, until time.Time, messages bool) PollEnd
+}
+
+// waitCutter ends a pollWaiter's wait in progress at once; it never
+// blocks and may be called from any goroutine.
+type waitCutter interface{ cutWait() }
 
 // beginPoll registers the poll, releasing the client's older one here or
 // elsewhere, and has the engine watch for it.

@@ -124,7 +124,7 @@ func TestFaultSlowConnection(t *testing.T) {
 	}
 	// A connect from a client with a tiny receive window that does not read.
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return c.Control(func(fd uintptr) { setReceiveBuffer(fd, 4096) })
 	}}
 	conn, err := d.Dial("tcp", strings.TrimPrefix(b.ts.URL, "http://"))
 	if err != nil {

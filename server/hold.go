@@ -2,16 +2,14 @@ package server
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"slices"
-	"strconv"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // Held long polls off net/http's goroutine.
@@ -37,222 +35,27 @@ import (
 // misbehaves in a way net/http has an answer for, is handed back to the
 // http.Server through the listener, to be served as any other.
 // FastCGI, HTTP/2, HEAD and servers not started through HoldListener
-// (httptest) hold in the handler as before.
-
-// rawConnOf is c's descriptor, to wait or write on without blocking a
-// goroutine in a system call; nil when c offers none.
-func rawConnOf(c net.Conn) syscall.RawConn {
-	if sc, ok := c.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			return raw
-		}
-	}
-	return nil
-}
-
-// aLongTimeAgo is a read deadline that ends a Read at once.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// maxPending bounds what a client may send while its poll is held (a
-// pipelined request): beyond it the connection is closed.
-const maxPending = 16 << 10
-
-// closeWait bounds how long closing the listener waits for held polls to
-// write their answers.
-const closeWait = 5 * time.Second
-
-// holdKey is the context key of a connection's connHold.
-type holdKey struct{}
-
-// connHold is what a connection served through a holdListener carries in
-// its context: the listener, and that context itself (without the
-// request's cancellation), for the requests served off net/http.
-type connHold struct {
-	hl  *holdListener
-	ctx context.Context
-}
-
-// holdListener is what HoldListener returns.
-type holdListener struct {
-	net.Listener
-	srv      *http.Server
-	accepted chan acceptResult // from the real listener
-	back     chan net.Conn     // connections whose held poll has answered
-	done     chan struct{}     // closed by Close
-	once     sync.Once
-
-	mu     sync.Mutex
-	closed bool
-	held   map[*heldConn]struct{} // connections served here (hold_serve.go), holding a poll or not
-	fresh  map[net.Conn]struct{}  // given back, no request read yet (http.StateNew)
-	wg     sync.WaitGroup
-}
-
-type acceptResult struct {
-	c   net.Conn
-	err error
-}
+// (httptest) hold in the handler as before; so do connections without a
+// raw descriptor (off Unix, or behind a listener wrapper that hides it),
+// counted in stardust_takeover_fallback_total.
+//
+// Every system call, read, wire decision and the listener are
+// internal/takeover's (its README.md lists where they differ from
+// net/http, and why); this file and hold_serve.go say what they mean for a
+// poll.
 
 // HoldListener wraps l, the listener srv is to Serve, so that long polls
 // with nothing queued are held without net/http's connection goroutine and
 // buffers (about half the memory per held client), and their keep-alive
 // connections come back to srv through the returned listener. It sets
-// srv.ConnContext (keeping any set before). Closing the listener, as
-// srv.Shutdown and srv.Close do, answers the held polls at once and waits
-// up to 5 s for those answers to be written. Serve srv on the returned
-// listener only; plain HTTP/1.x only (no TLS in between).
+// srv.ConnContext and srv.ConnState (keeping any set before). Closing the
+// listener, as srv.Shutdown and srv.Close do, answers the held polls at
+// once and waits up to 5 s for those answers to be written. Serve srv on
+// the returned listener only; plain HTTP/1.x only (no TLS in between).
+// Where a connection's descriptor is not there (internal/takeover), its
+// polls are held in net/http, and counted.
 func HoldListener(srv *http.Server, l net.Listener) net.Listener {
-	hl := &holdListener{Listener: l, srv: srv, accepted: make(chan acceptResult), back: make(chan net.Conn),
-		done: make(chan struct{}), held: map[*heldConn]struct{}{}, fresh: map[net.Conn]struct{}{}}
-	prev := srv.ConnContext
-	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		if prev != nil {
-			ctx = prev(ctx, c)
-		}
-		ch := &connHold{hl: hl}
-		ch.ctx = context.WithValue(ctx, holdKey{}, ch)
-		return ch.ctx
-	}
-	prevState := srv.ConnState
-	srv.ConnState = func(c net.Conn, st http.ConnState) {
-		if rc, ok := c.(*replayConn); ok {
-			hl.track(rc, st)
-		}
-		if prevState != nil {
-			prevState(c, st)
-		}
-	}
-	go hl.pump()
-	return hl
-}
-
-// pump passes on the real listener's connections.
-func (hl *holdListener) pump() {
-	for {
-		c, err := hl.Listener.Accept()
-		select {
-		case hl.accepted <- acceptResult{c, err}:
-		case <-hl.done:
-			if c != nil {
-				_ = c.Close()
-			}
-			return
-		}
-		if errors.Is(err, net.ErrClosed) {
-			return // else http.Server decides whether to go on
-		}
-	}
-}
-
-// Accept returns the next new connection or one whose held poll answered.
-func (hl *holdListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-hl.back:
-		return c, nil
-	case a := <-hl.accepted:
-		return a.c, a.err
-	case <-hl.done:
-		return nil, net.ErrClosed
-	}
-}
-
-// Close closes the real listener, answers every held poll and waits
-// (up to closeWait) for their answers to be written.
-func (hl *holdListener) Close() error {
-	err := net.ErrClosed
-	hl.once.Do(func() {
-		close(hl.done)
-		err = hl.Listener.Close()
-		hl.mu.Lock()
-		hl.closed = true
-		for hc := range hl.held {
-			hc.interrupt()
-		}
-		for c := range hl.fresh {
-			_ = c.Close()
-		}
-		hl.mu.Unlock()
-		finished := make(chan struct{})
-		go func() { hl.wg.Wait(); close(finished) }()
-		t := time.NewTimer(closeWait)
-		defer t.Stop()
-		select {
-		case <-finished:
-		case <-t.C:
-		}
-	})
-	return err
-}
-
-// track follows the connections given back until their next request:
-// http.Server.Shutdown waits 5 s for a new connection that has not sent
-// one, where it closes an idle one at once; the listener's Close closes them.
-func (hl *holdListener) track(c *replayConn, st http.ConnState) {
-	hl.mu.Lock()
-	defer hl.mu.Unlock()
-	if st != http.StateNew {
-		delete(hl.fresh, c)
-		return
-	}
-	if hl.closed {
-		_ = c.Close()
-		return
-	}
-	hl.fresh[c] = struct{}{}
-}
-
-// giveBack hands a keep-alive connection back to the server, or closes it
-// once the listener is closed.
-func (hl *holdListener) giveBack(c net.Conn) {
-	select {
-	case hl.back <- c:
-	case <-hl.done:
-		_ = c.Close()
-	}
-}
-
-// replayConn is a connection given back: it gives, before what the client
-// sends next, what it sent while its poll was held. And it waits for the
-// client's next request as for a keep-alive connection: http.Server gives a
-// new connection its ReadHeaderTimeout from the start, a keep-alive one its
-// IdleTimeout until the first byte, then ReadHeaderTimeout.
-type replayConn struct {
-	net.Conn
-	pending []byte
-	idle    time.Duration // http.Server's IdleTimeout (else ReadTimeout); 0: none
-	waited  bool          // the first byte came, or there was no wait
-	header  time.Duration // the read deadline net/http set, from when it set it
-}
-
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		c.waited = true
-		return n, nil
-	}
-	if c.waited {
-		return c.Conn.Read(p)
-	}
-	c.waited = true
-	_ = c.Conn.SetReadDeadline(deadlineIn(c.idle))
-	n, err := c.Conn.Read(p)
-	if c.header > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.header))
-	}
-	return n, err
-}
-
-// SetReadDeadline notes the header's time that net/http gives the first
-// request, to run it from the first byte.
-func (c *replayConn) SetReadDeadline(t time.Time) error {
-	if !c.waited {
-		c.header = 0
-		if !t.IsZero() {
-			c.header = max(time.Until(t), time.Millisecond)
-		}
-	}
-	return c.Conn.SetReadDeadline(t)
+	return takeover.NewListener(srv, l)
 }
 
 // heldConn is a connection taken over by a poll held off net/http's
@@ -261,19 +64,17 @@ func (c *replayConn) SetReadDeadline(t time.Time) error {
 // (StatusWriter.held). After that answer it serves the connection's next
 // polls (hold_serve.go), each with hc as its ResponseWriter.
 type heldConn struct {
-	hl      *holdListener
+	hl      *takeover.Listener
 	conn    net.Conn
 	p       *pollState    // the poll waiting on the connection, if any (under mu)
 	r       *http.Request // without its body: for the hooks
 	header  http.Header
 	status  int
 	body    []byte
-	pending []byte             // what the client sent meanwhile: replayed after the answer
-	gone    bool               // the client went away or misbehaved: close, write nothing
-	tracked bool               // in hl.held, and counted in hl.wg
-	raw     syscall.RawConn    // conn's, to wait until readable (readable)
-	rawWait func(uintptr) bool // hc.waitOnce
-	armed   bool
+	pending []byte          // what the client sent meanwhile: replayed after the answer
+	gone    bool            // the client went away or misbehaved: close, write nothing
+	tracked bool            // tracked by hl (Track): untracked when done
+	desc    takeover.Desc   // conn's descriptor, to wait until readable; none for a replayConn with pending bytes
 	sws     []*StatusWriter // the middleware's, outermost first
 
 	// For the requests served here after the first (hold_serve.go).
@@ -283,14 +84,12 @@ type heldConn struct {
 	writeTimeout time.Duration   // for each answer
 	hub          *Hub            // the first poll's: no keep-alive once it is closed
 
-	mu       sync.Mutex
-	reported bool                    // the answer was written and reported
-	after    []func(r *http.Request) // what the middleware does once it is
+	mu    sync.Mutex  // guards p
+	hooks answerHooks // the middleware's, for the first answer (StatusWriter.held)
 
 	// Room for the usual middleware: no allocations as they register.
-	swBuf    [4]*StatusWriter
-	afterBuf [4]func(r *http.Request)
-	buf      [64]byte
+	swBuf [4]*StatusWriter
+	buf   [64]byte
 }
 
 // Header, WriteHeader and Write make the held poll the handler's
@@ -306,22 +105,6 @@ func (hc *heldConn) WriteHeader(code int) {
 func (hc *heldConn) Write(p []byte) (int, error) {
 	hc.body = append(hc.body, p...)
 	return len(p), nil
-}
-
-// whenAnswered runs f once the held answer is written, with the status,
-// size and write time of the answer in the StatusWriters (see
-// StatusWriter.held).
-// The held goroutine may answer before the middleware has returned: a
-// hook added after the report runs at once.
-func (hc *heldConn) whenAnswered(f func(r *http.Request)) {
-	hc.mu.Lock()
-	if !hc.reported {
-		hc.after = append(hc.after, f)
-		hc.mu.Unlock()
-		return
-	}
-	hc.mu.Unlock()
-	f(hc.r)
 }
 
 // pollAnswer writes the answer to a poll into w and says whether the
@@ -355,7 +138,7 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 		answerNow(w, c, b, why, answer)
 		return
 	}
-	ch, _ := r.Context().Value(holdKey{}).(*connHold)
+	ch := takeover.Info(r.Context())
 	if ch == nil || hold <= 0 || r.ProtoMajor != 1 || r.Method == http.MethodHead {
 		rules.holdRequest(w, hold)
 		b, why := c.Poll(r.Context(), hold)
@@ -372,7 +155,9 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 			answerNow(w, c, b, why, answer)
 			return
 		}
-		if hc := ch.detach(w, r, p, rules.RequestTimeout); hc != nil {
+		if ch.Fallback != takeover.ReasonNone {
+			c.hub.fallbacks.Add(takeover.UsePoll, ch.Fallback)
+		} else if hc := detach(ch, w, r, p, rules.RequestTimeout); hc != nil {
 			go hc.serve(c, answer)
 			return
 		}
@@ -403,9 +188,9 @@ func bodyRead(w http.ResponseWriter, r *http.Request) bool {
 	if r.Body == nil || r.Body == http.NoBody {
 		return true
 	}
-	bp := getBuf()
+	bp := takeover.GetBuf()
 	b := (*bp)[:cap(*bp)]
-	defer putBuf(bp, b)
+	defer takeover.PutBuf(bp, b)
 	for n := 0; n <= maxDrain; {
 		m, err := r.Body.Read(b)
 		n += m
@@ -450,50 +235,33 @@ func servedHere(w http.ResponseWriter) *heldConn {
 }
 
 // detach takes the connection of r over for p: nil when it cannot.
-func (ch *connHold) detach(w http.ResponseWriter, r *http.Request, p *pollState, writeTimeout time.Duration) *heldConn {
-	hl := ch.hl
-	hc := &heldConn{hl: hl, ctx: ch.ctx, writeTimeout: writeTimeout}
+func detach(ch *takeover.ConnInfo, w http.ResponseWriter, r *http.Request, p *pollState, writeTimeout time.Duration) *heldConn {
+	hl := ch.Listener
+	hc := &heldConn{hl: hl, ctx: ch.Ctx, writeTimeout: writeTimeout}
 	base, sws := unwrapWriter(w, hc.swBuf[:0])
 	hj, ok := base.(http.Hijacker)
 	if !ok {
 		return nil
 	}
 	header := w.Header()
-	hl.mu.Lock()
-	closed := hl.closed
-	hl.mu.Unlock()
-	if closed {
+	if hl.Closed() {
 		return nil
 	}
-	conn, rw, err := hj.Hijack()
+	conn, pending, err := takeover.Take(hj)
 	if err != nil {
 		return nil
 	}
-	if rc, ok := conn.(*replayConn); ok && len(rc.pending) == 0 {
-		conn = rc.Conn
-	}
 	r.Body, r.GetBody = http.NoBody, nil // its reader was net/http's, which goes
-	hc.conn, hc.r, hc.header, hc.sws, hc.after = conn, r, header, sws, hc.afterBuf[:0]
+	hc.conn, hc.r, hc.header, hc.sws = conn, r, header, sws
+	hc.hooks.r, hc.hooks.after = r, hc.hooks.buf[:0]
 	hc.path, hc.host, hc.remote, hc.hub = r.URL.Path, r.Host, r.RemoteAddr, p.c.hub
-	if n := rw.Reader.Buffered(); n > 0 { // a pipelined request
-		b, _ := rw.Reader.Peek(n)
-		hc.pending = append([]byte(nil), b...)
-	}
+	hc.pending = pending // a pipelined request
 	for _, sw := range sws {
-		sw.held = hc
+		sw.held = &hc.hooks
 		sw.ResponseWriter = nil // net/http's, done with: its buffers go
 	}
-	_ = conn.SetDeadline(time.Time{})
-	if hc.raw = rawConnOf(conn); hc.raw != nil {
-		hc.rawWait = hc.waitOnce
-	}
-	hl.mu.Lock()
-	if !hl.closed { // else attach answers at once
-		hl.held[hc] = struct{}{}
-		hl.wg.Add(1)
-		hc.tracked = true
-	}
-	hl.mu.Unlock()
+	hc.desc.Open(conn)        // none for a replayConn (pending bytes are read first)
+	hc.tracked = hl.Track(hc) // else attach answers at once
 	hc.attach(p)
 	return hc
 }
@@ -503,12 +271,12 @@ func (ch *connHold) detach(w http.ResponseWriter, r *http.Request, p *pollState,
 func (hc *heldConn) attach(p *pollState) {
 	p.conn = hc
 	p.w.mu.Lock()
-	p.w.conn = hc.conn
+	p.w.cut = hc
 	p.w.mu.Unlock()
 	hc.mu.Lock()
 	hc.p = p
 	hc.mu.Unlock()
-	if hc.hl.isClosed() { // closing: answer at once (see Close)
+	if hc.hl.Closed() { // closing: answer at once (see Close)
 		p.w.end(PollClosed)
 	}
 }
@@ -516,30 +284,28 @@ func (hc *heldConn) attach(p *pollState) {
 // release ends attach: no more wake-ups move the connection's deadline.
 func (hc *heldConn) release(p *pollState) {
 	p.w.mu.Lock()
-	p.w.conn = nil
+	p.w.cut = nil
 	p.w.mu.Unlock()
 	hc.mu.Lock()
 	hc.p = nil
 	hc.mu.Unlock()
 }
 
-// interrupt is the listener's Close for one connection served here: the
-// poll it holds answers now, or the wait for its next request ends.
-func (hc *heldConn) interrupt() {
+// cutWait ends the wait of the poll waiting on the connection
+// (waiter.interruptLocked): its Read, or WaitReadable, returns at once.
+func (hc *heldConn) cutWait() { takeover.CutWait(hc.conn) }
+
+// Interrupt is the listener's Close for one connection served here
+// (takeover.Held): the poll it holds answers now, or the wait for its next
+// request ends.
+func (hc *heldConn) Interrupt() {
 	hc.mu.Lock()
 	defer hc.mu.Unlock()
 	if hc.p != nil {
 		hc.p.w.end(PollClosed)
 		return
 	}
-	_ = hc.conn.SetReadDeadline(aLongTimeAgo)
-}
-
-// isClosed reports whether Close has been called.
-func (hl *holdListener) isClosed() bool {
-	hl.mu.Lock()
-	defer hl.mu.Unlock()
-	return hl.closed
+	takeover.CutWait(hc.conn)
 }
 
 // wait is poll.wait for a held connection: a Read with the deadline until,
@@ -557,28 +323,20 @@ func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
 			w.end(PollClosed)
 			continue
 		}
-		n, err := 0, hc.readable()
-		if err == nil {
-			n, err = hc.conn.Read(hc.buf[:])
-		}
-		if n > 0 {
-			if len(hc.pending)+n > maxPending {
-				hc.gone = true
-				w.end(PollClosed)
-				continue
-			}
-			hc.pending = append(hc.pending, hc.buf[:n]...)
-		}
-		switch {
-		case err == nil:
-		case errors.Is(err, os.ErrDeadlineExceeded):
+		var ev takeover.Event
+		hc.pending, ev = takeover.WaitRead(hc.conn, &hc.desc, hc.buf[:], hc.pending)
+		switch ev {
+		case takeover.EventOverflow:
+			hc.gone = true
+			w.end(PollClosed)
+		case takeover.EventDeadline:
 			if !time.Now().Before(until) {
 				if why, now := w.look(messages); now {
 					return why
 				}
 				return PollTimeout
 			}
-		case errors.Is(err, io.EOF):
+		case takeover.EventEnd:
 			// The client closed its side: net/http's background read
 			// cancels the request's context at that, and the poll answers
 			// with what it has (without committing: the messages stay
@@ -588,39 +346,18 @@ func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
 			// first byte ends net/http's background read: that request
 			// is served after the early answer.
 			w.end(PollClosed)
-		default: // the client went away: its messages stay queued
+		case takeover.EventGone: // the client went away: its messages stay queued
 			hc.gone = true
 			w.end(PollClosed)
 		}
 	}
 }
 
-// readable waits until the connection has something to read (data, its
-// end) or its read deadline passes, without the read system call that a
-// Read of a connection with nothing to read makes before it waits.
-func (hc *heldConn) readable() error {
-	if hc.raw == nil {
-		return nil
-	}
-	hc.armed = true
-	return hc.raw.Read(hc.rawWait)
-}
-
-// waitOnce is hc.raw's callback: it has it wait once, then return.
-func (hc *heldConn) waitOnce(uintptr) bool {
-	if hc.armed {
-		hc.armed = false
-		return false
-	}
-	return true
-}
-
 // serve waits for the poll's end, answers, commits, reports to the
 // middleware, then serves the connection's next requests (keep).
 func (hc *heldConn) serve(c *Client, answer pollAnswer) {
 	if hc.tracked {
-		defer hc.hl.wg.Done()
-		defer hc.untrack()
+		defer hc.hl.Untrack(hc)
 	}
 	p := hc.p
 	b, why := p.run(context.Background())
@@ -642,83 +379,27 @@ func (hc *heldConn) serve(c *Client, answer pollAnswer) {
 	hc.keep()
 }
 
-// untrack forgets a connection no longer served here.
-func (hc *heldConn) untrack() {
-	hc.hl.mu.Lock()
-	delete(hc.hl.held, hc)
-	hc.hl.mu.Unlock()
-}
-
 // flush writes the answer as net/http would; keepAlive says whether the
 // connection can serve another request.
 func (hc *heldConn) flush() (keepAlive bool, err error) {
 	if hc.gone {
 		return false, net.ErrClosed
 	}
-	hc.hl.mu.Lock()
-	closing := hc.hl.closed
-	hc.hl.mu.Unlock()
-	connection, keepAlive := hc.connection(!closing && !hc.hub.Closed())
+	connection, keepAlive := takeover.Connection(hc.r, hc.header, !hc.hl.Closed() && !hc.hub.Closed())
 	if hc.status == 0 {
 		hc.status = http.StatusOK
 	}
-	bp := getBuf()
-	out := slices.Grow((*bp)[:0], 512+len(hc.body))
-	if hc.r.ProtoAtLeast(1, 1) {
-		out = append(out, "HTTP/1.1 "...)
-	} else {
-		out = append(out, "HTTP/1.0 "...)
-	}
-	out = strconv.AppendInt(out, int64(hc.status), 10)
-	out = append(out, ' ')
-	out = append(out, http.StatusText(hc.status)...)
-	out = append(out, "\r\n"...)
-	hw := headerWriter{out}
-	_ = hc.header.Write(&hw)
-	out = hw.b
-	if hc.header.Get("Date") == "" {
-		out = append(out, "Date: "...)
-		out = time.Now().UTC().AppendFormat(out, http.TimeFormat)
-		out = append(out, "\r\n"...)
-	}
-	out = append(out, "Content-Length: "...)
-	out = strconv.AppendInt(out, int64(len(hc.body)), 10)
-	out = append(out, "\r\n"...)
-	if connection != "" {
-		out = append(out, "Connection: "...)
-		out = append(out, connection...)
-		out = append(out, "\r\n"...)
-	}
-	out = append(out, "\r\n"...)
-	out = append(out, hc.body...)
+	bp := takeover.GetBuf()
+	out := takeover.AppendResponse(slices.Grow((*bp)[:0], 512+len(hc.body)), hc.r, hc.status, hc.header, hc.body, connection)
 	// At once if the socket takes it all (the usual case), else with the
 	// write deadline.
 	start := time.Now()
-	err = writeAll(hc.conn, hc.raw, out, hc.writeTimeout)
-	putBuf(bp, out)
+	err = takeover.WriteAll(hc.conn, &hc.desc, out, hc.writeTimeout)
+	takeover.PutBuf(bp, out)
 	for _, sw := range hc.sws {
 		sw.Stalled = max(sw.Stalled, time.Since(start))
 	}
 	return keepAlive, err
-}
-
-// bufs holds the buffers that answers are put together in and request
-// headers read into (hold_serve.go): taken for that, not while a
-// connection waits.
-var bufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, 1024)
-	return &b
-}}
-
-func getBuf() *[]byte { return bufs.Get().(*[]byte) }
-
-// putBuf gives bp back with b, what it grew into, unless b grew large
-// (a large answer or header): the pool does not keep that.
-func putBuf(bp *[]byte, b []byte) {
-	if cap(b) <= 64<<10 {
-		*bp = b[:0]
-		bufs.Put(bp)
-	}
 }
 
 // SetReadDeadline and SetWriteDeadline make the deadlines the middleware
@@ -729,19 +410,6 @@ func putBuf(bp *[]byte, b []byte) {
 func (hc *heldConn) SetReadDeadline(time.Time) error  { return nil }
 func (hc *heldConn) SetWriteDeadline(time.Time) error { return nil }
 
-// headerWriter appends what http.Header.Write writes.
-type headerWriter struct{ b []byte }
-
-func (w *headerWriter) Write(p []byte) (int, error) {
-	w.b = append(w.b, p...)
-	return len(p), nil
-}
-
-func (w *headerWriter) WriteString(s string) (int, error) {
-	w.b = append(w.b, s...)
-	return len(s), nil
-}
-
 // report gives the middleware (request log, access log, metrics,
 // incidents) the answer's status and size, as net/http would have.
 func (hc *heldConn) report(err error) {
@@ -751,12 +419,5 @@ func (hc *heldConn) report(err error) {
 			sw.Bytes = int64(len(hc.body))
 		}
 	}
-	hc.mu.Lock()
-	hc.reported = true
-	after := hc.after
-	hc.after = nil
-	hc.mu.Unlock()
-	for _, f := range after {
-		f(hc.r)
-	}
+	hc.hooks.answered()
 }

@@ -1,17 +1,7 @@
 package server
 
 import (
-	"bufio"
-	"bytes"
-	"fmt"
-	"log"
 	"net/http"
-	"runtime"
-	"slices"
-	"strings"
-	"sync"
-	"syscall"
-	"time"
 )
 
 // The requests of a connection taken over by a held poll (hold.go), served
@@ -35,11 +25,11 @@ import (
 // path of the first, and hands the connection back to net/http at the
 // first other one.
 func (hc *heldConn) keep() {
-	h := hc.hl.srv.Handler
+	h := hc.hl.Server().Handler
 	if h == nil {
 		h = http.DefaultServeMux
 	}
-	hc.sws, hc.after = nil, nil
+	hc.sws = nil
 	for {
 		r, back := hc.next()
 		if r == nil {
@@ -56,7 +46,7 @@ func (hc *heldConn) keep() {
 			hc.body = nil // an answer that was large: not kept while idle
 		}
 		hc.body = hc.body[:0]
-		if !hc.handle(h, r) || hc.gone {
+		if !hc.hl.Serve(h, hc, r) || hc.gone {
 			_ = hc.conn.Close()
 			return
 		}
@@ -67,332 +57,22 @@ func (hc *heldConn) keep() {
 	}
 }
 
-// connection decides, as net/http's chunkWriter.writeHeader does for an
-// answer with a Content-Length, whether the connection is kept after the
-// answer (keep), and what Connection header the answer carries: "close"
-// (HTTP/1.1, closing), "keep-alive" (HTTP/1.0 that asked for it) or none.
-// keepAlives is false once the server is closing. A Connection header of
-// the handler's is dropped where net/http drops it.
-func (hc *heldConn) connection(keepAlives bool) (header string, keep bool) {
-	r := hc.r
-	reqConn := r.Header.Get("Connection")
-	is11 := r.ProtoAtLeast(1, 1)
-	closeAfter := false
-	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && hasToken(reqConn, "keep-alive") {
-		if _, ok := hc.header["Connection"]; !ok {
-			header = "keep-alive" // even when closing, as net/http
-		}
-	} else if !is11 || r.Close || hasToken(reqConn, "close") {
-		closeAfter = true
-	}
-	handlerConn := hc.header.Get("Connection")
-	if handlerConn == "close" || !keepAlives {
-		closeAfter = true
-	}
-	if closeAfter && (!keepAlives || !hasToken(handlerConn, "close")) {
-		delete(hc.header, "Connection")
-		if is11 {
-			header = "close"
-		}
-	}
-	return header, !closeAfter
-}
-
-// hasToken is net/http's: whether the comma-separated header value v
-// holds token (ASCII, lower case), in any case.
-func hasToken(v, token string) bool {
-	if len(token) > len(v) || token == "" {
-		return false
-	}
-	for sp := 0; sp <= len(v)-len(token); sp++ {
-		if b := v[sp]; b != token[0] && b|0x20 != token[0] {
-			continue
-		}
-		if sp > 0 && !isTokenBoundary(v[sp-1]) {
-			continue
-		}
-		if end := sp + len(token); end != len(v) && !isTokenBoundary(v[end]) {
-			continue
-		}
-		if strings.EqualFold(v[sp:sp+len(token)], token) {
-			return true
-		}
-	}
-	return false
-}
-
-func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
-
 // giveBack hands the connection, with what was read of it, back to
 // net/http.
 func (hc *heldConn) giveBack() {
-	srv := hc.hl.srv
-	_ = hc.conn.SetDeadline(time.Time{})
-	hc.hl.giveBack(&replayConn{Conn: hc.conn, pending: hc.pending, idle: orElse(srv.IdleTimeout, srv.ReadTimeout)})
-}
-
-// handle runs the handler for r, with hc as its ResponseWriter. A panic is
-// treated as net/http treats it: logged (unless http.ErrAbortHandler), and
-// the connection closed (ok false).
-func (hc *heldConn) handle(h http.Handler, r *http.Request) (ok bool) {
-	defer func() {
-		if e := recover(); e != nil {
-			ok = false
-			if e == http.ErrAbortHandler {
-				return
-			}
-			buf := make([]byte, 64<<10)
-			buf = buf[:runtime.Stack(buf, false)]
-			msg := fmt.Sprintf("http: panic serving %v: %v\n%s", hc.remote, e, buf)
-			if l := hc.hl.srv.ErrorLog; l != nil {
-				l.Print(msg)
-			} else {
-				log.Print(msg)
-			}
-		}
-	}()
-	h.ServeHTTP(hc, r)
-	return true
+	hc.hl.GiveBack(hc.conn, hc.pending)
 }
 
 // next reads the connection's next request. It returns nil when there is
 // none to serve here: back, to hand the connection back to net/http (with
 // what was read in hc.pending); else to close it (it went away, was idle
 // too long, its header did not come in time, or the server is closing).
-func (hc *heldConn) next() (r *http.Request, back bool) {
-	srv := hc.hl.srv
-	var bp *[]byte
-	var b []byte
-	if len(hc.pending) > 0 {
-		bp = getBuf()
-		b = append((*bp)[:0], hc.pending...)
-		hc.pending = nil
-	} else {
-		_ = hc.conn.SetReadDeadline(deadlineIn(orElse(srv.IdleTimeout, srv.ReadTimeout)))
-		if hc.hl.isClosed() {
-			return nil, false
-		}
-		if bp, b = hc.readFirst(); bp == nil {
-			return nil, false
-		}
-	}
-	defer func() { putBuf(bp, b) }()
-	limit := srv.MaxHeaderBytes
-	if limit <= 0 {
-		limit = http.DefaultMaxHeaderBytes
-	}
-	limit += 4096 // as net/http allows
-	if !bytes.HasPrefix(b, getMethod[:min(len(b), len(getMethod))]) {
-		hc.pending = bytes.Clone(b) // not a poll (a Bayeux POST): net/http's
-		return nil, true
-	}
-	end := headerEnd(b, 0)
-	if end < 0 { // the rest of the header, in its time
-		_ = hc.conn.SetReadDeadline(deadlineIn(orElse(srv.ReadHeaderTimeout, srv.ReadTimeout)))
-	}
-	for end < 0 {
-		if len(b) >= limit { // net/http answers 431
-			hc.pending = bytes.Clone(b)
-			return nil, true
-		}
-		if len(b) == cap(b) {
-			b = slices.Grow(b, len(b))
-		}
-		from := len(b)
-		n, err := hc.conn.Read(b[from:cap(b)])
-		b = b[:from+n]
-		if err != nil { // as net/http: a read that fails gets no answer
-			return nil, false
-		}
-		end = headerEnd(b, max(0, from-3))
-	}
-	if r = hc.nextPoll(b[:end]); r == nil {
-		hc.pending = bytes.Clone(b)
-		return nil, true
-	}
-	if end < len(b) { // pipelined
-		hc.pending = bytes.Clone(b[end:])
+func (hc *heldConn) next() (*http.Request, bool) {
+	r, rest, back := hc.hl.ReadNext(hc.conn, &hc.desc, hc.pending, hc.path, hc.host)
+	hc.pending = rest
+	if r == nil {
+		return nil, back
 	}
 	r.RemoteAddr = hc.remote
 	return r.WithContext(hc.ctx), false
-}
-
-// readFirst waits, up to the connection's read deadline, for the first
-// bytes of its next request, and reads them into a buffer of bufs taken
-// only once they have come: an idle connection holds none. Its read is
-// tried before it waits, so that what came before the wait began counts
-// (the client sends its next poll as soon as it has the answer). nil when
-// the client went away, or the wait ended first.
-func (hc *heldConn) readFirst() (bp *[]byte, b []byte) {
-	if hc.raw == nil {
-		bp = getBuf()
-		n, _ := hc.conn.Read((*bp)[:cap(*bp)])
-		if n <= 0 {
-			putBuf(bp, *bp)
-			return nil, nil
-		}
-		return bp, (*bp)[:n]
-	}
-	n := 0
-	err := hc.raw.Read(func(fd uintptr) bool {
-		bp = getBuf()
-		var e error
-		for {
-			if n, e = syscall.Read(int(fd), (*bp)[:cap(*bp)]); e != syscall.EINTR {
-				break
-			}
-		}
-		if e == syscall.EAGAIN {
-			putBuf(bp, *bp)
-			bp = nil
-			return false // nothing yet: wait
-		}
-		if e != nil {
-			n = 0
-		}
-		return true
-	})
-	if err != nil || bp == nil || n <= 0 { // the deadline, the client's end or an error
-		if bp != nil {
-			putBuf(bp, *bp)
-		}
-		return nil, nil
-	}
-	return bp, (*bp)[:n]
-}
-
-// getMethod begins every request served here.
-var getMethod = []byte("GET ")
-
-// orElse is a if set, else b.
-func orElse(a, b time.Duration) time.Duration {
-	if a > 0 {
-		return a
-	}
-	return b
-}
-
-// deadlineIn is the deadline d from now; none for d <= 0.
-func deadlineIn(d time.Duration) time.Time {
-	if d <= 0 {
-		return time.Time{}
-	}
-	return time.Now().Add(d)
-}
-
-// headerEnd is the length of the request header at the start of b, up to
-// and with the empty line that ends it; -1 while it has not ended. It looks
-// from from on.
-func headerEnd(b []byte, from int) int {
-	for i := from; i < len(b); i++ {
-		if b[i] != '\n' {
-			continue
-		}
-		switch {
-		case i+1 < len(b) && b[i+1] == '\n':
-			return i + 2
-		case i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n':
-			return i + 3
-		}
-	}
-	return -1
-}
-
-// requestReader reads a request from a header in memory.
-type requestReader struct {
-	src bytes.Reader
-	br  *bufio.Reader
-}
-
-var requestReaders = sync.Pool{New: func() any {
-	rr := &requestReader{}
-	rr.br = bufio.NewReaderSize(&rr.src, 512)
-	return rr
-}}
-
-// parseRequest parses a whole request header; nil if net/http would not
-// read it as it is.
-func parseRequest(header []byte) *http.Request {
-	rr := requestReaders.Get().(*requestReader)
-	defer requestReaders.Put(rr)
-	rr.src.Reset(header)
-	rr.br.Reset(&rr.src)
-	r, err := http.ReadRequest(rr.br)
-	if err != nil || rr.br.Buffered() > 0 || rr.src.Len() > 0 {
-		return nil
-	}
-	return r
-}
-
-// nextPoll is the request whose whole header is header, what the client
-// sent next, when it is one to serve here (isNextPoll); nil to hand it
-// back to net/http. The request ends with its header (it has no body):
-// what follows is the next request (FuzzServedHereRequest compares where
-// each ends with net/http).
-func (hc *heldConn) nextPoll(header []byte) *http.Request {
-	if !bytes.HasPrefix(header, getMethod) {
-		return nil
-	}
-	if r := parseRequest(header); r != nil && hc.isNextPoll(r) {
-		return r
-	}
-	return nil
-}
-
-// isNextPoll reports whether r is a request to serve here: a poll of the
-// same path as the first, on the same host, without a body or an upgrade,
-// with a header net/http would accept. Any doubt hands it to net/http.
-func (hc *heldConn) isNextPoll(r *http.Request) bool {
-	if r.Method != http.MethodGet || r.ProtoMajor != 1 || r.URL.Host != "" || r.URL.Path != hc.path ||
-		r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Body != http.NoBody {
-		return false
-	}
-	// http.ReadRequest took the Host header out, into r.Host (net/http
-	// checked the first request's).
-	if r.Host != hc.host || r.Host == "" && r.ProtoMinor > 0 {
-		return false
-	}
-	if r.Header["Upgrade"] != nil || r.Header["Expect"] != nil {
-		return false
-	}
-	for k, vs := range r.Header {
-		if !validHeaderName(k) {
-			return false
-		}
-		for _, v := range vs {
-			if !validHeaderValue(v) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// validHeaderName: a token (RFC 9110 5.1).
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
-			continue
-		}
-		switch c {
-		case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-			continue
-		}
-		return false
-	}
-	return true
-}
-
-// validHeaderValue: no control character but the tab (RFC 9110 5.5).
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }

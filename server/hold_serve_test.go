@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -256,136 +254,3 @@ func TestServedHereRequestAndPanic(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
-func TestHeaderEnd(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int
-	}{
-		{"", -1}, {"GET / HTTP/1.1\r\n", -1}, {"GET / HTTP/1.1\r\n\r\n", 18}, {"GET / HTTP/1.1\n\n", 16},
-		{"GET / HTTP/1.1\r\nA: b\r\n\r\nnext", 24}, {"GET / HTTP/1.1\r\nA: b\r\n\r", -1}, {"\n\n", 2},
-	} {
-		if got := headerEnd([]byte(tc.in), 0); got != tc.want {
-			t.Errorf("headerEnd(%q) = %d, want %d", tc.in, got, tc.want)
-		}
-	}
-}
-
-// FuzzServedHereRequest: what the client sends next on a connection
-// served off net/http (hold_serve.go) is read as net/http reads it. Each
-// request served here must be one net/http reads the same way (method,
-// path, host, header), and end where net/http ends it: given the bytes of
-// the requests served here, then a marker request, net/http must answer
-// the same requests and then the marker, no byte of which it took as part
-// of a request before (a body, say). A request served here after which
-// the connection closes (Connection: close, HTTP/1.0) must be the last
-// that net/http answers too. Anything else goes to net/http.
-func FuzzServedHereRequest(f *testing.F) {
-	poll := "GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\n\r\n"
-	for _, seed := range []string{
-		poll,
-		poll + poll + "GET /comet/ HTTP/1.1\r\nHost: x\r\n\r\n",
-		"GET /comet/channel/a/stream/f1?since=1 HTTP/1.1\r\nHost: x\r\nCookie: BAYEUX_BROWSER=abc\r\nUser-Agent: t\r\n\r\n",
-		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\n\r\n" + poll,
-		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + poll,
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + poll,
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\nHost: x\n\n",
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n",
-		"GET /comet/channel/a/%73tream/f1 HTTP/1.1\r\nHost: x\r\n\r\n",
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n" + poll,
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n" + poll,
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n" + poll,
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + poll,
-		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n" + poll,
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + poll,
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: +0\r\n\r\n" + poll,
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 1\r\n\r\nG" + poll,
-	} {
-		f.Add([]byte(seed))
-	}
-	// net/http's reading, through a server of its own on loopback, which
-	// answers with what it read.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, readingOf(r))
-	})}
-	go func() { _ = srv.Serve(l) }()
-	f.Cleanup(func() { _ = srv.Close() })
-	const marker = "GET /marker HTTP/1.1\r\nHost: m\r\n\r\n"
-	markerReading := readingOf(parseRequest([]byte(marker)))
-	f.Fuzz(func(t *testing.T, stream []byte) {
-		hc := &heldConn{path: "/comet/channel/a/stream/f1", host: "x", header: http.Header{}}
-		// The requests served here, one after the other, as keep does.
-		var here []string
-		rest, closes := stream, false
-		for len(here) < 4 && !closes {
-			end := headerEnd(rest, 0)
-			if end < 0 {
-				break
-			}
-			r := hc.nextPoll(rest[:end])
-			if r == nil {
-				break
-			}
-			if r.Method != http.MethodGet || r.URL.Path != hc.path || r.Host != hc.host {
-				t.Fatalf("served here: %s %s on %q", r.Method, r.URL.Path, r.Host)
-			}
-			here = append(here, readingOf(r))
-			hc.r = r
-			_, keep := hc.connection(true)
-			closes = !keep
-			rest = rest[end:]
-		}
-		if len(here) == 0 {
-			return
-		}
-		served := stream[:len(stream)-len(rest)]
-		c, err := net.Dial("tcp", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Write(append(slices.Clip(served), marker...)); err != nil {
-			t.Fatal(err)
-		}
-		br := bufio.NewReader(c)
-		want := here
-		if !closes {
-			want = append(want, markerReading)
-		}
-		for i, w := range want {
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatalf("%q: net/http did not answer request %d: %v", served, i, err)
-			}
-			read, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || err != nil {
-				t.Fatalf("%q: net/http refused request %d (%s), served here", served, i, resp.Status)
-			}
-			if string(read) != w {
-				t.Fatalf("%q: request %d: net/http read %q, served here as %q", served, i, read, w)
-			}
-		}
-		if closes {
-			if _, err := br.ReadByte(); err != io.EOF {
-				t.Fatalf("%q: net/http kept the connection open after the last request, closed here (%v)", served, err)
-			}
-		}
-	})
-}
-
-// readingOf is what is read of a request: its method, path, host and
-// header (in the wire format of http.Header.Write), byte for byte.
-func readingOf(r *http.Request) string {
-	var b strings.Builder
-	b.WriteString(r.Method + "\n" + r.URL.Path + "\n" + r.Host + "\n")
-	_ = r.Header.Write(&b)
-	return b.String()
-}

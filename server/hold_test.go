@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/stardust-go/stardust/internal/connlimit"
+	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // holdInTests has testServer serve through HoldListener.
@@ -164,32 +165,22 @@ func waitHeldOff(t *testing.T, s *Server, srv *http.Server, n int) {
 
 // heldCount is the number of polls held on their connection.
 func heldCount(srv *http.Server) int {
-	hl := heldListenerOf(srv)
-	hl.mu.Lock()
-	defer hl.mu.Unlock()
-	n := 0
-	for hc := range hl.held {
+	return heldListenerOf(srv).Count(func(h takeover.Held) bool {
+		hc := h.(*heldConn)
 		hc.mu.Lock()
-		if hc.p != nil {
-			n++
-		}
-		hc.mu.Unlock()
-	}
-	return n
+		defer hc.mu.Unlock()
+		return hc.p != nil
+	})
 }
 
 // servedCount is the number of connections served off net/http, holding a
 // poll or not.
 func servedCount(srv *http.Server) int {
-	hl := heldListenerOf(srv)
-	hl.mu.Lock()
-	defer hl.mu.Unlock()
-	return len(hl.held)
+	return heldListenerOf(srv).Count(func(takeover.Held) bool { return true })
 }
 
-func heldListenerOf(srv *http.Server) *holdListener {
-	ctx := srv.ConnContext(context.Background(), nil)
-	return ctx.Value(holdKey{}).(*connHold).hl
+func heldListenerOf(srv *http.Server) *takeover.Listener {
+	return takeover.Info(srv.ConnContext(context.Background(), nil)).Listener
 }
 
 func TestHeldPollKeepAliveAndPipelining(t *testing.T) {

@@ -1,19 +1,15 @@
 package server
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/textproto"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -351,128 +347,6 @@ func TestHeldBayeuxLongPollingConnectTakenOver(t *testing.T) {
 			t.Fatalf("%q: the request after the connect: %s", tc.extra, body)
 		}
 	}
-}
-
-// captureConn is a connection that keeps what is written to it.
-type captureConn struct {
-	net.Conn
-	out []byte
-}
-
-func (c *captureConn) Write(p []byte) (int, error) {
-	c.out = append(c.out, p...)
-	return len(p), nil
-}
-func (c *captureConn) SetWriteDeadline(time.Time) error { return nil }
-
-// wireAnswer is what a client reads of an answer: its status line, its
-// header without Date (as sent, its values in order), its body, and
-// whether the connection stays open for the next request.
-func wireAnswer(br *bufio.Reader) (string, error) {
-	tp := textproto.NewReader(br)
-	line, err := tp.ReadLine()
-	if err != nil {
-		return "", err
-	}
-	h, err := tp.ReadMIMEHeader()
-	if err != nil {
-		return "", err
-	}
-	n, err := strconv.Atoi(h.Get("Content-Length"))
-	if err != nil {
-		return "", fmt.Errorf("no Content-Length: %v", h)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(br, body); err != nil {
-		return "", err
-	}
-	delete(h, "Date")
-	keys := slices.Sorted(maps.Keys(h))
-	var b strings.Builder
-	b.WriteString(line + "\n")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s: %q\n", k, h[k])
-	}
-	b.WriteString(string(body))
-	return b.String(), nil
-}
-
-// FuzzHeldAnswer: an answer written off net/http (heldConn.flush) is
-// net/http's answer to the same request, from the same handler: the same
-// status line (HTTP/1.0 to HTTP/1.0), header (Connection, Content-Length,
-// Content-Type; Date aside), body, and the same decision to keep the
-// connection or close it after.
-func FuzzHeldAnswer(f *testing.F) {
-	for _, seed := range []string{
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\n\r\n",
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n",
-		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nConnection: x\r\nConnection: close\r\n\r\n",
-		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\n\r\n",
-		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\nConnection: Keep-Alive, close\r\n\r\n",
-		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\nConnection: close, keep-alive\r\n\r\n",
-		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\nConnection: keep-alivex\r\n\r\n",
-	} {
-		f.Add([]byte(seed))
-	}
-	const body = "[]\n"
-	answer := func(w http.ResponseWriter) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, body)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { answer(w) })}
-	go func() { _ = srv.Serve(l) }()
-	f.Cleanup(func() { _ = srv.Close() })
-	s := New(Options{}, benchLog())
-	f.Cleanup(s.Close)
-	const next = "GET /next HTTP/1.1\r\nHost: n\r\n\r\n"
-	f.Fuzz(func(t *testing.T, header []byte) {
-		end := headerEnd(header, 0)
-		if end < 0 {
-			return
-		}
-		r := parseRequest(header[:end])
-		if r == nil || r.Method != http.MethodGet || r.Body != http.NoBody {
-			return // not a poll
-		}
-		c, err := net.Dial("tcp", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Write(append(slices.Clip(header[:end]), next...)); err != nil {
-			t.Fatal(err)
-		}
-		br := bufio.NewReader(c)
-		want, err := wireAnswer(br)
-		if err != nil || !strings.HasPrefix(want, "HTTP/1.") || strings.Contains(want, " 400 ") {
-			return // net/http refused it: never a poll of a held connection
-		}
-		_, err = wireAnswer(br)
-		netKeeps := err == nil
-		cc := &captureConn{}
-		hc := &heldConn{hl: &holdListener{}, conn: cc, r: r, header: http.Header{}, hub: s.Hub(), writeTimeout: time.Second}
-		answer(hc)
-		keep, err := hc.flush()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := wireAnswer(bufio.NewReader(bytes.NewReader(cc.out)))
-		if err != nil {
-			t.Fatalf("%q: the held answer %q: %v", header[:end], cc.out, err)
-		}
-		if got != want || keep != netKeeps {
-			t.Fatalf("%q:\nheld (keep %v):\n%s\nnet/http (keep %v):\n%s", header[:end], keep, got, netKeeps, want)
-		}
-	})
 }
 
 // A poll whose body never comes is answered once body_timeout has passed

@@ -95,6 +95,9 @@ type Hub struct {
 	delivered atomic.Uint64
 	drops     atomic.Uint64
 	failures  atomic.Uint64
+	// fallbacks counts the polls and WebSockets served the portable way
+	// where the connection's raw descriptor was wanted (metrics.go).
+	fallbacks fallbackCounts
 	// lastFailure is the text of the last engine failure counted, which
 	// names the engine's server: for the incidents summary, never clients.
 	lastFailure atomic.Pointer[string]

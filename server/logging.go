@@ -206,9 +206,47 @@ type StatusWriter struct {
 	Stalled time.Duration
 	// held, when set, is the poll held off net/http's goroutine that
 	// writes the answer after the handler returned (hold.go): what is to
-	// be done with the answer's status and size waits for it
-	// (heldConn.whenAnswered).
-	held *heldConn
+	// be done with the answer's status and size waits for it.
+	held *answerHooks
+}
+
+// answerHooks are what is to be done once an answer written after its
+// handler returned (hold.go's heldConn) is out: StatusWriter.afterAnswer
+// adds to them, the writer of the answer runs them (answered), with the
+// StatusWriter's Code, Bytes and Stalled then set. A concrete type, not an
+// interface: a StatusWriter is made per request, and stays in its size
+// class.
+type answerHooks struct {
+	mu       sync.Mutex
+	r        *http.Request // the request answered
+	reported bool
+	after    []func(r *http.Request)
+	buf      [4]func(r *http.Request) // room for the usual middleware
+}
+
+// whenAnswered runs f once the answer is written. The writer may answer
+// before the middleware has returned: a hook added after runs at once.
+func (a *answerHooks) whenAnswered(f func(r *http.Request)) {
+	a.mu.Lock()
+	if !a.reported {
+		a.after = append(a.after, f)
+		a.mu.Unlock()
+		return
+	}
+	a.mu.Unlock()
+	f(a.r)
+}
+
+// answered runs the hooks: the answer is out.
+func (a *answerHooks) answered() {
+	a.mu.Lock()
+	a.reported = true
+	after := a.after
+	a.after = nil
+	a.mu.Unlock()
+	for _, f := range after {
+		f(a.r)
+	}
 }
 
 // afterAnswer runs f once r's answer is written: now, or, for a poll held

@@ -37,10 +37,12 @@ type Message struct {
 	// remote call could mistake for its answer.
 	Reply bool
 
-	stardustOnce sync.Once
-	stardust     []byte
-	bayeuxOnce   sync.Once
-	bayeux       []byte
+	// The message's encodings, one per protocol's form, each made once per
+	// publish and shared by every subscriber (encoded). Two arrays rather
+	// than one of structs: the Onces pack beside Reply, and a Message
+	// stays in its 208-byte size class.
+	encOnce [numEncodings]sync.Once
+	enc     [numEncodings][]byte
 }
 
 // size is what the message counts against a client's queue byte bound.
@@ -50,65 +52,22 @@ func (m *Message) size() int { return len(m.Data) + len(m.Channel) + len(m.ID) +
 // unixSeconds is the Stardust _ts form of a time: epoch seconds with microseconds.
 func unixSeconds(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }
 
-// stardustJSON is the message as Stardust clients receive it: the data object
-// with _ts and _ch set. Non-object data is wrapped as {"data": ...}.
-func (m *Message) stardustJSON(prefix string) []byte {
-	m.stardustOnce.Do(func() {
-		if m.stardust != nil {
-			return
-		}
-		name := strings.TrimPrefix(m.Channel, prefix+"/")
-		obj, err := decodeObject(m.Data)
-		if err != nil {
-			obj = map[string]json.RawMessage{"data": m.Data}
-		}
-		m.stardust = stampObject(obj, m.Time, name)
-	})
-	return m.stardust
-}
+// encodingKind names one protocol's form of a message. The protocols'
+// files make each (stardust.go, ws_frame.go): the core knows none of them.
+type encodingKind uint8
 
-// bayeuxJSON is the message as Bayeux clients receive it.
-func (m *Message) bayeuxJSON() []byte {
-	f := m.bayeuxFrame()
-	return f[1 : len(f)-1 : len(f)-1]
-}
+const (
+	encodingStardust encodingKind = iota // the Stardust JSON object (stardustJSON)
+	encodingBayeux                       // the Bayeux array, as the WebSocket transport writes it (ws_frame.go)
+	numEncodings
+)
 
-// bayeuxFrame is the message alone in a Bayeux array.
-func (m *Message) bayeuxFrame() []byte {
-	f := m.wsFrame()
-	return f[frameHeaderLen(f):]
-}
-
-// wsFrame is bayeuxFrame as a whole WebSocket text frame, header included:
-// encoded once per publish and written as it is to every socket that gets
-// the message alone.
-func (m *Message) wsFrame() []byte {
-	m.bayeuxOnce.Do(func() {
-		var b bytes.Buffer
-		b.Grow(maxWSHeader + 64 + len(m.Channel) + len(m.Data))
-		b.Write(make([]byte, maxWSHeader)) // room for the header
-		b.WriteString(`[{"channel":`)
-		writeJSONString(&b, m.Channel)
-		b.WriteString(`,"data":`)
-		if len(m.Data) == 0 {
-			b.WriteString("null")
-		} else {
-			b.Write(m.Data)
-		}
-		if m.Reply {
-			b.WriteString(`,"id":`)
-			writeJSONString(&b, m.ID)
-			b.WriteString(`,"successful":true`)
-		}
-		b.WriteString("}]")
-		out := b.Bytes()
-		n := len(out) - maxWSHeader
-		h := wsHeaderSize(n)
-		out = out[maxWSHeader-h:]
-		putWSHeader(out[:h], n)
-		m.bayeux = out
-	})
-	return m.bayeux
+// encoded is the message's form k, made by enc on the first call: a
+// message is published once and read by many subscribers (centrifuge's
+// prepared data, per protocol).
+func (m *Message) encoded(k encodingKind, enc func(*Message) []byte) []byte {
+	m.encOnce[k].Do(func() { m.enc[k] = enc(m) })
+	return m.enc[k]
 }
 
 // stampObject sets _ts and _ch on obj and encodes it compactly.

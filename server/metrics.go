@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // MetricsOptions place the Prometheus and health endpoints under Base.
@@ -162,6 +164,11 @@ func (c *healthCache) check(h *Hub) error {
 	return c.err
 }
 
+// fallbackCounts counts the connections served the portable way where the
+// takeover's raw descriptor was wanted (stardust_takeover_fallback_total):
+// the hub holds one, the transports add to it, the core knows no more.
+type fallbackCounts = takeover.Fallbacks
+
 // hubCollector reads the hub's counts at scrape time.
 type hubCollector struct{ s *Server }
 
@@ -174,10 +181,13 @@ var (
 	descDelivered     = prometheus.NewDesc("stardust_messages_delivered_total", "Messages queued for a client (out: one per subscriber per message).", nil, nil)
 	descDropped       = prometheus.NewDesc("stardust_queue_dropped_total", "Messages dropped from full client queues.", nil, nil)
 	descFailures      = prometheus.NewDesc("stardust_engine_failures_total", "Calls to the engine that failed (a shared engine's server away).", nil, nil)
+	descFallbacks     = prometheus.NewDesc("stardust_takeover_fallback_total",
+		"Long polls held in the HTTP server instead of on their connection (use=poll), and WebSockets written with blocking writes (use=websocket), because the connection's raw descriptor was not there: reason=unsupported (this system), no_syscall_conn (a listener wrapper hides it).",
+		[]string{"use", "reason"}, nil)
 )
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descClients, descChannels, descPolls, descSubscriptions, descPublished, descDelivered, descDropped, descFailures, descIncidents} {
+	for _, d := range []*prometheus.Desc{descClients, descChannels, descPolls, descSubscriptions, descPublished, descDelivered, descDropped, descFailures, descFallbacks, descIncidents} {
 		ch <- d
 	}
 }
@@ -191,6 +201,9 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDelivered, prometheus.CounterValue, float64(st.Delivered))
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
 	ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(st.Failures))
+	c.s.hub.fallbacks.Each(func(use, reason string, n uint64) {
+		ch <- prometheus.MustNewConstMetric(descFallbacks, prometheus.CounterValue, float64(n), use, reason)
+	})
 	c.s.incidents.collect(c.s.hub, ch)
 	if err != nil {
 		return

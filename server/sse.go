@@ -182,7 +182,7 @@ func (o *sseWriter) messages(msgs []*Message, dropped int) {
 			continue
 		}
 		o.lastSeq = m.Seq
-		fmt.Fprintf(o.w, "id: %d\ndata: %s\n\n", m.Seq, m.stardustJSON(o.prefix))
+		fmt.Fprintf(o.w, "id: %d\ndata: %s\n\n", m.Seq, stardustJSON(m, o.prefix))
 	}
 }
 

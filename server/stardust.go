@@ -182,7 +182,7 @@ func (s *Server) handleChannelInfo(w http.ResponseWriter, r *http.Request) {
 		ci := channelInfo{Name: n, Size: s.opts.Hub.HistorySize, Messages: make([]json.RawMessage, len(hist)),
 			Subscribers: audience}
 		for j, m := range hist {
-			ci.Messages[j] = m.stardustJSON(s.opts.Prefix)
+			ci.Messages[j] = stardustJSON(m, s.opts.Prefix)
 		}
 		out[i] = ci
 	}
@@ -507,7 +507,21 @@ func (s *Server) stardustBatch(msgs []*Message, dropped int) []byte {
 		items = append(items, overflowJSON(dropped, time.Now()))
 	}
 	for _, m := range msgs {
-		items = append(items, m.stardustJSON(s.opts.Prefix))
+		items = append(items, stardustJSON(m, s.opts.Prefix))
 	}
 	return jsonArray(items)
+}
+
+// stardustJSON is the message as Stardust clients receive it: the data
+// object with _ts and _ch set. Non-object data is wrapped as {"data": ...}.
+// Made once per message (the prefix is the server's, the same each time).
+func stardustJSON(m *Message, prefix string) []byte {
+	return m.encoded(encodingStardust, func(m *Message) []byte {
+		name := strings.TrimPrefix(m.Channel, prefix+"/")
+		obj, err := decodeObject(m.Data)
+		if err != nil {
+			obj = map[string]json.RawMessage{"data": m.Data}
+		}
+		return stampObject(obj, m.Time, name)
+	})
 }

@@ -8,10 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // The websocket transport: one socket carries one client's messages both
@@ -71,8 +71,8 @@ type wsSession struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	writeMu sync.Mutex      // one writer at a time (ws_frame.go)
-	raw     syscall.RawConn // the socket's descriptor, for writes that never block; nil: none
+	writeMu sync.Mutex    // one writer at a time (ws_frame.go)
+	desc    takeover.Desc // the socket's descriptor, for writes that never block; none: blocking writes (the portable path)
 
 	mu      sync.Mutex
 	pending *heldConnect
@@ -135,8 +135,8 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	_ = conn.NetConn().SetDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(context.Background())
 	who.ctx = ctx // the app is asked for as long as the socket lives, each call bounded by the Authenticator
-	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel, owned: map[string]bool{},
-		raw: rawConnOf(conn.NetConn())}
+	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel, owned: map[string]bool{}}
+	b.hub.fallbacks.Add(takeover.UseWebSocket, ws.desc.Open(conn.NetConn()))
 	// gorilla/websocket's answers to a ping and to a close go through
 	// writeMu too.
 	conn.SetPingHandler(func(data string) error {

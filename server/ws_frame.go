@@ -1,11 +1,10 @@
 package server
 
 import (
-	"encoding/binary"
-	"errors"
-	"net"
-	"syscall"
+	"bytes"
 	"time"
+
+	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // Writing WebSocket frames. Data frames are written by this file, not by
@@ -17,137 +16,84 @@ import (
 // gorilla's control frames included (see wsSession.control), happens under
 // the socket's writeMu.
 
-// maxWSHeader is the longest header of a frame the server sends (no mask).
-const maxWSHeader = 10
-
-// wsHeaderSize is the header size of a frame with n bytes of payload.
-func wsHeaderSize(n int) int {
-	switch {
-	case n < 126:
-		return 2
-	case n < 1<<16:
-		return 4
-	}
-	return 10
-}
-
-// putWSHeader writes the header of a final text frame of n bytes into h,
-// which is wsHeaderSize(n) long.
-func putWSHeader(h []byte, n int) {
-	h[0] = 0x80 | 0x1 // FIN, text
-	switch len(h) {
-	case 2:
-		h[1] = byte(n)
-	case 4:
-		h[1] = 126
-		binary.BigEndian.PutUint16(h[2:], uint16(n))
-	default:
-		h[1] = 127
-		binary.BigEndian.PutUint64(h[2:], uint64(n))
-	}
-}
-
-// frameHeaderLen is the header length of a frame built here.
-func frameHeaderLen(f []byte) int {
-	switch f[1] & 0x7f {
-	case 126:
-		return 4
-	case 127:
-		return 10
-	}
-	return 2
-}
-
 // wsFrameOf is a text frame carrying items (encoded JSON) as one array.
 func wsFrameOf(items [][]byte) []byte {
 	n := jsonArrayLen(items)
-	h := wsHeaderSize(n)
+	h := takeover.FrameHeaderSize(n)
 	out := make([]byte, h, h+n)
-	putWSHeader(out, n)
+	takeover.PutTextFrameHeader(out, n)
 	return appendJSONArray(out, items)
 }
 
 // wsMessagesFrame is a frame carrying msgs in their Bayeux form.
 func wsMessagesFrame(msgs []*Message) []byte {
 	if len(msgs) == 1 {
-		return msgs[0].wsFrame()
+		return wsFrame(msgs[0])
 	}
 	items := make([][]byte, len(msgs))
 	for i, m := range msgs {
-		items[i] = m.bayeuxJSON()
+		items[i] = bayeuxJSON(m)
 	}
 	return wsFrameOf(items)
 }
 
-// errWouldBlock: the socket cannot take a write without blocking.
-var errWouldBlock = errors.New("write would block")
+// bayeuxJSON is the message as Bayeux clients receive it.
+func bayeuxJSON(m *Message) []byte {
+	f := bayeuxFrame(m)
+	return f[1 : len(f)-1 : len(f)-1]
+}
 
-// writeNow writes as much of b to raw's socket as it takes without
-// blocking, and returns the rest (empty when all of it went); with a nil
-// raw, nothing (errWouldBlock).
-func writeNow(raw syscall.RawConn, b []byte) (rest []byte, err error) {
-	if raw == nil {
-		return b, errWouldBlock
+// bayeuxFrame is the message alone in a Bayeux array.
+func bayeuxFrame(m *Message) []byte {
+	f := wsFrame(m)
+	return f[takeover.FrameHeaderLen(f):]
+}
+
+// wsFrame is bayeuxFrame as a whole WebSocket text frame, header included:
+// encoded once per publish (Message.encoded) and written as it is to every
+// socket that gets the message alone.
+func wsFrame(m *Message) []byte { return m.encoded(encodingBayeux, encodeWSFrame) }
+
+func encodeWSFrame(m *Message) []byte {
+	var b bytes.Buffer
+	b.Grow(takeover.MaxFrameHeader + 64 + len(m.Channel) + len(m.Data))
+	b.Write(make([]byte, takeover.MaxFrameHeader)) // room for the header
+	b.WriteString(`[{"channel":`)
+	writeJSONString(&b, m.Channel)
+	b.WriteString(`,"data":`)
+	if len(m.Data) == 0 {
+		b.WriteString("null")
+	} else {
+		b.Write(m.Data)
 	}
-	n := 0
-	var werr error
-	err = raw.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			k, e := syscall.Write(int(fd), b[n:])
-			switch {
-			case e == syscall.EINTR:
-				continue
-			case e == syscall.EAGAIN:
-				return true // full: the rest is for a blocking write
-			case e != nil:
-				werr = e
-				return true
-			}
-			n += k
-		}
-		return true
-	})
-	if err == nil {
-		err = werr
+	if m.Reply {
+		b.WriteString(`,"id":`)
+		writeJSONString(&b, m.ID)
+		b.WriteString(`,"successful":true`)
 	}
-	return b[n:], err
+	b.WriteString("}]")
+	out := b.Bytes()
+	n := len(out) - takeover.MaxFrameHeader
+	h := takeover.FrameHeaderSize(n)
+	out = out[takeover.MaxFrameHeader-h:]
+	takeover.PutTextFrameHeader(out[:h], n)
+	return out
 }
 
 // writeRest writes the rest of a frame, blocking for at most
 // wsWriteTimeout. Under writeMu.
 func (ws *wsSession) writeRest(rest []byte) error {
-	return writeWithin(ws.conn.NetConn(), rest, wsWriteTimeout)
+	return takeover.WriteWithin(ws.conn.NetConn(), rest, wsWriteTimeout)
 }
 
 // writeFrameLocked writes a whole frame, blocking if need be; on failure
 // the socket is closed (its reader then ends). Under writeMu.
 func (ws *wsSession) writeFrameLocked(frame []byte) bool {
-	if err := writeAll(ws.conn.NetConn(), ws.raw, frame, wsWriteTimeout); err != nil {
+	if err := takeover.WriteAll(ws.conn.NetConn(), &ws.desc, frame, wsWriteTimeout); err != nil {
 		_ = ws.conn.Close()
 		return false
 	}
 	return true
-}
-
-// writeAll writes b to c: what the socket takes at once without blocking
-// (writeNow, through raw), then the rest blocking for at most timeout.
-func writeAll(c net.Conn, raw syscall.RawConn, b []byte, timeout time.Duration) error {
-	rest, err := writeNow(raw, b)
-	if errors.Is(err, errWouldBlock) {
-		err = nil
-	}
-	if err == nil && len(rest) > 0 {
-		err = writeWithin(c, rest, timeout)
-	}
-	return err
-}
-
-// writeWithin writes b to c, blocking for at most timeout.
-func writeWithin(c net.Conn, b []byte, timeout time.Duration) error {
-	_ = c.SetWriteDeadline(time.Now().Add(timeout))
-	_, err := c.Write(b)
-	_ = c.SetWriteDeadline(time.Time{})
-	return err
 }
 
 // writeFrame writes a whole frame; false on failure.

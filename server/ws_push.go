@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // Pushing over WebSockets without a goroutine per socket. A socket's client
@@ -137,8 +139,8 @@ func (p *wsPusher) flush(mayBlock bool, n int32) bool {
 		ws.writeMu.Unlock()
 		return true
 	}
-	rest, err := writeNow(ws.raw, wsMessagesFrame(batch.Messages))
-	if errors.Is(err, errWouldBlock) {
+	rest, err := ws.desc.WriteNow(wsMessagesFrame(batch.Messages))
+	if errors.Is(err, takeover.ErrWouldBlock) {
 		err = nil
 	}
 	if err == nil && len(rest) > 0 {

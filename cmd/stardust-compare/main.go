@@ -32,6 +32,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/stardust-go/stardust/internal/connlimit"
 )
 
 // A server kind: how to start it and which load modes it takes.
@@ -320,9 +322,8 @@ func compare(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	if len(selected) == 0 {
 		return nil, fmt.Errorf("--rows %q matches no row", o.Rows)
 	}
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(most+fileSlack) {
-		return nil, fmt.Errorf("open files limit %d is below the %d the largest row needs: run `ulimit -n %d` first", lim.Cur, most+fileSlack, most+fileSlack)
+	if lim := connlimit.DescriptorLimit(); lim > 0 && lim < most+fileSlack {
+		return nil, fmt.Errorf("open files limit %d is below the %d the largest row needs: run `ulimit -n %d` first", lim, most+fileSlack, most+fileSlack)
 	}
 	work := o.Work
 	if work == "" {

@@ -91,15 +91,6 @@ func (c *conn) Close() error {
 	return err
 }
 
-// DescriptorLimit returns the process's soft limit of open files, 0 if unknown.
-func DescriptorLimit() int {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<30 {
-		return 0
-	}
-	return int(rl.Cur)
-}
-
 // Default is the cap below a descriptor limit: 90% of it, less 64 for the
 // listener, logs and engine connections; 0 (no cap) when the limit is unknown.
 func Default(limit int) int {

@@ -1,0 +1,199 @@
+package takeover
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"time"
+)
+
+// Waiting and reading on a connection taken over: the two reads a server
+// makes on it, one while it holds a request (WaitRead), one for the next
+// request (ReadNext).
+
+// MaxPending bounds what a client may send while its request is held (a
+// pipelined request): beyond it the connection is to be closed.
+const MaxPending = 16 << 10
+
+// aLongTimeAgo is a read deadline that ends a Read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// CutWait ends a WaitRead (or any Read) of c in progress at once, as
+// net/http ends its background read: by moving the read deadline to the
+// past. It never blocks; any goroutine may call it.
+func CutWait(c net.Conn) { _ = c.SetReadDeadline(aLongTimeAgo) }
+
+// Event is what a WaitRead saw.
+type Event uint8
+
+const (
+	// EventData: bytes came (kept in pending), or nothing yet: wait again.
+	EventData Event = iota
+	// EventDeadline: the read deadline passed (its own, or CutWait's).
+	EventDeadline
+	// EventEnd: the client shut its side (EOF); it may still read.
+	EventEnd
+	// EventGone: the read failed: the client went away.
+	EventGone
+	// EventOverflow: the client sent more than MaxPending meanwhile.
+	EventOverflow
+)
+
+// WaitRead waits until c has bytes to read, its end, or its read deadline
+// passes, through d without a read system call while it waits when d has
+// a descriptor; then reads into buf and appends what came to pending
+// (returned), up to MaxPending in all.
+func WaitRead(c net.Conn, d *Desc, buf, pending []byte) ([]byte, Event) {
+	n, err := 0, d.WaitReadable()
+	if err == nil {
+		n, err = c.Read(buf)
+	}
+	if n > 0 {
+		if len(pending)+n > MaxPending {
+			return pending, EventOverflow
+		}
+		pending = append(pending, buf[:n]...)
+	}
+	switch {
+	case err == nil:
+		return pending, EventData
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return pending, EventDeadline
+	case errors.Is(err, io.EOF):
+		return pending, EventEnd
+	}
+	return pending, EventGone
+}
+
+// ReadNext reads the next request of c, a connection taken over whose
+// first request was a GET of path on host, as net/http would wait for it:
+// pending (what was read and not served) first, else up to IdleWait for
+// its first byte (through d, holding no buffer while it waits), then up to
+// HeaderWait for the rest of its header, at most MaxHeaderBytes+4096.
+// It returns the request when NextRequest serves it, with rest, what
+// follows its header (pipelined). Else r is nil and back says whether to
+// hand c back to net/http (GiveBack with rest: a request it serves,
+// refuses or answers 431) or to close it (the client went away, was idle
+// too long, its header did not come in time, or hl is closing).
+func (hl *Listener) ReadNext(c net.Conn, d *Desc, pending []byte, path, host string) (r *http.Request, rest []byte, back bool) {
+	srv := hl.srv
+	var bp *[]byte
+	var b []byte
+	if len(pending) > 0 {
+		bp = GetBuf()
+		b = append((*bp)[:0], pending...)
+	} else {
+		_ = c.SetReadDeadline(DeadlineIn(IdleWait(srv)))
+		if hl.Closed() {
+			return nil, nil, false
+		}
+		if bp, b = readFirst(c, d); bp == nil {
+			return nil, nil, false
+		}
+	}
+	defer func() { PutBuf(bp, b) }()
+	limit := srv.MaxHeaderBytes
+	if limit <= 0 {
+		limit = http.DefaultMaxHeaderBytes
+	}
+	limit += 4096 // as net/http allows
+	if !MayBeGET(b) {
+		return nil, bytes.Clone(b), true // not a poll (a Bayeux POST): net/http's
+	}
+	end := HeaderEnd(b, 0)
+	if end < 0 { // the rest of the header, in its time
+		_ = c.SetReadDeadline(DeadlineIn(HeaderWait(srv)))
+	}
+	for end < 0 {
+		if len(b) >= limit { // net/http answers 431
+			return nil, bytes.Clone(b), true
+		}
+		if len(b) == cap(b) {
+			b = slices.Grow(b, len(b))
+		}
+		from := len(b)
+		n, err := c.Read(b[from:cap(b)])
+		b = b[:from+n]
+		if err != nil { // as net/http: a read that fails gets no answer
+			return nil, nil, false
+		}
+		end = HeaderEnd(b, max(0, from-3))
+	}
+	if r = NextRequest(b[:end], path, host); r == nil {
+		return nil, bytes.Clone(b), true
+	}
+	if end < len(b) { // pipelined
+		rest = bytes.Clone(b[end:])
+	}
+	return r, rest, false
+}
+
+// readFirst waits, up to c's read deadline, for the first bytes of its
+// next request, and reads them into a buffer of the pool taken only once
+// they have come when d has a descriptor (Desc.ReadFirst); else in a
+// blocking Read. nil when the client went away, or the wait ended first.
+func readFirst(c net.Conn, d *Desc) (bp *[]byte, b []byte) {
+	if d.Ok() {
+		return d.ReadFirst()
+	}
+	bp = GetBuf()
+	n, _ := c.Read((*bp)[:cap(*bp)])
+	if n <= 0 {
+		PutBuf(bp, *bp)
+		return nil, nil
+	}
+	return bp, (*bp)[:n]
+}
+
+// Take takes the connection of a request from net/http through hj (the
+// ResponseWriter at the bottom of the middleware's): the connection (the
+// bare one when it was given back with nothing left to replay), what the
+// client sent after the request that net/http had read (a pipelined
+// request), with no deadline left on it. The request's body must have been
+// read first: its reader was net/http's.
+func Take(hj http.Hijacker) (c net.Conn, pending []byte, err error) {
+	c, rw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	c = Bare(c)
+	if n := rw.Reader.Buffered(); n > 0 {
+		b, _ := rw.Reader.Peek(n)
+		pending = bytes.Clone(b)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, pending, nil
+}
+
+// Serve runs h for r, a request read by ReadNext, with w as its
+// ResponseWriter, and reports whether the connection may go on. A panic is
+// treated as net/http treats it: logged through the server's ErrorLog (else
+// the log package) unless it is http.ErrAbortHandler, and ok false (the
+// connection is to be closed).
+func (hl *Listener) Serve(h http.Handler, w http.ResponseWriter, r *http.Request) (ok bool) {
+	defer func() {
+		if e := recover(); e != nil {
+			ok = false
+			if e == http.ErrAbortHandler {
+				return
+			}
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			msg := fmt.Sprintf("http: panic serving %v: %v\n%s", r.RemoteAddr, e, buf)
+			if l := hl.srv.ErrorLog; l != nil {
+				l.Print(msg)
+			} else {
+				log.Print(msg)
+			}
+		}
+	}()
+	h.ServeHTTP(w, r)
+	return true
+}

@@ -1,0 +1,138 @@
+//go:build unix
+
+package takeover
+
+import (
+	"net"
+	"syscall"
+)
+
+// Supported reports whether this system has the raw-descriptor path.
+const Supported = true
+
+// Desc is a connection's raw descriptor, to wait or write on without
+// blocking a goroutine in a system call. The zero value has none (Ok is
+// false) and its methods then do what the portable path does. One
+// goroutine at a time uses a Desc.
+type Desc struct {
+	raw   syscall.RawConn
+	wait  func(uintptr) bool // d.waitOnce, made once
+	armed bool
+}
+
+// Open sets d to c's descriptor and reports ReasonNone, or leaves d without
+// one and reports why.
+func (d *Desc) Open(c net.Conn) Reason {
+	*d = Desc{}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return ReasonNoSyscallConn
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return ReasonNoSyscallConn
+	}
+	d.raw = raw
+	d.wait = d.waitOnce
+	return ReasonNone
+}
+
+// Check reports whether c has a descriptor Open would take (ReasonNone),
+// else why not, without keeping anything.
+func Check(c net.Conn) Reason {
+	var d Desc
+	return d.Open(c)
+}
+
+// Ok reports whether d has a descriptor.
+func (d *Desc) Ok() bool { return d != nil && d.raw != nil }
+
+// WaitReadable waits until the connection has something to read (data, its
+// end) or its read deadline passes, without the read system call that a
+// Read of a connection with nothing to read makes before it waits. It
+// waits for what comes after the call (the runtime's poller forgets an
+// earlier readiness): read first what may have come before. Without a
+// descriptor it returns at once (the caller's Read then waits).
+func (d *Desc) WaitReadable() error {
+	if !d.Ok() {
+		return nil
+	}
+	d.armed = true
+	return d.raw.Read(d.wait)
+}
+
+// waitOnce is raw.Read's callback for WaitReadable: it has it wait once,
+// then return.
+func (d *Desc) waitOnce(uintptr) bool {
+	if d.armed {
+		d.armed = false
+		return false
+	}
+	return true
+}
+
+// ReadFirst waits, up to the connection's read deadline, for bytes to
+// read, and reads them into a buffer of the pool (GetBuf) taken only once
+// they have come: a connection that waits holds none. Its read is tried
+// before it waits, so that what came before the wait began counts. It
+// returns nil when the client went away, on an error, or when the wait
+// ended first. d must have a descriptor.
+func (d *Desc) ReadFirst() (bp *[]byte, b []byte) {
+	n := 0
+	err := d.raw.Read(func(fd uintptr) bool {
+		bp = GetBuf()
+		var e error
+		for {
+			if n, e = syscall.Read(int(fd), (*bp)[:cap(*bp)]); e != syscall.EINTR {
+				break
+			}
+		}
+		if e == syscall.EAGAIN {
+			PutBuf(bp, *bp)
+			bp = nil
+			return false // nothing yet: wait
+		}
+		if e != nil {
+			n = 0
+		}
+		return true
+	})
+	if err != nil || bp == nil || n <= 0 {
+		if bp != nil {
+			PutBuf(bp, *bp)
+		}
+		return nil, nil
+	}
+	return bp, (*bp)[:n]
+}
+
+// WriteNow writes as much of b to the socket as it takes without blocking,
+// and returns the rest (empty when all of it went); without a descriptor,
+// nothing (ErrWouldBlock).
+func (d *Desc) WriteNow(b []byte) (rest []byte, err error) {
+	if !d.Ok() {
+		return b, ErrWouldBlock
+	}
+	n := 0
+	var werr error
+	err = d.raw.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			k, e := syscall.Write(int(fd), b[n:])
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				return true // full: the rest is for a blocking write
+			case e != nil:
+				werr = e
+				return true
+			}
+			n += k
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	return b[n:], err
+}

@@ -1,0 +1,50 @@
+package takeover
+
+import "encoding/binary"
+
+// WebSocket data frames as the server writes them on a socket taken from
+// gorilla/websocket (after its upgrade and for control frames, gorilla
+// writes its own): built once, header included, and written as they are
+// to every socket that gets the same bytes. Server frames are never
+// masked (RFC 6455 5.1).
+
+// MaxFrameHeader is the longest header of a frame the server sends.
+const MaxFrameHeader = 10
+
+// FrameHeaderSize is the header size of a frame with n bytes of payload.
+func FrameHeaderSize(n int) int {
+	switch {
+	case n < 126:
+		return 2
+	case n < 1<<16:
+		return 4
+	}
+	return 10
+}
+
+// PutTextFrameHeader writes the header of a final text frame of n bytes
+// into h, which is FrameHeaderSize(n) long.
+func PutTextFrameHeader(h []byte, n int) {
+	h[0] = 0x80 | 0x1 // FIN, text
+	switch len(h) {
+	case 2:
+		h[1] = byte(n)
+	case 4:
+		h[1] = 126
+		binary.BigEndian.PutUint16(h[2:], uint16(n))
+	default:
+		h[1] = 127
+		binary.BigEndian.PutUint64(h[2:], uint64(n))
+	}
+}
+
+// FrameHeaderLen is the header length of frame f, one built here.
+func FrameHeaderLen(f []byte) int {
+	switch f[1] & 0x7f {
+	case 126:
+		return 4
+	case 127:
+		return 10
+	}
+	return 2
+}

@@ -1,0 +1,110 @@
+package takeover
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+func TestFallbacksCounted(t *testing.T) {
+	var f Fallbacks
+	f.Add(UsePoll, ReasonNoSyscallConn)
+	f.Add(UsePoll, ReasonNoSyscallConn)
+	f.Add(UseWebSocket, ReasonUnsupported)
+	f.Add(UsePoll, ReasonNone) // not a fallback
+	got := map[string]uint64{}
+	f.Each(func(use, reason string, n uint64) { got[use+"/"+reason] = n })
+	want := map[string]uint64{"poll/unsupported": 0, "poll/no_syscall_conn": 2,
+		"websocket/unsupported": 1, "websocket/no_syscall_conn": 0}
+	if len(got) != len(want) {
+		t.Fatalf("series %v, want %v", got, want)
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("%s: %d, want %d", k, got[k], n)
+		}
+	}
+}
+
+// pair is a connected loopback TCP pair.
+func pair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	client, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close(); client.Close() })
+	return server, client
+}
+
+// A connection that hides its descriptor (a wrapper without SyscallConn)
+// is reported, and written to the portable way.
+func TestOpenReportsHiddenDescriptor(t *testing.T) {
+	srv, client := pair(t)
+	var d Desc
+	want := ReasonNoSyscallConn
+	if !Supported {
+		want = ReasonUnsupported
+	}
+	if got := d.Open(struct{ net.Conn }{srv}); got != want || d.Ok() {
+		t.Fatalf("wrapped: %v (ok %v), want %v", got, d.Ok(), want)
+	}
+	if err := WriteAll(srv, &d, []byte("hello"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+}
+
+// On a system with the raw path, a TCP connection's descriptor is taken,
+// written to without blocking, and waited on until readable.
+func TestDescWriteAndWait(t *testing.T) {
+	if !Supported {
+		t.Skip("no raw-descriptor path on this system")
+	}
+	srv, client := pair(t)
+	var d Desc
+	if r := d.Open(srv); r != ReasonNone || !d.Ok() {
+		t.Fatalf("Open: %v", r)
+	}
+	if rest, err := d.WriteNow([]byte("now")); err != nil || len(rest) != 0 {
+		t.Fatalf("WriteNow: rest %q, %v", rest, err)
+	}
+	buf := make([]byte, 3)
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "now" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	// Nothing to read: the wait ends with the deadline.
+	_ = srv.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if err := d.WaitReadable(); err == nil {
+		t.Fatal("WaitReadable returned without data or deadline")
+	}
+	// Bytes that come during the wait end it.
+	_ = srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_, _ = client.Write([]byte("next"))
+	}()
+	if err := d.WaitReadable(); err != nil {
+		t.Fatalf("WaitReadable with data: %v", err)
+	}
+	bp, b := d.ReadFirst()
+	if bp == nil || string(b) != "next" {
+		t.Fatalf("ReadFirst: %q", b)
+	}
+	PutBuf(bp, b)
+}
