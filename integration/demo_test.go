@@ -274,3 +274,19 @@ func TestReadmeQuotesExamples(t *testing.T) {
 		t.Errorf("README.md's autobot example is not ExampleStart's body:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestReadmeQuotesPHPApp: the stardust.js code the README shows for tokens
+// is the script of examples/php/app.html (run by TestBrowserPHPApp), as it
+// is, less the page's indent.
+func TestReadmeQuotesPHPApp(t *testing.T) {
+	app := readFile(t, filepath.Join(repoRoot(t), "examples", "php", "app.html"))
+	_, script, _ := strings.Cut(app, "<script>\n")
+	script, _, _ = strings.Cut(script, "</script>")
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(script, "\n"), "\n") {
+		lines = append(lines, strings.TrimPrefix(l, "  "))
+	}
+	if got, want := readmeBlock(t, "js", "const token = "), strings.Join(lines, "\n")+"\n"; got != want {
+		t.Errorf("README.md's token example is not examples/php/app.html's script:\n%s\nwant:\n%s", got, want)
+	}
+}
