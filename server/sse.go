@@ -124,6 +124,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			_ = out.send()
 			return // the browser reconnects and registers the client anew
 		default:
+			if why == PollClosed && s.hub.kicked.has(c.ID()) { // the server API disconnected it
+				fmt.Fprintf(out.w, "event: disconnect\ndata: %s\n\n", disconnectJSON)
+				_ = out.send()
+			}
 			return
 		}
 		if err := out.send(); err != nil {

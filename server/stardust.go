@@ -440,6 +440,11 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 			// empty): say so; the next poll registers it anew.
 			writeRawJSON(w, http.StatusOK, jsonArray([][]byte{resetJSON(time.Now())}))
 			return false
+		case PollClosed:
+			if s.hub.kicked.has(c.ID()) { // the server API disconnected it
+				writeRawJSON(w, http.StatusOK, jsonArray([][]byte{disconnectJSON}))
+				return false
+			}
 		}
 		// Committed once written (holdPoll).
 		return writeRawJSON(w, http.StatusOK, s.stardustBatch(mergeBySeq(replay, b.Messages), b.Dropped)) == nil && why == PollReady

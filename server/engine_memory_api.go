@@ -1,0 +1,60 @@
+package server
+
+import (
+	"context"
+	"sort"
+)
+
+// UserIndex is an optional capability of an Engine, found by type
+// assertion: the server API's disconnect, subscribe and unsubscribe find a
+// user's sessions through it. Without it those methods answer that the
+// engine cannot say.
+type UserIndex interface {
+	// UserSessions returns the sessions whose AttrUser is user, by id.
+	UserSessions(ctx context.Context, user string) ([]Session, error)
+}
+
+// HistoryRemover is an optional capability of an Engine: the server API's
+// history_remove drops a channel's kept messages through it.
+type HistoryRemover interface {
+	// RemoveHistory forgets a channel's history; it reports whether there
+	// was any.
+	RemoveHistory(ctx context.Context, channel string) (bool, error)
+}
+
+var (
+	_ UserIndex      = (*MemoryEngine)(nil)
+	_ HistoryRemover = (*MemoryEngine)(nil)
+)
+
+// UserSessions implements UserIndex. It visits every session: the API is
+// for the site's occasional calls (a log-out, a ban), not for every request.
+func (e *MemoryEngine) UserSessions(_ context.Context, user string) ([]Session, error) {
+	e.mu.RLock()
+	var out []Session
+	for _, ms := range e.sessions {
+		ms.mu.Lock()
+		if !ms.gone && ms.s.Attrs[AttrUser] == user {
+			out = append(out, ms.s)
+		}
+		ms.mu.Unlock()
+	}
+	e.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// RemoveHistory implements HistoryRemover.
+func (e *MemoryEngine) RemoveHistory(_ context.Context, name string) (bool, error) {
+	e.mu.RLock()
+	ch := e.channels[name]
+	e.mu.RUnlock()
+	if ch == nil {
+		return false, nil
+	}
+	ch.mu.Lock() // as History: no publish half seen
+	defer ch.mu.Unlock()
+	had := len(e.hist.after(ch, 0)) > 0
+	e.hist.forget(ch)
+	return had, nil
+}
