@@ -445,3 +445,19 @@ func TestGrowthLimitsWired(t *testing.T) {
 		t.Errorf("engine limits %+v", l)
 	}
 }
+
+// TestAPIWired: [api] reaches the server's options.
+func TestAPIWired(t *testing.T) {
+	file := writeFile(t, "[api]\nkey = \"0123456789abcdef0123456789abcdef\"\nallow_from = [\"10.0.0.0/8\"]\n")
+	m, _ := newTestMain()
+	if err := m.ParseFlags([]string{"-c", file}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := serverOptions(&m.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.APIKey != "0123456789abcdef0123456789abcdef" || len(o.APIAllowFrom) != 1 || o.APIAllowFrom[0].String() != "10.0.0.0/8" {
+		t.Errorf("api options: key %q allow %v", o.APIKey, o.APIAllowFrom)
+	}
+}
