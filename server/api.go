@@ -417,9 +417,16 @@ func (s *Server) apiDisconnect(_ *http.Request, req *apiRequest) (any, error) {
 		return nil, err
 	}
 	n := 0
+	dm, shared := s.hub.engine.(DisconnectMarker)
 	for _, ss := range sessions {
-		// Marked first: the held poll the removal wakes reads the mark.
+		// Marked first: the held polls the removal wakes, in every
+		// process, read the mark.
 		s.hub.kicked.add(ss.ID)
+		if shared {
+			if err := dm.MarkDisconnected(context.Background(), ss.ID); err != nil {
+				return apiCount{n}, s.hub.failed(err)
+			}
+		}
 		if err := s.hub.Remove(&Client{hub: s.hub, s: ss, added: true}); err != nil {
 			return apiCount{n}, err
 		}
@@ -492,6 +499,24 @@ func (k *kickSet) has(id string) bool {
 	defer k.mu.Unlock()
 	at, ok := k.m[id]
 	return ok && time.Since(at) <= apiKickMemory
+}
+
+// wasKicked reports whether the server API disconnected the session lately,
+// in this process or (with a DisconnectMarker engine) in any. Asked only
+// when a poll ended for a removal, or of a client that is unknown.
+func (h *Hub) wasKicked(id string) bool {
+	if id == "" {
+		return false
+	}
+	if h.kicked.has(id) {
+		return true
+	}
+	dm, ok := h.engine.(DisconnectMarker)
+	if !ok {
+		return false
+	}
+	yes, err := dm.Disconnected(context.Background(), id)
+	return err == nil && yes
 }
 
 // disconnectJSON is the notice a Stardust poll or SSE stream gets when the

@@ -22,6 +22,19 @@ type HistoryRemover interface {
 	RemoveHistory(ctx context.Context, channel string) (bool, error)
 }
 
+// DisconnectMarker is an optional capability of a shared Engine: the
+// server API marks the sessions it disconnects, so that a process other
+// than the one that removed a session answers its polls "disconnected"
+// (not "gone, handshake again"). The memory engine needs none: its one
+// process remembers them (Hub.kicked).
+type DisconnectMarker interface {
+	// MarkDisconnected remembers, for about a minute, that the session
+	// was disconnected on purpose.
+	MarkDisconnected(ctx context.Context, id string) error
+	// Disconnected reports whether it was, lately.
+	Disconnected(ctx context.Context, id string) (bool, error)
+}
+
 var (
 	_ UserIndex      = (*MemoryEngine)(nil)
 	_ HistoryRemover = (*MemoryEngine)(nil)

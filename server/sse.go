@@ -124,7 +124,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			_ = out.send()
 			return // the browser reconnects and registers the client anew
 		default:
-			if why == PollClosed && s.hub.kicked.has(c.ID()) { // the server API disconnected it
+			if why == PollClosed && s.hub.wasKicked(c.ID()) { // the server API disconnected it
 				fmt.Fprintf(out.w, "event: disconnect\ndata: %s\n\n", disconnectJSON)
 				_ = out.send()
 			}

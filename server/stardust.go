@@ -441,7 +441,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 			writeRawJSON(w, http.StatusOK, jsonArray([][]byte{resetJSON(time.Now())}))
 			return false
 		case PollClosed:
-			if s.hub.kicked.has(c.ID()) { // the server API disconnected it
+			if s.hub.wasKicked(c.ID()) { // the server API disconnected it
 				writeRawJSON(w, http.StatusOK, jsonArray([][]byte{disconnectJSON}))
 				return false
 			}
