@@ -39,3 +39,19 @@ func TestReadmeServerAPI(t *testing.T) {
 		t.Errorf("without the key: %s, want 401", wrong)
 	}
 }
+
+// TestReadmeGapNotice runs the README's gap snippet against a server that
+// keeps 2 messages per channel and was sent 3.
+func TestReadmeGapNotice(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "stardust.toml")
+	writeFile(t, cfg, "[comet]\nhistory_size = 2\n")
+	base := startStardust(t, "--config", cfg)
+	c := newCometClient(t, strings.TrimSuffix(base, "/comet"))
+	for _, m := range []string{`{"n":0}`, `{"n":1}`, `{"n":2}`} {
+		c.publish(t, "foo", m)
+	}
+	out := runScript(t, readmeShBlock(t, "# resume from long ago"), time.Minute, "STARDUST="+base)
+	if !strings.HasPrefix(out, `[{"type":"stardust.gap","since":1,"oldest":`) || !strings.Contains(out, `"n":1`) || strings.Contains(out, `"n":0`) {
+		t.Errorf("the README's gap snippet answered: %s", out)
+	}
+}

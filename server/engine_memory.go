@@ -111,6 +111,7 @@ type memChannel struct {
 
 	// Under hist.mu:
 	history    []*Message // oldest first, at most HistorySize
+	lost       *Message   // the newest message no longer kept, for gap notices (gap.go)
 	hbytes     int64      // their sizes
 	prev, next *memChannel
 }

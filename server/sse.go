@@ -91,6 +91,15 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the browser reconnects, with Last-Event-ID
 	}
+	if lastID > 0 || !since.IsZero() {
+		gap, err := s.sseGap(full, lastID, since) // gap.go
+		if err != nil {
+			return
+		}
+		if gap != nil {
+			fmt.Fprintf(out.w, "event: gap\ndata: %s\n\n", gap)
+		}
+	}
 	out.messages(replay, 0)
 	if err := out.send(); err != nil {
 		return
