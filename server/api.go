@@ -86,26 +86,12 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	var req apiRequest
-	if len(bytes.TrimSpace(body)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) && te.Field != "" {
-				err = apiField(te.Field, "must be "+apiTypeName(te.Type.Kind().String()))
-			} else {
-				err = fmt.Errorf("%w: body: %s", ErrBadMessage, jsonErrText(err))
-			}
-			writeError(w, err)
-			return
-		}
-		if dec.More() {
-			writeError(w, fmt.Errorf("%w: body: one JSON object expected", ErrBadMessage))
-			return
-		}
+	req, err := decodeAPIRequest(body)
+	if err != nil {
+		writeError(w, err)
+		return
 	}
-	out, err := method(s, r, &req)
+	out, err := method(s, r, req)
 	if errors.Is(err, errNoCapability) {
 		writeJSON(w, http.StatusNotImplemented, errorBody{Error: err.Error(), Status: http.StatusNotImplemented})
 		return
@@ -126,6 +112,28 @@ func (s *Server) apiKeyOK(r *http.Request) bool {
 		}
 	}
 	return subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.APIKey)) == 1
+}
+
+// decodeAPIRequest reads an API body: one JSON object of apiRequest's
+// fields (empty: no fields); an error names the field at fault.
+func decodeAPIRequest(body []byte) (*apiRequest, error) {
+	var req apiRequest
+	if len(bytes.TrimSpace(body)) == 0 {
+		return &req, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return nil, apiField(te.Field, "must be "+apiTypeName(te.Type.Kind().String()))
+		}
+		return nil, fmt.Errorf("%w: body: %s", ErrBadMessage, jsonErrText(err))
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: body: one JSON object expected", ErrBadMessage)
+	}
+	return &req, nil
 }
 
 // apiTypeName names the JSON type a field of apiRequest takes.

@@ -342,3 +342,24 @@ func TestAPISubscribe(t *testing.T) {
 		t.Errorf("subscribe of a user with no session: %d %v", status, out)
 	}
 }
+
+// FuzzDecodeAPIRequest: any body is decoded or refused with a 400 that
+// names the problem, never a panic or another status.
+func FuzzDecodeAPIRequest(f *testing.F) {
+	for _, s := range []string{``, `{}`, `{"channel":"/a","data":{"x":1}}`, `{"channels":["/a",1]}`, `{"since":-1}`,
+		`{"limit":1e99}`, `{"user":"u","client":"c"}`, `{} {}`, `[]`, `{"x":1}`, `{"data":nul`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeAPIRequest(body)
+		if err != nil {
+			if httpStatus(err) != http.StatusBadRequest {
+				t.Fatalf("%q: %v is not a 400", body, err)
+			}
+			return
+		}
+		if req == nil {
+			t.Fatalf("%q: no request and no error", body)
+		}
+	})
+}
