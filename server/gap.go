@@ -34,10 +34,7 @@ func (e *MemoryEngine) Lost(_ context.Context, name string) (uint64, time.Time, 
 	}
 	e.hist.mu.Lock()
 	defer e.hist.mu.Unlock()
-	if ch.lost == nil {
-		return 0, time.Time{}, nil
-	}
-	return ch.lost.Seq, ch.lost.Time, nil
+	return ch.lostSeq, ch.lostTime, nil
 }
 
 // missed reports whether a client resuming the channels from a point has
