@@ -128,6 +128,20 @@ func TestAPIAcrossProcesses(t *testing.T) {
 		t.Errorf("publish through A: %v", out)
 	}
 
+	// History through the other process, then removed through it.
+	if out := apiPost(t, baseB, "history", `{"channel":"/room"}`); len(out["messages"].([]any)) != 1 {
+		t.Errorf("history through B: %v", out)
+	}
+	if out := apiPost(t, baseB, "history_remove", `{"channel":"/room"}`); out["removed"] != true {
+		t.Errorf("history_remove through B: %v", out)
+	}
+	if out := apiPost(t, baseA, "history", `{"channel":"/room"}`); len(out["messages"].([]any)) != 0 {
+		t.Errorf("history through A after history_remove: %v", out)
+	}
+	if out := apiPost(t, baseA, "history_remove", `{"channel":"/room"}`); out["removed"] != false {
+		t.Errorf("second history_remove: %v", out)
+	}
+
 	start := time.Now()
 	if out := apiPost(t, baseA, "disconnect", `{"user":"u1"}`); out["clients"].(float64) != 2 {
 		t.Fatalf("disconnect: %v", out)
