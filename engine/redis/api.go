@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -114,4 +116,24 @@ var _ server.HistoryRemover = (*Engine)(nil)
 func (e *Engine) RemoveHistory(ctx context.Context, channel string) (bool, error) {
 	n, err := e.execInt(ctx, scriptRemoveHistory, channel)
 	return n == 1, err
+}
+
+var _ server.HistoryLoss = (*Engine)(nil)
+
+// Lost implements server.HistoryLoss: the scripts record the newest entry
+// they drop from a channel's history (see lost_entry in scripts.go).
+func (e *Engine) Lost(ctx context.Context, channel string) (uint64, time.Time, error) {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	v, err := e.client.Do(cctx, e.client.B().Hget().Key(e.p+"hl").Field(channel).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return 0, time.Time{}, nil
+	}
+	if err != nil {
+		return 0, time.Time{}, fail(err)
+	}
+	seqText, us, _ := strings.Cut(v, ":")
+	seq, _ := strconv.ParseUint(seqText, 10, 64)
+	t, _ := strconv.ParseInt(us, 10, 64)
+	return seq, time.UnixMicro(t), nil
 }

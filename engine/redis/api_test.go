@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -176,5 +177,50 @@ func TestAPIAcrossProcesses(t *testing.T) {
 	}
 	if out := apiPost(t, baseA, "disconnect", `{"user":"u2"}`); out["clients"].(float64) != 1 {
 		t.Errorf("disconnect u2 through A: %v", out)
+	}
+}
+
+// TestGapAcrossProcesses: a Stardust poll on one process resuming before
+// what history keeps gets the gap notice, whichever process published.
+func TestGapAcrossProcesses(t *testing.T) {
+	srv := redistest.Start(t)
+	log, _ := test.NewNullLogger()
+	var bases []string
+	var hubs []*server.Hub
+	for range 2 {
+		s := server.New(server.Options{PollTimeout: 2 * time.Second,
+			Hub: server.HubOptions{Engine: open(t, srv.URL, "gap:", server.Limits{HistorySize: 2}), HistorySize: 2}}, logrus.NewEntry(log))
+		ts := httptest.NewServer(s)
+		t.Cleanup(func() { s.Close(); ts.Close() })
+		bases, hubs = append(bases, ts.URL), append(hubs, s.Hub())
+	}
+	var sent []*server.Message
+	for i := range 3 {
+		// Data with a "t" of its own: the recorded time is the message's.
+		m := &server.Message{Channel: "/stardust/g", Data: json.RawMessage(`{"t":1,"n":` + string(rune('0'+i)) + `}`)}
+		if _, err := hubs[0].Publish(m); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, m)
+		time.Sleep(2 * time.Millisecond)
+	}
+	ts6 := func(m *server.Message) string { return strconv.FormatFloat(float64(m.Time.UnixMicro())/1e6, 'f', 6, 64) }
+	get := func(u string) string {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(b))
+	}
+	body := get(bases[1] + "/comet/channel/g/stream/p1?since=" + ts6(sent[0]))
+	if strings.Contains(body, "stardust.gap") || !strings.Contains(body, `"n":1`) {
+		t.Errorf("since the lost message: %s", body)
+	}
+	before := strconv.FormatFloat(float64(sent[0].Time.UnixMicro())/1e6-0.001, 'f', 6, 64)
+	body = get(bases[1] + "/comet/channel/g/stream/p2?since=" + before)
+	if want := `[{"type":"stardust.gap","since":` + before + `,"oldest":` + ts6(sent[1]) + `}`; !strings.HasPrefix(body, want) {
+		t.Errorf("since before the lost message: %s, want it to start with %s", body, want)
 	}
 }
