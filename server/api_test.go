@@ -363,3 +363,24 @@ func FuzzDecodeAPIRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestAPIDisconnectWebSocket: a connect held over a WebSocket is answered
+// 402 with reconnect none too.
+func TestAPIDisconnectWebSocket(t *testing.T) {
+	b := newBX(t, BayeuxOptions{WebSocket: true}, func(o *Options) { o.APIKey = testAPIKey })
+	ws, id := b.heldOverWS()
+	if err := clientOf(b.s.hub, id).SetAttr(AttrUser, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	if status, out := apiCall(t, b.ts.URL, "disconnect", testAPIKey, `{"user":"u1"}`); status != 200 || out["clients"].(float64) != 1 {
+		t.Fatalf("disconnect: %d %v", status, out)
+	}
+	r := ws.read()
+	if len(r) != 1 || r[0]["channel"] != "/meta/connect" {
+		t.Fatalf("over the socket: %v", r)
+	}
+	wantError(t, r[0], "402:")
+	if adv, _ := r[0]["advice"].(map[string]any); adv["reconnect"] != "none" {
+		t.Errorf("advice: %v", r[0])
+	}
+}
