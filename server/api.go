@@ -364,11 +364,13 @@ func (s *Server) apiChannels(_ *http.Request, req *apiRequest) (any, error) {
 // apiInfoBody is the answer of info: this process's uptime and counts. The
 // clients, channels and subscriptions are the engine's (with the Redis
 // engine: of every process); polls, published and delivered this
-// process's. Other processes are not listed: no engine keeps a roll of them.
+// process's. Processes counts those sharing the engine (1 with the memory
+// engine); they are not listed one by one.
 type apiInfoBody struct {
 	Version       string         `json:"version"`
 	Uptime        float64        `json:"uptime"`
 	Shared        bool           `json:"shared_engine"`
+	Processes     int            `json:"processes"`
 	Clients       int            `json:"clients"`
 	ClientsByKind map[string]int `json:"clients_by_kind"`
 	Channels      int            `json:"channels"`
@@ -384,7 +386,13 @@ func (s *Server) apiInfo(_ *http.Request, _ *apiRequest) (any, error) {
 		return nil, err
 	}
 	_, memory := s.hub.engine.(*MemoryEngine)
-	return apiInfoBody{Version: s.opts.Version, Uptime: math.Round(time.Since(s.started).Seconds()*1000) / 1000,
+	procs := 1
+	if pc, ok := s.hub.engine.(ProcessCounter); ok {
+		if procs, err = pc.Processes(context.Background()); err != nil {
+			return nil, s.hub.failed(err)
+		}
+	}
+	return apiInfoBody{Processes: procs, Version: s.opts.Version, Uptime: math.Round(time.Since(s.started).Seconds()*1000) / 1000,
 		Shared: !memory, Clients: st.Clients, ClientsByKind: st.ClientsByKind, Channels: st.Channels,
 		Subscriptions: st.Subscriptions, PollsHeld: st.Polling, Published: st.Published, Delivered: st.Delivered}, nil
 }

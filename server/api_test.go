@@ -214,7 +214,7 @@ func TestAPIChannelsInfo(t *testing.T) {
 		t.Errorf("channels /other/*: %v", out)
 	}
 	status, out := apiCall(t, base, "info", testAPIKey, `{}`)
-	if status != 200 || out["clients"].(float64) != 2 || out["published"].(float64) != 1 || out["shared_engine"] != false ||
+	if status != 200 || out["clients"].(float64) != 2 || out["published"].(float64) != 1 || out["shared_engine"] != false || out["processes"] != float64(1) ||
 		out["version"] != "dev" {
 		t.Errorf("info: %d %v", status, out)
 	}

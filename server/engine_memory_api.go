@@ -35,6 +35,13 @@ type DisconnectMarker interface {
 	Disconnected(ctx context.Context, id string) (bool, error)
 }
 
+// ProcessCounter is an optional capability of a shared Engine: how many
+// processes share it now, for the server API's info.
+type ProcessCounter interface {
+	// Processes returns the number of live processes using the engine.
+	Processes(ctx context.Context) (int, error)
+}
+
 var (
 	_ UserIndex      = (*MemoryEngine)(nil)
 	_ HistoryRemover = (*MemoryEngine)(nil)

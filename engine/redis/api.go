@@ -137,3 +137,14 @@ func (e *Engine) Lost(ctx context.Context, channel string) (uint64, time.Time, e
 	t, _ := strconv.ParseInt(us, 10, 64)
 	return seq, time.UnixMicro(t), nil
 }
+
+var _ server.ProcessCounter = (*Engine)(nil)
+
+// Processes implements server.ProcessCounter: the nodes whose heartbeat
+// (each process's sweep) has not run out.
+func (e *Engine) Processes(ctx context.Context) (int, error) {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	n, err := e.client.Do(cctx, e.client.B().Zcount().Key(e.p+"nodes").Min(nowMS()).Max("+inf").Build()).AsInt64()
+	return int(n), fail(err)
+}

@@ -143,6 +143,18 @@ func TestAPIAcrossProcesses(t *testing.T) {
 		t.Errorf("second history_remove: %v", out)
 	}
 
+	// Each process counts once it has swept (every second).
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out := apiPost(t, baseA, "info", `{}`)
+		if out["processes"] == float64(2) && out["shared_engine"] == true {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("info: %v", out)
+			break
+		}
+	}
+
 	start := time.Now()
 	if out := apiPost(t, baseA, "disconnect", `{"user":"u1"}`); out["clients"].(float64) != 2 {
 		t.Fatalf("disconnect: %v", out)
@@ -204,7 +216,9 @@ func TestGapAcrossProcesses(t *testing.T) {
 		sent = append(sent, m)
 		time.Sleep(2 * time.Millisecond)
 	}
-	ts6 := func(m *server.Message) string { return strconv.FormatFloat(float64(m.Time.UnixMicro())/1e6, 'f', 6, 64) }
+	ts6 := func(m *server.Message) string {
+		return strconv.FormatFloat(float64(m.Time.UnixMicro())/1e6, 'f', 6, 64)
+	}
 	get := func(u string) string {
 		resp, err := http.Get(u)
 		if err != nil {
