@@ -317,6 +317,7 @@ func (s *Server) apiHistoryRemove(_ *http.Request, req *apiRequest) (any, error)
 type apiChannelInfo struct {
 	Channel     string `json:"channel"`
 	Subscribers int    `json:"subscribers"`
+	Users       *int   `json:"users,omitempty"` // distinct users; absent when the engine cannot say
 }
 
 func (s *Server) apiChannels(_ *http.Request, req *apiRequest) (any, error) {
@@ -356,7 +357,15 @@ func (s *Server) apiChannels(_ *http.Request, req *apiRequest) (any, error) {
 		for _, k := range aud {
 			n += k
 		}
-		out.Channels = append(out.Channels, apiChannelInfo{Channel: name, Subscribers: n})
+		info := apiChannelInfo{Channel: name, Subscribers: n}
+		if au, ok := s.hub.engine.(AudienceUsers); ok {
+			users, err := au.AudienceUsers(context.Background(), name)
+			if err != nil {
+				return nil, s.hub.failed(err)
+			}
+			info.Users = &users
+		}
+		out.Channels = append(out.Channels, info)
 	}
 	return out, nil
 }

@@ -199,6 +199,11 @@ func TestAPIChannelsInfo(t *testing.T) {
 		if err := local.Subscribe("/stardust/a"); err != nil {
 			t.Fatal(err)
 		}
+		if id == "l1" { // one of the two has a user
+			if err := clientOf(s.hub, id).SetAttr(AttrUser, "u1"); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	apiCall(t, base, "publish", testAPIKey, `{"channel":"/other/b","data":{}}`)
 	_, out := apiCall(t, base, "channels", testAPIKey, ``)
@@ -206,7 +211,7 @@ func TestAPIChannelsInfo(t *testing.T) {
 	if len(chans) != 2 {
 		t.Fatalf("channels: %v", out)
 	}
-	if c := chans[1].(map[string]any); c["channel"] != "/stardust/a" || c["subscribers"].(float64) != 2 {
+	if c := chans[1].(map[string]any); c["channel"] != "/stardust/a" || c["subscribers"].(float64) != 2 || c["users"] != float64(1) {
 		t.Errorf("channels: %v", out)
 	}
 	_, out = apiCall(t, base, "channels", testAPIKey, `{"pattern":"/other/*"}`)

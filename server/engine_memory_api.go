@@ -42,6 +42,36 @@ type ProcessCounter interface {
 	Processes(ctx context.Context) (int, error)
 }
 
+// AudienceUsers is an optional capability of an Engine: how many distinct
+// users (by AttrUser) a message on the channel would reach, for the server
+// API's channels. The Redis engine keeps counts of subscribers, not who
+// they are, and has none.
+type AudienceUsers interface {
+	// AudienceUsers returns the distinct users among the sessions a message
+	// published on the channel now would reach; sessions with no user are
+	// not counted.
+	AudienceUsers(ctx context.Context, channel string) (int, error)
+}
+
+var _ AudienceUsers = (*MemoryEngine)(nil)
+
+// AudienceUsers implements AudienceUsers.
+func (e *MemoryEngine) AudienceUsers(_ context.Context, channel string) (int, error) {
+	segs, err := ParseChannel(channel, false)
+	if err != nil {
+		return 0, err
+	}
+	users := map[string]struct{}{}
+	for _, ms := range e.subs.match(segs, nil) {
+		ms.mu.Lock()
+		if u := ms.s.Attrs[AttrUser]; u != "" {
+			users[u] = struct{}{}
+		}
+		ms.mu.Unlock()
+	}
+	return len(users), nil
+}
+
 var (
 	_ UserIndex      = (*MemoryEngine)(nil)
 	_ HistoryRemover = (*MemoryEngine)(nil)
