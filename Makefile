@@ -59,6 +59,7 @@ fuzz:
 	    ./cmd/stardust-load:FuzzDecodeBayeux \
 	    ./server:FuzzCheckHash \
 	    ./server:FuzzUserTemplate \
+	    ./server:FuzzDecodeAPIRequest \
 	    ./auth:FuzzVerifyToken \
 	    ./auth:FuzzParseJWKS \
 	    ./auth:FuzzConnectAnswer \

@@ -53,6 +53,7 @@ type Config struct {
 	Engine  Engine  `toml:"engine"`
 	Log     Log     `toml:"log"`
 	Metrics Metrics `toml:"metrics"`
+	API     API     `toml:"api"`
 	Debug   Debug   `toml:"debug"`
 }
 
@@ -212,6 +213,17 @@ type Metrics struct {
 	AllowFrom []string `toml:"allow_from"`
 }
 
+// API configures the server API (POST {base}/api/METHOD), for the site's
+// back end: publish, disconnect a user, history, channels.
+type API struct {
+	// Key is what a caller sends in X-API-Key (or Authorization: apikey
+	// KEY). "" serves no API (404).
+	Key string `toml:"key"`
+	// AllowFrom says who may call it: IPs or CIDRs ("*" anyone), the client
+	// address as the trusted proxies forward it. Others get 403.
+	AllowFrom []string `toml:"allow_from"`
+}
+
 // Default returns the built-in defaults, which are also what conf/stardust.toml says.
 func Default() Config {
 	return Config{
@@ -275,6 +287,7 @@ func Default() Config {
 			Timeout: Duration{2 * time.Second}},
 		Log:     Log{Level: "info", Format: "text"},
 		Metrics: Metrics{Enabled: true, Path: "/metrics", HealthPath: "/health", AllowFrom: []string{"127.0.0.0/8", "::1"}},
+		API:     API{AllowFrom: []string{"127.0.0.0/8", "::1"}},
 	}
 }
 
@@ -506,6 +519,10 @@ func (c *Config) Validate() error {
 		p.add("debug.pprof", "%v", err)
 	}
 	p.allowList("metrics.allow_from", c.Metrics.AllowFrom)
+	p.allowList("api.allow_from", c.API.AllowFrom)
+	if strings.ContainsAny(c.API.Key, " \t\r\n") {
+		p.add("api.key", "must not contain spaces or line breaks (it travels in an HTTP header)")
+	}
 	if c.Metrics.Enabled {
 		for key, v := range map[string]string{"metrics.path": c.Metrics.Path, "metrics.health_path": c.Metrics.HealthPath} {
 			if !pathPattern.MatchString(v) {

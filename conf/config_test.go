@@ -122,6 +122,9 @@ func TestValidate(t *testing.T) {
 		{"zero channel rate", func(c *Config) { c.Comet.AddressChannelRate = 0 }, []string{"comet.address_channel_rate"}},
 		{"zero channel burst", func(c *Config) { c.Comet.AddressChannelBurst = 0 }, []string{"comet.address_channel_burst"}},
 		{"channel burst under a request", func(c *Config) { c.Comet.AddressChannelBurst = 10 }, []string{"comet.address_channel_burst"}},
+		{"api key", func(c *Config) { c.API.Key = "0123456789abcdef0123456789abcdef" }, nil},
+		{"api key with a space", func(c *Config) { c.API.Key = "a key" }, []string{"api.key"}},
+		{"bad api allow_from", func(c *Config) { c.API.AllowFrom = []string{"backend"} }, []string{"api.allow_from"}},
 		{"bad prefix", func(c *Config) { c.Bayeux.Prefix = "stardust" }, []string{"bayeux.prefix"}},
 		{"bad service", func(c *Config) { c.Bayeux.Services = []string{"a/b"} }, []string{"bayeux.services"}},
 		{"secret without secret", func(c *Config) { c.Bayeux.Auth.Mode = "secret" }, []string{"bayeux.auth.secret"}},
@@ -303,5 +306,23 @@ func TestEngineValidation(t *testing.T) {
 				t.Errorf("got %v, want an error naming %s", err, tt.bad)
 			}
 		})
+	}
+}
+
+func TestAPIWarnings(t *testing.T) {
+	c := Default()
+	if w := strings.Join(c.Warnings(), "\n"); strings.Contains(w, "api.") {
+		t.Errorf("defaults warn about the API: %s", w)
+	}
+	c.API.Key = "short"
+	c.API.AllowFrom = []string{"*"}
+	w := strings.Join(c.Warnings(), "\n")
+	if !strings.Contains(w, "api.key: 5 characters") || !strings.Contains(w, "api.allow_from") {
+		t.Errorf("a short key open to all: %s", w)
+	}
+	c.API.Key = strings.Repeat("k", 32)
+	c.API.AllowFrom = []string{"10.0.0.5"}
+	if w := strings.Join(c.Warnings(), "\n"); strings.Contains(w, "api.") {
+		t.Errorf("a long key from one host: %s", w)
 	}
 }

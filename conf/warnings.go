@@ -42,6 +42,14 @@ func (c *Config) Warnings() []string {
 			add("metrics.allow_from", "%q lets anyone read the metrics, {base}/stats and pprof (the server's load, clients and internals): list the monitoring hosts instead", a)
 		}
 	}
+	if k := c.API.Key; k != "" && len(k) < server.APIMinKeyLength {
+		add("api.key", "%d characters: use at least %d random ones (openssl rand -hex 32), it lets its holder publish anywhere and disconnect anyone", len(k), server.APIMinKeyLength)
+	}
+	for _, a := range c.API.AllowFrom {
+		if p, err := ParsePrefix(a); c.API.Key != "" && (a == "*" || (err == nil && p.Bits() == 0)) {
+			add("api.allow_from", "%q lets anyone try api.key: list the site's back-end hosts instead", a)
+		}
+	}
 	for _, tp := range c.Server.TrustedProxies {
 		if p, err := ParsePrefix(tp); err == nil && p.Bits() == 0 {
 			add("server.trusted_proxies", "%q trusts everyone's X-Forwarded-For: any client can claim any address, past comet.allow_from and the per-address limits", tp)

@@ -184,6 +184,9 @@ func (b *Bayeux) fail(m *BayeuxMessage, err error, args ...string) *bayeuxReply 
 		b.incidents.add("bayeux_"+code, 1)
 	}
 	switch {
+	case strings.HasPrefix(r.Error, "402:") && b.hub.wasKicked(m.ClientID):
+		// The server API disconnected the session: do not come back.
+		r.Advice = &bayeuxAdvice{Reconnect: "none", Interval: 0}
 	case strings.HasPrefix(r.Error, "402:"):
 		r.Advice = &bayeuxAdvice{Reconnect: "handshake", Interval: 0}
 	case errors.Is(err, ErrEngine):
@@ -366,6 +369,11 @@ func (b *Bayeux) connectReply(h *heldConnect, why PollEnd, cursor uint64) []byte
 		r.Advice = b.multipleClientsAdvice()
 	case why == PollClosed && b.hub.Closed():
 		r.Advice = &bayeuxAdvice{Reconnect: "retry", Interval: 1000, Timeout: b.limits.pollTimeout.Milliseconds()}
+	case why == PollClosed && b.hub.wasKicked(h.client.ID()):
+		// The server API disconnected it: 402, and do not come back.
+		r.Successful = false
+		r.Error = bayeuxError(ErrUnknownClient, h.client.ID())
+		r.Advice = &bayeuxAdvice{Reconnect: "none", Interval: 0}
 	case why == PollClosed:
 		// Removed while held: the client said goodbye, so end its connect
 		// loop cleanly. (A request that went away reads no reply.)

@@ -110,8 +110,12 @@ type memChannel struct {
 	targets  []*memSession // recipients buffer, reused under mu
 
 	// Under hist.mu:
-	history    []*Message // oldest first, at most HistorySize
-	hbytes     int64      // their sizes
+	history []*Message // oldest first, at most HistorySize
+	// The newest message no longer kept, for gap notices (gap.go): its
+	// position and time only, so that a dropped history frees its bytes.
+	lostSeq    uint64
+	lostTime   time.Time
+	hbytes     int64 // their sizes
 	prev, next *memChannel
 }
 

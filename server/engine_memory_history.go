@@ -29,6 +29,7 @@ func (h *memHistory) keep(ch *memChannel, m *Message, size int, max int64) {
 	added := int64(m.size())
 	if len(ch.history) >= size {
 		added -= int64(ch.history[0].size())
+		ch.lostSeq, ch.lostTime = ch.history[0].Seq, ch.history[0].Time
 		copy(ch.history, ch.history[1:])
 		ch.history[len(ch.history)-1] = m
 	} else {
@@ -72,6 +73,9 @@ func (h *memHistory) stats() (bytes int64, trimmed uint64) {
 func (h *memHistory) drop(ch *memChannel) {
 	h.bytes -= ch.hbytes
 	ch.hbytes = 0
+	if n := len(ch.history); n > 0 {
+		ch.lostSeq, ch.lostTime = ch.history[n-1].Seq, ch.history[n-1].Time
+	}
 	clear(ch.history)
 	ch.history = nil
 	h.unlink(ch)

@@ -90,6 +90,7 @@ type Hub struct {
 	mu     sync.Mutex
 	polls  map[string]*waiter   // this process's held poll of each client
 	recent map[string]time.Time // clients whose poll ended since the last sweep, and when
+	kicked kickSet              // sessions the server API disconnected (api.go)
 
 	published atomic.Uint64
 	delivered atomic.Uint64

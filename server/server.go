@@ -50,6 +50,11 @@ type Options struct {
 
 	Version string // reported by the info URL
 
+	// APIKey, when set, serves the server API (api.go) at Base+"/api/" to
+	// the addresses of APIAllowFrom (nil: LoopbackOnly) that bring it.
+	APIKey       string
+	APIAllowFrom []netip.Prefix
+
 	// Bayeux, if not nil, serves Bayeux 1.0 at Base+"/bayeux" and Base+"/cometd".
 	Bayeux *BayeuxOptions
 	// Metrics, if not nil, serves Prometheus metrics and a health check.
@@ -110,6 +115,9 @@ func (o *Options) defaults() {
 	}
 	if o.MetricsAllowFrom == nil {
 		o.MetricsAllowFrom = LoopbackOnly
+	}
+	if o.APIAllowFrom == nil {
+		o.APIAllowFrom = LoopbackOnly
 	}
 	if o.MaxPublishes <= 0 {
 		o.MaxPublishes = maxBatch
@@ -196,6 +204,9 @@ func (s *Server) routes() {
 		r.Handle(b+"/bayeux/{rest:.*}", s.bayeux)
 		r.Handle(b+"/cometd", s.bayeux)
 		r.Handle(b+"/cometd/{rest:.*}", s.bayeux)
+	}
+	if s.opts.APIKey != "" { // without a key there is no API: 404
+		r.HandleFunc(b+"/api/{method}", s.handleAPI).Methods(http.MethodPost)
 	}
 	if s.opts.Metrics != nil {
 		s.initMetrics(r, *s.opts.Metrics)

@@ -91,6 +91,15 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the browser reconnects, with Last-Event-ID
 	}
+	if lastID > 0 || !since.IsZero() {
+		gap, err := s.sseGap(full, lastID, since) // gap.go
+		if err != nil {
+			return
+		}
+		if gap != nil {
+			fmt.Fprintf(out.w, "event: gap\ndata: %s\n\n", gap)
+		}
+	}
 	out.messages(replay, 0)
 	if err := out.send(); err != nil {
 		return
@@ -124,6 +133,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			_ = out.send()
 			return // the browser reconnects and registers the client anew
 		default:
+			if why == PollClosed && s.hub.wasKicked(c.ID()) { // the server API disconnected it
+				fmt.Fprintf(out.w, "event: disconnect\ndata: %s\n\n", disconnectJSON)
+				_ = out.send()
+			}
 			return
 		}
 		if err := out.send(); err != nil {

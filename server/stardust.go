@@ -415,14 +415,19 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 	}
 	s.rules.ensureBrowser(w.Header(), r, s.opts.Base) // so that the browser's next ids are bound
 	var replay []*Message
+	var gap []byte // gap.go
 	if !since.IsZero() {
 		if replay, err = s.replay(full, func(m *Message) bool { return m.Time.After(since) }); err != nil {
 			writeError(w, err)
 			return
 		}
+		if gap, err = s.stardustGap(full, sinceText, since); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	hold := s.opts.PollTimeout
-	if len(replay) > 0 {
+	if len(replay) > 0 || gap != nil {
 		hold = 0 // answer at once with the replay and whatever is queued
 	}
 	if known && !ident.ExpireAt.IsZero() {
@@ -440,9 +445,18 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 			// empty): say so; the next poll registers it anew.
 			writeRawJSON(w, http.StatusOK, jsonArray([][]byte{resetJSON(time.Now())}))
 			return false
+		case PollClosed:
+			if s.hub.wasKicked(c.ID()) { // the server API disconnected it
+				writeRawJSON(w, http.StatusOK, jsonArray([][]byte{disconnectJSON}))
+				return false
+			}
 		}
 		// Committed once written (holdPoll).
-		return writeRawJSON(w, http.StatusOK, s.stardustBatch(mergeBySeq(replay, b.Messages), b.Dropped)) == nil && why == PollReady
+		body := s.stardustBatch(mergeBySeq(replay, b.Messages), b.Dropped)
+		if gap != nil {
+			body = withFirst(gap, body)
+		}
+		return writeRawJSON(w, http.StatusOK, body) == nil && why == PollReady
 	})
 }
 

@@ -487,6 +487,7 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 		o.TypeExpires[typ] = d.Duration
 	}
 	o.MetricsAllowFrom = allowList(c.Metrics.AllowFrom)
+	o.APIKey, o.APIAllowFrom = c.API.Key, allowList(c.API.AllowFrom)
 	for _, tp := range c.Server.TrustedProxies {
 		if p, err := conf.ParsePrefix(tp); err == nil {
 			o.TrustedProxies = append(o.TrustedProxies, p)

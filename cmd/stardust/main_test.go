@@ -20,6 +20,7 @@ import (
 
 	"github.com/stardust-go/stardust/internal/fcgitest"
 	"github.com/stardust-go/stardust/internal/leakcheck"
+	"github.com/stardust-go/stardust/server"
 )
 
 func writeFile(t *testing.T, text string) string {
@@ -425,23 +426,37 @@ func TestPprof(t *testing.T) {
 	}
 }
 
-// TestGrowthLimitsWired: the limits on what one client can grow reach the
-// hub and the engine's Limits (which a Redis engine is given too).
-func TestGrowthLimitsWired(t *testing.T) {
-	file := writeFile(t, "[comet]\nmax_subscriptions = 3\nmax_channels = 7\nmax_history_bytes = 100000\n"+
-		"address_channel_rate = 2.5\naddress_channel_burst = 70\n")
+// optionsOf returns the server options a configuration file gives.
+func optionsOf(t *testing.T, toml string) server.Options {
+	t.Helper()
 	m, _ := newTestMain()
-	if err := m.ParseFlags([]string{"-c", file}); err != nil {
+	if err := m.ParseFlags([]string{"-c", writeFile(t, toml)}); err != nil {
 		t.Fatal(err)
 	}
 	o, err := serverOptions(&m.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return o
+}
+
+// TestGrowthLimitsWired: the limits on what one client can grow reach the
+// hub and the engine's Limits (which a Redis engine is given too).
+func TestGrowthLimitsWired(t *testing.T) {
+	o := optionsOf(t, "[comet]\nmax_subscriptions = 3\nmax_channels = 7\nmax_history_bytes = 100000\n"+
+		"address_channel_rate = 2.5\naddress_channel_burst = 70\n")
 	if o.Hub.AddressChannelRate != 2.5 || o.Hub.AddressChannelBurst != 70 {
 		t.Errorf("channel rate %g burst %d", o.Hub.AddressChannelRate, o.Hub.AddressChannelBurst)
 	}
 	if l := o.Hub.EngineLimits(); l.MaxSubscriptions != 3 || l.MaxChannels != 7 || l.MaxHistoryBytes != 100000 {
 		t.Errorf("engine limits %+v", l)
+	}
+}
+
+// TestAPIWired: [api] reaches the server's options.
+func TestAPIWired(t *testing.T) {
+	o := optionsOf(t, "[api]\nkey = \"0123456789abcdef0123456789abcdef\"\nallow_from = [\"10.0.0.0/8\"]\n")
+	if o.APIKey != "0123456789abcdef0123456789abcdef" || len(o.APIAllowFrom) != 1 || o.APIAllowFrom[0].String() != "10.0.0.0/8" {
+		t.Errorf("api options: key %q allow %v", o.APIKey, o.APIAllowFrom)
 	}
 }

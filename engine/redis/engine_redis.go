@@ -210,7 +210,7 @@ func (e *Engine) CreateSession(ctx context.Context, s server.Session) error {
 	case n == -2:
 		return fmt.Errorf("%w: %d sessions", server.ErrTooManyClients, e.opts.Limits.MaxClients)
 	}
-	return nil
+	return e.indexUser(ctx, s.ID, s.Attrs[server.AttrUser]) // api.go
 }
 
 // Session implements server.Engine.
@@ -264,6 +264,9 @@ func (e *Engine) SetAttr(ctx context.Context, id, key, value string) error {
 	n, err := e.execInt(ctx, scriptSetAttr, id, key, value)
 	if err == nil && n < 0 {
 		return unknown(id)
+	}
+	if err == nil && key == server.AttrUser {
+		err = e.indexUser(ctx, id, value) // api.go
 	}
 	return err
 }

@@ -24,6 +24,7 @@ import "github.com/redis/rueidis"
 //	P hb             zset: channel kept -> last publish (ms), oldest trimmed first: the channels MaxChannels
 //	                 counts, those with history and those made by CreateChannels (channels.go) with none yet
 //	P hs             hash: channel -> bytes of its history
+//	P hl             hash: channel -> "seq:time µs" of the newest message no longer kept (gap notices, api.go)
 //	P hbytes         bytes of all histories
 //	P ch             zset: channel in use -> last used (ms)
 //	P chl            zset (all scores 0): the same channels, listed by name a chunk at a time
@@ -64,6 +65,7 @@ end
 local function forget_channel(P, ch)
   redis.call('ZREM', P..'ch', ch)
   redis.call('ZREM', P..'chl', ch)
+  redis.call('HDEL', P..'hl', ch)
 end
 `
 
@@ -75,10 +77,20 @@ local function entry_size(f)
   for i = 1, #f, 2 do if f[i] == 's' then return tonumber(f[i+1]) end end
   return #(f[2] or '')
 end
+-- lost_entry records a history entry {id, fields} as the newest lost.
+local function lost_entry(P, ch, e)
+  local payload = ''
+  for i = 1, #e[2], 2 do if e[2][i] == 'm' then payload = e[2][i+1] end end
+  -- The wire form (cache.go) ends with its time: "t":N} or "t":N,"r":true}.
+  local t = string.match(payload, '"t":(%d+)}$') or string.match(payload, '"t":(%d+),"r":true}$') or '0'
+  redis.call('HSET', P..'hl', ch, string.match(e[1], '^(%d+)')..':'..t)
+end
 -- drop_history returns the bytes dropped: 0 for a channel made by
 -- CreateChannels that has no history yet.
 local function drop_history(P, ch)
   local b = tonumber(redis.call('HGET', P..'hs', ch) or '0')
+  local last = redis.call('XREVRANGE', P..'h:'..ch, '+', '-', 'COUNT', 1)[1]
+  if last then lost_entry(P, ch, last) end
   redis.call('UNLINK', P..'h:'..ch)
   redis.call('HDEL', P..'hs', ch)
   redis.call('ZREM', P..'hb', ch)
@@ -124,6 +136,7 @@ if hist > 0 then
   while len > hist and k < 64 do
     local first = redis.call('XRANGE', h, '-', '+', 'COUNT', 1)[1]
     redis.call('XDEL', h, first[1])
+    lost_entry(P, ch, first)
     delta = delta - entry_size(first[2])
     len, k = len - 1, k + 1
   end

@@ -1,0 +1,57 @@
+package integration
+
+import (
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestReadmeServerAPI runs the README's server API snippets as written: its
+// [api] block configures a real stardust process and its curl commands call
+// it, through the STARDUST and STARDUST_API_KEY variables they read.
+func TestReadmeServerAPI(t *testing.T) {
+	var block string
+	for _, b := range readmeBlocks(t, "toml") {
+		if strings.HasPrefix(b, "[api]") {
+			block = b
+		}
+	}
+	key := regexp.MustCompile(`key = "([^"]+)"`).FindStringSubmatch(block)
+	if key == nil {
+		t.Fatal("README.md has no [api] block with a key")
+	}
+	cfg := filepath.Join(t.TempDir(), "stardust.toml")
+	writeFile(t, cfg, block)
+	base := startStardust(t, "--config", cfg)
+	out := runScript(t, readmeShBlock(t, `curl -s -H "X-API-Key: $STARDUST_API_KEY"`), time.Minute,
+		"STARDUST="+base, "STARDUST_API_KEY="+key[1])
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], `{"position":`) ||
+		!strings.Contains(lines[1], `"data":{"text":"hello"}`) || lines[2] != `{"clients":0}` {
+		t.Errorf("the README's API calls answered:\n%s", out)
+	}
+	// The same call without the key is refused.
+	wrong := runScript(t, `curl -s -o /dev/null -w '%{http_code}' -d '{}' "$STARDUST/api/info"`, time.Minute,
+		"STARDUST="+base)
+	if wrong != "401" {
+		t.Errorf("without the key: %s, want 401", wrong)
+	}
+}
+
+// TestReadmeGapNotice runs the README's gap snippet against a server that
+// keeps 2 messages per channel and was sent 3.
+func TestReadmeGapNotice(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "stardust.toml")
+	writeFile(t, cfg, "[comet]\nhistory_size = 2\n")
+	base := startStardust(t, "--config", cfg)
+	c := newCometClient(t, strings.TrimSuffix(base, "/comet"))
+	for _, m := range []string{`{"n":0}`, `{"n":1}`, `{"n":2}`} {
+		c.publish(t, "foo", m)
+	}
+	out := runScript(t, readmeShBlock(t, "# resume from long ago"), time.Minute, "STARDUST="+base)
+	if !strings.HasPrefix(out, `[{"type":"stardust.gap","since":1,"oldest":`) || !strings.Contains(out, `"n":1`) || strings.Contains(out, `"n":0`) {
+		t.Errorf("the README's gap snippet answered: %s", out)
+	}
+}
