@@ -373,7 +373,8 @@ func checkPackageFile(t *testing.T, deb, arch string) {
 	}
 	copyright := readFile(t, filepath.Join(root, "usr/share/doc/stardust/copyright"))
 	for _, want := range []string{"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n",
-		"\nFiles: github.com/gorilla/websocket/*\n", "\nFiles: go/*\n"} {
+		"\nFiles: github.com/gorilla/websocket/*\n", "\nFiles: go/*\n",
+		"\nFiles: *\nCopyright: ", " Stardust for Go maintainers\nLicense: Apache-2.0\n"} {
 		if !strings.Contains(copyright, want) {
 			t.Errorf("copyright lacks %q", want)
 		}

@@ -65,3 +65,22 @@ func TestLicenseName(t *testing.T) {
 		t.Errorf("escapeModulePath = %q", got)
 	}
 }
+
+// TestRepositoryLicense checks that the repository's LICENSE is the one the
+// package's metadata and copyright file name, and that the README names it.
+func TestRepositoryLicense(t *testing.T) {
+	license, err := os.ReadFile("../../LICENSE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := licenseName(string(license)); got != "Apache-2.0" {
+		t.Errorf("LICENSE is %q, want Apache-2.0 (as the package's metadata says)", got)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "Apache License, Version 2.0: see\n[LICENSE](LICENSE)") {
+		t.Error("README.md does not name the license and link LICENSE")
+	}
+}
