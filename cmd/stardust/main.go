@@ -506,6 +506,11 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 		// FastCGI cannot carry a WebSocket: offering it would only make
 		// clients fail once before falling back to long-polling.
 		bo.WebSocket = bo.WebSocket && c.Server.Mode != "fcgi"
+		if c.Bayeux.PrefixRule() < 0 {
+			// No rule decides publishes to the Stardust channels: Bayeux
+			// clients get the Stardust API's address list, not more.
+			bo.MessageACL = server.ChainACL(server.PublishFromACL(c.Bayeux.Prefix, allowList(c.Comet.AllowFrom)), bo.MessageACL)
+		}
 		o.Bayeux = bo
 	}
 	if c.Server.Demo {
