@@ -354,6 +354,7 @@ func (m *Main) Run() (err error) {
 		"addr": l.Addr().String(), "mode": m.Config.Server.Mode, "base": m.Config.Server.Base,
 		"version": programVersion(),
 	}).Info("listening")
+	m.announceDemo(l.Addr())
 	return nil
 }
 
