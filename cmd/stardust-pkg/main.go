@@ -34,6 +34,10 @@ import (
 //go:embed debian/postinst debian/prerm debian/postrm
 var scripts embed.FS
 
+// configs are the configurations the package installs in /etc/stardust,
+// from conf/: the one the service runs with first.
+var configs = []string{"stardust.toml", "stardust-fcgi.toml", "stardust-redis.toml"}
+
 // Package describes the package: what goes in and where.
 type Package struct {
 	Root       string    // repository root: conf/, LICENSE and README.md
@@ -162,7 +166,12 @@ func (p *Package) contents(stage, version string) (files.Contents, error) {
 	}
 
 	add(p.Binary, "/usr/bin/stardust", 0o755, "")
-	add(filepath.Join(p.Root, "conf", "stardust.toml"), "/etc/stardust/stardust.toml", 0o644, files.TypeConfig)
+	// Every configuration the README tells its users to run with: the
+	// service's, the FastCGI and the Redis variants (postinst makes each
+	// readable by the stardust group only).
+	for _, name := range configs {
+		add(filepath.Join(p.Root, "conf", name), "/etc/stardust/"+name, 0o644, files.TypeConfig)
+	}
 
 	unit, err := os.ReadFile(filepath.Join(p.Root, "conf", "systemd", "stardust.service"))
 	if err != nil {

@@ -84,3 +84,21 @@ func TestRepositoryLicense(t *testing.T) {
 		t.Error("README.md does not name the license and link LICENSE")
 	}
 }
+
+// TestScriptsCoverConfigs: postinst makes every installed configuration
+// readable by the stardust group only, and postrm's purge forgets each
+// override, so that a configuration added to the package is not left
+// world-readable.
+func TestScriptsCoverConfigs(t *testing.T) {
+	for _, script := range []string{"postinst", "postrm"} {
+		b, err := scripts.ReadFile("debian/" + script)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range configs {
+			if !strings.Contains(string(b), "/etc/stardust/"+name+" ") && !strings.Contains(string(b), "/etc/stardust/"+name+";") {
+				t.Errorf("debian/%s does not name /etc/stardust/%s", script, name)
+			}
+		}
+	}
+}
