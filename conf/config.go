@@ -22,6 +22,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/stardust-go/stardust/auth"
+	"github.com/stardust-go/stardust/fcgi"
 	"github.com/stardust-go/stardust/server"
 )
 
@@ -326,6 +327,9 @@ func Decode(cfg *Config, text, name string) error {
 			}
 			return fmt.Errorf("%w: %s: line %d: %s", ErrInvalid, name, pe.Position.Line, pe.Message)
 		}
+		if msg, ok := typeError(err); ok {
+			return fmt.Errorf("%w: %s: %s", ErrInvalid, name, msg)
+		}
 		return fmt.Errorf("%w: %s: %v", ErrInvalid, name, err)
 	}
 	var problems []error
@@ -347,10 +351,8 @@ func (c *Config) Validate() error {
 	s := &c.Server
 	if s.Listen == "" {
 		p.add("server.listen", "must not be empty")
-	} else if !strings.HasPrefix(s.Listen, "unix:") {
-		if _, _, err := net.SplitHostPort(s.Listen); err != nil {
-			p.add("server.listen", "want host:port or unix:/path, got %q", s.Listen)
-		}
+	} else if err := fcgi.CheckAddr(s.Listen); err != nil {
+		p.add("server.listen", "%v", err) // what the start would refuse
 	}
 	if s.Mode != "http" && s.Mode != "fcgi" {
 		p.add("server.mode", "want \"http\" or \"fcgi\", got %q", s.Mode)

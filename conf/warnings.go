@@ -2,6 +2,8 @@ package conf
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -34,7 +36,7 @@ func (c *Config) Warnings() []string {
 	if anyone && c.Comet.AuthUser == "" {
 		add("comet.allow_from", "anyone may publish through the Stardust API (set comet.auth_user, or list the publishers' addresses)")
 	}
-	if c.Server.Demo && !anyone && onlyLoopback(c.Comet.AllowFrom) {
+	if c.Server.Demo && !anyone && onlyLoopback(c.Comet.AllowFrom) && !listensOnLoopback(c.Server.Listen) {
 		add("server.demo", "the demo page publishes from the browser, and comet.allow_from lets only this machine publish: add the addresses of other browsers to use it from them")
 	}
 	for _, a := range c.Metrics.AllowFrom {
@@ -71,8 +73,8 @@ func (c *Config) Warnings() []string {
 }
 
 // aclWarnings finds rules that leave a path open: rules that can never
-// decide, every one of them, and Stardust channels that Bayeux clients may
-// publish to whatever comet.allow_from says.
+// decide, every one of them, and a rule that lets any Bayeux client publish
+// to the Stardust channels whatever comet.allow_from says.
 //
 // How server.RulesACL decides: for a publish, the first rule matching the
 // channel; for a subscription, the first rule covering it, every earlier
@@ -111,18 +113,22 @@ func (c *Config) aclWarnings() []string {
 				j, i, ri.Channel, rj.Channel))
 		}
 	}
-	prefix := c.Bayeux.Prefix + "/x"
-	for _, r := range rules {
-		if patternCovers(r.Channel, prefix) || patternCovers(r.Channel, c.Bayeux.Prefix+"/**") {
-			if !slices.Contains(r.Publish, "*") {
-				return w
-			}
-			break
-		}
+	if i := c.Bayeux.PrefixRule(); i >= 0 && slices.Contains(rules[i].Publish, "*") {
+		w = append(w, fmt.Sprintf("bayeux.acl[%d]: lets any Bayeux client publish to %s/**, whatever comet.allow_from says (publish = [\"authenticated\"] would not; without a rule for them, Stardust channels take Bayeux publishes from comet.allow_from's addresses only)",
+			i, c.Bayeux.Prefix))
 	}
-	w = append(w, fmt.Sprintf("bayeux.acl: no rule restricts publishing to %s/**: any Bayeux client may publish to Stardust channels, whatever comet.allow_from says (add a rule such as channel = %q, publish = [\"authenticated\"])",
-		c.Bayeux.Prefix, c.Bayeux.Prefix+"/**"))
 	return w
+}
+
+// PrefixRule is the index of the first [[bayeux.acl]] rule that decides
+// publishes to the Stardust channels (prefix/**), -1 when none does. Without
+// one, Bayeux clients may publish to them only from comet.allow_from's
+// addresses (server.PublishFromACL), the safe default: the Stardust API's
+// list of publishers is not bypassed through Bayeux.
+func (b *Bayeux) PrefixRule() int {
+	return slices.IndexFunc(b.ACL, func(r ACL) bool {
+		return patternCovers(r.Channel, b.Prefix+"/x") || patternCovers(r.Channel, b.Prefix+"/**")
+	})
 }
 
 // patternCovers reports whether every channel matching p also matches r
@@ -145,6 +151,17 @@ func patternCovers(r, p string) bool {
 		}
 	}
 	return len(rs) == len(ps)
+}
+
+// listensOnLoopback reports whether listen (server.listen) takes only this
+// machine's connections, where other browsers cannot come from anyway.
+func listensOnLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	return host == "localhost" || err == nil && a.IsLoopback()
 }
 
 func onlyLoopback(list []string) bool {

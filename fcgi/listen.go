@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -21,7 +22,8 @@ const maxUnixPath = 107
 // directory it is in (systemd's RuntimeDirectoryMode).
 const socketMode = 0o666
 
-// Listen opens the socket the web server connects to. addr is "host:port"
+// Listen opens the socket the web server (or, in HTTP mode, the browser)
+// connects to; its errors say "listen", not FastCGI, as both modes use it. addr is "host:port"
 // (TCP; keep it on loopback, FastCGI has no authentication) or
 // "unix:/path/to.sock". For a unix socket, Listen removes a stale socket
 // file left by a crashed run (but refuses if a server still answers on it,
@@ -29,21 +31,14 @@ const socketMode = 0o666
 // listener removes the file when closed. "unix:@name" is a Linux abstract
 // socket (no file). Safe for concurrent use; the caller owns the listener.
 func Listen(addr string) (net.Listener, error) {
+	if err := CheckAddr(addr); err != nil {
+		return nil, err
+	}
 	path, ok := strings.CutPrefix(addr, "unix:")
 	if !ok {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("fcgi: listen: %w", err)
-		}
-		return l, nil
+		return net.Listen("tcp", addr) // its error names the address
 	}
-	switch {
-	case path == "":
-		return nil, fmt.Errorf("fcgi: listen %q: empty socket path", addr)
-	case len(path) > maxUnixPath:
-		return nil, fmt.Errorf("fcgi: listen %q: socket path is %d bytes, the limit is %d",
-			addr, len(path), maxUnixPath)
-	case path[0] == '@':
+	if path[0] == '@' {
 		return listenUnix(path)
 	}
 	if err := removeStale(path); err != nil {
@@ -55,19 +50,45 @@ func Listen(addr string) (net.Listener, error) {
 	}
 	if err := os.Chmod(path, socketMode); err != nil {
 		l.Close()
-		return nil, fmt.Errorf("fcgi: listen %q: %w", addr, err)
+		return nil, fmt.Errorf("listen %q: %w", addr, err)
 	}
 	return l, nil
+}
+
+// CheckAddr reports what Listen would refuse in addr before trying it, so
+// that stardust --check finds it: a TCP address without host:port or with a
+// port outside 0-65535 (a service name is looked up), an empty or too long
+// socket path. Whether the address can be had is only known by listening.
+func CheckAddr(addr string) error {
+	path, ok := strings.CutPrefix(addr, "unix:")
+	if ok {
+		switch {
+		case path == "":
+			return fmt.Errorf("listen %q: empty socket path (want unix:/path/to.sock)", addr)
+		case len(path) > maxUnixPath:
+			return fmt.Errorf("listen %q: socket path is %d bytes, the limit is %d", addr, len(path), maxUnixPath)
+		}
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen %q: want host:port or unix:/path", addr)
+	}
+	if n, err := strconv.Atoi(port); err == nil {
+		if n < 0 || n > 65535 {
+			return fmt.Errorf("listen %q: port %d is outside 0-65535", addr, n)
+		}
+	} else if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("listen %q: port %q is neither a number nor a known service", addr, port)
+	}
+	return nil
 }
 
 // listenUnix listens on a unix socket. A *net.UnixListener made by
 // net.Listen unlinks its socket file on Close.
 func listenUnix(path string) (net.Listener, error) {
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("fcgi: listen: %w", err)
-	}
-	return l, nil
+	return net.Listen("unix", path) // its error names the path
+
 }
 
 // removeStale removes the socket file at path if no server answers on it.
@@ -77,21 +98,21 @@ func removeStale(path string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("fcgi: listen: %w", err)
+		return fmt.Errorf("listen: %w", err)
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
-		return fmt.Errorf("fcgi: listen: %s exists and is not a socket", path)
+		return fmt.Errorf("listen: %s exists and is not a socket", path)
 	}
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err == nil {
 		c.Close()
-		return fmt.Errorf("fcgi: listen: %s is in use by a running server", path)
+		return fmt.Errorf("listen: %s is in use by a running server", path)
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("fcgi: listen: cannot tell whether %s is stale: %w", path, err)
+		return fmt.Errorf("listen: cannot tell whether %s is stale: %w", path, err)
 	}
 	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("fcgi: listen: removing stale socket: %w", err)
+		return fmt.Errorf("listen: removing stale socket: %w", err)
 	}
 	return nil
 }

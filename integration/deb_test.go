@@ -296,6 +296,12 @@ func checkDistFiles(t *testing.T, dist string) {
 	}
 }
 
+// etcConfigs are the configurations the package installs, sorted: every
+// one the README tells its users to run with.
+func etcConfigs() []string {
+	return []string{"/etc/stardust/stardust-fcgi.toml", "/etc/stardust/stardust-redis.toml", "/etc/stardust/stardust.toml"}
+}
+
 // siteFiles are the web server files in conf/, as "nginx/static.conf".
 func siteFiles(t *testing.T) []string {
 	t.Helper()
@@ -325,8 +331,10 @@ func checkPackageFile(t *testing.T, deb, arch string) {
 	if fields["Package"] != "stardust" || fields["Version"] != debVersion || fields["Architecture"] != arch || fields["Depends"] != "adduser" {
 		t.Errorf("control fields %v, want stardust %s %s depending on adduser", fields, debVersion, arch)
 	}
-	if got := run(t, "dpkg-deb", "-I", deb, "conffiles"); got != "/etc/stardust/stardust.toml\n" {
-		t.Errorf("conffiles %q, want /etc/stardust/stardust.toml alone", got)
+	conffiles := strings.Fields(run(t, "dpkg-deb", "-I", deb, "conffiles"))
+	slices.Sort(conffiles)
+	if want := etcConfigs(); !slices.Equal(conffiles, want) {
+		t.Errorf("conffiles %q, want %q", conffiles, want)
 	}
 
 	files := map[string]string{} // path -> mode and owner
@@ -340,6 +348,8 @@ func checkPackageFile(t *testing.T, deb, arch string) {
 	want := map[string]string{
 		"/usr/bin/stardust":                     program,
 		"/etc/stardust/stardust.toml":           file,
+		"/etc/stardust/stardust-fcgi.toml":      file,
+		"/etc/stardust/stardust-redis.toml":     file,
 		"/lib/systemd/system/stardust.service":  file,
 		"/usr/share/man/man1/stardust.1.gz":     file,
 		"/usr/share/doc/stardust/README.md.gz":  file,
@@ -373,7 +383,8 @@ func checkPackageFile(t *testing.T, deb, arch string) {
 	}
 	copyright := readFile(t, filepath.Join(root, "usr/share/doc/stardust/copyright"))
 	for _, want := range []string{"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n",
-		"\nFiles: github.com/gorilla/websocket/*\n", "\nFiles: go/*\n"} {
+		"\nFiles: github.com/gorilla/websocket/*\n", "\nFiles: go/*\n",
+		"\nFiles: *\nCopyright: ", " Stardust for Go maintainers\nLicense: Apache-2.0\n"} {
 		if !strings.Contains(copyright, want) {
 			t.Errorf("copyright lacks %q", want)
 		}
@@ -432,11 +443,13 @@ func checkInstalled(t *testing.T) {
 		t.Errorf("stardust --version printed %q, want stardust %s", out, releaseVersion)
 	}
 	conffiles := run(t, "dpkg-query", "-W", "-f", "${Conffiles}", "stardust")
-	if !strings.Contains(conffiles, "/etc/stardust/stardust.toml ") {
-		t.Errorf("dpkg does not list /etc/stardust/stardust.toml as a conffile: %q", conffiles)
-	}
-	if readFile(t, "/etc/stardust/stardust.toml") != readFile(t, filepath.Join(repoRoot(t), "conf", "stardust.toml")) {
-		t.Error("/etc/stardust/stardust.toml differs from conf/stardust.toml")
+	for _, config := range etcConfigs() {
+		if !strings.Contains(conffiles, config+" ") {
+			t.Errorf("dpkg does not list %s as a conffile: %q", config, conffiles)
+		}
+		if readFile(t, config) != readFile(t, filepath.Join(repoRoot(t), "conf", filepath.Base(config))) {
+			t.Errorf("%s differs from conf/%s", config, filepath.Base(config))
+		}
 	}
 
 	u, err := osuser.Lookup("stardust")
@@ -451,12 +464,14 @@ func checkInstalled(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the package made no stardust group: %v", err)
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat("/etc/stardust/stardust.toml", &st); err != nil {
-		t.Fatal(err)
-	}
-	if gid, _ := strconv.Atoi(g.Gid); st.Uid != 0 || int(st.Gid) != gid || st.Mode&0o777 != 0o640 {
-		t.Errorf("/etc/stardust/stardust.toml is %d:%d %o, want root:stardust 640", st.Uid, st.Gid, st.Mode&0o777)
+	for _, config := range etcConfigs() {
+		var st syscall.Stat_t
+		if err := syscall.Stat(config, &st); err != nil {
+			t.Fatal(err)
+		}
+		if gid, _ := strconv.Atoi(g.Gid); st.Uid != 0 || int(st.Gid) != gid || st.Mode&0o777 != 0o640 {
+			t.Errorf("%s is %d:%d %o, want root:stardust 640", config, st.Uid, st.Gid, st.Mode&0o777)
+		}
 	}
 
 	link, err := os.Readlink("/etc/systemd/system/multi-user.target.wants/stardust.service")

@@ -94,3 +94,31 @@ func TestRedactPath(t *testing.T) {
 		}
 	}
 }
+
+// TestFaviconIsNotAnIncident: a browser opening the demo or the API asks
+// for /favicon.ico, at the root and under the base; that is answered 204
+// and counted nowhere, where it was an http_404 in every incidents summary
+// of a first run.
+func TestFaviconIsNotAnIncident(t *testing.T) {
+	s, ts := testServer(t, Options{})
+	for _, p := range []string{"/favicon.ico", "/comet/favicon.ico"} {
+		resp, err := http.Get(ts.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Errorf("GET %s: %s, want 204 No Content", p, resp.Status)
+		}
+	}
+	resp, err := http.Get(ts.URL + "/comet/nothing.ico")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	s.incidents.mu.Lock()
+	defer s.incidents.mu.Unlock()
+	if n := s.incidents.totals["http_404"]; n != 1 {
+		t.Errorf("http_404 incidents: %d, want 1 (the other path only)", n)
+	}
+}

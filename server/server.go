@@ -346,6 +346,14 @@ func (rr requestRules) corsAllowed(origin string) bool {
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		(r.URL.Path == "/favicon.ico" || r.URL.Path == s.opts.Base+"/favicon.ico") {
+		// Every browser asks for it: not worth a 404 in the incidents
+		// summary. No content, kept for a day so that it asks less often.
+		w.Header().Set("Cache-Control", "max-age=86400")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	writeError(w, fmt.Errorf("%w: no such URL: %s", ErrNotFound, cutLogValue(r.URL.Path)))
 }
 

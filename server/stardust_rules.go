@@ -103,6 +103,9 @@ func (s *Server) mayPublish(r *http.Request, channels []string) error {
 	}
 	c := s.stardustCaller(r)
 	if s.opts.PublishUser != "" && c.Attr(AttrAuthenticated) != "true" {
+		if _, _, given := r.BasicAuth(); given {
+			return errAuthWrong
+		}
 		return errAuthRequired
 	}
 	acl := s.messageACL()
@@ -117,12 +120,15 @@ func (s *Server) mayPublish(r *http.Request, channels []string) error {
 	return nil
 }
 
-var errAuthRequired = fmt.Errorf("%w: publishing needs HTTP basic auth (comet.auth_user)", ErrForbidden)
+var (
+	errAuthRequired = fmt.Errorf("%w: publishing needs HTTP basic auth (comet.auth_user)", ErrForbidden)
+	errAuthWrong    = fmt.Errorf("%w: wrong user name or password for publishing (comet.auth_user, comet.auth_pass)", ErrForbidden)
+)
 
 // writeDenied answers a refused Stardust request: 401 with a challenge when
 // credentials are missing or wrong, else 403.
 func writeDenied(w http.ResponseWriter, err error) {
-	if err == errAuthRequired {
+	if err == errAuthRequired || err == errAuthWrong {
 		w.Header().Set("WWW-Authenticate", `Basic realm="stardust", charset="UTF-8"`)
 		writeJSON(w, http.StatusUnauthorized, errorBody{Error: err.Error(), Status: http.StatusUnauthorized})
 		return

@@ -70,13 +70,17 @@ func TestStardustPublishBasicAuth(t *testing.T) {
 	hash, _ := HashPassword("s3cret")
 	_, ts := testServer(t, Options{PublishUser: "pub", PublishPassHash: hash})
 	m := "m=" + url.QueryEscape(`{"a":1}`)
+	// The error says what is wrong: no credentials, or wrong ones (a wrong
+	// password once read "publishing needs HTTP basic auth").
 	for _, tc := range []struct {
 		user, pass string
 		want       int
-	}{{"", "", 401}, {"pub", "wrong", 401}, {"other", "s3cret", 401}, {"pub", "s3cret", 200}} {
+		says       string
+	}{{"", "", 401, "needs HTTP basic auth"}, {"pub", "wrong", 401, "wrong user name or password"},
+		{"other", "s3cret", 401, "wrong user name or password"}, {"pub", "s3cret", 200, ""}} {
 		code, body := do(t, "POST", ts.URL+"/comet/channel/foo", m, "", tc.user, tc.pass)
-		if code != tc.want {
-			t.Errorf("%s/%s: %d %s, want %d", tc.user, tc.pass, code, body, tc.want)
+		if code != tc.want || !strings.Contains(body, tc.says) {
+			t.Errorf("%s/%s: %d %s, want %d saying %q", tc.user, tc.pass, code, body, tc.want, tc.says)
 		}
 	}
 }

@@ -15,7 +15,14 @@ import (
 // readable format: Stardust itself, then each Go module compiled into the
 // binary (read from the binary's build information, so the list cannot
 // drift from what is linked), with its license text from the module cache.
-func copyrightFile(binary, modCache, goRoot string, date time.Time) (string, error) {
+// license is the text of the repository's LICENSE file: its name (told by
+// its wording, so the two cannot disagree) is Stardust's License field.
+func copyrightFile(binary, modCache, goRoot, license string, date time.Time) (string, error) {
+	own := licenseName(license)
+	long, ok := commonLicenses[own]
+	if !ok {
+		return "", fmt.Errorf("LICENSE is %q, want one of /usr/share/common-licenses (Apache-2.0)", own)
+	}
 	bi, err := buildinfo.ReadFile(binary)
 	if err != nil {
 		return "", fmt.Errorf("build information of %s: %w", binary, err)
@@ -29,9 +36,10 @@ Comment: The stardust binary is statically linked: it contains the Go standard
 
 Files: *
 Copyright: %d Stardust for Go maintainers
-License: unspecified
- The Stardust for Go repository does not state a license yet.
-`, date.Year())
+License: %s
+ On Debian systems the full text of %s is in
+ /usr/share/common-licenses/%s.
+`, date.Year(), own, long, own)
 
 	goLicense, err := os.ReadFile(filepath.Join(goRoot, "LICENSE"))
 	if err != nil {

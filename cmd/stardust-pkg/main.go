@@ -34,9 +34,13 @@ import (
 //go:embed debian/postinst debian/prerm debian/postrm
 var scripts embed.FS
 
+// configs are the configurations the package installs in /etc/stardust,
+// from conf/: the one the service runs with first.
+var configs = []string{"stardust.toml", "stardust-fcgi.toml", "stardust-redis.toml"}
+
 // Package describes the package: what goes in and where.
 type Package struct {
-	Root       string    // repository root: conf/ and README.md
+	Root       string    // repository root: conf/, LICENSE and README.md
 	Binary     string    // the stardust binary for Arch
 	Man        string    // stardust(1) in roff, from `stardust --man`
 	Arch       string    // Debian (and Go) architecture: amd64, arm64
@@ -109,6 +113,7 @@ func (p *Package) Build(dir string) (string, error) {
 		Priority:      "optional",
 		Maintainer:    p.Maintainer,
 		Homepage:      "https://github.com/stardust-go/stardust",
+		License:       "Apache-2.0", // the repository's LICENSE; copyrightFile checks its wording
 		Description: "COMET server: long polling, Server-Sent Events and Bayeux\n" +
 			"Stardust serves channels of JSON messages to web pages and programs:\n" +
 			"the Stardust API (publish with a POST, receive by long polling or\n" +
@@ -161,7 +166,12 @@ func (p *Package) contents(stage, version string) (files.Contents, error) {
 	}
 
 	add(p.Binary, "/usr/bin/stardust", 0o755, "")
-	add(filepath.Join(p.Root, "conf", "stardust.toml"), "/etc/stardust/stardust.toml", 0o644, files.TypeConfig)
+	// Every configuration the README tells its users to run with: the
+	// service's, the FastCGI and the Redis variants (postinst makes each
+	// readable by the stardust group only).
+	for _, name := range configs {
+		add(filepath.Join(p.Root, "conf", name), "/etc/stardust/"+name, 0o644, files.TypeConfig)
+	}
 
 	unit, err := os.ReadFile(filepath.Join(p.Root, "conf", "systemd", "stardust.service"))
 	if err != nil {
@@ -210,7 +220,11 @@ func (p *Package) contents(stage, version string) (files.Contents, error) {
 		"/usr/share/doc/stardust/changelog.gz", 0o644, "")
 	add(write("lintian-overrides", []byte(lintianOverrides)), "/usr/share/lintian/overrides/stardust", 0o644, "")
 
-	copyright, err := copyrightFile(p.Binary, p.ModCache, p.GoRoot, p.Date)
+	license, err := os.ReadFile(filepath.Join(p.Root, "LICENSE"))
+	if err != nil {
+		return nil, err
+	}
+	copyright, err := copyrightFile(p.Binary, p.ModCache, p.GoRoot, string(license), p.Date)
 	if err != nil {
 		return nil, err
 	}

@@ -65,3 +65,40 @@ func TestLicenseName(t *testing.T) {
 		t.Errorf("escapeModulePath = %q", got)
 	}
 }
+
+// TestRepositoryLicense checks that the repository's LICENSE is the one the
+// package's metadata and copyright file name, and that the README names it.
+func TestRepositoryLicense(t *testing.T) {
+	license, err := os.ReadFile("../../LICENSE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := licenseName(string(license)); got != "Apache-2.0" {
+		t.Errorf("LICENSE is %q, want Apache-2.0 (as the package's metadata says)", got)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "Apache License, Version 2.0: see\n[LICENSE](LICENSE)") {
+		t.Error("README.md does not name the license and link LICENSE")
+	}
+}
+
+// TestScriptsCoverConfigs: postinst makes every installed configuration
+// readable by the stardust group only, and postrm's purge forgets each
+// override, so that a configuration added to the package is not left
+// world-readable.
+func TestScriptsCoverConfigs(t *testing.T) {
+	for _, script := range []string{"postinst", "postrm"} {
+		b, err := scripts.ReadFile("debian/" + script)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range configs {
+			if !strings.Contains(string(b), "/etc/stardust/"+name+" ") && !strings.Contains(string(b), "/etc/stardust/"+name+";") {
+				t.Errorf("debian/%s does not name /etc/stardust/%s", script, name)
+			}
+		}
+	}
+}

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"net"
+	"strconv"
+
 	"github.com/stardust-go/stardust/examples/autobot"
 	"github.com/stardust-go/stardust/server"
 )
@@ -28,4 +32,20 @@ func startDemo(on bool, s *server.Server) (*autobot.Bot, error) {
 		return nil, nil
 	}
 	return autobot.Start(s.Hub(), demoChannel)
+}
+
+// announceDemo prints where the demo pages are, so that `make run` (and
+// --demo) says which URL to open; nothing in FastCGI mode or on a Unix
+// socket, where the web server in front decides the URL.
+func (m *Main) announceDemo(addr net.Addr) {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !m.Config.Server.Demo || m.Config.Server.Mode == "fcgi" || !ok {
+		return
+	}
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
+		host = "127.0.0.1" // listening everywhere: this machine is one of them
+	}
+	fmt.Fprintf(m.Stderr, "stardust: demo pages at http://%s%s/demo/\n",
+		net.JoinHostPort(host, strconv.Itoa(tcp.Port)), m.Config.Server.Base)
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +19,10 @@ func TestDemo(t *testing.T) {
 	before := runtime.NumGoroutine()
 	m := startMain(t, "--demo", "--timeout", "2s")
 	base := "http://" + m.Addr().String() + "/comet"
+	// What `make run` shows: the URL to open.
+	if out, want := fmt.Sprint(m.Stderr), "stardust: demo pages at "+base+"/demo/\n"; !strings.Contains(out, want) {
+		t.Errorf("--demo printed %q, want the line %q", out, want)
+	}
 	for _, page := range []string{"", "chat.html", "live.html", "status.html", "style.css"} {
 		resp, err := http.Get(base + "/demo/" + page)
 		if err != nil {

@@ -99,6 +99,7 @@ type Main struct {
 	demoBot  *autobot.Bot // the demo chat's reply bot (demo.go)
 	auth     *auth.Auth   // [auth]: tokens and the app's callbacks; nil when off
 	failed   chan error
+	flagsSet []string // the flags that changed the configuration, as given (configName)
 
 	accessLog     *server.AccessLog // log.requests; see debug.go
 	accessLogFile *os.File
@@ -111,11 +112,17 @@ func NewMain() *Main {
 	return &Main{Config: conf.Default(), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, failed: make(chan error, 1)}
 }
 
+// configName names what was checked: the file (or the defaults), and the
+// flags that changed it, so that --check -p 99999 does not blame "(defaults)".
 func (m *Main) configName() string {
-	if m.ConfigPath == "" {
-		return "(defaults)"
+	name := m.ConfigPath
+	if name == "" {
+		name = "(defaults)"
 	}
-	return m.ConfigPath
+	if len(m.flagsSet) > 0 {
+		name += " with " + strings.Join(m.flagsSet, " ")
+	}
+	return name
 }
 
 // ParseFlags reads the command line: defaults, then the config file, then the
@@ -181,7 +188,16 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	c := &m.Config
 	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fs.Visit(func(f *flag.Flag) {
+		set[f.Name] = true
+		if f.Name != "config" && f.Name != "c" && f.Name != "check" {
+			given := "-" + map[bool]string{true: "-"}[len(f.Name) > 1] + f.Name
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+				given += " " + f.Value.String()
+			}
+			m.flagsSet = append(m.flagsSet, given)
+		}
+	})
 	if listen != "" {
 		c.Server.Listen = listen
 	}
@@ -199,11 +215,11 @@ func (m *Main) ParseFlags(args []string) error {
 		}
 	}
 	if timeout != "" {
-		d, err := parseSeconds(timeout)
-		if err != nil {
-			problems = append(problems, fmt.Errorf("--timeout: %w", err))
+		if d, err := parseSeconds(timeout); err != nil {
+			problems = append(problems, fmt.Errorf("--timeout: %w", err)) // and nothing set: one error
+		} else {
+			c.Comet.PollTimeout.Duration = d
 		}
-		c.Comet.PollTimeout.Duration = d
 	}
 	if set["fcgi"] {
 		c.Server.Mode = map[bool]string{true: "fcgi", false: "http"}[fcgiMode]
@@ -306,7 +322,7 @@ func (m *Main) Run() (err error) {
 	if err != nil {
 		m.server.Close()
 		_ = m.closeAccessLog()
-		return fmt.Errorf("listen: %w", err)
+		return fmt.Errorf("server.listen: %w", err)
 	}
 	for _, w := range m.Config.Warnings() {
 		m.log.Warn(w)
@@ -354,6 +370,7 @@ func (m *Main) Run() (err error) {
 		"addr": l.Addr().String(), "mode": m.Config.Server.Mode, "base": m.Config.Server.Base,
 		"version": programVersion(),
 	}).Info("listening")
+	m.announceDemo(l.Addr())
 	return nil
 }
 
@@ -507,6 +524,11 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 		// FastCGI cannot carry a WebSocket: offering it would only make
 		// clients fail once before falling back to long-polling.
 		bo.WebSocket = bo.WebSocket && c.Server.Mode != "fcgi"
+		if c.Bayeux.PrefixRule() < 0 {
+			// No rule decides publishes to the Stardust channels: Bayeux
+			// clients get the Stardust API's address list, not more.
+			bo.MessageACL = server.ChainACL(server.PublishFromACL(c.Bayeux.Prefix, allowList(c.Comet.AllowFrom)), bo.MessageACL)
+		}
 		o.Bayeux = bo
 	}
 	if c.Server.Demo {

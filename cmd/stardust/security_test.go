@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stardust-go/stardust/internal/bayeuxtest"
 	"github.com/stardust-go/stardust/server"
 )
 
@@ -20,6 +21,7 @@ import (
 func TestCheckWarnings(t *testing.T) {
 	file := writeFile(t, `[server]
 demo = true
+listen = "0.0.0.0:5742"
 [comet]
 allow_from = ["127.0.0.1"]
 [bayeux.auth]
@@ -43,7 +45,6 @@ publish = ["authenticated"]
 		`bayeux.auth.users: "old" has an unsalted sha256 hash`,
 		"server.demo: the demo page publishes from the browser",
 		"bayeux.acl[1]: publishes to /chat/private/** are decided by bayeux.acl[0] (/chat/**)",
-		"bayeux.acl: no rule restricts publishing to /stardust/**",
 	} {
 		if !strings.Contains(warnings, want) {
 			t.Errorf("warnings lack %q:\n%s", want, warnings)
@@ -62,6 +63,22 @@ publish = ["authenticated"]
 	}
 	if w := m.Config.Warnings(); len(w) != 0 {
 		t.Errorf("a closed configuration warns: %v", w)
+	}
+	// The Stardust channels are closed to Bayeux publishers by default
+	// (comet.allow_from's addresses only); a rule opening them warns. So
+	// does the demo off loopback, but not on it.
+	for text, want := range map[string]string{
+		"[[bayeux.acl]]\nchannel = \"/stardust/*\"\nsubscribe = [\"*\"]\npublish = [\"*\"]\n": "bayeux.acl[0]: lets any Bayeux client publish to /stardust/**",
+		"[server]\ndemo = true\nlisten = \"127.0.0.1:5742\"\n":                                "",
+		"": "",
+	} {
+		m, _ = newTestMain()
+		if err := m.ParseFlags([]string{"-c", writeFile(t, text)}); err != nil {
+			t.Fatal(err)
+		}
+		if w := strings.Join(m.Config.Warnings(), "\n"); want == "" && w != "" || !strings.Contains(w, want) {
+			t.Errorf("%q warns %q, want %q", text, w, want)
+		}
 	}
 	anyone := writeFile(t, "[comet]\nallow_from = [\"*\"]\n[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n[metrics]\nallow_from = [\"*\"]\n")
 	m, _ = newTestMain()
@@ -285,5 +302,33 @@ publish = ["authenticated"]
 	}
 	if len(warnings) != 5 {
 		t.Errorf("%d warnings, want 5:\n%s", len(warnings), all)
+	}
+}
+
+// TestBayeuxPublishToStardustChannels: without a rule for them, Bayeux
+// clients publish to the Stardust channels from comet.allow_from's
+// addresses only (before, from anywhere: --check warned of it instead);
+// a rule for /stardust/** decides instead.
+func TestBayeuxPublishToStardustChannels(t *testing.T) {
+	for _, c := range []struct {
+		text     string
+		stardust bool // a loopback Bayeux client may publish to /stardust/news
+	}{
+		{"", true},
+		{"[comet]\nallow_from = [\"192.0.2.1\"]\n", false},
+		{"[comet]\nallow_from = [\"192.0.2.1\"]\n[[bayeux.acl]]\nchannel = \"/stardust/**\"\nsubscribe = [\"*\"]\npublish = [\"*\"]\n", true},
+	} {
+		m := startMain(t, "-c", writeFile(t, c.text))
+		browser := bayeuxtest.New("http://" + m.Addr().String() + "/comet/bayeux")
+		id := browser.Handshake(t)
+		replies := browser.Post(t,
+			map[string]any{"channel": "/stardust/news", "clientId": id, "data": map[string]any{"n": 1}},
+			map[string]any{"channel": "/chat/room", "clientId": id, "data": map[string]any{"n": 2}})
+		if len(replies) != 2 || replies[0]["successful"] != c.stardust || replies[1]["successful"] != true {
+			t.Errorf("%q: publishes answered %v, want /stardust/news successful %v, /chat/room successful", c.text, replies, c.stardust)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -60,5 +60,5 @@ func main() {
 	})
 	_ = bot.Subscribe("/chat/demo") // patterns work too: "/chat/**"
 
-	log.Fatal(http.ListenAndServe("127.0.0.1:5742", srv))
+	log.Fatal(http.ListenAndServe("127.0.0.1:5744", srv)) // not 5742: make run may hold it
 }

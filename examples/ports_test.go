@@ -1,0 +1,38 @@
+package examples
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// listenOnDemoPort finds a Go program listening on 5742, the port `make run`
+// holds: run beside it, it would fail with "address already in use".
+var listenOnDemoPort = regexp.MustCompile(`Listen[A-Za-z]*\([^)]*:5742`)
+
+// TestExamplesDoNotListenOnTheDemoPort: no example program serves on the
+// port of `make run` (examples/embedded once did). Clients may default to
+// it: they are meant to talk to that server.
+func TestExamplesDoNotListenOnTheDemoPort(t *testing.T) {
+	n := 0
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return err
+		}
+		n++
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if m := listenOnDemoPort.Find(b); m != nil {
+			t.Errorf("examples/%s listens on make run's port: %s", path, m)
+		}
+		return nil
+	})
+	if err != nil || n < 3 {
+		t.Fatalf("walked %d Go files: %v", n, err)
+	}
+}
