@@ -2,13 +2,13 @@ package conf
 
 import (
 	"encoding"
-	"os"
 	"reflect"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/BurntSushi/toml"
+	"github.com/stardust-go/stardust/internal/docs"
 )
 
 // referenceRow is a row of the README's configuration reference:
@@ -22,13 +22,13 @@ var referenceRow = regexp.MustCompile("(?m)^\\| `([a-z_]+(?:\\.[a-z_]+)+)` \\| `
 // default for engine.redis_url and without engine.redis_prefix and
 // engine.timeout.
 func TestConfigurationReference(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	readme, err := docs.Read("..")
 	if err != nil {
 		t.Fatal(err)
 	}
 	def := Default()
 	want := leafKeys(reflect.ValueOf(&def).Elem(), "")
-	rows := referenceRow.FindAllStringSubmatch(string(readme), -1)
+	rows := referenceRow.FindAllStringSubmatch(readme, -1)
 	documented := map[string]bool{}
 	var doc strings.Builder // every row's default, as one TOML document of dotted keys
 	for _, r := range rows {

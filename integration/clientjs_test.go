@@ -111,7 +111,7 @@ func TestStardustJSPages(t *testing.T) {
 // contains marker.
 func readmeBlock(t *testing.T, lang, marker string) string {
 	t.Helper()
-	readme := readFile(t, filepath.Join(repoRoot(t), "README.md"))
+	readme := readDocs(t)
 	var found []string
 	for _, part := range strings.Split(readme, "\n```"+lang+"\n")[1:] {
 		block, _, ok := strings.Cut(part, "\n```\n")

@@ -184,7 +184,7 @@ func purgeIfInstalled(t *testing.T) {
 // commands the test runs.
 func readmeIndentedBlocks(t *testing.T, heading string, n int, want ...string) []string {
 	t.Helper()
-	readme := readFile(t, filepath.Join(repoRoot(t), "README.md"))
+	readme := readDocs(t)
 	_, section, ok := strings.Cut(readme, "\n"+heading+"\n")
 	if !ok {
 		t.Fatalf("README.md has no heading %q", heading)

@@ -23,12 +23,9 @@ import (
 // items unindented.
 func readmeBlocks(t *testing.T, lang string) []string {
 	t.Helper()
-	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := readDocs(t)
 	var blocks []string
-	lines := strings.Split(string(readme), "\n")
+	lines := strings.Split(readme, "\n")
 	for i := 0; i < len(lines); i++ {
 		open := strings.TrimLeft(lines[i], " ")
 		if open != "```"+lang {

@@ -18,7 +18,7 @@ import (
 // TestCluster runs).
 func TestReadmeScalingOut(t *testing.T) {
 	root := repoRoot(t)
-	readme := readFile(t, filepath.Join(root, "README.md"))
+	readme := readDocs(t)
 	_, section, ok := strings.Cut(readme, "\n## Scaling out\n")
 	if !ok {
 		t.Fatal("README.md has no Scaling out section")
