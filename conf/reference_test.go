@@ -11,11 +11,11 @@ import (
 	"github.com/stardust-go/stardust/internal/docs"
 )
 
-// referenceRow is a row of the README's configuration reference:
+// referenceRow is a row of the configuration reference (docs/configuration.md):
 // | `section.key` | `default` | meaning |
 var referenceRow = regexp.MustCompile("(?m)^\\| `([a-z_]+(?:\\.[a-z_]+)+)` \\| `(.*?)` \\|")
 
-// TestConfigurationReference: the README's configuration reference has a
+// TestConfigurationReference: the configuration reference (docs/configuration.md) has a
 // row for every key of Config (by its toml tags) and no other, each with
 // the default Default() gives (the cell read as TOML into the key's type).
 // It once said the Redis engine was "not in this build", with the wrong

@@ -19,8 +19,8 @@ import (
 	"time"
 )
 
-// readmeBlocks returns the ```lang blocks of README.md, those inside list
-// items unindented.
+// readmeBlocks returns the ```lang blocks of README.md and docs/*.md
+// (readDocs), those inside list items unindented.
 func readmeBlocks(t *testing.T, lang string) []string {
 	t.Helper()
 	readme := readDocs(t)

@@ -13,7 +13,7 @@ import (
 	"github.com/stardust-go/stardust/internal/redistest"
 )
 
-// Every ```toml block of the README is a working configuration as written:
+// Every ```toml block of the README and docs/*.md is a working configuration as written:
 // it decodes with no unknown key, validates, starts the server, and does what
 // the text around it says, so that examples cannot drift from the code.
 
