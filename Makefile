@@ -143,6 +143,7 @@ dist:
 	  name=stardust_$(VERSION)_linux_$$arch; stage=$(DIST)/build/$$name; \
 	  rm -rf $$stage; mkdir -p $$stage/conf; \
 	  cp $(DIST)/build/linux_$$arch/stardust $(DIST)/build/stardust.1 README.md $$stage/; \
+	  cp -R docs $$stage/; \
 	  cp -R conf/*.toml conf/nginx conf/apache2 conf/systemd $$stage/conf/; \
 	  tar -C $(DIST)/build --sort=name --owner=0 --group=0 --numeric-owner \
 	    --mtime=@$(SOURCE_DATE_EPOCH) -cf - $$name | gzip -9n > $(DIST)/$$name.tar.gz; \

@@ -2,33 +2,33 @@ package conf
 
 import (
 	"encoding"
-	"os"
 	"reflect"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/BurntSushi/toml"
+	"github.com/stardust-go/stardust/internal/docs"
 )
 
-// referenceRow is a row of the README's configuration reference:
+// referenceRow is a row of the configuration reference (docs/configuration.md):
 // | `section.key` | `default` | meaning |
 var referenceRow = regexp.MustCompile("(?m)^\\| `([a-z_]+(?:\\.[a-z_]+)+)` \\| `(.*?)` \\|")
 
-// TestConfigurationReference: the README's configuration reference has a
+// TestConfigurationReference: the configuration reference (docs/configuration.md) has a
 // row for every key of Config (by its toml tags) and no other, each with
 // the default Default() gives (the cell read as TOML into the key's type).
 // It once said the Redis engine was "not in this build", with the wrong
 // default for engine.redis_url and without engine.redis_prefix and
 // engine.timeout.
 func TestConfigurationReference(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	readme, err := docs.Read("..")
 	if err != nil {
 		t.Fatal(err)
 	}
 	def := Default()
 	want := leafKeys(reflect.ValueOf(&def).Elem(), "")
-	rows := referenceRow.FindAllStringSubmatch(string(readme), -1)
+	rows := referenceRow.FindAllStringSubmatch(readme, -1)
 	documented := map[string]bool{}
 	var doc strings.Builder // every row's default, as one TOML document of dotted keys
 	for _, r := range rows {

@@ -120,7 +120,7 @@ func TestSiteHeadersEndWithCheck(t *testing.T) {
 // TestCheckProxy, TestWebServerConfigsOnStockDebian and TestCapacity run
 // (with /etc redirected to a copy).
 func TestReadmeCapacitySnippets(t *testing.T) {
-	readme := readFile(t, filepath.Join(repoRoot(t), "README.md"))
+	readme := readDocs(t)
 	files := []string{"conf/nginx/nginx.conf", "conf/apache2/mpm_event.conf"}
 	for _, s := range webServerSetups() {
 		files = append(files, s.file())

@@ -107,11 +107,11 @@ func TestStardustJSPages(t *testing.T) {
 	})
 }
 
-// readmeBlock returns the one fenced code block of README.md in lang that
-// contains marker.
+// readmeBlock returns the one fenced code block in lang that contains
+// marker, of all of README.md and docs/*.md (readDocs).
 func readmeBlock(t *testing.T, lang, marker string) string {
 	t.Helper()
-	readme := readFile(t, filepath.Join(repoRoot(t), "README.md"))
+	readme := readDocs(t)
 	var found []string
 	for _, part := range strings.Split(readme, "\n```"+lang+"\n")[1:] {
 		block, _, ok := strings.Cut(part, "\n```\n")
@@ -120,7 +120,7 @@ func readmeBlock(t *testing.T, lang, marker string) string {
 		}
 	}
 	if len(found) != 1 {
-		t.Fatalf("README.md has %d %s blocks with %q, want 1", len(found), lang, marker)
+		t.Fatalf("README.md and docs/*.md have %d %s blocks with %q, want 1", len(found), lang, marker)
 	}
 	return found[0]
 }

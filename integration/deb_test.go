@@ -59,7 +59,7 @@ func TestDebianPackage(t *testing.T) {
 	env := append(os.Environ(), "DIST="+dist, "VERSION="+releaseVersion, "DEBIAN_FRONTEND=noninteractive")
 
 	// Releasing: make dist, then check the sums.
-	release := readmeIndentedBlocks(t, "### Releasing", 0,
+	release := readmeIndentedBlocks(t, "## Releasing", 0,
 		"git tag -a v1.2.0 -m 'Stardust 1.2.0'",
 		"make dist",
 		"(cd dist && sha256sum -c SHA256SUMS)")
@@ -184,7 +184,7 @@ func purgeIfInstalled(t *testing.T) {
 // commands the test runs.
 func readmeIndentedBlocks(t *testing.T, heading string, n int, want ...string) []string {
 	t.Helper()
-	readme := readFile(t, filepath.Join(repoRoot(t), "README.md"))
+	readme := readDocs(t)
 	_, section, ok := strings.Cut(readme, "\n"+heading+"\n")
 	if !ok {
 		t.Fatalf("README.md has no heading %q", heading)
@@ -290,6 +290,9 @@ func checkDistFiles(t *testing.T, dist string) {
 		for _, site := range siteFiles(t) {
 			wantFiles["conf/"+site] = "-rw-r--r--"
 		}
+		for _, page := range docFiles(t, true) {
+			wantFiles[page] = "-rw-r--r--"
+		}
 		if fmt.Sprint(files) != fmt.Sprint(wantFiles) {
 			t.Errorf("%s.tar.gz holds\n%v\nwant\n%v", name, files, wantFiles)
 		}
@@ -319,6 +322,28 @@ func siteFiles(t *testing.T) []string {
 		t.Fatalf("want at least the six site files in conf/, found %v", sites)
 	}
 	return sites
+}
+
+// docFiles returns the files under docs/ as "docs/..." paths: with all,
+// every one (the archives copy the directory), else the pages docs/*.md
+// (the package ships those, gzipped, beside the README).
+func docFiles(t *testing.T, all bool) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(filepath.Join(repoRoot(t), "docs"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(repoRoot(t), path)
+		if all || filepath.Dir(rel) == "docs" && strings.HasSuffix(rel, ".md") {
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return err
+	})
+	if err != nil || len(out) == 0 {
+		t.Fatalf("docs/: %v, %d files", err, len(out))
+	}
+	return out
 }
 
 // checkPackageFile looks into a .deb with dpkg-deb and lintian, without
@@ -359,6 +384,9 @@ func checkPackageFile(t *testing.T, deb, arch string) {
 	}
 	for _, site := range siteFiles(t) {
 		want["/usr/share/stardust/"+site] = file
+	}
+	for _, page := range docFiles(t, false) {
+		want["/usr/share/doc/stardust/"+page+".gz"] = file
 	}
 	if fmt.Sprint(files) != fmt.Sprint(want) {
 		t.Errorf("%s holds\n%v\nwant\n%v", filepath.Base(deb), files, want)

@@ -18,10 +18,7 @@ import (
 func TestReadmeClientExamples(t *testing.T) {
 	node := requireNode(t)
 	base := startStardust(t)
-	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := readDocs(t)
 	for _, ex := range []struct{ file, url, want string }{
 		{"faye-client.mjs", base + "/bayeux", `received {"type":"TestMessage","data":[3,2,1]}`},
 		{"cometd-client.mjs", base + "/cometd", `echo {"text":"hello"}`},
@@ -31,7 +28,7 @@ func TestReadmeClientExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !strings.Contains(string(readme), strings.TrimSpace(string(src))) {
+			if !strings.Contains(readme, strings.TrimSpace(string(src))) {
 				t.Errorf("README.md does not quote examples/node/%s as it is", ex.file)
 			}
 			// Run it beside the harness's node_modules, as a user would after npm install.

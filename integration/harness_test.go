@@ -25,6 +25,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/stardust-go/stardust/internal/docs"
 	"github.com/stardust-go/stardust/internal/testenv"
 )
 
@@ -314,6 +315,16 @@ func readFile(t testing.TB, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// readDocs returns README.md and docs/*.md as one text (see internal/docs).
+func readDocs(t testing.TB) string {
+	t.Helper()
+	text, err := docs.Read(repoRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text
 }
 
 // writeFile writes content to path, failing the test when it cannot.

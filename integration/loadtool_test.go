@@ -19,16 +19,13 @@ import (
 	"time"
 )
 
-// readmeBlocks returns the ```lang blocks of README.md, those inside list
-// items unindented.
+// readmeBlocks returns the ```lang blocks of README.md and docs/*.md
+// (readDocs), those inside list items unindented.
 func readmeBlocks(t *testing.T, lang string) []string {
 	t.Helper()
-	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := readDocs(t)
 	var blocks []string
-	lines := strings.Split(string(readme), "\n")
+	lines := strings.Split(readme, "\n")
 	for i := 0; i < len(lines); i++ {
 		open := strings.TrimLeft(lines[i], " ")
 		if open != "```"+lang {

@@ -18,12 +18,12 @@ import (
 // TestCluster runs).
 func TestReadmeScalingOut(t *testing.T) {
 	root := repoRoot(t)
-	readme := readFile(t, filepath.Join(root, "README.md"))
-	_, section, ok := strings.Cut(readme, "\n## Scaling out\n")
+	readme := readDocs(t)
+	_, section, ok := strings.Cut(readme, "\n# Scaling out\n")
 	if !ok {
 		t.Fatal("README.md has no Scaling out section")
 	}
-	section, _, _ = strings.Cut(section, "\n## ")
+	section, _, _ = strings.Cut(section, "\n# ")
 	blocks := func(lang string) []string {
 		var out []string
 		for _, part := range strings.Split(section, "\n```"+lang+"\n")[1:] {

@@ -1,5 +1,5 @@
 // Command stardust-pkg builds the Debian package of Stardust from a built
-// binary, its manual page and the repository's conf/ and README.md, with nfpm
+// binary, its manual page and the repository's conf/, README.md and docs/, with nfpm
 // as a library. `make deb` runs it once per architecture:
 //
 //	stardust-pkg --binary bin/linux_amd64/stardust --arch amd64 \
@@ -205,6 +205,26 @@ func (p *Package) contents(stage, version string) (files.Contents, error) {
 		return nil, err
 	}
 	add(write("README.md.gz", gzipped(readme)), "/usr/share/doc/stardust/README.md.gz", 0o644, "")
+	// The README links its pages under docs/; they go beside it, as text
+	// (the screenshots are for the repository's web view).
+	pages, err := filepath.Glob(filepath.Join(p.Root, "docs", "*.md"))
+	if err != nil {
+		return nil, err
+	}
+	if len(pages) == 0 {
+		return nil, fmt.Errorf("no docs/*.md under %s", p.Root)
+	}
+	if err := os.MkdirAll(filepath.Join(stage, "docs"), 0o755); err != nil {
+		return nil, err
+	}
+	for _, page := range pages {
+		text, err := os.ReadFile(page)
+		if err != nil {
+			return nil, err
+		}
+		name := filepath.Base(page) + ".gz"
+		add(write(filepath.Join("docs", name), gzipped(text)), "/usr/share/doc/stardust/docs/"+name, 0o644, "")
+	}
 
 	man, err := os.ReadFile(p.Man)
 	if err != nil {

@@ -92,6 +92,8 @@ or
 .BR systemctl (1),
 .BR journalctl (1);
 .I /usr/share/doc/stardust/README.md.gz
+and the pages under
+.IR /usr/share/doc/stardust/docs/ .
 `)
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -4,16 +4,16 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/stardust-go/stardust/internal/docs"
 	"github.com/stardust-go/stardust/internal/redistest"
 )
 
-// Every ```toml block of the README is a working configuration as written:
+// Every ```toml block of the README and docs/*.md is a working configuration as written:
 // it decodes with no unknown key, validates, starts the server, and does what
 // the text around it says, so that examples cannot drift from the code.
 
@@ -21,16 +21,16 @@ var tomlBlock = regexp.MustCompile("(?s)```toml\n(.*?)```")
 
 func readmeTOML(t *testing.T) []string {
 	t.Helper()
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	readme, err := docs.Read(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var blocks []string
-	for _, m := range tomlBlock.FindAllStringSubmatch(string(readme), -1) {
+	for _, m := range tomlBlock.FindAllStringSubmatch(readme, -1) {
 		blocks = append(blocks, m[1])
 	}
 	if len(blocks) == 0 {
-		t.Fatal("no ```toml block in README.md")
+		t.Fatal("no ```toml block in README.md or docs/")
 	}
 	return blocks
 }
