@@ -408,13 +408,14 @@ func candidates(channel string) []string {
 
 // Publish implements server.Engine: one script whatever the audience.
 func (e *Engine) Publish(ctx context.Context, m *server.Message) (int, error) {
-	if _, err := server.ParseChannel(m.Channel, false); err != nil {
+	segs, err := server.ParseChannel(m.Channel, false)
+	if err != nil {
 		return 0, err
 	}
 	m.Time = time.Now()
 	payload := encode(m)
-	l := e.opts.Limits
-	args := []string{m.Channel, payload, strconv.FormatInt(m.Time.UnixMilli(), 10), strconv.Itoa(l.HistorySize),
+	l := &e.opts.Limits
+	args := []string{m.Channel, payload, strconv.FormatInt(m.Time.UnixMilli(), 10), strconv.Itoa(l.HistoryFor(segs)),
 		strconv.Itoa(l.QueueMaxMessages), strconv.Itoa(l.QueueMaxBytes), strconv.FormatInt(e.retain().Milliseconds(), 10),
 		strconv.Itoa(l.MaxChannels), strconv.FormatInt(l.MaxHistoryBytes, 10)}
 	args = append(args, candidates(m.Channel)...)

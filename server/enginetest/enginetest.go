@@ -79,6 +79,7 @@ func Run(t *testing.T, f Factory) {
 		{"MaxSubscriptions", testMaxSubscriptions},
 		{"MaxChannels", testMaxChannels},
 		{"HistoryBytes", testHistoryBytes},
+		{"ChannelHistory", testChannelHistory},
 		{"TwoProcesses", testTwoProcesses},
 		{"SharedSecret", testSharedSecret},
 	} {
