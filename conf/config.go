@@ -67,9 +67,11 @@ type Config struct {
 // defaults: comet.history_size, anonymous clients allowed.
 type Channels struct {
 	Pattern string `toml:"pattern"`
-	// Presence and JoinLeave are not served yet: Validate refuses true
-	// rather than ignore it.
-	Presence  bool `toml:"presence"`
+	// Presence serves the server API's presence and presence_stats for
+	// the matching channels (memory engine only for now: Validate refuses
+	// it with Redis rather than ignore it).
+	Presence bool `toml:"presence"`
+	// JoinLeave is not served yet: Validate refuses true.
 	JoinLeave bool `toml:"join_leave"`
 	// HistorySize is the messages kept per matching channel; nil (unset)
 	// keeps comet.history_size, 0 keeps none.
@@ -687,8 +689,8 @@ func (c *Config) validateChannels(p *problems) {
 		if ch.HistoryTTL.Duration != 0 {
 			p.add(key+"history_ttl", "not supported yet: history lasts comet.channel_timeout; remove the key")
 		}
-		if ch.Presence {
-			p.add(key+"presence", "not supported yet by this build; remove the key")
+		if ch.Presence && c.Engine.Type == "redis" {
+			p.add(key+"presence", "not supported yet with engine.type = \"redis\" (memory engine only); remove the key")
 		}
 		if ch.JoinLeave {
 			p.add(key+"join_leave", "not supported yet by this build; remove the key")

@@ -135,8 +135,13 @@ func TestValidate(t *testing.T) {
 			c.Channels = []Channels{{Pattern: "/a", HistorySize: &n}}
 		}, []string{"channels[0].history_size"}},
 		{"channels not served yet", func(c *Config) {
-			c.Channels = []Channels{{Pattern: "/a", Presence: true, JoinLeave: true, HistoryTTL: Duration{time.Minute}}}
-		}, []string{"channels[0].presence", "channels[0].join_leave", "channels[0].history_ttl"}},
+			c.Channels = []Channels{{Pattern: "/a", JoinLeave: true, HistoryTTL: Duration{time.Minute}}}
+		}, []string{"channels[0].join_leave", "channels[0].history_ttl"}},
+		{"channels presence", func(c *Config) { c.Channels = []Channels{{Pattern: "/a", Presence: true}} }, nil},
+		{"channels presence with redis", func(c *Config) {
+			c.Engine.Type = "redis"
+			c.Channels = []Channels{{Pattern: "/a", Presence: true}}
+		}, []string{"channels[0].presence"}},
 		{"api key with a space", func(c *Config) { c.API.Key = "a key" }, []string{"api.key"}},
 		{"bad api allow_from", func(c *Config) { c.API.AllowFrom = []string{"backend"} }, []string{"api.allow_from"}},
 		{"bad prefix", func(c *Config) { c.Bayeux.Prefix = "stardust" }, []string{"bayeux.prefix"}},

@@ -14,6 +14,9 @@ type ChannelRule struct {
 	// Anonymous allows clients with no user (AttrUser empty) to subscribe.
 	// false refuses them with 403 on every protocol.
 	Anonymous bool
+	// Presence serves the server API's presence and presence_stats for
+	// the channels of the rule (presence.go).
+	Presence bool
 }
 
 // CheckChannelRule checks a rule's pattern, for configuration checks.
@@ -69,4 +72,15 @@ func (rs channelRules) checkAnonymous(c *Client, subs []string) error {
 		}
 	}
 	return nil
+}
+
+// rule returns the rule that decides the channel whose segments are segs:
+// the first whose pattern matches it.
+func (rs channelRules) rule(segs []string) (ChannelRule, bool) {
+	for _, r := range rs {
+		if covers(r.segs, segs) {
+			return r.ChannelRule, true
+		}
+	}
+	return ChannelRule{}, false
 }

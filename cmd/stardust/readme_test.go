@@ -65,7 +65,7 @@ func TestReadmeTOMLSnippets(t *testing.T) {
 		if strings.Contains(block, "auth_user") {
 			checkPublishAuthExample(t, base)
 		}
-		if strings.Contains(block, "[[channels]]") {
+		if strings.Contains(block, `pattern = "/chat/private/**"`) {
 			checkChannelsExample(t, base)
 		}
 		if m := hmacSecret.FindStringSubmatch(block); m != nil {
