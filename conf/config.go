@@ -68,8 +68,7 @@ type Config struct {
 type Channels struct {
 	Pattern string `toml:"pattern"`
 	// Presence serves the server API's presence and presence_stats for
-	// the matching channels (memory engine only for now: Validate refuses
-	// it with Redis rather than ignore it).
+	// the matching channels (both engines; with Redis across processes).
 	Presence bool `toml:"presence"`
 	// JoinLeave is not served yet: Validate refuses true.
 	JoinLeave bool `toml:"join_leave"`
@@ -688,9 +687,6 @@ func (c *Config) validateChannels(p *problems) {
 		}
 		if ch.HistoryTTL.Duration != 0 {
 			p.add(key+"history_ttl", "not supported yet: history lasts comet.channel_timeout; remove the key")
-		}
-		if ch.Presence && c.Engine.Type == "redis" {
-			p.add(key+"presence", "not supported yet with engine.type = \"redis\" (memory engine only); remove the key")
 		}
 		if ch.JoinLeave {
 			p.add(key+"join_leave", "not supported yet by this build; remove the key")

@@ -12,8 +12,9 @@ import (
 // assertion: who is on a channel now, for the server API's presence and
 // presence_stats on channels whose [[channels]] rule has presence = true.
 // The memory engine reads it from its subscriptions, so that it is exact
-// and ends with the session; the Redis engine has none yet (the API then
-// answers 501, and the configuration refuses presence with it).
+// and ends with the session; the Redis engine from a set of session ids
+// per pattern checked when read (engine/redis/presence.go). An engine
+// without it: the API answers 501.
 type Presence interface {
 	// Present returns the sessions a message published on the channel now
 	// would reach (subscribed by name or by a pattern), by id.

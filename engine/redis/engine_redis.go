@@ -346,6 +346,9 @@ func (e *Engine) Subscribe(ctx context.Context, id, pattern string) (bool, error
 	}
 	if n == 1 {
 		e.refresh(id) // a poll of this session held here needs the new topic
+		if err := e.indexPresence(ctx, id, pattern); err != nil {
+			return true, err
+		}
 	}
 	return n == 1, nil
 }
