@@ -70,7 +70,9 @@ type Channels struct {
 	// Presence serves the server API's presence and presence_stats for
 	// the matching channels (both engines; with Redis across processes).
 	Presence bool `toml:"presence"`
-	// JoinLeave is not served yet: Validate refuses true.
+	// JoinLeave publishes stardust.join and stardust.leave on the matching
+	// channels as users come and go; memory engine only for now (Validate
+	// refuses it with Redis rather than ignore it).
 	JoinLeave bool `toml:"join_leave"`
 	// HistorySize is the messages kept per matching channel; nil (unset)
 	// keeps comet.history_size, 0 keeps none.
@@ -688,8 +690,8 @@ func (c *Config) validateChannels(p *problems) {
 		if ch.HistoryTTL.Duration != 0 {
 			p.add(key+"history_ttl", "not supported yet: history lasts comet.channel_timeout; remove the key")
 		}
-		if ch.JoinLeave {
-			p.add(key+"join_leave", "not supported yet by this build; remove the key")
+		if ch.JoinLeave && c.Engine.Type == "redis" {
+			p.add(key+"join_leave", "not supported yet with engine.type = \"redis\" (memory engine only); remove the key")
 		}
 	}
 }

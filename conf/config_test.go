@@ -135,8 +135,13 @@ func TestValidate(t *testing.T) {
 			c.Channels = []Channels{{Pattern: "/a", HistorySize: &n}}
 		}, []string{"channels[0].history_size"}},
 		{"channels not served yet", func(c *Config) {
-			c.Channels = []Channels{{Pattern: "/a", JoinLeave: true, HistoryTTL: Duration{time.Minute}}}
-		}, []string{"channels[0].join_leave", "channels[0].history_ttl"}},
+			c.Channels = []Channels{{Pattern: "/a", HistoryTTL: Duration{time.Minute}}}
+		}, []string{"channels[0].history_ttl"}},
+		{"channels join_leave", func(c *Config) { c.Channels = []Channels{{Pattern: "/a", JoinLeave: true}} }, nil},
+		{"channels join_leave with redis", func(c *Config) {
+			c.Engine.Type = "redis"
+			c.Channels = []Channels{{Pattern: "/a", JoinLeave: true}}
+		}, []string{"channels[0].join_leave"}},
 		{"channels presence", func(c *Config) { c.Channels = []Channels{{Pattern: "/a", Presence: true}} }, nil},
 		{"channels presence with redis", func(c *Config) {
 			c.Engine.Type = "redis"

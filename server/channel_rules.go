@@ -17,6 +17,10 @@ type ChannelRule struct {
 	// Presence serves the server API's presence and presence_stats for
 	// the channels of the rule (presence.go).
 	Presence bool
+	// JoinLeave publishes stardust.join and stardust.leave on the
+	// channels of the rule as users come and go (joinleave.go; memory
+	// engine only).
+	JoinLeave bool
 }
 
 // CheckChannelRule checks a rule's pattern, for configuration checks.

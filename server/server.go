@@ -164,6 +164,7 @@ func New(opts Options, log *logrus.Entry) *Server {
 		chans: parseChannelRules(opts.Channels)}
 	s.incidents = newIncidents(log, IncidentInterval)
 	s.routes()
+	s.startJoinLeave()
 	go s.incidents.run(s.hub)
 	return s
 }

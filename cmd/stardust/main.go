@@ -577,7 +577,7 @@ func channelRules(c *conf.Config) ([]server.ChannelRule, []server.HistoryRule) {
 		if ch.HistorySize != nil {
 			size = *ch.HistorySize
 		}
-		rules = append(rules, server.ChannelRule{Pattern: ch.Pattern, Anonymous: anon, Presence: ch.Presence})
+		rules = append(rules, server.ChannelRule{Pattern: ch.Pattern, Anonymous: anon, Presence: ch.Presence, JoinLeave: ch.JoinLeave})
 		hist = append(hist, server.HistoryRule{Pattern: ch.Pattern, Size: size})
 	}
 	return rules, hist

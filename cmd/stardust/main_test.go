@@ -466,8 +466,8 @@ func TestAPIWired(t *testing.T) {
 // history_size comet.history_size.
 func TestChannelsWired(t *testing.T) {
 	o := optionsOf(t, "[comet]\nhistory_size = 7\n\n[[channels]]\npattern = \"/chat/**\"\nanonymous = false\nhistory_size = 0\n\n"+
-		"[[channels]]\npattern = \"/stardust/news\"\npresence = true\n")
-	if fmt.Sprint(o.Channels) != "[{/chat/** false false} {/stardust/news true true}]" {
+		"[[channels]]\npattern = \"/stardust/news\"\npresence = true\njoin_leave = true\n")
+	if fmt.Sprint(o.Channels) != "[{/chat/** false false false} {/stardust/news true true true}]" {
 		t.Errorf("channel rules %v", o.Channels)
 	}
 	l := o.Hub.EngineLimits()
