@@ -1,10 +1,6 @@
 package server
 
 import (
-	"context"
-	"fmt"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 )
@@ -37,57 +33,17 @@ func TestChannelsAnonymous(t *testing.T) {
 		return r[0]["clientId"].(string)
 	}
 	c42, anon := hs("t42"), hs("")
-	for _, tt := range []struct {
-		client, sub string
-		ok          bool
-	}{
+	checkSubscribes(t, b, []subscribeCase{
 		{anon, "/chat/room", false}, {anon, "/chat/*", false}, {anon, "/stardust/**", false},
 		{anon, "/chat/lobby", true}, {anon, "/news", true}, {anon, "/stardust/news", true},
 		{anon, "/stardust/vip", false}, {anon, "/stardust/*", false},
 		{c42, "/chat/room", true}, {c42, "/chat/**", true}, {c42, "/stardust/vip", true},
-	} {
-		r := b.subscribe(tt.client, tt.sub)
-		if (r["successful"] == true) != tt.ok {
-			t.Errorf("%q subscribing to %s: %v (want allowed %v)", clientOf(b.s.hub, tt.client).Attr(AttrUser), tt.sub, r, tt.ok)
-		}
-		if !tt.ok && !strings.HasPrefix(fmt.Sprint(r["error"]), "403:") {
-			t.Errorf("refusal %v, want 403", r["error"])
-		}
-	}
-	for _, tt := range []struct {
-		token, channel, path string
-		status               int
-	}{
+	})
+	checkReads(t, b, "anonymous = false", []readCase{
 		{"", "vip", "/stream/p1", 403}, {"t42", "vip", "/stream/p2", 200},
 		{"", "news", "/stream/p3", 200}, {"", "news+vip", "/stream/p4", 403},
 		{"", "vip", "/events?id=p5", 403}, {"t42", "vip", "/events?id=p6", -1},
-	} {
-		u := b.ts.URL + "/comet/channel/" + tt.channel + tt.path
-		auth := ""
-		if tt.token != "" {
-			auth = "Bearer " + tt.token
-		}
-		if tt.status == -1 { // a stream that would be held: look at its status only
-			req, _ := http.NewRequest(http.MethodGet, u, nil)
-			req.Header.Set("Authorization", auth)
-			ctx, cancel := context.WithCancel(context.Background())
-			resp, err := b.hc.Do(req.WithContext(ctx))
-			if err != nil || resp.StatusCode != 200 {
-				t.Errorf("%q reading %s: %v %v", tt.token, u, resp, err)
-			} else {
-				resp.Body.Close()
-			}
-			cancel()
-			continue
-		}
-		resp, body := getWith(t, b.hc, u, "Authorization", auth)
-		if resp.StatusCode != tt.status {
-			t.Errorf("%q reading %s: %d %s, want %d", tt.token, u, resp.StatusCode, body, tt.status)
-		}
-		if tt.status == 403 && !strings.Contains(string(body), "anonymous = false") {
-			t.Errorf("%q reading %s: %s does not say why", tt.token, u, body)
-		}
-	}
+	})
 }
 
 // TestChannelsAnonymousWithoutHooks: the rule holds with no ACL and no

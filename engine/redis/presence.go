@@ -27,17 +27,7 @@ func (e *Engine) presenceKey(pattern string) string { return e.p + "pm:" + patte
 
 // indexPresence lists session id under pattern.
 func (e *Engine) indexPresence(ctx context.Context, id, pattern string) error {
-	cctx, cancel := e.call(ctx)
-	defer cancel()
-	key := e.presenceKey(pattern)
-	for _, r := range e.client.DoMulti(cctx,
-		e.client.B().Sadd().Key(key).Member(id).Build(),
-		e.client.B().Expire().Key(key).Seconds(int64(presenceTTL/time.Second)).Build()) {
-		if err := r.Error(); err != nil {
-			return fail(err)
-		}
-	}
-	return nil
+	return e.addToIndex(ctx, e.presenceKey(pattern), id, presenceTTL)
 }
 
 // Present implements server.Presence.
