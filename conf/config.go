@@ -56,6 +56,32 @@ type Config struct {
 	Metrics Metrics `toml:"metrics"`
 	API     API     `toml:"api"`
 	Debug   Debug   `toml:"debug"`
+	// Channels are the [[channels]] blocks: per channel pattern rules,
+	// the first matching block deciding (server.ChannelRule).
+	Channels []Channels `toml:"channels"`
+}
+
+// Channels is one [[channels]] block: the rules of the channels matching
+// Pattern (Bayeux form, wildcards as in [[bayeux.acl]]; a Stardust channel
+// NAME is {bayeux.prefix}/NAME). Channels no block matches keep the
+// defaults: comet.history_size, anonymous clients allowed.
+type Channels struct {
+	Pattern string `toml:"pattern"`
+	// Presence serves the server API's presence and presence_stats for
+	// the matching channels (both engines; with Redis across processes).
+	Presence bool `toml:"presence"`
+	// JoinLeave publishes stardust.join and stardust.leave on the matching
+	// channels as users come and go; memory engine only for now (Validate
+	// refuses it with Redis rather than ignore it).
+	JoinLeave bool `toml:"join_leave"`
+	// HistorySize is the messages kept per matching channel; nil (unset)
+	// keeps comet.history_size, 0 keeps none.
+	HistorySize *int `toml:"history_size"`
+	// HistoryTTL is not served yet: Validate refuses a value.
+	HistoryTTL Duration `toml:"history_ttl"`
+	// Anonymous allows clients with no user to subscribe; nil (unset) is
+	// true. false: 403 on every protocol for a client without a user.
+	Anonymous *bool `toml:"anonymous"`
 }
 
 // Server holds the listener, front and static-file settings.
@@ -286,9 +312,10 @@ func Default() Config {
 			CacheTTL:       Duration{auth.DefaultCacheTTL}, CallbackTimeout: Duration{auth.DefaultCallbackTimeout}},
 		Engine: Engine{Type: "memory", RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "stardust:",
 			Timeout: Duration{2 * time.Second}},
-		Log:     Log{Level: "info", Format: "text"},
-		Metrics: Metrics{Enabled: true, Path: "/metrics", HealthPath: "/health", AllowFrom: []string{"127.0.0.0/8", "::1"}},
-		API:     API{AllowFrom: []string{"127.0.0.0/8", "::1"}},
+		Log:      Log{Level: "info", Format: "text"},
+		Metrics:  Metrics{Enabled: true, Path: "/metrics", HealthPath: "/health", AllowFrom: []string{"127.0.0.0/8", "::1"}},
+		API:      API{AllowFrom: []string{"127.0.0.0/8", "::1"}},
+		Channels: []Channels{},
 	}
 }
 
@@ -481,6 +508,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Auth.validate(&p)
+	c.validateChannels(&p)
 
 	switch c.Engine.Type {
 	case "memory":
@@ -644,4 +672,26 @@ func (p *problems) duration(key string, d Duration, least time.Duration) {
 func (p problems) err() error {
 	sort.SliceStable(p, func(i, j int) bool { return p[i].Error() < p[j].Error() })
 	return errors.Join(p...)
+}
+
+// validateChannels checks the [[channels]] blocks; what this build does not
+// serve yet is refused, not ignored.
+func (c *Config) validateChannels(p *problems) {
+	for i, ch := range c.Channels {
+		key := fmt.Sprintf("channels[%d].", i)
+		if ch.Pattern == "" || ch.Pattern[0] != '/' {
+			p.add(key+"pattern", "want a channel pattern like \"/chat/**\" or \"/stardust/news\", got %q", ch.Pattern)
+		} else if err := server.CheckChannelRule(server.ChannelRule{Pattern: ch.Pattern}); err != nil {
+			p.add(key+"pattern", "%v", err)
+		}
+		if ch.HistorySize != nil && *ch.HistorySize < 0 {
+			p.add(key+"history_size", "must be 0 (no history) or more, got %d", *ch.HistorySize)
+		}
+		if ch.HistoryTTL.Duration != 0 {
+			p.add(key+"history_ttl", "not supported yet: history lasts comet.channel_timeout; remove the key")
+		}
+		if ch.JoinLeave && c.Engine.Type == "redis" {
+			p.add(key+"join_leave", "not supported yet with engine.type = \"redis\" (memory engine only); remove the key")
+		}
+	}
 }

@@ -123,6 +123,30 @@ func TestValidate(t *testing.T) {
 		{"zero channel burst", func(c *Config) { c.Comet.AddressChannelBurst = 0 }, []string{"comet.address_channel_burst"}},
 		{"channel burst under a request", func(c *Config) { c.Comet.AddressChannelBurst = 10 }, []string{"comet.address_channel_burst"}},
 		{"api key", func(c *Config) { c.API.Key = "0123456789abcdef0123456789abcdef" }, nil},
+		{"channels", func(c *Config) {
+			n, no := 0, false
+			c.Channels = []Channels{{Pattern: "/chat/**", Anonymous: &no, HistorySize: &n}, {Pattern: "/stardust/live"}}
+		}, nil},
+		{"channels bad pattern", func(c *Config) {
+			c.Channels = []Channels{{Pattern: "/ok"}, {Pattern: "/a/**/b"}, {Pattern: "chat"}}
+		}, []string{"channels[1].pattern", "channels[2].pattern"}},
+		{"channels negative history", func(c *Config) {
+			n := -1
+			c.Channels = []Channels{{Pattern: "/a", HistorySize: &n}}
+		}, []string{"channels[0].history_size"}},
+		{"channels not served yet", func(c *Config) {
+			c.Channels = []Channels{{Pattern: "/a", HistoryTTL: Duration{time.Minute}}}
+		}, []string{"channels[0].history_ttl"}},
+		{"channels join_leave", func(c *Config) { c.Channels = []Channels{{Pattern: "/a", JoinLeave: true}} }, nil},
+		{"channels join_leave with redis", func(c *Config) {
+			c.Engine.Type = "redis"
+			c.Channels = []Channels{{Pattern: "/a", JoinLeave: true}}
+		}, []string{"channels[0].join_leave"}},
+		{"channels presence", func(c *Config) { c.Channels = []Channels{{Pattern: "/a", Presence: true}} }, nil},
+		{"channels presence with redis", func(c *Config) {
+			c.Engine.Type = "redis"
+			c.Channels = []Channels{{Pattern: "/a", Presence: true}}
+		}, nil},
 		{"api key with a space", func(c *Config) { c.API.Key = "a key" }, []string{"api.key"}},
 		{"bad api allow_from", func(c *Config) { c.API.AllowFrom = []string{"backend"} }, []string{"api.allow_from"}},
 		{"bad prefix", func(c *Config) { c.Bayeux.Prefix = "stardust" }, []string{"bayeux.prefix"}},

@@ -57,3 +57,33 @@ func TestReadmeGapNotice(t *testing.T) {
 		t.Errorf("the README's gap snippet answered: %s", out)
 	}
 }
+
+// TestReadmePresence runs the README's presence snippets against the
+// README's [[channels]] block while one Stardust client polls the room.
+func TestReadmePresence(t *testing.T) {
+	var block string
+	for _, b := range readmeBlocks(t, "toml") {
+		if strings.Contains(b, "presence = true") {
+			block = b
+		}
+	}
+	key := regexp.MustCompile(`key = "([^"]+)"`).FindStringSubmatch(block)
+	if key == nil {
+		t.Fatal("README.md has no [[channels]] presence block with an API key")
+	}
+	cfg := filepath.Join(t.TempDir(), "stardust.toml")
+	writeFile(t, cfg, block)
+	base := startStardust(t, "--config", cfg)
+	c := newCometClient(t, strings.TrimSuffix(base, "/comet"))
+	done := c.startPoll("room", "p1", 10*time.Second)
+	c.waitSubscriber(t, "room", "p1")
+	out := runScript(t, readmeShBlock(t, "# who is in the room"), time.Minute,
+		"STARDUST="+base, "STARDUST_API_KEY="+key[1])
+	c.publish(t, "room", `{"end":1}`) // lets the poll go
+	<-done
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || lines[0] != `{"clients":[{"client":"p1","user":"","transport":"stardust"}]}` ||
+		lines[1] != `{"clients":1,"users":0}` {
+		t.Errorf("the README's presence calls answered:\n%s", out)
+	}
+}

@@ -57,6 +57,8 @@ var apiMethods = map[string]func(*Server, *http.Request, *apiRequest) (any, erro
 	"disconnect":     (*Server).apiDisconnect,
 	"subscribe":      (*Server).apiSubscribe,
 	"unsubscribe":    (*Server).apiUnsubscribe,
+	"presence":       (*Server).apiPresence,
+	"presence_stats": (*Server).apiPresenceStats,
 }
 
 // errNoCapability: the engine cannot do what a method needs (501).

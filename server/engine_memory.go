@@ -48,10 +48,44 @@ type Limits struct {
 	// history was dropped keeps its other records until swept. Publishes
 	// never fail for it: the message is still queued for its subscribers.
 	MaxHistoryBytes int64
+	// ChannelHistory sizes the history of the channels its rules match
+	// ([[channels]] history_size), the first match deciding; channels no
+	// rule matches keep HistorySize.
+	ChannelHistory []HistoryRule
+}
+
+// HistoryRule is one entry of Limits.ChannelHistory: the channels matching
+// Pattern (a valid channel pattern) keep Size messages; 0 none.
+type HistoryRule struct {
+	Pattern string
+	Size    int
+	segs    []string // Pattern parsed, by Defaults
+}
+
+// HistoryFor is the history size of the channel whose segments are segs.
+func (o *Limits) HistoryFor(segs []string) int {
+	for i := range o.ChannelHistory {
+		r := &o.ChannelHistory[i]
+		ps := r.segs
+		if ps == nil {
+			ps, _ = ParseChannel(r.Pattern, true)
+		}
+		if ps != nil && covers(ps, segs) {
+			return r.Size
+		}
+	}
+	return o.HistorySize
 }
 
 // Defaults fills zero fields with their defaults.
 func (o *Limits) Defaults() {
+	// A copy, parsed once: the caller's slice is not written to.
+	rules := make([]HistoryRule, len(o.ChannelHistory))
+	for i, r := range o.ChannelHistory {
+		r.segs, _ = ParseChannel(r.Pattern, true)
+		rules[i] = r
+	}
+	o.ChannelHistory = rules
 	if o.QueueMaxMessages <= 0 {
 		o.QueueMaxMessages = 1000
 	}
@@ -422,8 +456,8 @@ func (e *MemoryEngine) Publish(_ context.Context, m *Message) (int, error) {
 	defer ch.mu.Unlock()
 	m.Seq = e.seq.Add(1)
 	m.Time = time.Now()
-	if e.opts.HistorySize > 0 {
-		e.hist.keep(ch, m, e.opts.HistorySize, e.opts.MaxHistoryBytes)
+	if size := e.opts.HistoryFor(segs); size > 0 {
+		e.hist.keep(ch, m, size, e.opts.MaxHistoryBytes)
 	}
 	// The recipients list is the channel's own buffer, reused from publish
 	// to publish under its lock: a large audience costs no garbage per

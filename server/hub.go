@@ -21,7 +21,10 @@ type HubOptions struct {
 	// and names the limits in its errors.
 	Engine Engine
 
-	HistorySize      int // messages kept per channel; 0 none
+	HistorySize int // messages kept per channel; 0 none
+	// ChannelHistory sizes the history of the channels its rules match
+	// before HistorySize (Limits.ChannelHistory).
+	ChannelHistory   []HistoryRule
 	QueueMaxMessages int // per-client queue bound; default 1000
 	QueueMaxBytes    int // per-client queue bound in bytes; default 1 MiB
 	MaxClients       int // sessions of all kinds; default 100000
@@ -141,7 +144,7 @@ func NewHub(opts HubOptions, log *logrus.Entry) *Hub {
 func (o HubOptions) EngineLimits() Limits {
 	l := Limits{HistorySize: o.HistorySize, QueueMaxMessages: o.QueueMaxMessages, QueueMaxBytes: o.QueueMaxBytes,
 		MaxClients: o.MaxClients, ChannelTimeout: o.ChannelTimeout, MaxSubscriptions: o.MaxSubscriptions,
-		MaxChannels: o.MaxChannels, MaxHistoryBytes: o.MaxHistoryBytes}
+		MaxChannels: o.MaxChannels, MaxHistoryBytes: o.MaxHistoryBytes, ChannelHistory: o.ChannelHistory}
 	l.Defaults()
 	return l
 }

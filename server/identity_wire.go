@@ -41,6 +41,9 @@ type identityHooks struct {
 	sub   SubscribeAuthorizer
 	pub   PublishAuthorizer
 	now   func() time.Time
+	// chans are the [[channels]] rules (Options.Channels): their
+	// anonymous = false is checked before anything else.
+	chans channelRules
 }
 
 // authenticate asks the Authenticator who is behind req. ok is false for an
@@ -143,6 +146,11 @@ func (h *identityHooks) timeLeft(c *Client) (time.Duration, bool) {
 // narrowed to them) and then the app's subscribe callback. base carries what
 // the callback is told besides the channel.
 func (h *identityHooks) checkSubscribe(ctx context.Context, acl MessageACL, c *Client, m *BayeuxMessage, base ChannelRequest) error {
+	if h != nil {
+		if err := h.chans.checkAnonymous(c, m.Subscriptions); err != nil {
+			return err
+		}
+	}
 	id, _ := keptIdentity(c)
 	rest := make([]string, 0, len(m.Subscriptions))
 	for _, s := range m.Subscriptions {

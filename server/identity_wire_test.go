@@ -397,40 +397,60 @@ func TestIdentityUserRules(t *testing.T) {
 		return r[0]["clientId"].(string)
 	}
 	c42, c43, anon, bad := hs("t42"), hs("t43"), hs(""), hs("tbad")
-	for _, tt := range []struct {
-		client, sub string
-		ok          bool
-	}{
+	checkSubscribes(t, b, []subscribeCase{
 		{c42, "/user/42/x", true}, {c42, "/user/42/**", true}, {c42, "/user/43/x", false},
 		{c42, "/user/**", false}, {c42, "/news", true},
 		{c43, "/user/43/x", true}, {c43, "/user/42/x", false}, {c43, "/user/42/shared", true},
 		{anon, "/user/42/x", false}, {anon, "/news", true}, {bad, "/user/4/2", false},
-	} {
+	})
+	checkReads(t, b, "", []readCase{
+		{"t42", "inbox_42", "/stream/p1", 200}, {"t42", "inbox_43", "/stream/p2", 403},
+		{"", "inbox_42", "/stream/p3", 403}, {"t43", "inbox_42", "/stream/p4", 200},
+		{"t42", "inbox_42", "/events?id=p5", -1}, {"t43", "inbox_43", "/events?id=p6", -1},
+		{"t42", "inbox_43", "/events?id=p7", 403}, {"t42", "inbox_42+inbox_43", "/stream/p8", 403},
+	})
+}
+
+// subscribeCase is a Bayeux subscribe of client to sub, allowed or not.
+type subscribeCase struct {
+	client, sub string
+	ok          bool
+}
+
+// checkSubscribes runs the cases; a refusal must be a 403.
+func checkSubscribes(t *testing.T, b *bx, cases []subscribeCase) {
+	t.Helper()
+	for _, tt := range cases {
 		r := b.subscribe(tt.client, tt.sub)
 		if (r["successful"] == true) != tt.ok {
-			t.Errorf("%s subscribing to %s: %v (want allowed %v)", clientOf(b.s.hub, tt.client).Attr(AttrUser), tt.sub, r, tt.ok)
+			t.Errorf("%q subscribing to %s: %v (want allowed %v)", clientOf(b.s.hub, tt.client).Attr(AttrUser), tt.sub, r, tt.ok)
 		}
 		if !tt.ok && !strings.HasPrefix(fmt.Sprint(r["error"]), "403:") {
 			t.Errorf("refusal %v, want 403", r["error"])
 		}
 	}
-	for _, tt := range []struct {
-		token, channel, path string
-		status               int
-	}{
-		{"t42", "inbox_42", "/stream/p1", 200}, {"t42", "inbox_43", "/stream/p2", 403},
-		{"", "inbox_42", "/stream/p3", 403}, {"t43", "inbox_42", "/stream/p4", 200},
-		{"t42", "inbox_42", "/events?id=p5", -1}, {"t43", "inbox_43", "/events?id=p6", -1},
-		{"t42", "inbox_43", "/events?id=p7", 403}, {"t42", "inbox_42+inbox_43", "/stream/p8", 403},
-	} {
+}
+
+// readCase is a Stardust read (path after the channel: a poll or an SSE
+// stream) with a Bearer token, and its status; -1 for a stream that would
+// be held, of which only the 200 is looked at.
+type readCase struct {
+	token, channel, path string
+	status               int
+}
+
+// checkReads runs the cases; a 403's body must hold why when it is set.
+func checkReads(t *testing.T, b *bx, why string, cases []readCase) {
+	t.Helper()
+	for _, tt := range cases {
 		u := b.ts.URL + "/comet/channel/" + tt.channel + tt.path
-		if tt.status == -1 { // a stream that would be held: look at its status only
+		if tt.status == -1 {
 			req, _ := http.NewRequest(http.MethodGet, u, nil)
 			req.Header.Set("Authorization", "Bearer "+tt.token)
 			ctx, cancel := context.WithCancel(context.Background())
 			resp, err := b.hc.Do(req.WithContext(ctx))
 			if err != nil || resp.StatusCode != 200 {
-				t.Errorf("%s reading %s: %v %v", tt.token, u, resp, err)
+				t.Errorf("%q reading %s: %v %v", tt.token, u, resp, err)
 			} else {
 				resp.Body.Close()
 			}
@@ -439,7 +459,10 @@ func TestIdentityUserRules(t *testing.T) {
 		}
 		resp, body := getWith(t, b.hc, u, "Authorization", "Bearer "+tt.token)
 		if resp.StatusCode != tt.status {
-			t.Errorf("%s reading %s: %d %s, want %d", tt.token, u, resp.StatusCode, body, tt.status)
+			t.Errorf("%q reading %s: %d %s, want %d", tt.token, u, resp.StatusCode, body, tt.status)
+		}
+		if tt.status == 403 && why != "" && !strings.Contains(string(body), why) {
+			t.Errorf("%q reading %s: %s does not say %q", tt.token, u, body, why)
 		}
 	}
 }

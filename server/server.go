@@ -76,6 +76,9 @@ type Options struct {
 	// PublishAuthorizer, when set, is asked about every publish by a Bayeux
 	// client that the ACL allows; nil asks no one.
 	PublishAuthorizer PublishAuthorizer
+	// Channels are the [[channels]] rules (channel_rules.go), first match
+	// deciding; nil: every channel keeps the defaults.
+	Channels []ChannelRule
 }
 
 func (o *Options) defaults() {
@@ -157,9 +160,11 @@ func New(opts Options, log *logrus.Entry) *Server {
 		rules: requestRules{MaxBodyBytes: opts.MaxBodyBytes, TrustedProxies: opts.TrustedProxies, CORSOrigins: opts.CORSOrigins,
 			RequestTimeout: opts.RequestTimeout}}
 	s.rules.browsers = &browserMint{hub: s.hub}
-	s.idh = &identityHooks{authn: opts.Authenticator, sub: opts.SubscribeAuthorizer, pub: opts.PublishAuthorizer}
+	s.idh = &identityHooks{authn: opts.Authenticator, sub: opts.SubscribeAuthorizer, pub: opts.PublishAuthorizer,
+		chans: parseChannelRules(opts.Channels)}
 	s.incidents = newIncidents(log, IncidentInterval)
 	s.routes()
+	s.startJoinLeave()
 	go s.incidents.run(s.hub)
 	return s
 }

@@ -179,7 +179,8 @@ func (s *Server) handleChannelInfo(w http.ResponseWriter, r *http.Request) {
 			writeError(w, err)
 			return
 		}
-		ci := channelInfo{Name: n, Size: s.opts.Hub.HistorySize, Messages: make([]json.RawMessage, len(hist)),
+		segs, _ := ParseChannel(full[i], false) // checked by channelVars
+		ci := channelInfo{Name: n, Size: s.hub.elimits.HistoryFor(segs), Messages: make([]json.RawMessage, len(hist)),
 			Subscribers: audience}
 		for j, m := range hist {
 			ci.Messages[j] = stardustJSON(m, s.opts.Prefix)

@@ -503,6 +503,7 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 	for typ, d := range c.Server.TypeExpires {
 		o.TypeExpires[typ] = d.Duration
 	}
+	o.Channels, o.Hub.ChannelHistory = channelRules(c)
 	o.MetricsAllowFrom = allowList(c.Metrics.AllowFrom)
 	o.APIKey, o.APIAllowFrom = c.API.Key, allowList(c.API.AllowFrom)
 	for _, tp := range c.Server.TrustedProxies {
@@ -560,6 +561,26 @@ func openAuth(c *conf.AppAuth, log *logrus.Entry) (*auth.Auth, error) {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
 	return a, nil
+}
+
+// channelRules maps the [[channels]] blocks (validated) onto the server's
+// rules, in order: the first matching block decides, so every block has a
+// history rule, its own history_size or else comet.history_size.
+func channelRules(c *conf.Config) ([]server.ChannelRule, []server.HistoryRule) {
+	var rules []server.ChannelRule
+	var hist []server.HistoryRule
+	for _, ch := range c.Channels {
+		anon, size := true, c.Comet.HistorySize
+		if ch.Anonymous != nil {
+			anon = *ch.Anonymous
+		}
+		if ch.HistorySize != nil {
+			size = *ch.HistorySize
+		}
+		rules = append(rules, server.ChannelRule{Pattern: ch.Pattern, Anonymous: anon, Presence: ch.Presence, JoinLeave: ch.JoinLeave})
+		hist = append(hist, server.HistoryRule{Pattern: ch.Pattern, Size: size})
+	}
+	return rules, hist
 }
 
 // allowList reads a list of client addresses (comet.allow_from,

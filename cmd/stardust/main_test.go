@@ -460,3 +460,21 @@ func TestAPIWired(t *testing.T) {
 		t.Errorf("api options: key %q allow %v", o.APIKey, o.APIAllowFrom)
 	}
 }
+
+// TestChannelsWired: [[channels]] reach the server's rules and the engine's
+// history rules in order, an unset anonymous reading true and an unset
+// history_size comet.history_size.
+func TestChannelsWired(t *testing.T) {
+	o := optionsOf(t, "[comet]\nhistory_size = 7\n\n[[channels]]\npattern = \"/chat/**\"\nanonymous = false\nhistory_size = 0\n\n"+
+		"[[channels]]\npattern = \"/stardust/news\"\npresence = true\njoin_leave = true\n")
+	if fmt.Sprint(o.Channels) != "[{/chat/** false false false} {/stardust/news true true true}]" {
+		t.Errorf("channel rules %v", o.Channels)
+	}
+	l := o.Hub.EngineLimits()
+	for ch, want := range map[string]int{"/chat/x/y": 0, "/stardust/news": 7, "/other": 7} {
+		segs, _ := server.ParseChannel(ch, false)
+		if got := l.HistoryFor(segs); got != want {
+			t.Errorf("history of %s: %d, want %d", ch, got, want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"path/filepath"
@@ -63,6 +64,9 @@ func TestReadmeTOMLSnippets(t *testing.T) {
 		}
 		if strings.Contains(block, "auth_user") {
 			checkPublishAuthExample(t, base)
+		}
+		if strings.Contains(block, `pattern = "/chat/private/**"`) {
+			checkChannelsExample(t, base)
 		}
 		if m := hmacSecret.FindStringSubmatch(block); m != nil {
 			checkTokenExample(t, base, m[1])
@@ -147,4 +151,41 @@ func publishAsTo(t *testing.T, base, channel, user, pass string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// checkChannelsExample: with the README's [[channels]] blocks an anonymous
+// Bayeux client may not subscribe to /chat/private/x (403) but may to
+// /chat/public; channel live keeps no history, news keeps comet.history_size.
+func checkChannelsExample(t *testing.T, base string) {
+	t.Helper()
+	hc := browser()
+	r := bayeuxPost(t, hc, base, map[string]any{"channel": "/meta/handshake", "version": "1.0",
+		"supportedConnectionTypes": []string{"long-polling"}})
+	sub := func(ch string) map[string]any {
+		return bayeuxPost(t, hc, base, map[string]any{"channel": "/meta/subscribe", "clientId": r["clientId"], "subscription": ch})
+	}
+	if s := sub("/chat/private/x"); s["successful"] != false || !strings.HasPrefix(fmt.Sprint(s["error"]), "403:") {
+		t.Errorf("anonymous subscribe to /chat/private/x: %v, want 403", s)
+	}
+	if s := sub("/chat/public"); s["successful"] != true {
+		t.Errorf("anonymous subscribe to /chat/public: %v", s)
+	}
+	for ch, want := range map[string]string{"live": "0 0", "news": "50 1"} {
+		if code := publishAsTo(t, base, ch, "", ""); code != 200 {
+			t.Fatalf("publish to %s: %d", ch, code)
+		}
+		resp, err := http.Get(base + "/channel/" + ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var info []struct {
+			Size     int               `json:"size"`
+			Messages []json.RawMessage `json:"messages"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&info)
+		resp.Body.Close()
+		if err != nil || len(info) != 1 || fmt.Sprint(info[0].Size, len(info[0].Messages)) != want {
+			t.Errorf("channel %s: %+v %v, want size and messages %s", ch, info, err, want)
+		}
+	}
 }

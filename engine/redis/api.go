@@ -39,12 +39,17 @@ func (e *Engine) indexUser(ctx context.Context, id, user string) error {
 	if user == "" {
 		return nil
 	}
+	return e.addToIndex(ctx, e.userKey(user), id, userIndexTTL)
+}
+
+// addToIndex adds id to the set at key, which then lives ttl: the lazy
+// indexes of this file and presence.go, checked when read.
+func (e *Engine) addToIndex(ctx context.Context, key, id string, ttl time.Duration) error {
 	cctx, cancel := e.call(ctx)
 	defer cancel()
-	key := e.userKey(user)
 	for _, r := range e.client.DoMulti(cctx,
 		e.client.B().Sadd().Key(key).Member(id).Build(),
-		e.client.B().Expire().Key(key).Seconds(int64(userIndexTTL/time.Second)).Build()) {
+		e.client.B().Expire().Key(key).Seconds(int64(ttl/time.Second)).Build()) {
 		if err := r.Error(); err != nil {
 			return fail(err)
 		}

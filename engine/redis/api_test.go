@@ -21,12 +21,16 @@ import (
 const apiKey = "0123456789abcdef0123456789abcdef"
 
 // apiNode is one process of a cluster sharing Redis, with the server API on.
-func apiNode(t *testing.T, url string) (*server.Server, string) {
+func apiNode(t *testing.T, url string, mod ...func(*server.Options)) (*server.Server, string) {
 	t.Helper()
 	log, _ := test.NewNullLogger()
 	l := server.Limits{HistorySize: 10}
-	s := server.New(server.Options{APIKey: apiKey, PollTimeout: 5 * time.Second, Bayeux: &server.BayeuxOptions{},
-		Hub: server.HubOptions{Engine: open(t, url, "api:", l), HistorySize: 10}}, logrus.NewEntry(log))
+	opts := server.Options{APIKey: apiKey, PollTimeout: 5 * time.Second, Bayeux: &server.BayeuxOptions{},
+		Hub: server.HubOptions{Engine: open(t, url, "api:", l), HistorySize: 10}}
+	for _, m := range mod {
+		m(&opts)
+	}
+	s := server.New(opts, logrus.NewEntry(log))
 	ts := httptest.NewServer(s)
 	t.Cleanup(func() { s.Close(); ts.Close() })
 	return s, ts.URL

@@ -346,6 +346,9 @@ func (e *Engine) Subscribe(ctx context.Context, id, pattern string) (bool, error
 	}
 	if n == 1 {
 		e.refresh(id) // a poll of this session held here needs the new topic
+		if err := e.indexPresence(ctx, id, pattern); err != nil {
+			return true, err
+		}
 	}
 	return n == 1, nil
 }
@@ -408,13 +411,14 @@ func candidates(channel string) []string {
 
 // Publish implements server.Engine: one script whatever the audience.
 func (e *Engine) Publish(ctx context.Context, m *server.Message) (int, error) {
-	if _, err := server.ParseChannel(m.Channel, false); err != nil {
+	segs, err := server.ParseChannel(m.Channel, false)
+	if err != nil {
 		return 0, err
 	}
 	m.Time = time.Now()
 	payload := encode(m)
-	l := e.opts.Limits
-	args := []string{m.Channel, payload, strconv.FormatInt(m.Time.UnixMilli(), 10), strconv.Itoa(l.HistorySize),
+	l := &e.opts.Limits
+	args := []string{m.Channel, payload, strconv.FormatInt(m.Time.UnixMilli(), 10), strconv.Itoa(l.HistoryFor(segs)),
 		strconv.Itoa(l.QueueMaxMessages), strconv.Itoa(l.QueueMaxBytes), strconv.FormatInt(e.retain().Milliseconds(), 10),
 		strconv.Itoa(l.MaxChannels), strconv.FormatInt(l.MaxHistoryBytes, 10)}
 	args = append(args, candidates(m.Channel)...)

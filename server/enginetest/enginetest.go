@@ -79,6 +79,8 @@ func Run(t *testing.T, f Factory) {
 		{"MaxSubscriptions", testMaxSubscriptions},
 		{"MaxChannels", testMaxChannels},
 		{"HistoryBytes", testHistoryBytes},
+		{"ChannelHistory", testChannelHistory},
+		{"Presence", testPresence},
 		{"TwoProcesses", testTwoProcesses},
 		{"SharedSecret", testSharedSecret},
 	} {

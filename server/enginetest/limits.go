@@ -176,3 +176,22 @@ func testHistoryBytes(t *testing.T, f Factory) {
 		t.Errorf("the subscriber got %d messages; want %d: trimming history loses no delivery", got, 2*n+1)
 	}
 }
+
+// testChannelHistory: Limits.ChannelHistory sizes the history of the
+// channels its rules match, the first match deciding, and the others keep
+// HistorySize ([[channels]] history_size).
+func testChannelHistory(t *testing.T, f Factory) {
+	e := open(t, f, server.Limits{HistorySize: 3, ChannelHistory: []server.HistoryRule{
+		{Pattern: "/ch/live/*", Size: 0}, {Pattern: "/ch/**", Size: 5}}})
+	for i := range 8 {
+		for _, ch := range []string{"/ch/live/feed", "/ch/chat/x", "/other"} {
+			publish(t, e, ch, i)
+		}
+	}
+	for ch, want := range map[string]string{"/ch/live/feed": "[]", "/ch/chat/x": "[3 4 5 6 7]", "/other": "[5 6 7]"} {
+		h, err := e.History(ctx, ch, 0)
+		if err != nil || fmt.Sprint(numbers(h)) != want {
+			t.Errorf("History(%s) = %v, %v; want %s", ch, numbers(h), err, want)
+		}
+	}
+}
