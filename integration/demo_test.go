@@ -260,33 +260,24 @@ func (tab *demoTab) waitLogTexts(t *testing.T, want ...string) {
 	})
 }
 
-// TestReadmeQuotesExamples: the Go the README shows is ExampleStart of
-// examples/autobot, which go test runs, as it is.
+// TestReadmeQuotesExamples: code the docs show is code the tests run, as it
+// is (less its indent in the file): the Go of ExampleStart of
+// examples/autobot (go test runs it), and the stardust.js code for tokens,
+// the script of examples/php/app.html (TestBrowserPHPApp runs it).
 func TestReadmeQuotesExamples(t *testing.T) {
-	src := readFile(t, filepath.Join(repoRoot(t), "examples", "autobot", "example_test.go"))
-	_, body, _ := strings.Cut(src, "func ExampleStart() {\n")
-	body, _, _ = strings.Cut(body, "\t// Output:")
-	var lines []string
-	for _, l := range strings.Split(strings.TrimRight(body, "\n"), "\n") {
-		lines = append(lines, strings.TrimPrefix(l, "\t"))
-	}
-	if got, want := readmeBlock(t, "go", "autobot.Start("), strings.Join(lines, "\n")+"\n"; got != want {
-		t.Errorf("README.md's autobot example is not ExampleStart's body:\n%s\nwant:\n%s", got, want)
-	}
-}
-
-// TestReadmeQuotesPHPApp: the stardust.js code the README shows for tokens
-// is the script of examples/php/app.html (run by TestBrowserPHPApp), as it
-// is, less the page's indent.
-func TestReadmeQuotesPHPApp(t *testing.T) {
-	app := readFile(t, filepath.Join(repoRoot(t), "examples", "php", "app.html"))
-	_, script, _ := strings.Cut(app, "<script>\n")
-	script, _, _ = strings.Cut(script, "</script>")
-	var lines []string
-	for _, l := range strings.Split(strings.TrimRight(script, "\n"), "\n") {
-		lines = append(lines, strings.TrimPrefix(l, "  "))
-	}
-	if got, want := readmeBlock(t, "js", "const token = "), strings.Join(lines, "\n")+"\n"; got != want {
-		t.Errorf("README.md's token example is not examples/php/app.html's script:\n%s\nwant:\n%s", got, want)
+	for _, q := range []struct{ file, from, to, indent, lang, marker string }{
+		{"examples/autobot/example_test.go", "func ExampleStart() {\n", "\t// Output:", "\t", "go", "autobot.Start("},
+		{"examples/php/app.html", "<script>\n", "</script>", "  ", "js", "const token = "},
+	} {
+		src := readFile(t, filepath.Join(repoRoot(t), filepath.FromSlash(q.file)))
+		_, body, _ := strings.Cut(src, q.from)
+		body, _, _ = strings.Cut(body, q.to)
+		var lines []string
+		for _, l := range strings.Split(strings.TrimRight(body, "\n"), "\n") {
+			lines = append(lines, strings.TrimPrefix(l, q.indent))
+		}
+		if got, want := readmeBlock(t, q.lang, q.marker), strings.Join(lines, "\n")+"\n"; got != want {
+			t.Errorf("the docs' %s block with %q is not the code of %s:\n%s\nwant:\n%s", q.lang, q.marker, q.file, got, want)
+		}
 	}
 }
