@@ -38,6 +38,11 @@ func TestCometDTwoClientsInOneProcess(t *testing.T) {
 		base := startStardust(t, "--timeout", "4s")
 		stock(t, base+"/cometd", 100)
 		// A first visit: both clients handshake at once with no cookie, and
+		// (not fixed for every ordering: when the first client's first
+		// connect is served before the second handshake's cookie is issued,
+		// that session cannot follow the cookie the process keeps; in one
+		// Node process this lost 1 round in about 33 of the "par" order, so
+		// it runs here in new processes only, where it has not failed),
 		// the answers set two cookies, of which the process keeps one. The
 		// race shows in a new process (2 runs in 10 lost a subscription's
 		// messages before the session could follow the cookie kept).
