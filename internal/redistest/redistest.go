@@ -149,7 +149,7 @@ type Proxy struct {
 	l      net.Listener
 	mu     sync.Mutex
 	target string
-	conns  map[net.Conn]struct{}
+	conns  map[net.Conn]string // each forwarded connection, with the address it leads to
 }
 
 // StartProxy forwards to target until the test ends.
@@ -159,7 +159,7 @@ func StartProxy(t testing.TB, target *Server) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{Addr: l.Addr().String(), l: l, target: target.Addr, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{Addr: l.Addr().String(), l: l, target: target.Addr, conns: map[net.Conn]string{}}
 	p.URL = "redis://" + p.Addr + "/0"
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -195,7 +195,13 @@ func (p *Proxy) forward(c net.Conn) {
 		return
 	}
 	p.mu.Lock()
-	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+	if target != p.target {
+		// Switched while dialling: this connection leads to the old target.
+		p.mu.Unlock()
+		_, _ = c.Close(), up.Close()
+		return
+	}
+	p.conns[c], p.conns[up] = target, target
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
@@ -213,18 +219,24 @@ func (p *Proxy) forward(c net.Conn) {
 	p.mu.Unlock()
 }
 
-func (p *Proxy) closeAll() {
+// closeAll closes the forwarded connections, all of them or (keep set)
+// those that do not lead to keep.
+func (p *Proxy) closeAll(keep ...string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for c := range p.conns {
-		_ = c.Close()
+	for c, to := range p.conns {
+		if len(keep) == 0 || to != keep[0] {
+			_ = c.Close()
+		}
 	}
 }
 
-// Switch closes every forwarded connection and sends new ones to target.
+// Switch closes every forwarded connection to the old target and sends new
+// ones to target. A connection made to target in between is kept: closing it
+// too would make one failover look like two.
 func (p *Proxy) Switch(target *Server) {
 	p.mu.Lock()
 	p.target = target.Addr
 	p.mu.Unlock()
-	p.closeAll()
+	p.closeAll(target.Addr)
 }
