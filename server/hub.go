@@ -72,6 +72,10 @@ type Event struct {
 	Message  *Message // for publish
 	Count    int      // for queue_drop: messages lost
 	Remote   string   // for client_connect
+	// User is the session's user (AttrUser), for subscribe, unsubscribe
+	// and client_disconnect; "" when it has none or, for a session that
+	// expired on a shared engine, when the engine did not say.
+	User string
 }
 
 // Hub is the core that both protocols and local clients use: it keeps this
@@ -288,7 +292,7 @@ func (h *Hub) Remove(c *Client) error {
 		return h.failed(err)
 	}
 	if existed {
-		h.emit(Event{Type: "client_disconnect", ClientID: c.s.ID, Kind: c.s.Kind})
+		h.emit(Event{Type: "client_disconnect", ClientID: c.s.ID, Kind: c.s.Kind, User: c.Attr(AttrUser)})
 	}
 	return nil
 }
@@ -329,7 +333,7 @@ func (h *Hub) subscribe(c *Client, pattern string) (bool, error) {
 		return false, h.failed(err)
 	}
 	if added {
-		h.emit(Event{Type: "subscribe", ClientID: c.s.ID, Kind: c.s.Kind, Channel: pattern})
+		h.emit(Event{Type: "subscribe", ClientID: c.s.ID, Kind: c.s.Kind, Channel: pattern, User: c.Attr(AttrUser)})
 	}
 	return added, nil
 }
@@ -341,7 +345,7 @@ func (h *Hub) Unsubscribe(c *Client, pattern string) (bool, error) {
 		return false, h.failed(err)
 	}
 	if removed {
-		h.emit(Event{Type: "unsubscribe", ClientID: c.s.ID, Kind: c.s.Kind, Channel: pattern})
+		h.emit(Event{Type: "unsubscribe", ClientID: c.s.ID, Kind: c.s.Kind, Channel: pattern, User: c.Attr(AttrUser)})
 	}
 	return removed, nil
 }
@@ -532,6 +536,6 @@ func (h *Hub) sweep(now time.Time) {
 		if h.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 			h.log.WithField("kind", s.Kind).Debug("client expired")
 		}
-		h.emit(Event{Type: "client_disconnect", ClientID: s.ID, Kind: s.Kind})
+		h.emit(Event{Type: "client_disconnect", ClientID: s.ID, Kind: s.Kind, User: s.Attrs[AttrUser]})
 	}
 }

@@ -79,6 +79,9 @@ type Options struct {
 	// Channels are the [[channels]] rules (channel_rules.go), first match
 	// deciding; nil: every channel keeps the defaults.
 	Channels []ChannelRule
+	// Webhooks, when set with a URL, POSTs channel and member events to
+	// the site's back end (webhooks.go).
+	Webhooks *WebhookOptions
 }
 
 func (o *Options) defaults() {
@@ -151,12 +154,21 @@ type Server struct {
 	idh     *identityHooks // the identity hooks of Options (identity_wire.go)
 
 	incidents *incidents
+	webhooks  *webhooks // nil when off
 }
 
 // New builds a Server with its own Hub.
 func New(opts Options, log *logrus.Entry) *Server {
 	opts.defaults()
-	s := &Server{opts: opts, log: log, hub: NewHub(opts.Hub, log), started: time.Now(),
+	wh := newWebhooks(opts.Webhooks)
+	if wh != nil {
+		if next := opts.Hub.Events; next != nil {
+			opts.Hub.Events = func(e Event) { wh.hook(e); next(e) }
+		} else {
+			opts.Hub.Events = wh.hook
+		}
+	}
+	s := &Server{opts: opts, log: log, hub: NewHub(opts.Hub, log), started: time.Now(), webhooks: wh,
 		rules: requestRules{MaxBodyBytes: opts.MaxBodyBytes, TrustedProxies: opts.TrustedProxies, CORSOrigins: opts.CORSOrigins,
 			RequestTimeout: opts.RequestTimeout}}
 	s.rules.browsers = &browserMint{hub: s.hub}
@@ -165,6 +177,9 @@ func New(opts Options, log *logrus.Entry) *Server {
 	s.incidents = newIncidents(log, IncidentInterval)
 	s.routes()
 	s.startJoinLeave()
+	if wh != nil {
+		wh.start(s)
+	}
 	go s.incidents.run(s.hub)
 	return s
 }
