@@ -63,7 +63,7 @@ type localWebhooks struct {
 	engine Engine
 
 	mu     sync.Mutex
-	chans  map[string]*localChannel      // by channel
+	chans  map[string]*localChannel     // by channel
 	sess   map[string]map[string]string // session id -> channel -> user
 	queue  []string
 	holder string
