@@ -51,10 +51,8 @@ const (
 	// WebhookBatch is the most events in one POST.
 	WebhookBatch = 100
 	// webhookBacklog bounds the hub events waiting in this process to be
-	// decided; webhookLease is how long a sender holds the queue without
-	// renewing it (longer than a POST's timeout).
+	// decided.
 	webhookBacklog = 10000
-	webhookLease   = 30 * time.Second
 	// webhookBackoff is the longest wait between failed POSTs.
 	webhookBackoff = 60 * time.Second
 )
@@ -93,7 +91,11 @@ type webhookEvent struct {
 
 // webhooks is a server's webhook state. Its goroutines end with the hub.
 type webhooks struct {
-	opts   WebhookOptions
+	opts WebhookOptions
+	// lease is how long a sender holds the queue without renewing it:
+	// longer than a POST may take, so that a slow POST is not sent twice;
+	// a sender that died is replaced this long after its last renewal.
+	lease  time.Duration
 	want   map[string]bool
 	node   string // this process, as the lease's owner
 	s      *Server
@@ -132,7 +134,7 @@ func newWebhooks(opts *WebhookOptions) *webhooks {
 	if o.Client == nil {
 		o.Client = &http.Client{Timeout: o.Timeout}
 	}
-	w := &webhooks{opts: o, want: map[string]bool{}, node: NewID(), events: make(chan Event, webhookBacklog)}
+	w := &webhooks{opts: o, lease: 2*o.Timeout + 5*o.Interval, want: map[string]bool{}, node: NewID(), events: make(chan Event, webhookBacklog)}
 	for _, e := range o.Events {
 		w.want[e] = true
 	}

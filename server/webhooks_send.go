@@ -41,7 +41,7 @@ func (w *webhooks) sendLoop() {
 			return
 		case now := <-t.C:
 			if now.Before(next) {
-				_, _, _ = w.queue.WebhookBatch(context.Background(), w.node, webhookLease, 0)
+				_, _, _ = w.queue.WebhookBatch(context.Background(), w.node, w.lease, 0)
 				continue
 			}
 			switch ok, err := w.sendOnce(now); {
@@ -62,7 +62,7 @@ func (w *webhooks) sendLoop() {
 // it reports whether it sent any.
 func (w *webhooks) sendOnce(now time.Time) (bool, error) {
 	ctx := context.Background()
-	batch, mine, err := w.queue.WebhookBatch(ctx, w.node, webhookLease, WebhookBatch)
+	batch, mine, err := w.queue.WebhookBatch(ctx, w.node, w.lease, WebhookBatch)
 	if err != nil {
 		w.s.hub.failed(err)
 		return false, nil
