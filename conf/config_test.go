@@ -123,6 +123,13 @@ func TestValidate(t *testing.T) {
 		{"zero channel burst", func(c *Config) { c.Comet.AddressChannelBurst = 0 }, []string{"comet.address_channel_burst"}},
 		{"channel burst under a request", func(c *Config) { c.Comet.AddressChannelBurst = 10 }, []string{"comet.address_channel_burst"}},
 		{"api key", func(c *Config) { c.API.Key = "0123456789abcdef0123456789abcdef" }, nil},
+		{"webhooks", func(c *Config) {
+			c.Webhooks.URL, c.Webhooks.Secret, c.Webhooks.Events = "http://127.0.0.1:8000/hooks", "0123456789abcdef", []string{"member_added"}
+		}, nil},
+		{"webhooks bad", func(c *Config) {
+			c.Webhooks.URL, c.Webhooks.Events, c.Webhooks.MaxQueue = "ftp://x", []string{"joined"}, 0
+			c.Webhooks.Timeout.Duration = 0
+		}, []string{"webhooks.url", "webhooks.secret", "webhooks.events", "webhooks.max_queue", "webhooks.timeout"}},
 		{"channels", func(c *Config) {
 			n, no := 0, false
 			c.Channels = []Channels{{Pattern: "/chat/**", Anonymous: &no, HistorySize: &n}, {Pattern: "/stardust/live"}}

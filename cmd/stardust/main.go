@@ -506,6 +506,10 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 	o.Channels, o.Hub.ChannelHistory = channelRules(c)
 	o.MetricsAllowFrom = allowList(c.Metrics.AllowFrom)
 	o.APIKey, o.APIAllowFrom = c.API.Key, allowList(c.API.AllowFrom)
+	if w := c.Webhooks; w.URL != "" {
+		o.Webhooks = &server.WebhookOptions{URL: w.URL, Secret: w.Secret, Events: w.Events, MaxQueue: w.MaxQueue,
+			Timeout: w.Timeout.Duration}
+	}
 	for _, tp := range c.Server.TrustedProxies {
 		if p, err := conf.ParsePrefix(tp); err == nil {
 			o.TrustedProxies = append(o.TrustedProxies, p)
