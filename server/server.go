@@ -211,6 +211,7 @@ func (s *Server) routes() {
 	r.HandleFunc(b+"/channel/", s.handleChannelList).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc(b+"/channel/{chans}", s.handleChannelInfo).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc(b+"/channel/{chans}", s.handlePublish).Methods(http.MethodPost)
+	r.HandleFunc(b+"/channel/{chans}", s.handleDelete).Methods(http.MethodDelete) // channel_delete.go
 	r.HandleFunc(b+"/channel/{chans}/events", s.handleEvents).Methods(http.MethodGet)
 	// jquery.ev as in the Perl synopsis polls /channel/foo/ID without "stream".
 	r.HandleFunc(b+"/channel/{chans}/{id:[0-9.]+}", s.handleStream).Methods(http.MethodGet)
