@@ -80,7 +80,9 @@ type Channels struct {
 	// HistorySize is the messages kept per matching channel; nil (unset)
 	// keeps comet.history_size, 0 keeps none.
 	HistorySize *int `toml:"history_size"`
-	// HistoryTTL is not served yet: Validate refuses a value.
+	// HistoryTTL: messages older than this are not returned by history
+	// or recovery, and are dropped; 0 (unset) keeps them as long as
+	// history_size allows.
 	HistoryTTL Duration `toml:"history_ttl"`
 	// Anonymous allows clients with no user to subscribe; nil (unset) is
 	// true. false: 403 on every protocol for a client without a user.
@@ -730,8 +732,8 @@ func (c *Config) validateChannels(p *problems) {
 		if ch.HistorySize != nil && *ch.HistorySize < 0 {
 			p.add(key+"history_size", "must be 0 (no history) or more, got %d", *ch.HistorySize)
 		}
-		if ch.HistoryTTL.Duration != 0 {
-			p.add(key+"history_ttl", "not supported yet: history lasts comet.channel_timeout; remove the key")
+		if d := ch.HistoryTTL.Duration; d != 0 && d < time.Second {
+			p.add(key+"history_ttl", "want 0 (no TTL) or at least 1s, got %s", d)
 		}
 		if ch.JoinLeave && c.Engine.Type == "redis" {
 			p.add(key+"join_leave", "not supported yet with engine.type = \"redis\" (memory engine only); remove the key")

@@ -141,9 +141,12 @@ func TestValidate(t *testing.T) {
 			n := -1
 			c.Channels = []Channels{{Pattern: "/a", HistorySize: &n}}
 		}, []string{"channels[0].history_size"}},
-		{"channels not served yet", func(c *Config) {
+		{"channels history_ttl", func(c *Config) {
 			c.Channels = []Channels{{Pattern: "/a", HistoryTTL: Duration{time.Minute}}}
-		}, []string{"channels[0].history_ttl"}},
+		}, nil},
+		{"channels history_ttl too short", func(c *Config) {
+			c.Channels = []Channels{{Pattern: "/a", HistoryTTL: Duration{time.Millisecond}}, {Pattern: "/b", HistoryTTL: Duration{-time.Minute}}}
+		}, []string{"channels[0].history_ttl", "channels[1].history_ttl"}},
 		{"channels join_leave", func(c *Config) { c.Channels = []Channels{{Pattern: "/a", JoinLeave: true}} }, nil},
 		{"channels join_leave with redis", func(c *Config) {
 			c.Engine.Type = "redis"

@@ -582,7 +582,7 @@ func channelRules(c *conf.Config) ([]server.ChannelRule, []server.HistoryRule) {
 			size = *ch.HistorySize
 		}
 		rules = append(rules, server.ChannelRule{Pattern: ch.Pattern, Anonymous: anon, Presence: ch.Presence, JoinLeave: ch.JoinLeave})
-		hist = append(hist, server.HistoryRule{Pattern: ch.Pattern, Size: size})
+		hist = append(hist, server.HistoryRule{Pattern: ch.Pattern, Size: size, TTL: ch.HistoryTTL.Duration})
 	}
 	return rules, hist
 }
