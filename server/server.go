@@ -191,7 +191,10 @@ func (s *Server) Hub() *Hub { return s.hub }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // Close answers every held long-poll and stream at once and stops the hub.
-func (s *Server) Close() { s.hub.Close() }
+func (s *Server) Close() {
+	s.webhooks.stop() // while the engine is open: it queues what is decided
+	s.hub.Close()
+}
 
 // routes registers every route on one router with full paths. (Subrouters
 // are avoided on purpose: gorilla/mux 1.8 answers 404 instead of 405 for a

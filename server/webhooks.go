@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -102,6 +103,10 @@ type webhooks struct {
 	occ    Occupancy
 	queue  WebhookQueue
 	events chan Event
+	// ctx ends the goroutines and a POST in flight (stop); wg waits for them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	backlogDropped atomic.Uint64 // hub events not decided: backlog full
 	queueDropped   atomic.Uint64 // events not queued: queue full
@@ -167,8 +172,22 @@ func (w *webhooks) start(s *Server) {
 	if q, ok := s.hub.engine.(WebhookQueue); ok {
 		w.queue = q
 	}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	w.wg.Add(2)
 	go w.decideLoop()
 	go w.sendLoop()
+}
+
+// stop ends the goroutines, before the engine closes: the events already
+// on the backlog are decided and queued first (with a shared engine,
+// another process sends them), and a POST in flight is cancelled (its
+// batch stays queued).
+func (w *webhooks) stop() {
+	if w == nil || w.cancel == nil {
+		return
+	}
+	w.cancel()
+	w.wg.Wait()
 }
 
 // channelEvents says whether any event needs occupancy.
@@ -178,15 +197,23 @@ func (w *webhooks) channelEvents() bool {
 }
 
 func (w *webhooks) decideLoop() {
+	defer w.wg.Done()
 	for {
 		select {
-		case <-w.s.hub.Done():
+		case <-w.ctx.Done():
+			for range len(w.events) { // what was there when asked to stop
+				w.decideAndPush(<-w.events)
+			}
 			return
 		case e := <-w.events:
-			if out := w.decide(e); len(out) > 0 {
-				w.push(out)
-			}
+			w.decideAndPush(e)
 		}
+	}
+}
+
+func (w *webhooks) decideAndPush(e Event) {
+	if out := w.decide(e); len(out) > 0 {
+		w.push(out)
 	}
 }
 

@@ -31,13 +31,14 @@ func WebhookSignature(secret string, body []byte) string {
 // other process starts over with no wait; events older than RetryFor are
 // dropped from the head and counted.
 func (w *webhooks) sendLoop() {
+	defer w.wg.Done()
 	t := time.NewTicker(w.opts.Interval)
 	defer t.Stop()
 	var failed int
 	var next time.Time
 	for {
 		select {
-		case <-w.s.hub.Done():
+		case <-w.ctx.Done():
 			return
 		case now := <-t.C:
 			if now.Before(next) {
@@ -45,6 +46,8 @@ func (w *webhooks) sendLoop() {
 				continue
 			}
 			switch ok, err := w.sendOnce(now); {
+			case err != nil && w.ctx.Err() != nil:
+				return // stopping: the batch stays queued
 			case err != nil:
 				failed++
 				w.failures.Add(1)
@@ -61,7 +64,7 @@ func (w *webhooks) sendLoop() {
 // sendOnce posts one batch if this process holds the lease and events wait;
 // it reports whether it sent any.
 func (w *webhooks) sendOnce(now time.Time) (bool, error) {
-	ctx := context.Background()
+	ctx := w.ctx
 	batch, mine, err := w.queue.WebhookBatch(ctx, w.node, w.lease, WebhookBatch)
 	if err != nil {
 		w.s.hub.failed(err)

@@ -5,11 +5,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/stardust-go/stardust/internal/leakcheck"
 	"github.com/stardust-go/stardust/internal/webhooktest"
 )
 
@@ -178,4 +182,23 @@ func scrape(t *testing.T, s *Server) string {
 	s.ServeHTTP(w, req)
 	body, _ := io.ReadAll(w.Result().Body)
 	return string(body)
+}
+
+// TestWebhooksEndWithServer: Close ends the webhook goroutines, a POST in
+// flight to an app that does not answer included.
+func TestWebhooksEndWithServer(t *testing.T) {
+	hang := make(chan struct{})
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hang }))
+	defer app.Close()
+	defer close(hang)
+	before := runtime.NumGoroutine()
+	s := New(Options{Webhooks: &WebhookOptions{URL: app.URL, Secret: "x", Interval: 20 * time.Millisecond}}, logrus.NewEntry(logrus.New()))
+	session(t, s.hub, "c1", "", "/news")
+	time.Sleep(200 * time.Millisecond) // the POST is in flight
+	start := time.Now()
+	s.Close()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	leakcheck.Goroutines(t, before)
 }
