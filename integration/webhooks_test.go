@@ -24,17 +24,8 @@ import (
 // out, its client_disconnected: each event once. The docs' openssl line
 // computes the signature the server sends.
 func TestReadmeWebhooks(t *testing.T) {
-	var block string
-	for _, b := range readmeBlocks(t, "toml") {
-		if strings.HasPrefix(b, "[webhooks]") {
-			block = b
-		}
-	}
-	secret := regexp.MustCompile(`secret = "([^"]+)"`).FindStringSubmatch(block)
-	if secret == nil {
-		t.Fatal("the docs have no [webhooks] block with a secret")
-	}
-	rcv := webhooktest.New(t, secret[1])
+	block, secret := readmeTOMLKey(t, "[webhooks] block", "secret", func(b string) bool { return strings.HasPrefix(b, "[webhooks]") })
+	rcv := webhooktest.New(t, secret)
 	srv := redistest.Start(t)
 	block = regexp.MustCompile(`url = "[^"]+"`).ReplaceAllString(block, `url = "`+rcv.URL+`"`)
 	// A short POST timeout makes a short lease: the dead process's lease
@@ -86,8 +77,25 @@ func TestReadmeWebhooks(t *testing.T) {
 
 	body := `{"time_ms":1,"events":[]}`
 	out := runScript(t, readmeShBlock(t, "# the signature of a webhook body"), time.Minute,
-		"BODY="+body, "STARDUST_WEBHOOK_SECRET="+secret[1])
-	if want := server.WebhookSignature(secret[1], []byte(body)); strings.TrimSpace(out) != want {
+		"BODY="+body, "STARDUST_WEBHOOK_SECRET="+secret)
+	if want := server.WebhookSignature(secret, []byte(body)); strings.TrimSpace(out) != want {
 		t.Errorf("the docs' openssl line gives %q, want %q", out, want)
 	}
+}
+
+// readmeTOMLKey returns the last ```toml block of the docs that match
+// accepts, and the quoted value of its key (what the docs' commands then
+// use, such as an API key), failing the test when there is none.
+func readmeTOMLKey(t *testing.T, what, key string, match func(string) bool) (block, value string) {
+	t.Helper()
+	for _, b := range readmeBlocks(t, "toml") {
+		if match(b) {
+			block = b
+		}
+	}
+	v := regexp.MustCompile(`(?m)^` + key + ` = "([^"]+)"`).FindStringSubmatch(block)
+	if v == nil {
+		t.Fatalf("the docs have no %s with a %s", what, key)
+	}
+	return block, v[1]
 }

@@ -34,32 +34,28 @@ type channelDeletedBody struct {
 }
 
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
-	names, full, err := s.channelVars(r)
-	if err != nil {
-		writeError(w, err)
+	names, full, ok := s.publishChannels(w, r)
+	if !ok {
 		return
 	}
-	if err := s.mayPublish(r, full); err != nil {
-		writeDenied(w, err)
-		return
-	}
+	out, err := s.deleteChannels(names, full)
+	writeResult(w, out, err)
+}
+
+// deleteChannels deletes the channels full (Stardust names names).
+func (s *Server) deleteChannels(names, full []string) (any, error) {
 	out := channelDeletedBody{OK: true, Channels: names}
 	for i, ch := range full {
 		n, had, err := s.deleteChannel(ch, names[i])
-		if errors.Is(err, errNoCapability) {
-			writeJSON(w, http.StatusNotImplemented, errorBody{Error: err.Error(), Status: http.StatusNotImplemented})
-			return
-		}
 		if err != nil {
-			writeError(w, err)
-			return
+			return nil, err
 		}
 		out.Unsubscribed += n
 		if had {
 			out.History++
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // deleteChannel sends the notice to the channel's subscribers, unsubscribes
