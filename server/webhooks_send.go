@@ -39,6 +39,7 @@ func (w *webhooks) sendLoop() {
 	for {
 		select {
 		case <-w.ctx.Done():
+			w.release()
 			return
 		case now := <-t.C:
 			if now.Before(next) {
@@ -59,6 +60,16 @@ func (w *webhooks) sendLoop() {
 			}
 		}
 	}
+}
+
+// release gives up the lease if this process holds it (it is renewed to
+// end at once), so that another process sends without waiting for it to
+// run out: a graceful stop hands over at once, a killed process after
+// the lease.
+func (w *webhooks) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, _, _ = w.queue.WebhookBatch(ctx, w.node, time.Millisecond, 0)
 }
 
 // sendOnce posts one batch if this process holds the lease and events wait;

@@ -69,9 +69,11 @@ func TestWebhooksAcrossProcesses(t *testing.T) {
 	rcv.Check(t)
 }
 
-// TestWebhooksProcessDies: the events queued by a process that dies before
-// the app takes them are sent by the other, and the sessions of the dead
-// process, once expired, are announced by the other's sweep.
+// TestWebhooksProcessDies: the events queued by a process that ends before
+// the app takes them are sent by the other, and the sessions of the ended
+// process, once expired, are announced by the other's sweep. (Close hands
+// the lease over; integration's TestReadmeWebhooks SIGKILLs the process,
+// whose lease then runs out.)
 func TestWebhooksProcessDies(t *testing.T) {
 	srv := redistest.Start(t)
 	rcv := webhooktest.New(t, "s3cret")
@@ -85,7 +87,7 @@ func TestWebhooksProcessDies(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	a.Close() // as a process killed: its sessions stay, its lease runs out
+	a.Close() // its sessions stay
 	b := hookNode(t, srv.URL, rcv)
 	rcv.FailNext(0) // the app is back
 	want := "[channel_occupied /chat/room channel_vacated /chat/room client_disconnected ann member_added /chat/room ann member_removed /chat/room ann]"
