@@ -65,13 +65,17 @@ type HubOptions struct {
 
 // Event is a notification of something a client did, for callbacks and metrics.
 type Event struct {
-	Type     string // subscribe, unsubscribe, publish, client_connect, client_disconnect, queue_drop
+	Type     string // subscribe, unsubscribe, publish, client_connect, client_disconnect, queue_drop, join, leave
 	ClientID string
 	Kind     string
 	Channel  string
-	Message  *Message // for publish
-	Count    int      // for queue_drop: messages lost
-	Remote   string   // for client_connect
+	// User is, for join and leave, the user who came to or left Channel
+	// (the first of their sessions subscribed, the last one went): once per
+	// user across every process sharing the engine (joinleave.go).
+	User    string
+	Message *Message // for publish
+	Count   int      // for queue_drop: messages lost
+	Remote  string   // for client_connect
 }
 
 // Hub is the core that both protocols and local clients use: it keeps this
