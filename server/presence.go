@@ -83,10 +83,7 @@ func (s *Server) apiPresence(_ *http.Request, req *apiRequest) (any, error) {
 		if p.Transport == "" {
 			p.Transport = ss.Kind
 		}
-		var id Identity
-		if raw := ss.Attrs[AttrIdentity]; raw != "" && json.Unmarshal([]byte(raw), &id) == nil {
-			p.Info = id.Info
-		}
+		p.Info = identityInfo(ss.Attrs[AttrIdentity])
 		out.Clients = append(out.Clients, p)
 	}
 	return out, nil
