@@ -252,15 +252,35 @@ func (e *MemoryEngine) Gone(_ context.Context, id string) ([]Member, error) {
 		return nil, nil
 	}
 	delete(m.sessions, id)
+	return m.uncountAll(s), nil
+}
+
+// SweepMembers implements Members. The hub calls Gone for every session
+// the memory engine removes, in the same process, so there is seldom
+// anything to find; sessions of an embedder that removes them through
+// the engine directly are.
+func (e *MemoryEngine) SweepMembers(context.Context) ([]Member, error) {
+	m := &e.members
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Member
+	for id, s := range m.sessions {
+		if e.session(id) != nil {
+			continue
+		}
+		delete(m.sessions, id)
+		out = append(out, m.uncountAll(s)...)
+	}
+	return out, nil
+}
+
+// uncountAll takes s off all its channels. Under mu.
+func (m *memMembers) uncountAll(s *memMember) []Member {
 	var out []Member
 	for ch := range s.channels {
 		if mb, last, _ := m.uncount(ch, s); last {
 			out = append(out, mb)
 		}
 	}
-	return out, nil
+	return out
 }
-
-// SweepMembers implements Members: the hub calls Gone for every session
-// the memory engine removes, in the same process, so none is left over.
-func (e *MemoryEngine) SweepMembers(context.Context) ([]Member, error) { return nil, nil }
