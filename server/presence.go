@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -143,12 +142,8 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	list, err := s.present(&apiRequest{Channel: name})
-	if errors.Is(err, errNoCapability) {
-		writeJSON(w, http.StatusNotImplemented, errorBody{Error: err.Error(), Status: http.StatusNotImplemented})
-		return
-	}
 	if err != nil {
-		writeError(w, err)
+		writeResult(w, nil, err)
 		return
 	}
 	out := struct {

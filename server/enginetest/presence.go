@@ -11,21 +11,28 @@ import (
 	"github.com/stardust-go/stardust/server"
 )
 
+// peers opens an engine with the default limits and another process's
+// on the same state (the same engine for one that serves one process).
+func peers(t *testing.T, f Factory) (server.Engine, server.Engine) {
+	l := server.Limits{}
+	e1 := open(t, f, l)
+	e2 := f.peer(t, e1, l)
+	if e2 != e1 {
+		t.Cleanup(func() { _ = e2.Close() })
+	}
+	return e1, e2
+}
+
 // testPresence: an engine that implements server.Presence lists the
 // sessions a message on a channel would reach, by name or pattern, from
 // every process sharing it; a session leaves the list when it
 // unsubscribes or is removed, whichever process does it. Engines without
 // the capability skip it.
 func testPresence(t *testing.T, f Factory) {
-	l := server.Limits{}
-	e1 := open(t, f, l)
+	e1, e2 := peers(t, f)
 	p1, ok := e1.(server.Presence)
 	if !ok {
 		t.Skip("the engine has no server.Presence")
-	}
-	e2 := f.peer(t, e1, l)
-	if e2 != e1 {
-		t.Cleanup(func() { _ = e2.Close() })
 	}
 	p2 := e2.(server.Presence)
 	mustCreate(t, e1, "pa", server.KindBayeux)
@@ -80,15 +87,10 @@ func testPresence(t *testing.T, f Factory) {
 // removal whose Gone never came) gives one leave, with the info of the
 // join. Engines without the capability skip it.
 func testMembers(t *testing.T, f Factory) {
-	l := server.Limits{}
-	e1 := open(t, f, l)
+	e1, e2 := peers(t, f)
 	m1, ok := e1.(server.Members)
 	if !ok {
 		t.Skip("the engine has no server.Members")
-	}
-	e2 := f.peer(t, e1, l)
-	if e2 != e1 {
-		t.Cleanup(func() { _ = e2.Close() })
 	}
 	m2 := e2.(server.Members)
 	const room = "/jl/room"
