@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -92,5 +93,31 @@ func TestJoinLeave(t *testing.T) {
 	defer mu.Unlock()
 	if got := strings.Join(events, ", "); got != "join wes /chat/room, leave wes /chat/room, join ann /chat/room, join bob /chat/room, leave bob /chat/room, leave ann /chat/room" {
 		t.Errorf("events: %s", got)
+	}
+}
+
+// TestJoinLeaveStardustStream: a Stardust poll with an identity joins a
+// join_leave channel at its first poll (its identity is kept before it is
+// subscribed), and its own poll brings the join.
+func TestJoinLeaveStardustStream(t *testing.T) {
+	a := newStubAuth()
+	a.set("ann-token", Identity{User: "ann"})
+	s, base := apiServer(t, func(o *Options) {
+		o.Authenticator = a
+		o.Channels = []ChannelRule{{Pattern: "/stardust/room", Anonymous: true, JoinLeave: true}}
+	})
+	req, _ := http.NewRequest(http.MethodGet, base+"/comet/channel/room/stream/s1", nil)
+	req.Header.Set("Authorization", "Bearer ann-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), `"type":"stardust.join","user":"ann"`) {
+		t.Errorf("the first poll: %d %s, want ann's join", resp.StatusCode, body)
+	}
+	if got := len(history(t, s.hub, "/stardust/room")); got != 1 {
+		t.Errorf("%d messages in the room, want the join", got)
 	}
 }
