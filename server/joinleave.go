@@ -36,10 +36,10 @@ type Members interface {
 	// Leave stops counting session id on channel; when it was its user's
 	// last session there, it returns that user (ok true).
 	Leave(ctx context.Context, channel, id string) (m Member, ok bool, err error)
-	// Gone stops counting a session that the engine no longer has (removed
-	// or expired) on every channel, and returns the users it was the last
-	// session of. A session the engine still has is left alone.
-	Gone(ctx context.Context, id string) ([]Member, error)
+	// Gone stops counting sessions that the engine no longer has (removed
+	// or expired) on every channel, and returns the users they were the
+	// last sessions of. A session the engine still has is left alone.
+	Gone(ctx context.Context, ids ...string) ([]Member, error)
 	// SweepMembers does what Gone would have done for sessions that went
 	// without it (a process died between removing a session and calling
 	// Gone), a bounded part of them per call; the hub calls it each sweep.
@@ -125,13 +125,13 @@ func (h *Hub) gone(sweep bool, ids ...string) {
 		return
 	}
 	var left []Member
-	for _, id := range ids {
-		ms, err := mb.Gone(context.Background(), id)
+	if len(ids) > 0 {
+		ms, err := mb.Gone(context.Background(), ids...)
 		if err != nil {
 			h.failed(err)
-			h.log.WithError(err).Warn("leaves of a session that went not counted")
+			h.log.WithError(err).Warn("leaves of sessions that went not counted (the sweep finds them later)")
 		}
-		left = append(left, ms...)
+		left = ms
 	}
 	if sweep {
 		ms, err := mb.SweepMembers(context.Background())
@@ -243,16 +243,18 @@ func (m *memMembers) uncount(channel string, s *memMember) (Member, bool, error)
 }
 
 // Gone implements Members.
-func (e *MemoryEngine) Gone(_ context.Context, id string) ([]Member, error) {
+func (e *MemoryEngine) Gone(_ context.Context, ids ...string) ([]Member, error) {
 	m := &e.members
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := m.sessions[id]
-	if s == nil || e.session(id) != nil {
-		return nil, nil
+	var out []Member
+	for _, id := range ids {
+		if s := m.sessions[id]; s != nil && e.session(id) == nil {
+			delete(m.sessions, id)
+			out = append(out, m.uncountAll(s)...)
+		}
 	}
-	delete(m.sessions, id)
-	return m.uncountAll(s), nil
+	return out, nil
 }
 
 // SweepMembers implements Members. The hub calls Gone for every session

@@ -106,7 +106,12 @@ func (e *Engine) tidyPresence(ctx context.Context, key string, stale []string, l
 // removed by a process that died before it called Gone is found by
 // SweepMembers, which checks membersSweep sessions per call.
 
-const membersSweep = 50
+// Sessions looked at per script call: by SweepMembers, and by Gone (each
+// may be counted on up to Limits.MaxSubscriptions channels).
+const (
+	membersSweep = 50
+	goneChunk    = 16
+)
 
 var _ server.Members = (*Engine)(nil)
 
@@ -208,9 +213,17 @@ func (e *Engine) Leave(ctx context.Context, channel, id string) (server.Member, 
 	return ms[0], true, nil
 }
 
-// Gone implements server.Members.
-func (e *Engine) Gone(ctx context.Context, id string) ([]server.Member, error) {
-	return e.members(ctx, scriptGone, id)
+// Gone implements server.Members: goneChunk sessions per script call.
+func (e *Engine) Gone(ctx context.Context, ids ...string) ([]server.Member, error) {
+	var out []server.Member
+	for chunk := range slices.Chunk(ids, goneChunk) {
+		ms, err := e.members(ctx, scriptGone, chunk...)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, ms...)
+	}
+	return out, nil
 }
 
 // SweepMembers implements server.Members.
