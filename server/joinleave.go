@@ -257,6 +257,11 @@ func (e *MemoryEngine) Gone(_ context.Context, ids ...string) ([]Member, error) 
 	return out, nil
 }
 
+// memSweepMembers bounds the sessions one SweepMembers looks at, so that
+// the counts' lock is held briefly; map order differs between calls, and
+// the sweeps that follow look at others.
+const memSweepMembers = 1000
+
 // SweepMembers implements Members. The hub calls Gone for every session
 // the memory engine removes, in the same process, so there is seldom
 // anything to find; sessions of an embedder that removes them through
@@ -266,7 +271,11 @@ func (e *MemoryEngine) SweepMembers(context.Context) ([]Member, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Member
+	n := 0
 	for id, s := range m.sessions {
+		if n++; n > memSweepMembers {
+			break
+		}
 		if e.session(id) != nil {
 			continue
 		}
