@@ -229,8 +229,10 @@ func catOn(t *testing.T, addr string) {
 	if r := b.post(t, addr, map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/chat/room"}); r[0]["successful"] != true {
 		t.Fatalf("cat's subscribe: %v", r)
 	}
-	b.post(t, addr, map[string]any{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"}) // the first, answered at once
-	go func() { // held there until the process dies
+	// The first connect, answered at once; then one held there until the
+	// process dies.
+	b.post(t, addr, map[string]any{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"})
+	go func() {
 		body := `[{"channel":"/meta/connect","clientId":"` + id + `","connectionType":"long-polling"}]`
 		if resp, err := b.client.Post("http://"+addr+"/comet/bayeux", "application/json", strings.NewReader(body)); err == nil {
 			resp.Body.Close()
