@@ -71,8 +71,8 @@ type Channels struct {
 	// the matching channels (both engines; with Redis across processes).
 	Presence bool `toml:"presence"`
 	// JoinLeave publishes stardust.join and stardust.leave on the matching
-	// channels as users come and go; memory engine only for now (Validate
-	// refuses it with Redis rather than ignore it).
+	// channels as users come and go, once per user (both engines; with
+	// Redis across processes).
 	JoinLeave bool `toml:"join_leave"`
 	// HistorySize is the messages kept per matching channel; nil (unset)
 	// keeps comet.history_size, 0 keeps none.
@@ -689,9 +689,6 @@ func (c *Config) validateChannels(p *problems) {
 		}
 		if ch.HistoryTTL.Duration != 0 {
 			p.add(key+"history_ttl", "not supported yet: history lasts comet.channel_timeout; remove the key")
-		}
-		if ch.JoinLeave && c.Engine.Type == "redis" {
-			p.add(key+"join_leave", "not supported yet with engine.type = \"redis\" (memory engine only); remove the key")
 		}
 	}
 }

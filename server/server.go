@@ -156,15 +156,21 @@ type Server struct {
 // New builds a Server with its own Hub.
 func New(opts Options, log *logrus.Entry) *Server {
 	opts.defaults()
+	chans := parseChannelRules(opts.Channels)
+	if opts.Hub.JoinLeave == nil && chans.joinLeave() {
+		opts.Hub.JoinLeave = chans.joinLeaveOn
+	}
 	s := &Server{opts: opts, log: log, hub: NewHub(opts.Hub, log), started: time.Now(),
 		rules: requestRules{MaxBodyBytes: opts.MaxBodyBytes, TrustedProxies: opts.TrustedProxies, CORSOrigins: opts.CORSOrigins,
 			RequestTimeout: opts.RequestTimeout}}
 	s.rules.browsers = &browserMint{hub: s.hub}
 	s.idh = &identityHooks{authn: opts.Authenticator, sub: opts.SubscribeAuthorizer, pub: opts.PublishAuthorizer,
-		chans: parseChannelRules(opts.Channels)}
+		chans: chans}
 	s.incidents = newIncidents(log, IncidentInterval)
 	s.routes()
-	s.startJoinLeave()
+	if _, ok := s.hub.engine.(Members); chans.joinLeave() && !ok {
+		log.Warn("join_leave is on but the engine cannot count members: no join or leave will be sent")
+	}
 	go s.incidents.run(s.hub)
 	return s
 }

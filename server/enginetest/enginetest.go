@@ -81,6 +81,7 @@ func Run(t *testing.T, f Factory) {
 		{"HistoryBytes", testHistoryBytes},
 		{"ChannelHistory", testChannelHistory},
 		{"Presence", testPresence},
+		{"Members", testMembers},
 		{"TwoProcesses", testTwoProcesses},
 		{"SharedSecret", testSharedSecret},
 	} {
