@@ -74,8 +74,8 @@ type Channels struct {
 	// the matching channels (both engines; with Redis across processes).
 	Presence bool `toml:"presence"`
 	// JoinLeave publishes stardust.join and stardust.leave on the matching
-	// channels as users come and go; memory engine only for now (Validate
-	// refuses it with Redis rather than ignore it).
+	// channels as users come and go, once per user (both engines; with
+	// Redis across processes).
 	JoinLeave bool `toml:"join_leave"`
 	// HistorySize is the messages kept per matching channel; nil (unset)
 	// keeps comet.history_size, 0 keeps none.
@@ -734,9 +734,6 @@ func (c *Config) validateChannels(p *problems) {
 		}
 		if d := ch.HistoryTTL.Duration; d != 0 && d < time.Second {
 			p.add(key+"history_ttl", "want 0 (no TTL) or at least 1s, got %s", d)
-		}
-		if ch.JoinLeave && c.Engine.Type == "redis" {
-			p.add(key+"join_leave", "not supported yet with engine.type = \"redis\" (memory engine only); remove the key")
 		}
 	}
 }

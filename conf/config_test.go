@@ -151,7 +151,7 @@ func TestValidate(t *testing.T) {
 		{"channels join_leave with redis", func(c *Config) {
 			c.Engine.Type = "redis"
 			c.Channels = []Channels{{Pattern: "/a", JoinLeave: true}}
-		}, []string{"channels[0].join_leave"}},
+		}, nil},
 		{"channels presence", func(c *Config) { c.Channels = []Channels{{Pattern: "/a", Presence: true}} }, nil},
 		{"channels presence with redis", func(c *Config) {
 			c.Engine.Type = "redis"

@@ -148,6 +148,8 @@ type MemoryEngine struct {
 
 	secret atomic.Pointer[[]byte] // SharedSecret's key, drawn on first use (browser.go)
 
+	members memMembers // users counted on join_leave channels (joinleave.go)
+
 	// beforeTreeAdd, if set (by tests only), runs in Subscribe between
 	// recording the subscription on the session and adding it to the tree.
 	beforeTreeAdd func(id string)

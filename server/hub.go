@@ -58,6 +58,10 @@ type HubOptions struct {
 	// socket written to within busyWindow gathers what comes next into one
 	// frame for this long. 0: never wait.
 	BatchDelay time.Duration
+	// JoinLeave, if set, says which channels announce their users' joins
+	// and leaves (joinleave.go): called with channel names, from any
+	// goroutine. nil: none.
+	JoinLeave func(channel string) bool
 	// Events, if set, is called for each Event, synchronously on the goroutine
 	// that caused it, with no lock of the hub held. It must not block for long.
 	Events func(Event)
@@ -65,17 +69,20 @@ type HubOptions struct {
 
 // Event is a notification of something a client did, for callbacks and metrics.
 type Event struct {
-	Type     string // subscribe, unsubscribe, publish, client_connect, client_disconnect, queue_drop
+	Type     string // subscribe, unsubscribe, publish, client_connect, client_disconnect, queue_drop, join, leave
 	ClientID string
 	Kind     string
 	Channel  string
-	Message  *Message // for publish
-	Count    int      // for queue_drop: messages lost
-	Remote   string   // for client_connect
-	// User is the session's user (AttrUser), for subscribe, unsubscribe
-	// and client_disconnect; "" when it has none or, for a session that
-	// expired on a shared engine, when the engine did not say.
-	User string
+	// User is, for join and leave, the user who came to or left Channel
+	// (the first of their sessions subscribed, the last one went): once per
+	// user across every process sharing the engine (joinleave.go). For
+	// subscribe, unsubscribe and client_disconnect it is the session's
+	// user (AttrUser): "" when it has none or, for a session that expired
+	// on a shared engine, when the engine did not say.
+	User    string
+	Message *Message // for publish
+	Count   int      // for queue_drop: messages lost
+	Remote  string   // for client_connect
 }
 
 // Hub is the core that both protocols and local clients use: it keeps this
@@ -293,6 +300,7 @@ func (h *Hub) Remove(c *Client) error {
 	}
 	if existed {
 		h.emit(Event{Type: "client_disconnect", ClientID: c.s.ID, Kind: c.s.Kind, User: c.Attr(AttrUser)})
+		h.gone(false, c.s.ID)
 	}
 	return nil
 }
@@ -334,6 +342,7 @@ func (h *Hub) subscribe(c *Client, pattern string) (bool, error) {
 	}
 	if added {
 		h.emit(Event{Type: "subscribe", ClientID: c.s.ID, Kind: c.s.Kind, Channel: pattern, User: c.Attr(AttrUser)})
+		h.joined(c, pattern)
 	}
 	return added, nil
 }
@@ -346,6 +355,7 @@ func (h *Hub) Unsubscribe(c *Client, pattern string) (bool, error) {
 	}
 	if removed {
 		h.emit(Event{Type: "unsubscribe", ClientID: c.s.ID, Kind: c.s.Kind, Channel: pattern, User: c.Attr(AttrUser)})
+		h.left(c, pattern)
 	}
 	return removed, nil
 }
@@ -532,10 +542,13 @@ func (h *Hub) sweep(now time.Time) {
 		h.failed(err)
 		return
 	}
-	for _, s := range gone {
+	ids := make([]string, len(gone))
+	for i, s := range gone {
 		if h.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 			h.log.WithField("kind", s.Kind).Debug("client expired")
 		}
 		h.emit(Event{Type: "client_disconnect", ClientID: s.ID, Kind: s.Kind, User: s.Attrs[AttrUser]})
+		ids[i] = s.ID
 	}
+	h.gone(true, ids...)
 }

@@ -160,6 +160,10 @@ type Server struct {
 // New builds a Server with its own Hub.
 func New(opts Options, log *logrus.Entry) *Server {
 	opts.defaults()
+	chans := parseChannelRules(opts.Channels)
+	if opts.Hub.JoinLeave == nil && chans.joinLeave() {
+		opts.Hub.JoinLeave = chans.joinLeaveOn
+	}
 	wh := newWebhooks(opts.Webhooks)
 	if wh != nil {
 		if next := opts.Hub.Events; next != nil {
@@ -173,10 +177,12 @@ func New(opts Options, log *logrus.Entry) *Server {
 			RequestTimeout: opts.RequestTimeout}}
 	s.rules.browsers = &browserMint{hub: s.hub}
 	s.idh = &identityHooks{authn: opts.Authenticator, sub: opts.SubscribeAuthorizer, pub: opts.PublishAuthorizer,
-		chans: parseChannelRules(opts.Channels)}
+		chans: chans}
 	s.incidents = newIncidents(log, IncidentInterval)
 	s.routes()
-	s.startJoinLeave()
+	if _, ok := s.hub.engine.(Members); chans.joinLeave() && !ok {
+		log.Warn("join_leave is on but the engine cannot count members: no join or leave will be sent")
+	}
 	if wh != nil {
 		wh.start(s)
 	}

@@ -82,6 +82,7 @@ func Run(t *testing.T, f Factory) {
 		{"ChannelHistory", testChannelHistory},
 		{"HistoryTTL", testHistoryTTL},
 		{"Presence", testPresence},
+		{"Members", testMembers},
 		{"TwoProcesses", testTwoProcesses},
 		{"SharedSecret", testSharedSecret},
 	} {
