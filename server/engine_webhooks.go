@@ -15,16 +15,15 @@ import (
 // and a process that dies leaves its queued events to the others.
 
 // Occupancy counts the sessions on each channel (the names and patterns
-// clients subscribe to) and, per channel, the sessions of each user, so
-// that a channel's first arrival and last departure, and a user's, are seen
-// once whichever process they happen on.
+// clients subscribe to), so that a channel's first arrival and last
+// departure are seen once whichever process they happen on. (A user's are
+// the engine's Members, joinleave.go.)
 type Occupancy interface {
-	// Occupy records session id (of user; "" none) on channel. It reports
-	// whether the channel had no session before (first) and whether the
-	// user had none on it (userFirst; false when user is ""). It records
-	// nothing, and reports false, for a session the engine no longer has
-	// or that is on the channel already.
-	Occupy(ctx context.Context, id, user, channel string) (first, userFirst bool, err error)
+	// Occupy records session id (of user; "" none, kept for Vacate) on
+	// channel. It reports whether the channel had no session before. It
+	// records nothing, and reports false, for a session the engine no
+	// longer has or that is on the channel already.
+	Occupy(ctx context.Context, id, user, channel string) (first bool, err error)
 	// Vacate takes session id off channels (none: off every channel it is
 	// on) and returns what that changed.
 	Vacate(ctx context.Context, id string, channels []string) ([]Vacancy, error)
@@ -32,10 +31,9 @@ type Occupancy interface {
 
 // Vacancy is one channel a session left, as Vacate reports it.
 type Vacancy struct {
-	Channel  string
-	User     string // the session's user as Occupy recorded it; "" none
-	Empty    bool   // no session is left on the channel
-	UserGone bool   // no session of User is left on the channel
+	Channel string
+	User    string // the session's user as Occupy recorded it; "" none
+	Empty   bool   // no session is left on the channel
 }
 
 // WebhookQueue is the outgoing queue of webhook events (each an encoded
@@ -63,16 +61,11 @@ type localWebhooks struct {
 	engine Engine
 
 	mu     sync.Mutex
-	chans  map[string]*localChannel     // by channel
+	chans  map[string]int               // sessions by channel
 	sess   map[string]map[string]string // session id -> channel -> user
 	queue  []string
 	holder string
 	until  time.Time
-}
-
-type localChannel struct {
-	sessions int
-	users    map[string]int
 }
 
 var (
@@ -81,13 +74,13 @@ var (
 )
 
 func newLocalWebhooks(e Engine) *localWebhooks {
-	return &localWebhooks{engine: e, chans: map[string]*localChannel{}, sess: map[string]map[string]string{}}
+	return &localWebhooks{engine: e, chans: map[string]int{}, sess: map[string]map[string]string{}}
 }
 
 // Occupy implements Occupancy.
-func (l *localWebhooks) Occupy(ctx context.Context, id, user, channel string) (bool, bool, error) {
+func (l *localWebhooks) Occupy(ctx context.Context, id, user, channel string) (bool, error) {
 	if _, err := l.engine.Session(ctx, id); err != nil {
-		return false, false, nil // gone already: its disconnect came first
+		return false, nil // gone already: its disconnect came first
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -97,21 +90,11 @@ func (l *localWebhooks) Occupy(ctx context.Context, id, user, channel string) (b
 		l.sess[id] = on
 	}
 	if _, had := on[channel]; had {
-		return false, false, nil
+		return false, nil
 	}
 	on[channel] = user
-	c := l.chans[channel]
-	if c == nil {
-		c = &localChannel{users: map[string]int{}}
-		l.chans[channel] = c
-	}
-	c.sessions++
-	userFirst := false
-	if user != "" {
-		c.users[user]++
-		userFirst = c.users[user] == 1
-	}
-	return c.sessions == 1, userFirst, nil
+	l.chans[channel]++
+	return l.chans[channel] == 1, nil
 }
 
 // Vacate implements Occupancy.
@@ -131,16 +114,8 @@ func (l *localWebhooks) Vacate(_ context.Context, id string, channels []string) 
 			continue
 		}
 		delete(on, ch)
-		c := l.chans[ch]
-		c.sessions--
-		v := Vacancy{Channel: ch, User: user, Empty: c.sessions == 0}
-		if user != "" {
-			c.users[user]--
-			if c.users[user] == 0 {
-				delete(c.users, user)
-				v.UserGone = true
-			}
-		}
+		l.chans[ch]--
+		v := Vacancy{Channel: ch, User: user, Empty: l.chans[ch] == 0}
 		if v.Empty {
 			delete(l.chans, ch)
 		}

@@ -62,6 +62,11 @@ type HubOptions struct {
 	// and leaves (joinleave.go): called with channel names, from any
 	// goroutine. nil: none.
 	JoinLeave func(channel string) bool
+	// Members, if set, says which other channels count their users'
+	// joins and leaves as JoinLeave's do, for the join and leave Events
+	// only, publishing nothing (webhooks' member_added and member_removed
+	// on presence channels). nil: none.
+	Members func(channel string) bool
 	// Events, if set, is called for each Event, synchronously on the goroutine
 	// that caused it, with no lock of the hub held. It must not block for long.
 	Events func(Event)

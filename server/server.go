@@ -165,6 +165,12 @@ func New(opts Options, log *logrus.Entry) *Server {
 		opts.Hub.JoinLeave = chans.joinLeaveOn
 	}
 	wh := newWebhooks(opts.Webhooks)
+	if wh != nil && opts.Hub.Members == nil && wh.memberEvents() {
+		// member_added and member_removed of presence channels too: their
+		// users are counted as join_leave channels' are, announced only
+		// to the webhooks.
+		opts.Hub.Members = chans.presenceOn
+	}
 	if wh != nil {
 		if next := opts.Hub.Events; next != nil {
 			opts.Hub.Events = func(e Event) { wh.hook(e); next(e) }

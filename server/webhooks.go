@@ -25,7 +25,10 @@ import (
 // client_disconnect) happen in exactly one process, and the transitions
 // they make are counted by the engine's Occupancy atomically, so with the
 // Redis engine the process that sees a transition is the one that queues
-// its event. The queue is the engine's too (WebhookQueue): whichever
+// its event. Members are the hub's join and leave events, which the
+// engine's Members decides once in the same way (joinleave.go): on
+// join_leave channels, and on presence channels, whose users the hub then
+// counts for the webhooks alone (HubOptions.Members). The queue is the engine's too (WebhookQueue): whichever
 // process holds the sender's lease posts it, and a process that dies
 // leaves its events to the next holder.
 //
@@ -149,7 +152,7 @@ func newWebhooks(opts *WebhookOptions) *webhooks {
 // hook is chained before HubOptions.Events: it never blocks.
 func (w *webhooks) hook(e Event) {
 	switch e.Type {
-	case "subscribe", "unsubscribe", "client_disconnect":
+	case "subscribe", "unsubscribe", "client_disconnect", "join", "leave":
 	default:
 		return
 	}
@@ -192,8 +195,12 @@ func (w *webhooks) stop() {
 
 // channelEvents says whether any event needs occupancy.
 func (w *webhooks) channelEvents() bool {
-	return w.want[WebhookChannelOccupied] || w.want[WebhookChannelVacated] ||
-		w.want[WebhookMemberAdded] || w.want[WebhookMemberRemoved]
+	return w.want[WebhookChannelOccupied] || w.want[WebhookChannelVacated]
+}
+
+// memberEvents says whether member_added or member_removed is sent.
+func (w *webhooks) memberEvents() bool {
+	return w.want[WebhookMemberAdded] || w.want[WebhookMemberRemoved]
 }
 
 func (w *webhooks) decideLoop() {
@@ -228,24 +235,21 @@ func (w *webhooks) decide(e Event) []webhookEvent {
 		}
 	}
 	switch e.Type {
+	case "join": // decided once by the engine's Members (joinleave.go)
+		add(WebhookMemberAdded, e.Channel, e.User, "")
+	case "leave":
+		add(WebhookMemberRemoved, e.Channel, e.User, "")
 	case "subscribe":
 		if !w.channelEvents() {
 			return nil
 		}
-		user := ""
-		if w.members(e.Channel) {
-			user = e.User
-		}
-		first, userFirst, err := w.occ.Occupy(ctx, e.ClientID, user, e.Channel)
+		first, err := w.occ.Occupy(ctx, e.ClientID, e.User, e.Channel)
 		if err != nil {
 			w.s.log.WithError(err).Warn("webhooks: occupancy not recorded")
 			return nil
 		}
 		if first {
 			add(WebhookChannelOccupied, e.Channel, "", "")
-		}
-		if userFirst {
-			add(WebhookMemberAdded, e.Channel, user, "")
 		}
 	case "unsubscribe", "client_disconnect":
 		var chans []string
@@ -262,9 +266,6 @@ func (w *webhooks) decide(e Event) []webhookEvent {
 		slices.SortFunc(gone, func(a, b Vacancy) int { return strings.Compare(a.Channel, b.Channel) })
 		user := e.User
 		for _, v := range gone {
-			if v.UserGone {
-				add(WebhookMemberRemoved, v.Channel, v.User, "")
-			}
 			if v.Empty {
 				add(WebhookChannelVacated, v.Channel, "", "")
 			}
@@ -277,18 +278,6 @@ func (w *webhooks) decide(e Event) []webhookEvent {
 		}
 	}
 	return out
-}
-
-// members says whether channel (a name or a pattern) is decided by a
-// [[channels]] block with presence or join_leave, whose users are
-// announced.
-func (w *webhooks) members(channel string) bool {
-	segs, err := ParseChannel(channel, true)
-	if err != nil {
-		return false
-	}
-	r, ok := w.s.idh.chans.rule(segs)
-	return ok && (r.Presence || r.JoinLeave)
 }
 
 // push queues events, counting those the queue had no room for.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,7 +55,8 @@ func session(t *testing.T, h *Hub, id, user string, channels ...string) *Client 
 // TestWebhooks: with the memory engine, a channel's first subscriber and
 // its last, a user's first session on a presence channel and their last
 // (two tabs: once), and each disconnect are sent once each, signed, in
-// batches; channels without a presence block have no member events.
+// batches; channels without a presence block have no member events, and a
+// presence channel's subscribers get no stardust.join (that is join_leave).
 func TestWebhooks(t *testing.T) {
 	s, rcv := webhookServer(t)
 	h := s.hub
@@ -64,6 +66,9 @@ func TestWebhooks(t *testing.T) {
 	want := []string{"channel_occupied /chat/room", "channel_occupied /news", "member_added /chat/room ann", "member_added /chat/room bob"}
 	if got := rcv.Wait(len(want), 5*time.Second); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("events: %v\nwant %v", got, want)
+	}
+	if b, err := h.engine.Fetch(context.Background(), "a2", 10); err != nil || len(b.Messages) != 0 {
+		t.Errorf("a subscriber of the presence channel got %d messages (%v), want none", len(b.Messages), err)
 	}
 	if err := h.Remove(a1); err != nil { // ann still has a2
 		t.Fatal(err)
@@ -201,4 +206,29 @@ func TestWebhooksEndWithServer(t *testing.T) {
 		t.Errorf("Close took %v", d)
 	}
 	leakcheck.Goroutines(t, before)
+}
+
+// TestWebhooksJoinLeave: on a join_leave channel, the member events are
+// the joins and leaves its subscribers see, once per user.
+func TestWebhooksJoinLeave(t *testing.T) {
+	rcv := webhooktest.New(t, "hook-secret")
+	s, _ := testServer(t, Options{Webhooks: &WebhookOptions{URL: rcv.URL, Secret: "hook-secret", Interval: 50 * time.Millisecond,
+		Events: []string{WebhookMemberAdded, WebhookMemberRemoved}},
+		Channels: []ChannelRule{{Pattern: "/room/*", Anonymous: true, JoinLeave: true}}})
+	watcher := session(t, s.hub, "w", "", "/room/1")
+	a1 := session(t, s.hub, "a1", "ann", "/room/1")
+	session(t, s.hub, "a2", "ann", "/room/1")
+	if _, err := s.hub.Unsubscribe(a1, "/room/1"); err != nil {
+		t.Fatal(err)
+	}
+	rcv.Wait(1, 5*time.Second)
+	time.Sleep(300 * time.Millisecond) // a second one would come by now
+	if got := rcv.Sorted(); fmt.Sprint(got) != "[member_added /room/1 ann]" {
+		t.Errorf("events: %v", got)
+	}
+	if b, err := s.hub.engine.Fetch(context.Background(), watcher.ID(), 10); err != nil || len(b.Messages) != 1 ||
+		!strings.Contains(string(b.Messages[0].Data), `"stardust.join"`) {
+		t.Errorf("the watcher got %v (%v), want one stardust.join", b.Messages, err)
+	}
+	rcv.Check(t)
 }

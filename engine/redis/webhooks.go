@@ -12,12 +12,13 @@ import (
 )
 
 // Webhooks across processes (server/webhooks.go): occupancy counted by
-// scripts, so that the process whose call makes a channel's (or a user's)
-// count go from 0 to 1 or from 1 to 0 is the only one that sees the
-// transition, and the outgoing queue in a list that any process may send.
+// scripts, so that the process whose call makes a channel's count go from
+// 0 to 1 or from 1 to 0 is the only one that sees the transition, and the
+// outgoing queue in a list that any process may send. (A user's arrivals
+// and departures are the Members of presence.go.)
 //
 //	P wo:s:ID        hash: channel -> user ("" none): the channels session ID is counted on
-//	P wo:c:CHANNEL   hash: n sessions on the channel, u:USER sessions of USER on it
+//	P wo:c:CHANNEL   the sessions on the channel
 //	P wq             list: webhook events (JSON) waiting to be sent, oldest first
 //	P wl             the sender's lease: the owner's id, expiring
 //
@@ -32,25 +33,24 @@ var (
 	_ server.WebhookQueue = (*Engine)(nil)
 )
 
-// scriptOccupy returns {first, userFirst}: {0, 0} for a session that is
-// gone or is on the channel already.
+// scriptOccupy returns 1 when the session is the channel's first, 0
+// otherwise (and for a session that is gone or on the channel already).
 var scriptOccupy = rueidis.NewLuaScript(`
 local P, id, ch, user, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-if redis.call('HEXISTS', P..'s:'..id, 'k') == 0 then return {0, 0} end
+if redis.call('HEXISTS', P..'s:'..id, 'k') == 0 then return 0 end
 local s = P..'wo:s:'..id
-if redis.call('HSETNX', s, ch, user) == 0 then return {0, 0} end
+if redis.call('HSETNX', s, ch, user) == 0 then return 0 end
 redis.call('PEXPIRE', s, ttl)
 local c = P..'wo:c:'..ch
-local first, ufirst = 0, 0
-if redis.call('HINCRBY', c, 'n', 1) == 1 then first = 1 end
-if user ~= '' and redis.call('HINCRBY', c, 'u:'..user, 1) == 1 then ufirst = 1 end
+local n = redis.call('INCR', c)
 redis.call('PEXPIRE', c, ttl)
-return {first, ufirst}
+if n == 1 then return 1 end
+return 0
 `)
 
-// scriptVacate returns {channel, user, empty, usergone, ...} for each
-// channel the session left: those of ARGV[3..], or all of its own (at most
-// its subscription limit).
+// scriptVacate returns {channel, user, empty, ...} for each channel the
+// session left: those of ARGV[3..], or all of its own (at most its
+// subscription limit).
 var scriptVacate = rueidis.NewLuaScript(`
 local P, id = ARGV[1], ARGV[2]
 local s = P..'wo:s:'..id
@@ -63,18 +63,12 @@ for _, ch in ipairs(chans) do
   if user then
     redis.call('HDEL', s, ch)
     local c = P..'wo:c:'..ch
-    local n = redis.call('HINCRBY', c, 'n', -1)
-    local gone = '0'
-    if user ~= '' and redis.call('HINCRBY', c, 'u:'..user, -1) <= 0 then
-      redis.call('HDEL', c, 'u:'..user)
-      gone = '1'
-    end
     local empty = '0'
-    if n <= 0 then
+    if redis.call('DECR', c) <= 0 then
       redis.call('DEL', c)
       empty = '1'
     end
-    for _, v in ipairs({ch, user, empty, gone}) do out[#out + 1] = v end
+    for _, v in ipairs({ch, user, empty}) do out[#out + 1] = v end
   end
 end
 return out
@@ -113,16 +107,9 @@ return 1
 `)
 
 // Occupy implements server.Occupancy.
-func (e *Engine) Occupy(ctx context.Context, id, user, channel string) (bool, bool, error) {
-	r, err := e.exec(ctx, scriptOccupy, id, channel, user, strconv.FormatInt(occupancyTTL.Milliseconds(), 10))
-	if err != nil {
-		return false, false, err
-	}
-	v, err := r.AsIntSlice()
-	if err != nil || len(v) != 2 {
-		return false, false, fail(fmt.Errorf("occupy: unexpected answer: %v", err))
-	}
-	return v[0] == 1, v[1] == 1, nil
+func (e *Engine) Occupy(ctx context.Context, id, user, channel string) (bool, error) {
+	n, err := e.execInt(ctx, scriptOccupy, id, channel, user, strconv.FormatInt(occupancyTTL.Milliseconds(), 10))
+	return n == 1, err
 }
 
 // Vacate implements server.Occupancy.
@@ -136,8 +123,8 @@ func (e *Engine) Vacate(ctx context.Context, id string, channels []string) ([]se
 		return nil, fail(fmt.Errorf("vacate: unexpected answer: %v", err))
 	}
 	var out []server.Vacancy
-	for i := 0; i+3 < len(v); i += 4 {
-		out = append(out, server.Vacancy{Channel: v[i], User: v[i+1], Empty: v[i+2] == "1", UserGone: v[i+3] == "1"})
+	for i := 0; i+2 < len(v); i += 3 {
+		out = append(out, server.Vacancy{Channel: v[i], User: v[i+1], Empty: v[i+2] == "1"})
 	}
 	return out, nil
 }
