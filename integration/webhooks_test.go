@@ -3,9 +3,11 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -74,6 +76,20 @@ func TestReadmeWebhooks(t *testing.T) {
 	rcv.Check(t)
 	clients[1].publish(t, "room", `{"end":1}`) // lets p1's poll go
 	<-polls[1]
+
+	// The docs' example body is what the receiver reads.
+	var example struct {
+		TimeMS int64               `json:"time_ms"`
+		Events []webhooktest.Event `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(readmeBlock(t, "json", `"time_ms"`)), &example); err != nil || example.TimeMS == 0 || len(example.Events) == 0 {
+		t.Errorf("the docs' example body: %v %+v", err, example)
+	}
+	for _, e := range example.Events {
+		if !slices.Contains(server.WebhookEvents, e.Name) || e.ID == "" {
+			t.Errorf("the docs' example event %+v", e)
+		}
+	}
 
 	body := `{"time_ms":1,"events":[]}`
 	out := runScript(t, readmeShBlock(t, "# the signature of a webhook body"), time.Minute,
