@@ -62,12 +62,24 @@ func (rs channelRules) joinLeave() bool {
 // joinLeaveOn reports whether the rule deciding channel (a name) has
 // join_leave = true.
 func (rs channelRules) joinLeaveOn(channel string) bool {
+	return rs.decides(channel, func(r ChannelRule) bool { return r.JoinLeave })
+}
+
+// presenceOn reports whether the rule deciding channel (a name) has
+// presence = true.
+func (rs channelRules) presenceOn(channel string) bool {
+	return rs.decides(channel, func(r ChannelRule) bool { return r.Presence })
+}
+
+// decides reports whether a rule decides channel (a name) and has what
+// has asks for.
+func (rs channelRules) decides(channel string, has func(ChannelRule) bool) bool {
 	segs, err := ParseChannel(channel, false)
 	if err != nil {
 		return false
 	}
 	r, ok := rs.rule(segs)
-	return ok && r.JoinLeave
+	return ok && has(r)
 }
 
 // checkAnonymous refuses a subscription of c to subs (channels or patterns)

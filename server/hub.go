@@ -62,6 +62,11 @@ type HubOptions struct {
 	// and leaves (joinleave.go): called with channel names, from any
 	// goroutine. nil: none.
 	JoinLeave func(channel string) bool
+	// Members, if set, says which other channels count their users'
+	// joins and leaves as JoinLeave's do, for the join and leave Events
+	// only, publishing nothing (webhooks' member_added and member_removed
+	// on presence channels). nil: none.
+	Members func(channel string) bool
 	// Events, if set, is called for each Event, synchronously on the goroutine
 	// that caused it, with no lock of the hub held. It must not block for long.
 	Events func(Event)
@@ -75,7 +80,10 @@ type Event struct {
 	Channel  string
 	// User is, for join and leave, the user who came to or left Channel
 	// (the first of their sessions subscribed, the last one went): once per
-	// user across every process sharing the engine (joinleave.go).
+	// user across every process sharing the engine (joinleave.go). For
+	// subscribe, unsubscribe and client_disconnect it is the session's
+	// user (AttrUser): "" when it has none or, for a session that expired
+	// on a shared engine, when the engine did not say.
 	User    string
 	Message *Message // for publish
 	Count   int      // for queue_drop: messages lost
@@ -296,7 +304,7 @@ func (h *Hub) Remove(c *Client) error {
 		return h.failed(err)
 	}
 	if existed {
-		h.emit(Event{Type: "client_disconnect", ClientID: c.s.ID, Kind: c.s.Kind})
+		h.emit(Event{Type: "client_disconnect", ClientID: c.s.ID, Kind: c.s.Kind, User: c.Attr(AttrUser)})
 		h.gone(false, c.s.ID)
 	}
 	return nil
@@ -338,7 +346,7 @@ func (h *Hub) subscribe(c *Client, pattern string) (bool, error) {
 		return false, h.failed(err)
 	}
 	if added {
-		h.emit(Event{Type: "subscribe", ClientID: c.s.ID, Kind: c.s.Kind, Channel: pattern})
+		h.emit(Event{Type: "subscribe", ClientID: c.s.ID, Kind: c.s.Kind, Channel: pattern, User: c.Attr(AttrUser)})
 		h.joined(c, pattern)
 	}
 	return added, nil
@@ -351,7 +359,7 @@ func (h *Hub) Unsubscribe(c *Client, pattern string) (bool, error) {
 		return false, h.failed(err)
 	}
 	if removed {
-		h.emit(Event{Type: "unsubscribe", ClientID: c.s.ID, Kind: c.s.Kind, Channel: pattern})
+		h.emit(Event{Type: "unsubscribe", ClientID: c.s.ID, Kind: c.s.Kind, Channel: pattern, User: c.Attr(AttrUser)})
 		h.left(c, pattern)
 	}
 	return removed, nil
@@ -544,7 +552,7 @@ func (h *Hub) sweep(now time.Time) {
 		if h.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 			h.log.WithField("kind", s.Kind).Debug("client expired")
 		}
-		h.emit(Event{Type: "client_disconnect", ClientID: s.ID, Kind: s.Kind})
+		h.emit(Event{Type: "client_disconnect", ClientID: s.ID, Kind: s.Kind, User: s.Attrs[AttrUser]})
 		ids[i] = s.ID
 	}
 	h.gone(true, ids...)

@@ -71,17 +71,28 @@ var (
 // members returns the engine's Members when some channel announces joins
 // and leaves.
 func (h *Hub) members() Members {
-	if h.opts.JoinLeave == nil {
+	if h.opts.JoinLeave == nil && h.opts.Members == nil {
 		return nil
 	}
 	m, _ := h.engine.(Members)
 	return m
 }
 
+// announced says whether channel publishes its joins and leaves.
+func (h *Hub) announced(channel string) bool {
+	return h.opts.JoinLeave != nil && h.opts.JoinLeave(channel)
+}
+
+// counted says whether channel counts its users' joins and leaves: those
+// it announces and those HubOptions.Members names.
+func (h *Hub) counted(channel string) bool {
+	return h.announced(channel) || (h.opts.Members != nil && h.opts.Members(channel))
+}
+
 // joined counts c on channel after its new subscription to it.
 func (h *Hub) joined(c *Client, channel string) {
 	mb := h.members()
-	if mb == nil || IsWild(channel) || !h.opts.JoinLeave(channel) {
+	if mb == nil || IsWild(channel) || !h.counted(channel) {
 		return
 	}
 	user := c.Attr(AttrUser)
@@ -103,7 +114,7 @@ func (h *Hub) joined(c *Client, channel string) {
 // left stops counting c on channel after it unsubscribed.
 func (h *Hub) left(c *Client, channel string) {
 	mb := h.members()
-	if mb == nil || IsWild(channel) || !h.opts.JoinLeave(channel) {
+	if mb == nil || IsWild(channel) || !h.counted(channel) {
 		return
 	}
 	m, last, err := mb.Leave(context.Background(), channel, c.s.ID)
@@ -145,15 +156,18 @@ func (h *Hub) gone(sweep bool, ids ...string) {
 	}
 }
 
-// announce publishes a join or leave on its channel and emits its event.
+// announce publishes a join or leave on its channel, when the channel
+// announces them, and emits its event.
 func (h *Hub) announce(typ string, m Member) {
-	data, _ := json.Marshal(joinLeaveEvent{Type: "stardust." + typ, User: m.User, Info: m.Info})
-	ext := joinExt
-	if typ == "leave" {
-		ext = leaveExt
-	}
-	if _, err := h.Publish(&Message{Channel: m.Channel, Data: data, Ext: ext, Presence: true}); err != nil {
-		h.log.WithError(err).WithField("channel", m.Channel).Warn("join/leave event not published")
+	if h.announced(m.Channel) {
+		data, _ := json.Marshal(joinLeaveEvent{Type: "stardust." + typ, User: m.User, Info: m.Info})
+		ext := joinExt
+		if typ == "leave" {
+			ext = leaveExt
+		}
+		if _, err := h.Publish(&Message{Channel: m.Channel, Data: data, Ext: ext, Presence: true}); err != nil {
+			h.log.WithError(err).WithField("channel", m.Channel).Warn("join/leave event not published")
+		}
 	}
 	h.emit(Event{Type: typ, Channel: m.Channel, User: m.User})
 }

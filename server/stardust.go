@@ -198,13 +198,8 @@ type publishBody struct {
 }
 
 func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
-	names, full, err := s.channelVars(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := s.mayPublish(r, full); err != nil {
-		writeDenied(w, err)
+	names, full, ok := s.publishChannels(w, r)
+	if !ok {
 		return
 	}
 	body, err := s.rules.readBody(w, r)
