@@ -101,10 +101,14 @@ const bearer = "-"
 // to another cookie of the browser for firstUseWindow: two tabs of a first
 // visit that handshake at once each get a new cookie, and the browser keeps
 // only the last one, which may not be the one a session was first used
-// with. Only to a cookie issued within cookieRace of the first one and
-// before the session's first use: the cookies of that race, not one a
-// stranger got later. The window is long enough for a held connect
-// (poll_timeout) to come back with the cookie the browser kept.
+// with (the first tab's first connect may even be served before the second
+// tab's handshake issued the cookie that is kept). Only to a cookie issued
+// within cookieRace of the first one, presented from the address the
+// session was handshaken from: the cookies of that race, not one a stranger
+// got later or elsewhere. A stranger would also need the session's id,
+// which is never published, within those seconds and from that address. The window is long enough for
+// a held connect (poll_timeout) to come back with the cookie the browser
+// kept.
 const (
 	firstUseWindow = 2 * time.Minute
 	cookieRace     = 10 * time.Second
@@ -113,9 +117,8 @@ const (
 // racedFor reports whether the browser value v may take over a session
 // first used at at with the value first (see firstUseWindow).
 func racedFor(v, first string, at time.Time) bool {
-	issued, firstIssued := browserIssued(v), browserIssued(first)
-	return time.Since(at) < firstUseWindow && issued.Before(at) &&
-		issued.Sub(firstIssued).Abs() < cookieRace
+	return time.Since(at) < firstUseWindow &&
+		browserIssued(v).Sub(browserIssued(first)).Abs() < cookieRace
 }
 
 // firstUse is the AttrBrowser of a session bound at its first use, at that
@@ -160,7 +163,7 @@ func (who caller) claims(c *Client) bool {
 			return false // a browser's request never uses a cookie-less session
 		}
 	case moving && first == who.browser:
-	case moving && who.presented && racedFor(who.browser, first, at):
+	case moving && who.presented && who.remote == c.Remote() && racedFor(who.browser, first, at):
 		if err := c.SetAttr(AttrBrowser, firstUse(who.browser, at)); err != nil {
 			return false
 		}

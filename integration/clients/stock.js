@@ -10,8 +10,7 @@
 // first), ba (B first, so A, the subscriber, polls), par (a first visit:
 // both handshake at once with an empty cookie jar, and each answer sets a
 // new cookie: the race shows mostly in a new Node process, whose first
-// requests are slow), or mix (ab and ba in turn: par in one process still
-// loses a round now and then, see multiclient_test.go).
+// requests are slow), or mix (ab and ba in turn).
 //
 //   node stock.js --url http://127.0.0.1:PORT/comet/cometd [--rounds N]
 //        [--order ab|ba|mix|par] [--wait-ms 8000] [--timeout-ms N]
