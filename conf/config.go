@@ -209,6 +209,13 @@ type Engine struct {
 	RedisURL    string   `toml:"redis_url"`    // redis://host:port/db, rediss://..., unix:///path
 	RedisPrefix string   `toml:"redis_prefix"` // key prefix; processes that share it share everything
 	Timeout     Duration `toml:"timeout"`      // bound of each call to Redis
+
+	// RedisSentinels, when set, are Redis Sentinel addresses (host:port)
+	// asked for the master of RedisMasterName, followed through a failover;
+	// redis_url then gives only the master's password, database and TLS.
+	RedisSentinels        []string `toml:"redis_sentinels"`
+	RedisMasterName       string   `toml:"redis_master_name"`
+	RedisSentinelPassword string   `toml:"redis_sentinel_password"` // AUTH of the sentinels
 }
 
 // Log configures logging.
@@ -522,6 +529,7 @@ func (c *Config) Validate() error {
 		case u.Scheme == "unix" && u.Path == "":
 			p.add("engine.redis_url", "a unix:// URL needs the socket's path, got %q", c.Engine.RedisURL)
 		}
+		c.Engine.validateSentinels(&p, u)
 		if c.Engine.RedisPrefix == "" {
 			p.add("engine.redis_prefix", "must not be empty")
 		}
