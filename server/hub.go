@@ -49,6 +49,11 @@ type HubOptions struct {
 	AddressSessionBurst int
 	ChannelTimeout      time.Duration // idle channels with no subscriber are swept after this; default 1h
 
+	// UserMaxSessions: sessions of one user (AttrUser) at once, default
+	// 100, negative: no limit. Counted when the session is made, for the
+	// user known then (a handshake's authentication or identity).
+	UserMaxSessions int
+
 	SweepInterval time.Duration // how often expiry runs; default 1s
 	FetchMax      int           // messages in one poll's answer at most; default 1000
 	// BatchDelay: a client answered less than this ago is answered again
@@ -90,6 +95,10 @@ type Hub struct {
 	newChannels *addrRate // channels added per address (limits.go)
 	trimmed     trimCount // the engine's HistoryTrimmed, as last seen
 
+	// shared is the engine, when it keeps the limits for every process
+	// (limits_shared.go); limits and newChannels are then not used.
+	shared SharedLimiter
+
 	mu     sync.Mutex
 	polls  map[string]*waiter   // this process's held poll of each client
 	recent map[string]time.Time // clients whose poll ended since the last sweep, and when
@@ -126,13 +135,15 @@ func NewHub(opts HubOptions, log *logrus.Entry) *Hub {
 		recent: map[string]time.Time{}, done: make(chan struct{}),
 		limits: newAddrLimits(orDefault(opts.AddressMaxSessions, DefaultAddressMaxSessions),
 			orDefault(opts.AddressSessionRate, DefaultAddressSessionRate),
-			orDefault(opts.AddressSessionBurst, DefaultAddressSessionBurst)),
+			orDefault(opts.AddressSessionBurst, DefaultAddressSessionBurst),
+			orDefault(opts.UserMaxSessions, DefaultUserMaxSessions)),
 		newChannels: newAddrRate(orDefault(opts.AddressChannelRate, DefaultAddressChannelRate),
 			orDefault(opts.AddressChannelBurst, DefaultAddressChannelBurst))}
 	if h.engine == nil {
 		h.engine = NewMemoryEngine(h.elimits)
 		h.opts.Engine = h.engine
 	}
+	h.shared, _ = h.engine.(SharedLimiter)
 	h.wg.Add(1)
 	go h.sweepLoop()
 	return h

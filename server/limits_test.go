@@ -252,3 +252,53 @@ func TestAddrRateOverdrawn(t *testing.T) {
 		t.Errorf("a full bucket was kept: %v", l.buckets)
 	}
 }
+
+// Issue 21, point 3: sessions per user (the user a handshake's
+// authentication or the app's identity names), in this process.
+func TestUserSessionCap(t *testing.T) {
+	h := NewHub(HubOptions{AddressMaxSessions: -1, AddressSessionRate: -1, UserMaxSessions: 3}, testLog())
+	defer h.Close()
+	add := func(id, user string) error {
+		c := h.NewClient(id, KindBayeux, time.Minute, "198.51.100.1")
+		if user != "" {
+			_ = c.SetAttr(AttrUser, user)
+		}
+		return h.Add(c)
+	}
+	for i := range 3 {
+		if err := add(fmt.Sprint("a", i), "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := add("a3", "alice")
+	if !errors.Is(err, ErrTooMany) || !strings.Contains(err.Error(), "user_max_sessions") {
+		t.Fatalf("fourth session of one user: %v; want ErrTooMany naming comet.user_max_sessions", err)
+	}
+	if err := add("b0", "bob"); err != nil {
+		t.Errorf("another user: %v", err)
+	}
+	for i := range 5 {
+		if err := add(fmt.Sprint("anon", i), ""); err != nil {
+			t.Errorf("a session with no user: %v", err)
+		}
+	}
+	// A removed session gives its place back, here and elsewhere.
+	if err := h.Remove(clientOf(h, "a0")); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("a4", "alice"); err != nil {
+		t.Errorf("after a removal: %v", err)
+	}
+	if _, err := h.engine.RemoveSession(context.Background(), "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("a5", "alice"); err != nil {
+		t.Errorf("after a removal behind the hub's back: %v", err)
+	}
+	if err := add("a6", "alice"); !errors.Is(err, ErrTooMany) {
+		t.Errorf("past the cap again: %v", err)
+	}
+	if len(h.limits.users["alice"]) != 3 {
+		t.Errorf("alice counted %d times, want 3", len(h.limits.users["alice"]))
+	}
+}

@@ -494,6 +494,7 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 			AddressSessionBurst: c.Comet.AddressSessionBurst,
 			AddressChannelRate:  c.Comet.AddressChannelRate,
 			AddressChannelBurst: c.Comet.AddressChannelBurst,
+			UserMaxSessions:     c.Comet.UserMaxSessions,
 		},
 		DocumentRoot:   c.Server.DocumentRoot,
 		DirectoryIndex: c.Server.DirectoryIndex,
