@@ -142,10 +142,12 @@ func TestSentinelFailover(t *testing.T) {
 	stop()
 	wg.Wait()
 
-	var lost, dups, foreign, resets, ghosts, deliveries int
+	var lost, dups, foreign, resets, ghosts, deliveries, unclear, retried int
 	var gap time.Duration // the longest a client went without a message
 	for _, c := range cs {
 		gap = max(gap, c.maxGap)
+		unclear += c.unclear
+		retried += c.retried
 		foreign += c.foreign
 		resets += c.resets
 		for k, n := range c.got {
@@ -164,11 +166,14 @@ func TestSentinelFailover(t *testing.T) {
 		}
 	}
 	t.Logf("master SIGKILLed; the sentinels promoted %s; publishes failed from %v to %v after the kill (%d failed, %d accepted); "+
-		"%d deliveries to %d clients: lost %d, duplicated %d, of another channel %d, sessions lost (handshake again) %d; the longest a client went without a message: %v",
+		"%d handshakes tried meanwhile, refused with 503 and retry advice; %d deliveries to %d clients: lost %d, duplicated %d, of another channel %d, sessions lost (handshake again) %d; connects told to retry %d; the longest a client went without a message: %v",
 		redistest.MasterAddr(t, sentinels[0], name), pub.firstFail.Sub(killedAt).Round(time.Millisecond), pub.backAt().Sub(killedAt).Round(time.Millisecond),
-		len(pub.failed), len(pub.ok), deliveries, clients, lost, dups, foreign, resets, gap.Round(time.Millisecond))
+		len(pub.failed), len(pub.ok), pub.handshakes, deliveries, clients, lost, dups, foreign, resets, retried, gap.Round(time.Millisecond))
 	if redistest.MasterAddr(t, sentinels[0], name) != replica.Addr {
 		t.Errorf("the sentinels did not promote the replica %s", replica.Addr)
+	}
+	if pub.unclear != 0 || unclear != 0 {
+		t.Errorf("%d failed publishes were not 503 with Retry-After (or handshakes meanwhile not refused with 503 and retry advice), and %d Bayeux answers were unsuccessful without retry or handshake advice; want none", pub.unclear, unclear)
 	}
 	if len(pub.failed) == 0 {
 		t.Error("no publish failed: the test did not see the failover")
@@ -191,12 +196,14 @@ func TestSentinelFailover(t *testing.T) {
 // remembers which were accepted (200) and when, and which failed (they
 // may or may not have been kept).
 type publisher struct {
-	hc        *http.Client
-	nodes     []string
-	ok        map[int]time.Time
-	failed    map[int]bool
-	firstFail time.Time
-	back      time.Time // the first accepted publish after a failure
+	hc         *http.Client
+	nodes      []string
+	ok         map[int]time.Time
+	failed     map[int]bool
+	firstFail  time.Time
+	back       time.Time // the first accepted publish after a failure
+	unclear    int       // failures that were not 503 with Retry-After, handshakes meanwhile not refused with retry
+	handshakes int       // handshakes tried while publishes failed
 }
 
 func (p *publisher) publish(k int, channel string) {
@@ -224,6 +231,21 @@ func (p *publisher) publish(k int, channel string) {
 	if p.firstFail.IsZero() {
 		p.firstFail = start
 	}
+	// Stardust is up: a failure is its clear answer, 503 with Retry-After.
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		p.unclear++
+	}
+	// And a Bayeux handshake meanwhile is refused with retry advice.
+	probe := &ackClient{node: p.nodes[k%len(p.nodes)]}
+	r, err := probe.post(context.Background(), p.hc, map[string]any{"channel": "/meta/handshake", "version": "1.0",
+		"supportedConnectionTypes": []string{"long-polling"}})
+	switch adv, _ := r0(r)["advice"].(map[string]any); {
+	case err == nil && r0(r)["successful"] == true: // Redis was back already
+	case err != nil || adv["reconnect"] != "retry" || !strings.HasPrefix(fmt.Sprint(r0(r)["error"]), "503:"):
+		p.unclear++
+	default:
+		p.handshakes++
+	}
 }
 
 func (p *publisher) backAt() time.Time { return p.back }
@@ -239,6 +261,8 @@ type ackClient struct {
 	batch        int
 	got          map[int]int // message number: times received
 	foreign      int         // messages of another channel
+	unclear      int         // unsuccessful answers without retry or handshake advice
+	retried      int         // unsuccessful connects with retry advice
 	resets       int         // handshakes again after the first
 	subscribedAt time.Time   // of the current session
 	lastAt       time.Time   // when the last message came
@@ -268,6 +292,11 @@ func (c *ackClient) start(ctx context.Context, hc *http.Client, subscribed *atom
 	r, err := c.post(ctx, hc, map[string]any{"channel": "/meta/handshake", "version": "1.0",
 		"supportedConnectionTypes": []string{"long-polling"}, "ext": map[string]any{"ack": true}})
 	if err != nil || len(r) == 0 || r[0]["successful"] != true {
+		if adv, _ := r0(r)["advice"].(map[string]any); err == nil && adv["reconnect"] != "retry" {
+			c.mu.Lock()
+			c.unclear++
+			c.mu.Unlock()
+		}
 		return false
 	}
 	id, _ := r[0]["clientId"].(string)
@@ -284,6 +313,14 @@ func (c *ackClient) start(ctx context.Context, hc *http.Client, subscribed *atom
 	c.id, c.batch, c.subscribedAt = id, -1, time.Now()
 	c.mu.Unlock()
 	return true
+}
+
+// r0 is the first message of an answer (nil if none).
+func r0(r []map[string]any) map[string]any {
+	if len(r) == 0 {
+		return nil
+	}
+	return r[0]
 }
 
 // run connects until ctx ends, counting what arrives.
@@ -321,6 +358,10 @@ func (c *ackClient) run(ctx context.Context, hc *http.Client, subscribed *atomic
 					}
 				} else if adv, _ := x["advice"].(map[string]any); adv["reconnect"] == "handshake" {
 					c.id = ""
+				} else if adv["reconnect"] != "retry" {
+					c.unclear++
+				} else {
+					c.retried++
 				}
 				continue
 			}
