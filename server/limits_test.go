@@ -302,3 +302,31 @@ func TestUserSessionCap(t *testing.T) {
 		t.Errorf("alice counted %d times, want 3", len(h.limits.users["alice"]))
 	}
 }
+
+// Issue 21, point 3: a Bayeux handshake authenticated as a user over
+// comet.user_max_sessions is refused with retry advice, whatever address
+// it comes from; another user is not affected.
+func TestUserSessionCapHandshake(t *testing.T) {
+	auth, err := HandshakeAuth("users", "", map[string]string{"alice": UserHash("wonder"), "bob": UserHash("builder")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBX(t, BayeuxOptions{MessageACL: auth}, func(o *Options) { o.Hub.UserMaxSessions = 2 })
+	hs := func(user, pass string) map[string]any {
+		return b.post(map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"long-polling"},
+			"ext": map[string]any{"username": user, "password": pass}})[0]
+	}
+	for range 2 {
+		if r := hs("alice", "wonder"); r["successful"] != true {
+			t.Fatalf("alice's handshake: %v", r)
+		}
+	}
+	r := hs("alice", "wonder")
+	wantError(t, r, "503:")
+	if adv, _ := r["advice"].(map[string]any); adv["reconnect"] != "retry" {
+		t.Errorf("alice's third handshake: advice %v, want retry", r["advice"])
+	}
+	if r := hs("bob", "builder"); r["successful"] != true {
+		t.Errorf("bob's handshake: %v", r)
+	}
+}
