@@ -53,8 +53,11 @@ func (h *Hub) admitShared(c *Client) error {
 	if !l.limited() {
 		return nil
 	}
-	q := SessionQuota{AddressMax: l.maxSessions, AddressRate: l.rate, AddressBurst: int(l.burst), UserMax: l.maxUser}
 	user := c.s.Attrs[AttrUser]
+	if c.s.Remote == "" && user == "" { // a local client: nothing to count
+		return nil
+	}
+	q := SessionQuota{AddressMax: l.maxSessions, AddressRate: l.rate, AddressBurst: int(l.burst), UserMax: l.maxUser}
 	a, err := h.shared.AdmitSession(context.Background(), c.s.ID, c.s.Remote, user, q)
 	switch {
 	case err != nil:
