@@ -208,7 +208,7 @@ func ApacheCapacity(c *ApacheConfig, target int) *Report {
 	if !r.OK() {
 		need := roundUp(target+64, 64)
 		r.Changes = append(r.Changes,
-			fmt.Sprintf("ThreadsPerChild %[1]d, ThreadLimit %[1]d, ServerLimit 2, MaxRequestWorkers %[1]d in /etc/apache2/mods-available/mpm_event.conf (one process: see conf/apache2/mpm_event.conf)%[2]s, then systemctl restart apache2 (50 to 80 KiB per held client)", need, apacheFiles(need)),
+			fmt.Sprintf("ThreadsPerChild %[1]d, ThreadLimit %[1]d, ServerLimit 3, MaxRequestWorkers %[1]d in /etc/apache2/mods-available/mpm_event.conf (one process: see conf/apache2/mpm_event.conf)%[2]s, then systemctl restart apache2 (50 to 80 KiB per held client)", need, apacheFiles(need)),
 		)
 		if target <= apacheShippedHeld {
 			r.Changes = append(r.Changes, "or install Stardust's conf/apache2/mpm_event.conf there (2,048 threads, 1,984 held clients)")
