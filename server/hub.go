@@ -36,12 +36,14 @@ type HubOptions struct {
 	MaxHistoryBytes  int64
 	// New channels a client address may add (a publish or an exact
 	// subscription to a channel the engine does not keep yet), in this
-	// process: a token bucket of AddressChannelRate a second, default 100,
+	// process (in the engine for all, with a SharedLimiter engine): a
+	// token bucket of AddressChannelRate a second, default 100,
 	// in bursts of up to AddressChannelBurst, default 1000. Negative: no
 	// limit. Counted only with an engine that is a ChannelCreator.
 	AddressChannelRate  float64
 	AddressChannelBurst int
-	// Per client address, in this process (see limits.go): sessions, default
+	// Per client address, in this process or, with a SharedLimiter
+	// engine, in the engine for all (see limits.go): sessions, default
 	// 1000; new sessions a second, default 20, in bursts of up to 200.
 	// Negative: no limit.
 	AddressMaxSessions  int
