@@ -143,6 +143,9 @@ type Comet struct {
 	AddressSessionBurst int     `toml:"address_session_burst"`
 	AddressChannelRate  float64 `toml:"address_channel_rate"`
 	AddressChannelBurst int     `toml:"address_channel_burst"`
+	// UserMaxSessions: sessions of one user (authenticated or named by
+	// the app's identity) at once; -1: no limit.
+	UserMaxSessions int `toml:"user_max_sessions"`
 	// MaxPublishesPerRequest bounds a Stardust publish: messages × channels.
 	MaxPublishesPerRequest int `toml:"max_publishes_per_request"`
 	// Who may publish through the Stardust API: IPs or CIDRs ("*" anyone),
@@ -214,6 +217,13 @@ type Engine struct {
 	RedisURL    string   `toml:"redis_url"`    // redis://host:port/db, rediss://..., unix:///path
 	RedisPrefix string   `toml:"redis_prefix"` // key prefix; processes that share it share everything
 	Timeout     Duration `toml:"timeout"`      // bound of each call to Redis
+
+	// RedisSentinels, when set, are Redis Sentinel addresses (host:port)
+	// asked for the master of RedisMasterName, followed through a failover;
+	// redis_url then gives only the master's password, database and TLS.
+	RedisSentinels        []string `toml:"redis_sentinels"`
+	RedisMasterName       string   `toml:"redis_master_name"`
+	RedisSentinelPassword string   `toml:"redis_sentinel_password"` // AUTH of the sentinels
 }
 
 // Log configures logging.
@@ -312,6 +322,7 @@ func Default() Config {
 			AddressSessionBurst:    200,
 			AddressChannelRate:     100,
 			AddressChannelBurst:    1000,
+			UserMaxSessions:        100,
 			MaxPublishesPerRequest: 1000,
 			AllowFrom:              []string{"127.0.0.0/8", "::1"},
 		},
@@ -331,7 +342,7 @@ func Default() Config {
 		Auth: AppAuth{TokenPublicKeys: []string{}, TokenCookie: auth.DefaultTokenCookie,
 			ForwardHeaders: auth.DefaultForwardHeaders(),
 			CacheTTL:       Duration{auth.DefaultCacheTTL}, CallbackTimeout: Duration{auth.DefaultCallbackTimeout}},
-		Engine: Engine{Type: "memory", RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "stardust:",
+		Engine: Engine{Type: "memory", RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "stardust:", RedisSentinels: []string{},
 			Timeout: Duration{2 * time.Second}},
 		Log:      Log{Level: "info", Format: "text"},
 		Metrics:  Metrics{Enabled: true, Path: "/metrics", HealthPath: "/health", AllowFrom: []string{"127.0.0.0/8", "::1"}},
@@ -475,6 +486,7 @@ func (c *Config) Validate() error {
 		p.add("comet.address_channel_burst", "below %d, the channels one Stardust request may name: such a request could never add them",
 			server.MaxChannelsPerRequest)
 	}
+	p.limit("comet.user_max_sessions", float64(cm.UserMaxSessions))
 	if cm.AddressMaxSessions > cm.MaxClients {
 		p.add("comet.address_max_sessions", "larger than comet.max_clients (%d)", cm.MaxClients)
 	}
@@ -544,6 +556,7 @@ func (c *Config) Validate() error {
 		case u.Scheme == "unix" && u.Path == "":
 			p.add("engine.redis_url", "a unix:// URL needs the socket's path, got %q", c.Engine.RedisURL)
 		}
+		c.Engine.validateSentinels(&p, u)
 		if c.Engine.RedisPrefix == "" {
 			p.add("engine.redis_prefix", "must not be empty")
 		}

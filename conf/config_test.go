@@ -325,6 +325,13 @@ func TestEngineValidation(t *testing.T) {
 		{"prefix", "[engine]\ntype = \"redis\"\nredis_prefix = \"\"\n", "engine.redis_prefix"},
 		{"timeout", "[engine]\ntype = \"redis\"\ntimeout = \"0s\"\n", "engine.timeout"},
 		{"type", "[engine]\ntype = \"etcd\"\n", "engine.type"},
+		{"sentinels", "[engine]\ntype = \"redis\"\nredis_sentinels = [\"10.0.0.1:26379\", \"[::1]:26379\"]\nredis_master_name = \"mymaster\"\nredis_sentinel_password = \"s\"\n", ""},
+		{"sentinels without a name", "[engine]\ntype = \"redis\"\nredis_sentinels = [\"10.0.0.1:26379\"]\n", "engine.redis_master_name"},
+		{"name without sentinels", "[engine]\ntype = \"redis\"\nredis_master_name = \"mymaster\"\n", "engine.redis_master_name"},
+		{"sentinel password without sentinels", "[engine]\ntype = \"redis\"\nredis_sentinel_password = \"s\"\n", "engine.redis_sentinel_password"},
+		{"sentinel without port", "[engine]\ntype = \"redis\"\nredis_sentinels = [\"10.0.0.1\"]\nredis_master_name = \"m\"\n", "engine.redis_sentinels[0]"},
+		{"sentinel bad port", "[engine]\ntype = \"redis\"\nredis_sentinels = [\"h:1\", \"h:99999\"]\nredis_master_name = \"m\"\n", "engine.redis_sentinels[1]"},
+		{"sentinels with a socket", "[engine]\ntype = \"redis\"\nredis_url = \"unix:///run/redis.sock\"\nredis_sentinels = [\"h:1\"]\nredis_master_name = \"m\"\n", "engine.redis_url"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -158,6 +158,10 @@ func (r *capacityRig) errorLog() string {
 // channel for messages seconds, so that every client gets one a second.
 type capacityLoad struct {
 	clients, channels, messages int
+	// keepAlive: the publisher sends every publish on one kept-alive
+	// connection, as an application's HTTP client does (the load tool's
+	// too); otherwise each on a new connection.
+	keepAlive bool
 }
 
 // capacityResult is what a capacity run saw.
@@ -172,6 +176,7 @@ type capacityResult struct {
 	retries       int64           // polls sent again on a new connection after errClosedIdle
 	publishErrors int64           // publishes that failed
 	firstError    string          // the first of those errors
+	publishMax    atomic.Int64    // the longest publish request, in ns
 	latency       []time.Duration // publish start to receipt, every delivery, sorted
 }
 
@@ -196,9 +201,9 @@ func (r *capacityResult) perClientKB() float64 {
 }
 
 func (r *capacityResult) String() string {
-	return fmt.Sprintf("held %d, delivered %d of %d (missing %d, duplicates %d), poll errors %d (and %d polls sent again after a keep-alive close), publish errors %d, "+
+	return fmt.Sprintf("held %d, delivered %d of %d (missing %d, duplicates %d), poll errors %d (and %d polls sent again after a keep-alive close), publish errors %d (longest publish %v), "+
 		"latency p50 %v p99 %v max %v, web server %.1f MiB idle, %.1f MiB held (%.1f KiB per held client)",
-		r.held, r.received, r.expected, r.missing(), r.duplicates, r.pollErrors, r.retries, r.publishErrors,
+		r.held, r.received, r.expected, r.missing(), r.duplicates, r.pollErrors, r.retries, r.publishErrors, time.Duration(r.publishMax.Load()).Round(time.Millisecond),
 		r.percentile(50).Round(time.Millisecond), r.percentile(99).Round(time.Millisecond),
 		r.percentile(100).Round(time.Millisecond), float64(r.idleWebKB)/1024, float64(r.webKB)/1024, r.perClientKB())
 }
@@ -244,6 +249,19 @@ func runCapacity(t *testing.T, r *capacityRig, load capacityLoad) *capacityResul
 		atomic.AddInt64(counter, 1)
 		errOnce.Do(func() { res.firstError = err.Error() })
 	}
+	// Publishes each on a new connection: apache2's event MPM closes idle
+	// keep-alive connections when a process is busy, and a POST sent on one
+	// at that moment fails (Go's client retries only idempotent requests).
+	// With keepAlive, on one connection opened before the clients come, as
+	// an application's client that published before.
+	pub := newCometClient(t, "http://"+r.webAddr)
+	pub.host = capacityHost
+	pub.client.Transport.(*http.Transport).DisableKeepAlives = !load.keepAlive
+	if load.keepAlive {
+		if resp, body, err := pub.request("POST", "/comet/channel/"+channel(load.channels), url.Values{"m": {`{"warm":1}`}}, 30*time.Second); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("first publish: %v %v %s", err, resp, body)
+		}
+	}
 	clients := make([]*heldClient, load.clients)
 	var wg sync.WaitGroup
 	for i := range clients {
@@ -267,12 +285,6 @@ func runCapacity(t *testing.T, r *capacityRig, load capacityLoad) *capacityResul
 
 	api := newCometClient(t, "http://"+r.webAddr)
 	api.host = capacityHost
-	// Publishes each on a new connection: apache2's event MPM closes idle
-	// keep-alive connections when a process is busy, and a POST sent on one
-	// at that moment fails (Go's client retries only idempotent requests).
-	pub := newCometClient(t, "http://"+r.webAddr)
-	pub.host = capacityHost
-	pub.client.Transport.(*http.Transport).DisableKeepAlives = true
 	res.held = waitHeld(t, api, int64(load.clients), time.Minute)
 	res.webKB = groupMemoryKB(t, r.web.cmd.Process.Pid)
 	t.Logf("%d polls held; publishing %d rounds on %d channels", res.held, load.messages, load.channels)
@@ -288,8 +300,14 @@ func runCapacity(t *testing.T, r *capacityRig, load capacityLoad) *capacityResul
 			for n := 0; n < load.messages; n++ {
 				at := start.Add(time.Duration(n)*time.Second + time.Duration(k)*time.Second/time.Duration(load.channels))
 				time.Sleep(time.Until(at))
-				m := fmt.Sprintf(`{"n":%d,"t":%d}`, n, time.Now().UnixNano())
+				sent := time.Now()
+				m := fmt.Sprintf(`{"n":%d,"t":%d}`, n, sent.UnixNano())
 				resp, body, err := pub.request("POST", "/comet/channel/"+channel(k), url.Values{"m": {m}}, 30*time.Second)
+				for took := int64(time.Since(sent)); ; {
+					if old := res.publishMax.Load(); took <= old || res.publishMax.CompareAndSwap(old, took) {
+						break
+					}
+				}
 				if err == nil && resp.StatusCode != http.StatusOK {
 					err = fmt.Errorf("publish: %s %s", resp.Status, body)
 				}
@@ -597,9 +615,10 @@ func TestCapacity(t *testing.T) {
 //
 //	STARDUST_PROXY_LOAD='nginx/static stock 2000' go test ./integration -run TestProxyLoad -v
 //
-// Every client gets a message a second (a channel per 50 clients, a message
-// a second on each, a publisher per 5 channels: each publishes in turn) for
-// 20 s. It logs the tool's report, the web server's
+// Every client gets a message a second (a channel per 50 clients, or
+// CHANNELS if given: STARDUST_PROXY_LOAD='apache2/static shipped 1000 1' puts
+// everyone on one; a message a second on each, a publisher per 5 channels:
+// each publishes in turn) for 20 s. It logs the tool's report, the web server's
 // memory with every client registered, and the errors in its log; it fails
 // only when it cannot run.
 func TestProxyLoad(t *testing.T) {
@@ -609,14 +628,18 @@ func TestProxyLoad(t *testing.T) {
 	}
 	f := strings.Fields(spec)
 	var s webServerSetup
-	var clients int
-	if len(f) == 3 {
+	var clients, channels int
+	if len(f) == 3 || len(f) == 4 {
 		server, name, _ := strings.Cut(f[0], "/")
 		s = webServerSetup{server, name}
 		clients, _ = strconv.Atoi(f[2])
+		channels = max(1, clients/50)
+		if len(f) == 4 {
+			channels, _ = strconv.Atoi(f[3])
+		}
 	}
-	if !slices.Contains(webServerSetups(), s) || (f[1] != string(mainStock) && f[1] != string(mainShipped)) || clients < 1 {
-		t.Fatalf("STARDUST_PROXY_LOAD=%q: want SETUP MAIN CLIENTS, SETUP one of %v, MAIN stock or shipped", spec, webServerSetups())
+	if !slices.Contains(webServerSetups(), s) || (f[1] != string(mainStock) && f[1] != string(mainShipped)) || clients < 1 || channels < 1 {
+		t.Fatalf("STARDUST_PROXY_LOAD=%q: want SETUP MAIN CLIENTS [CHANNELS], SETUP one of %v, MAIN stock or shipped", spec, webServerSetups())
 	}
 	raiseOpenFiles(t, clients+100)
 	bin := stardustBinary(t)
@@ -627,7 +650,6 @@ func TestProxyLoad(t *testing.T) {
 		t.Fatalf("go build ./cmd/stardust-load: %v\n%s", err, out)
 	}
 	r := startCapacityRig(t, s, mainConfig(f[1]), bin)
-	channels := max(1, clients/50)
 	args := []string{"--url", "http://" + r.webAddr + "/comet", "--clients", strconv.Itoa(clients),
 		"--channels", strconv.Itoa(channels), "--rate", strconv.Itoa(channels), "--publishers", strconv.Itoa(max(4, channels/5)),
 		"--duration", "20s", "--setup-timeout", "45s", "--drain", "10s"}

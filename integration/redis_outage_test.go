@@ -84,6 +84,9 @@ func TestRedisOutage(t *testing.T) {
 	if !strings.Contains(string(metrics), "stardust_engine_failures_total") || strings.Contains(string(metrics), "stardust_engine_failures_total 0\n") {
 		t.Errorf("no engine failures counted in /metrics:\n%s", metrics)
 	}
+	if !strings.Contains(string(metrics), "\nstardust_engine_up 0\n") { // issue 21, point 4
+		t.Errorf("/metrics with Redis away: want stardust_engine_up 0:\n%s", metrics)
+	}
 
 	srv.Restart(0) // empty: it saved nothing
 	deadline := time.Now().Add(20 * time.Second)
@@ -98,6 +101,9 @@ func TestRedisOutage(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	c.waitOK(t, "/comet/health", 5*time.Second) // healthy again once Redis is back
+	if _, metrics, _ := c.request("GET", "/comet/metrics", nil, 5*time.Second); !strings.Contains(string(metrics), "\nstardust_engine_up 1\n") {
+		t.Errorf("/metrics with Redis back: want stardust_engine_up 1:\n%s", metrics)
+	}
 	// The Bayeux session is gone: told to handshake again.
 	for _, m := range b.post(t, addr, map[string]any{"channel": "/meta/connect", "clientId": bid, "connectionType": "long-polling",
 		"advice": map[string]any{"timeout": 0}}) {

@@ -36,18 +36,25 @@ type HubOptions struct {
 	MaxHistoryBytes  int64
 	// New channels a client address may add (a publish or an exact
 	// subscription to a channel the engine does not keep yet), in this
-	// process: a token bucket of AddressChannelRate a second, default 100,
+	// process (in the engine for all, with a SharedLimiter engine): a
+	// token bucket of AddressChannelRate a second, default 100,
 	// in bursts of up to AddressChannelBurst, default 1000. Negative: no
 	// limit. Counted only with an engine that is a ChannelCreator.
 	AddressChannelRate  float64
 	AddressChannelBurst int
-	// Per client address, in this process (see limits.go): sessions, default
+	// Per client address, in this process or, with a SharedLimiter
+	// engine, in the engine for all (see limits.go): sessions, default
 	// 1000; new sessions a second, default 20, in bursts of up to 200.
 	// Negative: no limit.
 	AddressMaxSessions  int
 	AddressSessionRate  float64
 	AddressSessionBurst int
 	ChannelTimeout      time.Duration // idle channels with no subscriber are swept after this; default 1h
+
+	// UserMaxSessions: sessions of one user (AttrUser) at once, default
+	// 100, negative: no limit. Counted when the session is made, for the
+	// user known then (a handshake's authentication or identity).
+	UserMaxSessions int
 
 	SweepInterval time.Duration // how often expiry runs; default 1s
 	FetchMax      int           // messages in one poll's answer at most; default 1000
@@ -106,6 +113,10 @@ type Hub struct {
 	newChannels *addrRate // channels added per address (limits.go)
 	trimmed     trimCount // the engine's HistoryTrimmed, as last seen
 
+	// shared is the engine, when it keeps the limits for every process
+	// (limits_shared.go); limits and newChannels are then not used.
+	shared SharedLimiter
+
 	mu     sync.Mutex
 	polls  map[string]*waiter   // this process's held poll of each client
 	recent map[string]time.Time // clients whose poll ended since the last sweep, and when
@@ -142,13 +153,15 @@ func NewHub(opts HubOptions, log *logrus.Entry) *Hub {
 		recent: map[string]time.Time{}, done: make(chan struct{}),
 		limits: newAddrLimits(orDefault(opts.AddressMaxSessions, DefaultAddressMaxSessions),
 			orDefault(opts.AddressSessionRate, DefaultAddressSessionRate),
-			orDefault(opts.AddressSessionBurst, DefaultAddressSessionBurst)),
+			orDefault(opts.AddressSessionBurst, DefaultAddressSessionBurst),
+			orDefault(opts.UserMaxSessions, DefaultUserMaxSessions)),
 		newChannels: newAddrRate(orDefault(opts.AddressChannelRate, DefaultAddressChannelRate),
 			orDefault(opts.AddressChannelBurst, DefaultAddressChannelBurst))}
 	if h.engine == nil {
 		h.engine = NewMemoryEngine(h.elimits)
 		h.opts.Engine = h.engine
 	}
+	h.shared, _ = h.engine.(SharedLimiter)
 	h.wg.Add(1)
 	go h.sweepLoop()
 	return h

@@ -28,8 +28,14 @@ import (
 //     are told to poll ("multiple-clients" advice, as CometD does) instead
 //     of being refused.
 //
-// The address limits are kept by each process: with several processes
-// sharing an engine, each enforces its own. Clients refused for being over
+//   - sessions per user (HubOptions.UserMaxSessions), by the user id a
+//     handshake's authentication or the application's identity gives
+//     (AttrUser), so that one account cannot hold a server's sessions.
+//
+// With an engine that is a SharedLimiter (Redis), the session limits and
+// the new channels per address are kept in the engine, so that every
+// process sharing it enforces one count: three processes allow what one
+// does (limits_shared.go). Otherwise each process keeps its own. Clients refused for being over
 // a limit are told when to retry (Retry-After, Bayeux advice "retry" with an
 // interval), never to give up.
 
@@ -40,6 +46,9 @@ const (
 	DefaultAddressMaxSessions  = 1000
 	DefaultAddressSessionRate  = 20
 	DefaultAddressSessionBurst = 200
+	// DefaultUserMaxSessions: a user with a tab open on every device
+	// holds a few sessions; a hundred is a script.
+	DefaultUserMaxSessions = 100
 )
 
 // Defaults of the new channels per address: a page subscribes to a few
@@ -57,16 +66,19 @@ const retryAfter = 5 * time.Second
 // errOverLimit wraps ErrTooMany: the client should retry later.
 var errOverLimit = fmt.Errorf("%w: over the limit for this address", ErrTooMany)
 
-// addrLimits counts sessions and creations per address. The zero limits
-// mean none.
+// addrLimits counts sessions and creations per address, and sessions per
+// user. The zero limits mean none.
 type addrLimits struct {
 	maxSessions int
 	rate        float64 // tokens a second
 	burst       float64
+	maxUser     int // sessions of one user (AttrUser)
 
-	mu    sync.Mutex
-	addrs map[string]*addrState
-	owner map[string]string // session id -> its address
+	mu     sync.Mutex
+	addrs  map[string]*addrState
+	owner  map[string]string              // session id -> its address
+	users  map[string]map[string]struct{} // user -> its session ids
+	uowner map[string]string              // session id -> its user
 }
 
 type addrState struct {
@@ -94,47 +106,67 @@ func (b *tokenBucket) full(now time.Time, rate, burst float64) bool {
 	return rate <= 0 || b.tokens+now.Sub(b.last).Seconds()*rate >= burst
 }
 
-func newAddrLimits(maxSessions int, rate float64, burst int) *addrLimits {
-	return &addrLimits{maxSessions: maxSessions, rate: rate, burst: float64(burst),
-		addrs: map[string]*addrState{}, owner: map[string]string{}}
+func newAddrLimits(maxSessions int, rate float64, burst, maxUser int) *addrLimits {
+	return &addrLimits{maxSessions: maxSessions, rate: rate, burst: float64(burst), maxUser: maxUser,
+		addrs: map[string]*addrState{}, owner: map[string]string{},
+		users: map[string]map[string]struct{}{}, uowner: map[string]string{}}
 }
 
-func (l *addrLimits) limited() bool { return l != nil && (l.maxSessions > 0 || l.rate > 0) }
+func (l *addrLimits) limited() bool {
+	return l != nil && (l.maxSessions > 0 || l.rate > 0 || l.maxUser > 0)
+}
 
-// admit counts a new session id from addr, or says why not; added says
-// whether it counted it (not when the id is counted already: a concurrent
-// request is creating it). exists is asked, when addr is at its cap, which of
-// its sessions still exist (others may have been removed by another
-// process); it must not be called with l.mu held.
-func (l *addrLimits) admit(id, addr string, now time.Time, exists func(id string) bool) (added bool, err error) {
-	if !l.limited() || addr == "" {
+// admit counts a new session id from addr of user ("" none), or says why
+// not; added says whether it counted it (not when the id is counted
+// already: a concurrent request is creating it). exists is asked, when addr
+// or user is at its cap, which of its sessions still exist (others may have
+// been removed by another process); it must not be called with l.mu held.
+func (l *addrLimits) admit(id, addr, user string, now time.Time, exists func(id string) bool) (added bool, err error) {
+	if !l.limited() || addr == "" && user == "" {
 		return false, nil
 	}
-	for attempt := 0; ; attempt++ {
+	pruned := map[string]bool{} // "a" and "u": the set was checked against the engine
+	for {
 		l.mu.Lock()
-		if _, ok := l.owner[id]; ok {
+		_, ok := l.owner[id]
+		if _, uok := l.uowner[id]; ok || uok {
 			l.mu.Unlock()
 			return false, nil
 		}
-		st := l.addrs[addr]
-		if st == nil {
-			st = &addrState{ids: map[string]struct{}{}, tokenBucket: tokenBucket{tokens: l.burst, last: now}}
-			l.addrs[addr] = st
-		}
-		if l.rate > 0 {
-			st.refill(now, l.rate, l.burst)
-			if st.tokens < 1 {
-				l.mu.Unlock()
-				return false, fmt.Errorf("%w: more than %g new sessions a second from %s", errOverLimit, l.rate, addr)
+		var st *addrState
+		if addr != "" && (l.maxSessions > 0 || l.rate > 0) {
+			st = l.addrs[addr]
+			if st == nil {
+				st = &addrState{ids: map[string]struct{}{}, tokenBucket: tokenBucket{tokens: l.burst, last: now}}
+				l.addrs[addr] = st
+			}
+			if l.rate > 0 {
+				st.refill(now, l.rate, l.burst)
+				if st.tokens < 1 {
+					l.mu.Unlock()
+					return false, addressRateError(l.rate, addr)
+				}
 			}
 		}
-		if l.maxSessions > 0 && len(st.ids) >= l.maxSessions {
-			if attempt > 0 {
+		var full map[string]struct{}
+		which := ""
+		switch {
+		case st != nil && l.maxSessions > 0 && len(st.ids) >= l.maxSessions:
+			full, which = st.ids, "a"
+		case user != "" && l.maxUser > 0 && len(l.users[user]) >= l.maxUser:
+			full, which = l.users[user], "u"
+		}
+		if full != nil {
+			if pruned[which] {
 				l.mu.Unlock()
-				return false, fmt.Errorf("%w: %d sessions from %s", errOverLimit, l.maxSessions, addr)
+				if which == "a" {
+					return false, addressCapError(l.maxSessions, addr)
+				}
+				return false, userCapError(l.maxUser, user)
 			}
-			ids := make([]string, 0, len(st.ids))
-			for id := range st.ids {
+			pruned[which] = true
+			ids := make([]string, 0, len(full))
+			for id := range full {
 				ids = append(ids, id)
 			}
 			l.mu.Unlock()
@@ -145,14 +177,37 @@ func (l *addrLimits) admit(id, addr string, now time.Time, exists func(id string
 			}
 			continue
 		}
-		if l.rate > 0 {
-			st.tokens--
+		if st != nil {
+			if l.rate > 0 {
+				st.tokens--
+			}
+			st.ids[id] = struct{}{}
+			l.owner[id] = addr
 		}
-		st.ids[id] = struct{}{}
-		l.owner[id] = addr
+		if user != "" && l.maxUser > 0 {
+			if l.users[user] == nil {
+				l.users[user] = map[string]struct{}{}
+			}
+			l.users[user][id] = struct{}{}
+			l.uowner[id] = user
+		}
 		l.mu.Unlock()
 		return true, nil
 	}
+}
+
+// The errors of the session limits, the same from this process's count and
+// from the engine's (limits_shared.go).
+func addressRateError(rate float64, addr string) error {
+	return fmt.Errorf("%w: more than %g new sessions a second from %s", errOverLimit, rate, addr)
+}
+
+func addressCapError(limit int, addr string) error {
+	return fmt.Errorf("%w: %d sessions from %s", errOverLimit, limit, addr)
+}
+
+func userCapError(limit int, user string) error {
+	return fmt.Errorf("%w: over the limit for this user: %d sessions of %q (comet.user_max_sessions)", ErrTooMany, limit, user)
 }
 
 // gone forgets a session that was removed or never created.
@@ -162,13 +217,18 @@ func (l *addrLimits) gone(id string) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	addr, ok := l.owner[id]
-	if !ok {
-		return
+	if addr, ok := l.owner[id]; ok {
+		delete(l.owner, id)
+		if st := l.addrs[addr]; st != nil {
+			delete(st.ids, id)
+		}
 	}
-	delete(l.owner, id)
-	if st := l.addrs[addr]; st != nil {
-		delete(st.ids, id)
+	if user, ok := l.uowner[id]; ok {
+		delete(l.uowner, id)
+		delete(l.users[user], id)
+		if len(l.users[user]) == 0 {
+			delete(l.users, user)
+		}
 	}
 }
 
@@ -269,7 +329,13 @@ func (h *Hub) prepareChannels(addr string, names []string) error {
 		return nil
 	}
 	now := time.Now()
-	added, err := cc.CreateChannels(context.Background(), names, h.newChannels.available(addr, now))
+	var added int
+	var err error
+	if h.shared != nil && h.newChannels.rate > 0 && addr != "" {
+		added, err = h.prepareChannelsShared(cc, addr, names)
+	} else {
+		added, err = cc.CreateChannels(context.Background(), names, h.newChannels.available(addr, now))
+	}
 	switch {
 	case errors.Is(err, ErrChannelBudget):
 		return fmt.Errorf("%w: at most %g a second from one address (comet.address_channel_rate)",
@@ -279,7 +345,9 @@ func (h *Hub) prepareChannels(addr string, names []string) error {
 	case err != nil:
 		return h.failed(err)
 	}
-	h.newChannels.take(addr, added, now)
+	if h.shared == nil {
+		h.newChannels.take(addr, added, now)
+	}
 	return nil
 }
 
@@ -297,7 +365,10 @@ func (h *Hub) tooManyChannels() error {
 // admitSession is Hub.Add's check of the address limits; added says
 // whether the session was counted (to forget if it is not created).
 func (h *Hub) admitSession(c *Client) (added bool, err error) {
-	return h.limits.admit(c.s.ID, c.s.Remote, time.Now(), func(id string) bool {
+	if h.shared != nil {
+		return false, h.admitShared(c)
+	}
+	return h.limits.admit(c.s.ID, c.s.Remote, c.s.Attrs[AttrUser], time.Now(), func(id string) bool {
 		_, err := h.engine.Session(context.Background(), id)
 		return !errors.Is(err, ErrUnknownClient)
 	})

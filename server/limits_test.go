@@ -252,3 +252,81 @@ func TestAddrRateOverdrawn(t *testing.T) {
 		t.Errorf("a full bucket was kept: %v", l.buckets)
 	}
 }
+
+// Issue 21, point 3: sessions per user (the user a handshake's
+// authentication or the app's identity names), in this process.
+func TestUserSessionCap(t *testing.T) {
+	h := NewHub(HubOptions{AddressMaxSessions: -1, AddressSessionRate: -1, UserMaxSessions: 3}, testLog())
+	defer h.Close()
+	add := func(id, user string) error {
+		c := h.NewClient(id, KindBayeux, time.Minute, "198.51.100.1")
+		if user != "" {
+			_ = c.SetAttr(AttrUser, user)
+		}
+		return h.Add(c)
+	}
+	for i := range 3 {
+		if err := add(fmt.Sprint("a", i), "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := add("a3", "alice")
+	if !errors.Is(err, ErrTooMany) || !strings.Contains(err.Error(), "user_max_sessions") {
+		t.Fatalf("fourth session of one user: %v; want ErrTooMany naming comet.user_max_sessions", err)
+	}
+	if err := add("b0", "bob"); err != nil {
+		t.Errorf("another user: %v", err)
+	}
+	for i := range 5 {
+		if err := add(fmt.Sprint("anon", i), ""); err != nil {
+			t.Errorf("a session with no user: %v", err)
+		}
+	}
+	// A removed session gives its place back, here and elsewhere.
+	if err := h.Remove(clientOf(h, "a0")); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("a4", "alice"); err != nil {
+		t.Errorf("after a removal: %v", err)
+	}
+	if _, err := h.engine.RemoveSession(context.Background(), "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("a5", "alice"); err != nil {
+		t.Errorf("after a removal behind the hub's back: %v", err)
+	}
+	if err := add("a6", "alice"); !errors.Is(err, ErrTooMany) {
+		t.Errorf("past the cap again: %v", err)
+	}
+	if len(h.limits.users["alice"]) != 3 {
+		t.Errorf("alice counted %d times, want 3", len(h.limits.users["alice"]))
+	}
+}
+
+// Issue 21, point 3: a Bayeux handshake authenticated as a user over
+// comet.user_max_sessions is refused with retry advice, whatever address
+// it comes from; another user is not affected.
+func TestUserSessionCapHandshake(t *testing.T) {
+	auth, err := HandshakeAuth("users", "", map[string]string{"alice": UserHash("wonder"), "bob": UserHash("builder")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBX(t, BayeuxOptions{MessageACL: auth}, func(o *Options) { o.Hub.UserMaxSessions = 2 })
+	hs := func(user, pass string) map[string]any {
+		return b.post(map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"long-polling"},
+			"ext": map[string]any{"username": user, "password": pass}})[0]
+	}
+	for range 2 {
+		if r := hs("alice", "wonder"); r["successful"] != true {
+			t.Fatalf("alice's handshake: %v", r)
+		}
+	}
+	r := hs("alice", "wonder")
+	wantError(t, r, "503:")
+	if adv, _ := r["advice"].(map[string]any); adv["reconnect"] != "retry" {
+		t.Errorf("alice's third handshake: advice %v, want retry", r["advice"])
+	}
+	if r := hs("bob", "builder"); r["successful"] != true {
+		t.Errorf("bob's handshake: %v", r)
+	}
+}

@@ -181,13 +181,15 @@ var (
 	descDelivered     = prometheus.NewDesc("stardust_messages_delivered_total", "Messages queued for a client (out: one per subscriber per message).", nil, nil)
 	descDropped       = prometheus.NewDesc("stardust_queue_dropped_total", "Messages dropped from full client queues.", nil, nil)
 	descFailures      = prometheus.NewDesc("stardust_engine_failures_total", "Calls to the engine that failed (a shared engine's server away).", nil, nil)
-	descFallbacks     = prometheus.NewDesc("stardust_takeover_fallback_total",
+	descEngineUp      = prometheus.NewDesc("stardust_engine_up",
+		"1 while the engine answers (the health check's answer, at most a second old), 0 while it cannot: a shared engine's server away.", nil, nil)
+	descFallbacks = prometheus.NewDesc("stardust_takeover_fallback_total",
 		"Long polls held in the HTTP server instead of on their connection (use=poll), and WebSockets written with blocking writes (use=websocket), because the connection's raw descriptor was not there: reason=unsupported (this system), no_syscall_conn (a listener wrapper hides it).",
 		[]string{"use", "reason"}, nil)
 )
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descClients, descChannels, descPolls, descSubscriptions, descPublished, descDelivered, descDropped, descFailures, descFallbacks, descIncidents,
+	for _, d := range []*prometheus.Desc{descClients, descChannels, descPolls, descSubscriptions, descPublished, descDelivered, descDropped, descFailures, descEngineUp, descFallbacks, descIncidents,
 		descWebhookQueue, descWebhookSent, descWebhookFailures, descWebhookDropped} {
 		ch <- d
 	}
@@ -202,6 +204,13 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDelivered, prometheus.CounterValue, float64(st.Delivered))
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
 	ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(st.Failures))
+	// The health check's cached answer: a scrape costs at most one engine
+	// call a second, and reads what /health answers.
+	up := 1.0
+	if c.s.health.check(c.s.hub) != nil {
+		up = 0
+	}
+	ch <- prometheus.MustNewConstMetric(descEngineUp, prometheus.GaugeValue, up)
 	c.s.hub.fallbacks.Each(func(use, reason string, n uint64) {
 		ch <- prometheus.MustNewConstMetric(descFallbacks, prometheus.CounterValue, float64(n), use, reason)
 	})

@@ -215,11 +215,21 @@ func TestHealthReflectsEngine(t *testing.T) {
 		_ = json.Unmarshal(body, &v)
 		return resp.StatusCode, v, resp.Header
 	}
+	// Issue 21, point 4: the same answer as a gauge.
+	engineUp := func(want string) {
+		t.Helper()
+		_, body := get(t, ts.URL+"/comet/metrics")
+		if !strings.Contains(string(body), "\nstardust_engine_up "+want+"\n") {
+			t.Errorf("/metrics: want stardust_engine_up %s, got:\n%s", want, grepLines(string(body), "stardust_engine_up"))
+		}
+	}
 	if code, v, _ := health(); code != http.StatusOK || v["status"] != "ok" {
 		t.Fatalf("health with the engine up: %d %v", code, v)
 	}
+	engineUp("1")
 	e.away.Store(true)
 	time.Sleep(healthMaxAge + 50*time.Millisecond)
+	engineUp("0")
 	code, v, h := health()
 	if code != http.StatusServiceUnavailable || v["status"] != "unavailable" || v["reason"] != "engine unavailable" || h.Get("Retry-After") == "" {
 		t.Errorf("health with the engine away: %d %v Retry-After %q, want 503 with a reason", code, v, h.Get("Retry-After"))
@@ -242,6 +252,18 @@ func TestHealthReflectsEngine(t *testing.T) {
 	if code, v, _ := health(); code != http.StatusOK {
 		t.Errorf("health once the engine is back: %d %v", code, v)
 	}
+	engineUp("1")
+}
+
+// grepLines returns the lines of text that contain word.
+func grepLines(text, word string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // An error answer names what the client sent by its first few hundred

@@ -451,6 +451,7 @@ func openEngine(c *conf.Config, h server.HubOptions, log *logrus.Entry) (server.
 	}
 	e, err := redisengine.New(redisengine.Options{
 		URL: c.Engine.RedisURL, Prefix: c.Engine.RedisPrefix, Timeout: c.Engine.Timeout.Duration,
+		Sentinels: c.Engine.RedisSentinels, MasterName: c.Engine.RedisMasterName, SentinelPassword: c.Engine.RedisSentinelPassword,
 		Limits: h.EngineLimits(),
 		Log:    log.WithField("engine", "redis"),
 	})
@@ -493,6 +494,7 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 			AddressSessionBurst: c.Comet.AddressSessionBurst,
 			AddressChannelRate:  c.Comet.AddressChannelRate,
 			AddressChannelBurst: c.Comet.AddressChannelBurst,
+			UserMaxSessions:     c.Comet.UserMaxSessions,
 		},
 		DocumentRoot:   c.Server.DocumentRoot,
 		DirectoryIndex: c.Server.DirectoryIndex,

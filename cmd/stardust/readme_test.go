@@ -43,6 +43,11 @@ func TestReadmeTOMLSnippets(t *testing.T) {
 		if strings.Contains(block, `type = "redis"`) {
 			srv := redistest.Start(t)
 			block = strings.ReplaceAll(block, "redis://127.0.0.1:6379/0", srv.URL)
+			if strings.Contains(block, "redis_sentinels") { // the sentinels of docs/scaling.md, watching srv
+				for i, s := range redistest.StartSentinels(t, srv, "stardust", 3, 0) {
+					block = strings.ReplaceAll(block, fmt.Sprintf("127.0.0.1:%d", 26379+i), s.Addr)
+				}
+			}
 		}
 		block = strings.ReplaceAll(block, `pprof = "127.0.0.1:6060"`, `pprof = "127.0.0.1:0"`)
 		file := writeFile(t, block)

@@ -47,6 +47,14 @@ type Options struct {
 	Limits  server.Limits
 	// Log receives one line when Redis goes away and one when it is back.
 	Log *logrus.Entry
+
+	// Sentinels, when set, are Redis Sentinel addresses (host:port): the
+	// engine asks them for the master of MasterName and follows a
+	// failover by itself (sentinel.go); URL then gives only the master's
+	// password, database and TLS, its host being ignored.
+	Sentinels        []string
+	MasterName       string
+	SentinelPassword string // AUTH of the sentinels, if they require it
 }
 
 // Engine is a server.Engine on a Redis server. Safe for concurrent use.
@@ -123,16 +131,13 @@ func New(opts Options) (*Engine, error) {
 		opts.Log = logrus.NewEntry(l)
 	}
 	opts.Limits.Defaults()
-	co, err := rueidis.ParseURL(opts.URL)
+	co, err := clientOption(opts)
 	if err != nil {
-		return nil, fmt.Errorf("redis engine: url %q: %w", opts.URL, err)
+		return nil, err
 	}
-	co.DisableCache = true
-	co.ConnWriteTimeout = opts.Timeout
-	co.Dialer.Timeout = opts.Timeout
 	client, err := rueidis.NewClient(co)
 	if err != nil {
-		return nil, fmt.Errorf("%w: redis at %s: %v", server.ErrEngine, opts.URL, err)
+		return nil, fmt.Errorf("%w: redis at %s: %v", server.ErrEngine, opts.where(), err)
 	}
 	e := &Engine{opts: opts, client: client, node: newID(), p: opts.Prefix,
 		watchers: map[string][]*watch{}, topics: map[string]*topic{}, lists: map[string]subsList{},
@@ -147,7 +152,7 @@ func New(opts Options) (*Engine, error) {
 	case <-e.subReady:
 	case <-time.After(opts.Timeout):
 		_ = e.Close()
-		return nil, fmt.Errorf("%w: redis at %s does not answer", server.ErrEngine, opts.URL)
+		return nil, fmt.Errorf("%w: redis at %s does not answer", server.ErrEngine, opts.where())
 	}
 	return e, nil
 }

@@ -30,6 +30,13 @@ func lostSetup(t *testing.T, srv *redistest.Server, url string) (*redis.Engine, 
 	admin := adminOf(t, srv)
 	e := open(t, url, "lost:", server.Limits{HistorySize: 10})
 	t.Cleanup(func() { _ = e.Close() })
+	lostSessions(t, e)
+	return e, admin
+}
+
+// lostSessions makes the /public reader "pub" and the /secret reader "sec".
+func lostSessions(t *testing.T, e server.Engine) {
+	t.Helper()
 	for id, ch := range map[string]string{"pub": "/public", "sec": "/secret"} {
 		if err := e.CreateSession(ctx, server.Session{ID: id, Kind: server.KindBayeux, Timeout: time.Hour}); err != nil {
 			t.Fatal(err)
@@ -38,7 +45,6 @@ func lostSetup(t *testing.T, srv *redistest.Server, url string) (*redis.Engine, 
 			t.Fatal(err)
 		}
 	}
-	return e, admin
 }
 
 func adminOf(t *testing.T, srv *redistest.Server) rueidis.Client {

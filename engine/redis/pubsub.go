@@ -67,7 +67,7 @@ func (e *Engine) listen(ctx context.Context) {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 2*time.Second)
+		backoff = min(2*backoff, reconnectMax)
 	}
 }
 

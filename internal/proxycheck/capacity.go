@@ -145,14 +145,19 @@ const (
 	apacheDefaultThreadLimit     = 64
 	apacheDefaultThreadsPerChild = 25
 	apachePreforkDefaultLimit    = 256
+	// apacheReserve: threads kept for pages and publishes, at most.
+	apacheReserve = 64
 )
 
 // ApacheCapacity works out how many held clients an apache2 configuration
 // carries. mod_proxy keeps a worker thread (a process under prefork) for
 // the whole of a proxied request, a held long poll or an SSE stream as much
 // as a WebSocket tunnel (apache2 2.4 has no asynchronous tunnelling), so
-// MaxRequestWorkers is the limit, less one process's threads kept for the
-// site's pages and the publishes.
+// MaxRequestWorkers is the limit, less the threads kept for the site's
+// pages and the publishes (one process's, 64 at most). A request sent on a
+// kept-alive connection waits for a thread of the process that accepted
+// the connection, so that with several processes a publish can wait
+// behind a process full of held polls: said in a note.
 func ApacheCapacity(c *ApacheConfig, target int) *Report {
 	r := &Report{Server: "apache2", Target: target}
 	if c.MPM == "prefork" {
@@ -189,23 +194,38 @@ func ApacheCapacity(c *ApacheConfig, target int) *Report {
 		mrw = serverLimit * tpc
 	}
 	mrw = max(mrw/tpc*tpc, tpc) // apache2 rounds it to whole processes
+	reserve := min(tpc, apacheReserve)
 	r.Facts = append(r.Facts,
 		fmt.Sprintf("ThreadsPerChild: %d, ServerLimit: %d, MaxRequestWorkers: %d threads", tpc, serverLimit, mrw),
-		fmt.Sprintf("each held client keeps a thread for the whole hold; %d threads (one process) stay for pages and publishes", tpc))
-	r.HeldClients = mrw - tpc
+		fmt.Sprintf("each held client keeps a thread for the whole hold; %d threads stay for pages and publishes", reserve))
+	r.HeldClients = mrw - reserve
+	if mrw > tpc {
+		r.Notes = append(r.Notes, fmt.Sprintf("the threads are in %d processes of %d: a publish or page sent on a kept-alive connection waits for a thread of its own process, up to a whole hold once that process's threads all hold polls (clients on one channel polling again together fill them), or fails when apache2 closes the connection; Stardust's conf/apache2/mpm_event.conf puts all the threads in one process (ThreadsPerChild = MaxRequestWorkers)", mrw/tpc, tpc))
+	}
 	if len(c.ProxyPasses) == 0 {
 		r.Notes = append(r.Notes, "no ProxyPass found: is Stardust's site enabled (a2ensite stardust)?")
 	}
 	if !r.OK() {
 		need := roundUp(target+64, 64)
 		r.Changes = append(r.Changes,
-			fmt.Sprintf("ThreadsPerChild 64, ThreadLimit 64, ServerLimit %d, MaxRequestWorkers %d in /etc/apache2/mods-available/mpm_event.conf, then systemctl restart apache2 (70 to 80 KiB per held client)", need/64, need),
+			fmt.Sprintf("ThreadsPerChild %[1]d, ThreadLimit %[1]d, ServerLimit 3, MaxRequestWorkers %[1]d in /etc/apache2/mods-available/mpm_event.conf (one process: see conf/apache2/mpm_event.conf)%[2]s, then systemctl restart apache2 (50 to 80 KiB per held client)", need, apacheFiles(need)),
 		)
 		if target <= apacheShippedHeld {
 			r.Changes = append(r.Changes, "or install Stardust's conf/apache2/mpm_event.conf there (2,048 threads, 1,984 held clients)")
 		}
 	}
 	return r
+}
+
+// apacheFiles is the advice on open files for one process of threads
+// threads: up to a client and a back-end connection per thread, and
+// keep-alive connections besides; apache2ctl's 8192 is enough up to 2,700.
+func apacheFiles(threads int) string {
+	need := roundUp(3*threads+64, 1024)
+	if need <= 8192 {
+		return ""
+	}
+	return fmt.Sprintf(", APACHE_ULIMIT_MAX_FILES='ulimit -n %d' in /etc/apache2/envvars", need)
 }
 
 func orDefault(v, d int) int {

@@ -220,9 +220,10 @@ func TestApacheCapacity(t *testing.T) {
 		ok     bool
 		say    string
 	}{
-		{"stock", stock, 1000, 125, false, "ServerLimit 17, MaxRequestWorkers 1088"},
+		{"stock", stock, 1000, 125, false, "ThreadsPerChild 1088, ThreadLimit 1088, ServerLimit 3, MaxRequestWorkers 1088"},
 		{"shipped", ours, 1000, 1984, true, "OK: enough for 1,000"},
-		{"shipped, too small for 5000", ours, 5000, 1984, false, "ServerLimit 80, MaxRequestWorkers 5120"},
+		{"shipped, too small for 5000", ours, 5000, 1984, false, "ServerLimit 3, MaxRequestWorkers 5120 in /etc/apache2/mods-available/mpm_event.conf (one process: see conf/apache2/mpm_event.conf), APACHE_ULIMIT_MAX_FILES='ulimit -n 16384'"},
+		{"several processes", &ApacheConfig{MPM: "event", ThreadsPerChild: 64, ServerLimit: 32, MaxRequestWorkers: 2048}, 1000, 1984, true, "waits for a thread of its own process"},
 		{"defaults", &ApacheConfig{MPM: "event"}, 100, 375, true, "MaxRequestWorkers: 400 threads"},
 		{"above ServerLimit", &ApacheConfig{MPM: "event", ThreadsPerChild: 50, MaxRequestWorkers: 5000}, 100, 750, true, "apache2 uses 800"},
 		{"above ThreadLimit", &ApacheConfig{MPM: "worker", ThreadsPerChild: 100, ServerLimit: 10}, 100, 576, true, "apache2 uses 64"},

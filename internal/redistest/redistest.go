@@ -43,7 +43,14 @@ func Start(t testing.TB) *Server {
 // once it holds the master's data.
 func StartReplica(t testing.TB, master *Server) *Server {
 	t.Helper()
-	host, port, _ := net.SplitHostPort(master.Addr)
+	return StartReplicaOf(t, master.Addr)
+}
+
+// StartReplicaOf runs a redis-server that replicates the master at addr (a
+// Proxy's, to cut the link at will), and returns once it holds its data.
+func StartReplicaOf(t testing.TB, addr string) *Server {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
 	s := start(t, fmt.Sprintf("replicaof %s %s\n", host, port))
 	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr}, DisableCache: true})
 	if err != nil {
@@ -57,7 +64,7 @@ func StartReplica(t testing.TB, master *Server) *Server {
 			return s
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("replica %s did not sync with %s: %v %s", s.Addr, master.Addr, err, info)
+			t.Fatalf("replica %s did not sync with %s: %v %s", s.Addr, addr, err, info)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -65,7 +72,14 @@ func StartReplica(t testing.TB, master *Server) *Server {
 
 func start(t testing.TB, extra string) *Server {
 	t.Helper()
-	path := testenv.RequireProgram(t, "redis-server", "redis-server")
+	return startProgram(t, testenv.RequireProgram(t, "redis-server", "redis-server"), "protected-mode yes\nsave \"\"\nappendonly no\nrepl-diskless-sync-delay 0\n"+extra)
+}
+
+// startProgram runs redis-server or redis-sentinel (path) on a free
+// loopback port with its files in a temp dir, its config being the common
+// lines and then conf.
+func startProgram(t testing.TB, path, conf string) *Server {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -74,8 +88,8 @@ func start(t testing.TB, extra string) *Server {
 	_ = l.Close()
 	s := &Server{Addr: addr, URL: "redis://" + addr + "/0", Dir: t.TempDir(), t: t, path: path}
 	_, port, _ := net.SplitHostPort(addr)
-	conf := fmt.Sprintf("bind 127.0.0.1\nport %s\ndir %s\nsave \"\"\nappendonly no\nprotected-mode yes\ndaemonize no\nloglevel warning\nlogfile %s\nrepl-diskless-sync-delay 0\n",
-		port, s.Dir, filepath.Join(s.Dir, "redis.log")) + extra
+	conf = fmt.Sprintf("bind 127.0.0.1\nport %s\ndir %s\ndaemonize no\nloglevel warning\nlogfile %s\n",
+		port, s.Dir, filepath.Join(s.Dir, "redis.log")) + conf
 	if err := os.WriteFile(filepath.Join(s.Dir, "redis.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -127,16 +141,22 @@ func (s *Server) Restart(down time.Duration) {
 // and returns its answer as text.
 func (s *Server) Do(t testing.TB, args ...string) string {
 	t.Helper()
+	out, err := s.result(t, args...).ToAny()
+	if err != nil {
+		t.Fatalf("redis %v: %v", args, err)
+	}
+	return fmt.Sprint(out)
+}
+
+// result runs one command on the server and returns its answer.
+func (s *Server) result(t testing.TB, args ...string) rueidis.RedisResult {
+	t.Helper()
 	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr}, DisableCache: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	out, err := c.Do(context.Background(), c.B().Arbitrary(args...).Build()).ToAny()
-	if err != nil {
-		t.Fatalf("redis %v: %v", args, err)
-	}
-	return fmt.Sprint(out)
+	return c.Do(context.Background(), c.B().Arbitrary(args...).Build())
 }
 
 // Proxy forwards connections on a loopback port to a server, and can be
@@ -229,6 +249,15 @@ func (p *Proxy) closeAll(keep ...string) {
 			_ = c.Close()
 		}
 	}
+}
+
+// Cut closes every forwarded connection and refuses new ones until Switch,
+// as a network partition: what was not forwarded yet never arrives.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	p.target = ""
+	p.mu.Unlock()
+	p.closeAll()
 }
 
 // Switch closes every forwarded connection to the old target and sends new
