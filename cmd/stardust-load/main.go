@@ -5,10 +5,11 @@
 // its send time), publish throughput and, with --pid, the server's CPU time
 // per delivery and its resident memory.
 //
-// Subscribers speak the Stardust API (long polling or SSE) or Bayeux 1.0
-// (long-polling or WebSocket), so the same load drives Stardust, Faye's Node
-// server, CometD, or the bare net/http floor (cmd/stardust-floor).
-// Publishers use the Stardust API or Bayeux long-polling. --cpu pins the
+// Subscribers speak the Stardust API (long polling or SSE), Bayeux 1.0
+// (long-polling or WebSocket) or Centrifugo's unidirectional WebSocket and
+// SSE, so the same load drives Stardust, Faye's Node server, CometD,
+// Centrifugo, or the bare net/http floor (cmd/stardust-floor). Publishers use
+// the Stardust API, Bayeux long-polling or Centrifugo's server HTTP API. --cpu pins the
 // tool to one CPU so that it does not compete with the server it loads.
 //
 // It only ever talks to loopback addresses, and it always stops by itself:
@@ -108,6 +109,7 @@ type config struct {
 	Prefix       string
 	Publish      string
 	CPU          int
+	APIKey       string
 	Progress     bool // a progress line on standard error (set when it is a terminal)
 
 	base, bayeux *url.URL
@@ -115,17 +117,25 @@ type config struct {
 
 // Client transports (--mode).
 const (
-	modePoll      = "poll"      // Stardust API long polling
-	modeSSE       = "sse"       // Stardust API Server-Sent Events
-	modeBayeux    = "bayeux"    // Bayeux long-polling
-	modeWebSocket = "websocket" // Bayeux over a WebSocket
+	modePoll      = "poll"          // Stardust API long polling
+	modeSSE       = "sse"           // Stardust API Server-Sent Events
+	modeBayeux    = "bayeux"        // Bayeux long-polling
+	modeWebSocket = "websocket"     // Bayeux over a WebSocket
+	modeUniWS     = "uni_websocket" // Centrifugo's unidirectional WebSocket
+	modeUniSSE    = "uni_sse"       // Centrifugo's unidirectional SSE
 )
+
+// defaultPublish is how each transport's server is published to by default.
+var defaultPublish = map[string]string{modePoll: "stardust", modeSSE: "stardust", modeBayeux: "bayeux",
+	modeWebSocket: "bayeux", modeUniWS: "centrifugo", modeUniSSE: "centrifugo"}
 
 // bayeuxMode reports whether the subscribers speak Bayeux.
 func (c *config) bayeuxMode() bool { return c.Mode == modeBayeux || c.Mode == modeWebSocket }
 
 // usesStardustAPI reports whether anything of the run talks to the Stardust API.
-func (c *config) usesStardustAPI() bool { return !c.bayeuxMode() || c.Publish == "stardust" }
+func (c *config) usesStardustAPI() bool {
+	return c.Mode == modePoll || c.Mode == modeSSE || c.Publish == "stardust"
+}
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
@@ -138,10 +148,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.Rate, "rate", 100, "messages per second, all publishers together; 0 as fast as possible")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long to publish (at most 10m)")
 	fs.IntVar(&c.Messages, "messages", 1_000_000, "stop after publishing this many messages")
-	fs.StringVar(&c.Mode, "mode", modePoll, "subscriber transport: poll (Stardust API long polling, as jquery.ev), sse,\nbayeux (Bayeux long-polling) or websocket (Bayeux over a WebSocket)")
+	fs.StringVar(&c.Mode, "mode", modePoll, "subscriber transport: poll (Stardust API long polling, as jquery.ev), sse,\nbayeux (Bayeux long-polling), websocket (Bayeux over a WebSocket), or Centrifugo's\nuni_websocket or uni_sse (then --url is Centrifugo's base URL)")
 	fs.StringVar(&c.BayeuxURL, "bayeux", "", "`URL` of the Bayeux endpoint (loopback only; default --url + \"/bayeux\")")
 	fs.StringVar(&c.Prefix, "prefix", "/stardust", "Bayeux channel `prefix`: Stardust channel NAME is Bayeux channel PREFIX/NAME")
-	fs.StringVar(&c.Publish, "publish", "", "how to publish: stardust (POST to the Stardust API) or bayeux (Bayeux long-polling);\ndefault stardust for poll and sse, bayeux for bayeux and websocket")
+	fs.StringVar(&c.Publish, "publish", "", "how to publish: stardust (POST to the Stardust API), bayeux (Bayeux long-polling)\nor centrifugo (Centrifugo's /api/publish); default stardust for poll and sse, bayeux for\nbayeux and websocket, centrifugo for uni_websocket and uni_sse")
+	fs.StringVar(&c.APIKey, "api-key", "stardust-load", "Centrifugo's HTTP API `key` (http_api.key), for --publish centrifugo")
 	fs.IntVar(&c.CPU, "cpu", -1, "pin the tool to this CPU `number` (sched_setaffinity) and run it with GOMAXPROCS=1 unless\nGOMAXPROCS is set; -1 leaves it free")
 	fs.IntVar(&c.PID, "pid", 0, "server process `id`, to report its CPU time per delivery and resident memory (from /proc)")
 	fs.BoolVar(&c.JSON, "json", false, "print the report as a JSON object")
@@ -176,7 +187,7 @@ func (c *config) validate() error {
 		return fmt.Errorf("--bayeux: %w", err)
 	}
 	if c.Publish == "" {
-		c.Publish = map[bool]string{true: "bayeux", false: "stardust"}[c.bayeuxMode()]
+		c.Publish = defaultPublish[c.Mode]
 	}
 	switch {
 	case c.Clients < 1 || c.Clients > maxClients:
@@ -191,10 +202,12 @@ func (c *config) validate() error {
 		return fmt.Errorf("--duration %s: want more than 0 and at most %s", c.Duration, maxDuration)
 	case c.Messages < 1 || c.Messages > maxMessages:
 		return fmt.Errorf("--messages %d: want 1 to %d", c.Messages, maxMessages)
-	case c.Mode != modePoll && c.Mode != modeSSE && c.Mode != modeBayeux && c.Mode != modeWebSocket:
-		return fmt.Errorf("--mode %q: want poll, sse, bayeux or websocket", c.Mode)
-	case c.Publish != "stardust" && c.Publish != "bayeux":
-		return fmt.Errorf("--publish %q: want stardust or bayeux", c.Publish)
+	case defaultPublish[c.Mode] == "":
+		return fmt.Errorf("--mode %q: want poll, sse, bayeux, websocket, uni_websocket or uni_sse", c.Mode)
+	case c.Publish != "stardust" && c.Publish != "bayeux" && c.Publish != "centrifugo":
+		return fmt.Errorf("--publish %q: want stardust, bayeux or centrifugo", c.Publish)
+	case (c.Publish == "centrifugo") != c.centrifugoMode():
+		return fmt.Errorf("--publish %s with --mode %s: Centrifugo's subscribers and publisher go together", c.Publish, c.Mode)
 	case !channelPattern.MatchString(c.Prefix):
 		return fmt.Errorf("--prefix %q: want a Bayeux channel such as /stardust", c.Prefix)
 	case c.CPU < -1 || c.CPU >= 1024:

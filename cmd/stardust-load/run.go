@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -294,6 +293,10 @@ func (r *runner) startClients(ctx context.Context, wg *sync.WaitGroup) {
 				c.bayeuxLongPoll(ctx)
 			case modeWebSocket:
 				c.bayeuxWebSocket(ctx)
+			case modeUniWS:
+				c.uniWebSocket(ctx)
+			case modeUniSSE:
+				c.uniSSE(ctx)
 			default:
 				c.poll(ctx)
 			}
@@ -311,7 +314,7 @@ func (r *runner) waitRegistered(ctx context.Context, deadline time.Time, logw io
 	for {
 		var n int
 		var err error
-		if r.cfg.bayeuxMode() {
+		if r.cfg.bayeuxMode() || r.cfg.centrifugoMode() {
 			n = int(r.registered.Load())
 		} else {
 			n, err = r.countSubscribers(ctx)
@@ -442,6 +445,17 @@ func (r *runner) publishOne(ctx context.Context, bp *bayeuxPublisher, p int, n i
 		m += `,"pad":"` + pad + `"`
 	}
 	m += "}"
+	if r.cfg.Publish == "centrifugo" {
+		if err := r.publishCentrifugo(ctx, r.names[k], m); err != nil {
+			if ctx.Err() == nil {
+				r.pubErrors.Add(1)
+				r.fail(fmt.Errorf("publish: %w", err))
+			}
+			return
+		}
+		r.accepted(k, -1, sent)
+		return
+	}
 	if bp != nil {
 		err := bp.publish(ctx, r.bayeuxChannel(k), json.RawMessage(m))
 		if err != nil {
@@ -637,36 +651,14 @@ func (c *client) sseOnce(ctx context.Context, u string, lastID *string) error {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(body))
 	}
-	br := bufio.NewReaderSize(resp.Body, 64<<10)
-	var data []byte
-	var event string
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil // the server ended the stream; resume
+	return readEvents(resp.Body, lastID, func(event, data []byte) error {
+		var m loadMsg
+		if err := json.Unmarshal(data, &m); err == nil {
+			if string(event) == "overflow" {
+				m.Type = "stardust.overflow"
 			}
-			return err
+			c.got([]loadMsg{m}, time.Now())
 		}
-		line = bytes.TrimRight(line, "\r\n")
-		switch {
-		case len(line) == 0: // end of an event
-			if len(data) > 0 {
-				var m loadMsg
-				if err := json.Unmarshal(data, &m); err == nil {
-					if event == "overflow" {
-						m.Type = "stardust.overflow"
-					}
-					c.got([]loadMsg{m}, time.Now())
-				}
-			}
-			data, event = data[:0], ""
-		case bytes.HasPrefix(line, []byte("data:")):
-			data = append(data, bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))...)
-		case bytes.HasPrefix(line, []byte("id:")):
-			*lastID = string(bytes.TrimSpace(line[3:]))
-		case bytes.HasPrefix(line, []byte("event:")):
-			event = string(bytes.TrimSpace(line[6:]))
-		}
-	}
+		return nil
+	})
 }
