@@ -300,7 +300,7 @@ func (r *runner) wsURL() string {
 
 func (c *client) wsSession(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	conn, resp, err := wsDialer.DialContext(dctx, c.r.wsURL(), nil)
+	conn, resp, err := c.r.ws.DialContext(dctx, c.r.wsURL(), nil)
 	cancel()
 	if err != nil {
 		if resp != nil {

@@ -150,7 +150,7 @@ func (c *client) uniWebSocketOnce(ctx context.Context) error {
 		scheme = "wss"
 	}
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	conn, resp, err := wsDialer.DialContext(dctx, c.r.centrifugoURL(scheme, centrifugoUniWS), nil)
+	conn, resp, err := c.r.ws.DialContext(dctx, c.r.centrifugoURL(scheme, centrifugoUniWS), nil)
 	cancel()
 	if err != nil {
 		if resp != nil {

@@ -66,6 +66,9 @@ func main() {
 		}
 	}
 	cfg.Progress = isTerminal(os.Stderr) && !cfg.JSON
+	if cfg.child >= 0 {
+		cfg.control = newChildControl(os.Stdin, os.Stdout)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		<-ctx.Done()
@@ -78,7 +81,9 @@ func main() {
 	}
 	if cfg.JSON {
 		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
+		if cfg.control == nil { // a child's report is one line
+			enc.SetIndent("", "  ")
+		}
 		_ = enc.Encode(rep)
 	} else {
 		rep.writeText(os.Stdout)
@@ -110,9 +115,23 @@ type config struct {
 	Publish      string
 	CPU          int
 	APIKey       string
+	Procs        int
+	Source       string
 	Progress     bool // a progress line on standard error (set when it is a terminal)
 
 	base, bayeux *url.URL
+
+	child   int           // --child: this process is child N of a --procs run; -1 not
+	runTag  string        // --run: the parent's run tag (a child's messages and channels are its parent's)
+	control *childControl // a child's line protocol with its parent
+}
+
+// idPrefix sets a child's client ids apart from its siblings'.
+func (c *config) idPrefix() string {
+	if c.child < 0 {
+		return ""
+	}
+	return fmt.Sprintf("c%d.", c.child)
 }
 
 // Client transports (--mode).
@@ -154,6 +173,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.Publish, "publish", "", "how to publish: stardust (POST to the Stardust API), bayeux (Bayeux long-polling)\nor centrifugo (Centrifugo's /api/publish); default stardust for poll and sse, bayeux for\nbayeux and websocket, centrifugo for uni_websocket and uni_sse")
 	fs.StringVar(&c.APIKey, "api-key", "stardust-load", "Centrifugo's HTTP API `key` (http_api.key), for --publish centrifugo")
 	fs.IntVar(&c.CPU, "cpu", -1, "pin the tool to this CPU `number` (sched_setaffinity) and run it with GOMAXPROCS=1 unless\nGOMAXPROCS is set; -1 leaves it free")
+	fs.IntVar(&c.Procs, "procs", 1, "run the subscribers in this many child processes (1 to 16), each with its share of\n--clients and, on Linux, its own loopback source address (127.0.0.2 and up): for more held\nclients than one process may open files")
+	fs.StringVar(&c.Source, "source", "", "loopback `address` to connect from (default: the system's choice)")
+	fs.IntVar(&c.child, "child", -1, "internal: this is child `N` of a --procs run (line protocol on stdin/stdout)")
+	fs.StringVar(&c.runTag, "run", "", "internal: a child's run `tag`, its parent's")
 	fs.IntVar(&c.PID, "pid", 0, "server process `id`, to report its CPU time per delivery and resident memory (from /proc)")
 	fs.BoolVar(&c.JSON, "json", false, "print the report as a JSON object")
 	fs.IntVar(&c.Size, "size", 0, "extra payload `bytes` per message")
@@ -210,6 +233,12 @@ func (c *config) validate() error {
 		return fmt.Errorf("--publish %s with --mode %s: Centrifugo's subscribers and publisher go together", c.Publish, c.Mode)
 	case !channelPattern.MatchString(c.Prefix):
 		return fmt.Errorf("--prefix %q: want a Bayeux channel such as /stardust", c.Prefix)
+	case c.Procs < 1 || c.Procs > maxProcs || c.Procs > c.Clients:
+		return fmt.Errorf("--procs %d: want 1 to %d, and at most --clients", c.Procs, maxProcs)
+	case c.Source != "" && !isLoopbackIP(c.Source):
+		return fmt.Errorf("--source %q: want a loopback IP address (127.0.0.0/8 or ::1)", c.Source)
+	case c.child >= 0 && (c.Procs != 1 || c.runTag == ""):
+		return errors.New("--child: needs --run and no --procs (it is set by a parent, not by hand)")
 	case c.CPU < -1 || c.CPU >= 1024:
 		return fmt.Errorf("--cpu %d: want a CPU number, or -1", c.CPU)
 	case c.Size < 0 || c.Size > 1<<20:
@@ -251,10 +280,11 @@ func loopbackURL(raw string) (*url.URL, error) {
 var channelPattern = regexp.MustCompile(`^(/[A-Za-z0-9_.~-]+)+$`)
 
 func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
+	return strings.EqualFold(host, "localhost") || isLoopbackIP(host)
+}
+
+func isLoopbackIP(s string) bool {
+	ip := net.ParseIP(s)
 	return ip != nil && ip.IsLoopback()
 }
 
