@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +17,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/stardust-go/stardust/internal/centrifugo"
 )
 
 // fakeCentrifugo speaks Centrifugo v6's unidirectional transports and the
@@ -256,5 +261,56 @@ func TestReadEvents(t *testing.T) {
 	})
 	if err != nil || id != "7" || strings.Join(got, ";") != "overflow|{\"a\":\n1};|{}" {
 		t.Errorf("events %q, id %q, err %v", got, id, err)
+	}
+}
+
+// TestRealCentrifugo runs the Centrifugo drivers against the real server,
+// configured as the comparison configures it, when `make compare` has built
+// it (or $STARDUST_CENTRIFUGO names it); the build needs the Go module proxy,
+// so the tests never start it and skip loudly without it.
+func TestRealCentrifugo(t *testing.T) {
+	bin := centrifugo.Binary()
+	if bin == "" {
+		t.Skip("SKIPPED: no Centrifugo " + centrifugo.Version + " binary: `make compare` builds it, or set STARDUST_CENTRIFUGO")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "centrifugo.json")
+	if err := os.WriteFile(conf, centrifugo.Config(port), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd := exec.Command(bin, "--config", conf)
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Centrifugo not listening on %s after 15s: %s", addr, out.String())
+		}
+	}
+	for _, mode := range []string{"uni_websocket", "uni_sse"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := testConfig(t, "--url", "http://"+addr, "--mode", mode, "--api-key", centrifugo.APIKey, "--clients", "20",
+				"--channels", "3", "--publishers", "2", "--rate", "100", "--duration", "2s", "--drain", "10s")
+			cfg.PID = cmd.Process.Pid
+			checkRun(t, cfg)
+		})
 	}
 }
