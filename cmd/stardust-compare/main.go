@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -59,6 +60,7 @@ const (
 	stardustAPINet = "Stardust API (held in net/http)"
 	floorTarget    = "floor"
 	maxDuration    = 2 * time.Minute
+	bigConnections = 19_500 // server.max_connections of the Stardust targets
 	fileSlack      = 200
 	serverDeadln   = 5 * time.Minute // a server is killed after this, whatever happens
 )
@@ -98,7 +100,7 @@ func rows() []row {
 	sdSSE := target{stardustWS, "stardust", "sse"}
 	// One message to 18,000 held clients: the load tool's subscribers in
 	// three processes (one may open 20,000 files here), a minute to deliver.
-	big := []string{"--messages", "1", "--publishers", "1", "--procs", "3", "--drain", "60s", "--setup-timeout", "4m"}
+	big := []string{"--messages", "1", "--publishers", "1", "--procs", "3", "--drain", "60s", "--setup-timeout", "2m"}
 	return []row{
 		{"lp1000", "Bayeux long-polling, 1,000 subscribers, 100 msg/s", 1000,
 			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeLP, sdLP}, false},
@@ -133,6 +135,7 @@ type options struct {
 	Out                               string
 	Work                              string
 	From                              string
+	Profile                           string
 
 	loadAvg string // at the start
 }
@@ -207,6 +210,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Out, "json", "", "also write every report to this `file`")
 	fs.StringVar(&o.From, "from", "", "run nothing: print the table of the reports a --json run wrote to this `file`")
 	fs.StringVar(&o.Work, "work", "", "`directory` for server logs and configuration (default: a new temporary one)")
+	fs.StringVar(&o.Profile, "profile", "", "write a CPU profile of each Stardust run's publishing (from its debug.pprof listener\non --port + 1) to this `directory`; profiling costs some CPU: measure without it")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -375,10 +379,19 @@ func compare(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	conf := filepath.Join(work, "stardust.toml")
 	limits := "[comet]\naddress_max_sessions = -1\naddress_session_rate = -1\naddress_session_burst = -1\n" +
 		"address_channel_rate = -1\naddress_channel_burst = -1\n\n[bayeux]\nclient_max_connections = 100000\n"
-	if err := os.WriteFile(conf, []byte(limits), 0o644); err != nil {
+	// server.max_connections: by default Stardust takes 90 % of its open
+	// files less 64 (17,936 of 20,000), and the big rows hold 18,000.
+	maxConns := fmt.Sprintf("[server]\nmax_connections = %d\n", bigConnections)
+	if o.Profile != "" {
+		if err := os.MkdirAll(o.Profile, 0o755); err != nil {
+			return nil, err
+		}
+		limits += fmt.Sprintf("\n[debug]\npprof = \"127.0.0.1:%d\"\n", o.Port+1)
+	}
+	if err := os.WriteFile(conf, []byte(maxConns+"\n"+limits), 0o644); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(netholdConf(conf), []byte("[server]\nhold_on_connection = false\n\n"+limits), 0o644); err != nil {
+	if err := os.WriteFile(netholdConf(conf), []byte(maxConns+"hold_on_connection = false\n\n"+limits), 0o644); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(logw, "stardust-compare: %d rows, %s each, servers on CPU %d, load tool on CPU %d; logs in %s\n",
@@ -468,7 +481,22 @@ func runOne(ctx context.Context, o options, work, conf string, rw row, tg target
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	profiled := make(chan struct{})
+	if o.Profile != "" && strings.HasPrefix(tg.Server, "stardust") {
+		// The load tool says "publishing" when every client is in: profile
+		// from there for the publishing time.
+		name := filepath.Join(o.Profile, fmt.Sprintf("%s-%s-%s.pprof", rw.Key, tg.Server, tg.Mode))
+		cmd.Stderr = &onLine{w: &stderr, marker: "; publishing", f: func() {
+			go func() { defer close(profiled); fetchProfile(lctx, o.Port+1, o.Duration, name) }()
+		}}
+	} else {
+		close(profiled)
+	}
 	err = cmd.Run()
+	select {
+	case <-profiled:
+	case <-time.After(o.Duration + 30*time.Second): // the load tool failed before publishing
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		res.Exit = ee.ExitCode()
@@ -656,3 +684,43 @@ func ratios(results []result) []string {
 // netholdConf is the configuration file of the stardust-nethold target,
 // beside conf.
 func netholdConf(conf string) string { return strings.TrimSuffix(conf, ".toml") + "-nethold.toml" }
+
+// onLine passes writes on to w and calls f once, when marker has been
+// written (within one write: the load tool writes a line at a time).
+type onLine struct {
+	w      io.Writer
+	marker string
+	f      func()
+	done   bool
+}
+
+func (o *onLine) Write(p []byte) (int, error) {
+	if !o.done && bytes.Contains(p, []byte(o.marker)) {
+		o.done = true
+		o.f()
+	}
+	return o.w.Write(p)
+}
+
+// fetchProfile saves a CPU profile of d from the pprof listener on
+// 127.0.0.1:port to name; a failure is written in the file's place.
+func fetchProfile(ctx context.Context, port int, d time.Duration, name string) {
+	u := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, max(1, int(d.Seconds())))
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		defer resp.Body.Close()
+		var b []byte
+		if b, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20)); err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %d: %s", resp.StatusCode, b)
+		}
+		if err == nil {
+			err = os.WriteFile(name, b, 0o644)
+		}
+	}
+	if err != nil {
+		_ = os.WriteFile(name+".error", []byte(err.Error()+"\n"), 0o644)
+	}
+}

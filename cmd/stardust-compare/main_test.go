@@ -3,6 +3,11 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -107,5 +112,34 @@ func TestTable(t *testing.T) {
 	}
 	if strings.Contains(out, "Stardust / Faye") {
 		t.Errorf("a ratio with a failed run:\n%s", out)
+	}
+}
+
+// TestProfile: the profile is fetched once, when the load tool says it is
+// publishing, for the publishing time, and saved.
+func TestProfile(t *testing.T) {
+	var asked []string
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = append(asked, r.URL.String())
+		_, _ = w.Write([]byte("profile bytes"))
+	}))
+	defer ts.Close()
+	port := ts.Listener.Addr().(*net.TCPAddr).Port
+	name := filepath.Join(t.TempDir(), "p.pprof")
+	var out strings.Builder
+	calls := 0
+	w := &onLine{w: &out, marker: "; publishing", f: func() {
+		calls++
+		fetchProfile(t.Context(), port, 7*time.Second, name)
+	}}
+	for _, line := range []string{"stardust-load: 10 of 20 clients registered\n", "stardust-load: 20 clients registered in 1.00s; publishing\n", "again; publishing\n"} {
+		_, _ = io.WriteString(w, line)
+	}
+	b, err := os.ReadFile(name)
+	if calls != 1 || err != nil || string(b) != "profile bytes" || len(asked) != 1 || asked[0] != "/debug/pprof/profile?seconds=7" {
+		t.Errorf("calls %d, asked %q, file %q, %v", calls, asked, b, err)
+	}
+	if !strings.Contains(out.String(), "10 of 20") || !strings.Contains(out.String(), "again") {
+		t.Errorf("the load tool's output was not passed on: %q", out.String())
 	}
 }
