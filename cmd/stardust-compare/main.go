@@ -100,7 +100,7 @@ func rows() []row {
 	sdSSE := target{stardustWS, "stardust", "sse"}
 	// One message to 18,000 held clients: the load tool's subscribers in
 	// three processes (one may open 20,000 files here), a minute to deliver.
-	big := []string{"--messages", "1", "--publishers", "1", "--procs", "3", "--drain", "60s", "--setup-timeout", "2m"}
+	big := []string{"--messages", "1", "--publishers", "1", "--procs", "3", "--ramp", "1000", "--drain", "60s", "--setup-timeout", "2m"}
 	return []row{
 		{"lp1000", "Bayeux long-polling, 1,000 subscribers, 100 msg/s", 1000,
 			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeLP, sdLP}, false},

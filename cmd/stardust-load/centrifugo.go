@@ -167,8 +167,9 @@ func (c *client) uniWebSocketOnce(ctx context.Context) error {
 		return err
 	}
 	for {
-		// Centrifugo pings every 25 s: a silent minute is a dead socket.
-		_ = conn.SetReadDeadline(time.Now().Add(min(c.r.cfg.PollTimeout, time.Minute)))
+		// Centrifugo pings every 25 s once connected; --poll-timeout (90 s)
+		// leaves room for a connect push that a busy server sends late.
+		_ = conn.SetReadDeadline(time.Now().Add(c.r.cfg.PollTimeout))
 		_, frame, err := conn.ReadMessage()
 		if err != nil {
 			return err
