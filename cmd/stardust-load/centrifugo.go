@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -149,19 +148,11 @@ func (c *client) uniWebSocketOnce(ctx context.Context) error {
 	if c.r.cfg.base.Scheme == "https" {
 		scheme = "wss"
 	}
-	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	conn, resp, err := c.r.ws.DialContext(dctx, c.r.centrifugoURL(scheme, centrifugoUniWS), nil)
-	cancel()
+	conn, done, err := c.r.dialWS(ctx, c.r.centrifugoURL(scheme, centrifugoUniWS))
 	if err != nil {
-		if resp != nil {
-			return fmt.Errorf("upgrade: status %d", resp.StatusCode)
-		}
 		return err
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
-	defer stop()
-	conn.SetReadLimit(64 << 20)
+	defer done()
 	_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if err := conn.WriteMessage(websocket.TextMessage, c.connectRequest()); err != nil {
 		return err
@@ -182,57 +173,7 @@ func (c *client) uniWebSocketOnce(ctx context.Context) error {
 
 func (c *client) uniSSEOnce(ctx context.Context) error {
 	u := c.r.centrifugoURL("", centrifugoUniSSE) + "?cf_connect=" + url.QueryEscape(string(c.connectRequest()))
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := c.r.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(body))
-	}
-	return readEvents(resp.Body, nil, func(_, data []byte) error { return c.gotPushes(data, time.Now()) })
-}
-
-// readEvents reads a text/event-stream and calls event with each event's
-// type and data (data lines joined by newlines), until the stream or event
-// fails; io.EOF is the server ending the stream, reported as nil. lastID
-// (nil: ignored) takes every id field, for Last-Event-ID.
-func readEvents(body io.Reader, lastID *string, event func(typ, data []byte) error) error {
-	br := bufio.NewReaderSize(body, 64<<10)
-	var data, typ []byte
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-		line = bytes.TrimRight(line, "\r\n")
-		field, value, _ := bytes.Cut(line, []byte(":"))
-		value = bytes.TrimPrefix(value, []byte(" "))
-		switch {
-		case len(line) == 0: // end of an event
-			if len(data) > 0 {
-				if err := event(typ, data); err != nil {
-					return err
-				}
-			}
-			data, typ = data[:0], typ[:0]
-		case string(field) == "data":
-			if len(data) > 0 {
-				data = append(data, '\n')
-			}
-			data = append(data, value...)
-		case string(field) == "event":
-			typ = append(typ[:0], value...)
-		case string(field) == "id" && lastID != nil:
-			*lastID = string(bytes.TrimSpace(value))
-		}
-	}
+	return c.r.eventStream(ctx, u, nil, func(_, data []byte) error { return c.gotPushes(data, time.Now()) })
 }
 
 // publishCentrifugo publishes one message through Centrifugo's server HTTP

@@ -488,19 +488,13 @@ func (r *runner) publishOne(ctx context.Context, bp *bayeuxPublisher, p int, n i
 		m += `,"pad":"` + pad + `"`
 	}
 	m += "}"
-	if r.cfg.Publish == "centrifugo" {
-		if err := r.publishCentrifugo(ctx, r.names[k], m); err != nil {
-			if ctx.Err() == nil {
-				r.pubErrors.Add(1)
-				r.fail(fmt.Errorf("publish: %w", err))
-			}
-			return
+	if r.cfg.Publish == "centrifugo" || bp != nil {
+		var err error
+		if bp != nil {
+			err = bp.publish(ctx, r.bayeuxChannel(k), json.RawMessage(m))
+		} else {
+			err = r.publishCentrifugo(ctx, r.names[k], m)
 		}
-		r.accepted(k, -1, sent)
-		return
-	}
-	if bp != nil {
-		err := bp.publish(ctx, r.bayeuxChannel(k), json.RawMessage(m))
 		if err != nil {
 			if ctx.Err() == nil {
 				r.pubErrors.Add(1)
@@ -681,21 +675,7 @@ func (c *client) sse(ctx context.Context) {
 }
 
 func (c *client) sseOnce(ctx context.Context, u string, lastID *string) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	req.Header.Set("Accept", "text/event-stream")
-	if *lastID != "" {
-		req.Header.Set("Last-Event-ID", *lastID)
-	}
-	resp, err := c.r.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(body))
-	}
-	return readEvents(resp.Body, lastID, func(event, data []byte) error {
+	return c.r.eventStream(ctx, u, lastID, func(event, data []byte) error {
 		var m loadMsg
 		if err := json.Unmarshal(data, &m); err == nil {
 			if string(event) == "overflow" {
