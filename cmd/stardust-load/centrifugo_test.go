@@ -208,6 +208,7 @@ func TestRunCentrifugo(t *testing.T) {
 		{"uni_sse", "uni_sse", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // two seconds of waiting each
 			f, u := newFakeCentrifugo(t, "k1")
 			f.join = tc.join
 			cfg := testConfig(t, "--url", u, "--mode", tc.mode, "--api-key", "k1", "--clients", "20", "--channels", "3",

@@ -21,6 +21,7 @@ func TestMain(m *testing.M) {
 func TestRunProcs(t *testing.T) {
 	for _, mode := range []string{"poll", "websocket"} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel() // two seconds of waiting each
 			u := startServer(t)
 			cfg := testConfig(t, "--url", u, "--mode", mode, "--clients", "20", "--channels", "3", "--procs", "3",
 				"--publishers", "2", "--rate", "100", "--duration", "2s", "--drain", "10s")
