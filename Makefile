@@ -57,6 +57,8 @@ fuzz:
 	    ./internal/takeover:FuzzServedHereRequest \
 	    ./internal/takeover:FuzzHeldAnswer \
 	    ./cmd/stardust-load:FuzzDecodeBayeux \
+	    ./cmd/stardust-load:FuzzReadEvents \
+	    ./cmd/stardust-load:FuzzGotPushes \
 	    ./server:FuzzCheckHash \
 	    ./server:FuzzUserTemplate \
 	    ./server:FuzzDecodeAPIRequest \

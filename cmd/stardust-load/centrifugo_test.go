@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -314,4 +315,60 @@ func TestRealCentrifugo(t *testing.T) {
 			checkRun(t, cfg)
 		})
 	}
+}
+
+// FuzzReadEvents: no stream makes the reader panic, and the events it reads,
+// written out again as an event stream, read back the same.
+func FuzzReadEvents(f *testing.F) {
+	for _, s := range []string{"data: {}\n\n", "\r\nid: 7\nevent: overflow\ndata: {\"a\":\ndata: 1}\n\n", ": c\n\ndata:x\r\n\r\n", "data: a\ndata"} {
+		f.Add([]byte(s))
+	}
+	type ev struct{ typ, data string }
+	read := func(in []byte) ([]ev, error) {
+		var got []ev
+		var id string
+		err := readEvents(bytes.NewReader(in), &id, func(typ, data []byte) error {
+			got = append(got, ev{string(typ), string(data)})
+			return nil
+		})
+		return got, err
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		got, err := read(in)
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		for _, e := range got {
+			if e.typ != "" {
+				fmt.Fprintf(&out, "event: %s\n", e.typ)
+			}
+			for line := range strings.SplitSeq(e.data, "\n") {
+				fmt.Fprintf(&out, "data: %s\n", line)
+			}
+			out.WriteString("\n")
+		}
+		again, err := read(out.Bytes())
+		if err != nil || !slices.Equal(again, got) {
+			t.Fatalf("%q read as %q; written out again as %q it reads as %q, %v", in, got, out.Bytes(), again, err)
+		}
+	})
+}
+
+// FuzzGotPushes: no frame makes the push decoder panic or count more
+// messages than the frame has lines.
+func FuzzGotPushes(f *testing.F) {
+	for _, s := range []string{`{}`, `{"connect":{"client":"x","subs":{"ch_0":{}}}}`,
+		`{"channel":"ch_0","pub":{"data":{"load":"r","t":1,"p":0,"n":0}}}` + "\n" + `{"channel":"ch_0","pub":{"data":{"load":"r","t":1,"p":0,"n":1}}}`,
+		`{"disconnect":{"code":3000,"reason":"x"}}`, `[`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		r := &runner{cfg: config{Publishers: 1, Channels: 1}, run: "r", names: []string{"ch_0"}}
+		c := r.newClient(0)
+		_ = c.gotPushes(frame, time.Now())
+		if n := r.received.Load(); n > int64(bytes.Count(frame, []byte("\n"))+1) {
+			t.Fatalf("%q counted as %d messages", frame, n)
+		}
+	})
 }
