@@ -158,7 +158,7 @@ dist:
 # folder, once; if that fails its runs are skipped, loudly, and the rest goes
 # on), Stardust and the bare net/http floor under the same loads, one at a
 # time, each server pinned to CPU 0 (GOMAXPROCS=1) and the load tool to CPU 1.
-# About 28 runs of COMPARE_DURATION each plus set-up (some 20 minutes at 20s);
+# About 26 runs of COMPARE_DURATION each plus set-up (some 13 minutes at 20s);
 # COMPARE_ROWS picks rows by key (e.g. COMPARE_ROWS='lp1000|ws1000'),
 # COMPARE_ROUNDS repeats the table, interleaved (the ratios take medians).
 # `make compare-big` runs the three rows of one message to 18,000 held
