@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 CLIENTS   := integration/clients
 
-.PHONY: all build run test check cross unit fuzz bench load soak node-deps compare clean deb dist
+.PHONY: all build run test check cross unit fuzz bench load soak node-deps compare compare-big compare-tools centrifugo clean deb dist
 
 all: build
 
@@ -57,6 +57,8 @@ fuzz:
 	    ./internal/takeover:FuzzServedHereRequest \
 	    ./internal/takeover:FuzzHeldAnswer \
 	    ./cmd/stardust-load:FuzzDecodeBayeux \
+	    ./cmd/stardust-load:FuzzReadEvents \
+	    ./cmd/stardust-load:FuzzGotPushes \
 	    ./server:FuzzCheckHash \
 	    ./server:FuzzUserTemplate \
 	    ./server:FuzzDecodeAPIRequest \
@@ -151,22 +153,45 @@ dist:
 	done; \
 	cd $(DIST) && sha256sum *.deb *.tar.gz > SHA256SUMS && echo $(DIST)/SHA256SUMS
 
-# The table of issue 8: Faye's Node server (installed from the committed lock
-# file), Stardust and the bare net/http floor under the same loads, one at a
+# The table of issues 8 and 20: Faye's Node server (installed from the
+# committed lock file), Centrifugo (built from the Go module proxy into a cache
+# folder, once; if that fails its runs are skipped, loudly, and the rest goes
+# on), Stardust and the bare net/http floor under the same loads, one at a
 # time, each server pinned to CPU 0 (GOMAXPROCS=1) and the load tool to CPU 1.
-# About 20 runs of COMPARE_DURATION each plus set-up (some 15 minutes at 20s);
+# About 26 runs of COMPARE_DURATION each plus set-up (some 13 minutes at 20s);
 # COMPARE_ROWS picks rows by key (e.g. COMPARE_ROWS='lp1000|ws1000'),
 # COMPARE_ROUNDS repeats the table, interleaved (the ratios take medians).
+# `make compare-big` runs the three rows of one message to 18,000 held
+# clients (the load tool in three processes; some 5 minutes).
 COMPARE_DURATION ?= 20s
 COMPARE_ROWS     ?=
 COMPARE_ROUNDS   ?= 1
 COMPARE_PORT     ?= 5850
-compare: build node-deps
+CENTRIFUGO_VERSION := v6.9.1
+CENTRIFUGO_DIR   ?= $(HOME)/.cache/stardust-compare/centrifugo-$(CENTRIFUGO_VERSION)
+compare: compare-tools
+	@ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	bin/stardust-compare --duration $(COMPARE_DURATION) --rounds $(COMPARE_ROUNDS) --port $(COMPARE_PORT) --rows '$(COMPARE_ROWS)' \
+	  --centrifugo $(CENTRIFUGO_DIR)/centrifugo --json bin/compare.json
+
+compare-big: compare-tools
+	@ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	bin/stardust-compare --duration 10s --port $(COMPARE_PORT) --rows 'big18000' \
+	  --centrifugo $(CENTRIFUGO_DIR)/centrifugo --json bin/compare-big.json
+
+compare-tools: build node-deps centrifugo
 	$(GO) build -o bin/stardust-floor ./cmd/stardust-floor
 	$(GO) build -o bin/stardust-load ./cmd/stardust-load
 	$(GO) build -o bin/stardust-compare ./cmd/stardust-compare
-	@ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn); \
-	bin/stardust-compare --duration $(COMPARE_DURATION) --rounds $(COMPARE_ROUNDS) --port $(COMPARE_PORT) --rows '$(COMPARE_ROWS)' --json bin/compare.json
+
+# Centrifugo for the comparison, built once into CENTRIFUGO_DIR (outside the
+# tree: it is not ours); a failed build is said loudly and does not stop
+# `make compare`.
+centrifugo:
+	@if [ -x $(CENTRIFUGO_DIR)/centrifugo ]; then echo "centrifugo $(CENTRIFUGO_VERSION): $(CENTRIFUGO_DIR)/centrifugo"; \
+	elif (cd / && GOBIN=$(CENTRIFUGO_DIR) $(GO) install github.com/centrifugal/centrifugo/v6@$(CENTRIFUGO_VERSION)); then \
+	  echo "centrifugo $(CENTRIFUGO_VERSION) built in $(CENTRIFUGO_DIR)"; \
+	else echo "*** centrifugo $(CENTRIFUGO_VERSION) did not build: make compare SKIPS its runs ***"; fi
 
 clean:
 	rm -rf bin $(DIST)

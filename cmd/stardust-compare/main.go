@@ -1,5 +1,6 @@
-// Command stardust-compare runs the load table of issue 8 against Faye's
-// Node server, Stardust and the net/http floor in one sitting, and prints it:
+// Command stardust-compare runs the load table of issues 8 and 20 against
+// Faye's Node server, Centrifugo, Stardust and the net/http floor in one
+// sitting, and prints it:
 // for each row and server, the server's CPU time per delivery, latency p50
 // and p99, resident memory per client, and what was lost. `make compare`
 // builds everything and runs it.
@@ -7,7 +8,16 @@
 // Each server runs alone, fresh for every row, pinned to one CPU with taskset
 // (GOMAXPROCS=1 for the Go ones); the load tool is pinned to another. Every
 // row is bounded by --duration, every server by a deadline; it only ever
-// listens and connects on 127.0.0.1.
+// listens and connects on 127.0.0.1 (the load tool's children of the
+// 18,000-client rows connect from 127.0.0.2 and up).
+//
+// Centrifugo runs when --centrifugo names its binary (`make compare` builds
+// it from the Go module proxy into a cache folder); without it, its runs are
+// listed as skipped, loudly, and the rest goes on. Its configuration is
+// written here: the unidirectional WebSocket and SSE transports on, anonymous
+// connections allowed to subscribe to the channels their connect request
+// names, the server HTTP API behind a key, usage statistics off, listening on
+// 127.0.0.1 only.
 //
 //	stardust-compare --stardust bin/stardust --floor bin/stardust-floor \
 //	    --load bin/stardust-load --faye integration/clients/faye-server.js --duration 20s
@@ -22,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -33,6 +44,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stardust-go/stardust/internal/centrifugo"
 	"github.com/stardust-go/stardust/internal/connlimit"
 )
 
@@ -42,11 +54,13 @@ const (
 	stardustBx  = "Stardust Bayeux"
 	stardustAPI = "Stardust API"
 	stardustWS  = "Stardust"
+	centrifugoT = "Centrifugo"
 	// Stardust API with server.hold_on_connection = false: long polls held
 	// in Go's HTTP server, as before that option (CPU against memory).
 	stardustAPINet = "Stardust API (held in net/http)"
 	floorTarget    = "floor"
 	maxDuration    = 2 * time.Minute
+	bigConnections = 19_500 // server.max_connections of the Stardust targets
 	fileSlack      = 200
 	serverDeadln   = 5 * time.Minute // a server is killed after this, whatever happens
 )
@@ -58,6 +72,9 @@ type row struct {
 	Clients int
 	Args    []string // load tool flags beside --clients, --duration and the target
 	Targets []target
+	// Big rows (18,000 clients, minutes of set-up) run only when --rows
+	// names them.
+	Big bool
 }
 
 // target is one server under one transport.
@@ -78,24 +95,38 @@ func rows() []row {
 	// The WebSocket floor writes each message, encoded once, as one frame
 	// to each socket: one write per delivery and nothing else.
 	flWS := target{floorTarget, "floor", "websocket"}
+	cfWS := target{centrifugoT, "centrifugo", "uni_websocket"}
+	cfSSE := target{centrifugoT, "centrifugo", "uni_sse"}
+	sdSSE := target{stardustWS, "stardust", "sse"}
+	// One message to 18,000 held clients: the load tool's subscribers in
+	// three processes (one may open 20,000 files here), a minute to deliver.
+	big := []string{"--messages", "1", "--publishers", "1", "--procs", "3", "--ramp", "1000", "--drain", "60s", "--setup-timeout", "2m"}
 	return []row{
 		{"lp1000", "Bayeux long-polling, 1,000 subscribers, 100 msg/s", 1000,
-			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeLP, sdLP}},
+			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeLP, sdLP}, false},
 		{"api1000", "Stardust API long-polling, 1,000 subscribers, 100 msg/s", 1000,
-			[]string{"--rate", "100", "--publishers", "40"}, []target{sdAPI, fl}},
+			[]string{"--rate", "100", "--publishers", "40"}, []target{sdAPI, fl}, false},
 		{"held5000", "5,000 held long-poll clients, 1 msg/s fan-out", 5000,
-			[]string{"--rate", "1", "--publishers", "4"}, []target{fayeLP, sdLP, sdAPI, sdAPINet, fl}},
-		{"ws1000", "Bayeux WebSocket, 1,000 subscribers, 100 msg/s", 1000,
-			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeWS, sdWS, flWS}},
-		{"ws5000", "Bayeux WebSocket, 5,000 subscribers, 2 msg/s", 5000,
-			[]string{"--rate", "2", "--publishers", "4"}, []target{fayeWS, sdWS, flWS}},
+			[]string{"--rate", "1", "--publishers", "4"}, []target{fayeLP, sdLP, sdAPI, sdAPINet, fl}, false},
+		{"ws1000", "WebSocket, 1,000 subscribers, 100 msg/s", 1000,
+			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeWS, cfWS, sdWS, flWS}, false},
+		{"ws5000", "WebSocket, 5,000 subscribers, 2 msg/s", 5000,
+			[]string{"--rate", "2", "--publishers", "4"}, []target{fayeWS, cfWS, sdWS, flWS}, false},
+		{"sse1000", "SSE, 1,000 subscribers, 100 msg/s", 1000,
+			[]string{"--rate", "100", "--publishers", "40"}, []target{cfSSE, sdSSE}, false},
+		{"sse5000", "SSE, 5,000 subscribers, 1 msg/s", 5000,
+			[]string{"--rate", "1", "--publishers", "4"}, []target{cfSSE, sdSSE}, false},
 		{"idle10000", "10,000 idle held long-poll clients, then one message to all", 10000,
-			[]string{"--messages", "1", "--publishers", "1", "--drain", "30s"}, []target{fayeLP, sdLP, sdAPI, sdAPINet, fl}},
+			[]string{"--messages", "1", "--publishers", "1", "--drain", "30s"}, []target{fayeLP, sdLP, sdAPI, sdAPINet, fl}, false},
+		{"big18000poll", "18,000 held long polls, one message to all", 18000, big, []target{sdAPI, fl}, true},
+		{"big18000sse", "18,000 held SSE streams, one message to all", 18000, big, []target{cfSSE, sdSSE}, true},
+		{"big18000ws", "18,000 held WebSockets, one message to all", 18000, big, []target{cfWS, sdWS}, true},
 	}
 }
 
 type options struct {
 	Stardust, Floor, Load, Faye, Node string
+	Centrifugo                        string
 	Duration                          time.Duration
 	Rows                              string
 	Rounds                            int
@@ -104,6 +135,7 @@ type options struct {
 	Out                               string
 	Work                              string
 	From                              string
+	Profile                           string
 
 	loadAvg string // at the start
 }
@@ -168,8 +200,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Load, "load", "bin/stardust-load", "load tool `binary`")
 	fs.StringVar(&o.Faye, "faye", "integration/clients/faye-server.js", "Faye server `script` (needs npm ci in its directory)")
 	fs.StringVar(&o.Node, "node", "node", "Node.js `program`")
+	fs.StringVar(&o.Centrifugo, "centrifugo", centrifugo.Binary(), "Centrifugo "+centrifugo.Version+" server `binary` (default: where make compare builds it);\nits runs are skipped when it is missing")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "publishing time of each row (at most 2m)")
-	fs.StringVar(&o.Rows, "rows", "", "only rows whose key matches this `regexp` (lp1000 api1000 held5000 ws1000 ws5000 idle10000)")
+	fs.StringVar(&o.Rows, "rows", "", "only rows whose key matches this `regexp` (lp1000 api1000 held5000 ws1000 ws5000 sse1000 sse5000\nidle10000; and big18000poll big18000sse big18000ws, which run only when named: `big`)")
 	fs.IntVar(&o.Rounds, "rounds", 1, "run the whole table this many times (1 to 5); the ratios use the median")
 	fs.IntVar(&o.ServerCPU, "server-cpu", 0, "CPU the servers are pinned to")
 	fs.IntVar(&o.ToolCPU, "tool-cpu", 1, "CPU the load tool is pinned to")
@@ -177,6 +210,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Out, "json", "", "also write every report to this `file`")
 	fs.StringVar(&o.From, "from", "", "run nothing: print the table of the reports a --json run wrote to this `file`")
 	fs.StringVar(&o.Work, "work", "", "`directory` for server logs and configuration (default: a new temporary one)")
+	fs.StringVar(&o.Profile, "profile", "", "write a CPU profile of each Stardust run's publishing (from its debug.pprof listener\non --port + 1) to this `directory`; profiling costs some CPU: measure without it")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -226,6 +260,7 @@ type loadReport struct {
 	Latency     struct {
 		P50 float64 `json:"p50"`
 		P99 float64 `json:"p99"`
+		Max float64 `json:"max"`
 	} `json:"latency_ms"`
 	RSS *struct {
 		PerClientKB     float64 `json:"per_client_kb"`
@@ -314,7 +349,7 @@ func compare(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	var selected []row
 	most := 0
 	for _, rw := range rows() {
-		if re.MatchString(rw.Key) {
+		if re.MatchString(rw.Key) && (!rw.Big || o.Rows != "") {
 			selected = append(selected, rw)
 			most = max(most, rw.Clients)
 		}
@@ -324,6 +359,12 @@ func compare(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	}
 	if lim := connlimit.DescriptorLimit(); lim > 0 && lim < most+fileSlack {
 		return nil, fmt.Errorf("open files limit %d is below the %d the largest row needs: run `ulimit -n %d` first", lim, most+fileSlack, most+fileSlack)
+	}
+	if o.Centrifugo == "" {
+		fmt.Fprintln(logw, "stardust-compare: *** no Centrifugo binary given (--centrifugo): its runs are SKIPPED ***")
+	} else if _, err := os.Stat(o.Centrifugo); err != nil {
+		fmt.Fprintf(logw, "stardust-compare: *** Centrifugo not found (%v): its runs are SKIPPED ***\n", err)
+		o.Centrifugo = ""
 	}
 	work := o.Work
 	if work == "" {
@@ -338,10 +379,19 @@ func compare(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	conf := filepath.Join(work, "stardust.toml")
 	limits := "[comet]\naddress_max_sessions = -1\naddress_session_rate = -1\naddress_session_burst = -1\n" +
 		"address_channel_rate = -1\naddress_channel_burst = -1\n\n[bayeux]\nclient_max_connections = 100000\n"
-	if err := os.WriteFile(conf, []byte(limits), 0o644); err != nil {
+	// server.max_connections: by default Stardust takes 90 % of its open
+	// files less 64 (17,936 of 20,000), and the big rows hold 18,000.
+	maxConns := fmt.Sprintf("[server]\nmax_connections = %d\n", bigConnections)
+	if o.Profile != "" {
+		if err := os.MkdirAll(o.Profile, 0o755); err != nil {
+			return nil, err
+		}
+		limits += fmt.Sprintf("\n[debug]\npprof = \"127.0.0.1:%d\"\n", o.Port+1)
+	}
+	if err := os.WriteFile(conf, []byte(maxConns+"\n"+limits), 0o644); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(netholdConf(conf), []byte("[server]\nhold_on_connection = false\n\n"+limits), 0o644); err != nil {
+	if err := os.WriteFile(netholdConf(conf), []byte(maxConns+"hold_on_connection = false\n\n"+limits), 0o644); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(logw, "stardust-compare: %d rows, %s each, servers on CPU %d, load tool on CPU %d; logs in %s\n",
@@ -389,6 +439,19 @@ func runOne(ctx context.Context, o options, work, conf string, rw row, tg target
 		argv = append(pin, o.Stardust, "--config", conf, "--listen", addr)
 		env = []string{"GOMAXPROCS=1"}
 		url = "http://" + addr + "/comet"
+	case "centrifugo":
+		if o.Centrifugo == "" {
+			res.Error = "skipped: no Centrifugo binary (make compare builds it; see its output)"
+			return res
+		}
+		cfConf := filepath.Join(work, "centrifugo.json")
+		if err := os.WriteFile(cfConf, centrifugo.Config(o.Port), 0o644); err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		argv = append(pin, o.Centrifugo, "--config", cfConf)
+		env = []string{"GOMAXPROCS=1"}
+		url = "http://" + addr
 	case "floor":
 		argv = append(pin, o.Floor, "--listen", addr)
 		env = []string{"GOMAXPROCS=1"}
@@ -408,6 +471,9 @@ func runOne(ctx context.Context, o options, work, conf string, rw row, tg target
 	if bayeux != "" {
 		args = append(args, "--bayeux", bayeux)
 	}
+	if tg.Server == "centrifugo" {
+		args = append(args, "--api-key", centrifugo.APIKey)
+	}
 	args = append(args, rw.Args...)
 	lctx, cancel := context.WithTimeout(ctx, o.Duration+4*time.Minute)
 	defer cancel()
@@ -415,7 +481,22 @@ func runOne(ctx context.Context, o options, work, conf string, rw row, tg target
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	profiled := make(chan struct{})
+	if o.Profile != "" && strings.HasPrefix(tg.Server, "stardust") {
+		// The load tool says "publishing" when every client is in: profile
+		// from there for the publishing time.
+		name := filepath.Join(o.Profile, fmt.Sprintf("%s-%s-%s.pprof", rw.Key, tg.Server, tg.Mode))
+		cmd.Stderr = &onLine{w: &stderr, marker: "; publishing", f: func() {
+			go func() { defer close(profiled); fetchProfile(lctx, o.Port+1, o.Duration, name) }()
+		}}
+	} else {
+		close(profiled)
+	}
 	err = cmd.Run()
+	select {
+	case <-profiled:
+	case <-time.After(o.Duration + 30*time.Second): // the load tool failed before publishing
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		res.Exit = ee.ExitCode()
@@ -509,7 +590,7 @@ func cell(lr *loadReport) string {
 	if lr.CPU != nil {
 		fmt.Fprintf(&b, "%.1f µs/delivery", lr.CPU.USPerDelivery)
 	}
-	fmt.Fprintf(&b, ", p50 %.1f ms, p99 %.1f ms", lr.Latency.P50, lr.Latency.P99)
+	fmt.Fprintf(&b, ", p50 %.1f ms, p99 %.1f ms, last %.1f ms", lr.Latency.P50, lr.Latency.P99, lr.Latency.Max)
 	if lr.RSS != nil {
 		fmt.Fprintf(&b, ", %.1f KiB/client idle, %.1f KiB peak", lr.RSS.PerClientKB, lr.RSS.PeakPerClientKB)
 	}
@@ -532,7 +613,7 @@ func writeTable(w io.Writer, o options, results []result) {
 		fmt.Fprintf(w, "\n%d s per row, servers on CPU %d (GOMAXPROCS=1 for Go), load tool on CPU %d, %s, load average %s → %s\n\n",
 			int(o.Duration.Seconds()), o.ServerCPU, o.ToolCPU, time.Now().UTC().Format("2006-01-02 15:04 MST"), o.loadAvg, loadAverage())
 	}
-	fmt.Fprintln(w, "| load (one channel) | server | µs server CPU per delivery | p50 / p99 latency (ms) | RSS per client idle / peak (KiB) | msg/s published | messages per answer | µs server CPU per answer | received / expected | lost, dup, errors |")
+	fmt.Fprintln(w, "| load (one channel) | server | µs server CPU per delivery | p50 / p99 / last latency (ms) | RSS per client idle / peak (KiB) | msg/s published | messages per answer | µs server CPU per answer | received / expected | lost, dup, errors |")
 	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, r := range results {
 		lr := r.load()
@@ -547,8 +628,8 @@ func writeTable(w io.Writer, o options, results []result) {
 		if lr.RSS != nil {
 			rss = fmt.Sprintf("%.1f / %.1f", lr.RSS.PerClientKB, lr.RSS.PeakPerClientKB)
 		}
-		fmt.Fprintf(w, "| %s | %s (%s)%s | %s | %.1f / %.1f | %s | %.1f | %s | %s | %d / %d | %d, %d, %d |\n",
-			r.Title, r.Target, r.Mode, r.roundTag(o.Rounds), cpu, lr.Latency.P50, lr.Latency.P99, rss, lr.PublishRate,
+		fmt.Fprintf(w, "| %s | %s (%s)%s | %s | %.1f / %.1f / %.0f | %s | %.1f | %s | %s | %d / %d | %d, %d, %d |\n",
+			r.Title, r.Target, r.Mode, r.roundTag(o.Rounds), cpu, lr.Latency.P50, lr.Latency.P99, lr.Latency.Max, rss, lr.PublishRate,
 			lr.perAnswer(), lr.cpuPerAnswer(), lr.Received, lr.Expected,
 			lr.Lost, lr.Duplicates, lr.PubErrors+lr.PollErrors)
 	}
@@ -591,7 +672,7 @@ func ratios(results []result) []string {
 		}
 	}
 	for _, rw := range rows() {
-		for _, pair := range [][2]string{{stardustBx, faye}, {stardustWS, faye}, {stardustAPI, floorTarget},
+		for _, pair := range [][2]string{{stardustBx, faye}, {stardustWS, faye}, {stardustWS, centrifugoT}, {stardustAPI, floorTarget},
 			{stardustAPINet, floorTarget}, {stardustBx, floorTarget}, {stardustWS, floorTarget}, {faye, floorTarget}} {
 			add(rw.Title, rw.Key, pair[0], rw.Key, pair[1], pair[1])
 		}
@@ -603,3 +684,43 @@ func ratios(results []result) []string {
 // netholdConf is the configuration file of the stardust-nethold target,
 // beside conf.
 func netholdConf(conf string) string { return strings.TrimSuffix(conf, ".toml") + "-nethold.toml" }
+
+// onLine passes writes on to w and calls f once, when marker has been
+// written (within one write: the load tool writes a line at a time).
+type onLine struct {
+	w      io.Writer
+	marker string
+	f      func()
+	done   bool
+}
+
+func (o *onLine) Write(p []byte) (int, error) {
+	if !o.done && bytes.Contains(p, []byte(o.marker)) {
+		o.done = true
+		o.f()
+	}
+	return o.w.Write(p)
+}
+
+// fetchProfile saves a CPU profile of d from the pprof listener on
+// 127.0.0.1:port to name; a failure is written in the file's place.
+func fetchProfile(ctx context.Context, port int, d time.Duration, name string) {
+	u := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, max(1, int(d.Seconds())))
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		defer resp.Body.Close()
+		var b []byte
+		if b, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20)); err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %d: %s", resp.StatusCode, b)
+		}
+		if err == nil {
+			err = os.WriteFile(name, b, 0o644)
+		}
+	}
+	if err != nil {
+		_ = os.WriteFile(name+".error", []byte(err.Error()+"\n"), 0o644)
+	}
+}

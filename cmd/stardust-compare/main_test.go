@@ -3,6 +3,12 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,9 +47,18 @@ func TestRows(t *testing.T) {
 			t.Errorf("row %s: %d clients, %d targets", r.Key, r.Clients, len(r.Targets))
 		}
 	}
-	for _, k := range []string{"lp1000", "api1000", "held5000", "ws1000", "ws5000", "idle10000"} {
+	for _, k := range []string{"lp1000", "api1000", "held5000", "ws1000", "ws5000", "sse1000", "sse5000", "idle10000",
+		"big18000poll", "big18000sse", "big18000ws"} {
 		if !keys[k] {
 			t.Errorf("no row %s", k)
+		}
+	}
+	for _, r := range rows() {
+		if big := r.Clients > 10000; big != r.Big {
+			t.Errorf("row %s: %d clients, Big %v", r.Key, r.Clients, r.Big)
+		}
+		if r.Big && !slices.Contains(r.Args, "--procs") {
+			t.Errorf("row %s: %d clients in one load tool process", r.Key, r.Clients)
 		}
 	}
 }
@@ -51,7 +66,7 @@ func TestRows(t *testing.T) {
 func fakeResult(row, target, mode string, us float64, received, polls int64) result {
 	rep, _ := json.Marshal(map[string]any{
 		"mode": mode, "published": 10, "publish_rate": 9.5, "polls": polls, "expected": received, "received": received,
-		"latency_ms": map[string]any{"p50": 1.5, "p99": 9.25},
+		"latency_ms": map[string]any{"p50": 1.5, "p99": 9.25, "max": 20.4},
 		"rss":        map[string]any{"per_client_kb": 20.0, "peak_per_client_kb": 40.0},
 		"server_cpu": map[string]any{"cpu_s": 1.0, "us_per_delivery": us},
 	})
@@ -76,18 +91,20 @@ func TestTable(t *testing.T) {
 		fakeResult("api1000", stardustAPI, "poll", 10, 1000, 1000),
 		fakeResult("api1000", floorTarget, "poll", 8, 1000, 1000),
 		fakeResult("ws1000", stardustWS, "websocket", 5, 1000, 0),
+		fakeResult("ws1000", centrifugoT, "uni_websocket", 10, 1000, 0),
 		{Row: "ws1000", Title: "ws1000 title", Target: faye, Mode: "websocket", Error: "load tool: exit 1"},
 	}
 	var b strings.Builder
 	writeTable(&b, options{Duration: 20 * time.Second, ToolCPU: 1}, results)
 	out := b.String()
 	for _, want := range []string{
-		"| lp1000 title | Faye (bayeux) | 40.0 | 1.5 / 9.2 | 20.0 / 40.0 | 9.5 | 4.0 | 4000.0 | 1000 / 1000 | 0, 0, 0 |",
-		"| ws1000 title | Stardust (websocket) | 5.0 | 1.5 / 9.2 | 20.0 / 40.0 | 9.5 | - | - | 1000 / 1000 | 0, 0, 0 |",
+		"| lp1000 title | Faye (bayeux) | 40.0 | 1.5 / 9.2 / 20 | 20.0 / 40.0 | 9.5 | 4.0 | 4000.0 | 1000 / 1000 | 0, 0, 0 |",
+		"| ws1000 title | Stardust (websocket) | 5.0 | 1.5 / 9.2 / 20 | 20.0 / 40.0 | 9.5 | - | - | 1000 / 1000 | 0, 0, 0 |",
 		"| ws1000 title | Faye (websocket) | failed: load tool: exit 1 |",
 		"Stardust Bayeux / Faye = 0.50 (per answer 0.50)",
 		"Stardust API / floor = 1.25 (per answer 1.00)",
 		"Stardust API / Faye (Bayeux long-polling) = 0.25",
+		"Stardust / Centrifugo = 0.50",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
@@ -95,5 +112,34 @@ func TestTable(t *testing.T) {
 	}
 	if strings.Contains(out, "Stardust / Faye") {
 		t.Errorf("a ratio with a failed run:\n%s", out)
+	}
+}
+
+// TestProfile: the profile is fetched once, when the load tool says it is
+// publishing, for the publishing time, and saved.
+func TestProfile(t *testing.T) {
+	var asked []string
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = append(asked, r.URL.String())
+		_, _ = w.Write([]byte("profile bytes"))
+	}))
+	defer ts.Close()
+	port := ts.Listener.Addr().(*net.TCPAddr).Port
+	name := filepath.Join(t.TempDir(), "p.pprof")
+	var out strings.Builder
+	calls := 0
+	w := &onLine{w: &out, marker: "; publishing", f: func() {
+		calls++
+		fetchProfile(t.Context(), port, 7*time.Second, name)
+	}}
+	for _, line := range []string{"stardust-load: 10 of 20 clients registered\n", "stardust-load: 20 clients registered in 1.00s; publishing\n", "again; publishing\n"} {
+		_, _ = io.WriteString(w, line)
+	}
+	b, err := os.ReadFile(name)
+	if calls != 1 || err != nil || string(b) != "profile bytes" || len(asked) != 1 || asked[0] != "/debug/pprof/profile?seconds=7" {
+		t.Errorf("calls %d, asked %q, file %q, %v", calls, asked, b, err)
+	}
+	if !strings.Contains(out.String(), "10 of 20") || !strings.Contains(out.String(), "again") {
+		t.Errorf("the load tool's output was not passed on: %q", out.String())
 	}
 }

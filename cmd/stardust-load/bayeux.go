@@ -298,20 +298,28 @@ func (r *runner) wsURL() string {
 	return u.String()
 }
 
-func (c *client) wsSession(ctx context.Context) error {
+// dialWS opens a WebSocket to u, closed when ctx ends or done is called.
+func (r *runner) dialWS(ctx context.Context, u string) (conn *websocket.Conn, done func(), err error) {
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	conn, resp, err := wsDialer.DialContext(dctx, c.r.wsURL(), nil)
+	conn, resp, err := r.ws.DialContext(dctx, u, nil)
 	cancel()
 	if err != nil {
 		if resp != nil {
-			return fmt.Errorf("upgrade: status %d", resp.StatusCode)
+			return nil, nil, fmt.Errorf("upgrade: status %d", resp.StatusCode)
 		}
+		return nil, nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	conn.SetReadLimit(64 << 20)
+	return conn, func() { stop(); _ = conn.Close() }, nil
+}
+
+func (c *client) wsSession(ctx context.Context) error {
+	conn, done, err := c.r.dialWS(ctx, c.r.wsURL())
+	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
-	defer stop()
-	conn.SetReadLimit(64 << 20)
+	defer done()
 	send := func(m map[string]any) error {
 		b, _ := json.Marshal([]map[string]any{m})
 		_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))

@@ -5,10 +5,11 @@
 // its send time), publish throughput and, with --pid, the server's CPU time
 // per delivery and its resident memory.
 //
-// Subscribers speak the Stardust API (long polling or SSE) or Bayeux 1.0
-// (long-polling or WebSocket), so the same load drives Stardust, Faye's Node
-// server, CometD, or the bare net/http floor (cmd/stardust-floor).
-// Publishers use the Stardust API or Bayeux long-polling. --cpu pins the
+// Subscribers speak the Stardust API (long polling or SSE), Bayeux 1.0
+// (long-polling or WebSocket) or Centrifugo's unidirectional WebSocket and
+// SSE, so the same load drives Stardust, Faye's Node server, CometD,
+// Centrifugo, or the bare net/http floor (cmd/stardust-floor). Publishers use
+// the Stardust API, Bayeux long-polling or Centrifugo's server HTTP API. --cpu pins the
 // tool to one CPU so that it does not compete with the server it loads.
 //
 // It only ever talks to loopback addresses, and it always stops by itself:
@@ -65,6 +66,9 @@ func main() {
 		}
 	}
 	cfg.Progress = isTerminal(os.Stderr) && !cfg.JSON
+	if cfg.child >= 0 {
+		cfg.control = newChildControl(os.Stdin, os.Stdout)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		<-ctx.Done()
@@ -77,7 +81,9 @@ func main() {
 	}
 	if cfg.JSON {
 		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
+		if cfg.control == nil { // a child's report is one line
+			enc.SetIndent("", "  ")
+		}
 		_ = enc.Encode(rep)
 	} else {
 		rep.writeText(os.Stdout)
@@ -108,24 +114,47 @@ type config struct {
 	Prefix       string
 	Publish      string
 	CPU          int
+	APIKey       string
+	Procs        int
+	Source       string
 	Progress     bool // a progress line on standard error (set when it is a terminal)
 
 	base, bayeux *url.URL
+
+	child   int           // --child: this process is child N of a --procs run; -1 not
+	runTag  string        // --run: the parent's run tag (a child's messages and channels are its parent's)
+	control *childControl // a child's line protocol with its parent
+}
+
+// idPrefix sets a child's client ids apart from its siblings'.
+func (c *config) idPrefix() string {
+	if c.child < 0 {
+		return ""
+	}
+	return fmt.Sprintf("c%d.", c.child)
 }
 
 // Client transports (--mode).
 const (
-	modePoll      = "poll"      // Stardust API long polling
-	modeSSE       = "sse"       // Stardust API Server-Sent Events
-	modeBayeux    = "bayeux"    // Bayeux long-polling
-	modeWebSocket = "websocket" // Bayeux over a WebSocket
+	modePoll      = "poll"          // Stardust API long polling
+	modeSSE       = "sse"           // Stardust API Server-Sent Events
+	modeBayeux    = "bayeux"        // Bayeux long-polling
+	modeWebSocket = "websocket"     // Bayeux over a WebSocket
+	modeUniWS     = "uni_websocket" // Centrifugo's unidirectional WebSocket
+	modeUniSSE    = "uni_sse"       // Centrifugo's unidirectional SSE
 )
+
+// defaultPublish is how each transport's server is published to by default.
+var defaultPublish = map[string]string{modePoll: "stardust", modeSSE: "stardust", modeBayeux: "bayeux",
+	modeWebSocket: "bayeux", modeUniWS: "centrifugo", modeUniSSE: "centrifugo"}
 
 // bayeuxMode reports whether the subscribers speak Bayeux.
 func (c *config) bayeuxMode() bool { return c.Mode == modeBayeux || c.Mode == modeWebSocket }
 
 // usesStardustAPI reports whether anything of the run talks to the Stardust API.
-func (c *config) usesStardustAPI() bool { return !c.bayeuxMode() || c.Publish == "stardust" }
+func (c *config) usesStardustAPI() bool {
+	return c.Mode == modePoll || c.Mode == modeSSE || c.Publish == "stardust"
+}
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
@@ -138,11 +167,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.Rate, "rate", 100, "messages per second, all publishers together; 0 as fast as possible")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long to publish (at most 10m)")
 	fs.IntVar(&c.Messages, "messages", 1_000_000, "stop after publishing this many messages")
-	fs.StringVar(&c.Mode, "mode", modePoll, "subscriber transport: poll (Stardust API long polling, as jquery.ev), sse,\nbayeux (Bayeux long-polling) or websocket (Bayeux over a WebSocket)")
+	fs.StringVar(&c.Mode, "mode", modePoll, "subscriber transport: poll (Stardust API long polling, as jquery.ev), sse,\nbayeux (Bayeux long-polling), websocket (Bayeux over a WebSocket), or Centrifugo's\nuni_websocket or uni_sse (then --url is Centrifugo's base URL)")
 	fs.StringVar(&c.BayeuxURL, "bayeux", "", "`URL` of the Bayeux endpoint (loopback only; default --url + \"/bayeux\")")
 	fs.StringVar(&c.Prefix, "prefix", "/stardust", "Bayeux channel `prefix`: Stardust channel NAME is Bayeux channel PREFIX/NAME")
-	fs.StringVar(&c.Publish, "publish", "", "how to publish: stardust (POST to the Stardust API) or bayeux (Bayeux long-polling);\ndefault stardust for poll and sse, bayeux for bayeux and websocket")
+	fs.StringVar(&c.Publish, "publish", "", "how to publish: stardust (POST to the Stardust API), bayeux (Bayeux long-polling)\nor centrifugo (Centrifugo's /api/publish); default stardust for poll and sse, bayeux for\nbayeux and websocket, centrifugo for uni_websocket and uni_sse")
+	fs.StringVar(&c.APIKey, "api-key", "stardust-load", "Centrifugo's HTTP API `key` (http_api.key), for --publish centrifugo")
 	fs.IntVar(&c.CPU, "cpu", -1, "pin the tool to this CPU `number` (sched_setaffinity) and run it with GOMAXPROCS=1 unless\nGOMAXPROCS is set; -1 leaves it free")
+	fs.IntVar(&c.Procs, "procs", 1, "run the subscribers in this many child processes (1 to 16), each with its share of\n--clients and, on Linux, its own loopback source address (127.0.0.2 and up): for more held\nclients than one process may open files")
+	fs.StringVar(&c.Source, "source", "", "loopback `address` to connect from (default: the system's choice)")
+	fs.IntVar(&c.child, "child", -1, "internal: this is child `N` of a --procs run (line protocol on stdin/stdout)")
+	fs.StringVar(&c.runTag, "run", "", "internal: a child's run `tag`, its parent's")
 	fs.IntVar(&c.PID, "pid", 0, "server process `id`, to report its CPU time per delivery and resident memory (from /proc)")
 	fs.BoolVar(&c.JSON, "json", false, "print the report as a JSON object")
 	fs.IntVar(&c.Size, "size", 0, "extra payload `bytes` per message")
@@ -176,7 +210,7 @@ func (c *config) validate() error {
 		return fmt.Errorf("--bayeux: %w", err)
 	}
 	if c.Publish == "" {
-		c.Publish = map[bool]string{true: "bayeux", false: "stardust"}[c.bayeuxMode()]
+		c.Publish = defaultPublish[c.Mode]
 	}
 	switch {
 	case c.Clients < 1 || c.Clients > maxClients:
@@ -191,12 +225,20 @@ func (c *config) validate() error {
 		return fmt.Errorf("--duration %s: want more than 0 and at most %s", c.Duration, maxDuration)
 	case c.Messages < 1 || c.Messages > maxMessages:
 		return fmt.Errorf("--messages %d: want 1 to %d", c.Messages, maxMessages)
-	case c.Mode != modePoll && c.Mode != modeSSE && c.Mode != modeBayeux && c.Mode != modeWebSocket:
-		return fmt.Errorf("--mode %q: want poll, sse, bayeux or websocket", c.Mode)
-	case c.Publish != "stardust" && c.Publish != "bayeux":
-		return fmt.Errorf("--publish %q: want stardust or bayeux", c.Publish)
+	case defaultPublish[c.Mode] == "":
+		return fmt.Errorf("--mode %q: want poll, sse, bayeux, websocket, uni_websocket or uni_sse", c.Mode)
+	case c.Publish != "stardust" && c.Publish != "bayeux" && c.Publish != "centrifugo":
+		return fmt.Errorf("--publish %q: want stardust, bayeux or centrifugo", c.Publish)
+	case (c.Publish == "centrifugo") != c.centrifugoMode():
+		return fmt.Errorf("--publish %s with --mode %s: Centrifugo's subscribers and publisher go together", c.Publish, c.Mode)
 	case !channelPattern.MatchString(c.Prefix):
 		return fmt.Errorf("--prefix %q: want a Bayeux channel such as /stardust", c.Prefix)
+	case c.Procs < 1 || c.Procs > maxProcs || c.Procs > c.Clients:
+		return fmt.Errorf("--procs %d: want 1 to %d, and at most --clients", c.Procs, maxProcs)
+	case c.Source != "" && !isLoopbackIP(c.Source):
+		return fmt.Errorf("--source %q: want a loopback IP address (127.0.0.0/8 or ::1)", c.Source)
+	case c.child >= 0 && (c.Procs != 1 || c.runTag == ""):
+		return errors.New("--child: needs --run and no --procs (it is set by a parent, not by hand)")
 	case c.CPU < -1 || c.CPU >= 1024:
 		return fmt.Errorf("--cpu %d: want a CPU number, or -1", c.CPU)
 	case c.Size < 0 || c.Size > 1<<20:
@@ -238,10 +280,11 @@ func loopbackURL(raw string) (*url.URL, error) {
 var channelPattern = regexp.MustCompile(`^(/[A-Za-z0-9_.~-]+)+$`)
 
 func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
+	return strings.EqualFold(host, "localhost") || isLoopbackIP(host)
+}
+
+func isLoopbackIP(s string) bool {
+	ip := net.ParseIP(s)
 	return ip != nil && ip.IsLoopback()
 }
 

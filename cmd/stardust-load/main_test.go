@@ -211,6 +211,15 @@ func TestFlagBounds(t *testing.T) {
 		{"--bayeux", "http://example.org/comet/bayeux"},
 		{"--bayeux", "ws://127.0.0.1/comet/bayeux"},
 		{"--url", "http://example.org/comet"},
+		{"--mode", "uni_sse", "--publish", "stardust"},
+		{"--mode", "poll", "--publish", "centrifugo"},
+		{"--procs", "0"},
+		{"--procs", "17", "--clients", "100"},
+		{"--procs", "3", "--clients", "2"},
+		{"--source", "10.0.0.1"},
+		{"--source", "localhost"},
+		{"--child", "0"},
+		{"--child", "0", "--run", "x", "--procs", "2"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)

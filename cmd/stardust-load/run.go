@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // report is the outcome of a run; its JSON form is the --json output.
@@ -50,9 +52,11 @@ type report struct {
 	Delivery percentiles `json:"server_to_client_ms"` // server's _ts to receipt
 	Request  percentiles `json:"publish_request_ms"`  // publish round trip
 
-	RSS       *rssReport `json:"rss,omitempty"`
-	ServerCPU *cpuReport `json:"server_cpu,omitempty"`
-	ToolCPU   float64    `json:"tool_cpu_s"` // this tool's own CPU time over the whole run
+	RSS       *rssReport  `json:"rss,omitempty"`
+	ServerCPU *cpuReport  `json:"server_cpu,omitempty"`
+	ToolCPU   float64     `json:"tool_cpu_s"` // this tool's own CPU time over the whole run
+	Procs     int         `json:"procs,omitempty"`
+	Hists     *childHists `json:"hists,omitempty"` // a child's, for its parent
 }
 
 type percentiles struct {
@@ -99,6 +103,9 @@ type runner struct {
 	names []string // channel names
 	on    []int64  // our clients per channel
 
+	perChannel []atomic.Int64 // messages accepted per channel
+	ws         *websocket.Dialer
+
 	published, pubErrors, expected, recipients atomic.Int64
 	received, dups, overflowLost, polls        atomic.Int64
 	pollErrors, registered                     atomic.Int64
@@ -121,8 +128,14 @@ func (r *runner) channelURL(k int) string {
 // only, enough idle connections for every client) and the channel names.
 func newRunner(cfg config) *runner {
 	conns := cfg.Clients + cfg.Publishers + 16
+	dialer := *loopbackDialer
+	if cfg.Source != "" {
+		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(cfg.Source)}
+	}
+	ws := *wsDialer
+	ws.NetDialContext = dialer.DialContext
 	tr := &http.Transport{
-		DialContext:         loopbackDialer.DialContext,
+		DialContext:         dialer.DialContext,
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,
 		IdleConnTimeout:     2 * time.Minute,
@@ -134,6 +147,10 @@ func newRunner(cfg config) *runner {
 			return errors.New("redirects are not followed")
 		}},
 		names: make([]string, cfg.Channels), on: make([]int64, cfg.Channels),
+		perChannel: make([]atomic.Int64, cfg.Channels), ws: &ws,
+	}
+	if cfg.runTag != "" { // a child: the parent's run
+		r.run = cfg.runTag
 	}
 	for k := range r.names {
 		r.names[k] = fmt.Sprintf("load%s_%d", r.run, k)
@@ -146,7 +163,7 @@ func newRunner(cfg config) *runner {
 
 // newClient is subscriber i of the run.
 func (r *runner) newClient(i int) *client {
-	c := &client{r: r, id: fmt.Sprintf("%s.%d", r.run, i), ch: i % r.cfg.Channels, last: make([]int64, r.cfg.Publishers)}
+	c := &client{r: r, id: fmt.Sprintf("%s.%s%d", r.run, r.cfg.idPrefix(), i), ch: i % r.cfg.Channels, last: make([]int64, r.cfg.Publishers)}
 	for p := range c.last {
 		c.last[p] = -1
 	}
@@ -168,7 +185,7 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 		target = cfg.bayeux.String()
 	}
 	rep := &report{URL: target, Mode: cfg.Mode, Publish: cfg.Publish, Clients: cfg.Clients, Channels: cfg.Channels,
-		Publishers: cfg.Publishers, RateTarget: cfg.Rate}
+		Publishers: cfg.Publishers, RateTarget: cfg.Rate, Procs: cfg.Procs}
 
 	// The server must answer before anything else starts.
 	if cfg.usesStardustAPI() {
@@ -189,9 +206,14 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 	clientCtx, stopClients := context.WithCancel(ctx)
 	defer stopClients()
 	var clients sync.WaitGroup
+	var kids *children // --procs: the clients run in child processes
 	setupStart := time.Now()
-	r.startClients(clientCtx, &clients)
-	err = r.waitRegistered(ctx, setupStart.Add(cfg.SetupTimeout), logw)
+	if cfg.Procs > 1 {
+		kids, err = r.startChildren(ctx, logw) // not clientCtx: their reports come after stopClients
+	} else {
+		r.startClients(clientCtx, &clients)
+		err = r.waitRegistered(ctx, setupStart.Add(cfg.SetupTimeout), logw)
+	}
 	rep.SetupSec = time.Since(setupStart).Seconds()
 	if err != nil {
 		stopClients()
@@ -212,23 +234,40 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 		cpu = newCPUSampler(cfg.PID)
 	}
 	pubStart := time.Now()
-	rep.StoppedBy = r.publish(ctx, pubs, pubStart.Add(cfg.Duration))
+	if cfg.control != nil { // a child: the parent publishes
+		rep.StoppedBy = r.awaitPublished(ctx, pubStart.Add(cfg.Duration+cfg.SetupTimeout))
+	} else {
+		rep.StoppedBy = r.publish(ctx, pubs, pubStart.Add(cfg.Duration))
+	}
 	pubTime := time.Since(pubStart)
 
 	// Wait, bounded, for deliveries still in flight.
-	if ctx.Err() == nil {
+	received := r.received.Load()
+	if kids != nil {
+		received, err = kids.published(ctx)
+	} else if ctx.Err() == nil {
 		deadline := time.Now().Add(cfg.Drain)
 		for r.received.Load() < r.expected.Load() && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(10 * time.Millisecond)
 		}
+		received = r.received.Load()
 	}
-	rep.ServerCPU = cpu.end(r.received.Load())
+	rep.ServerCPU = cpu.end(received)
+	if cfg.control != nil {
+		fmt.Fprintf(cfg.control.out, "drained %d\n", received)
+	}
 	stopSampler()
 	<-samplerDone
 	<-progressDone
 	rss.end()
 	stopClients()
 	clients.Wait()
+	if kids != nil {
+		err = errors.Join(err, kids.collect(ctx))
+		if err != nil {
+			r.fail(err)
+		}
+	}
 
 	rep.PublishSec = pubTime.Seconds()
 	rep.Published, rep.PublishErrors = r.published.Load(), r.pubErrors.Load()
@@ -249,6 +288,9 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 		rss.rep.PeakPerClientKB = float64(max(rss.rep.HWMKB, rss.rep.PeakKB)-rss.rep.BeforeKB) / float64(cfg.Clients)
 	}
 	rep.ToolCPU = ownCPUSeconds()
+	if cfg.control != nil {
+		rep.Hists = &childHists{Latency: r.latency.dump(), Delivery: r.delivery.dump()}
+	}
 	return rep, nil
 }
 
@@ -294,6 +336,10 @@ func (r *runner) startClients(ctx context.Context, wg *sync.WaitGroup) {
 				c.bayeuxLongPoll(ctx)
 			case modeWebSocket:
 				c.bayeuxWebSocket(ctx)
+			case modeUniWS:
+				c.uniWebSocket(ctx)
+			case modeUniSSE:
+				c.uniSSE(ctx)
 			default:
 				c.poll(ctx)
 			}
@@ -311,7 +357,7 @@ func (r *runner) waitRegistered(ctx context.Context, deadline time.Time, logw io
 	for {
 		var n int
 		var err error
-		if r.cfg.bayeuxMode() {
+		if r.cfg.bayeuxMode() || r.cfg.centrifugoMode() {
 			n = int(r.registered.Load())
 		} else {
 			n, err = r.countSubscribers(ctx)
@@ -422,7 +468,7 @@ func (r *runner) publish(ctx context.Context, pubs []*bayeuxPublisher, deadline 
 // Bayeux (nil entries otherwise), before the clock of the run starts.
 func (r *runner) publishers(ctx context.Context) ([]*bayeuxPublisher, error) {
 	pubs := make([]*bayeuxPublisher, r.cfg.Publishers)
-	if r.cfg.Publish != "bayeux" {
+	if r.cfg.Publish != "bayeux" || r.cfg.control != nil {
 		return pubs, nil
 	}
 	for p := range pubs {
@@ -442,8 +488,13 @@ func (r *runner) publishOne(ctx context.Context, bp *bayeuxPublisher, p int, n i
 		m += `,"pad":"` + pad + `"`
 	}
 	m += "}"
-	if bp != nil {
-		err := bp.publish(ctx, r.bayeuxChannel(k), json.RawMessage(m))
+	if r.cfg.Publish == "centrifugo" || bp != nil {
+		var err error
+		if bp != nil {
+			err = bp.publish(ctx, r.bayeuxChannel(k), json.RawMessage(m))
+		} else {
+			err = r.publishCentrifugo(ctx, r.names[k], m)
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				r.pubErrors.Add(1)
@@ -485,6 +536,7 @@ func (r *runner) publishOne(ctx context.Context, bp *bayeuxPublisher, p int, n i
 // when it gives none (Bayeux).
 func (r *runner) accepted(k int, recipients int64, sent time.Time) {
 	r.expected.Add(r.on[k])
+	r.perChannel[k].Add(1)
 	if recipients >= 0 {
 		r.recipients.Add(recipients)
 	}
@@ -623,50 +675,14 @@ func (c *client) sse(ctx context.Context) {
 }
 
 func (c *client) sseOnce(ctx context.Context, u string, lastID *string) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	req.Header.Set("Accept", "text/event-stream")
-	if *lastID != "" {
-		req.Header.Set("Last-Event-ID", *lastID)
-	}
-	resp, err := c.r.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(body))
-	}
-	br := bufio.NewReaderSize(resp.Body, 64<<10)
-	var data []byte
-	var event string
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil // the server ended the stream; resume
+	return c.r.eventStream(ctx, u, lastID, func(event, data []byte) error {
+		var m loadMsg
+		if err := json.Unmarshal(data, &m); err == nil {
+			if string(event) == "overflow" {
+				m.Type = "stardust.overflow"
 			}
-			return err
+			c.got([]loadMsg{m}, time.Now())
 		}
-		line = bytes.TrimRight(line, "\r\n")
-		switch {
-		case len(line) == 0: // end of an event
-			if len(data) > 0 {
-				var m loadMsg
-				if err := json.Unmarshal(data, &m); err == nil {
-					if event == "overflow" {
-						m.Type = "stardust.overflow"
-					}
-					c.got([]loadMsg{m}, time.Now())
-				}
-			}
-			data, event = data[:0], ""
-		case bytes.HasPrefix(line, []byte("data:")):
-			data = append(data, bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))...)
-		case bytes.HasPrefix(line, []byte("id:")):
-			*lastID = string(bytes.TrimSpace(line[3:]))
-		case bytes.HasPrefix(line, []byte("event:")):
-			event = string(bytes.TrimSpace(line[6:]))
-		}
-	}
+		return nil
+	})
 }

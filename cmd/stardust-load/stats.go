@@ -222,8 +222,8 @@ func (rep *report) writeText(w io.Writer) {
 	fmt.Fprintf(w, "published   %d messages in %.2fs (%.1f msg/s), %d publish errors; stopped by %s\n",
 		rep.Published, rep.PublishSec, rep.PublishRate, rep.PublishErrors, rep.StoppedBy)
 	counted := fmt.Sprintf("server counted %d recipients", rep.Recipients)
-	if rep.Publish == "bayeux" {
-		counted = "published over Bayeux"
+	if rep.Publish != "stardust" {
+		counted = "published over " + rep.Publish
 	}
 	fmt.Fprintf(w, "deliveries  expected %d, received %d (%.0f/s), lost %d, duplicates %d; %s\n",
 		rep.Expected, rep.Received, rep.DeliveryRate, rep.Lost, rep.Duplicates, counted)
@@ -241,7 +241,7 @@ func (rep *report) writeText(w io.Writer) {
 	pc(" server→cl", rep.Delivery)
 	pc(" publish rq", rep.Request)
 	switch rep.Mode {
-	case modeSSE:
+	case modeSSE, modeUniSSE, modeUniWS:
 		fmt.Fprintf(w, "streams     %d ended early, %d errors\n", rep.Polls, rep.PollErrors)
 	case modeWebSocket:
 		fmt.Fprintf(w, "connects    %d answered or sockets ended, %d errors\n", rep.Polls, rep.PollErrors)
