@@ -70,6 +70,7 @@ type Engine struct {
 	highWater atomic.Uint64
 
 	cache msgCache
+	mir   mirrorSet // the sessions this process watches, in memory (mirror.go)
 
 	down     atomic.Bool // the pub/sub connection is lost: log once per outage
 	done     chan struct{}
@@ -138,11 +139,13 @@ func New(opts Options) (*Engine, error) {
 		watchers: map[string][]*watch{}, topics: map[string]*topic{}, lists: map[string]subsList{},
 		subReady: make(chan struct{}), done: make(chan struct{})}
 	e.cache.init(4096)
+	e.mir.init(opts.Limits)
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancelFn = cancel
-	e.wg.Add(2)
+	e.wg.Add(3)
 	go e.listen(ctx)
 	go e.janitor(ctx)
+	go e.flusher(ctx) // flush.go
 	select {
 	case <-e.subReady:
 	case <-time.After(opts.Timeout):
@@ -215,6 +218,10 @@ func (e *Engine) CreateSession(ctx context.Context, s server.Session) error {
 
 // Session implements server.Engine.
 func (e *Engine) Session(ctx context.Context, id string) (server.Session, error) {
+	if s, ok := e.mirrorSession(id); ok {
+		return s, nil
+	}
+	gen, _ := e.attrGen(id)
 	cctx, cancel := e.call(ctx)
 	defer cancel()
 	res := e.client.DoMulti(cctx,
@@ -228,20 +235,11 @@ func (e *Engine) Session(ctx context.Context, id string) (server.Session, error)
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return server.Session{}, fail(err)
 	}
-	kind, ok := m["k"]
+	s, ok := sessionOf(id, m)   // mirror.go
 	if !ok || m["e"] != epoch { // none, or one of data Redis lost (see scriptRenew)
 		return server.Session{}, unknown(id)
 	}
-	ms, _ := strconv.ParseInt(m["t"], 10, 64)
-	s := server.Session{ID: id, Kind: kind, Remote: m["r"], Timeout: time.Duration(ms) * time.Millisecond}
-	for k, v := range m {
-		if name, ok := strings.CutPrefix(k, "a:"); ok {
-			if s.Attrs == nil {
-				s.Attrs = map[string]string{}
-			}
-			s.Attrs[name] = v
-		}
-	}
+	e.keepSession(s, gen)
 	return s, nil
 }
 
@@ -261,9 +259,12 @@ func (e *Engine) Touch(ctx context.Context, ids ...string) error {
 
 // SetAttr implements server.Engine.
 func (e *Engine) SetAttr(ctx context.Context, id, key, value string) error {
-	n, err := e.execInt(ctx, scriptSetAttr, id, key, value)
+	n, err := e.execInt(ctx, scriptSetAttr, id, key, value, e.node)
 	if err == nil && n < 0 {
 		return unknown(id)
+	}
+	if err == nil && n > 0 {
+		e.setAttrLocal(id, key, value)
 	}
 	if err == nil && key == server.AttrUser {
 		err = e.indexUser(ctx, id, value) // api.go
@@ -278,6 +279,7 @@ func (e *Engine) RemoveSession(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	if n == 1 {
+		e.forget(id)
 		e.wake(id, server.WakeRemoved) // the notice reaches the others
 	}
 	return n == 1, nil
@@ -316,6 +318,7 @@ func (e *Engine) Sweep(ctx context.Context, now time.Time) ([]server.Session, er
 		}
 		for i := 1; i+1 < len(vals); i += 2 {
 			out = append(out, server.Session{ID: vals[i], Kind: vals[i+1]})
+			e.forget(vals[i])
 			e.wake(vals[i], server.WakeExpired)
 		}
 		if vals[0] != "1" {
@@ -345,6 +348,7 @@ func (e *Engine) Subscribe(ctx context.Context, id, pattern string) (bool, error
 		return false, unknown(id)
 	}
 	if n == 1 {
+		e.staleID(id) // its mirror is read again, with the new stream
 		e.refresh(id) // a poll of this session held here needs the new topic
 		if err := e.indexPresence(ctx, id, pattern); err != nil {
 			return true, err
@@ -361,6 +365,9 @@ func (e *Engine) Unsubscribe(ctx context.Context, id, pattern string) (bool, err
 		return false, err
 	case n < 0:
 		return false, unknown(id)
+	}
+	if n == 1 {
+		e.staleID(id)
 	}
 	return n == 1, nil
 }
@@ -460,6 +467,7 @@ func (e *Engine) Deliver(ctx context.Context, id string, m *server.Message) erro
 	}
 	m.Seq = uint64(n)
 	e.saw(m.Seq)
+	e.staleID(id) // the Redis fetch reads the session's own queue
 	e.wake(id, server.WakeMessages)
 	return nil
 }
@@ -475,6 +483,9 @@ func (e *Engine) Fetch(ctx context.Context, id string, max int) (server.Batch, e
 	if max <= 0 {
 		max = 1 << 20
 	}
+	if b, ok, err := e.mirrorFetch(ctx, id, max); ok || err != nil { // mirror.go
+		return b, err
+	}
 	var (
 		b       server.Batch
 		got     = map[uint64]string{} // seq -> payload
@@ -485,7 +496,7 @@ func (e *Engine) Fetch(ctx context.Context, id string, max int) (server.Batch, e
 		now     string // the sequence when the first call ran
 	)
 	for {
-		r, err := e.exec(ctx, scriptFetch, id, strconv.Itoa(max), mode, from, strconv.Itoa(fetchChunk), strconv.FormatUint(bound, 10))
+		r, err := e.exec(ctx, scriptFetch, id, strconv.Itoa(max), mode, from, strconv.Itoa(fetchChunk), strconv.FormatUint(bound, 10), e.node)
 		if err != nil {
 			return server.Batch{}, err
 		}
@@ -598,6 +609,9 @@ func (e *Engine) mark(ctx context.Context, id string, answers []streamOffset, cu
 
 // Commit implements server.Engine.
 func (e *Engine) Commit(ctx context.Context, id string, cursor uint64) error {
+	if ok, err := e.mirrorCommit(ctx, id, cursor); ok || err != nil { // mirror.go
+		return err
+	}
 	n, err := e.execInt(ctx, scriptCommit, id, strconv.FormatUint(cursor, 10))
 	if err == nil && n < 0 {
 		return unknown(id)
@@ -605,9 +619,13 @@ func (e *Engine) Commit(ctx context.Context, id string, cursor uint64) error {
 	return err
 }
 
-// NotifyPoll implements server.Engine: one notice on the ctl topic.
+// NotifyPoll implements server.Engine: one notice on the ctl topic, unless
+// this process mirrors the session (then no other holds a poll of it).
 func (e *Engine) NotifyPoll(ctx context.Context, id string) error {
 	e.wake(id, server.WakeReplaced)
+	if e.owns(id) {
+		return nil
+	}
 	cctx, cancel := e.call(ctx)
 	defer cancel()
 	return fail(e.client.Do(cctx, e.client.B().Publish().Channel(e.p+"ctl").Message("r "+e.node+" "+id).Build()).Error())

@@ -31,10 +31,12 @@ import "github.com/redis/rueidis"
 //	P nodes          zset: node id -> heartbeat deadline (ms)
 //	P conns:NODE     hash: address -> held connections counted by that node
 //
-// Pub/sub topics: P n:PATTERN carries the seq of each message appended to
-// st:PATTERN; P ctl carries "KIND NODE ID" session notices (r: a poll
-// started, x: removed, e: expired, d: subscriptions changed or a message
-// delivered). A publish is one script whatever the audience: it appends to
+// Pub/sub topics: P n:PATTERN carries "SEQ OFFSET PAYLOAD" of each message
+// appended to st:PATTERN (so that a process mirrors its sessions' queues
+// without reading them, mirror.go); P ctl carries "KIND NODE ID" session
+// notices (r: a poll started, x: removed, e: expired, d: subscriptions
+// changed or a message delivered, a: an attribute set, f: a mirror
+// folded, see scriptFold). A publish is one script whatever the audience: it appends to
 // the streams of the d+1 patterns that can match a channel of depth d and
 // have subscribers, and publishes once on each.
 //
@@ -163,7 +165,7 @@ for i = 11, #ARGV do
     redis.call('PEXPIRE', st, retain)
     redis.call('ZADD', P..'pq', seq, p)
     n = n + subs
-    redis.call('PUBLISH', P..'n:'..p, seq)
+    redis.call('PUBLISH', P..'n:'..p, seq..' '..off..' '..payload) -- the mirrors need the message (mirror.go)
     if i == 11 then used = true end
   end
 end
@@ -271,11 +273,12 @@ local function drain(P, member, budget)
 end
 local function remove(P, id, budget)
   local s = P..'s:'..id
-  local kind, n = unpack(redis.call('HMGET', s, 'k', 'n'))
+  local kind, n, o = unpack(redis.call('HMGET', s, 'k', 'n', 'o'))
   if not kind then
     redis.call('ZREM', P..'sessions', id)
     return 0
   end
+  if o then redis.call('HDEL', P..'cur:'..o, id) end -- its owner's flushed cursor (mirror.go)
   local subs, sl = s..':subs', s..':sl'
   if not n then
     -- Written by a version before subscriptions were indexed: one pass.
@@ -375,11 +378,14 @@ end
 return 1
 `)
 
+// scriptSetAttr tells the other processes ("a NODE ID" on ctl): one that
+// mirrors the session reads its attributes again (mirror.go).
 var scriptSetAttr = rueidis.NewLuaScript(`
-local P, id, key, value = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local P, id, key, value, node = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local s = P..'s:'..id
 if redis.call('EXISTS', s) == 0 then return -1 end
 if value == '' then redis.call('HDEL', s, 'a:'..key) else redis.call('HSET', s, 'a:'..key, value) end
+redis.call('PUBLISH', P..'ctl', 'a '..node..' '..id)
 return 1
 `)
 
@@ -420,6 +426,7 @@ redis.call('HINCRBY', s, 'n', -1)
 redis.call('HSET', s, 'v', redis.call('INCR', P..'vseq'))
 redis.call('HINCRBY', P..'stats', 'subs', -1)
 drop_sub(P, pattern, kind)
+redis.call('PUBLISH', P..'ctl', 'd '..node..' '..id) -- a process that mirrors it reads it again
 return 1
 `)
 
@@ -482,12 +489,17 @@ return seq
 // the oldest max and records with scriptMark how far each stream was
 // answered. {-1}: an unknown session, or one of an epoch whose data Redis
 // lost.
-var scriptFetch = rueidis.NewLuaScript(subLua + `
+var scriptFetch = rueidis.NewLuaScript(mirrorLua + `
 local P, id, max, mode, from = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local K, bound = tonumber(ARGV[6]), tonumber(ARGV[7])
 local s = P..'s:'..id
-local head = redis.call('HMGET', s, 'c', 'e', 'w')
+local head = redis.call('HMGET', s, 'c', 'e', 'w', 'o')
 if not head[1] or head[2] ~= redis.call('GET', P..'epoch') then return {-1} end
+if mode == '' and head[4] and head[4] ~= ARGV[8] then
+  -- A process mirrored it (and may have died): what it flushed first.
+  settle(P, id, s, head[4], ARGV[8])
+  head[1] = redis.call('HGET', s, 'c')
+end
 local c = tonumber(head[1])
 local subs, sl = s..':subs', s..':sl'
 local first, now = mode == '', ''
