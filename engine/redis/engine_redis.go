@@ -71,6 +71,7 @@ type Engine struct {
 
 	cache msgCache
 	mir   mirrorSet // the sessions this process watches, in memory (mirror.go)
+	conns connSet   // held connections per address (conns.go)
 
 	down     atomic.Bool // the pub/sub connection is lost: log once per outage
 	done     chan struct{}
@@ -140,6 +141,7 @@ func New(opts Options) (*Engine, error) {
 		subReady: make(chan struct{}), done: make(chan struct{})}
 	e.cache.init(4096)
 	e.mir.init(opts.Limits)
+	e.conns.m, e.conns.dirty = map[string]*connCount{}, map[string]bool{}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancelFn = cancel
 	e.wg.Add(3)
@@ -243,8 +245,10 @@ func (e *Engine) Session(ctx context.Context, id string) (server.Session, error)
 	return s, nil
 }
 
-// Touch implements server.Engine.
+// Touch implements server.Engine. A session this process mirrors is
+// touched in Redis once per part of its timeout only (mirror.go).
 func (e *Engine) Touch(ctx context.Context, ids ...string) error {
+	ids, touched := e.untouched(ids)
 	if len(ids) == 0 {
 		return nil
 	}
@@ -254,6 +258,7 @@ func (e *Engine) Touch(ctx context.Context, ids ...string) error {
 			return err
 		}
 	}
+	touched()
 	return nil
 }
 
@@ -374,6 +379,9 @@ func (e *Engine) Unsubscribe(ctx context.Context, id, pattern string) (bool, err
 
 // Subscriptions implements server.Engine: listChunk patterns per call.
 func (e *Engine) Subscriptions(ctx context.Context, id string) ([]string, error) {
+	if ps, ok := e.mirrorPatterns(id); ok { // mirror.go
+		return slices.Clone(ps), nil
+	}
 	var subs []string
 	for from := "-"; ; {
 		r, err := e.exec(ctx, scriptList, id, from, strconv.Itoa(listChunk))
@@ -712,19 +720,6 @@ func (e *Engine) Audience(ctx context.Context, channel string) (map[string]int, 
 		}
 	}
 	return out, nil
-}
-
-// TakeConnection implements server.Engine: counts are kept per process, so
-// that those of a process that died go with it.
-func (e *Engine) TakeConnection(ctx context.Context, addr string, limit int) (bool, error) {
-	n, err := e.execInt(ctx, scriptTakeConn, addr, strconv.Itoa(limit), e.node, nowMS(), strconv.FormatInt(heartbeat.Milliseconds(), 10))
-	return n == 1, err
-}
-
-// ReleaseConnection implements server.Engine.
-func (e *Engine) ReleaseConnection(ctx context.Context, addr string) error {
-	_, err := e.exec(ctx, scriptReleaseConn, addr, e.node)
-	return err
 }
 
 // Stats implements server.Engine.

@@ -33,12 +33,14 @@ func (e *Engine) flusher(ctx context.Context) {
 			cctx, cancel := context.WithTimeout(context.Background(), e.opts.Timeout)
 			e.flushDirty(cctx)
 			_ = e.foldAll(cctx, true)
+			_ = e.client.Do(cctx, e.client.B().Del().Key(e.p+"conns:"+e.node).Build()).Error() // conns.go
 			cancel()
 			return
 		case <-t.C:
 			cctx, cancel := e.call(ctx)
 			e.flushDirty(cctx)
 			_ = e.foldAll(cctx, false)
+			e.flushConns(cctx) // conns.go
 			cancel()
 		}
 	}

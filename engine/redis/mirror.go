@@ -77,6 +77,7 @@ type mirror struct {
 	queue    []qent   // after c, by sequence number
 	dirty    bool     // c or a seen offset changed since the last flush
 	stale    bool
+	touched  time.Time // when Touch last reached Redis for it
 	idle     time.Time // when the flusher first found it unwatched; zero while watched
 	fold     sync.Mutex
 }
@@ -446,6 +447,44 @@ func (m *mirror) unqueue(p string, size int) {
 	if sub := m.subs[p]; sub != nil {
 		sub.n--
 		sub.bytes -= size
+	}
+}
+
+// touchPart: a mirrored session is touched in Redis when a part this
+// large of its timeout has passed since the last time, not at every sweep
+// (each costs two commands per session). Its expiry in Redis stays at
+// least (1 - touchPart) of its timeout away while this process holds it;
+// should the process die, the session expires up to that part earlier
+// than with a touch per sweep.
+const touchPart = 4
+
+// untouched returns the ids Touch must write to Redis: all but the
+// mirrored sessions touched less than timeout/touchPart ago (or that never
+// expire); after the write succeeded, done records it.
+func (e *Engine) untouched(ids []string) (out []string, done func()) {
+	s := &e.mir
+	now := time.Now()
+	var ms []*mirror
+	s.mu.Lock()
+	for _, id := range ids {
+		m := s.byID[id]
+		if m == nil || m.stale || !m.sessOK {
+			out = append(out, id)
+			continue
+		}
+		if m.sess.Timeout <= 0 || now.Sub(m.touched) < m.sess.Timeout/touchPart {
+			continue
+		}
+		out = append(out, id)
+		ms = append(ms, m)
+	}
+	s.mu.Unlock()
+	return out, func() {
+		s.mu.Lock()
+		for _, m := range ms {
+			m.touched = now
+		}
+		s.mu.Unlock()
 	}
 }
 

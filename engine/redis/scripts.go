@@ -645,26 +645,6 @@ end
 return 1
 `)
 
-var scriptTakeConn = rueidis.NewLuaScript(`
-local P, addr, limit, node, now, beat = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
-redis.call('ZADD', P..'nodes', 'GT', now + beat, node)
-if limit > 0 then
-  local total = 0
-  for _, n in ipairs(redis.call('ZRANGEBYSCORE', P..'nodes', now, '+inf')) do
-    total = total + tonumber(redis.call('HGET', P..'conns:'..n, addr) or '0')
-  end
-  if total >= limit then return 0 end
-end
-redis.call('HINCRBY', P..'conns:'..node, addr, 1)
-return 1
-`)
-
-var scriptReleaseConn = rueidis.NewLuaScript(`
-local P, addr, node = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('HINCRBY', P..'conns:'..node, addr, -1) <= 0 then redis.call('HDEL', P..'conns:'..node, addr) end
-return 1
-`)
-
 var scriptAudience = rueidis.NewLuaScript(`
 local P = ARGV[1]
 local out = {}
