@@ -46,8 +46,7 @@ func (e *Engine) flusher(ctx context.Context) {
 	}
 }
 
-// value is a mirror's cursor and seen offsets, as P cur:NODE keeps them
-// (s.mu held).
+// value is a mirror's cursor and seen offsets, for a fold (s.mu held).
 func (m *mirror) value() string {
 	var b strings.Builder
 	b.WriteString(strconv.FormatUint(m.c, 10))
@@ -76,7 +75,7 @@ func (e *Engine) flushDirty(ctx context.Context) {
 		if m.dirty && !m.stale {
 			m.dirty = false
 			dirty = append(dirty, m)
-			kv = append(kv, id, m.value())
+			kv = append(kv, id, strconv.FormatUint(m.c, 10))
 		}
 	}
 	mirrored := len(s.byID) > 0

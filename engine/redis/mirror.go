@@ -75,7 +75,7 @@ type mirror struct {
 	subs     map[string]*msub
 	patterns []string // sorted, for the watches
 	queue    []qent   // after c, by sequence number
-	dirty    bool     // c or a seen offset changed since the last flush
+	dirty    bool     // c changed since the last flush
 	stale    bool
 	touched  time.Time // when Touch last reached Redis for it
 	idle     time.Time // when the flusher first found it unwatched; zero while watched
@@ -406,8 +406,7 @@ func (e *Engine) mirrorFetch(ctx context.Context, id string, max int) (b server.
 
 func (m *mirror) see(p string, off int64) {
 	if sub := m.subs[p]; sub != nil && off > sub.seen {
-		sub.seen = off
-		m.dirty = true
+		sub.seen = off // written by the fold only (see mirrorLua)
 	}
 }
 

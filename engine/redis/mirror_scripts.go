@@ -6,8 +6,8 @@ import "github.com/redis/rueidis"
 //
 //	P s:ID           field o: the process (node) that mirrors the session, whose
 //	                 P cur:NODE may hold a newer cursor than the field c
-//	P cur:NODE       hash: session id -> "cursor pattern seen pattern seen ..." as
-//	                 that process last flushed it (one HSET for all its sessions)
+//	P cur:NODE       hash: session id -> cursor, as that process last flushed it
+//	                 (one HSET for all its sessions)
 //
 // A process that mirrors a session keeps its cursor in memory and writes it
 // to P cur:NODE every flushInterval; it folds it into P s:ID (c, and each
@@ -15,8 +15,14 @@ import "github.com/redis/rueidis"
 // script that reads a session's cursor for another process first settles
 // what an owner that may have died had flushed (settle).
 
-// mirrorLua is what the mirror scripts share: applying a flushed value to
-// a session (both fields only grow), and settling another owner's.
+// mirrorLua is what the mirror scripts share: applying a mirror's cursor
+// and seen offsets to a session (both only grow), and settling what
+// another owner flushed. A fold knows each stream's seen offset; a flushed
+// value is the cursor alone (one HSET of short values per interval), and
+// the offsets are then those of the streams' last entries up to the
+// cursor, which were answered since they were committed (a message
+// answered but not committed and then dropped from its stream is reported
+// as dropped: only after a SIGKILL).
 const mirrorLua = subLua + `
 local function apply(P, id, s, v)
   local it = string.gmatch(v, '%S+')
@@ -28,12 +34,19 @@ local function apply(P, id, s, v)
     redis.call('XTRIM', P..'d:'..id, 'MINID', (c + 1)..'-0')
   end
   local subs = s..':subs'
-  for p in it do
-    local off = tonumber(it() or '0')
-    local pos = redis.call('HGET', subs, p)
+  local marks = {}
+  for p in it do table.insert(marks, {p, tonumber(it() or '0')}) end
+  if #marks == 0 and c > cur then
+    for _, p in ipairs(redis.call('ZRANGE', s..':sl', 0, 127)) do -- a mirror has at most 128
+      local e = redis.call('XREVRANGE', P..'st:'..p, c..'-0', '-', 'COUNT', 1)[1]
+      if e then table.insert(marks, {p, tonumber(e[2][4])}) end
+    end
+  end
+  for _, po in ipairs(marks) do
+    local pos = redis.call('HGET', subs, po[1])
     if pos then
       local start, seen, untilSeq = parse(pos)
-      if off > seen then redis.call('HSET', subs, p, position(start, off, untilSeq)) end
+      if po[2] > seen then redis.call('HSET', subs, po[1], position(start, po[2], untilSeq)) end
     end
   end
 end
@@ -117,7 +130,7 @@ end
 return 1
 `)
 
-// scriptFlush writes the cursors this process's mirrors moved (pairs of id
+// scriptFlush writes the cursors (values of the cursor alone) this process's mirrors moved (pairs of id
 // and value from ARGV[4]) to P cur:NODE in one HSET, unless the epoch is
 // not the one the mirrors were read in (ARGV[3]): then Redis lost its data
 // (a FLUSHALL tells no connection) and it returns 0.
