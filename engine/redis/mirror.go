@@ -43,9 +43,10 @@ const (
 	// mirrorGrace is how long a mirror outlives its last watch: a client
 	// polls again at once.
 	mirrorGrace = 10 * time.Second
-	// feedRing is how many recent messages of each topic are kept, for a
-	// load that raced with them.
-	feedRing = 64
+	// feedRing is how many recent pub/sub messages (of all topics) are
+	// kept, for a load that raced with them: one that raced with more is
+	// refused (the Redis fetch answers, the next fetch loads again).
+	feedRing = 256
 )
 
 // mirrorSet holds the mirrors and the topics' recent messages. Its lock is
@@ -55,6 +56,8 @@ type mirrorSet struct {
 	gen    uint64 // pub/sub connections so far: a load across two is refused
 	byID   map[string]*mirror
 	feeds  map[string]*feed
+	ring   [feedRing]fent             // the newest pub/sub messages, oldest overwritten
+	next   int                        // where the next one goes in ring
 	waits  map[string][]chan struct{} // by session id: handovers awaited ("f" notices)
 	skip   map[string]bool            // the next fetch reads Redis (a load was refused)
 	stales int                        // stale mirrors not folded yet, for the flusher
@@ -106,16 +109,17 @@ type pmark struct {
 	off int64
 }
 
-// feed is one topic as received: its last offset and recent messages.
+// feed is one topic as received: its last offset and its mirrors.
 type feed struct {
 	last    int64 // -1: none received on this connection
-	ring    [feedRing]fent
 	mirrors map[*mirror]struct{}
 }
 
+// fent is one pub/sub message of a topic, in mirrorSet.ring.
 type fent struct {
+	pattern string
 	seq     uint64
-	off     int64 // 0: empty slot
+	off     int64
 	payload string
 }
 
@@ -155,7 +159,8 @@ func (e *Engine) arrive(pattern, text string) {
 		f = &feed{last: -1, mirrors: map[*mirror]struct{}{}}
 		s.feeds[pattern] = f
 	}
-	f.ring[off%feedRing] = fent{seq: seq, off: off, payload: payload}
+	s.ring[s.next] = fent{pattern: pattern, seq: seq, off: off, payload: payload}
+	s.next = (s.next + 1) % feedRing
 	f.last = off
 	for m := range f.mirrors {
 		if derr != nil {
@@ -197,6 +202,29 @@ func (s *mirrorSet) add(m *mirror, p string, seq uint64, off int64, msg *server.
 	if sub.n > s.qmax || sub.bytes > s.qbytes {
 		s.markStale(m) // the stream may have dropped some: the Redis fetch counts them
 	}
+}
+
+// catchUp queues in m what its load missed of pattern p's topic, up to
+// offset last, from the ring; false if the ring no longer has it all.
+func (s *mirrorSet) catchUp(e *Engine, m *mirror, p string, last int64) bool {
+	var got []fent
+	for i := range feedRing {
+		fe := s.ring[(s.next+i)%feedRing] // oldest first
+		if fe.pattern == p && fe.off > m.subs[p].last && fe.off <= last {
+			got = append(got, fe)
+		}
+	}
+	if int64(len(got)) != last-m.subs[p].last {
+		return false
+	}
+	for _, fe := range got {
+		msg, err := e.cache.get(fe.seq, fe.payload)
+		if err != nil {
+			return false
+		}
+		s.add(m, p, fe.seq, fe.off, msg, len(fe.payload))
+	}
+	return true
 }
 
 // markStale stops m's updates; the next fetch or the flusher folds it.
@@ -258,7 +286,7 @@ func (e *Engine) resetMirrors() {
 	s := &e.mir
 	s.mu.Lock()
 	s.gen++
-	s.feeds = map[string]*feed{}
+	s.feeds, s.ring = map[string]*feed{}, [feedRing]fent{}
 	for _, m := range s.byID {
 		s.markStale(m)
 	}
@@ -604,22 +632,8 @@ func (e *Engine) load(ctx context.Context, id string) (*mirror, error) {
 			ok = false
 			break
 		}
-		f := s.feeds[p]
-		if f == nil {
-			continue
-		}
-		for off := sub.last + 1; off <= f.last; off++ { // what came meanwhile
-			fe := f.ring[off%feedRing]
-			if fe.off != off {
-				ok = false
-				break
-			}
-			msg, err := e.cache.get(fe.seq, fe.payload)
-			if err != nil {
-				ok = false
-				break
-			}
-			s.add(m, p, fe.seq, off, msg, len(fe.payload))
+		if f := s.feeds[p]; f != nil && f.last > sub.last {
+			ok = s.catchUp(e, m, p, f.last)
 		}
 	}
 	if !ok || m.stale {

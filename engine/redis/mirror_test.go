@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/stardust-go/stardust/engine/redis"
 	"github.com/stardust-go/stardust/internal/redistest"
 	"github.com/stardust-go/stardust/server"
+	"github.com/stardust-go/stardust/server/enginetest"
 )
 
 // The mirrors (mirror.go): a watched session is served from memory, its
@@ -383,4 +385,29 @@ func TestSigkillLosesNothing(t *testing.T) {
 			t.Errorf("%s got %s", id, b.Messages[0].Data)
 		}
 	}
+}
+
+// watchAll is a Redis engine that watches every session it creates, as a
+// process holding all its clients' polls does: the conformance suite then
+// runs through the mirrors (their fetches, commits, drops and fallbacks).
+type watchAll struct{ *redis.Engine }
+
+func (w watchAll) CreateSession(c context.Context, s server.Session) error {
+	err := w.Engine.CreateSession(c, s)
+	if err == nil {
+		w.Engine.Watch(s.ID, func(server.Wake) {}) // ends with the session or the engine
+	}
+	return err
+}
+
+func TestConformanceWatched(t *testing.T) {
+	srv := redistest.Start(t)
+	enginetest.Run(t, enginetest.Factory{
+		Open: func(t *testing.T, l server.Limits) server.Engine {
+			return watchAll{open(t, srv.URL, fmt.Sprintf("w%d:", prefixes.Add(1)), l)}
+		},
+		Peer: func(t *testing.T, e server.Engine, l server.Limits) server.Engine {
+			return watchAll{open(t, srv.URL, e.(watchAll).Prefix(), l)}
+		},
+	})
 }
