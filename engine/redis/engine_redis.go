@@ -88,6 +88,7 @@ type watch struct {
 	notify   func(server.Wake)
 	patterns []string
 	stopped  bool
+	started  time.Time // for mirrorAge (mirror.go)
 }
 
 // subsList is a session's subscriptions as read for its watches, kept
@@ -245,10 +246,25 @@ func (e *Engine) Session(ctx context.Context, id string) (server.Session, error)
 	return s, nil
 }
 
-// Touch implements server.Engine. A session this process mirrors is
-// touched in Redis once per part of its timeout only (mirror.go).
+// Touch implements server.Engine. The sessions this process mirrors, whose
+// timeouts it knows, are touched together in one ZADD, each once per part
+// of its timeout (mirror.go); the others by a script per chunk.
 func (e *Engine) Touch(ctx context.Context, ids ...string) error {
-	ids, touched := e.untouched(ids)
+	ids, due, touched := e.untouched(ids)
+	for chunk := range slices.Chunk(due, 2*listChunk) {
+		cmd := e.client.B().Zadd().Key(e.p + "sessions").Xx().ScoreMember()
+		for i := 0; i < len(chunk); i += 2 {
+			score, _ := strconv.ParseFloat(chunk[i], 64)
+			cmd = cmd.ScoreMember(score, chunk[i+1])
+		}
+		cctx, cancel := e.call(ctx)
+		err := e.client.Do(cctx, cmd.Build()).Error()
+		cancel()
+		if err != nil {
+			return fail(err)
+		}
+	}
+	touched()
 	if len(ids) == 0 {
 		return nil
 	}
@@ -258,7 +274,6 @@ func (e *Engine) Touch(ctx context.Context, ids ...string) error {
 			return err
 		}
 	}
-	touched()
 	return nil
 }
 

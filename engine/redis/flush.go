@@ -121,6 +121,11 @@ func (e *Engine) foldAll(ctx context.Context, all bool) error {
 	now := time.Now()
 	var fold []*mirror
 	s.mu.Lock()
+	for id, st := range s.polls {
+		if now.Sub(st.at) > mirrorGrace && s.byID[id] == nil {
+			delete(s.polls, id)
+		}
+	}
 	for _, id := range ids {
 		m := s.byID[id]
 		switch {
@@ -200,6 +205,7 @@ func (e *Engine) fold(ctx context.Context, ms []*mirror, notice bool) error {
 func (e *Engine) handover(id string) {
 	s := &e.mir
 	s.mu.Lock()
+	s.pollElsewhere(id)
 	m := s.byID[id]
 	if m != nil {
 		s.markStale(m)

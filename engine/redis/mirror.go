@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stardust-go/stardust/server"
@@ -43,6 +44,13 @@ const (
 	// mirrorGrace is how long a mirror outlives its last watch: a client
 	// polls again at once.
 	mirrorGrace = 10 * time.Second
+	// mirrorAge: a session is mirrored once it polled here twice in a row
+	// (no poll of it started elsewhere meanwhile), or once a watch of it
+	// has lasted this long (a WebSocket, an SSE stream, a long idle poll).
+	// Polls spread round robin over processes never are: each would cost
+	// a load here and a fold in the process before, more than the Redis
+	// fetch they save.
+	mirrorAge = time.Second
 	// feedRing is how many recent pub/sub messages (of all topics) are
 	// kept, for a load that raced with them: one that raced with more is
 	// refused (the Redis fetch answers, the next fetch loads again).
@@ -60,6 +68,7 @@ type mirrorSet struct {
 	next   int                        // where the next one goes in ring
 	waits  map[string][]chan struct{} // by session id: handovers awaited ("f" notices)
 	skip   map[string]bool            // the next fetch reads Redis (a load was refused)
+	polls  map[string]streak          // watches started here in a row, by session id
 	stales int                        // stale mirrors not folded yet, for the flusher
 	qmax   int
 	qbytes int
@@ -67,6 +76,33 @@ type mirrorSet struct {
 	// HDEL must not come before an older HSET of the same session).
 	flushMu sync.RWMutex
 }
+
+// streak counts a session's watches started here since a poll of it
+// started elsewhere (an "r" notice).
+type streak struct {
+	n  int
+	at time.Time // the last one
+}
+
+// mirrorFirst makes every watch load a mirror at once (tests: see
+// export_test.go).
+var mirrorFirst atomic.Bool
+
+// pollHere counts a watch of the session starting here and reports
+// whether it should load a mirror.
+func (e *Engine) pollHere(id string) bool {
+	s := &e.mir
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.polls[id]
+	st.n++
+	st.at = time.Now()
+	s.polls[id] = st
+	return st.n >= 2 || mirrorFirst.Load()
+}
+
+// pollElsewhere: a poll of the session started in another process.
+func (s *mirrorSet) pollElsewhere(id string) { delete(s.polls, id) }
 
 // mirror is one session's copy; fields under mirrorSet.mu.
 type mirror struct {
@@ -125,7 +161,7 @@ type fent struct {
 
 func (s *mirrorSet) init(l server.Limits) {
 	s.byID, s.feeds = map[string]*mirror{}, map[string]*feed{}
-	s.waits, s.skip = map[string][]chan struct{}{}, map[string]bool{}
+	s.waits, s.skip, s.polls = map[string][]chan struct{}{}, map[string]bool{}, map[string]streak{}
 	s.qmax, s.qbytes = l.QueueMaxMessages, l.QueueMaxBytes
 }
 
@@ -277,6 +313,7 @@ func (e *Engine) forget(id string) {
 		s.stales--
 	}
 	delete(s.skip, id)
+	delete(s.polls, id)
 	s.mu.Unlock()
 }
 
@@ -402,8 +439,12 @@ func (e *Engine) mirrorFetch(ctx context.Context, id string, max int) (b server.
 	if m == nil {
 		skip := s.skip[id]
 		delete(s.skip, id)
+		again := s.polls[id].n >= 2 || mirrorFirst.Load()
 		s.mu.Unlock()
-		if skip || !e.watched(id) {
+		if skip {
+			return b, false, nil
+		}
+		if since, ok := e.watchedSince(id); !ok || !again && time.Since(since) < mirrorAge {
 			return b, false, nil
 		}
 		if m, err = e.load(ctx, id); err != nil || m == nil {
@@ -478,17 +519,17 @@ func (m *mirror) unqueue(p string, size int) {
 }
 
 // touchPart: a mirrored session is touched in Redis when a part this
-// large of its timeout has passed since the last time, not at every sweep
-// (each costs two commands per session). Its expiry in Redis stays at
-// least (1 - touchPart) of its timeout away while this process holds it;
-// should the process die, the session expires up to that part earlier
-// than with a touch per sweep.
+// large of its timeout has passed since the last time, not at every sweep.
+// Its expiry in Redis stays at least (1 - 1/touchPart) of its timeout away
+// while this process holds it; should the process die, the session
+// expires up to timeout/touchPart earlier than with a touch per sweep.
 const touchPart = 4
 
-// untouched returns the ids Touch must write to Redis: all but the
-// mirrored sessions touched less than timeout/touchPart ago (or that never
-// expire); after the write succeeded, done records it.
-func (e *Engine) untouched(ids []string) (out []string, done func()) {
+// untouched sorts Touch's ids: out, to touch by script (not mirrored);
+// due, score and id pairs of the mirrored sessions to touch now (one
+// ZADD XX: the member must still be there); done records, after the
+// writes succeeded, that they were touched.
+func (e *Engine) untouched(ids []string) (out, due []string, done func()) {
 	s := &e.mir
 	now := time.Now()
 	var ms []*mirror
@@ -502,11 +543,11 @@ func (e *Engine) untouched(ids []string) (out []string, done func()) {
 		if m.sess.Timeout <= 0 || now.Sub(m.touched) < m.sess.Timeout/touchPart {
 			continue
 		}
-		out = append(out, id)
+		due = append(due, strconv.FormatInt(now.Add(m.sess.Timeout).UnixMilli(), 10), id)
 		ms = append(ms, m)
 	}
 	s.mu.Unlock()
-	return out, func() {
+	return out, due, func() {
 		s.mu.Lock()
 		for _, m := range ms {
 			m.touched = now
@@ -515,11 +556,22 @@ func (e *Engine) untouched(ids []string) (out []string, done func()) {
 	}
 }
 
-// watched reports whether a watch of the session runs in this process.
-func (e *Engine) watched(id string) bool {
+// watchedSince reports whether a watch of the session runs in this
+// process, and since when (the oldest).
+func (e *Engine) watchedSince(id string) (time.Time, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.watchers[id]) > 0
+	ws := e.watchers[id]
+	if len(ws) == 0 {
+		return time.Time{}, false
+	}
+	since := ws[0].started
+	for _, w := range ws[1:] {
+		if w.started.Before(since) {
+			since = w.started
+		}
+	}
+	return since, true
 }
 
 // load reads a session's mirror from Redis (scriptLoad) and starts it,

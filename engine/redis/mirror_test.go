@@ -95,6 +95,7 @@ func commandsSince(t *testing.T, admin rueidis.Client) (int, string) {
 // session this process watches, costs no Redis command. Before the
 // mirrors, each poll cost 2 scripts and 5 commands at least.
 func TestWatchedPollsCostNoRedis(t *testing.T) {
+	t.Cleanup(redis.MirrorFirstPoll())
 	srv := redistest.Start(t)
 	admin := adminOf(t, srv)
 	e := open(t, srv.URL, "cheap:", server.Limits{})
@@ -150,6 +151,7 @@ func TestWatchedPollsCostNoRedis(t *testing.T) {
 // not answer what process 1 already delivered: process 1 folds the cursor
 // when told (NotifyPoll), and process 2 waits for that before it reads.
 func TestHandoverReadsTheCursor(t *testing.T) {
+	t.Cleanup(redis.MirrorFirstPoll())
 	srv := redistest.Start(t)
 	admin := adminOf(t, srv)
 	e1 := open(t, srv.URL, "hand:", server.Limits{})
@@ -196,6 +198,7 @@ func TestHandoverReadsTheCursor(t *testing.T) {
 // while messages are published; the watched session's mirror missed them,
 // and the next fetches must still return each exactly once.
 func TestMirrorFallsBackAfterPubSubLoss(t *testing.T) {
+	t.Cleanup(redis.MirrorFirstPoll())
 	srv := redistest.Start(t)
 	admin := adminOf(t, srv)
 	e := open(t, srv.URL, "loss:", server.Limits{})
@@ -246,6 +249,7 @@ func TestMirrorChild(t *testing.T) {
 	if url == "" {
 		t.Skip("the child process of TestSigkillLosesNothing")
 	}
+	redis.MirrorFirstPoll()
 	e, err := redis.New(redis.Options{URL: url, Prefix: "kill:"})
 	if err != nil {
 		t.Fatal(err)
@@ -401,6 +405,7 @@ func (w watchAll) CreateSession(c context.Context, s server.Session) error {
 }
 
 func TestConformanceWatched(t *testing.T) {
+	t.Cleanup(redis.MirrorFirstPoll())
 	srv := redistest.Start(t)
 	enginetest.Run(t, enginetest.Factory{
 		Open: func(t *testing.T, l server.Limits) server.Engine {
@@ -410,4 +415,107 @@ func TestConformanceWatched(t *testing.T) {
 			return watchAll{open(t, srv.URL, e.(watchAll).Prefix(), l)}
 		},
 	})
+}
+
+// TestConnectionsCountedAcrossProcesses: held connections per address are
+// counted in memory (a connect and its release cost no Redis command) and
+// each process sees the others' counts within a few flush intervals.
+func TestConnectionsCountedAcrossProcesses(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := adminOf(t, srv)
+	e1 := open(t, srv.URL, "conns:", server.Limits{})
+	e2 := open(t, srv.URL, "conns:", server.Limits{})
+	t.Cleanup(func() { _ = e1.Close(); _ = e2.Close() })
+	const addr = "browser-1"
+	take := func(e server.Engine, want bool) {
+		t.Helper()
+		if ok, err := e.TakeConnection(ctx, addr, 2); ok != want || err != nil {
+			t.Fatalf("TakeConnection = %v, %v; want %v", ok, err, want)
+		}
+	}
+	take(e1, true)
+	resetStats(t, admin)
+	for range 100 { // a connect that replaces the held one, and its release
+		take(e1, true)
+		if err := e1.ReleaseConnection(ctx, addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls, detail := commandsSince(t, admin); calls > 10 {
+		t.Errorf("100 connects cost %d Redis commands (%s); want only the flusher's", calls, detail)
+	}
+	take(e1, true)
+	take(e1, false) // 2 held here
+	eventually(t, "the other process sees the two held here", func() bool {
+		ok, _ := e2.TakeConnection(ctx, addr, 2)
+		if ok {
+			_ = e2.ReleaseConnection(ctx, addr)
+		}
+		return !ok
+	})
+	_ = e1.ReleaseConnection(ctx, addr)
+	eventually(t, "the other process sees one released", func() bool {
+		ok, _ := e2.TakeConnection(ctx, addr, 2)
+		return ok
+	})
+}
+
+func eventually(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5 s: %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRoundRobinPollsAreNotMirrored: polls that go to each process in turn
+// (nginx round robin) are served by the Redis fetch, as before the
+// mirrors: a mirror per poll would cost a load and a fold each. The same
+// process polled twice in a row mirrors the session.
+func TestRoundRobinPollsAreNotMirrored(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := adminOf(t, srv)
+	e1 := open(t, srv.URL, "rr:", server.Limits{})
+	e2 := open(t, srv.URL, "rr:", server.Limits{})
+	t.Cleanup(func() { _ = e1.Close(); _ = e2.Close() })
+	if err := e1.CreateSession(ctx, server.Session{ID: "s", Kind: server.KindStardust, Timeout: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e1.Subscribe(ctx, "s", "/rr"); err != nil {
+		t.Fatal(err)
+	}
+	owner := func() string {
+		o, _ := admin.Do(ctx, admin.B().Hget().Key("rr:s:s").Field("o").Build()).ToString()
+		return o
+	}
+	poll := func(e server.Engine, i int) {
+		t.Helper()
+		if err := e.NotifyPoll(ctx, "s"); err != nil {
+			t.Fatal(err)
+		}
+		stop := e.Watch("s", func(server.Wake) {})
+		defer stop()
+		publishOn(t, e1, "/rr", strconv.Itoa(i))
+		b := fetchUntil(t, e, "s", 1)
+		if string(b.Messages[0].Data) != strconv.Itoa(i) {
+			t.Fatalf("poll %d got %s", i, b.Messages[0].Data)
+		}
+		if err := e.Commit(ctx, "s", b.Cursor); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 6 {
+		poll([]server.Engine{e1, e2}[i%2], i)
+		if o := owner(); o != "" {
+			t.Fatalf("poll %d, round robin: the session is mirrored (%s)", i, o)
+		}
+	}
+	poll(e1, 6)
+	poll(e1, 7)
+	if owner() == "" {
+		t.Error("two polls in a row in one process: not mirrored")
+	}
 }

@@ -285,12 +285,12 @@ func (e *Engine) wakeAll(why server.Wake) {
 // sure their topics are subscribed (confirmed by Redis) and only then
 // returns, so that no message published afterwards goes unnoticed.
 func (e *Engine) Watch(id string, notify func(server.Wake)) (stop func()) {
-	w := &watch{id: id, notify: notify}
+	w := &watch{id: id, notify: notify, started: time.Now()}
 	e.mu.Lock()
 	e.watchers[id] = append(e.watchers[id], w)
 	e.mu.Unlock()
 	err := e.listenFor(w)
-	if err == nil && !e.owns(id) {
+	if err == nil && !e.owns(id) && e.pollHere(id) {
 		ctx, cancel := e.call(context.Background())
 		_, err = e.load(ctx, id) // mirror.go: its topics are live
 		cancel()
