@@ -31,9 +31,10 @@ type connSet struct {
 }
 
 type connCount struct {
-	local  int // held here
-	others int // held in the other live processes, as last read
-	used   time.Time
+	local   int // held here
+	written int // local as last written to Redis (a connect and its release between two flushes write nothing)
+	others  int // held in the other live processes, as last read
+	used    time.Time
 }
 
 // TakeConnection implements server.Engine.
@@ -86,7 +87,7 @@ func (e *Engine) flushConns(ctx context.Context) {
 	cs.mu.Lock()
 	var writes, reads []string
 	for addr, c := range cs.m {
-		if cs.dirty[addr] {
+		if cs.dirty[addr] && c.local != c.written {
 			writes = append(writes, addr, strconv.Itoa(c.local))
 		}
 		if c.local == 0 && now.Sub(c.used) > connIdle && !cs.dirty[addr] {
@@ -107,12 +108,20 @@ func (e *Engine) flushConns(ctx context.Context) {
 			for i := 0; i < len(w); i += 2 {
 				cs.dirty[w[i]] = true // again next time
 			}
+			for i := 0; i < len(writes); i += 2 {
+				cs.dirty[writes[i]] = true
+			}
 			cs.mu.Unlock()
 			return
 		}
 		for i, addr := range r {
 			if c := cs.m[addr]; c != nil {
 				c.others = others[i]
+			}
+		}
+		for i := 0; i < len(w); i += 2 {
+			if c := cs.m[w[i]]; c != nil {
+				c.written, _ = strconv.Atoi(w[i+1])
 			}
 		}
 		cs.mu.Unlock()

@@ -625,6 +625,11 @@ func (e *Engine) load(ctx context.Context, id string) (*mirror, error) {
 		fields[kv[i]] = kv[i+1]
 	}
 	m.sess, m.sessOK = sessionOf(id, fields)
+	e.mu.Lock()
+	if e.epoch == "" {
+		e.epoch = fields["e"] // the epoch now (scriptLoad checked): the flusher's check needs it
+	}
+	e.mu.Unlock()
 	var loaded []qent
 	for _, v := range vals[3:] {
 		a, err := v.ToArray()
