@@ -451,13 +451,14 @@ func (e *Engine) Publish(ctx context.Context, m *server.Message) (int, error) {
 	args := []string{m.Channel, payload, strconv.FormatInt(m.Time.UnixMilli(), 10), strconv.Itoa(l.HistoryFor(segs)),
 		strconv.Itoa(l.QueueMaxMessages), strconv.Itoa(l.QueueMaxBytes), strconv.FormatInt(e.retain().Milliseconds(), 10),
 		strconv.Itoa(l.MaxChannels), strconv.FormatInt(l.MaxHistoryBytes, 10)}
-	args = append(args, candidates(m.Channel)...)
+	cands := candidates(m.Channel)
+	args = append(args, cands...)
 	r, err := e.exec(ctx, scriptPublish, args...)
 	if err != nil {
 		return 0, err
 	}
 	vals, err := r.AsIntSlice()
-	if err != nil || len(vals) != 2 {
+	if err != nil || len(vals) < 2 || len(vals)%2 != 0 {
 		return 0, fail(fmt.Errorf("publish: unexpected answer: %v", err))
 	}
 	if vals[0] == tooManyChannels {
@@ -466,6 +467,7 @@ func (e *Engine) Publish(ctx context.Context, m *server.Message) (int, error) {
 	m.Seq = uint64(vals[0])
 	e.saw(m.Seq)
 	e.cache.put(m.Seq, payload, m)
+	e.published(m, payload, cands, vals[2:]) // mirror.go
 	return int(vals[1]), nil
 }
 

@@ -197,13 +197,41 @@ func (e *Engine) arrive(pattern, text string) {
 	}
 	s.ring[s.next] = fent{pattern: pattern, seq: seq, off: off, payload: payload}
 	s.next = (s.next + 1) % feedRing
-	f.last = off
+	f.last = max(f.last, off)
 	for m := range f.mirrors {
 		if derr != nil {
 			s.markStale(m)
 			continue
 		}
 		s.add(m, pattern, seq, off, msg, len(payload))
+	}
+}
+
+// published queues a message this process published in its mirrors at
+// once (offs: pairs of candidate index from 1 and offset, as scriptPublish
+// returns them), so that a fetch right after the publish finds it, as the
+// Redis fetch would. Its pub/sub copy, later, is then known (its offset is
+// not past the mirror's); a mirror that has not seen the message before
+// it (another process's, still on its way) leaves it to pub/sub.
+func (e *Engine) published(m *server.Message, payload string, cands []string, offs []int64) {
+	s := &e.mir
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; i+1 < len(offs); i += 2 {
+		k, off := offs[i]-1, offs[i+1]
+		if k < 0 || int(k) >= len(cands) {
+			continue
+		}
+		p := cands[k]
+		f := s.feeds[p]
+		if f == nil {
+			continue
+		}
+		for mr := range f.mirrors {
+			if sub := mr.subs[p]; sub != nil && off == sub.last+1 {
+				s.add(mr, p, m.Seq, off, m, len(payload))
+			}
+		}
 	}
 }
 
@@ -244,12 +272,15 @@ func (s *mirrorSet) add(m *mirror, p string, seq uint64, off int64, msg *server.
 // offset last, from the ring; false if the ring no longer has it all.
 func (s *mirrorSet) catchUp(e *Engine, m *mirror, p string, last int64) bool {
 	var got []fent
+	seen := map[int64]bool{}
 	for i := range feedRing {
 		fe := s.ring[(s.next+i)%feedRing] // oldest first
-		if fe.pattern == p && fe.off > m.subs[p].last && fe.off <= last {
+		if fe.pattern == p && fe.off > m.subs[p].last && fe.off <= last && !seen[fe.off] {
+			seen[fe.off] = true
 			got = append(got, fe)
 		}
 	}
+	slices.SortFunc(got, func(a, b fent) int { return int(a.off - b.off) })
 	if int64(len(got)) != last-m.subs[p].last {
 		return false
 	}

@@ -116,7 +116,8 @@ local function trim_history(P, maxbytes, limit)
 end
 `
 
-// scriptPublish returns {seq, reached}, or {tooManyChannels, 0}. Each of
+// scriptPublish returns {seq, reached, then the candidate's index from 1
+// and the offset of each stream it appended to}, or {tooManyChannels, 0}. Each of
 // its loops has a fixed bound: the candidates (at most 257 for a channel
 // name of 512 bytes), the entries trimmed per stream (64; each publish adds
 // one) and the histories dropped for bytes (16; the sweep drops the rest).
@@ -146,6 +147,7 @@ if hist > 0 then
   if redis.call('INCRBY', P..'hbytes', delta) > maxbytes then trim_history(P, maxbytes, 16) end
 end
 local n, used = 0, hist > 0
+local out = {seq, 0}
 for i = 11, #ARGV do
   local p = ARGV[i]
   local meta = P..'sm:'..p
@@ -166,11 +168,14 @@ for i = 11, #ARGV do
     redis.call('ZADD', P..'pq', seq, p)
     n = n + subs
     redis.call('PUBLISH', P..'n:'..p, seq..' '..off..' '..payload) -- the mirrors need the message (mirror.go)
+    table.insert(out, i - 10)
+    table.insert(out, off)
     if i == 11 then used = true end
   end
 end
 if used then use_channel(P, ch, now) end
-return {seq, n}
+out[2] = n
+return out
 `)
 
 // scriptCreate stores a session with the epoch it belongs to. A missing
