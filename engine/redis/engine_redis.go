@@ -88,7 +88,6 @@ type watch struct {
 	notify   func(server.Wake)
 	patterns []string
 	stopped  bool
-	started  time.Time // for mirrorAge (mirror.go)
 }
 
 // subsList is a session's subscriptions as read for its watches, kept

@@ -44,13 +44,13 @@ const (
 	// mirrorGrace is how long a mirror outlives its last watch: a client
 	// polls again at once.
 	mirrorGrace = 10 * time.Second
-	// mirrorAge: a session is mirrored once it polled here twice in a row
-	// (no poll of it started elsewhere meanwhile), or once a watch of it
-	// has lasted this long (a WebSocket, an SSE stream, a long idle poll).
-	// Polls spread round robin over processes never are: each would cost
-	// a load here and a fold in the process before, more than the Redis
-	// fetch they save.
-	mirrorAge = time.Second
+	// mirrorFetches: a session is mirrored once it polled here twice in a
+	// row (no poll of it started elsewhere meanwhile), or once one watch
+	// of it fetched this many times (a WebSocket, an SSE stream; a long
+	// poll fetches once or twice). Polls spread round robin over
+	// processes never are: each would cost a load here and a fold in the
+	// process before, more than the Redis fetch they save.
+	mirrorFetches = 3
 	// feedRing is how many recent pub/sub messages (of all topics) are
 	// kept, for a load that raced with them: one that raced with more is
 	// refused (the Redis fetch answers, the next fetch loads again).
@@ -80,8 +80,9 @@ type mirrorSet struct {
 // streak counts a session's watches started here since a poll of it
 // started elsewhere (an "r" notice).
 type streak struct {
-	n  int
-	at time.Time // the last one
+	n       int
+	fetches int       // by the current watch, while not mirrored
+	at      time.Time // the last watch
 }
 
 // mirrorFirst makes every watch load a mirror at once (tests: see
@@ -96,6 +97,7 @@ func (e *Engine) pollHere(id string) bool {
 	defer s.mu.Unlock()
 	st := s.polls[id]
 	st.n++
+	st.fetches = 0
 	st.at = time.Now()
 	s.polls[id] = st
 	return st.n >= 2 || mirrorFirst.Load()
@@ -470,12 +472,14 @@ func (e *Engine) mirrorFetch(ctx context.Context, id string, max int) (b server.
 	if m == nil {
 		skip := s.skip[id]
 		delete(s.skip, id)
-		again := s.polls[id].n >= 2 || mirrorFirst.Load()
-		s.mu.Unlock()
-		if skip {
-			return b, false, nil
+		st, counted := s.polls[id]
+		if counted {
+			st.fetches++
+			s.polls[id] = st
 		}
-		if since, ok := e.watchedSince(id); !ok || !again && time.Since(since) < mirrorAge {
+		again := st.n >= 2 || st.fetches >= mirrorFetches || mirrorFirst.Load()
+		s.mu.Unlock()
+		if skip || !again || !e.watched(id) {
 			return b, false, nil
 		}
 		if m, err = e.load(ctx, id); err != nil || m == nil {
@@ -587,22 +591,11 @@ func (e *Engine) untouched(ids []string) (out, due []string, done func()) {
 	}
 }
 
-// watchedSince reports whether a watch of the session runs in this
-// process, and since when (the oldest).
-func (e *Engine) watchedSince(id string) (time.Time, bool) {
+// watched reports whether a watch of the session runs in this process.
+func (e *Engine) watched(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	ws := e.watchers[id]
-	if len(ws) == 0 {
-		return time.Time{}, false
-	}
-	since := ws[0].started
-	for _, w := range ws[1:] {
-		if w.started.Before(since) {
-			since = w.started
-		}
-	}
-	return since, true
+	return len(e.watchers[id]) > 0
 }
 
 // load reads a session's mirror from Redis (scriptLoad) and starts it,

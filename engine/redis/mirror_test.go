@@ -518,4 +518,21 @@ func TestRoundRobinPollsAreNotMirrored(t *testing.T) {
 	if owner() == "" {
 		t.Error("two polls in a row in one process: not mirrored")
 	}
+	// One long watch (a WebSocket) is mirrored at its third fetch.
+	if err := e2.NotifyPoll(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	stop := e2.Watch("s", func(server.Wake) {})
+	defer stop()
+	for i := range 3 {
+		if o := owner(); o != "" && i < 2 {
+			t.Fatalf("a WebSocket mirrored at its fetch %d", i)
+		}
+		if _, err := e2.Fetch(ctx, "s", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if owner() == "" {
+		t.Error("a WebSocket's third fetch did not mirror it")
+	}
 }

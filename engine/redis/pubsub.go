@@ -285,7 +285,7 @@ func (e *Engine) wakeAll(why server.Wake) {
 // sure their topics are subscribed (confirmed by Redis) and only then
 // returns, so that no message published afterwards goes unnoticed.
 func (e *Engine) Watch(id string, notify func(server.Wake)) (stop func()) {
-	w := &watch{id: id, notify: notify, started: time.Now()}
+	w := &watch{id: id, notify: notify}
 	e.mu.Lock()
 	e.watchers[id] = append(e.watchers[id], w)
 	e.mu.Unlock()
