@@ -327,11 +327,15 @@ func (e *Engine) Watch(id string, notify func(server.Wake)) (stop func()) {
 // listenFor gives w the session's current patterns and subscribes to
 // their topics.
 func (e *Engine) listenFor(w *watch) error {
-	ctx, cancel := e.call(context.Background())
-	defer cancel()
-	patterns, err := e.patterns(ctx, w.id)
-	if err != nil {
-		return err
+	patterns, mirrored := e.mirrorPatterns(w.id) // mirror.go: no Redis, no timer per poll
+	if !mirrored {
+		ctx, cancel := e.call(context.Background())
+		var err error
+		patterns, err = e.patterns(ctx, w.id)
+		cancel()
+		if err != nil {
+			return err
+		}
 	}
 	var need []string
 	e.mu.Lock()
@@ -359,6 +363,8 @@ func (e *Engine) listenFor(w *watch) error {
 	if len(need) == 0 || sub == nil {
 		return nil
 	}
+	ctx, cancel := e.call(context.Background())
+	defer cancel()
 	for chunk := range slices.Chunk(need, listChunk) { // one command per chunk: each stays short in Redis
 		if err := sub.Do(ctx, sub.B().Subscribe().Channel(chunk...).Build()).Error(); err != nil {
 			return fail(err)
@@ -378,9 +384,6 @@ func (e *Engine) listenFor(w *watch) error {
 // read last time while their version has not changed (every poll watches
 // its session, and a client may have many subscriptions), or a new one.
 func (e *Engine) patterns(ctx context.Context, id string) ([]string, error) {
-	if ps, ok := e.mirrorPatterns(id); ok { // mirror.go
-		return ps, nil
-	}
 	folded := e.expectFold(id) // flush.go
 	defer e.unexpectFold(id, folded)
 	vo, err := e.client.Do(ctx, e.client.B().Hmget().Key(e.p+"s:"+id).Field("v", "o").Build()).ToArray()
