@@ -32,7 +32,9 @@ func (e *Engine) flusher(ctx context.Context) {
 		case <-ctx.Done():
 			cctx, cancel := context.WithTimeout(context.Background(), e.opts.Timeout)
 			e.flushDirty(cctx)
-			_ = e.foldAll(cctx, true)
+			if e.foldAll(cctx, true) == nil { // else the others settle what it flushed
+				_ = e.client.Do(cctx, e.client.B().Del().Key(e.p+"cur:"+e.node).Build()).Error()
+			}
 			_ = e.client.Do(cctx, e.client.B().Del().Key(e.p+"conns:"+e.node).Build()).Error() // conns.go
 			cancel()
 			return

@@ -130,13 +130,22 @@ end
 return 1
 `)
 
-// scriptFlush writes the cursors (values of the cursor alone) this process's mirrors moved (pairs of id
-// and value from ARGV[4]) to P cur:NODE in one HSET, unless the epoch is
-// not the one the mirrors were read in (ARGV[3]): then Redis lost its data
-// (a FLUSHALL tells no connection) and it returns 0.
+// scriptFlush writes the cursors this process's mirrors moved (pairs of
+// id and cursor from ARGV[4]) to P cur:NODE in one HSET, unless the epoch
+// is not the one the mirrors were read in (ARGV[3]): then Redis lost its
+// data (a FLUSHALL tells no connection) and it returns 0. The field "_"
+// has a value longer than hash-max-listpack-value, so that the hash is a
+// hash table from its first write: as a listpack (up to 512 fields in
+// Debian's configuration) each field written costs a scan of the others,
+// and 500 sessions' flush cost Redis more than their deliveries. The key
+// outlives a process that died by a day, for the others to settle it.
 var scriptFlush = rueidis.NewLuaScript(`
 local P, node, epoch = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('GET', P..'epoch') ~= epoch then return 0 end
-if #ARGV > 3 then redis.call('HSET', P..'cur:'..node, unpack(ARGV, 4)) end
+if #ARGV > 3 then
+  local key = P..'cur:'..node
+  redis.call('HSET', key, '_', string.rep('-', 80), unpack(ARGV, 4))
+  redis.call('PEXPIRE', key, 86400000)
+end
 return 1
 `)
