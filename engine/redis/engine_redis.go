@@ -245,37 +245,6 @@ func (e *Engine) Session(ctx context.Context, id string) (server.Session, error)
 	return s, nil
 }
 
-// Touch implements server.Engine. The sessions this process mirrors, whose
-// timeouts it knows, are touched together in one ZADD, each once per part
-// of its timeout (mirror.go); the others by a script per chunk.
-func (e *Engine) Touch(ctx context.Context, ids ...string) error {
-	ids, due, touched := e.untouched(ids)
-	for chunk := range slices.Chunk(due, 2*listChunk) {
-		cmd := e.client.B().Zadd().Key(e.p + "sessions").Xx().ScoreMember()
-		for i := 0; i < len(chunk); i += 2 {
-			score, _ := strconv.ParseFloat(chunk[i], 64)
-			cmd = cmd.ScoreMember(score, chunk[i+1])
-		}
-		cctx, cancel := e.call(ctx)
-		err := e.client.Do(cctx, cmd.Build()).Error()
-		cancel()
-		if err != nil {
-			return fail(err)
-		}
-	}
-	touched()
-	if len(ids) == 0 {
-		return nil
-	}
-	now := nowMS()
-	for chunk := range slices.Chunk(ids, listChunk) { // a script per chunk: each stays short
-		if _, err := e.exec(ctx, scriptTouch, append([]string{now}, chunk...)...); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // SetAttr implements server.Engine.
 func (e *Engine) SetAttr(ctx context.Context, id, key, value string) error {
 	n, err := e.execInt(ctx, scriptSetAttr, id, key, value, e.node)

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -251,19 +252,22 @@ func (e *Engine) expectFold(id string) chan struct{} {
 func (e *Engine) unexpectFold(id string, ch chan struct{}) {
 	s := &e.mir
 	s.mu.Lock()
-	ws := s.waits[id]
-	for i, x := range ws {
-		if x == ch {
-			ws = append(ws[:i], ws[i+1:]...)
-			break
-		}
-	}
-	if len(ws) == 0 {
-		delete(s.waits, id)
-	} else {
-		s.waits[id] = ws
-	}
+	dropFrom(s.waits, id, ch)
 	s.mu.Unlock()
+}
+
+// dropFrom removes x from the list of m under key, and the key with its
+// last one.
+func dropFrom[T comparable](m map[string][]T, key string, x T) {
+	list := m[key]
+	if i := slices.Index(list, x); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(m, key)
+	} else {
+		m[key] = list
+	}
 }
 
 // awaitFold waits until owner, another process that mirrors the session,
@@ -280,4 +284,35 @@ func (e *Engine) awaitFold(ctx context.Context, owner string, ch chan struct{}) 
 	case <-time.After(handoverWait):
 	case <-ctx.Done():
 	}
+}
+
+// Touch implements server.Engine. The sessions this process mirrors, whose
+// timeouts it knows, are touched together in one ZADD, each once per part
+// of its timeout (mirror.go); the others by a script per chunk.
+func (e *Engine) Touch(ctx context.Context, ids ...string) error {
+	ids, due, touched := e.untouched(ids)
+	for chunk := range slices.Chunk(due, 2*listChunk) {
+		cmd := e.client.B().Zadd().Key(e.p + "sessions").Xx().ScoreMember()
+		for i := 0; i < len(chunk); i += 2 {
+			score, _ := strconv.ParseFloat(chunk[i], 64)
+			cmd = cmd.ScoreMember(score, chunk[i+1])
+		}
+		cctx, cancel := e.call(ctx)
+		err := e.client.Do(cctx, cmd.Build()).Error()
+		cancel()
+		if err != nil {
+			return fail(err)
+		}
+	}
+	touched()
+	if len(ids) == 0 {
+		return nil
+	}
+	now := nowMS()
+	for chunk := range slices.Chunk(ids, listChunk) { // a script per chunk: each stays short
+		if _, err := e.exec(ctx, scriptTouch, append([]string{now}, chunk...)...); err != nil {
+			return err
+		}
+	}
+	return nil
 }

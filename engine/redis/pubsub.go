@@ -308,18 +308,7 @@ func (e *Engine) Watch(id string, notify func(server.Wake)) (stop func()) {
 			return
 		}
 		w.stopped = true
-		ws := e.watchers[id]
-		for i, x := range ws {
-			if x == w {
-				ws = append(ws[:i], ws[i+1:]...)
-				break
-			}
-		}
-		if len(ws) == 0 {
-			delete(e.watchers, id)
-		} else {
-			e.watchers[id] = ws
-		}
+		dropFrom(e.watchers, id, w) // flush.go
 		e.release(w, w.patterns)
 	}
 }
