@@ -6,7 +6,8 @@
 // How it works: a publish is one Lua script that appends the message to one
 // capped stream per subscribed pattern that can match its channel (at most
 // d+1 for a channel of depth d), whatever the number of subscribers, and
-// publishes its sequence number once on each pattern's pub/sub topic. A
+// publishes it (number, stream offset, bytes) once on each pattern's
+// pub/sub topic. A
 // session keeps one cursor (the last sequence number it committed) and, per
 // subscription, how far it has seen that stream: a fetch reads after the
 // cursor and takes nothing, and the cursor moves only when the answer has
@@ -14,6 +15,9 @@
 // Each process subscribes to the topics of the patterns its held polls
 // need, and wakes them; a "ctl" topic carries session notices (a poll
 // started elsewhere, removal, expiry, a change of subscriptions).
+// A process keeps the sessions it holds in memory, fed by those topics, and
+// writes their cursors in batches (mirror.go, flush.go): a delivery to a
+// held client costs Redis almost nothing.
 //
 // The embedders who use only the memory engine never link this package.
 package redis
