@@ -188,7 +188,6 @@ func (e *Engine) fold(ctx context.Context, ms []*mirror, notice bool) error {
 		for _, m := range held {
 			if err == nil && s.byID[m.id] == m {
 				delete(s.byID, m.id)
-				s.stales--
 			}
 		}
 		s.mu.Unlock()

@@ -69,7 +69,6 @@ type mirrorSet struct {
 	waits  map[string][]chan struct{} // by session id: handovers awaited ("f" notices)
 	skip   map[string]bool            // the next fetch reads Redis (a load was refused)
 	polls  map[string]streak          // watches started here in a row, by session id
-	stales int                        // stale mirrors not folded yet, for the flusher
 	qmax   int
 	qbytes int
 	// flushMu: the flusher's HSET and the folds never cross (a fold's
@@ -302,7 +301,6 @@ func (s *mirrorSet) markStale(m *mirror) {
 		return
 	}
 	m.stale = true
-	s.stales++
 	for p := range m.subs {
 		if f := s.feeds[p]; f != nil {
 			delete(f.mirrors, m)
@@ -343,7 +341,6 @@ func (e *Engine) forget(id string) {
 	if m := s.byID[id]; m != nil {
 		s.markStale(m)
 		delete(s.byID, id)
-		s.stales--
 	}
 	delete(s.skip, id)
 	delete(s.polls, id)
@@ -371,7 +368,6 @@ func (e *Engine) dropMirrors() {
 	s.gen++
 	s.feeds = map[string]*feed{}
 	s.byID = map[string]*mirror{}
-	s.stales = 0
 	s.mu.Unlock()
 }
 
@@ -721,7 +717,6 @@ func (e *Engine) load(ctx context.Context, id string) (*mirror, error) {
 		// Redis records this process as the owner: a fold undoes it.
 		m.stale = true
 		s.byID[id] = m
-		s.stales++
 		s.skip[id] = true
 		return nil, nil
 	}
