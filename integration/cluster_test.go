@@ -298,6 +298,39 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	})
+
+	// A Bayeux client of the ack extension that keeps to one node is
+	// served from that node's memory (its mirror; issue 21): its cursor
+	// reaches Redis only in batches. SIGKILL that node right after a
+	// delivery: another node honours the client's ack, so nothing comes
+	// twice, and nothing is lost.
+	t.Run("kill-while-mirrored", func(t *testing.T) {
+		b := newBayeuxHTTP(t)
+		id := b.handshake(t, cl.addrs[1], true)
+		b.call(t, cl.addrs[1], map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/stardust/km"})
+		var got []any
+		batch := -1
+		for i := range 5 {
+			cl.node(t, 2).publish(t, "km", fmt.Sprintf(`{"n":%d}`, i))
+			var data []any
+			data, batch = b.connectHeld(t, cl.addrs[1], id, batch, clusterHold)
+			got = append(got, data...)
+		}
+		if mirrored := cl.redis.Do(t, "HEXISTS", "stardust:s:"+id, "o"); mirrored != "1" {
+			t.Errorf("five connects in a row on one node: the session is not mirrored there (HEXISTS o = %s)", mirrored)
+		}
+		if err := cl.nodes[1].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		again, _ := b.connect(t, cl.addrs[2], id, batch) // with the ack of the last batch it got
+		got = append(got, again...)
+		cl.node(t, 2).publish(t, "km", `{"n":5}`)
+		after, _ := b.connectHeld(t, cl.addrs[2], id, batch, clusterHold)
+		got = append(got, after...)
+		if want := "[map[n:0] map[n:1] map[n:2] map[n:3] map[n:4] map[n:5]]"; fmt.Sprint(got) != want {
+			t.Errorf("across the kill the client got %v, want %s: each once", got, want)
+		}
+	})
 }
 
 // waitHeldPolls waits until a node holds n polls ({base}/stats counts the
@@ -420,8 +453,15 @@ func (b *bayeuxHTTP) handshake(t *testing.T, addr string, ack bool) string {
 // its ext.ack (-1 if none).
 func (b *bayeuxHTTP) connect(t *testing.T, addr, id string, ack int) ([]any, int) {
 	t.Helper()
+	return b.connectHeld(t, addr, id, ack, 0)
+}
+
+// connectHeld is connect with a hold of up to hold (0: none): a held
+// connect is watched by the node, as a browser's are.
+func (b *bayeuxHTTP) connectHeld(t *testing.T, addr, id string, ack int, hold time.Duration) ([]any, int) {
+	t.Helper()
 	m := map[string]any{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling",
-		"advice": map[string]any{"timeout": 0}}
+		"advice": map[string]any{"timeout": hold.Milliseconds()}}
 	m["ext"] = map[string]any{"ack": ack} // ignored for a client without the extension
 	var data []any
 	batch := -1

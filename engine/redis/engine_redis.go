@@ -6,7 +6,8 @@
 // How it works: a publish is one Lua script that appends the message to one
 // capped stream per subscribed pattern that can match its channel (at most
 // d+1 for a channel of depth d), whatever the number of subscribers, and
-// publishes its sequence number once on each pattern's pub/sub topic. A
+// publishes it (number, stream offset, bytes) once on each pattern's
+// pub/sub topic. A
 // session keeps one cursor (the last sequence number it committed) and, per
 // subscription, how far it has seen that stream: a fetch reads after the
 // cursor and takes nothing, and the cursor moves only when the answer has
@@ -14,6 +15,9 @@
 // Each process subscribes to the topics of the patterns its held polls
 // need, and wakes them; a "ctl" topic carries session notices (a poll
 // started elsewhere, removal, expiry, a change of subscriptions).
+// A process keeps the sessions it holds in memory, fed by those topics, and
+// writes their cursors in batches (mirror.go, flush.go): a delivery to a
+// held client costs Redis almost nothing.
 //
 // The embedders who use only the memory engine never link this package.
 package redis
@@ -78,6 +82,8 @@ type Engine struct {
 	highWater atomic.Uint64
 
 	cache msgCache
+	mir   mirrorSet // the sessions this process watches, in memory (mirror.go)
+	conns connSet   // held connections per address (conns.go)
 
 	down     atomic.Bool // the pub/sub connection is lost: log once per outage
 	done     chan struct{}
@@ -143,11 +149,14 @@ func New(opts Options) (*Engine, error) {
 		watchers: map[string][]*watch{}, topics: map[string]*topic{}, lists: map[string]subsList{},
 		subReady: make(chan struct{}), done: make(chan struct{})}
 	e.cache.init(4096)
+	e.mir.init(opts.Limits)
+	e.conns.m, e.conns.dirty = map[string]*connCount{}, map[string]bool{}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancelFn = cancel
-	e.wg.Add(2)
+	e.wg.Add(3)
 	go e.listen(ctx)
 	go e.janitor(ctx)
+	go e.flusher(ctx) // flush.go
 	select {
 	case <-e.subReady:
 	case <-time.After(opts.Timeout):
@@ -220,6 +229,10 @@ func (e *Engine) CreateSession(ctx context.Context, s server.Session) error {
 
 // Session implements server.Engine.
 func (e *Engine) Session(ctx context.Context, id string) (server.Session, error) {
+	if s, ok := e.mirrorSession(id); ok {
+		return s, nil
+	}
+	gen, _ := e.attrGen(id)
 	cctx, cancel := e.call(ctx)
 	defer cancel()
 	res := e.client.DoMulti(cctx,
@@ -233,42 +246,22 @@ func (e *Engine) Session(ctx context.Context, id string) (server.Session, error)
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return server.Session{}, fail(err)
 	}
-	kind, ok := m["k"]
+	s, ok := sessionOf(id, m)   // mirror.go
 	if !ok || m["e"] != epoch { // none, or one of data Redis lost (see scriptRenew)
 		return server.Session{}, unknown(id)
 	}
-	ms, _ := strconv.ParseInt(m["t"], 10, 64)
-	s := server.Session{ID: id, Kind: kind, Remote: m["r"], Timeout: time.Duration(ms) * time.Millisecond}
-	for k, v := range m {
-		if name, ok := strings.CutPrefix(k, "a:"); ok {
-			if s.Attrs == nil {
-				s.Attrs = map[string]string{}
-			}
-			s.Attrs[name] = v
-		}
-	}
+	e.keepSession(s, gen)
 	return s, nil
-}
-
-// Touch implements server.Engine.
-func (e *Engine) Touch(ctx context.Context, ids ...string) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	now := nowMS()
-	for chunk := range slices.Chunk(ids, listChunk) { // a script per chunk: each stays short
-		if _, err := e.exec(ctx, scriptTouch, append([]string{now}, chunk...)...); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // SetAttr implements server.Engine.
 func (e *Engine) SetAttr(ctx context.Context, id, key, value string) error {
-	n, err := e.execInt(ctx, scriptSetAttr, id, key, value)
+	n, err := e.execInt(ctx, scriptSetAttr, id, key, value, e.node)
 	if err == nil && n < 0 {
 		return unknown(id)
+	}
+	if err == nil && n > 0 {
+		e.setAttrLocal(id, key, value)
 	}
 	if err == nil && key == server.AttrUser {
 		err = e.indexUser(ctx, id, value) // api.go
@@ -283,6 +276,7 @@ func (e *Engine) RemoveSession(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	if n == 1 {
+		e.forget(id)
 		e.wake(id, server.WakeRemoved) // the notice reaches the others
 	}
 	return n == 1, nil
@@ -321,6 +315,7 @@ func (e *Engine) Sweep(ctx context.Context, now time.Time) ([]server.Session, er
 		}
 		for i := 1; i+1 < len(vals); i += 2 {
 			out = append(out, server.Session{ID: vals[i], Kind: vals[i+1]})
+			e.forget(vals[i])
 			e.wake(vals[i], server.WakeExpired)
 		}
 		if vals[0] != "1" {
@@ -350,6 +345,7 @@ func (e *Engine) Subscribe(ctx context.Context, id, pattern string) (bool, error
 		return false, unknown(id)
 	}
 	if n == 1 {
+		e.staleID(id) // its mirror is read again, with the new stream
 		e.refresh(id) // a poll of this session held here needs the new topic
 		if err := e.indexPresence(ctx, id, pattern); err != nil {
 			return true, err
@@ -367,11 +363,17 @@ func (e *Engine) Unsubscribe(ctx context.Context, id, pattern string) (bool, err
 	case n < 0:
 		return false, unknown(id)
 	}
+	if n == 1 {
+		e.staleID(id)
+	}
 	return n == 1, nil
 }
 
 // Subscriptions implements server.Engine: listChunk patterns per call.
 func (e *Engine) Subscriptions(ctx context.Context, id string) ([]string, error) {
+	if ps, ok := e.mirrorPatterns(id); ok { // mirror.go
+		return slices.Clone(ps), nil
+	}
 	var subs []string
 	for from := "-"; ; {
 		r, err := e.exec(ctx, scriptList, id, from, strconv.Itoa(listChunk))
@@ -426,13 +428,14 @@ func (e *Engine) Publish(ctx context.Context, m *server.Message) (int, error) {
 	args := []string{m.Channel, payload, strconv.FormatInt(m.Time.UnixMilli(), 10), strconv.Itoa(l.HistoryFor(segs)),
 		strconv.Itoa(l.QueueMaxMessages), strconv.Itoa(l.QueueMaxBytes), strconv.FormatInt(e.retain().Milliseconds(), 10),
 		strconv.Itoa(l.MaxChannels), strconv.FormatInt(l.MaxHistoryBytes, 10)}
-	args = append(args, candidates(m.Channel)...)
+	cands := candidates(m.Channel)
+	args = append(args, cands...)
 	r, err := e.exec(ctx, scriptPublish, args...)
 	if err != nil {
 		return 0, err
 	}
 	vals, err := r.AsIntSlice()
-	if err != nil || len(vals) != 2 {
+	if err != nil || len(vals) < 2 || len(vals)%2 != 0 {
 		return 0, fail(fmt.Errorf("publish: unexpected answer: %v", err))
 	}
 	if vals[0] == tooManyChannels {
@@ -441,6 +444,7 @@ func (e *Engine) Publish(ctx context.Context, m *server.Message) (int, error) {
 	m.Seq = uint64(vals[0])
 	e.saw(m.Seq)
 	e.cache.put(m.Seq, payload, m)
+	e.published(m, payload, cands, vals[2:]) // mirror.go
 	return int(vals[1]), nil
 }
 
@@ -465,6 +469,7 @@ func (e *Engine) Deliver(ctx context.Context, id string, m *server.Message) erro
 	}
 	m.Seq = uint64(n)
 	e.saw(m.Seq)
+	e.staleID(id) // the Redis fetch reads the session's own queue
 	e.wake(id, server.WakeMessages)
 	return nil
 }
@@ -480,6 +485,9 @@ func (e *Engine) Fetch(ctx context.Context, id string, max int) (server.Batch, e
 	if max <= 0 {
 		max = 1 << 20
 	}
+	if b, ok, err := e.mirrorFetch(ctx, id, max); ok || err != nil { // mirror.go
+		return b, err
+	}
 	var (
 		b       server.Batch
 		got     = map[uint64]string{} // seq -> payload
@@ -490,7 +498,7 @@ func (e *Engine) Fetch(ctx context.Context, id string, max int) (server.Batch, e
 		now     string // the sequence when the first call ran
 	)
 	for {
-		r, err := e.exec(ctx, scriptFetch, id, strconv.Itoa(max), mode, from, strconv.Itoa(fetchChunk), strconv.FormatUint(bound, 10))
+		r, err := e.exec(ctx, scriptFetch, id, strconv.Itoa(max), mode, from, strconv.Itoa(fetchChunk), strconv.FormatUint(bound, 10), e.node)
 		if err != nil {
 			return server.Batch{}, err
 		}
@@ -603,6 +611,9 @@ func (e *Engine) mark(ctx context.Context, id string, answers []streamOffset, cu
 
 // Commit implements server.Engine.
 func (e *Engine) Commit(ctx context.Context, id string, cursor uint64) error {
+	if ok, err := e.mirrorCommit(ctx, id, cursor); ok || err != nil { // mirror.go
+		return err
+	}
 	n, err := e.execInt(ctx, scriptCommit, id, strconv.FormatUint(cursor, 10))
 	if err == nil && n < 0 {
 		return unknown(id)
@@ -610,9 +621,13 @@ func (e *Engine) Commit(ctx context.Context, id string, cursor uint64) error {
 	return err
 }
 
-// NotifyPoll implements server.Engine: one notice on the ctl topic.
+// NotifyPoll implements server.Engine: one notice on the ctl topic, unless
+// this process mirrors the session (then no other holds a poll of it).
 func (e *Engine) NotifyPoll(ctx context.Context, id string) error {
 	e.wake(id, server.WakeReplaced)
+	if e.owns(id) {
+		return nil
+	}
 	cctx, cancel := e.call(ctx)
 	defer cancel()
 	return fail(e.client.Do(cctx, e.client.B().Publish().Channel(e.p+"ctl").Message("r "+e.node+" "+id).Build()).Error())
@@ -703,19 +718,6 @@ func (e *Engine) Audience(ctx context.Context, channel string) (map[string]int, 
 		}
 	}
 	return out, nil
-}
-
-// TakeConnection implements server.Engine: counts are kept per process, so
-// that those of a process that died go with it.
-func (e *Engine) TakeConnection(ctx context.Context, addr string, limit int) (bool, error) {
-	n, err := e.execInt(ctx, scriptTakeConn, addr, strconv.Itoa(limit), e.node, nowMS(), strconv.FormatInt(heartbeat.Milliseconds(), 10))
-	return n == 1, err
-}
-
-// ReleaseConnection implements server.Engine.
-func (e *Engine) ReleaseConnection(ctx context.Context, addr string) error {
-	_, err := e.exec(ctx, scriptReleaseConn, addr, e.node)
-	return err
 }
 
 // Stats implements server.Engine.

@@ -228,3 +228,39 @@ func restartAndWait(t *testing.T, e server.Engine, id string, restart func()) {
 		t.Fatal("the engine did not reconnect within 15 s")
 	}
 }
+
+// TestNoForeignMessageAfterFlushWatched: FLUSHALL while "pub" is mirrored
+// (a watched session is served from memory, so no fetch reads Redis): the
+// flusher's epoch check finds out within an interval or two, and the
+// session is lost as in TestNoForeignMessageAfterFlush.
+func TestNoForeignMessageAfterFlushWatched(t *testing.T) {
+	t.Cleanup(redis.MirrorFirstPoll())
+	srv := redistest.Start(t)
+	e, admin := lostSetup(t, srv, srv.URL)
+	stop := e.Watch("pub", func(server.Wake) {})
+	defer stop()
+	publishOn(t, e, "/public", `{"public":1}`)
+	if msgs := fetchUntil(t, e, "pub", 1).Messages; len(msgs) != 1 { // mirror_test.go
+		t.Fatalf("pub read %d", len(msgs))
+	}
+	secret := publishOn(t, e, "/secret", `{"secret":1}`)
+	if msgs, err := readAll(t, e, "sec"); err != nil || len(msgs) != 1 {
+		t.Fatalf("sec read %d, %v", len(msgs), err)
+	}
+	if err := admin.Do(ctx, admin.B().Flushall().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := e.Fetch(ctx, "pub", 0)
+		if errors.Is(err, server.ErrUnknownClient) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Fetch of a mirrored session Redis lost: %v; want ErrUnknownClient within a few flushes", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	checkPublic(t, e, secret)
+}

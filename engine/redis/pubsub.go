@@ -34,6 +34,7 @@ func (e *Engine) listen(ctx context.Context) {
 				e.opts.Log.Info("redis engine: connected to Redis again")
 			}
 			e.down.Store(false)
+			e.resetMirrors()  // what came between two connections was missed
 			e.checkEpoch(ctx) // before New returns: the first run id and epoch are known
 			if first {
 				close(e.subReady)
@@ -52,6 +53,7 @@ func (e *Engine) listen(ctx context.Context) {
 			return
 		default:
 		}
+		e.resetMirrors()
 		if !e.down.Swap(true) {
 			e.opts.Log.WithError(err).Warn("redis engine: Redis unavailable; retrying")
 		}
@@ -155,6 +157,7 @@ func (e *Engine) lostData(ctx context.Context) (bool, error) {
 	hw := e.highWater.Load()
 	if emptied || restarted && seq < hw {
 		e.cache.init(e.cache.size)
+		e.dropMirrors()
 		// A new epoch if Redis went back with the epoch key (or lost it);
 		// one that changed was renewed already, by the first process
 		// that found out.
@@ -213,24 +216,35 @@ func (e *Engine) onMessage(m rueidis.PubSubMessage) {
 		switch kind {
 		case "r":
 			if node != e.node {
+				e.handover(id) // flush.go
 				e.wake(id, server.WakeReplaced)
 			}
 		case "x":
 			if node != e.node {
+				e.forget(id)
 				e.wake(id, server.WakeRemoved)
 			}
 		case "e":
 			if node != e.node {
+				e.forget(id)
 				e.wake(id, server.WakeExpired)
 			}
 		case "d":
 			if node != e.node {
+				e.staleID(id) // now: before a message of a new stream comes
 				go e.refresh(id)
 			}
+		case "a":
+			if node != e.node {
+				e.attrChanged(id)
+			}
+		case "f":
+			e.folded(id)
 		}
 		return
 	}
 	pattern := strings.TrimPrefix(m.Channel, e.p+"n:")
+	e.arrive(pattern, m.Message) // mirror.go
 	e.mu.Lock()
 	var hit []*watch
 	if t := e.topics[pattern]; t != nil {
@@ -275,7 +289,13 @@ func (e *Engine) Watch(id string, notify func(server.Wake)) (stop func()) {
 	e.mu.Lock()
 	e.watchers[id] = append(e.watchers[id], w)
 	e.mu.Unlock()
-	if err := e.listenFor(w); err != nil {
+	err := e.listenFor(w)
+	if err == nil && !e.owns(id) && e.pollHere(id) {
+		ctx, cancel := e.call(context.Background())
+		_, err = e.load(ctx, id) // mirror.go: its topics are live
+		cancel()
+	}
+	if err != nil {
 		if errors.Is(err, server.ErrUnknownClient) {
 			notify(server.WakeExpired)
 		}
@@ -288,18 +308,7 @@ func (e *Engine) Watch(id string, notify func(server.Wake)) (stop func()) {
 			return
 		}
 		w.stopped = true
-		ws := e.watchers[id]
-		for i, x := range ws {
-			if x == w {
-				ws = append(ws[:i], ws[i+1:]...)
-				break
-			}
-		}
-		if len(ws) == 0 {
-			delete(e.watchers, id)
-		} else {
-			e.watchers[id] = ws
-		}
+		dropFrom(e.watchers, id, w) // flush.go
 		e.release(w, w.patterns)
 	}
 }
@@ -307,11 +316,15 @@ func (e *Engine) Watch(id string, notify func(server.Wake)) (stop func()) {
 // listenFor gives w the session's current patterns and subscribes to
 // their topics.
 func (e *Engine) listenFor(w *watch) error {
-	ctx, cancel := e.call(context.Background())
-	defer cancel()
-	patterns, err := e.patterns(ctx, w.id)
-	if err != nil {
-		return err
+	patterns, mirrored := e.mirrorPatterns(w.id) // mirror.go: no Redis, no timer per poll
+	if !mirrored {
+		ctx, cancel := e.call(context.Background())
+		var err error
+		patterns, err = e.patterns(ctx, w.id)
+		cancel()
+		if err != nil {
+			return err
+		}
 	}
 	var need []string
 	e.mu.Lock()
@@ -339,6 +352,8 @@ func (e *Engine) listenFor(w *watch) error {
 	if len(need) == 0 || sub == nil {
 		return nil
 	}
+	ctx, cancel := e.call(context.Background())
+	defer cancel()
 	for chunk := range slices.Chunk(need, listChunk) { // one command per chunk: each stays short in Redis
 		if err := sub.Do(ctx, sub.B().Subscribe().Channel(chunk...).Build()).Error(); err != nil {
 			return fail(err)
@@ -358,11 +373,21 @@ func (e *Engine) listenFor(w *watch) error {
 // read last time while their version has not changed (every poll watches
 // its session, and a client may have many subscriptions), or a new one.
 func (e *Engine) patterns(ctx context.Context, id string) ([]string, error) {
-	v, err := e.client.Do(ctx, e.client.B().Hget().Key(e.p+"s:"+id).Field("v").Build()).ToString()
+	folded := e.expectFold(id) // flush.go
+	defer e.unexpectFold(id, folded)
+	vo, err := e.client.Do(ctx, e.client.B().Hmget().Key(e.p+"s:"+id).Field("v", "o").Build()).ToArray()
+	if err != nil {
+		return nil, fail(err)
+	}
+	v, err := vo[0].ToString()
 	if rueidis.IsRedisNil(err) {
 		return nil, unknown(id)
 	} else if err != nil {
 		return nil, fail(err)
+	}
+	if owner, err := vo[1].ToString(); err == nil && owner != e.node {
+		// Another process mirrors it: read its cursor once it folded it.
+		e.awaitFold(ctx, owner, folded)
 	}
 	now := time.Now()
 	e.mu.Lock()
@@ -446,6 +471,7 @@ func (e *Engine) janitor(ctx context.Context) {
 			for p, tp := range e.topics {
 				if tp.refs == 0 && now.Sub(tp.unused) > topicGrace {
 					delete(e.topics, p)
+					go e.topicDropped(p) // mirror.go; not under e.mu
 					if tp.live {
 						drop = append(drop, e.p+"n:"+p)
 					}

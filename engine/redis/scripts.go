@@ -34,10 +34,12 @@ import "github.com/redis/rueidis"
 //	P js:ID          hash: u user, i info, c:CHANNEL for each channel the session is counted on
 //	P jss, P jsw     zset (all scores 0) of the sessions with a js: record; where SweepMembers stopped
 //
-// Pub/sub topics: P n:PATTERN carries the seq of each message appended to
-// st:PATTERN; P ctl carries "KIND NODE ID" session notices (r: a poll
-// started, x: removed, e: expired, d: subscriptions changed or a message
-// delivered). A publish is one script whatever the audience: it appends to
+// Pub/sub topics: P n:PATTERN carries "SEQ OFFSET PAYLOAD" of each message
+// appended to st:PATTERN (so that a process mirrors its sessions' queues
+// without reading them, mirror.go); P ctl carries "KIND NODE ID" session
+// notices (r: a poll started, x: removed, e: expired, d: subscriptions
+// changed or a message delivered, a: an attribute set, f: a mirror
+// folded, see scriptFold). A publish is one script whatever the audience: it appends to
 // the streams of the d+1 patterns that can match a channel of depth d and
 // have subscribers, and publishes once on each.
 //
@@ -117,7 +119,8 @@ local function trim_history(P, maxbytes, limit)
 end
 `
 
-// scriptPublish returns {seq, reached}, or {tooManyChannels, 0}. Each of
+// scriptPublish returns {seq, reached, then the candidate's index from 1
+// and the offset of each stream it appended to}, or {tooManyChannels, 0}. Each of
 // its loops has a fixed bound: the candidates (at most 257 for a channel
 // name of 512 bytes), the entries trimmed per stream (64; each publish adds
 // one) and the histories dropped for bytes (16; the sweep drops the rest).
@@ -147,6 +150,7 @@ if hist > 0 then
   if redis.call('INCRBY', P..'hbytes', delta) > maxbytes then trim_history(P, maxbytes, 16) end
 end
 local n, used = 0, hist > 0
+local out = {seq, 0}
 for i = 11, #ARGV do
   local p = ARGV[i]
   local meta = P..'sm:'..p
@@ -166,12 +170,15 @@ for i = 11, #ARGV do
     redis.call('PEXPIRE', st, retain)
     redis.call('ZADD', P..'pq', seq, p)
     n = n + subs
-    redis.call('PUBLISH', P..'n:'..p, seq)
+    redis.call('PUBLISH', P..'n:'..p, seq..' '..off..' '..payload) -- the mirrors need the message (mirror.go)
+    table.insert(out, i - 10)
+    table.insert(out, off)
     if i == 11 then used = true end
   end
 end
 if used then use_channel(P, ch, now) end
-return {seq, n}
+out[2] = n
+return out
 `)
 
 // scriptCreate stores a session with the epoch it belongs to. A missing
@@ -274,11 +281,12 @@ local function drain(P, member, budget)
 end
 local function remove(P, id, budget)
   local s = P..'s:'..id
-  local kind, n = unpack(redis.call('HMGET', s, 'k', 'n'))
+  local kind, n, o = unpack(redis.call('HMGET', s, 'k', 'n', 'o'))
   if not kind then
     redis.call('ZREM', P..'sessions', id)
     return 0
   end
+  if o then redis.call('HDEL', P..'cur:'..o, id) end -- its owner's flushed cursor (mirror.go)
   local subs, sl = s..':subs', s..':sl'
   if not n then
     -- Written by a version before subscriptions were indexed: one pass.
@@ -378,11 +386,14 @@ end
 return 1
 `)
 
+// scriptSetAttr tells the other processes ("a NODE ID" on ctl): one that
+// mirrors the session reads its attributes again (mirror.go).
 var scriptSetAttr = rueidis.NewLuaScript(`
-local P, id, key, value = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local P, id, key, value, node = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local s = P..'s:'..id
 if redis.call('EXISTS', s) == 0 then return -1 end
 if value == '' then redis.call('HDEL', s, 'a:'..key) else redis.call('HSET', s, 'a:'..key, value) end
+redis.call('PUBLISH', P..'ctl', 'a '..node..' '..id)
 return 1
 `)
 
@@ -423,6 +434,7 @@ redis.call('HINCRBY', s, 'n', -1)
 redis.call('HSET', s, 'v', redis.call('INCR', P..'vseq'))
 redis.call('HINCRBY', P..'stats', 'subs', -1)
 drop_sub(P, pattern, kind)
+redis.call('PUBLISH', P..'ctl', 'd '..node..' '..id) -- a process that mirrors it reads it again
 return 1
 `)
 
@@ -485,12 +497,17 @@ return seq
 // the oldest max and records with scriptMark how far each stream was
 // answered. {-1}: an unknown session, or one of an epoch whose data Redis
 // lost.
-var scriptFetch = rueidis.NewLuaScript(subLua + `
+var scriptFetch = rueidis.NewLuaScript(mirrorLua + `
 local P, id, max, mode, from = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local K, bound = tonumber(ARGV[6]), tonumber(ARGV[7])
 local s = P..'s:'..id
-local head = redis.call('HMGET', s, 'c', 'e', 'w')
+local head = redis.call('HMGET', s, 'c', 'e', 'w', 'o')
 if not head[1] or head[2] ~= redis.call('GET', P..'epoch') then return {-1} end
+if mode == '' and head[4] and head[4] ~= ARGV[8] then
+  -- A process mirrored it (and may have died): what it flushed first.
+  settle(P, id, s, head[4], ARGV[8])
+  head[1] = redis.call('HGET', s, 'c')
+end
 local c = tonumber(head[1])
 local subs, sl = s..':subs', s..':sl'
 local first, now = mode == '', ''
@@ -633,26 +650,6 @@ if cursor > tonumber(c) then
   redis.call('HSET', s, 'c', cursor)
   redis.call('XTRIM', P..'d:'..id, 'MINID', (cursor + 1)..'-0')
 end
-return 1
-`)
-
-var scriptTakeConn = rueidis.NewLuaScript(`
-local P, addr, limit, node, now, beat = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
-redis.call('ZADD', P..'nodes', 'GT', now + beat, node)
-if limit > 0 then
-  local total = 0
-  for _, n in ipairs(redis.call('ZRANGEBYSCORE', P..'nodes', now, '+inf')) do
-    total = total + tonumber(redis.call('HGET', P..'conns:'..n, addr) or '0')
-  end
-  if total >= limit then return 0 end
-end
-redis.call('HINCRBY', P..'conns:'..node, addr, 1)
-return 1
-`)
-
-var scriptReleaseConn = rueidis.NewLuaScript(`
-local P, addr, node = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('HINCRBY', P..'conns:'..node, addr, -1) <= 0 then redis.call('HDEL', P..'conns:'..node, addr) end
 return 1
 `)
 
