@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -110,86 +109,6 @@ func (c *Client) Commit(cursor uint64) {
 	}
 }
 
-// waiter is one poll held by this process: what woke it, and how to
-// interrupt the wait in progress. It has no channel of its own when the
-// poll waits by other means (a connection taken over: hold.go), which cut
-// tells to stop waiting.
-type waiter struct {
-	mu        sync.Mutex
-	why       PollEnd
-	ended     bool
-	ready     bool          // messages were queued since the poll last looked
-	listening bool          // the wait in progress ends on messages (not while gathering)
-	sig       chan struct{} // the blocking wait's: capacity 1, a wake-up is never lost or blocking
-	cut       waitCutter    // the other wait's, if any: a wake-up cuts it short
-	// watching is set once the engine watches for this poll: from then on
-	// a message, or a poll of the same client anywhere, wakes it.
-	watching atomic.Bool
-}
-
-// end ends the poll with why, unless it has ended already.
-func (w *waiter) end(why PollEnd) {
-	w.mu.Lock()
-	if w.ended {
-		w.mu.Unlock()
-		return
-	}
-	w.ended, w.why = true, why
-	w.interruptLocked()
-	w.mu.Unlock()
-}
-
-// interruptLocked ends the wait in progress at once; it never blocks.
-func (w *waiter) interruptLocked() {
-	switch {
-	case w.cut != nil:
-		w.cut.cutWait()
-	case w.sig != nil:
-		select {
-		case w.sig <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// notify is the waiter's Engine.Watch callback: it never blocks.
-func (w *waiter) notify(why Wake) {
-	switch why {
-	case WakeMessages:
-		w.mu.Lock()
-		w.ready = true
-		if w.listening {
-			w.interruptLocked()
-		}
-		w.mu.Unlock()
-	case WakeRemoved:
-		w.end(PollClosed)
-	case WakeExpired:
-		w.end(PollExpired)
-	case WakeReplaced:
-		w.end(PollReplaced)
-	}
-}
-
-// pollWoken is what a wait returns when messages woke it.
-const pollWoken PollEnd = -1
-
-// look tells whether a wait may start (pollWoken meaning it need not: the
-// wake-up came already) and marks whether it ends on messages.
-func (w *waiter) look(messages bool) (PollEnd, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ended {
-		return w.why, true
-	}
-	if messages && w.ready {
-		w.ready = false
-		return pollWoken, true
-	}
-	w.listening = messages
-	return 0, false
-}
-
 // Poll waits up to hold for messages and returns them as a batch to Commit
 // once written. It returns at once when messages are already queued. A newer
 // Poll of the same client, here or in another process, releases this one
@@ -238,9 +157,7 @@ func (c *Client) beginPoll(ctx context.Context, hold time.Duration) *pollState {
 	w := &waiter{}
 	last, polledBefore := c.enter(ctx, w)
 	p := &pollState{c: c, w: w, deadline: time.Now().Add(hold)}
-	if d := h.opts.BatchDelay; d > 0 && polledBefore && time.Since(last) < d {
-		p.notBefore = last.Add(d)
-	}
+	p.notBefore = h.gatherUntil(last, polledBefore)
 	// Polls of this client held elsewhere were released; now watch, then
 	// look: a message queued in between still wakes us.
 	p.stop = h.engine.Watch(c.s.ID, w.notify)

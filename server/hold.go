@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -58,53 +57,24 @@ func HoldListener(srv *http.Server, l net.Listener) net.Listener {
 	return takeover.NewListener(srv, l)
 }
 
-// heldConn is a connection taken over by a poll held off net/http's
-// goroutine: the connection, the answer as the handler writes it (it is the
-// handler's ResponseWriter then), and the request's hooks
-// (StatusWriter.held). After that answer it serves the connection's next
-// polls (hold_serve.go), each with hc as its ResponseWriter.
-type heldConn struct {
-	hl      *takeover.Listener
-	conn    net.Conn
-	p       *pollState    // the poll waiting on the connection, if any (under mu)
-	r       *http.Request // without its body: for the hooks
-	header  http.Header
-	status  int
-	body    []byte
-	pending []byte          // what the client sent meanwhile: replayed after the answer
-	gone    bool            // the client went away or misbehaved: close, write nothing
-	tracked bool            // tracked by hl (Track): untracked when done
-	desc    takeover.Desc   // conn's descriptor, to wait until readable; none for a replayConn with pending bytes
-	sws     []*StatusWriter // the middleware's, outermost first
-
-	// For the requests served here after the first (hold_serve.go).
-	path, host   string          // of the first: later ones must match
-	remote       string          // the client's address, as net/http gives it
-	ctx          context.Context // the connection's, as net/http's ConnContext made it
-	writeTimeout time.Duration   // for each answer
-	hub          *Hub            // the first poll's: no keep-alive once it is closed
+// takeoverConn is a connection taken over (internal/takeover) by a long
+// poll that waits on it: the takeover's Conn (the handler's ResponseWriter
+// until the answer is written), the poll waiting on it, and the
+// middleware's hooks for the first answer (StatusWriter.held). After that
+// answer the Conn serves the connection's next polls, each with the
+// takeoverConn as its ResponseWriter, so that holdPoll finds it
+// (servedHere).
+type takeoverConn struct {
+	takeover.Conn
+	hub *Hub            // the first poll's: no keep-alive once it is closed
+	sws []*StatusWriter // the middleware's, outermost first
 
 	mu    sync.Mutex  // guards p
+	p     *pollState  // the poll waiting on the connection, if any
 	hooks answerHooks // the middleware's, for the first answer (StatusWriter.held)
 
 	// Room for the usual middleware: no allocations as they register.
 	swBuf [4]*StatusWriter
-	buf   [64]byte
-}
-
-// Header, WriteHeader and Write make the held poll the handler's
-// ResponseWriter for its answer, which is written out in one piece after.
-func (hc *heldConn) Header() http.Header { return hc.header }
-
-func (hc *heldConn) WriteHeader(code int) {
-	if hc.status == 0 {
-		hc.status = code
-	}
-}
-
-func (hc *heldConn) Write(p []byte) (int, error) {
-	hc.body = append(hc.body, p...)
-	return len(p), nil
 }
 
 // pollAnswer writes the answer to a poll into w and says whether the
@@ -124,9 +94,7 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 		b, why := p.run(r.Context())
 		hc.release(p)
 		p.finish()
-		if answer(w, b, why) && !hc.gone {
-			c.Commit(b.Cursor)
-		}
+		c.deliver(b, why, writeFunc(func(b Batch, why PollEnd) bool { return answer(w, b, why) && !hc.Gone() }))
 		return
 	}
 	// What is left of a body is read first, as net/http reads it before it
@@ -206,9 +174,7 @@ func bodyRead(w http.ResponseWriter, r *http.Request) bool {
 
 // answerNow answers through net/http and commits if the answer says so.
 func answerNow(w http.ResponseWriter, c *Client, b Batch, why PollEnd, answer pollAnswer) {
-	if answer(w, b, why) {
-		c.Commit(b.Cursor)
-	}
+	c.deliver(b, why, writeFunc(func(b Batch, why PollEnd) bool { return answer(w, b, why) }))
 }
 
 // unwrapWriter follows w's Unwrap methods to the writer at the bottom,
@@ -227,108 +193,91 @@ func unwrapWriter(w http.ResponseWriter, sws []*StatusWriter) (http.ResponseWrit
 }
 
 // servedHere is the connection a request is served on when it is served
-// off net/http (hold_serve.go); nil for one served by net/http.
-func servedHere(w http.ResponseWriter) *heldConn {
+// after a takeover (takeover.Conn.ServeNext); nil for one served by
+// net/http.
+func servedHere(w http.ResponseWriter) *takeoverConn {
 	base, _ := unwrapWriter(w, nil)
-	hc, _ := base.(*heldConn)
-	return hc
+	tc, _ := base.(*takeoverConn)
+	return tc
 }
 
 // detach takes the connection of r over for p: nil when it cannot.
-func detach(ch *takeover.ConnInfo, w http.ResponseWriter, r *http.Request, p *pollState, writeTimeout time.Duration) *heldConn {
-	hl := ch.Listener
-	hc := &heldConn{hl: hl, ctx: ch.Ctx, writeTimeout: writeTimeout}
-	base, sws := unwrapWriter(w, hc.swBuf[:0])
+func detach(ci *takeover.ConnInfo, w http.ResponseWriter, r *http.Request, p *pollState, writeTimeout time.Duration) *takeoverConn {
+	tc := &takeoverConn{hub: p.c.hub}
+	base, sws := unwrapWriter(w, tc.swBuf[:0])
 	hj, ok := base.(http.Hijacker)
-	if !ok {
+	if !ok || !tc.Take(ci, hj, w.Header(), r, tc, writeTimeout) {
 		return nil
 	}
-	header := w.Header()
-	if hl.Closed() {
-		return nil
-	}
-	conn, pending, err := takeover.Take(hj)
-	if err != nil {
-		return nil
-	}
-	r.Body, r.GetBody = http.NoBody, nil // its reader was net/http's, which goes
-	hc.conn, hc.r, hc.header, hc.sws = conn, r, header, sws
-	hc.hooks.r, hc.hooks.after = r, hc.hooks.buf[:0]
-	hc.path, hc.host, hc.remote, hc.hub = r.URL.Path, r.Host, r.RemoteAddr, p.c.hub
-	hc.pending = pending // a pipelined request
+	tc.sws = sws
+	tc.hooks.r, tc.hooks.after = r, tc.hooks.buf[:0]
 	for _, sw := range sws {
-		sw.held = &hc.hooks
+		sw.held = &tc.hooks
 		sw.ResponseWriter = nil // net/http's, done with: its buffers go
 	}
-	hc.desc.Open(conn)        // none for a replayConn (pending bytes are read first)
-	hc.tracked = hl.Track(hc) // else attach answers at once
-	hc.attach(p)
-	return hc
+	tc.attach(p)
+	return tc
 }
 
-// attach has p wait on the connection: reading it, woken by moving its
-// read deadline (waiter.interruptLocked).
-func (hc *heldConn) attach(p *pollState) {
-	p.conn = hc
+// attach has p wait on the connection, woken by Conn.Wake
+// (waiter.interruptLocked).
+func (tc *takeoverConn) attach(p *pollState) {
+	p.conn = tc
 	p.w.mu.Lock()
-	p.w.cut = hc
+	p.w.cut = tc
 	p.w.mu.Unlock()
-	hc.mu.Lock()
-	hc.p = p
-	hc.mu.Unlock()
-	if hc.hl.Closed() { // closing: answer at once (see Close)
+	tc.mu.Lock()
+	tc.p = p
+	tc.mu.Unlock()
+	if tc.Closing() { // the listener is closing: answer at once
 		p.w.end(PollClosed)
 	}
 }
 
-// release ends attach: no more wake-ups move the connection's deadline.
-func (hc *heldConn) release(p *pollState) {
+// release ends attach: no more wake-ups reach the connection.
+func (tc *takeoverConn) release(p *pollState) {
 	p.w.mu.Lock()
 	p.w.cut = nil
 	p.w.mu.Unlock()
-	hc.mu.Lock()
-	hc.p = nil
-	hc.mu.Unlock()
+	tc.mu.Lock()
+	tc.p = nil
+	tc.mu.Unlock()
 }
 
 // cutWait ends the wait of the poll waiting on the connection
-// (waiter.interruptLocked): its Read, or WaitReadable, returns at once.
-func (hc *heldConn) cutWait() { takeover.CutWait(hc.conn) }
+// (waiter.interruptLocked).
+func (tc *takeoverConn) cutWait() { tc.Wake() }
 
-// Interrupt is the listener's Close for one connection served here
-// (takeover.Held): the poll it holds answers now, or the wait for its next
-// request ends.
-func (hc *heldConn) Interrupt() {
-	hc.mu.Lock()
-	defer hc.mu.Unlock()
-	if hc.p != nil {
-		hc.p.w.end(PollClosed)
+// Interrupt is the listener's Close for one connection served after its
+// takeover (takeover.Held): the poll it holds answers now, or the wait for
+// its next request ends.
+func (tc *takeoverConn) Interrupt() {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if tc.p != nil {
+		tc.p.w.end(PollClosed)
 		return
 	}
-	takeover.CutWait(hc.conn)
+	tc.Wake()
 }
 
-// wait is poll.wait for a held connection: a Read with the deadline until,
-// cut short by the waiter (waiter.interruptLocked).
-func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
+// wait is pollState.wait on a connection taken over: Conn.Wait with the
+// deadline until, cut short by the waiter (waiter.interruptLocked).
+func (tc *takeoverConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
 	w := p.w
-	for {
-		// Deadline first, then look: a wake-up after the look moves the
-		// deadline past.
-		_ = hc.conn.SetReadDeadline(until)
-		if why, now := w.look(messages); now {
-			return why
-		}
+	var why PollEnd
+	look := func() bool {
 		if p.c.hub.Closed() {
 			w.end(PollClosed)
-			continue
 		}
-		var ev takeover.Event
-		hc.pending, ev = takeover.WaitRead(hc.conn, &hc.desc, hc.buf[:], hc.pending)
-		switch ev {
-		case takeover.EventOverflow:
-			hc.gone = true
-			w.end(PollClosed)
+		var now bool
+		why, now = w.look(messages)
+		return now
+	}
+	for {
+		switch tc.Wait(until, look) {
+		case takeover.EventWoken:
+			return why
 		case takeover.EventDeadline:
 			if !time.Now().Before(until) {
 				if why, now := w.look(messages); now {
@@ -346,78 +295,50 @@ func (hc *heldConn) wait(p *pollState, until time.Time, messages bool) PollEnd {
 			// first byte ends net/http's background read: that request
 			// is served after the early answer.
 			w.end(PollClosed)
-		case takeover.EventGone: // the client went away: its messages stay queued
-			hc.gone = true
+		case takeover.EventGone, takeover.EventOverflow: // its messages stay queued
 			w.end(PollClosed)
 		}
 	}
 }
 
 // serve waits for the poll's end, answers, commits, reports to the
-// middleware, then serves the connection's next requests (keep).
-func (hc *heldConn) serve(c *Client, answer pollAnswer) {
-	if hc.tracked {
-		defer hc.hl.Untrack(hc)
-	}
-	p := hc.p
+// middleware, then serves the connection's next requests.
+func (tc *takeoverConn) serve(c *Client, answer pollAnswer) {
+	defer tc.Done()
+	p := tc.p
 	b, why := p.run(context.Background())
-	hc.release(p)
+	tc.release(p)
 	p.finish()
 	// Committed once the answer is ready to leave, before it does, as
 	// through net/http (whose Write only buffers): the client's next poll,
 	// perhaps on another connection (a proxy's), may come at once and must
 	// not get the batch again. A client that left gets nothing committed.
-	if answer(hc, b, why) && !hc.gone {
-		c.Commit(b.Cursor)
+	c.deliver(b, why, writeFunc(func(b Batch, why PollEnd) bool { return answer(tc, b, why) && !tc.Gone() }))
+	keepAlive, took, err := tc.Flush(tc.keepAlives())
+	for _, sw := range tc.sws {
+		sw.Stalled = max(sw.Stalled, took)
 	}
-	keepAlive, err := hc.flush()
-	hc.report(err)
+	tc.report(err)
 	if err != nil || !keepAlive {
-		_ = hc.conn.Close()
+		tc.Close()
 		return
 	}
-	hc.keep()
+	tc.sws = nil
+	tc.ServeNext(tc, tc.keepAlives)
 }
 
-// flush writes the answer as net/http would; keepAlive says whether the
-// connection can serve another request.
-func (hc *heldConn) flush() (keepAlive bool, err error) {
-	if hc.gone {
-		return false, net.ErrClosed
-	}
-	connection, keepAlive := takeover.Connection(hc.r, hc.header, !hc.hl.Closed() && !hc.hub.Closed())
-	if hc.status == 0 {
-		hc.status = http.StatusOK
-	}
-	bp := takeover.GetBuf()
-	out := takeover.AppendResponse(slices.Grow((*bp)[:0], 512+len(hc.body)), hc.r, hc.status, hc.header, hc.body, connection)
-	// At once if the socket takes it all (the usual case), else with the
-	// write deadline.
-	start := time.Now()
-	err = takeover.WriteAll(hc.conn, &hc.desc, out, hc.writeTimeout)
-	takeover.PutBuf(bp, out)
-	for _, sw := range hc.sws {
-		sw.Stalled = max(sw.Stalled, time.Since(start))
-	}
-	return keepAlive, err
-}
-
-// SetReadDeadline and SetWriteDeadline make the deadlines the middleware
-// sets for a request served off net/http (hold_serve.go) no-ops: the
-// goroutine that serves the connection sets its own, to wait for the next
-// request, read its header, hold a poll, and write an answer that the
-// socket does not take at once.
-func (hc *heldConn) SetReadDeadline(time.Time) error  { return nil }
-func (hc *heldConn) SetWriteDeadline(time.Time) error { return nil }
+// keepAlives is false once the hub is closed: answers close their
+// connection.
+func (tc *takeoverConn) keepAlives() bool { return !tc.hub.Closed() }
 
 // report gives the middleware (request log, access log, metrics,
 // incidents) the answer's status and size, as net/http would have.
-func (hc *heldConn) report(err error) {
-	for _, sw := range hc.sws {
-		sw.Code = hc.status
+func (tc *takeoverConn) report(err error) {
+	for _, sw := range tc.sws {
+		sw.Code = tc.Status()
 		if err == nil {
-			sw.Bytes = int64(len(hc.body))
+			sw.Bytes = int64(tc.BodyLen())
 		}
 	}
-	hc.hooks.answered()
+	tc.hooks.answered()
 }

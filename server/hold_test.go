@@ -166,7 +166,7 @@ func waitHeldOff(t *testing.T, s *Server, srv *http.Server, n int) {
 // heldCount is the number of polls held on their connection.
 func heldCount(srv *http.Server) int {
 	return heldListenerOf(srv).Count(func(h takeover.Held) bool {
-		hc := h.(*heldConn)
+		hc := h.(*takeoverConn)
 		hc.mu.Lock()
 		defer hc.mu.Unlock()
 		return hc.p != nil

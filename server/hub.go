@@ -202,10 +202,6 @@ func (h *Hub) failed(err error) error {
 	return err
 }
 
-// busyWindow: a WebSocket written to this recently is receiving steadily,
-// and what comes next for it is gathered for BatchDelay (ws_push.go).
-const busyWindow = 100 * time.Millisecond
-
 // NewID returns a random id of 128 bits from crypto/rand, as hex.
 func NewID() string {
 	var b [16]byte

@@ -71,8 +71,7 @@ type wsSession struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	writeMu sync.Mutex    // one writer at a time (ws_frame.go)
-	desc    takeover.Desc // the socket's descriptor, for writes that never block; none: blocking writes (the portable path)
+	sock takeover.Socket // writes data frames, one writer at a time (ws_frame.go)
 
 	mu      sync.Mutex
 	pending *heldConnect
@@ -136,9 +135,9 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	who.ctx = ctx // the app is asked for as long as the socket lives, each call bounded by the Authenticator
 	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel, owned: map[string]bool{}}
-	b.hub.fallbacks.Add(takeover.UseWebSocket, ws.desc.Open(conn.NetConn()))
+	b.hub.fallbacks.Add(takeover.UseWebSocket, ws.sock.Open(conn.NetConn(), wsWriteTimeout))
 	// gorilla/websocket's answers to a ping and to a close go through
-	// writeMu too.
+	// the socket's lock too.
 	conn.SetPingHandler(func(data string) error {
 		err := ws.control(websocket.PongMessage, []byte(data))
 		if errors.Is(err, websocket.ErrCloseSent) {
@@ -313,9 +312,9 @@ func (ws *wsSession) answerPending(h *heldConnect, why PollEnd) {
 		return
 	}
 	ws.pending = nil
-	ws.writeMu.Lock()
+	ws.sock.Lock()
 	ws.mu.Unlock()
-	defer ws.writeMu.Unlock()
+	defer ws.sock.Unlock()
 	ws.writeFrameLocked(wsFrameOf([][]byte{ws.b.connectReply(h, why, 0)}))
 }
 

@@ -1,12 +1,9 @@
 package server
 
 import (
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // Pushing over WebSockets without a goroutine per socket. A socket's client
@@ -118,67 +115,75 @@ func (p *wsPusher) flush(mayBlock bool, n int32) bool {
 		return false // the hub's close answers the socket (wsSockets)
 	}
 	if mayBlock {
-		ws.writeMu.Lock()
-	} else if !ws.writeMu.TryLock() {
+		ws.sock.Lock()
+	} else if !ws.sock.TryLock() {
 		go p.run(true) // the socket is busy writing something else
 		return false
 	}
 	batch, why := p.c.Take(ws.ctx)
 	switch {
 	case why == PollTimeout:
-		ws.writeMu.Unlock()
+		ws.sock.Unlock()
 		return true
 	case why != PollReady:
-		ws.writeMu.Unlock()
+		ws.sock.Unlock()
 		p.end(why)
 		return false
 	case p.ended.Load(): // replaced while fetching: the successor takes them
-		ws.writeMu.Unlock()
+		ws.sock.Unlock()
 		return false
 	case len(batch.Messages) == 0: // a drop notice only: Bayeux has none in-band
-		ws.writeMu.Unlock()
+		ws.sock.Unlock()
 		return true
 	}
-	rest, err := ws.desc.WriteNow(wsMessagesFrame(batch.Messages))
-	if errors.Is(err, takeover.ErrWouldBlock) {
-		err = nil
-	}
-	if err == nil && len(rest) > 0 {
-		if !mayBlock {
-			go func() { // a full socket: it waits, no other does
-				if p.finish(rest, batch.Cursor) && p.next(n) {
-					p.run(true)
-				}
-			}()
-			return false
-		}
-		return p.finish(rest, batch.Cursor)
-	}
-	ws.writeMu.Unlock()
-	if err != nil {
-		_ = ws.conn.Close() // its reader then ends and lets go of the rest
+	var rest []byte
+	failed := false
+	written := p.c.deliver(batch, why, writeFunc(func(batch Batch, _ PollEnd) bool {
+		var err error
+		rest, err = ws.sock.WriteNowLocked(wsMessagesFrame(batch.Messages))
+		failed = !p.wrote(err, len(rest) == 0)
+		return !failed && len(rest) == 0
+	}))
+	switch {
+	case written:
+		ws.sock.Unlock()
+		return true
+	case failed:
+		ws.sock.Unlock()
+		return false
+	case !mayBlock:
+		go func() { // a full socket: it waits, no other does
+			if p.finish(batch, rest) && p.next(n) {
+				p.run(true)
+			}
+		}()
 		return false
 	}
-	p.wrote(batch.Cursor)
-	return true
+	return p.finish(batch, rest)
 }
 
-// finish writes the rest of a frame, blocking, then lets go of writeMu.
-func (p *wsPusher) finish(rest []byte, cursor uint64) bool {
-	err := p.ws.writeRest(rest)
-	p.ws.writeMu.Unlock()
+// finish writes the rest of a batch's frame, blocking within
+// wsWriteTimeout, commits the batch once written, then lets go of the
+// socket.
+func (p *wsPusher) finish(batch Batch, rest []byte) bool {
+	defer p.ws.sock.Unlock()
+	return p.c.deliver(batch, PollReady, writeFunc(func(Batch, PollEnd) bool {
+		return p.wrote(p.ws.sock.WriteRestLocked(rest), true)
+	}))
+}
+
+// wrote notes the end of a write: on failure the socket is closed (its
+// reader then ends and lets go of the rest) and it reports false; a frame
+// written whole (all) is timed, for pacing.
+func (p *wsPusher) wrote(err error, all bool) bool {
 	if err != nil {
 		_ = p.ws.conn.Close()
 		return false
 	}
-	p.wrote(cursor)
+	if all {
+		p.last.Store(time.Now().UnixNano())
+	}
 	return true
-}
-
-// wrote notes a frame written: its batch is committed.
-func (p *wsPusher) wrote(cursor uint64) {
-	p.last.Store(time.Now().UnixNano())
-	p.c.Commit(cursor)
 }
 
 // wsSockets is what a Bayeux server keeps of its WebSockets: the set of
@@ -237,9 +242,7 @@ func (s *wsSockets) closeAllWith(h *Hub) {
 
 // batching reports whether p's next flush should wait for the batch timer:
 // its socket was written to within busyWindow.
-func (p *wsPusher) batching() bool {
-	return p.ws.b.hub.opts.BatchDelay > 0 && time.Now().UnixNano()-p.last.Load() < int64(busyWindow)
-}
+func (p *wsPusher) batching() bool { return p.ws.b.hub.gathering(p.last.Load()) }
 
 // later queues p's flush for the next tick of the batch timer, which is
 // armed by the first flush waiting for it: every message waits at most the

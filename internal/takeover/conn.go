@@ -152,13 +152,13 @@ func readFirst(c net.Conn, d *Desc) (bp *[]byte, b []byte) {
 	return bp, (*bp)[:n]
 }
 
-// Take takes the connection of a request from net/http through hj (the
+// hijack takes the connection of a request from net/http through hj (the
 // ResponseWriter at the bottom of the middleware's): the connection (the
 // bare one when it was given back with nothing left to replay), what the
 // client sent after the request that net/http had read (a pipelined
 // request), with no deadline left on it. The request's body must have been
 // read first: its reader was net/http's.
-func Take(hj http.Hijacker) (c net.Conn, pending []byte, err error) {
+func hijack(hj http.Hijacker) (c net.Conn, pending []byte, err error) {
 	c, rw, err := hj.Hijack()
 	if err != nil {
 		return nil, nil, err

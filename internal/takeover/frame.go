@@ -48,3 +48,23 @@ func FrameHeaderLen(f []byte) int {
 	}
 	return 2
 }
+
+// NewTextFrame is an empty text frame with room for a payload of about n
+// bytes: append the payload to it, then Seal it.
+func NewTextFrame(n int) []byte {
+	b := make([]byte, MaxFrameHeader, MaxFrameHeader+n)
+	return b
+}
+
+// SealTextFrame writes the header of f, made by NewTextFrame with its
+// payload appended, and returns the frame (a slice of f).
+func SealTextFrame(f []byte) []byte {
+	n := len(f) - MaxFrameHeader
+	h := FrameHeaderSize(n)
+	out := f[MaxFrameHeader-h:]
+	PutTextFrameHeader(out[:h], n)
+	return out
+}
+
+// FramePayload is the payload of f, a frame made here.
+func FramePayload(f []byte) []byte { return f[FrameHeaderLen(f):] }
