@@ -123,29 +123,41 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		b, why := c.Poll(r.Context(), hold)
-		switch why {
-		case PollReady:
-			out.messages(b.Messages, b.Dropped)
-		case PollTimeout:
-			out.comment("ping")
-		case PollExpired:
-			fmt.Fprintf(out.w, "event: reset\ndata: %s\n\n", resetJSON(time.Now()))
-			_ = out.send()
-			return // the browser reconnects and registers the client anew
-		default:
-			if why == PollClosed && s.hub.wasKicked(c.ID()) { // the server API disconnected it
-				fmt.Fprintf(out.w, "event: disconnect\ndata: %s\n\n", disconnectJSON)
-				_ = out.send()
-			}
+		more := false
+		c.deliver(b, why, writeFunc(func(b Batch, why PollEnd) (sent bool) {
+			sent, more = s.sseAnswer(out, c, b, why)
+			return sent
+		}))
+		if !more {
 			return
-		}
-		if err := out.send(); err != nil {
-			return
-		}
-		if why == PollReady {
-			c.Commit(b.Cursor)
 		}
 	}
+}
+
+// sseAnswer frames the end of one of an SSE stream's polls as events and
+// sends them: sent when they reached the browser (the batch is then
+// committed), more when the stream goes on.
+func (s *Server) sseAnswer(out *sseWriter, c *Client, b Batch, why PollEnd) (sent, more bool) {
+	switch why {
+	case PollReady:
+		out.messages(b.Messages, b.Dropped)
+	case PollTimeout:
+		out.comment("ping")
+	case PollExpired:
+		fmt.Fprintf(out.w, "event: reset\ndata: %s\n\n", resetJSON(time.Now()))
+		_ = out.send()
+		return false, false // the browser reconnects and registers the client anew
+	default:
+		if why == PollClosed && s.hub.wasKicked(c.ID()) { // the server API disconnected it
+			fmt.Fprintf(out.w, "event: disconnect\ndata: %s\n\n", disconnectJSON)
+			_ = out.send()
+		}
+		return false, false
+	}
+	if err := out.send(); err != nil {
+		return false, false
+	}
+	return true, true
 }
 
 // lastEventID reads the resume point: the Last-Event-ID header an EventSource
