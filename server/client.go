@@ -72,7 +72,9 @@ func (c *Client) SetAttr(key, value string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.added {
-		if err := c.hub.engine.SetAttr(context.Background(), c.s.ID, key, value); err != nil {
+		ctx, cancel := c.hub.call(context.Background())
+		defer cancel()
+		if err := c.hub.engine.SetAttr(ctx, c.s.ID, key, value); err != nil {
 			return c.hub.failed(err)
 		}
 	}
@@ -82,13 +84,17 @@ func (c *Client) SetAttr(key, value string) error {
 
 // Subscriptions returns the patterns the client is subscribed to, sorted.
 func (c *Client) Subscriptions() ([]string, error) {
-	subs, err := c.hub.engine.Subscriptions(context.Background(), c.s.ID)
+	ctx, cancel := c.hub.call(context.Background())
+	defer cancel()
+	subs, err := c.hub.engine.Subscriptions(ctx, c.s.ID)
 	return subs, c.hub.failed(err)
 }
 
 // Exists reports whether the engine still has the client.
 func (c *Client) Exists() (bool, error) {
-	_, err := c.hub.engine.Session(context.Background(), c.s.ID)
+	ctx, cancel := c.hub.call(context.Background())
+	defer cancel()
+	_, err := c.hub.engine.Session(ctx, c.s.ID)
 	switch {
 	case err == nil:
 		return true, nil
@@ -103,7 +109,9 @@ func (c *Client) Exists() (bool, error) {
 // poll, wherever it is served. An error is logged: the messages then come
 // again.
 func (c *Client) Commit(cursor uint64) {
-	if err := c.hub.engine.Commit(context.Background(), c.s.ID, cursor); err != nil {
+	ctx, cancel := c.hub.call(context.Background())
+	defer cancel()
+	if err := c.hub.engine.Commit(ctx, c.s.ID, cursor); err != nil {
 		c.hub.failed(err)
 		c.hub.log.WithError(err).Debug("commit failed: the batch will be sent again")
 	}
@@ -166,7 +174,7 @@ func (c *Client) beginPoll(ctx context.Context, hold time.Duration) *pollState {
 }
 
 // enter makes w the client's poll in this process, ending the older one
-// here, and releases those held in other processes (Engine.NotifyPoll). It
+// here, and releases those held in other processes (PollNotifier). It
 // reports when the client's previous poll here ended.
 func (c *Client) enter(ctx context.Context, w *waiter) (last time.Time, polledBefore bool) {
 	h, id := c.hub, c.s.ID
@@ -177,8 +185,12 @@ func (c *Client) enter(ctx context.Context, w *waiter) (last time.Time, polledBe
 	h.polls[id] = w
 	last, polledBefore = h.recent[id]
 	h.mu.Unlock()
-	if err := h.engine.NotifyPoll(ctx, id); err != nil {
-		h.failed(err)
+	if pn, ok := h.engine.(PollNotifier); ok {
+		ctx, cancel := h.call(ctx)
+		defer cancel()
+		if err := pn.NotifyPoll(ctx, id); err != nil {
+			h.failed(err)
+		}
 	}
 	return last, polledBefore
 }
@@ -353,6 +365,8 @@ func (c *Client) Take(ctx context.Context) (Batch, PollEnd) {
 // take fetches what is queued, as Take, without counting drops.
 func (c *Client) take(ctx context.Context) (Batch, PollEnd) {
 	h := c.hub
+	ctx, cancel := h.call(ctx)
+	defer cancel()
 	b, err := h.engine.Fetch(ctx, c.s.ID, h.opts.FetchMax)
 	switch {
 	case errors.Is(err, ErrUnknownClient):

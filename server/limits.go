@@ -269,7 +269,9 @@ func (h *Hub) prepareChannels(addr string, names []string) error {
 		return nil
 	}
 	now := time.Now()
-	added, err := cc.CreateChannels(context.Background(), names, h.newChannels.available(addr, now))
+	ctx, cancel := h.call(context.Background())
+	defer cancel()
+	added, err := cc.CreateChannels(ctx, names, h.newChannels.available(addr, now))
 	switch {
 	case errors.Is(err, ErrChannelBudget):
 		return fmt.Errorf("%w: at most %g a second from one address (comet.address_channel_rate)",
@@ -298,7 +300,9 @@ func (h *Hub) tooManyChannels() error {
 // whether the session was counted (to forget if it is not created).
 func (h *Hub) admitSession(c *Client) (added bool, err error) {
 	return h.limits.admit(c.s.ID, c.s.Remote, time.Now(), func(id string) bool {
-		_, err := h.engine.Session(context.Background(), id)
+		ctx, cancel := h.call(context.Background())
+		_, err := h.engine.Session(ctx, id)
+		cancel()
 		return !errors.Is(err, ErrUnknownClient)
 	})
 }
