@@ -69,7 +69,7 @@ const busyWindow = 100 * time.Millisecond
 
 // waiter is one poll held by this process: what woke it, and how to
 // interrupt the wait in progress. It has no channel of its own when the
-// poll waits by other means (a connection taken over: hold.go), which cut
+// poll waits by other means (a connection taken over: longpoll.go), which cut
 // tells to stop waiting. Its notify is the wake that reaches the poll's
 // writer.
 type waiter struct {

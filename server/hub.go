@@ -194,7 +194,7 @@ func (h *Hub) Close() {
 	first := false
 	h.closeOnce.Do(func() { close(h.done); first = true })
 	h.mu.Lock()
-	for _, w := range h.polls { // those waiting on a connection (hold.go) do not see done
+	for _, w := range h.polls { // those waiting on a connection (longpoll.go) do not see done
 		w.end(PollClosed)
 	}
 	h.mu.Unlock()

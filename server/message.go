@@ -49,7 +49,7 @@ type Message struct {
 func (m *Message) size() int { return len(m.Data) + len(m.Channel) + len(m.ID) + len(m.Ext) + 64 }
 
 // encodingKind names a slot of a message's encodings: one per protocol's
-// form, declared by that protocol's file (stardust_wire.go, ws_frame.go);
+// form, declared by that protocol's file (stardust_wire.go, transport_websocket_frame.go);
 // the core knows none of them.
 type encodingKind uint8
 

@@ -68,7 +68,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	// keeps its queue until it reconnects or client_timeout passes, and a
 	// second stream with its id takes over from the first.
 
-	s.rules.holdRequest(w, s.opts.SSEMaxDuration)
+	s.rules.longRequest(w, s.opts.SSEMaxDuration)
 	h := w.Header()
 	s.rules.ensureBrowser(h, r, s.opts.Base) // so that the browser's next ids are bound
 	h.Set("Content-Type", "text/event-stream")
@@ -108,21 +108,21 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	deadline := time.Now().Add(s.opts.SSEMaxDuration)
 	expires := known && !ident.ExpireAt.IsZero()
 	for {
-		hold := min(s.opts.SSEHeartbeat, time.Until(deadline))
+		timeout := min(s.opts.SSEHeartbeat, time.Until(deadline))
 		if expires {
-			hold = min(hold, ident.ExpireAt.Sub(s.idh.clock()))
+			timeout = min(timeout, ident.ExpireAt.Sub(s.idh.clock()))
 		}
-		if expires && hold <= 0 {
+		if expires && timeout <= 0 {
 			// The identity has expired: say so and end; the browser's
 			// reconnect gets a 401 unless it brings a fresh token.
 			fmt.Fprintf(out.w, "event: expired\ndata: {\"error\":\"identity expired\",\"status\":401}\n\n")
 			_ = out.send()
 			return
 		}
-		if hold <= 0 {
+		if timeout <= 0 {
 			return
 		}
-		b, why := c.Poll(r.Context(), hold)
+		b, why := c.Poll(r.Context(), timeout)
 		more := false
 		c.deliver(b, why, writeFunc(func(b Batch, why PollEnd) (sent bool) {
 			sent, more = s.sseAnswer(out, c, b, why)

@@ -29,8 +29,8 @@ func testServer(t *testing.T, opts Options) (*Server, *httptest.Server) {
 	log.SetLevel(logrus.DebugLevel)
 	s := New(opts, logrus.NewEntry(log))
 	ts := httptest.NewUnstartedServer(s)
-	if holdInTests { // the held polls wait on their connection (hold.go)
-		ts.Listener = HoldListener(ts.Config, ts.Listener)
+	if takeoverInTest(t) { // the long polls wait on their connection taken over (longpoll.go)
+		ts.Listener = TakeoverListener(ts.Config, ts.Listener)
 	}
 	ts.Start()
 	t.Cleanup(func() {

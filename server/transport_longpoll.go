@@ -131,7 +131,7 @@ func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 }
 
 // exchange processes an HTTP batch and, when it holds a connect, waits for
-// messages or the hold time (holdPoll); write writes the JSON array to send
+// messages or the hold time (longPoll); write writes the JSON array to send
 // back, and the connect's messages are committed once it is written. An
 // error is returned only before anything is written.
 func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*BayeuxMessage, transport string,
@@ -150,7 +150,7 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 	release := func() {}
 	// Held connects are counted per browser; a request without a cookie
 	// (a bearer session, a first visit) has a value no other tab shares.
-	if held.hold > 0 && who.presented {
+	if held.timeout > 0 && who.presented {
 		key := browserKey(who.browser)
 		limit := b.opts.ClientMaxConnections
 		if held.client.Polling() {
@@ -165,11 +165,11 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 		} else {
 			// Another tab holds this browser's connects: answer this one
 			// at once, with what is queued for it, and tell it to poll.
-			held.hold, held.multiple = 0, true
+			held.timeout, held.multiple = 0, true
 		}
 	}
 	b.noteTransport(held.client, transport)
-	holdPoll(w, r, b.rules, held.client, held.hold, func(w http.ResponseWriter, batch Batch, why PollEnd) bool {
+	longPoll(w, r, b.rules, held.client, held.timeout, func(w http.ResponseWriter, batch Batch, why PollEnd) bool {
 		release()
 		msgs := bayeuxMessages(batch)
 		out := make([][]byte, 0, len(replies)+len(msgs)+1)

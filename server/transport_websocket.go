@@ -29,7 +29,7 @@ const wsReadBuffer = 512
 // keeps little while idle: a read buffer of wsReadBuffer bytes (a connect
 // fits in it; a larger frame is read past it), in place of the 4 KiB one
 // the HTTP server had for the connection, and no write buffer: frames are
-// built for each write (ws_frame.go), and the pool only keeps
+// built for each write (transport_websocket_frame.go), and the pool only keeps
 // gorilla/websocket from giving every connection a write buffer it would
 // never use.
 func (b *Bayeux) newUpgrader() *websocket.Upgrader {
@@ -63,7 +63,7 @@ func (b *Bayeux) checkOrigin(r *http.Request) bool {
 }
 
 // wsSession is one WebSocket connection. It has one goroutine, its reader;
-// deliveries are written by short-lived flushes (see ws_push.go).
+// deliveries are written by short-lived flushes (see transport_websocket_push.go).
 type wsSession struct {
 	b      *Bayeux
 	conn   *websocket.Conn
@@ -71,10 +71,10 @@ type wsSession struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	sock takeover.Socket // writes data frames, one writer at a time (ws_frame.go)
+	sock takeover.Socket // writes data frames, one writer at a time (transport_websocket_frame.go)
 
 	mu      sync.Mutex
-	pending *heldConnect
+	pending *pendingConnect
 	timer   *time.Timer
 	owned   map[string]bool // sessions bound to this socket (AttrSocket)
 	// push delivers the messages of the client the latest connect named,
@@ -190,9 +190,9 @@ func (ws *wsSession) shutdown() {
 // until the client sends nothing for connect_timeout after the hold of the
 // last connect it sent (see idleDeadline).
 func (ws *wsSession) readLoop() {
-	var heldUntil time.Time // when the last held connect's hold ends
+	var pendingUntil time.Time // when the last held connect's hold ends
 	for {
-		_ = ws.conn.NetConn().SetReadDeadline(ws.idleDeadline(heldUntil))
+		_ = ws.conn.NetConn().SetReadDeadline(ws.idleDeadline(pendingUntil))
 		_, data, err := ws.conn.ReadMessage()
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
@@ -210,14 +210,14 @@ func (ws *wsSession) readLoop() {
 		}
 		replies, held := ws.b.process(batch, ws.who)
 		if held != nil {
-			heldUntil = time.Now().Add(held.hold)
+			pendingUntil = time.Now().Add(held.timeout)
 		}
 		if held != nil && held.ack {
 			ws.ackConnect(held)
 			held = nil
 		}
 		if held != nil {
-			if immediate := ws.holdConnect(held); immediate != nil {
+			if immediate := ws.setPending(held); immediate != nil {
 				replies = append(replies, immediate)
 			}
 		}
@@ -241,8 +241,8 @@ func (ws *wsSession) readLoop() {
 // removed after connect_timeout. A Bayeux client sends its next connect as
 // soon as one is answered, so only a socket that is no longer used (or
 // never was) reaches it; pings do not count.
-func (ws *wsSession) idleDeadline(heldUntil time.Time) time.Time {
-	return later(time.Now(), heldUntil).Add(ws.b.opts.ConnectTimeout)
+func (ws *wsSession) idleDeadline(pendingUntil time.Time) time.Time {
+	return later(time.Now(), pendingUntil).Add(ws.b.opts.ConnectTimeout)
 }
 
 func later(a, b time.Time) time.Time {
@@ -266,10 +266,10 @@ func disconnected(batch []*BayeuxMessage, replies [][]byte) bool {
 	return false
 }
 
-// holdConnect makes h the pending connect. A connect that was pending is
+// setPending makes h the pending connect. A connect that was pending is
 // answered now; h itself is answered at once when its hold is zero (it is then
 // returned), else when its timer fires.
-func (ws *wsSession) holdConnect(h *heldConnect) []byte {
+func (ws *wsSession) setPending(h *pendingConnect) []byte {
 	ws.b.noteTransport(h.client, TransportWebSocket)
 	ws.bind(h.client)
 	ws.pushTo(h.client)
@@ -281,11 +281,11 @@ func (ws *wsSession) holdConnect(h *heldConnect) []byte {
 		ws.pending = nil
 		go ws.write([][]byte{ws.b.connectReply(old, PollReplaced, 0)})
 	}
-	if h.hold <= 0 {
+	if h.timeout <= 0 {
 		return ws.b.connectReply(h, PollTimeout, 0)
 	}
 	ws.pending = h
-	ws.timer = time.AfterFunc(h.hold, func() { ws.answerPending(h, PollTimeout) })
+	ws.timer = time.AfterFunc(h.timeout, func() { ws.answerPending(h, PollTimeout) })
 	return nil
 }
 
@@ -293,10 +293,10 @@ func (ws *wsSession) holdConnect(h *heldConnect) []byte {
 // polling does: its messages come in the connect reply, with their batch
 // number, never pushed on their own, and stay queued until the client's
 // next connect acknowledges them.
-func (ws *wsSession) ackConnect(h *heldConnect) {
+func (ws *wsSession) ackConnect(h *pendingConnect) {
 	ws.b.noteTransport(h.client, TransportWebSocket)
 	go func() { // ends with the socket (ctx) at the latest
-		msgs, cursor, why := ws.b.poll(ws.ctx, h.client, h.hold)
+		msgs, cursor, why := ws.b.poll(ws.ctx, h.client, h.timeout)
 		ws.write(append(msgs, ws.b.connectReply(h, why, cursor)))
 	}()
 }
@@ -305,7 +305,7 @@ func (ws *wsSession) ackConnect(h *heldConnect) {
 // writer is taken before the connect is let go, so that what the reader
 // writes after seeing no pending connect (a disconnect's reply) comes after
 // this answer.
-func (ws *wsSession) answerPending(h *heldConnect, why PollEnd) {
+func (ws *wsSession) answerPending(h *pendingConnect, why PollEnd) {
 	ws.mu.Lock()
 	if ws.pending != h {
 		ws.mu.Unlock()

@@ -16,7 +16,7 @@ import (
 // A long poll that finds nothing queued is held for up to its hold time.
 // Served plainly, it would keep net/http's connection goroutine, with the
 // handler's stack and its 4 KiB read and write buffers, for all that time.
-// When the server was started through HoldListener (the stardust command
+// When the server was started through TakeoverListener (the stardust command
 // does so in HTTP mode), such a poll instead takes the connection over
 // (http.Hijacker), lets net/http's goroutine go, and waits in one small
 // goroutine of its own, blocked in a Read of the connection: a wake-up
@@ -29,21 +29,21 @@ import (
 // body read as one.
 // Then that goroutine writes the whole answer, as net/http would, and
 // serves the connection's next requests itself while they are polls of the
-// same path (hold_serve.go): a client polling steadily is not set up anew
+// same path (takeover.Conn.ServeNext): a client polling steadily is not set up anew
 // by net/http for each poll. Any other request, and a connection that
 // misbehaves in a way net/http has an answer for, is handed back to the
 // http.Server through the listener, to be served as any other.
-// FastCGI, HTTP/2, HEAD and servers not started through HoldListener
+// FastCGI, HTTP/2, HEAD and servers not started through TakeoverListener
 // (httptest) hold in the handler as before; so do connections without a
 // raw descriptor (off Unix, or behind a listener wrapper that hides it),
 // counted in stardust_takeover_fallback_total.
 //
 // Every system call, read, wire decision and the listener are
 // internal/takeover's (its README.md lists where they differ from
-// net/http, and why); this file and hold_serve.go say what they mean for a
+// net/http, and why); this file and takeover.Conn.ServeNext say what they mean for a
 // poll.
 
-// HoldListener wraps l, the listener srv is to Serve, so that long polls
+// TakeoverListener wraps l, the listener srv is to Serve, so that long polls
 // with nothing queued are held without net/http's connection goroutine and
 // buffers (about half the memory per held client), and their keep-alive
 // connections come back to srv through the returned listener. It sets
@@ -53,7 +53,7 @@ import (
 // the returned listener only; plain HTTP/1.x only (no TLS in between).
 // Where a connection's descriptor is not there (internal/takeover), its
 // polls are held in net/http, and counted.
-func HoldListener(srv *http.Server, l net.Listener) net.Listener {
+func TakeoverListener(srv *http.Server, l net.Listener) net.Listener {
 	return takeover.NewListener(srv, l)
 }
 
@@ -62,7 +62,7 @@ func HoldListener(srv *http.Server, l net.Listener) net.Listener {
 // until the answer is written), the poll waiting on it, and the
 // middleware's hooks for the first answer (StatusWriter.held). After that
 // answer the Conn serves the connection's next polls, each with the
-// takeoverConn as its ResponseWriter, so that holdPoll finds it
+// takeoverConn as its ResponseWriter, so that longPoll finds it
 // (servedHere).
 type takeoverConn struct {
 	takeover.Conn
@@ -81,15 +81,15 @@ type takeoverConn struct {
 // batch is to be committed once that answer has left.
 type pollAnswer func(w http.ResponseWriter, b Batch, why PollEnd) bool
 
-// holdPoll polls c for up to hold and has answer write the answer, then
+// longPoll polls c for up to hold and has answer write the answer, then
 // commits the batch if answer says so. A poll with nothing queued at once
 // is held off net/http's goroutine when the server allows it (see
-// HoldListener); else in this one.
-func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Client, hold time.Duration, answer pollAnswer) {
-	if hc := servedHere(w); hc != nil && hold > 0 {
+// TakeoverListener); else in this one.
+func longPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Client, timeout time.Duration, answer pollAnswer) {
+	if hc := servedHere(w); hc != nil && timeout > 0 {
 		// A request served on a connection taken over before: its poll
 		// waits on the connection in this goroutine.
-		p := c.beginPoll(r.Context(), hold)
+		p := c.beginPoll(r.Context(), timeout)
 		hc.attach(p)
 		b, why := p.run(r.Context())
 		hc.release(p)
@@ -99,21 +99,21 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 	}
 	// What is left of a body is read first, as net/http reads it before it
 	// answers: a connection taken over must begin its next request where
-	// this one ends, and a body still unread when holdRequest lifts the
+	// this one ends, and a body still unread when longRequest lifts the
 	// read deadline would keep net/http waiting for it after the hold.
-	if hold > 0 && !bodyRead(w, r) {
+	if timeout > 0 && !bodyRead(w, r) {
 		b, why := c.Poll(r.Context(), 0) // not held: answered at once (bodyRead)
 		answerNow(w, c, b, why, answer)
 		return
 	}
 	ch := takeover.Info(r.Context())
-	if ch == nil || hold <= 0 || r.ProtoMajor != 1 || r.Method == http.MethodHead {
-		rules.holdRequest(w, hold)
-		b, why := c.Poll(r.Context(), hold)
+	if ch == nil || timeout <= 0 || r.ProtoMajor != 1 || r.Method == http.MethodHead {
+		rules.longRequest(w, timeout)
+		b, why := c.Poll(r.Context(), timeout)
 		answerNow(w, c, b, why, answer)
 		return
 	}
-	p := c.beginPoll(r.Context(), hold)
+	p := c.beginPoll(r.Context(), timeout)
 	// A busy client's poll, which waits at most BatchDelay before it
 	// answers, stays here: taking its connection over would cost more than
 	// the memory it saves for so short a time.
@@ -131,7 +131,7 @@ func holdPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 		}
 	}
 	// Gathering, or the connection could not be taken over: hold here.
-	rules.holdRequest(w, hold)
+	rules.longRequest(w, timeout)
 	b, why := p.run(r.Context())
 	p.finish()
 	answerNow(w, c, b, why, answer)

@@ -11,7 +11,7 @@ import (
 // which takes what is queued, writes it as one frame and commits it, and
 // runs again while more came meanwhile. Flushes are run in turn by a few
 // dispatcher goroutines that live while there is work; their writes never
-// block (ws_frame.go). A socket that cannot take its frame at once, or is
+// block (transport_websocket_frame.go). A socket that cannot take its frame at once, or is
 // busy writing something else, gets a goroutine of its own for the rest of
 // its flush (its write bounded by wsWriteTimeout): a slow or dead socket
 // holds up only its own deliveries, never another socket's.
