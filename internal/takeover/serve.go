@@ -22,11 +22,11 @@ import (
 type Conn struct {
 	hl      *Listener
 	conn    net.Conn
-	desc    Desc   // conn's descriptor, to wait until readable; none for a replayConn with pending bytes
-	pending []byte // what the client sent meanwhile: read first by the next request
-	gone    bool   // the client went away or misbehaved: close, write nothing
-	tracked bool   // tracked by hl (Track): untracked by Done
-	held    Held   // what hl's Close interrupts
+	desc    descriptor // conn's descriptor, to wait until readable; none for a replayConn with pending bytes
+	pending []byte     // what the client sent meanwhile: read first by the next request
+	gone    bool       // the client went away or misbehaved: close, write nothing
+	tracked bool       // tracked by hl (trackHeld): untracked by Done
+	held    Held       // what hl's Close interrupts
 
 	r      *http.Request // without its body
 	header http.Header
@@ -62,8 +62,8 @@ func (c *Conn) Take(ci *ConnInfo, hj http.Hijacker, header http.Header, r *http.
 	r.Body, r.GetBody = http.NoBody, nil // its reader was net/http's, which goes
 	*c = Conn{hl: hl, conn: conn, pending: pending, held: held, r: r, header: header,
 		path: r.URL.Path, host: r.Host, remote: r.RemoteAddr, ctx: ci.Ctx, writeTimeout: writeTimeout}
-	c.desc.Open(conn)          // none for a replayConn (pending bytes are read first)
-	c.tracked = hl.Track(held) // else Closing reports true: answer at once
+	c.desc.Open(conn)              // none for a replayConn (pending bytes are read first)
+	c.tracked = hl.trackHeld(held) // else Closing reports true: answer at once
 	return true
 }
 
@@ -80,7 +80,7 @@ func (c *Conn) Gone() bool { return c.gone }
 func (c *Conn) Done() {
 	if c.tracked {
 		c.tracked = false
-		c.hl.Untrack(c.held)
+		c.hl.untrackHeld(c.held)
 	}
 }
 
@@ -119,14 +119,11 @@ func (c *Conn) BodyLen() int { return len(c.body) }
 // Wake ends a Wait in progress at once, as net/http ends its background
 // read: by moving the read deadline to the past. It never blocks; any
 // goroutine may call it.
-func (c *Conn) Wake() { CutWait(c.conn) }
-
-// EventWoken is what Wait returns when its woken function reported true.
-const EventWoken Event = 255
+func (c *Conn) Wake() { cutWait(c.conn) }
 
 // Wait waits on the connection for one of: bytes from the client (kept,
 // EventData: wait again), its end (EventEnd: it shut its side and may still
-// read), its going away (EventGone) or sending more than MaxPending
+// read), its going away (EventGone) or sending more than maxPending
 // (EventOverflow, both marking c Gone), the deadline until or a Wake
 // (EventDeadline: the caller tells them apart by the time). It sets the
 // read deadline first, then calls woken: when that reports true it returns
@@ -140,7 +137,7 @@ func (c *Conn) Wait(until time.Time, woken func() bool) Event {
 		return EventWoken
 	}
 	var ev Event
-	c.pending, ev = WaitRead(c.conn, &c.desc, c.buf[:], c.pending)
+	c.pending, ev = waitRead(c.conn, &c.desc, c.buf[:], c.pending)
 	if ev == EventGone || ev == EventOverflow {
 		c.gone = true
 	}
@@ -158,14 +155,14 @@ func (c *Conn) Flush(keepAlives bool) (keepAlive bool, took time.Duration, err e
 	if c.gone {
 		return false, 0, net.ErrClosed
 	}
-	connection, keepAlive := Connection(c.r, c.header, keepAlives && !c.hl.Closed())
+	connection, keepAlive := connectionFor(c.r, c.header, keepAlives && !c.hl.Closed())
 	if c.status == 0 {
 		c.status = http.StatusOK
 	}
 	bp := GetBuf()
-	out := AppendResponse(slices.Grow((*bp)[:0], 512+len(c.body)), c.r, c.status, c.header, c.body, connection)
+	out := appendResponse(slices.Grow((*bp)[:0], 512+len(c.body)), c.r, c.status, c.header, c.body, connection)
 	start := time.Now()
-	err = WriteAll(c.conn, &c.desc, out, c.writeTimeout)
+	err = writeAll(c.conn, &c.desc, out, c.writeTimeout)
 	PutBuf(bp, out)
 	return keepAlive, time.Since(start), err
 }
@@ -174,14 +171,14 @@ func (c *Conn) Flush(keepAlives bool) (keepAlive bool, took time.Duration, err e
 func (c *Conn) Close() { _ = c.conn.Close() }
 
 // ServeNext serves the connection's next requests while each is one that
-// NextRequest serves here (a GET of the first request's path and host):
+// nextRequest serves here (a GET of the first request's path and host):
 // through the server's handler, with w as its ResponseWriter (w is the
 // caller's type that embeds c, so that the handler finds it), each answer
 // written by Flush(keepAlives()). At the first other request the connection
-// goes back to net/http with what was read of it (GiveBack); it is closed
+// goes back to net/http with what was read of it (giveBack); it is closed
 // when the client goes away, is idle too long, its header does not come in
 // time, the handler panics, or the listener closes. The waits are
-// net/http's (see ReadNext).
+// net/http's (see readNext).
 func (c *Conn) ServeNext(w http.ResponseWriter, keepAlives func() bool) {
 	h := c.hl.srv.Handler
 	if h == nil {
@@ -191,7 +188,7 @@ func (c *Conn) ServeNext(w http.ResponseWriter, keepAlives func() bool) {
 		r, back := c.next()
 		if r == nil {
 			if back {
-				c.hl.GiveBack(c.conn, c.pending)
+				c.hl.giveBack(c.conn, c.pending)
 			} else {
 				c.Close()
 			}
@@ -203,7 +200,7 @@ func (c *Conn) ServeNext(w http.ResponseWriter, keepAlives func() bool) {
 			c.body = nil // an answer that was large: not kept while idle
 		}
 		c.body = c.body[:0]
-		if !c.hl.Serve(h, w, r) || c.gone {
+		if !c.hl.serveRequest(h, w, r) || c.gone {
 			c.Close()
 			return
 		}
@@ -218,7 +215,7 @@ func (c *Conn) ServeNext(w http.ResponseWriter, keepAlives func() bool) {
 // serve here, back saying whether to give the connection back to net/http
 // (with what was read in c.pending) or to close it.
 func (c *Conn) next() (*http.Request, bool) {
-	r, rest, back := c.hl.ReadNext(c.conn, &c.desc, c.pending, c.path, c.host)
+	r, rest, back := c.hl.readNext(c.conn, &c.desc, c.pending, c.path, c.host)
 	c.pending = rest
 	if r == nil {
 		return nil, back

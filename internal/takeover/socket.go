@@ -18,7 +18,7 @@ import (
 type Socket struct {
 	mu      sync.Mutex
 	conn    net.Conn
-	desc    Desc
+	desc    descriptor
 	timeout time.Duration
 }
 
@@ -44,7 +44,7 @@ func (s *Socket) Unlock() { s.mu.Unlock() }
 // Under the lock.
 func (s *Socket) WriteNowLocked(frame []byte) (rest []byte, err error) {
 	rest, err = s.desc.WriteNow(frame)
-	if errors.Is(err, ErrWouldBlock) {
+	if errors.Is(err, errWouldBlock) {
 		err = nil
 	}
 	return rest, err
@@ -52,11 +52,11 @@ func (s *Socket) WriteNowLocked(frame []byte) (rest []byte, err error) {
 
 // WriteRestLocked writes rest, blocking within the socket's timeout. Under
 // the lock.
-func (s *Socket) WriteRestLocked(rest []byte) error { return WriteWithin(s.conn, rest, s.timeout) }
+func (s *Socket) WriteRestLocked(rest []byte) error { return writeWithin(s.conn, rest, s.timeout) }
 
 // WriteLocked writes a whole frame: at once if the socket takes it, else
 // blocking within the timeout. Under the lock.
-func (s *Socket) WriteLocked(frame []byte) error { return WriteAll(s.conn, &s.desc, frame, s.timeout) }
+func (s *Socket) WriteLocked(frame []byte) error { return writeAll(s.conn, &s.desc, frame, s.timeout) }
 
 // Write writes a whole frame under the lock.
 func (s *Socket) Write(frame []byte) error {
