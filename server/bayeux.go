@@ -88,7 +88,7 @@ type Bayeux struct {
 	log    *logrus.Entry
 
 	upgrader  *websocket.Upgrader
-	sockets   wsSockets  // open WebSockets and their batching (transport_websocket_push.go)
+	sockets   wsSockets  // open WebSockets (transport_websocket_push.go)
 	incidents *incidents // counts unsuccessful replies
 	idh       *identityHooks
 }

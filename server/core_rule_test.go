@@ -17,7 +17,7 @@ import (
 // protocols' files (Stardust, Bayeux, SSE encodings). Issue 22.
 
 // coreFiles are the files of the core, as globs.
-var coreFiles = []string{"hub.go", "client.go", "delivery.go", "engine*.go", "message.go", "channel.go", "local.go"}
+var coreFiles = []string{"hub.go", "client.go", "delivery*.go", "engine*.go", "message.go", "channel.go", "local.go"}
 
 // coreForbiddenImports are packages the core must not import.
 var coreForbiddenImports = []string{"net", "syscall", "github.com/gorilla/websocket", "github.com/stardust-go/stardust/internal/takeover"}

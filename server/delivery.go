@@ -10,7 +10,7 @@ import (
 // writer, in this process (docs/development.md, "How a message reaches a
 // held client: one path"). The engine's Watch calls a notify function, the
 // waiter's (a poll: long-polling, callback-polling, Stardust polls, SSE,
-// local Go clients) or the WebSocket pusher's (transport_websocket_push.go);
+// local Go clients) or a pusher's (delivery_push.go: WebSockets);
 // the seam fetches (Client.take), has the transport write the batch
 // (deliveryWriter) and commits it once written (Client.deliver). Pacing,
 // the one decision to wait before a fetch so that one write carries

@@ -116,6 +116,8 @@ type Hub struct {
 	// lastFailure is the text of the last engine failure counted, which
 	// names the engine's server: for the incidents summary, never clients.
 	lastFailure atomic.Pointer[string]
+	// pushes runs the flushes of pushed clients (delivery_push.go).
+	pushes pushQueue
 	// waiting counts the polls past their first look at the engine and the
 	// pushed clients (Stats.Polling): a poll is counted once it waits.
 	waiting atomic.Int64

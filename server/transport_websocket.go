@@ -80,7 +80,7 @@ type wsSession struct {
 	// push delivers the messages of the client the latest connect named,
 	// so that a client that handshakes again on the same socket (Faye does
 	// after a 402) gets its messages pushed too.
-	push   *wsPusher
+	push   *pusher
 	closed bool // the socket has ended: no push starts
 }
 
@@ -323,7 +323,7 @@ func (ws *wsSession) answerPending(h *pendingConnect, why PollEnd) {
 func (ws *wsSession) pushTo(c *Client) {
 	ws.mu.Lock()
 	old := ws.push
-	if ws.closed || (old != nil && old.c.ID() == c.ID() && !old.ended.Load()) {
+	if ws.closed || (old != nil && old.c.ID() == c.ID() && old.live()) {
 		ws.mu.Unlock()
 		return
 	}
@@ -332,7 +332,7 @@ func (ws *wsSession) pushTo(c *Client) {
 	if old != nil {
 		old.halt()
 	}
-	p := ws.startPush(c) // outside ws.mu: it may end at once (pushEnded)
+	p := c.startPush(ws) // outside ws.mu: it may end at once (pushEnded)
 	ws.mu.Lock()
 	if ws.closed || ws.push != nil {
 		ws.mu.Unlock()
@@ -341,15 +341,12 @@ func (ws *wsSession) pushTo(c *Client) {
 	}
 	ws.push = p
 	ws.mu.Unlock()
-	// Messages queued before the watch began.
-	if p.wakes.Add(1) == 1 {
-		ws.b.sockets.dispatch(p)
-	}
+	p.kick() // messages queued before the watch began
 }
 
 // pushEnded is called once when p's client is removed, expires, polls
 // elsewhere or cannot be read: the pending connect is answered with why.
-func (ws *wsSession) pushEnded(p *wsPusher, why PollEnd) {
+func (ws *wsSession) pushEnded(p *pusher, why PollEnd) {
 	p.stop()
 	ws.mu.Lock()
 	if ws.push == p {
