@@ -14,7 +14,8 @@ import (
 // over requests are done (giveBack), and on Close interrupts every
 // connection still served after its takeover and waits for it.
 
-// Held is a connection served after its takeover, as a Listener tracks it.
+// Held is a connection served after its takeover, as a Listener tracks it:
+// a comparable value (a pointer), as it is a map key.
 type Held interface {
 	// Interrupt is the listener's Close for this connection: whatever it
 	// waits for (a poll's messages, the next request) ends now. It never
