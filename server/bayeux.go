@@ -148,16 +148,16 @@ type pendingConnect struct {
 // to hold, and its reply goes last, after the replies to the other messages.
 func (b *Bayeux) process(batch []*BayeuxMessage, who caller) ([][]byte, *pendingConnect) {
 	replies := make([][]byte, 0, len(batch))
-	var held *pendingConnect
+	var pending *pendingConnect
 	for _, m := range batch {
 		var r *bayeuxReply
 		switch {
 		case m.Channel == "/meta/connect":
-			if held != nil {
+			if pending != nil {
 				r = b.fail(m, fmt.Errorf("%w: more than one connect in a batch", ErrBadMessage), m.Channel)
 				break
 			}
-			held, r = b.connect(m, who)
+			pending, r = b.connect(m, who)
 		case m.Channel == "/meta/handshake":
 			r = b.handshake(m, who)
 		case m.Channel == "/meta/subscribe", m.Channel == "/meta/unsubscribe":
@@ -173,7 +173,7 @@ func (b *Bayeux) process(batch []*BayeuxMessage, who caller) ([][]byte, *pending
 			replies = append(replies, r.encode())
 		}
 	}
-	return replies, held
+	return replies, pending
 }
 
 // fail is an unsuccessful reply to m carrying err as a Bayeux error string.
@@ -355,7 +355,7 @@ func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*pendingConnect, *bayeux
 	return h, nil
 }
 
-// connectReply answers a held connect when it ends. For a client of the ack
+// connectReply answers a pending connect when it ends. For a client of the ack
 // extension, a reply that carries messages carries their batch number
 // (cursor); one without leaves the client's last batch as it is.
 func (b *Bayeux) connectReply(h *pendingConnect, why PollEnd, cursor uint64) []byte {
@@ -409,7 +409,7 @@ func bayeuxMessages(batch Batch) [][]byte {
 	return out
 }
 
-// browserKey is the engine's connection-count key of a browser's held connects.
+// browserKey is the engine's connection-count key of a browser's pending connects.
 func browserKey(browser string) string { return "browser:" + browser }
 
 func (b *Bayeux) subscribe(m *BayeuxMessage, who caller, on bool) *bayeuxReply {

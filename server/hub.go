@@ -588,20 +588,20 @@ func (h *Hub) sweepLoop() {
 // has the engine remove idle clients and channels.
 func (h *Hub) sweep(now time.Time) {
 	h.mu.Lock()
-	held := make([]string, 0, len(h.polls)+len(h.recent))
+	watched := make([]string, 0, len(h.polls)+len(h.recent))
 	for id := range h.polls {
-		held = append(held, id)
+		watched = append(watched, id)
 	}
 	for id := range h.recent {
 		if h.polls[id] == nil {
-			held = append(held, id)
+			watched = append(watched, id)
 		}
 	}
 	clear(h.recent)
 	h.mu.Unlock()
-	if len(held) > 0 {
+	if len(watched) > 0 {
 		ctx, cancel := h.call(context.Background())
-		err := h.engine.Touch(ctx, held...)
+		err := h.engine.Touch(ctx, watched...)
 		cancel()
 		if err != nil {
 			h.failed(err)

@@ -212,7 +212,7 @@ func detach(ci *takeover.ConnInfo, w http.ResponseWriter, r *http.Request, p *po
 	tc.sws = sws
 	tc.hooks.r, tc.hooks.after = r, tc.hooks.buf[:0]
 	for _, sw := range sws {
-		sw.held = &tc.hooks
+		sw.takeover = &tc.hooks
 		sw.ResponseWriter = nil // net/http's, done with: its buffers go
 	}
 	tc.attach(p)

@@ -190,7 +190,7 @@ func (ws *wsSession) shutdown() {
 // until the client sends nothing for connect_timeout after the hold of the
 // last connect it sent (see idleDeadline).
 func (ws *wsSession) readLoop() {
-	var pendingUntil time.Time // when the last held connect's hold ends
+	var pendingUntil time.Time // when the last pending connect's hold ends
 	for {
 		_ = ws.conn.NetConn().SetReadDeadline(ws.idleDeadline(pendingUntil))
 		_, data, err := ws.conn.ReadMessage()
@@ -208,21 +208,21 @@ func (ws *wsSession) readLoop() {
 			ws.write([][]byte{(&bayeuxReply{Channel: "/meta/unsuccessful", Error: bayeuxError(err, "message")}).encode()})
 			continue
 		}
-		replies, held := ws.b.process(batch, ws.who)
-		if held != nil {
-			pendingUntil = time.Now().Add(held.timeout)
+		replies, pending := ws.b.process(batch, ws.who)
+		if pending != nil {
+			pendingUntil = time.Now().Add(pending.timeout)
 		}
-		if held != nil && held.ack {
-			ws.ackConnect(held)
-			held = nil
+		if pending != nil && pending.ack {
+			ws.ackConnect(pending)
+			pending = nil
 		}
-		if held != nil {
-			if immediate := ws.setPending(held); immediate != nil {
+		if pending != nil {
+			if immediate := ws.setPending(pending); immediate != nil {
 				replies = append(replies, immediate)
 			}
 		}
 		if disconnected(batch, replies) {
-			// In order: the held connect's reply, the disconnect reply, then
+			// In order: the pending connect's reply, the disconnect reply, then
 			// a normal close, which CometD's client waits for.
 			ws.answerPendingNow(PollClosed)
 			ws.write(replies)
