@@ -12,32 +12,26 @@ import (
 // waiter's (a poll: long-polling, callback-polling, Stardust polls, SSE,
 // local Go clients) or a pusher's (delivery_push.go: WebSockets);
 // the seam fetches (Client.take), has the transport write the batch
-// (deliveryWriter) and commits it once written (Client.deliver). Pacing,
+// (batchWriter) and commits it once written (Client.deliver). Pacing,
 // the one decision to wait before a fetch so that one write carries
 // several messages, is made here too (Hub.gatherUntil, Hub.gathering):
 // coalescing belongs to this file, and nothing in the engine delays a
 // message.
 
-// deliveryWriter is a transport's side of the delivery seam: it writes a
-// batch the seam fetched to its client within the transport's deadline.
-type deliveryWriter interface {
-	// writeBatch writes b, ended by why (PollReady: b has messages or a
-	// drop notice), and reports whether the batch reached the client (or is
-	// ready to leave, as net/http's buffered Write): only then is it
-	// committed, and only when why is PollReady.
-	writeBatch(b Batch, why PollEnd) bool
-}
+// batchWriter is a transport's side of the delivery seam: it writes a
+// batch the seam fetched, ended by why (PollReady: the batch has messages
+// or a drop notice), to its client within the transport's deadline, and
+// reports whether the batch reached the client (or is ready to leave, as
+// net/http's buffered Write): only then is it committed, and only when why
+// is PollReady. A function rather than an interface: a closure that does
+// not escape costs no allocation per answer.
+type batchWriter func(b Batch, why PollEnd) bool
 
-// writeFunc is a deliveryWriter made of a function.
-type writeFunc func(b Batch, why PollEnd) bool
-
-func (f writeFunc) writeBatch(b Batch, why PollEnd) bool { return f(b, why) }
-
-// deliver has w write b and commits it once written: the one place where
-// every transport's batch is written and committed. It reports whether it
-// committed.
-func (c *Client) deliver(b Batch, why PollEnd, w deliveryWriter) bool {
-	if !w.writeBatch(b, why) || why != PollReady {
+// deliver has write write b and commits it once written: the one place
+// where every transport's batch is written and committed. It reports
+// whether it committed.
+func (c *Client) deliver(b Batch, why PollEnd, write batchWriter) bool {
+	if !write(b, why) || why != PollReady {
 		return false
 	}
 	c.Commit(b.Cursor)

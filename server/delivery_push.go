@@ -175,12 +175,12 @@ func (p *pusher) flush(mayBlock bool, n int32) bool {
 	}
 	var rest []byte
 	failed := false
-	written := p.c.deliver(batch, why, writeFunc(func(batch Batch, _ PollEnd) bool {
+	written := p.c.deliver(batch, why, func(batch Batch, _ PollEnd) bool {
 		var err error
 		rest, err = p.w.writeNow(batch)
 		failed = !p.wrote(err, len(rest) == 0)
 		return !failed && len(rest) == 0
-	}))
+	})
 	switch {
 	case written:
 		p.w.unlockWriter()
@@ -203,9 +203,9 @@ func (p *pusher) flush(mayBlock bool, n int32) bool {
 // deadline, commits the batch once written, then lets go of the writer.
 func (p *pusher) finish(batch Batch, rest []byte) bool {
 	defer p.w.unlockWriter()
-	return p.c.deliver(batch, PollReady, writeFunc(func(Batch, PollEnd) bool {
+	return p.c.deliver(batch, PollReady, func(Batch, PollEnd) bool {
 		return p.wrote(p.w.writeRest(rest), true)
-	}))
+	})
 }
 
 // wrote notes the end of a write: on failure the transport ends and it

@@ -59,12 +59,12 @@ func (lc *LocalClient) run(ctx context.Context, handler func(*Message)) {
 	defer lc.wg.Done()
 	for {
 		b, why := lc.client.Poll(ctx, time.Minute)
-		lc.client.deliver(b, why, writeFunc(func(b Batch, _ PollEnd) bool {
+		lc.client.deliver(b, why, func(b Batch, _ PollEnd) bool {
 			for _, m := range b.Messages {
 				handler(m)
 			}
 			return true
-		}))
+		})
 		switch why {
 		case PollClosed:
 			if ctx.Err() != nil || lc.hub.Closed() {

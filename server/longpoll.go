@@ -94,7 +94,7 @@ func longPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 		b, why := p.run(r.Context())
 		hc.release(p)
 		p.finish()
-		c.deliver(b, why, writeFunc(func(b Batch, why PollEnd) bool { return answer(w, b, why) && !hc.Gone() }))
+		c.deliver(b, why, func(b Batch, why PollEnd) bool { return answer(w, b, why) && !hc.Gone() })
 		return
 	}
 	// What is left of a body is read first, as net/http reads it before it
@@ -174,7 +174,7 @@ func bodyRead(w http.ResponseWriter, r *http.Request) bool {
 
 // answerNow answers through net/http and commits if the answer says so.
 func answerNow(w http.ResponseWriter, c *Client, b Batch, why PollEnd, answer pollAnswer) {
-	c.deliver(b, why, writeFunc(func(b Batch, why PollEnd) bool { return answer(w, b, why) }))
+	c.deliver(b, why, func(b Batch, why PollEnd) bool { return answer(w, b, why) })
 }
 
 // unwrapWriter follows w's Unwrap methods to the writer at the bottom,
@@ -313,7 +313,7 @@ func (tc *takeoverConn) serve(c *Client, answer pollAnswer) {
 	// through net/http (whose Write only buffers): the client's next poll,
 	// perhaps on another connection (a proxy's), may come at once and must
 	// not get the batch again. A client that left gets nothing committed.
-	c.deliver(b, why, writeFunc(func(b Batch, why PollEnd) bool { return answer(tc, b, why) && !tc.Gone() }))
+	c.deliver(b, why, func(b Batch, why PollEnd) bool { return answer(tc, b, why) && !tc.Gone() })
 	keepAlive, took, err := tc.Flush(tc.keepAlives())
 	for _, sw := range tc.sws {
 		sw.Stalled = max(sw.Stalled, took)

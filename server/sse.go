@@ -124,10 +124,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		b, why := c.Poll(r.Context(), timeout)
 		more := false
-		c.deliver(b, why, writeFunc(func(b Batch, why PollEnd) (sent bool) {
+		c.deliver(b, why, func(b Batch, why PollEnd) (sent bool) {
 			sent, more = s.sseAnswer(out, c, b, why)
 			return sent
-		}))
+		})
 		if !more {
 			return
 		}
