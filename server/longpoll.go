@@ -11,48 +11,46 @@ import (
 	"github.com/stardust-go/stardust/internal/takeover"
 )
 
-// Held long polls off net/http's goroutine.
+// Long polls, and their takeover: waiting off net/http's goroutine.
 //
-// A long poll that finds nothing queued is held for up to its hold time.
+// A long poll that finds nothing queued waits for up to its timeout.
 // Served plainly, it would keep net/http's connection goroutine, with the
 // handler's stack and its 4 KiB read and write buffers, for all that time.
-// When the server was started through TakeoverListener (the stardust command
-// does so in HTTP mode), such a poll instead takes the connection over
-// (http.Hijacker), lets net/http's goroutine go, and waits in one small
-// goroutine of its own, blocked in a Read of the connection: a wake-up
-// (messages, the poll's end) moves the read deadline to the past; the end
-// of the hold is the deadline itself; a Read that fails means the client
-// went away (or, at the end of what it sends, shut its side: answered at
-// once, as net/http answers it). A poll's body, if any, is read to its end
-// first (bodyRead), else the connection is left to net/http: the bytes
-// that follow a request taken over are the client's next request, never a
-// body read as one.
-// Then that goroutine writes the whole answer, as net/http would, and
-// serves the connection's next requests itself while they are polls of the
-// same path (takeover.Conn.ServeNext): a client polling steadily is not set up anew
-// by net/http for each poll. Any other request, and a connection that
-// misbehaves in a way net/http has an answer for, is handed back to the
-// http.Server through the listener, to be served as any other.
-// FastCGI, HTTP/2, HEAD and servers not started through TakeoverListener
-// (httptest) hold in the handler as before; so do connections without a
-// raw descriptor (off Unix, or behind a listener wrapper that hides it),
-// counted in stardust_takeover_fallback_total.
+// When the server was started through TakeoverListener (the stardust
+// command does so in HTTP mode, server.hold_on_connection), such a poll
+// instead takes its connection over (takeover.Conn.Take), lets net/http's
+// goroutine go, and waits in one small goroutine of its own on the
+// connection (takeover.Conn.Wait): a wake-up (messages, the poll's end)
+// ends the wait (takeover.Conn.Wake); the end of the timeout is the wait's
+// deadline; a client that goes away is seen by the wait (or, when it shut
+// its side, answered at once, as net/http answers it). A poll's body, if
+// any, is read to its end first (bodyRead), else the connection is left to
+// net/http: the bytes that follow a request taken over are the client's
+// next request, never a body read as one. Then that goroutine writes the
+// whole answer as net/http would (takeover.Conn.Flush) and serves the
+// connection's next requests itself while they are polls of the same path
+// (takeover.Conn.ServeNext): a client polling steadily is not set up anew
+// by net/http for each poll. Any other request is handed back to the
+// http.Server through the listener, to be served as any other. FastCGI,
+// HTTP/2, HEAD and servers not started through TakeoverListener (httptest)
+// wait in the handler; so do connections without a raw descriptor (off
+// Unix, or behind a listener wrapper that hides it), counted in
+// stardust_takeover_fallback_total.
 //
 // Every system call, read, wire decision and the listener are
 // internal/takeover's (its README.md lists where they differ from
-// net/http, and why); this file and takeover.Conn.ServeNext say what they mean for a
-// poll.
+// net/http, and why); this file says what they mean for a poll.
 
 // TakeoverListener wraps l, the listener srv is to Serve, so that long polls
-// with nothing queued are held without net/http's connection goroutine and
-// buffers (about half the memory per held client), and their keep-alive
-// connections come back to srv through the returned listener. It sets
-// srv.ConnContext and srv.ConnState (keeping any set before). Closing the
-// listener, as srv.Shutdown and srv.Close do, answers the held polls at
-// once and waits up to 5 s for those answers to be written. Serve srv on
-// the returned listener only; plain HTTP/1.x only (no TLS in between).
-// Where a connection's descriptor is not there (internal/takeover), its
-// polls are held in net/http, and counted.
+// with nothing queued wait on their connection taken over, without
+// net/http's connection goroutine and buffers (about half the memory per
+// waiting client), and their keep-alive connections come back to srv
+// through the returned listener. It sets srv.ConnContext and srv.ConnState
+// (keeping any set before). Closing the listener, as srv.Shutdown and
+// srv.Close do, answers those polls at once and waits up to 5 s for the
+// answers to be written. Serve srv on the returned listener only; plain
+// HTTP/1.x only (no TLS in between). Where a connection's descriptor is not
+// there (internal/takeover), its polls wait in net/http, and are counted.
 func TakeoverListener(srv *http.Server, l net.Listener) net.Listener {
 	return takeover.NewListener(srv, l)
 }
@@ -60,7 +58,7 @@ func TakeoverListener(srv *http.Server, l net.Listener) net.Listener {
 // takeoverConn is a connection taken over (internal/takeover) by a long
 // poll that waits on it: the takeover's Conn (the handler's ResponseWriter
 // until the answer is written), the poll waiting on it, and the
-// middleware's hooks for the first answer (StatusWriter.held). After that
+// middleware's hooks for the first answer (StatusWriter.takeover). After that
 // answer the Conn serves the connection's next polls, each with the
 // takeoverConn as its ResponseWriter, so that longPoll finds it
 // (servedHere).
@@ -71,7 +69,7 @@ type takeoverConn struct {
 
 	mu    sync.Mutex  // guards p
 	p     *pollState  // the poll waiting on the connection, if any
-	hooks answerHooks // the middleware's, for the first answer (StatusWriter.held)
+	hooks answerHooks // the middleware's, for the first answer (StatusWriter.takeover)
 
 	// Room for the usual middleware: no allocations as they register.
 	swBuf [4]*StatusWriter
@@ -81,28 +79,28 @@ type takeoverConn struct {
 // batch is to be committed once that answer has left.
 type pollAnswer func(w http.ResponseWriter, b Batch, why PollEnd) bool
 
-// longPoll polls c for up to hold and has answer write the answer, then
-// commits the batch if answer says so. A poll with nothing queued at once
-// is held off net/http's goroutine when the server allows it (see
-// TakeoverListener); else in this one.
+// longPoll polls c for up to timeout and has answer write the answer,
+// then commits the batch if answer says so (Client.deliver). A poll with
+// nothing queued at once waits on its connection taken over when the
+// server allows it (see TakeoverListener); else in this goroutine.
 func longPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Client, timeout time.Duration, answer pollAnswer) {
-	if hc := servedHere(w); hc != nil && timeout > 0 {
+	if tc := servedHere(w); tc != nil && timeout > 0 {
 		// A request served on a connection taken over before: its poll
 		// waits on the connection in this goroutine.
 		p := c.beginPoll(r.Context(), timeout)
-		hc.attach(p)
+		tc.attach(p)
 		b, why := p.run(r.Context())
-		hc.release(p)
+		tc.release(p)
 		p.finish()
-		c.deliver(b, why, func(b Batch, why PollEnd) bool { return answer(w, b, why) && !hc.Gone() })
+		c.deliver(b, why, func(b Batch, why PollEnd) bool { return answer(w, b, why) && !tc.Gone() })
 		return
 	}
 	// What is left of a body is read first, as net/http reads it before it
 	// answers: a connection taken over must begin its next request where
 	// this one ends, and a body still unread when longRequest lifts the
-	// read deadline would keep net/http waiting for it after the hold.
+	// read deadline would keep net/http waiting for it after the wait.
 	if timeout > 0 && !bodyRead(w, r) {
-		b, why := c.Poll(r.Context(), 0) // not held: answered at once (bodyRead)
+		b, why := c.Poll(r.Context(), 0) // no wait: answered at once (bodyRead)
 		answerNow(w, c, b, why, answer)
 		return
 	}
@@ -125,12 +123,12 @@ func longPoll(w http.ResponseWriter, r *http.Request, rules requestRules, c *Cli
 		}
 		if ch.Fallback != takeover.ReasonNone {
 			c.hub.fallbacks.Add(takeover.UsePoll, ch.Fallback)
-		} else if hc := detach(ch, w, r, p, rules.RequestTimeout); hc != nil {
-			go hc.serve(c, answer)
+		} else if tc := detach(ch, w, r, p, rules.RequestTimeout); tc != nil {
+			go tc.serve(c, answer)
 			return
 		}
 	}
-	// Gathering, or the connection could not be taken over: hold here.
+	// Gathering, or the connection could not be taken over: wait here.
 	rules.longRequest(w, timeout)
 	b, why := p.run(r.Context())
 	p.finish()

@@ -35,8 +35,8 @@ func setDeadlines(w http.ResponseWriter, setRead bool, read, write time.Time) {
 }
 
 // longRequest lifts the read deadline of a request whose body has been read
-// and that is about to be held for up to hold, and moves its write deadline
-// past the hold.
+// and that is about to wait for up to timeout (a long poll, an SSE stream),
+// and moves its write deadline past the wait.
 func (rr requestRules) longRequest(w http.ResponseWriter, timeout time.Duration) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
