@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -55,7 +56,9 @@ type Config struct {
 	Log     Log     `toml:"log"`
 	Metrics Metrics `toml:"metrics"`
 	API     API     `toml:"api"`
-	Debug   Debug   `toml:"debug"`
+	// Webhooks POST channel and member events to the site's back end.
+	Webhooks Webhooks `toml:"webhooks"`
+	Debug    Debug    `toml:"debug"`
 	// Channels are the [[channels]] blocks: per channel pattern rules,
 	// the first matching block deciding (server.ChannelRule).
 	Channels []Channels `toml:"channels"`
@@ -71,13 +74,15 @@ type Channels struct {
 	// the matching channels (both engines; with Redis across processes).
 	Presence bool `toml:"presence"`
 	// JoinLeave publishes stardust.join and stardust.leave on the matching
-	// channels as users come and go; memory engine only for now (Validate
-	// refuses it with Redis rather than ignore it).
+	// channels as users come and go, once per user (both engines; with
+	// Redis across processes).
 	JoinLeave bool `toml:"join_leave"`
 	// HistorySize is the messages kept per matching channel; nil (unset)
 	// keeps comet.history_size, 0 keeps none.
 	HistorySize *int `toml:"history_size"`
-	// HistoryTTL is not served yet: Validate refuses a value.
+	// HistoryTTL: messages older than this are not returned by history
+	// or recovery, and are dropped; 0 (unset) keeps them as long as
+	// history_size allows.
 	HistoryTTL Duration `toml:"history_ttl"`
 	// Anonymous allows clients with no user to subscribe; nil (unset) is
 	// true. false: 403 on every protocol for a client without a user.
@@ -252,6 +257,22 @@ type API struct {
 	AllowFrom []string `toml:"allow_from"`
 }
 
+// Webhooks configures the webhooks (server.WebhookOptions): events POSTed
+// in signed batches to the site's back end.
+type Webhooks struct {
+	// URL receives the POSTs; "" sends none.
+	URL string `toml:"url"`
+	// Secret signs each body: X-Stardust-Signature: sha256=HEX(HMAC-SHA256).
+	Secret string `toml:"secret"`
+	// Events are the event names sent (server.WebhookEvents).
+	Events []string `toml:"events"`
+	// MaxQueue bounds the events waiting to be sent; more are dropped and
+	// counted.
+	MaxQueue int `toml:"max_queue"`
+	// Timeout bounds one POST.
+	Timeout Duration `toml:"timeout"`
+}
+
 // Default returns the built-in defaults, which are also what conf/stardust.toml says.
 func Default() Config {
 	return Config{
@@ -316,6 +337,7 @@ func Default() Config {
 		Log:      Log{Level: "info", Format: "text"},
 		Metrics:  Metrics{Enabled: true, Path: "/metrics", HealthPath: "/health", AllowFrom: []string{"127.0.0.0/8", "::1"}},
 		API:      API{AllowFrom: []string{"127.0.0.0/8", "::1"}},
+		Webhooks: Webhooks{Events: slices.Clone(server.WebhookEvents), MaxQueue: 100000, Timeout: Duration{10 * time.Second}},
 		Channels: []Channels{},
 	}
 }
@@ -554,6 +576,7 @@ func (c *Config) Validate() error {
 	if strings.ContainsAny(c.API.Key, " \t\r\n") {
 		p.add("api.key", "must not contain spaces or line breaks (it travels in an HTTP header)")
 	}
+	c.Webhooks.validate(&p)
 	if c.Metrics.Enabled {
 		for key, v := range map[string]string{"metrics.path": c.Metrics.Path, "metrics.health_path": c.Metrics.HealthPath} {
 			if !pathPattern.MatchString(v) {
@@ -562,6 +585,28 @@ func (c *Config) Validate() error {
 		}
 	}
 	return p.err()
+}
+
+func (w *Webhooks) validate(p *problems) {
+	if w.URL != "" {
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("webhooks.url", "want an http:// or https:// URL, got %q", w.URL)
+		}
+		if len(w.Secret) < 16 {
+			p.add("webhooks.secret", "%d bytes: want 16 or more (openssl rand -hex 32), the app checks each POST's signature with it", len(w.Secret))
+		}
+	}
+	for _, e := range w.Events {
+		if !slices.Contains(server.WebhookEvents, e) {
+			p.add("webhooks.events", "unknown event %q: want some of %s", e, strings.Join(server.WebhookEvents, ", "))
+		}
+	}
+	if w.MaxQueue < 1 {
+		p.add("webhooks.max_queue", "want 1 or more, got %d", w.MaxQueue)
+	}
+	if d := w.Timeout.Duration; d < 100*time.Millisecond || d > time.Minute {
+		p.add("webhooks.timeout", "want 100ms to 1m, got %s", d)
+	}
 }
 
 // headerToken is an HTTP header or cookie name (RFC 9110 token).
@@ -688,11 +733,8 @@ func (c *Config) validateChannels(p *problems) {
 		if ch.HistorySize != nil && *ch.HistorySize < 0 {
 			p.add(key+"history_size", "must be 0 (no history) or more, got %d", *ch.HistorySize)
 		}
-		if ch.HistoryTTL.Duration != 0 {
-			p.add(key+"history_ttl", "not supported yet: history lasts comet.channel_timeout; remove the key")
-		}
-		if ch.JoinLeave && c.Engine.Type == "redis" {
-			p.add(key+"join_leave", "not supported yet with engine.type = \"redis\" (memory engine only); remove the key")
+		if d := ch.HistoryTTL.Duration; d != 0 && d < time.Second {
+			p.add(key+"history_ttl", "want 0 (no TTL) or at least 1s, got %s", d)
 		}
 	}
 }

@@ -123,6 +123,13 @@ func TestValidate(t *testing.T) {
 		{"zero channel burst", func(c *Config) { c.Comet.AddressChannelBurst = 0 }, []string{"comet.address_channel_burst"}},
 		{"channel burst under a request", func(c *Config) { c.Comet.AddressChannelBurst = 10 }, []string{"comet.address_channel_burst"}},
 		{"api key", func(c *Config) { c.API.Key = "0123456789abcdef0123456789abcdef" }, nil},
+		{"webhooks", func(c *Config) {
+			c.Webhooks.URL, c.Webhooks.Secret, c.Webhooks.Events = "http://127.0.0.1:8000/hooks", "0123456789abcdef", []string{"member_added"}
+		}, nil},
+		{"webhooks bad", func(c *Config) {
+			c.Webhooks.URL, c.Webhooks.Events, c.Webhooks.MaxQueue = "ftp://x", []string{"joined"}, 0
+			c.Webhooks.Timeout.Duration = 0
+		}, []string{"webhooks.url", "webhooks.secret", "webhooks.events", "webhooks.max_queue", "webhooks.timeout"}},
 		{"channels", func(c *Config) {
 			n, no := 0, false
 			c.Channels = []Channels{{Pattern: "/chat/**", Anonymous: &no, HistorySize: &n}, {Pattern: "/stardust/live"}}
@@ -134,14 +141,17 @@ func TestValidate(t *testing.T) {
 			n := -1
 			c.Channels = []Channels{{Pattern: "/a", HistorySize: &n}}
 		}, []string{"channels[0].history_size"}},
-		{"channels not served yet", func(c *Config) {
+		{"channels history_ttl", func(c *Config) {
 			c.Channels = []Channels{{Pattern: "/a", HistoryTTL: Duration{time.Minute}}}
-		}, []string{"channels[0].history_ttl"}},
+		}, nil},
+		{"channels history_ttl too short", func(c *Config) {
+			c.Channels = []Channels{{Pattern: "/a", HistoryTTL: Duration{time.Millisecond}}, {Pattern: "/b", HistoryTTL: Duration{-time.Minute}}}
+		}, []string{"channels[0].history_ttl", "channels[1].history_ttl"}},
 		{"channels join_leave", func(c *Config) { c.Channels = []Channels{{Pattern: "/a", JoinLeave: true}} }, nil},
 		{"channels join_leave with redis", func(c *Config) {
 			c.Engine.Type = "redis"
 			c.Channels = []Channels{{Pattern: "/a", JoinLeave: true}}
-		}, []string{"channels[0].join_leave"}},
+		}, nil},
 		{"channels presence", func(c *Config) { c.Channels = []Channels{{Pattern: "/a", Presence: true}} }, nil},
 		{"channels presence with redis", func(c *Config) {
 			c.Engine.Type = "redis"

@@ -36,3 +36,29 @@ func TestExamplesDoNotListenOnTheDemoPort(t *testing.T) {
 		t.Fatalf("walked %d Go files: %v", n, err)
 	}
 }
+
+// configListen is a configuration's listen line.
+var configListen = regexp.MustCompile(`(?m)^listen = "([^"]*)"`)
+
+// TestConfigExamplesDoNotListenOnTheDemoPort: every examples/config file
+// names a listen address, and not make run's (they all did, or took it as
+// the default).
+func TestConfigExamplesDoNotListenOnTheDemoPort(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("config", "*.toml"))
+	if err != nil || len(files) < 3 {
+		t.Fatalf("examples/config: %d files, %v", len(files), err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := configListen.FindSubmatch(b)
+		switch {
+		case m == nil:
+			t.Errorf("examples/%s names no listen address: it takes make run's, 127.0.0.1:5742", f)
+		case strings.HasSuffix(string(m[1]), ":5742"):
+			t.Errorf("examples/%s listens on make run's port: %s", f, m[1])
+		}
+	}
+}

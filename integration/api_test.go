@@ -4,7 +4,6 @@ package integration
 
 import (
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,21 +13,12 @@ import (
 // [api] block configures a real stardust process and its curl commands call
 // it, through the STARDUST and STARDUST_API_KEY variables they read.
 func TestReadmeServerAPI(t *testing.T) {
-	var block string
-	for _, b := range readmeBlocks(t, "toml") {
-		if strings.HasPrefix(b, "[api]") {
-			block = b
-		}
-	}
-	key := regexp.MustCompile(`key = "([^"]+)"`).FindStringSubmatch(block)
-	if key == nil {
-		t.Fatal("README.md has no [api] block with a key")
-	}
+	block, key := readmeTOMLKey(t, "[api] block", "key", func(b string) bool { return strings.HasPrefix(b, "[api]") })
 	cfg := filepath.Join(t.TempDir(), "stardust.toml")
 	writeFile(t, cfg, block)
 	base := startStardust(t, "--config", cfg)
 	out := runScript(t, readmeShBlock(t, `curl -s -H "X-API-Key: $STARDUST_API_KEY"`), time.Minute,
-		"STARDUST="+base, "STARDUST_API_KEY="+key[1])
+		"STARDUST="+base, "STARDUST_API_KEY="+key)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], `{"position":`) ||
 		!strings.Contains(lines[1], `"data":{"text":"hello"}`) || lines[2] != `{"clients":0}` {
@@ -61,16 +51,7 @@ func TestReadmeGapNotice(t *testing.T) {
 // TestReadmePresence runs the README's presence snippets against the
 // README's [[channels]] block while one Stardust client polls the room.
 func TestReadmePresence(t *testing.T) {
-	var block string
-	for _, b := range readmeBlocks(t, "toml") {
-		if strings.Contains(b, "presence = true") {
-			block = b
-		}
-	}
-	key := regexp.MustCompile(`key = "([^"]+)"`).FindStringSubmatch(block)
-	if key == nil {
-		t.Fatal("README.md has no [[channels]] presence block with an API key")
-	}
+	block, key := readmeTOMLKey(t, "[[channels]] presence block", "key", func(b string) bool { return strings.Contains(b, "presence = true") })
 	cfg := filepath.Join(t.TempDir(), "stardust.toml")
 	writeFile(t, cfg, block)
 	base := startStardust(t, "--config", cfg)
@@ -78,7 +59,7 @@ func TestReadmePresence(t *testing.T) {
 	done := c.startPoll("room", "p1", 10*time.Second)
 	c.waitSubscriber(t, "room", "p1")
 	out := runScript(t, readmeShBlock(t, "# who is in the room"), time.Minute,
-		"STARDUST="+base, "STARDUST_API_KEY="+key[1])
+		"STARDUST="+base, "STARDUST_API_KEY="+key)
 	c.publish(t, "room", `{"end":1}`) // lets the poll go
 	<-done
 	lines := strings.Split(strings.TrimSpace(out), "\n")

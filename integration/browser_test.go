@@ -431,14 +431,20 @@ func (tab *demoTab) screenshot(t *testing.T, name string) {
 // description after browserWait.
 func waitUntil(t *testing.T, what string, check func() (done bool, last string)) {
 	t.Helper()
-	deadline := time.Now().Add(browserWait)
+	within(t, browserWait, what, check)
+}
+
+// within waits up to d for check to be done, looking every 20 ms.
+func within(t *testing.T, d time.Duration, what string, check func() (done bool, last string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		done, last := check()
 		if done {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: not within %v; last seen: %s", what, browserWait, last)
+			t.Fatalf("waiting for %s: not within %v; last seen: %s", what, d, last)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -128,7 +128,7 @@ func TestReadmeCapacitySnippets(t *testing.T) {
 	for _, file := range files {
 		text := readFile(t, filepath.Join(repoRoot(t), file))
 		var block []string
-		for _, c := range headerCommands(text, "cp", "ln", "a2enmod", "a2ensite", "nginx", "apache2ctl", "stardust") {
+		for _, c := range headerCommands(text, "cp", "ln", "rm", "a2enmod", "a2ensite", "nginx", "apache2ctl", "stardust") {
 			if c[0] == "stardust" && (len(c) < 2 || c[1] != "--check-proxy") {
 				continue // how Stardust runs, said in the README's prose
 			}

@@ -33,7 +33,15 @@ type cluster struct {
 
 const clusterHold = 5 * time.Second
 
-func startCluster(t *testing.T) *cluster {
+// clusterSetup is what a test adds to the shipped files.
+type clusterSetup struct {
+	config string            // TOML appended to conf/stardust-redis.toml
+	site   map[string]string // files of the site nginx serves, by name
+}
+
+func startCluster(t *testing.T) *cluster { return startClusterWith(t, clusterSetup{}) }
+
+func startClusterWith(t *testing.T, setup clusterSetup) *cluster {
 	t.Helper()
 	nginx := requireProgram(t, "nginx", "nginx")
 	cl := &cluster{redis: redistest.Start(t)}
@@ -44,7 +52,7 @@ func startCluster(t *testing.T) *cluster {
 	cfg := rewritePlaceholders(t, "conf/stardust-redis.toml", readFile(t, filepath.Join(root, "conf", "stardust-redis.toml")),
 		"redis://127.0.0.1:6379/0", cl.redis.URL)
 	cfgPath := filepath.Join(dir, "stardust-redis.toml")
-	writeFile(t, cfgPath, cfg)
+	writeFile(t, cfgPath, cfg+setup.config)
 	site := readFile(t, filepath.Join(root, "conf", "nginx", "cluster.conf"))
 	// The header's own commands start the nodes: only their addresses change.
 	cmds := headerCommands(site, "stardust")
@@ -80,6 +88,9 @@ func startCluster(t *testing.T) *cluster {
 	}
 	siteRoot := filepath.Join(dir, "site")
 	writeFile(t, filepath.Join(siteRoot, "index.html"), "<!doctype html><title>cluster</title>\n")
+	for name, content := range setup.site {
+		writeFile(t, filepath.Join(siteRoot, name), content)
+	}
 	cl.web = freeAddr(t)
 	site = rewritePlaceholders(t, "conf/nginx/cluster.conf", site,
 		append(pairs, webServerListenPlaceholder("nginx"), webServerListen("nginx", cl.web), placeholderSiteRoot, siteRoot)...)

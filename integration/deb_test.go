@@ -93,13 +93,7 @@ func TestDebianPackage(t *testing.T) {
 	checkInstalled(t)
 
 	// Configure: check the installed configuration, restart, enable a site.
-	configure := readmeIndentedBlocks(t, "## Install", 1,
-		"editor /etc/stardust/stardust.toml",
-		"stardust --check --config /etc/stardust/stardust.toml",
-		"systemctl restart stardust",
-		"cp /usr/share/stardust/nginx/static.conf /etc/nginx/sites-available/stardust",
-		"ln -s /etc/nginx/sites-available/stardust /etc/nginx/sites-enabled/stardust",
-		"nginx -t && systemctl reload nginx")
+	configure := readmeIndentedBlocks(t, "## Install", 1, readmeInstallSite...) // nginx_default_test.go
 	t.Logf("not run: %s (interactive)", configure[0])
 	if out := shell(t, work, env, configure[1]); !strings.Contains(out, "configuration /etc/stardust/stardust.toml is ok") {
 		t.Errorf("%s printed %q", configure[1], out)

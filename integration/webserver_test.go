@@ -171,6 +171,35 @@ func runWebServerSetup(t *testing.T, s webServerSetup, server, bin string) {
 	if idleWS != nil {
 		t.Run("idle-websocket", func(t *testing.T) { idleWS.check(t, hold) })
 	}
+	if s.fcgi() {
+		t.Run("stardust-js-no-websocket", func(t *testing.T) { checkNoWebSocketTried(t, siteRoot, "http://"+webAddr) })
+	}
+}
+
+// checkNoWebSocketTried: behind FastCGI, which cannot carry a WebSocket,
+// stardust.js's Bayeux client learns from the handshake that the server
+// offers none and never opens one (a page would log it as failed), and
+// long-polls.
+func checkNoWebSocketTried(t *testing.T, siteRoot, web string) {
+	chromium := requireProgram(t, "chromium", "chromium")
+	writeFile(t, filepath.Join(siteRoot, "sockets.html"), `<!doctype html>
+<title>sockets</title>
+<p id="ready">ready</p>
+<script>
+  var sockets = 0, Native = window.WebSocket;
+  window.WebSocket = function (url, protocols) { sockets++; return new Native(url, protocols); };
+</script>
+<script src="/comet/js/stardust.js"></script>
+<script>
+  var chat = Stardust.bayeux("/comet/bayeux");
+  chat.subscribe("/chat/fcgi", function () {});
+</script>
+`)
+	tab := openPage(t, startChromium(t, chromium), web+"/sockets.html", "ready")
+	waitUntil(t, "the Bayeux client connected", func() (bool, string) {
+		got := evalJS[string](t, tab, `sockets + " " + chat.transport + " " + chat.state`)
+		return got == "0 long-polling connected", got
+	})
 }
 
 // stardustCommand is the Stardust command line from the deployment file's

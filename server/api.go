@@ -95,6 +95,12 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := method(s, r, req)
+	writeResult(w, out, err)
+}
+
+// writeResult answers with out, or with err: 501 for what the engine
+// cannot do, else as writeError maps it.
+func writeResult(w http.ResponseWriter, out any, err error) {
 	if errors.Is(err, errNoCapability) {
 		writeJSON(w, http.StatusNotImplemented, errorBody{Error: err.Error(), Status: http.StatusNotImplemented})
 		return

@@ -18,8 +18,8 @@ type ChannelRule struct {
 	// the channels of the rule (presence.go).
 	Presence bool
 	// JoinLeave publishes stardust.join and stardust.leave on the
-	// channels of the rule as users come and go (joinleave.go; memory
-	// engine only).
+	// channels of the rule as users come and go (joinleave.go), with an
+	// engine that implements Members.
 	JoinLeave bool
 }
 
@@ -47,6 +47,39 @@ func parseChannelRules(rules []ChannelRule) channelRules {
 		}
 	}
 	return out
+}
+
+// joinLeave reports whether a rule announces joins and leaves.
+func (rs channelRules) joinLeave() bool {
+	for _, r := range rs {
+		if r.JoinLeave {
+			return true
+		}
+	}
+	return false
+}
+
+// joinLeaveOn reports whether the rule deciding channel (a name) has
+// join_leave = true.
+func (rs channelRules) joinLeaveOn(channel string) bool {
+	return rs.decides(channel, func(r ChannelRule) bool { return r.JoinLeave })
+}
+
+// presenceOn reports whether the rule deciding channel (a name) has
+// presence = true.
+func (rs channelRules) presenceOn(channel string) bool {
+	return rs.decides(channel, func(r ChannelRule) bool { return r.Presence })
+}
+
+// decides reports whether a rule decides channel (a name) and has what
+// has asks for.
+func (rs channelRules) decides(channel string, has func(ChannelRule) bool) bool {
+	segs, err := ParseChannel(channel, false)
+	if err != nil {
+		return false
+	}
+	r, ok := rs.rule(segs)
+	return ok && has(r)
 }
 
 // checkAnonymous refuses a subscription of c to subs (channels or patterns)

@@ -31,10 +31,11 @@ func (s *Server) ClientJSURL() string {
 }
 
 // clientRoutes registers what pages use besides the API: the browser
-// client and the live counts (stats.go).
+// client, the live counts (stats.go) and who is on a channel (presence.go).
 func (s *Server) clientRoutes(r *mux.Router) {
 	r.HandleFunc(s.opts.Base+"/js/stardust.js", s.serveClientJS).Methods(http.MethodGet, http.MethodHead).Name("clientjs")
 	r.HandleFunc(s.opts.Base+"/stats", s.handleStats).Methods(http.MethodGet, http.MethodHead).Name("stats")
+	r.HandleFunc(s.opts.Base+"/presence", s.handlePresence).Methods(http.MethodGet, http.MethodHead).Name("presence")
 }
 
 // serveClientJS answers with the client, an ETag (so a revalidation costs a

@@ -59,11 +59,31 @@ type Limits struct {
 type HistoryRule struct {
 	Pattern string
 	Size    int
-	segs    []string // Pattern parsed, by Defaults
+	// TTL: messages older than this are not returned by History and are
+	// dropped; 0 keeps them as long as Size allows.
+	TTL  time.Duration
+	segs []string // Pattern parsed, by Defaults
 }
 
 // HistoryFor is the history size of the channel whose segments are segs.
 func (o *Limits) HistoryFor(segs []string) int {
+	if r := o.historyRule(segs); r != nil {
+		return r.Size
+	}
+	return o.HistorySize
+}
+
+// HistoryTTLFor is the history TTL of the channel whose segments are segs
+// (0: none).
+func (o *Limits) HistoryTTLFor(segs []string) time.Duration {
+	if r := o.historyRule(segs); r != nil {
+		return r.TTL
+	}
+	return 0
+}
+
+// historyRule is the first rule matching segs, or nil.
+func (o *Limits) historyRule(segs []string) *HistoryRule {
 	for i := range o.ChannelHistory {
 		r := &o.ChannelHistory[i]
 		ps := r.segs
@@ -71,10 +91,10 @@ func (o *Limits) HistoryFor(segs []string) int {
 			ps, _ = ParseChannel(r.Pattern, true)
 		}
 		if ps != nil && covers(ps, segs) {
-			return r.Size
+			return r
 		}
 	}
-	return o.HistorySize
+	return nil
 }
 
 // Defaults fills zero fields with their defaults.
@@ -126,6 +146,8 @@ type MemoryEngine struct {
 	conns connCounts // held connections by address
 
 	secret atomic.Pointer[[]byte] // SharedSecret's key, drawn on first use (browser.go)
+
+	members memMembers // users counted on join_leave channels (joinleave.go)
 
 	// beforeTreeAdd, if set (by tests only), runs in Subscribe between
 	// recording the subscription on the session and adding it to the tree.
@@ -463,6 +485,9 @@ func (e *MemoryEngine) Publish(_ context.Context, m *Message) (int, error) {
 	m.Seq = e.seq.Add(1)
 	m.Time = time.Now()
 	if size := e.opts.HistoryFor(segs); size > 0 {
+		if ttl := e.opts.HistoryTTLFor(segs); ttl > 0 {
+			e.hist.expire(ch, m.Time.Add(-ttl)) // what one publish drops is bounded by the size
+		}
 		e.hist.keep(ch, m, size, e.opts.MaxHistoryBytes)
 	}
 	// The recipients list is the channel's own buffer, reused from publish
@@ -612,6 +637,9 @@ func (e *MemoryEngine) History(_ context.Context, name string, after uint64) ([]
 	// so that a replay merged with a queue never counts it twice.
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
+	if ttl := e.opts.HistoryTTLFor(ch.segs); ttl > 0 {
+		e.hist.expire(ch, time.Now().Add(-ttl))
+	}
 	return e.hist.after(ch, after), nil
 }
 

@@ -45,6 +45,34 @@ func (h *memHistory) keep(ch *memChannel, m *Message, size int, max int64) {
 	}
 }
 
+// expire drops ch's oldest messages published before cutoff (a history
+// TTL), which then count as lost for gap notices.
+func (h *memHistory) expire(ch *memChannel, cutoff time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for n < len(ch.history) && ch.history[n].Time.Before(cutoff) {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	if n == len(ch.history) {
+		h.drop(ch)
+		return
+	}
+	var freed int64
+	for _, m := range ch.history[:n] {
+		freed += int64(m.size())
+	}
+	ch.lostSeq, ch.lostTime = ch.history[n-1].Seq, ch.history[n-1].Time
+	rest := copy(ch.history, ch.history[n:])
+	clear(ch.history[rest:])
+	ch.history = ch.history[:rest]
+	ch.hbytes -= freed
+	h.bytes -= freed
+}
+
 // after returns a copy of ch's kept messages with Seq > after.
 func (h *memHistory) after(ch *memChannel, after uint64) []*Message {
 	h.mu.Lock()

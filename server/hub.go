@@ -63,6 +63,15 @@ type HubOptions struct {
 	// socket written to within busyWindow gathers what comes next into one
 	// frame for this long. 0: never wait.
 	BatchDelay time.Duration
+	// JoinLeave, if set, says which channels announce their users' joins
+	// and leaves (joinleave.go): called with channel names, from any
+	// goroutine. nil: none.
+	JoinLeave func(channel string) bool
+	// Members, if set, says which other channels count their users'
+	// joins and leaves as JoinLeave's do, for the join and leave Events
+	// only, publishing nothing (webhooks' member_added and member_removed
+	// on presence channels). nil: none.
+	Members func(channel string) bool
 	// Events, if set, is called for each Event, synchronously on the goroutine
 	// that caused it, with no lock of the hub held. It must not block for long.
 	Events func(Event)
@@ -70,13 +79,20 @@ type HubOptions struct {
 
 // Event is a notification of something a client did, for callbacks and metrics.
 type Event struct {
-	Type     string // subscribe, unsubscribe, publish, client_connect, client_disconnect, queue_drop
+	Type     string // subscribe, unsubscribe, publish, client_connect, client_disconnect, queue_drop, join, leave
 	ClientID string
 	Kind     string
 	Channel  string
-	Message  *Message // for publish
-	Count    int      // for queue_drop: messages lost
-	Remote   string   // for client_connect
+	// User is, for join and leave, the user who came to or left Channel
+	// (the first of their sessions subscribed, the last one went): once per
+	// user across every process sharing the engine (joinleave.go). For
+	// subscribe, unsubscribe and client_disconnect it is the session's
+	// user (AttrUser): "" when it has none or, for a session that expired
+	// on a shared engine, when the engine did not say.
+	User    string
+	Message *Message // for publish
+	Count   int      // for queue_drop: messages lost
+	Remote  string   // for client_connect
 }
 
 // Hub is the core that both protocols and local clients use: it keeps this
@@ -331,7 +347,8 @@ func (h *Hub) Remove(c *Client) error {
 		return h.failed(err)
 	}
 	if existed {
-		h.emit(Event{Type: "client_disconnect", ClientID: c.s.ID, Kind: c.s.Kind})
+		h.emit(Event{Type: "client_disconnect", ClientID: c.s.ID, Kind: c.s.Kind, User: c.Attr(AttrUser)})
+		h.gone(false, c.s.ID)
 	}
 	return nil
 }
@@ -374,7 +391,8 @@ func (h *Hub) subscribe(c *Client, pattern string) (bool, error) {
 		return false, h.failed(err)
 	}
 	if added {
-		h.emit(Event{Type: "subscribe", ClientID: c.s.ID, Kind: c.s.Kind, Channel: pattern})
+		h.emit(Event{Type: "subscribe", ClientID: c.s.ID, Kind: c.s.Kind, Channel: pattern, User: c.Attr(AttrUser)})
+		h.joined(c, pattern)
 	}
 	return added, nil
 }
@@ -388,7 +406,8 @@ func (h *Hub) Unsubscribe(c *Client, pattern string) (bool, error) {
 		return false, h.failed(err)
 	}
 	if removed {
-		h.emit(Event{Type: "unsubscribe", ClientID: c.s.ID, Kind: c.s.Kind, Channel: pattern})
+		h.emit(Event{Type: "unsubscribe", ClientID: c.s.ID, Kind: c.s.Kind, Channel: pattern, User: c.Attr(AttrUser)})
+		h.left(c, pattern)
 	}
 	return removed, nil
 }
@@ -617,10 +636,13 @@ func (h *Hub) sweep(now time.Time) {
 		h.failed(err)
 		return
 	}
-	for _, s := range gone {
+	ids := make([]string, len(gone))
+	for i, s := range gone {
 		if h.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 			h.log.WithField("kind", s.Kind).Debug("client expired")
 		}
-		h.emit(Event{Type: "client_disconnect", ClientID: s.ID, Kind: s.Kind})
+		h.emit(Event{Type: "client_disconnect", ClientID: s.ID, Kind: s.Kind, User: s.Attrs[AttrUser]})
+		ids[i] = s.ID
 	}
+	h.gone(true, ids...)
 }

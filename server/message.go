@@ -23,7 +23,8 @@ type Message struct {
 	ID string
 	// ClientID is the publishing client's id, empty for server-side publishes.
 	ClientID string
-	// Ext is the publisher's ext object, passed through to hooks.
+	// Ext is the publisher's ext object, passed through to hooks (and
+	// delivered only with Presence).
 	Ext json.RawMessage
 	// Seq is set by the hub: a number that grows with every publish, used for
 	// SSE event ids and replay. Time is set with it.
@@ -35,6 +36,11 @@ type Message struct {
 	// messages never carry the publisher's id, which a subscriber's pending
 	// remote call could mistake for its answer.
 	Reply bool
+	// Presence marks a join or leave notice (joinleave.go), made by the
+	// server: its Ext ({"presence":"join"} or "leave") goes to Bayeux
+	// subscribers with it, so that they know it from a client's publish.
+	// Other messages' Ext is the publisher's and is never delivered.
+	Presence bool
 
 	// The message's encodings, one per protocol's form, each made once per
 	// publish and shared by every subscriber (encoded). Two arrays rather

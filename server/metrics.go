@@ -192,7 +192,8 @@ var (
 )
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descClients, descChannels, descPolls, descSubscriptions, descPublished, descDelivered, descDropped, descFailures, descFallbacks, descIncidents} {
+	for _, d := range []*prometheus.Desc{descClients, descChannels, descPolls, descSubscriptions, descPublished, descDelivered, descDropped, descFailures, descFallbacks, descIncidents,
+		descWebhookQueue, descWebhookSent, descWebhookFailures, descWebhookDropped} {
 		ch <- d
 	}
 }
@@ -210,6 +211,7 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFallbacks, prometheus.CounterValue, float64(n), use, reason)
 	})
 	c.s.incidents.collect(c.s.hub, ch)
+	c.s.webhooks.collect(ch)
 	if err != nil {
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 )
 
 // Presence is an optional capability of an Engine, found by type
@@ -83,10 +84,7 @@ func (s *Server) apiPresence(_ *http.Request, req *apiRequest) (any, error) {
 		if p.Transport == "" {
 			p.Transport = ss.Kind
 		}
-		var id Identity
-		if raw := ss.Attrs[AttrIdentity]; raw != "" && json.Unmarshal([]byte(raw), &id) == nil {
-			p.Info = id.Info
-		}
+		p.Info = identityInfo(ss.Attrs[AttrIdentity])
 		out.Clients = append(out.Clients, p)
 	}
 	return out, nil
@@ -107,4 +105,80 @@ func (s *Server) apiPresenceStats(_ *http.Request, req *apiRequest) (any, error)
 		Clients int `json:"clients"`
 		Users   int `json:"users"`
 	}{len(list), len(users)}, nil
+}
+
+// pagePresent is one user of the answer to a page: no client ids (they
+// are capabilities) and no transports.
+type pagePresent struct {
+	User string          `json:"user"`
+	Info json.RawMessage `json:"info,omitempty"`
+}
+
+// handlePresence answers GET {base}/presence?channel=C[&client=ID] for
+// pages (stardust.js presence()): the distinct users on a channel whose
+// [[channels]] block has presence = true, with their info, and how many
+// sessions they have. C is a Bayeux name, or a Stardust name (no leading
+// slash) under the prefix. The caller must be allowed to read the channel
+// as a subscription to it is: the same identity (a token, the token
+// cookie, or the kept identity of the session ID, a Bayeux client or a
+// stream of this browser), the same ACL, anonymous rule and subscribe
+// callback. The API key is never involved.
+func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	name := q.Get("channel")
+	if name != "" && !strings.HasPrefix(name, "/") {
+		name = s.bayeuxName(name)
+	}
+	if err := apiChannel("channel", name); err != nil {
+		writeError(w, err)
+		return
+	}
+	var session *Client
+	if id := q.Get("client"); id != "" {
+		session = s.pageSession(r, id)
+	}
+	if _, _, err := s.mayRead(r, []string{name}, "presence", session); err != nil {
+		writeError(w, err)
+		return
+	}
+	list, err := s.present(&apiRequest{Channel: name})
+	if err != nil {
+		writeResult(w, nil, err)
+		return
+	}
+	out := struct {
+		Channel string        `json:"channel"`
+		Users   []pagePresent `json:"users"`
+		Clients int           `json:"clients"`
+	}{Channel: name, Users: []pagePresent{}, Clients: len(list)}
+	seen := map[string]bool{}
+	for _, ss := range list {
+		if u := ss.Attrs[AttrUser]; u != "" && !seen[u] {
+			seen[u] = true
+			out.Users = append(out.Users, pagePresent{User: u, Info: identityInfo(ss.Attrs[AttrIdentity])})
+		}
+	}
+	sort.Slice(out.Users, func(i, j int) bool { return out.Users[i].User < out.Users[j].User })
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, out)
+}
+
+// pageSession is the session id names when the request's browser owns it
+// (its cookie, as the session was bound: owner.go), or when it is a bearer
+// session and the request carries no cookie: whose kept identity a page's
+// read may use. nil otherwise.
+func (s *Server) pageSession(r *http.Request, id string) *Client {
+	c, err := s.hub.Client(id)
+	if err != nil {
+		return nil
+	}
+	mine := s.rules.browserOf(r)
+	b := c.Attr(AttrBrowser)
+	if first, _, ok := parseFirstUse(b); ok {
+		b = first
+	}
+	if b == "" || (b == bearer) != (mine == "") || (b != bearer && b != mine) {
+		return nil
+	}
+	return c
 }

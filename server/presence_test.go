@@ -1,8 +1,11 @@
 package server
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"sort"
 	"strings"
 	"testing"
@@ -64,5 +67,69 @@ func TestAPIPresence(t *testing.T) {
 	}
 	if status, out := apiCall(t, base, "presence_stats", testAPIKey, `{}`); status != 400 || !strings.Contains(fmt.Sprint(out), "channel") {
 		t.Errorf("presence_stats without a channel: %d %v", status, out)
+	}
+}
+
+// TestPagePresence: GET {base}/presence lists the users of a presence
+// channel to a page allowed to read it, decided as a subscription is (the
+// identity from a token or from the page's own session, the anonymous
+// rule), without client ids, and refuses the others.
+func TestPagePresence(t *testing.T) {
+	a := newStubAuth()
+	a.set("ann-token", Identity{User: "ann", Info: json.RawMessage(`{"name":"Ann"}`)})
+	a.set("bob-token", Identity{User: "bob"})
+	_, base := apiServer(t, func(o *Options) {
+		o.Authenticator = a
+		o.Channels = []ChannelRule{{Pattern: "/chat/private/**", Presence: true}, {Pattern: "/chat/**", Anonymous: true}}
+	})
+	jar, _ := cookiejar.New(nil)
+	b := &bx{t: t, url: base + "/comet/bayeux", hc: &http.Client{Jar: jar}}
+	var ann string
+	for _, tok := range []string{"ann-token", "ann-token", "bob-token"} {
+		r := b.post(map[string]any{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": []string{"long-polling"},
+			"ext": map[string]any{"token": tok}})[0]
+		id, _ := r["clientId"].(string)
+		if ann == "" {
+			ann = id
+		}
+		if r := b.subscribe(id, "/chat/private/room"); r["successful"] != true {
+			t.Fatalf("subscribe: %v", r)
+		}
+	}
+	get := func(hc *http.Client, query, token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+"/comet/presence?"+query, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(body))
+	}
+	const room = `{"channel":"/chat/private/room","users":[{"user":"ann","info":{"name":"Ann"}},{"user":"bob"}],"clients":3}`
+	for _, tt := range []struct {
+		name, query, token string
+		hc                 *http.Client
+		status             int
+		body               string
+	}{
+		{"a token", "channel=/chat/private/room", "bob-token", http.DefaultClient, 200, room},
+		{"the page's own session", "channel=/chat/private/room&client=" + ann, "", b.hc, 200, room},
+		{"anonymous", "channel=/chat/private/room", "", http.DefaultClient, 403, "needs a user"},
+		{"another browser's session", "channel=/chat/private/room&client=" + ann, "", http.DefaultClient, 403, "needs a user"},
+		{"a bad token", "channel=/chat/private/room", "forged", http.DefaultClient, 401, ""},
+		{"no presence there", "channel=/chat/lobby", "", http.DefaultClient, 400, "presence = true"},
+		{"a Stardust name", "channel=news", "", http.DefaultClient, 400, "presence = true"},
+		{"no channel", "", "", http.DefaultClient, 400, `\"channel\"`},
+		{"a pattern", "channel=/chat/private/*", "bob-token", http.DefaultClient, 400, "channel"},
+	} {
+		status, body := get(tt.hc, tt.query, tt.token)
+		if status != tt.status || !strings.Contains(body, tt.body) {
+			t.Errorf("%s: %d %s, want %d with %s", tt.name, status, body, tt.status, tt.body)
+		}
 	}
 }

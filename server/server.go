@@ -79,6 +79,9 @@ type Options struct {
 	// Channels are the [[channels]] rules (channel_rules.go), first match
 	// deciding; nil: every channel keeps the defaults.
 	Channels []ChannelRule
+	// Webhooks, when set with a URL, POSTs channel and member events to
+	// the site's back end (webhooks.go).
+	Webhooks *WebhookOptions
 }
 
 func (o *Options) defaults() {
@@ -151,20 +154,44 @@ type Server struct {
 	idh     *identityHooks // the identity hooks of Options (identity_wire.go)
 
 	incidents *incidents
+	webhooks  *webhooks // nil when off
 }
 
 // New builds a Server with its own Hub.
 func New(opts Options, log *logrus.Entry) *Server {
 	opts.defaults()
-	s := &Server{opts: opts, log: log, hub: NewHub(opts.Hub, log), started: time.Now(),
+	chans := parseChannelRules(opts.Channels)
+	if opts.Hub.JoinLeave == nil && chans.joinLeave() {
+		opts.Hub.JoinLeave = chans.joinLeaveOn
+	}
+	wh := newWebhooks(opts.Webhooks)
+	if wh != nil && opts.Hub.Members == nil && wh.memberEvents() {
+		// member_added and member_removed of presence channels too: their
+		// users are counted as join_leave channels' are, announced only
+		// to the webhooks.
+		opts.Hub.Members = chans.presenceOn
+	}
+	if wh != nil {
+		if next := opts.Hub.Events; next != nil {
+			opts.Hub.Events = func(e Event) { wh.hook(e); next(e) }
+		} else {
+			opts.Hub.Events = wh.hook
+		}
+	}
+	s := &Server{opts: opts, log: log, hub: NewHub(opts.Hub, log), started: time.Now(), webhooks: wh,
 		rules: requestRules{MaxBodyBytes: opts.MaxBodyBytes, TrustedProxies: opts.TrustedProxies, CORSOrigins: opts.CORSOrigins,
 			RequestTimeout: opts.RequestTimeout}}
 	s.rules.browsers = &browserMint{hub: s.hub}
 	s.idh = &identityHooks{authn: opts.Authenticator, sub: opts.SubscribeAuthorizer, pub: opts.PublishAuthorizer,
-		chans: parseChannelRules(opts.Channels)}
+		chans: chans}
 	s.incidents = newIncidents(log, IncidentInterval)
 	s.routes()
-	s.startJoinLeave()
+	if _, ok := s.hub.engine.(Members); chans.joinLeave() && !ok {
+		log.Warn("join_leave is on but the engine cannot count members: no join or leave will be sent")
+	}
+	if wh != nil {
+		wh.start(s)
+	}
 	go s.incidents.run(s.hub)
 	return s
 }
@@ -176,7 +203,10 @@ func (s *Server) Hub() *Hub { return s.hub }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // Close answers every held long-poll and stream at once and stops the hub.
-func (s *Server) Close() { s.hub.Close() }
+func (s *Server) Close() {
+	s.webhooks.stop() // while the engine is open: it queues what is decided
+	s.hub.Close()
+}
 
 // routes registers every route on one router with full paths. (Subrouters
 // are avoided on purpose: gorilla/mux 1.8 answers 404 instead of 405 for a
@@ -196,6 +226,7 @@ func (s *Server) routes() {
 	r.HandleFunc(b+"/channel/", s.handleChannelList).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc(b+"/channel/{chans}", s.handleChannelInfo).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc(b+"/channel/{chans}", s.handlePublish).Methods(http.MethodPost)
+	r.HandleFunc(b+"/channel/{chans}", s.handleDelete).Methods(http.MethodDelete) // channel_delete.go
 	r.HandleFunc(b+"/channel/{chans}/events", s.handleEvents).Methods(http.MethodGet)
 	// jquery.ev as in the Perl synopsis polls /channel/foo/ID without "stream".
 	r.HandleFunc(b+"/channel/{chans}/{id:[0-9.]+}", s.handleStream).Methods(http.MethodGet)

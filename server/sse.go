@@ -49,16 +49,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	c, _, err := s.streamClient(r, id, KindSSE, full)
+	c, _, err := s.streamClient(r, id, KindSSE, full, identityIf(ident, known))
 	if err != nil {
 		writeError(w, err)
 		return
-	}
-	if known {
-		if err := keepIdentity(c, ident); err != nil {
-			writeError(w, err)
-			return
-		}
 	}
 	if anonymous {
 		// The stream is the client: when it ends, the session ends with it.

@@ -198,13 +198,8 @@ type publishBody struct {
 }
 
 func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
-	names, full, err := s.channelVars(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := s.mayPublish(r, full); err != nil {
-		writeDenied(w, err)
+	names, full, ok := s.publishChannels(w, r)
+	if !ok {
 		return
 	}
 	body, err := s.rules.readBody(w, r)
@@ -342,10 +337,12 @@ func decodeJSONBody(body []byte, maxSize int) ([]map[string]json.RawMessage, err
 	return out, nil
 }
 
-// streamClient registers (or finds) the client named by the request and sets
-// its subscriptions to the channels of the URL. A client that expires between
-// being found and being subscribed is registered anew, once.
-func (s *Server) streamClient(r *http.Request, id, kind string, channels []string) (*Client, bool, error) {
+// streamClient registers (or finds) the client named by the request, keeps
+// ident with it (nil: none), and sets its subscriptions to the channels of
+// the URL: in that order, so that a join_leave channel announces the user
+// at the first poll. A client that expires between being found and being
+// subscribed is registered anew, once.
+func (s *Server) streamClient(r *http.Request, id, kind string, channels []string, ident *Identity) (*Client, bool, error) {
 	for attempt := 0; ; attempt++ {
 		c, err := s.hub.Client(id) // the usual case: the client polls again
 		created := false
@@ -361,6 +358,11 @@ func (s *Server) streamClient(r *http.Request, id, kind string, channels []strin
 		if err := bindStream(c, created, s.rules.browserOf(r)); err != nil {
 			return nil, false, err
 		}
+		if ident != nil {
+			if err := keepIdentity(c, *ident); err != nil {
+				return nil, false, err
+			}
+		}
 		err = s.hub.SetSubscriptions(c, channels)
 		if errors.Is(err, ErrUnknownClient) && attempt == 0 {
 			continue
@@ -370,6 +372,14 @@ func (s *Server) streamClient(r *http.Request, id, kind string, channels []strin
 		}
 		return c, created, nil
 	}
+}
+
+// identityIf is &id when known, else nil.
+func identityIf(id Identity, known bool) *Identity {
+	if !known {
+		return nil
+	}
+	return &id
 }
 
 func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
@@ -403,16 +413,10 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 		writeError(w, err)
 		return
 	}
-	c, _, err := s.streamClient(r, id, KindStardust, full)
+	c, _, err := s.streamClient(r, id, KindStardust, full, identityIf(ident, known))
 	if err != nil {
 		writeError(w, err)
 		return
-	}
-	if known {
-		if err := keepIdentity(c, ident); err != nil {
-			writeError(w, err)
-			return
-		}
 	}
 	s.rules.ensureBrowser(w.Header(), r, s.opts.Base) // so that the browser's next ids are bound
 	var replay []*Message

@@ -127,6 +127,22 @@ var (
 
 // writeDenied answers a refused Stardust request: 401 with a challenge when
 // credentials are missing or wrong, else 403.
+// publishChannels reads the channels of a request that changes them (a
+// publish, a DELETE) and checks that its client may: otherwise it answers
+// and reports false.
+func (s *Server) publishChannels(w http.ResponseWriter, r *http.Request) (names, full []string, ok bool) {
+	names, full, err := s.channelVars(r)
+	if err != nil {
+		writeError(w, err)
+		return nil, nil, false
+	}
+	if err := s.mayPublish(r, full); err != nil {
+		writeDenied(w, err)
+		return nil, nil, false
+	}
+	return names, full, true
+}
+
 func writeDenied(w http.ResponseWriter, err error) {
 	if err == errAuthRequired || err == errAuthWrong {
 		w.Header().Set("WWW-Authenticate", `Basic realm="stardust", charset="UTF-8"`)

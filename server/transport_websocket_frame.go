@@ -61,6 +61,10 @@ func encodeWSFrame(m *Message) []byte {
 	} else {
 		b.Write(m.Data)
 	}
+	if m.Presence && len(m.Ext) > 0 {
+		b.WriteString(`,"ext":`)
+		b.Write(m.Ext)
+	}
 	if m.Reply {
 		b.WriteString(`,"id":`)
 		writeJSONString(b, m.ID)

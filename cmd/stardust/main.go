@@ -506,6 +506,10 @@ func serverOptions(c *conf.Config) (server.Options, error) {
 	o.Channels, o.Hub.ChannelHistory = channelRules(c)
 	o.MetricsAllowFrom = allowList(c.Metrics.AllowFrom)
 	o.APIKey, o.APIAllowFrom = c.API.Key, allowList(c.API.AllowFrom)
+	if w := c.Webhooks; w.URL != "" {
+		o.Webhooks = &server.WebhookOptions{URL: w.URL, Secret: w.Secret, Events: w.Events, MaxQueue: w.MaxQueue,
+			Timeout: w.Timeout.Duration}
+	}
 	for _, tp := range c.Server.TrustedProxies {
 		if p, err := conf.ParsePrefix(tp); err == nil {
 			o.TrustedProxies = append(o.TrustedProxies, p)
@@ -578,7 +582,7 @@ func channelRules(c *conf.Config) ([]server.ChannelRule, []server.HistoryRule) {
 			size = *ch.HistorySize
 		}
 		rules = append(rules, server.ChannelRule{Pattern: ch.Pattern, Anonymous: anon, Presence: ch.Presence, JoinLeave: ch.JoinLeave})
-		hist = append(hist, server.HistoryRule{Pattern: ch.Pattern, Size: size})
+		hist = append(hist, server.HistoryRule{Pattern: ch.Pattern, Size: size, TTL: ch.HistoryTTL.Duration})
 	}
 	return rules, hist
 }

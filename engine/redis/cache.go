@@ -16,13 +16,14 @@ type wire struct {
 	ID       string          `json:"i,omitempty"`
 	ClientID string          `json:"k,omitempty"`
 	Ext      json.RawMessage `json:"e,omitempty"`
+	Presence bool            `json:"p,omitempty"` // before Time: the scripts read the time at the end
 	Time     int64           `json:"t"`
 	Reply    bool            `json:"r,omitempty"`
 }
 
 func encode(m *server.Message) string {
 	b, _ := json.Marshal(wire{Channel: m.Channel, Data: m.Data, ID: m.ID, ClientID: m.ClientID, Ext: m.Ext,
-		Time: m.Time.UnixMicro(), Reply: m.Reply})
+		Presence: m.Presence, Time: m.Time.UnixMicro(), Reply: m.Reply})
 	return string(b)
 }
 
@@ -32,7 +33,7 @@ func decode(seq uint64, payload string) (*server.Message, error) {
 		return nil, err
 	}
 	return &server.Message{Channel: w.Channel, Data: w.Data, ID: w.ID, ClientID: w.ClientID, Ext: w.Ext,
-		Reply: w.Reply, Seq: seq, Time: time.UnixMicro(w.Time)}, nil
+		Reply: w.Reply, Presence: w.Presence, Seq: seq, Time: time.UnixMicro(w.Time)}, nil
 }
 
 // msgCache keeps the newest decoded messages, so that a message fetched

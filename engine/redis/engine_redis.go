@@ -616,6 +616,10 @@ func (e *Engine) NotifyPoll(ctx context.Context, id string) error {
 // History implements server.Engine: historyChunk entries per command, so
 // that a long history of large messages never makes one long command.
 func (e *Engine) History(ctx context.Context, channel string, after uint64) ([]*server.Message, error) {
+	cutoff, err := e.expireHistory(ctx, channel) // history_ttl.go
+	if err != nil {
+		return nil, err
+	}
 	var out []*server.Message
 	for {
 		cctx, cancel := e.call(ctx)
@@ -628,7 +632,7 @@ func (e *Engine) History(ctx context.Context, channel string, after uint64) ([]*
 		for _, en := range entries {
 			seq, _ := strconv.ParseUint(strings.TrimSuffix(en.ID, "-0"), 10, 64)
 			after = seq
-			if m, err := e.cache.get(seq, en.FieldValues["m"]); err == nil {
+			if m, err := e.cache.get(seq, en.FieldValues["m"]); err == nil && !m.Time.Before(cutoff) {
 				out = append(out, m)
 			}
 		}

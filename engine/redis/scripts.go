@@ -30,6 +30,9 @@ import "github.com/redis/rueidis"
 //	P chl            zset (all scores 0): the same channels, listed by name a chunk at a time
 //	P nodes          zset: node id -> heartbeat deadline (ms)
 //	P conns:NODE     hash: address -> held connections counted by that node
+//	P jc:CHANNEL     hash: user -> their sessions counted on a join_leave channel (presence.go)
+//	P js:ID          hash: u user, i info, c:CHANNEL for each channel the session is counted on
+//	P jss, P jsw     zset (all scores 0) of the sessions with a js: record; where SweepMembers stopped
 //
 // Pub/sub topics: P n:PATTERN carries the seq of each message appended to
 // st:PATTERN; P ctl carries "KIND NODE ID" session notices (r: a poll

@@ -21,7 +21,7 @@ import (
 // (FuzzHeldAnswer), byte for byte.
 
 // recorder is a ResponseWriter that keeps the handler's answer, as the
-// server's heldConn does before it writes it in one piece.
+// server's takeoverConn (Conn.Flush) does before it writes it in one piece.
 type recorder struct {
 	header http.Header
 	status int
@@ -206,7 +206,7 @@ func wireAnswer(br *bufio.Reader) (string, error) {
 }
 
 // FuzzHeldAnswer: an answer written on a connection taken over
-// (Connection, appendResponse, as server's heldConn.flush writes it) is
+// (connectionFor, appendResponse, as Conn.Flush writes it) is
 // net/http's answer to the same request, from the same handler: the same
 // status line (HTTP/1.0 to HTTP/1.0), header (Connection, Content-Length,
 // Content-Type; Date aside), body, and the same decision to keep the

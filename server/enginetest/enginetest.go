@@ -80,7 +80,9 @@ func Run(t *testing.T, f Factory) {
 		{"MaxChannels", testMaxChannels},
 		{"HistoryBytes", testHistoryBytes},
 		{"ChannelHistory", testChannelHistory},
+		{"HistoryTTL", testHistoryTTL},
 		{"Presence", testPresence},
+		{"Members", testMembers},
 		{"TwoProcesses", testTwoProcesses},
 		{"SharedSecret", testSharedSecret},
 	} {

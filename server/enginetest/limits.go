@@ -195,3 +195,37 @@ func testChannelHistory(t *testing.T, f Factory) {
 		}
 	}
 }
+
+// testHistoryTTL: a rule's TTL ([[channels]] history_ttl): messages older
+// than it are not returned by History, and the others still are; a channel
+// without a TTL keeps its messages. The bytes of the expired ones are
+// given back.
+func testHistoryTTL(t *testing.T, f Factory) {
+	e := open(t, f, server.Limits{HistorySize: 10, ChannelHistory: []server.HistoryRule{
+		{Pattern: "/ttl/**", Size: 10, TTL: 1500 * time.Millisecond}}})
+	for i := range 3 {
+		publish(t, e, "/keep", i)
+	}
+	before, err := statsOf(t, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		publish(t, e, "/ttl/a", i)
+	}
+	time.Sleep(1600 * time.Millisecond)
+	publish(t, e, "/ttl/a", 3)
+	for ch, want := range map[string]string{"/ttl/a": "[3]", "/keep": "[0 1 2]"} {
+		h, err := e.History(ctx, ch, 0)
+		if err != nil || fmt.Sprint(numbers(h)) != want {
+			t.Errorf("History(%s) = %v, %v; want %s", ch, numbers(h), err, want)
+		}
+	}
+	time.Sleep(1600 * time.Millisecond)
+	if h, err := e.History(ctx, "/ttl/a", 0); err != nil || len(h) != 0 {
+		t.Errorf("History after the TTL = %v, %v; want none", numbers(h), err)
+	}
+	if after, err := statsOf(t, e); err != nil || after.HistoryBytes != before.HistoryBytes {
+		t.Errorf("history bytes %d (%v) once /ttl/a expired, want %d as before it", after.HistoryBytes, err, before.HistoryBytes)
+	}
+}

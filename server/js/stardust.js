@@ -6,6 +6,7 @@
  *   Stardust.events(channels, handlers)  Server-Sent Events with resume
  *   Stardust.publish(channels, messages) POST to the Stardust API; a Promise
  *   Stardust.bayeux(url, options)        a small Bayeux 1.0 client
+ *   Stardust.presence(channel, options)  who is on a presence channel; a Promise
  *
  * When jQuery is on the page (loaded before this file), $.ev.loop and
  * $.ev.stop are installed too, so that a page written for the Perl Stardust
@@ -62,6 +63,46 @@
     if (root.console && root.console.error) root.console.error("stardust.js: " + where + ":", err);
   }
 
+  // notice handles the server's own messages for options' callbacks:
+  // onjoin(member, channel) and onleave(member, channel) on join_leave
+  // channels (member: {user, info}), ongap(notice) when a resumed position
+  // was older than what the server keeps (reload your state), and
+  // ondisconnect(notice) when the server ended the session for good
+  // (stop() has been called: no reconnecting). It returns true for a
+  // disconnect. Gaps and disconnects are the server's notices, never a
+  // channel's message (those have _ch), which anyone allowed to publish
+  // could make look like one.
+  function notice(opts, m, channel, stop) {
+    var type = m && m.type, server = m && m._ch === undefined;
+    try {
+      if (type === "stardust.join" && opts.onjoin) opts.onjoin({ user: m.user, info: m.info }, channel);
+      if (type === "stardust.leave" && opts.onleave) opts.onleave({ user: m.user, info: m.info }, channel);
+      if (type === "stardust.gap" && server && opts.ongap) opts.ongap(m);
+      if (type === "stardust.disconnect" && server) {
+        stop();
+        if (opts.ondisconnect) opts.ondisconnect(m);
+        return true;
+      }
+    } catch (e) {
+      report("a callback threw", e);
+    }
+    return false;
+  }
+
+  // kept reads (value undefined) or writes a position in sessionStorage,
+  // so that a reloaded page resumes where it was; nothing when storage is
+  // off (options.resume === false) or refused (private modes).
+  function kept(opts, key, value) {
+    if (opts.resume === false) return "";
+    try {
+      var store = root.sessionStorage;
+      if (!store) return "";
+      if (value === undefined) return store.getItem("stardust:" + key) || "";
+      store.setItem("stardust:" + key, String(value));
+    } catch (e) {}
+    return "";
+  }
+
   // parseJSON returns the value of text, or undefined (reported) if what
   // is not JSON.
   function parseJSON(text, what) {
@@ -97,10 +138,15 @@
   // then polls again at once. After an error it waits backoff(n) and tries
   // again, for ever, until stop(). options: minDelay, maxDelay (ms),
   // onstate(state, detail) with state "polling", "error" or "stopped";
-  // token (see tokenSource), sent as a Bearer header, asked again after a 401.
+  // token (see tokenSource), sent as a Bearer header, asked again after a 401;
+  // onjoin, onleave, ongap, ondisconnect (see notice); resume (default true):
+  // the position (the _ts of the last message) is kept in sessionStorage, and
+  // a reloaded page's first poll asks for what came since (?since=).
   Stardust.loop = function (url, handlers, options) {
     var opts = options || {};
     var token = tokenSource(opts), stale = false;
+    var key = "loop:" + url.replace(/\/[^\/]*$/, ""); // without the client id
+    var since = kept(opts, key);
     var loop = {
       url: url,
       running: true,
@@ -131,7 +177,9 @@
           stale = false;
           var init = { cache: "no-store", credentials: "same-origin", signal: signal };
           if (tok) init.headers = { Authorization: "Bearer " + tok };
-          return fetch(loop.url, init);
+          var u = loop.url;
+          if (since) u += (u.indexOf("?") < 0 ? "?" : "&") + "since=" + encodeURIComponent(since);
+          return fetch(u, init);
         })
         .then(function (r) {
           if (r.status === 401) stale = true; // expired or refused: a fresh token for the next try
@@ -141,13 +189,21 @@
         .then(function (messages) {
           if (!loop.running) return;
           loop.errors = 0;
+          since = "";
+          messages = Array.isArray(messages) ? messages : [messages];
           state("polling", { messages: messages.length });
+          var ended = false;
+          for (var i = 0; i < messages.length; i++) {
+            var m = messages[i];
+            if (m && m._ts) kept(opts, key, m._ts);
+            ended = notice(opts, m, m && m._ch, loop.stop) || ended;
+          }
           try {
-            loop.run(Array.isArray(messages) ? messages : [messages]);
+            loop.run(messages);
           } catch (e) {
             report("a handler threw", e);
           }
-          poll();
+          if (!ended) poll();
         }, retry);
     }
     state("polling");
@@ -175,6 +231,28 @@
       });
   };
 
+  // presence asks the server who is on channel: a Bayeux name
+  // ("/chat/room") or a Stardust one ("room", under the Bayeux prefix),
+  // whose [[channels]] block has presence = true. The server answers a
+  // caller allowed to read the channel as for a subscription: with
+  // options.token (a string; sent as a Bearer header), the app's token
+  // cookie, or the identity of options.client (a session of this browser).
+  // A Promise of {channel, users: [{user, info}], clients}, rejected with
+  // the server's error text.
+  Stardust.presence = function (channel, options) {
+    var opts = options || {};
+    var q = "channel=" + encodeURIComponent(channel);
+    if (opts.client) q += "&client=" + encodeURIComponent(opts.client);
+    var init = { cache: "no-store", credentials: "same-origin" };
+    if (typeof opts.token === "string" && opts.token) init.headers = { Authorization: "Bearer " + opts.token };
+    return fetch((opts.base || Stardust.base) + "/presence?" + q, init).then(function (r) {
+      return r.json().then(function (answer) {
+        if (!r.ok) throw new Error(answer && answer.error ? answer.error : "HTTP " + r.status);
+        return answer;
+      });
+    });
+  };
+
   // --- Server-Sent Events -------------------------------------------------
 
   // events streams channels with an EventSource and dispatches each message
@@ -187,14 +265,25 @@
   // token (see tokenSource), sent as ?token= (an EventSource sets no
   // headers; the app's HttpOnly cookie is the better place when it can),
   // asked again when the server ends the stream with an "expired" event or
-  // refuses it.
+  // refuses it; onjoin, onleave, ongap, ondisconnect (see notice); resume
+  // (default true): lastEventId is kept in sessionStorage, so that a
+  // reloaded page resumes after the last event it had.
   Stardust.events = function (channels, handlers, options) {
     var opts = options || {};
     var token = tokenSource(opts), stale = false;
     var base = opts.base || Stardust.base;
     var run = dispatcher(handlers || {});
     var es = null;
-    var stream = { lastEventId: opts.lastEventId || "", running: true, errors: 0 };
+    var key = "events:" + channelList(channels);
+    var stream = { lastEventId: opts.lastEventId || kept(opts, key), running: true, errors: 0 };
+    function deliver(m) {
+      if (notice(opts, m, m._ch, stream.stop)) return;
+      try {
+        run([m]);
+      } catch (err) {
+        report("a handler threw", err);
+      }
+    }
     function state(s) {
       if (opts.onstate) opts.onstate(s);
     }
@@ -222,15 +311,19 @@
         state("open");
       };
       es.onmessage = function (e) {
-        if (e.lastEventId) stream.lastEventId = e.lastEventId;
-        var m = parseJSON(e.data, "an event");
-        if (m === undefined) return;
-        try {
-          run([m]);
-        } catch (err) {
-          report("a handler threw", err);
+        if (e.lastEventId) {
+          stream.lastEventId = e.lastEventId;
+          kept(opts, key, e.lastEventId);
         }
+        var m = parseJSON(e.data, "an event");
+        if (m !== undefined) deliver(m);
       };
+      ["gap", "disconnect"].forEach(function (name) { // the server's notices, as named events
+        es.addEventListener(name, function (e) {
+          var m = parseJSON(e.data, "a " + name + " event");
+          if (m !== undefined) deliver(m);
+        });
+      });
       es.addEventListener("expired", function () { // the identity expired: anew with a fresh token
         es.close();
         stale = true;
@@ -259,18 +352,25 @@
   // --- Bayeux -------------------------------------------------------------
 
   // bayeux returns a Bayeux 1.0 client for url ({base}/bayeux). It
-  // handshakes on first use, over a WebSocket when the browser and the
-  // server allow it, else by long-polling (a refused or failed WebSocket
-  // falls back); re-handshakes and re-subscribes after a 402 error or
-  // reconnect "handshake" advice; retries with backoff after network
-  // errors; and sends what is queued in one tick as one batch.
+  // handshakes on first use by long-polling, and then opens a WebSocket
+  // only when the handshake's answer offers one (a server behind FastCGI
+  // does not, and the page logs no failed WebSocket) and the browser can
+  // (a refused or failed WebSocket falls back); re-handshakes and
+  // re-subscribes after a 402 error or reconnect "handshake" advice;
+  // stops for good when the server says reconnect "none" (the server API's
+  // disconnect); retries with backoff after network errors; and sends what
+  // is queued in one tick as one batch. A page that goes away (pagehide)
+  // ends its session at once, so that its user's leave is not delayed.
   //
   // options: ext (handshake ext, e.g. credentials), token (see
   // tokenSource; sent as the handshake's ext.token, asked again before the
   // handshake that follows a 402, as when it expired), transports (default
   // ["websocket", "long-polling"]), minDelay, maxDelay, callTimeout (ms),
   // onstate(state) with "handshaking", "connected", "reconnecting",
-  // "disconnected".
+  // "disconnected"; onjoin(member, channel) and onleave(member, channel)
+  // for the server's join and leave notices (ext.presence) on the
+  // channels subscribed to; ondisconnect(reply) when the server ends the
+  // session for good; disconnectOnUnload (default true).
   Stardust.bayeux = function (url, options) {
     return new Bayeux(url, options || {});
   };
@@ -295,8 +395,27 @@
     this.token = tokenSource(opts);
     this.tokenNow = "";      // the token of the handshake in progress
     this.tokenStale = false; // the server refused the last one: ask again
+    var self = this;
+    if (opts.disconnectOnUnload !== false && root.addEventListener) {
+      root.addEventListener("pagehide", function (e) {
+        if (!e.persisted && self.clientId) self._leaveNow();
+      });
+    }
   }
   Stardust.Bayeux = Bayeux;
+
+  // _leaveNow sends /meta/disconnect as the page goes away: over the open
+  // socket, else in a request that outlives the page (keepalive).
+  Bayeux.prototype._leaveNow = function () {
+    var msg = JSON.stringify([{ channel: "/meta/disconnect", clientId: this.clientId, id: this._id() }]);
+    this.closed = true;
+    if (this.ws && this.ws.readyState === 1) {
+      this.ws.send(msg);
+      return;
+    }
+    fetch(this.url, { method: "POST", credentials: "same-origin", keepalive: true,
+      headers: { "Content-Type": "application/json" }, body: msg }).catch(function () {});
+  };
 
   Bayeux.prototype.setState = function (s) {
     if (this.state === s) return;
@@ -355,15 +474,21 @@
         return self._sleep(backoff(self.errors++, self.opts)).then(attempt);
       });
     }
+    // exchange handshakes by long-polling, then upgrades to a WebSocket
+    // when the answer's supportedConnectionTypes offer one.
     function exchange() {
-      var tried = self._wsAllowed() ? self._openSocket().then(function () {
-        self.transport = "websocket";
-        return self._request(self._handshakeMessage());
-      }, function () {
-        if (!self.wsWorked) self.wsRefused = true; // never opened here: fall back for good
-        self.transport = "long-polling";
-        return self._request(self._handshakeMessage());
-      }) : (self.transport = "long-polling", self._request(self._handshakeMessage()));
+      self.transport = "long-polling";
+      var tried = self._request(self._handshakeMessage()).then(function (reply) {
+        var offered = reply.supportedConnectionTypes || [];
+        if (!reply.successful || !self._wsAllowed() || offered.indexOf("websocket") < 0) return reply;
+        return self._openSocket().then(function () {
+          self.transport = "websocket";
+          return reply;
+        }, function () {
+          if (!self.wsWorked) self.wsRefused = true; // never opened here: fall back for good
+          return reply;
+        });
+      });
       return tried.then(function (reply) {
         if (reply.successful) return reply;
         if (/^40[12]:/.test(reply.error || "")) self.tokenStale = true;
@@ -550,7 +675,8 @@
         this._deliver(m);
         continue;
       }
-      if ((m.error && /^402:/.test(m.error)) || (m.advice && m.advice.reconnect === "handshake")) {
+      var none = m.advice && m.advice.reconnect === "none";
+      if (!none && ((m.error && /^402:/.test(m.error)) || (m.advice && m.advice.reconnect === "handshake"))) {
         if (m.error && /^402:/.test(m.error)) this.tokenStale = true; // perhaps the identity expired
         this._rehandshake();
       }
@@ -571,6 +697,8 @@
   // _deliver hands a message to every listener whose pattern matches.
   Bayeux.prototype._deliver = function (m) {
     var self = this;
+    var presence = m.ext && m.ext.presence;
+    if (presence === "join" || presence === "leave") notice(self.opts, m.data, m.channel, function () {});
     Object.keys(self.listeners).forEach(function (pattern) {
       if (!matches(pattern, m.channel)) return;
       self.listeners[pattern].slice().forEach(function (fn) {
@@ -609,7 +737,7 @@
       if (clientId !== self.clientId) return; // a new session took over
       var advice = reply.advice || {};
       if (!reply.successful) {
-        if (advice.reconnect === "none") return self._closeLocal();
+        if (advice.reconnect === "none") return self._closeLocal(reply);
         return; // 402 and "handshake": _receive has started a new handshake
       }
       self.errors = 0;
@@ -636,13 +764,34 @@
     this.handshake();
   };
 
-  Bayeux.prototype._closeLocal = function () {
+  // _closeLocal ends the client; reply, when the server ended the session
+  // (reconnect "none"), goes to options.ondisconnect.
+  Bayeux.prototype._closeLocal = function (reply) {
     this.closed = true;
     this.clientId = null;
     this.ready = null;
     if (this.connectAbort) this.connectAbort.abort();
     if (this.ws) this.ws.close();
     this.setState("disconnected");
+    if (reply && this.opts.ondisconnect) {
+      try {
+        this.opts.ondisconnect(reply);
+      } catch (e) {
+        report("ondisconnect threw", e);
+      }
+    }
+  };
+
+  // presence asks the server who is on channel (a presence channel this
+  // page may read), as this client: a Promise of {channel, users:
+  // [{user, info}], clients}.
+  Bayeux.prototype.presence = function (channel) {
+    var self = this;
+    return self._whenReady(function () {
+      return self.token(false).then(function (tok) {
+        return Stardust.presence(channel, { base: self.url.replace(/\/(bayeux|cometd)\/?$/, ""), client: self.clientId, token: tok });
+      });
+    });
   };
 
   // subscribe adds fn(data, message) as a listener of channel (wildcards

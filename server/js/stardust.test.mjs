@@ -243,3 +243,153 @@ test("bayeux sends the token as the handshake's ext.token, and a fresh one after
   assert.deepEqual(handshakes, [{ app: 1, token: "t1" }, { app: 1, token: "t2" }]);
   assert.equal(b.clientId, "c2");
 });
+
+// fakeStorage is a sessionStorage that outlives a page: load it into two.
+function fakeStorage() {
+  const m = new Map();
+  return { getItem: (k) => (m.has(k) ? m.get(k) : null), setItem: (k, v) => m.set(k, String(v)), map: m };
+}
+
+test("loop: join, leave and gap callbacks, a disconnect stops it, and a reload resumes with since=", async () => {
+  const sessionStorage = fakeStorage();
+  const answers = [
+    [{ type: "stardust.gap", since: 1, oldest: 2 }, { type: "stardust.join", user: "ann", info: { name: "Ann" }, _ch: "/stardust/room", _ts: 5.5 }],
+    [{ type: "stardust.disconnect", _ch: "/stardust/room", _ts: 6 }], // published by someone: not the server's
+    [{ type: "stardust.leave", user: "ann", _ch: "/stardust/room", _ts: 7 }, { type: "stardust.disconnect" }],
+  ];
+  const { fetch, calls } = fakeFetch(answers);
+  const w = load({ fetch, setTimeout, clearTimeout, sessionStorage });
+  const got = [];
+  const loop = w.Stardust.loop("/comet/channel/room/stream/1", { "*": (m) => got.push("*" + m.type) }, {
+    onjoin: (m, ch) => got.push("join " + m.user + " " + m.info.name + " " + ch),
+    onleave: (m, ch) => got.push("leave " + m.user + " " + ch),
+    ongap: (g) => got.push("gap " + g.oldest),
+    ondisconnect: () => got.push("disconnect"),
+  });
+  for (let i = 0; i < 12; i++) await tick();
+  assert.deepEqual(got, ["gap 2", "join ann Ann /stardust/room", "*stardust.gap", "*stardust.join", "*stardust.disconnect",
+    "leave ann /stardust/room", "disconnect", "*stardust.leave", "*stardust.disconnect"]);
+  assert.equal(calls.length, 3, "no poll after the server's disconnect");
+  assert.equal(loop.running, false);
+  assert.equal(calls[0].url, "/comet/channel/room/stream/1", "no position yet");
+
+  const again = fakeFetch([]);
+  const w2 = load({ fetch: again.fetch, setTimeout, clearTimeout, sessionStorage });
+  const l2 = w2.Stardust.loop("/comet/channel/room/stream/2", {});
+  await tick();
+  l2.stop();
+  assert.equal(again.calls[0].url, "/comet/channel/room/stream/2?since=7", "the reloaded page resumes after the last message");
+});
+
+test("events: gap and disconnect events, and a reload resumes with the kept lastEventId", async () => {
+  const sessionStorage = fakeStorage();
+  const sources = [];
+  class FakeEventSource {
+    constructor(url) { this.url = url; this.listeners = {}; sources.push(this); }
+    addEventListener(type, fn) { this.listeners[type] = fn; }
+    close() { this.readyState = 2; }
+  }
+  const w = load({ EventSource: FakeEventSource, fetch: () => {}, setTimeout, clearTimeout, sessionStorage });
+  const got = [];
+  const stream = w.Stardust.events("room", {}, { base: "/comet", ongap: (g) => got.push("gap"), ondisconnect: () => got.push("disconnect") });
+  for (let i = 0; i < 3; i++) await tick();
+  sources[0].onmessage({ lastEventId: "41", data: '{"type":"x","_ch":"/stardust/room"}' });
+  sources[0].listeners.gap({ data: '{"type":"stardust.gap","since":"1","oldest":"40"}' });
+  sources[0].listeners.disconnect({ data: '{"type":"stardust.disconnect"}' });
+  assert.deepEqual(got, ["gap", "disconnect"]);
+  assert.equal(stream.running, false);
+  assert.equal(sources[0].readyState, 2, "closed: no reconnecting");
+
+  const w2 = load({ EventSource: FakeEventSource, fetch: () => {}, setTimeout, clearTimeout, sessionStorage });
+  const s2 = w2.Stardust.events("room", {}, { base: "/comet" });
+  for (let i = 0; i < 3; i++) await tick();
+  s2.stop();
+  assert.equal(sources[1].url, "/comet/channel/room/events?lastEventId=41");
+});
+
+// bayeuxServer answers handshakes offering types, and holds connects.
+function bayeuxServer(types, connectReply) {
+  const sent = [];
+  const fetch = (url, opts) => {
+    if (!opts.body) {
+      sent.push({ get: url, headers: opts.headers });
+      return Promise.resolve({ ok: true, status: 200, json: () => Promise.resolve({ channel: "/chat/room", users: [{ user: "ann" }], clients: 2 }) });
+    }
+    const batch = JSON.parse(opts.body);
+    sent.push(batch);
+    const m = batch[0];
+    if (m.channel === "/meta/handshake") {
+      return Promise.resolve({ ok: true, status: 200, json: () => Promise.resolve([{ channel: m.channel, id: m.id, successful: true, clientId: "c1",
+        version: "1.0", supportedConnectionTypes: types, advice: { reconnect: "retry", interval: 0 } }]) });
+    }
+    if (m.channel === "/meta/connect" && connectReply) {
+      const r = connectReply(m);
+      if (r) return Promise.resolve({ ok: true, status: 200, json: () => Promise.resolve(r) });
+    }
+    return new Promise(() => {});
+  };
+  return { fetch, sent };
+}
+
+test("bayeux asks the server's transports first: no WebSocket where the handshake offers none", async () => {
+  let sockets = 0;
+  class FakeWebSocket { constructor() { sockets++; } }
+  const { fetch, sent } = bayeuxServer(["long-polling", "callback-polling"]);
+  const w = load({ fetch, setTimeout, clearTimeout, WebSocket: FakeWebSocket });
+  const b = w.Stardust.bayeux("http://example.test/comet/bayeux");
+  await b.handshake();
+  b.closed = true;
+  assert.equal(sockets, 0, "no WebSocket tried");
+  assert.equal(b.transport, "long-polling");
+  assert.deepEqual(sent[0][0].supportedConnectionTypes, ["websocket", "long-polling"]);
+
+  class OpenWebSocket {
+    constructor(url) { sockets++; this.url = url; this.readyState = 1; setTimeout(() => this.onopen(), 0); }
+    send() {}
+  }
+  const two = bayeuxServer(["long-polling", "websocket"]);
+  const w2 = load({ fetch: two.fetch, setTimeout, clearTimeout, WebSocket: OpenWebSocket });
+  const b2 = w2.Stardust.bayeux("http://example.test/comet/bayeux");
+  await b2.handshake();
+  b2.closed = true;
+  assert.equal(b2.transport, "websocket", "offered: the WebSocket is used");
+  assert.equal(sockets, 1);
+});
+
+test("bayeux: join and leave callbacks from ext.presence, a disconnect by the server stops it, presence() asks as this client", async () => {
+  let connects = 0;
+  const { fetch, sent } = bayeuxServer(["long-polling"], (m) => {
+    connects++;
+    if (connects === 1) {
+      return [{ channel: "/chat/room", data: { type: "stardust.join", user: "ann" }, ext: { presence: "join" } },
+        { channel: "/chat/room", data: { type: "stardust.join", user: "eve" } }, // a client's publish: no ext.presence
+        { channel: m.channel, id: m.id, successful: true, advice: { reconnect: "retry", interval: 0 } }];
+    }
+    return [{ channel: m.channel, id: m.id, successful: false, error: "402:c1:Unknown client", advice: { reconnect: "none" } }];
+  });
+  const w = load({ fetch, setTimeout, clearTimeout });
+  const got = [];
+  const b = w.Stardust.bayeux("http://example.test/comet/bayeux", {
+    transports: ["long-polling"], token: "tok",
+    onjoin: (m, ch) => got.push("join " + m.user + " " + ch),
+    ondisconnect: (r) => got.push("disconnect " + r.error),
+  });
+  b.subscribe("/chat/room", (data) => got.push("data " + data.user));
+  for (let i = 0; i < 30; i++) await tick();
+  await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 10; i++) await tick();
+  assert.deepEqual(got, ["join ann /chat/room", "data ann", "data eve", "disconnect 402:c1:Unknown client"]);
+  assert.equal(b.state, "disconnected");
+  assert.equal(sent.filter((batch) => Array.isArray(batch) && batch[0].channel === "/meta/handshake").length, 1, "no new handshake after reconnect none");
+
+  const w2 = load({ fetch: bayeuxServer(["long-polling"]).fetch, setTimeout, clearTimeout });
+  const b2 = w2.Stardust.bayeux("http://example.test/comet/bayeux", { transports: ["long-polling"], token: "tok" });
+  const list = await b2.presence("/chat/room");
+  b2.closed = true;
+  assert.equal(list.users[0].user, "ann");
+  const asked = [];
+  const w3 = load({ fetch: (url, opts) => { asked.push(url, opts.headers && opts.headers.Authorization); return Promise.resolve({ ok: true, status: 200, json: () => Promise.resolve({}) }); }, setTimeout, clearTimeout });
+  w3.Stardust.base = "/comet";
+  await w3.Stardust.presence("room", { token: "t1", client: "c 1" });
+  assert.deepEqual(asked, ["/comet/presence?channel=room&client=c%201", "Bearer t1"]);
+});
