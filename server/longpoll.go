@@ -221,24 +221,27 @@ func detach(ci *takeover.ConnInfo, w http.ResponseWriter, r *http.Request, p *po
 // (waiter.interruptLocked).
 func (tc *takeoverConn) attach(p *pollState) {
 	p.conn = tc
-	p.w.mu.Lock()
-	p.w.cut = tc
-	p.w.mu.Unlock()
-	tc.mu.Lock()
-	tc.p = p
-	tc.mu.Unlock()
+	tc.setPoll(p, tc)
 	if tc.Closing() { // the listener is closing: answer at once
 		p.w.end(PollClosed)
 	}
 }
 
 // release ends attach: no more wake-ups reach the connection.
-func (tc *takeoverConn) release(p *pollState) {
+func (tc *takeoverConn) release(p *pollState) { tc.setPoll(p, nil) }
+
+// setPoll makes p's wake-ups cut (nil: none), and records p as the poll
+// waiting on the connection (nil cut: none), for Interrupt.
+func (tc *takeoverConn) setPoll(p *pollState, cut waitCutter) {
 	p.w.mu.Lock()
-	p.w.cut = nil
+	p.w.cut = cut
 	p.w.mu.Unlock()
 	tc.mu.Lock()
-	tc.p = nil
+	if cut != nil {
+		tc.p = p
+	} else {
+		tc.p = nil
+	}
 	tc.mu.Unlock()
 }
 

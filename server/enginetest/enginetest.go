@@ -882,38 +882,30 @@ func testSharedSecret(t *testing.T, f Factory) {
 // The engine's optional capabilities (server.Deliverer and the others): a
 // test that needs one the engine does not have is skipped, saying which.
 
+// capability is e as the optional interface C, or skips the test.
+func capability[C any](t *testing.T, e server.Engine) C {
+	t.Helper()
+	c, ok := e.(C)
+	if !ok {
+		t.Skipf("the engine is no %T", (*C)(nil))
+	}
+	return c
+}
+
 func statsOf(t *testing.T, e server.Engine) (server.EngineStats, error) {
 	t.Helper()
-	sr, ok := e.(server.StatsReporter)
-	if !ok {
-		t.Skip("the engine is no server.StatsReporter")
-	}
-	return sr.Stats(ctx)
+	return capability[server.StatsReporter](t, e).Stats(ctx)
 }
 
 func audienceOf(t *testing.T, e server.Engine, channel string) (map[string]int, error) {
 	t.Helper()
-	ac, ok := e.(server.AudienceCounter)
-	if !ok {
-		t.Skip("the engine is no server.AudienceCounter")
-	}
-	return ac.Audience(ctx, channel)
+	return capability[server.AudienceCounter](t, e).Audience(ctx, channel)
 }
 
 func delivererOf(t *testing.T, e server.Engine) server.Deliverer {
-	t.Helper()
-	d, ok := e.(server.Deliverer)
-	if !ok {
-		t.Skip("the engine is no server.Deliverer")
-	}
-	return d
+	return capability[server.Deliverer](t, e)
 }
 
 func connCounterOf(t *testing.T, e server.Engine) server.ConnectionCounter {
-	t.Helper()
-	cc, ok := e.(server.ConnectionCounter)
-	if !ok {
-		t.Skip("the engine is no server.ConnectionCounter")
-	}
-	return cc
+	return capability[server.ConnectionCounter](t, e)
 }
