@@ -107,10 +107,11 @@ type Server struct {
 	// MaxConnections caps the connections open at once; 0 is 90% of the
 	// descriptor limit less 64.
 	MaxConnections int `toml:"max_connections"`
-	// HoldOnConnection holds long polls on their connection, off Go's
-	// HTTP server, in HTTP mode (server.HoldListener): about half the
-	// memory per held client, for some CPU per answer.
-	HoldOnConnection bool `toml:"hold_on_connection"`
+	// Takeover has long polls wait on their connection taken over from
+	// Go's HTTP server, in HTTP mode (server.TakeoverListener): about half
+	// the memory per waiting client, for some CPU per answer. The key's
+	// name predates the word "takeover"; it is kept for existing configs.
+	Takeover bool `toml:"hold_on_connection"`
 	// FCGIMaxRequestsPerConn bounds the requests in flight on one FastCGI
 	// connection (fcgi.Limits.PerConn); -1 for no limit. The whole front
 	// carries at most MaxConnections, as HTTP mode does.
@@ -298,7 +299,7 @@ func Default() Config {
 			BodyTimeout:     Duration{20 * time.Second},
 			RequestTimeout:  Duration{60 * time.Second},
 
-			HoldOnConnection:       true,
+			Takeover:               true,
 			FCGIMaxRequestsPerConn: 8,
 		},
 		Comet: Comet{

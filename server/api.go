@@ -318,7 +318,9 @@ func (s *Server) apiHistoryRemove(_ *http.Request, req *apiRequest) (any, error)
 	if !ok {
 		return nil, fmt.Errorf("history_remove: %w", errNoCapability)
 	}
-	had, err := hr.RemoveHistory(context.Background(), req.Channel)
+	ectx, ecancel := s.hub.call(context.Background())
+	defer ecancel()
+	had, err := hr.RemoveHistory(ectx, req.Channel)
 	if err != nil {
 		return nil, s.hub.failed(err)
 	}
@@ -371,7 +373,9 @@ func (s *Server) apiChannels(_ *http.Request, req *apiRequest) (any, error) {
 		}
 		info := apiChannelInfo{Channel: name, Subscribers: n}
 		if au, ok := s.hub.engine.(AudienceUsers); ok {
-			users, err := au.AudienceUsers(context.Background(), name)
+			ectx, ecancel := s.hub.call(context.Background())
+			users, err := au.AudienceUsers(ectx, name)
+			ecancel()
 			if err != nil {
 				return nil, s.hub.failed(err)
 			}
@@ -409,7 +413,9 @@ func (s *Server) apiInfo(_ *http.Request, _ *apiRequest) (any, error) {
 	_, memory := s.hub.engine.(*MemoryEngine)
 	procs := 1
 	if pc, ok := s.hub.engine.(ProcessCounter); ok {
-		if procs, err = pc.Processes(context.Background()); err != nil {
+		ectx, ecancel := s.hub.call(context.Background())
+		defer ecancel()
+		if procs, err = pc.Processes(ectx); err != nil {
 			return nil, s.hub.failed(err)
 		}
 	}
@@ -427,7 +433,9 @@ func (s *Server) userSessions(req *apiRequest) ([]Session, error) {
 	if !ok {
 		return nil, fmt.Errorf("finding a user's sessions: %w", errNoCapability)
 	}
-	all, err := ui.UserSessions(context.Background(), req.User)
+	ectx, ecancel := s.hub.call(context.Background())
+	defer ecancel()
+	all, err := ui.UserSessions(ectx, req.User)
 	if err != nil {
 		return nil, s.hub.failed(err)
 	}
@@ -460,7 +468,10 @@ func (s *Server) apiDisconnect(_ *http.Request, req *apiRequest) (any, error) {
 		// process, read the mark.
 		s.hub.kicked.add(ss.ID)
 		if shared {
-			if err := dm.MarkDisconnected(context.Background(), ss.ID); err != nil {
+			ectx, ecancel := s.hub.call(context.Background())
+			err := dm.MarkDisconnected(ectx, ss.ID)
+			ecancel()
+			if err != nil {
 				return apiCount{n}, s.hub.failed(err)
 			}
 		}
@@ -552,7 +563,9 @@ func (h *Hub) wasKicked(id string) bool {
 	if !ok {
 		return false
 	}
-	yes, err := dm.Disconnected(context.Background(), id)
+	ectx, ecancel := h.call(context.Background())
+	defer ecancel()
+	yes, err := dm.Disconnected(ectx, id)
 	return err == nil && yes
 }
 

@@ -88,7 +88,7 @@ type Bayeux struct {
 	log    *logrus.Entry
 
 	upgrader  *websocket.Upgrader
-	sockets   wsSockets  // open WebSockets and their batching (ws_push.go)
+	sockets   wsSockets  // open WebSockets (transport_websocket_push.go)
 	incidents *incidents // counts unsuccessful replies
 	idh       *identityHooks
 }
@@ -128,11 +128,11 @@ func (b *Bayeux) advice(reconnect string) *bayeuxAdvice {
 		Timeout: b.limits.pollTimeout.Milliseconds()}
 }
 
-// heldConnect is a /meta/connect waiting for messages or its hold time.
-type heldConnect struct {
-	msg    *BayeuxMessage
-	client *Client
-	hold   time.Duration
+// pendingConnect is a /meta/connect waiting for messages or its hold time.
+type pendingConnect struct {
+	msg     *BayeuxMessage
+	client  *Client
+	timeout time.Duration
 	// ack: the client speaks the ack extension. Its messages then come only
 	// in connect replies, each batch with a number that the client's next
 	// connect acknowledges; unacknowledged ones are sent again, from any
@@ -146,18 +146,18 @@ type heldConnect struct {
 // process handles one batch in order and returns the replies. A valid
 // connect in the batch is not answered here: it is returned for the transport
 // to hold, and its reply goes last, after the replies to the other messages.
-func (b *Bayeux) process(batch []*BayeuxMessage, who caller) ([][]byte, *heldConnect) {
+func (b *Bayeux) process(batch []*BayeuxMessage, who caller) ([][]byte, *pendingConnect) {
 	replies := make([][]byte, 0, len(batch))
-	var held *heldConnect
+	var pending *pendingConnect
 	for _, m := range batch {
 		var r *bayeuxReply
 		switch {
 		case m.Channel == "/meta/connect":
-			if held != nil {
+			if pending != nil {
 				r = b.fail(m, fmt.Errorf("%w: more than one connect in a batch", ErrBadMessage), m.Channel)
 				break
 			}
-			held, r = b.connect(m, who)
+			pending, r = b.connect(m, who)
 		case m.Channel == "/meta/handshake":
 			r = b.handshake(m, who)
 		case m.Channel == "/meta/subscribe", m.Channel == "/meta/unsubscribe":
@@ -173,7 +173,7 @@ func (b *Bayeux) process(batch []*BayeuxMessage, who caller) ([][]byte, *heldCon
 			replies = append(replies, r.encode())
 		}
 	}
-	return replies, held
+	return replies, pending
 }
 
 // fail is an unsuccessful reply to m carrying err as a Bayeux error string.
@@ -309,7 +309,7 @@ func (b *Bayeux) commonType(types []string) bool {
 }
 
 // connect checks a /meta/connect; valid ones are returned to be held.
-func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*heldConnect, *bayeuxReply) {
+func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*pendingConnect, *bayeuxReply) {
 	c, err := b.session(m, who)
 	if err != nil {
 		return nil, b.fail(m, err, m.ClientID)
@@ -323,16 +323,16 @@ func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*heldConnect, *bayeuxRep
 	if err := b.acl(c, m); err != nil {
 		return nil, b.fail(m, err, m.Channel)
 	}
-	hold := b.limits.pollTimeout
+	timeout := b.limits.pollTimeout
 	var adv struct {
 		Timeout *int64 `json:"timeout"`
 	}
 	if len(m.Advice) > 0 && json.Unmarshal(m.Advice, &adv) == nil && adv.Timeout != nil && *adv.Timeout >= 0 &&
-		*adv.Timeout < hold.Milliseconds() {
+		*adv.Timeout < timeout.Milliseconds() {
 		// CometD asks for an immediate first reply with timeout 0. Compared
 		// in milliseconds first: a huge timeout must not overflow the
 		// Duration into a negative (immediate, uncounted) hold.
-		hold = time.Duration(*adv.Timeout) * time.Millisecond
+		timeout = time.Duration(*adv.Timeout) * time.Millisecond
 	}
 	if c.Attr(AttrConnected) == "" {
 		// The first connect is answered at once, as CometD's and the Perl
@@ -341,24 +341,24 @@ func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*heldConnect, *bayeuxRep
 		if err := c.SetAttr(AttrConnected, "true"); err != nil {
 			return nil, b.fail(m, err, m.Channel)
 		}
-		hold = 0
+		timeout = 0
 	}
-	if left, ok := b.idh.timeLeft(c); ok && left < hold {
+	if left, ok := b.idh.timeLeft(c); ok && left < timeout {
 		// Held no longer than the identity holds: the next connect, at
 		// its expiry, is answered 402 (handshake) at once.
-		hold = max(left, 0)
+		timeout = max(left, 0)
 	}
-	h := &heldConnect{msg: m, client: c, hold: hold, ack: c.Attr(AttrAck) == "true"}
+	h := &pendingConnect{msg: m, client: c, timeout: timeout, ack: c.Attr(AttrAck) == "true"}
 	if batch, ok := m.ackBatch(); ok && h.ack {
 		c.Commit(batch) // the client has every message up to that batch
 	}
 	return h, nil
 }
 
-// connectReply answers a held connect when it ends. For a client of the ack
+// connectReply answers a pending connect when it ends. For a client of the ack
 // extension, a reply that carries messages carries their batch number
 // (cursor); one without leaves the client's last batch as it is.
-func (b *Bayeux) connectReply(h *heldConnect, why PollEnd, cursor uint64) []byte {
+func (b *Bayeux) connectReply(h *pendingConnect, why PollEnd, cursor uint64) []byte {
 	r := &bayeuxReply{Channel: "/meta/connect", Successful: true, ID: h.msg.ID, ClientID: h.client.ID(),
 		Advice: b.advice("retry")}
 	if h.ack && why == PollReady {
@@ -395,8 +395,8 @@ func (b *Bayeux) connectReply(h *heldConnect, why PollEnd, cursor uint64) []byte
 // form, for any transport, with the batch's cursor to commit once they are
 // written. Bayeux has no in-band notice for a queue that overflowed; the hub
 // counts drops.
-func (b *Bayeux) poll(ctx context.Context, c *Client, hold time.Duration) ([][]byte, uint64, PollEnd) {
-	batch, why := c.Poll(ctx, hold)
+func (b *Bayeux) poll(ctx context.Context, c *Client, timeout time.Duration) ([][]byte, uint64, PollEnd) {
+	batch, why := c.Poll(ctx, timeout)
 	return bayeuxMessages(batch), batch.Cursor, why
 }
 
@@ -409,7 +409,7 @@ func bayeuxMessages(batch Batch) [][]byte {
 	return out
 }
 
-// browserKey is the engine's connection-count key of a browser's held connects.
+// browserKey is the engine's connection-count key of a browser's pending connects.
 func browserKey(browser string) string { return "browser:" + browser }
 
 func (b *Bayeux) subscribe(m *BayeuxMessage, who caller, on bool) *bayeuxReply {

@@ -686,9 +686,9 @@ func TestEverythingIsSweptBack(t *testing.T) {
 		e.subs.mu.RLock()
 		treeEmpty := e.subs.root.empty()
 		e.subs.mu.RUnlock()
-		e.connMu.Lock()
-		held := len(e.conns)
-		e.connMu.Unlock()
+		e.conns.mu.Lock()
+		held := len(e.conns.n)
+		e.conns.mu.Unlock()
 		if st.Clients == 0 && st.Channels == 0 && st.Subscriptions == 0 && treeEmpty && held == 0 {
 			return
 		}

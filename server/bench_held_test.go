@@ -7,20 +7,20 @@ import (
 )
 
 // BenchmarkHeldPollRoundTrip: one poll held on its connection (taken over,
-// hold.go and internal/takeover) and answered by a publish, on one
+// longpoll.go and internal/takeover) and answered by a publish, on one
 // keep-alive loopback connection: the poll's request read, its takeover
 // (the first) or its serving off net/http (the next ones), the wake-up,
 // the answer written and read. The wait until the poll waits spins.
 func BenchmarkHeldPollRoundTrip(b *testing.B) {
 	t := &testing.T{}
-	s, srv, addr := heldServer(t, Options{PollTimeout: time.Minute}, nil, nil)
+	s, srv, addr := takeoverServer(t, Options{PollTimeout: time.Minute}, nil, nil)
 	rc := dialRaw(t, addr)
 	rc.t = t
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		rc.send(heldGet("bench1", "HTTP/1.1", ""))
-		for s.hub.waiting.Load() != 1 { // without allocating, unlike heldCount
+		rc.send(pollGet("bench1", "HTTP/1.1", ""))
+		for s.hub.waiting.Load() != 1 { // without allocating, unlike takeoverCount
 			runtime.Gosched()
 		}
 		publishA(t, s, `{"n":1}`)

@@ -67,7 +67,8 @@ func (s *Server) deleteChannel(channel, name string) (int, bool, error) {
 	if !ok || !ok2 {
 		return 0, false, fmt.Errorf("deleting a channel: %w", errNoCapability)
 	}
-	ctx := context.Background()
+	ctx, cancel := s.hub.call(context.Background())
+	defer cancel()
 	present, err := p.Present(ctx, channel)
 	if err != nil {
 		return 0, false, s.hub.failed(err)

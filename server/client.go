@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -23,7 +22,7 @@ type PollEnd int
 // The reasons a poll ends.
 const (
 	PollReady    PollEnd = iota // messages were queued (or a drop notice is due)
-	PollTimeout                 // the hold time passed with nothing queued
+	PollTimeout                 // the poll timeout passed with nothing queued
 	PollReplaced                // a newer poll by the same client took over
 	PollClosed                  // the request, the client or the server ended
 	PollExpired                 // the client expired or was lost: it must start again
@@ -73,7 +72,9 @@ func (c *Client) SetAttr(key, value string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.added {
-		if err := c.hub.engine.SetAttr(context.Background(), c.s.ID, key, value); err != nil {
+		ctx, cancel := c.hub.call(context.Background())
+		defer cancel()
+		if err := c.hub.engine.SetAttr(ctx, c.s.ID, key, value); err != nil {
 			return c.hub.failed(err)
 		}
 	}
@@ -83,13 +84,17 @@ func (c *Client) SetAttr(key, value string) error {
 
 // Subscriptions returns the patterns the client is subscribed to, sorted.
 func (c *Client) Subscriptions() ([]string, error) {
-	subs, err := c.hub.engine.Subscriptions(context.Background(), c.s.ID)
+	ctx, cancel := c.hub.call(context.Background())
+	defer cancel()
+	subs, err := c.hub.engine.Subscriptions(ctx, c.s.ID)
 	return subs, c.hub.failed(err)
 }
 
 // Exists reports whether the engine still has the client.
 func (c *Client) Exists() (bool, error) {
-	_, err := c.hub.engine.Session(context.Background(), c.s.ID)
+	ctx, cancel := c.hub.call(context.Background())
+	defer cancel()
+	_, err := c.hub.engine.Session(ctx, c.s.ID)
 	switch {
 	case err == nil:
 		return true, nil
@@ -104,115 +109,37 @@ func (c *Client) Exists() (bool, error) {
 // poll, wherever it is served. An error is logged: the messages then come
 // again.
 func (c *Client) Commit(cursor uint64) {
-	if err := c.hub.engine.Commit(context.Background(), c.s.ID, cursor); err != nil {
+	ctx, cancel := c.hub.call(context.Background())
+	defer cancel()
+	if err := c.hub.engine.Commit(ctx, c.s.ID, cursor); err != nil {
 		c.hub.failed(err)
 		c.hub.log.WithError(err).Debug("commit failed: the batch will be sent again")
 	}
 }
 
-// waiter is one poll held by this process: what woke it, and how to
-// interrupt the wait in progress. It has no channel of its own when the
-// poll waits by other means (a connection taken over: hold.go), which cut
-// tells to stop waiting.
-type waiter struct {
-	mu        sync.Mutex
-	why       PollEnd
-	ended     bool
-	ready     bool          // messages were queued since the poll last looked
-	listening bool          // the wait in progress ends on messages (not while gathering)
-	sig       chan struct{} // the blocking wait's: capacity 1, a wake-up is never lost or blocking
-	cut       waitCutter    // the other wait's, if any: a wake-up cuts it short
-	// watching is set once the engine watches for this poll: from then on
-	// a message, or a poll of the same client anywhere, wakes it.
-	watching atomic.Bool
-}
-
-// end ends the poll with why, unless it has ended already.
-func (w *waiter) end(why PollEnd) {
-	w.mu.Lock()
-	if w.ended {
-		w.mu.Unlock()
-		return
-	}
-	w.ended, w.why = true, why
-	w.interruptLocked()
-	w.mu.Unlock()
-}
-
-// interruptLocked ends the wait in progress at once; it never blocks.
-func (w *waiter) interruptLocked() {
-	switch {
-	case w.cut != nil:
-		w.cut.cutWait()
-	case w.sig != nil:
-		select {
-		case w.sig <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// notify is the waiter's Engine.Watch callback: it never blocks.
-func (w *waiter) notify(why Wake) {
-	switch why {
-	case WakeMessages:
-		w.mu.Lock()
-		w.ready = true
-		if w.listening {
-			w.interruptLocked()
-		}
-		w.mu.Unlock()
-	case WakeRemoved:
-		w.end(PollClosed)
-	case WakeExpired:
-		w.end(PollExpired)
-	case WakeReplaced:
-		w.end(PollReplaced)
-	}
-}
-
-// pollWoken is what a wait returns when messages woke it.
-const pollWoken PollEnd = -1
-
-// look tells whether a wait may start (pollWoken meaning it need not: the
-// wake-up came already) and marks whether it ends on messages.
-func (w *waiter) look(messages bool) (PollEnd, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ended {
-		return w.why, true
-	}
-	if messages && w.ready {
-		w.ready = false
-		return pollWoken, true
-	}
-	w.listening = messages
-	return 0, false
-}
-
-// Poll waits up to hold for messages and returns them as a batch to Commit
+// Poll waits up to timeout for messages and returns them as a batch to Commit
 // once written. It returns at once when messages are already queued. A newer
 // Poll of the same client, here or in another process, releases this one
 // (PollReplaced) without messages, so that a dropped connection's request
 // cannot take what its successor should get. It waits on exactly: messages
 // ready, its own timer, ctx, the client's removal and the hub's close.
-func (c *Client) Poll(ctx context.Context, hold time.Duration) (Batch, PollEnd) {
-	p := c.beginPoll(ctx, hold)
+func (c *Client) Poll(ctx context.Context, timeout time.Duration) (Batch, PollEnd) {
+	p := c.beginPoll(ctx, timeout)
 	defer p.finish()
 	return p.run(ctx)
 }
 
 // pollState is one Poll of a client in progress, from beginPoll to finish. Its
 // loop (run) is the same whether it waits in a select (Poll) or by reading
-// its held connection (hold.go): only the waiting step differs.
+// its connection taken over (longpoll.go): only the waiting step differs.
 type pollState struct {
 	c        *Client
 	w        *waiter
-	deadline time.Time // the end of the hold
-	// held: the poll has waited (gathered) or reached the engine; from then
+	deadline time.Time // the end of the poll timeout
+	// waiting: the poll has waited (gathered) or reached the engine; from then
 	// on an engine failure no longer ends it (see fetch), and it is counted
 	// as waiting (Stats.Polling).
-	held bool
+	waiting bool
 	// notBefore: a client answered less than BatchDelay ago is answered
 	// again no sooner than this, with what came meanwhile (zero: at once).
 	notBefore time.Time
@@ -221,7 +148,7 @@ type pollState struct {
 }
 
 // pollWaiter is a poll's wait by other means than a select on the
-// waiter's channel: hold.go's, on a connection taken over. It waits as
+// waiter's channel: longpoll.go's, on a connection taken over. It waits as
 // pollState.wait does, and is cut short through the waiter (waitCutter).
 type pollWaiter interface {
 	wait(p *pollState, until time.Time, messages bool) PollEnd
@@ -233,15 +160,13 @@ type waitCutter interface{ cutWait() }
 
 // beginPoll registers the poll, releasing the client's older one here or
 // elsewhere, and has the engine watch for it.
-func (c *Client) beginPoll(ctx context.Context, hold time.Duration) *pollState {
+func (c *Client) beginPoll(ctx context.Context, timeout time.Duration) *pollState {
 	h := c.hub
 	w := &waiter{}
 	last, polledBefore := c.enter(ctx, w)
-	p := &pollState{c: c, w: w, deadline: time.Now().Add(hold)}
-	if d := h.opts.BatchDelay; d > 0 && polledBefore && time.Since(last) < d {
-		p.notBefore = last.Add(d)
-	}
-	// Polls of this client held elsewhere were released; now watch, then
+	p := &pollState{c: c, w: w, deadline: time.Now().Add(timeout)}
+	p.notBefore = h.gatherUntil(last, polledBefore)
+	// Polls of this client waiting elsewhere were released; now watch, then
 	// look: a message queued in between still wakes us.
 	p.stop = h.engine.Watch(c.s.ID, w.notify)
 	w.watching.Store(true)
@@ -249,7 +174,7 @@ func (c *Client) beginPoll(ctx context.Context, hold time.Duration) *pollState {
 }
 
 // enter makes w the client's poll in this process, ending the older one
-// here, and releases those held in other processes (Engine.NotifyPoll). It
+// here, and releases those waiting in other processes (PollNotifier). It
 // reports when the client's previous poll here ended.
 func (c *Client) enter(ctx context.Context, w *waiter) (last time.Time, polledBefore bool) {
 	h, id := c.hub, c.s.ID
@@ -260,8 +185,12 @@ func (c *Client) enter(ctx context.Context, w *waiter) (last time.Time, polledBe
 	h.polls[id] = w
 	last, polledBefore = h.recent[id]
 	h.mu.Unlock()
-	if err := h.engine.NotifyPoll(ctx, id); err != nil {
-		h.failed(err)
+	if pn, ok := h.engine.(PollNotifier); ok {
+		ctx, cancel := h.call(ctx)
+		defer cancel()
+		if err := pn.NotifyPoll(ctx, id); err != nil {
+			h.failed(err)
+		}
 	}
 	return last, polledBefore
 }
@@ -278,17 +207,17 @@ func (c *Client) leave(w *waiter) {
 	h.mu.Unlock()
 }
 
-// hold marks the poll held (see pollState.held).
-func (p *pollState) hold() {
-	if !p.held {
-		p.held = true
+// markWaiting marks the poll waiting (see pollState.waiting).
+func (p *pollState) markWaiting() {
+	if !p.waiting {
+		p.waiting = true
 		p.c.hub.waiting.Add(1)
 	}
 }
 
 // finish ends the engine's Watch and unregisters the poll.
 func (p *pollState) finish() {
-	if p.held {
+	if p.waiting {
 		p.c.hub.waiting.Add(-1)
 	}
 	p.stop()
@@ -299,19 +228,19 @@ func (p *pollState) finish() {
 // messages, a drop notice, or because it ended).
 //
 // Only a poll's first look, before it has waited, ends it when the engine
-// cannot be reached: a poll already held (woken, or done gathering) that
+// cannot be reached: a poll already waiting (woken, or done gathering) that
 // finds the engine down (Redis restarting) is not done (PollFailed): it goes on waiting, looking again every
-// engineRetry until the end of its hold, and once the engine is back, it
+// engineRetry until its timeout, and once the engine is back, it
 // learns whether the client is gone.
 func (p *pollState) fetch(ctx context.Context) (Batch, PollEnd, bool) {
 	b, why := p.c.take(ctx)
 	switch {
-	case why == PollFailed && p.held:
+	case why == PollFailed && p.waiting:
 		return Batch{}, PollFailed, false
 	case why == PollExpired || why == PollFailed:
 		return Batch{}, why, true
 	}
-	p.hold()
+	p.markWaiting()
 	if ended, gone := p.w.look(false); gone {
 		return Batch{}, ended, true // replaced while fetching: the successor takes them
 	}
@@ -323,7 +252,7 @@ func (p *pollState) fetch(ctx context.Context) (Batch, PollEnd, bool) {
 }
 
 // run fetches, and while nothing is queued waits for a wake-up, the end of
-// the hold or the poll's end. A client answered less than BatchDelay ago
+// its timeout or the poll's end. A client answered less than BatchDelay ago
 // (one receiving steadily) first waits for the rest of that time, so that
 // its answers come at most once per BatchDelay, each with everything that
 // came meanwhile: under load one HTTP exchange carries several messages,
@@ -333,7 +262,7 @@ func (p *pollState) run(ctx context.Context) (Batch, PollEnd) {
 		if why := p.wait(ctx, p.notBefore, false); why != PollTimeout {
 			return Batch{}, why
 		}
-		p.hold()
+		p.markWaiting()
 	}
 	for {
 		b, why, done := p.fetch(ctx)
@@ -351,7 +280,7 @@ func (p *pollState) run(ctx context.Context) (Batch, PollEnd) {
 	}
 }
 
-// engineRetry is how soon a held poll that found the engine down looks
+// engineRetry is how soon a waiting poll that found the engine down looks
 // again.
 const engineRetry = 250 * time.Millisecond
 
@@ -393,7 +322,7 @@ func (p *pollState) wait(ctx context.Context, until time.Time, messages bool) Po
 	}
 }
 
-// Polling reports whether this process holds a poll of the client that
+// Polling reports whether a poll of the client waits in this process that
 // the engine watches.
 func (c *Client) Polling() bool {
 	c.hub.mu.Lock()
@@ -403,14 +332,14 @@ func (c *Client) Polling() bool {
 }
 
 // Push is Poll for a transport that writes a client's messages as they
-// come (the WebSocket transport) rather than holding a request: it takes no
-// goroutine. Like Poll it first releases the polls of c held here or in
+// come (the WebSocket transport) rather than answering a long poll: it takes no
+// goroutine. Like Poll it first releases the polls of c waiting here or in
 // another process, then counts as c's poll (Polling, kept from expiry)
 // until stop. notify is the Engine.Watch callback: WakeMessages when
 // messages may be queued (read them with Take), WakeReplaced when a newer
 // poll of c started anywhere, WakeRemoved, WakeExpired. It must not block.
 func (c *Client) Push(notify func(Wake)) (stop func()) {
-	w := &waiter{} // its place among the held polls; a newer one ends the push through the engine
+	w := &waiter{} // its place among the waiting polls; a newer one ends the push through the engine
 	w.watching.Store(true)
 	c.enter(context.Background(), w)
 	unwatch := c.hub.engine.Watch(c.s.ID, notify)
@@ -436,6 +365,8 @@ func (c *Client) Take(ctx context.Context) (Batch, PollEnd) {
 // take fetches what is queued, as Take, without counting drops.
 func (c *Client) take(ctx context.Context) (Batch, PollEnd) {
 	h := c.hub
+	ctx, cancel := h.call(ctx)
+	defer cancel()
 	b, err := h.engine.Fetch(ctx, c.s.ID, h.opts.FetchMax)
 	switch {
 	case errors.Is(err, ErrUnknownClient):

@@ -18,10 +18,18 @@ import (
 // engine (package engine/redis) shares it between processes. Every engine
 // must pass the conformance suite in package enginetest.
 //
-// All methods are safe for concurrent use. ctx bounds each call: an engine
-// that talks to a server returns an error wrapping ErrEngine when it cannot
-// answer in time. Methods that name a session return an error wrapping
-// ErrUnknownClient when there is no such session.
+// Engine holds the methods every engine needs; what only some engines can
+// do (or need) is in small optional interfaces found by type assertion:
+// Deliverer (services' answers), AudienceCounter, ConnectionCounter,
+// PollNotifier (engines shared by several processes), StatsReporter, and
+// ChannelCreator, UserIndex, HistoryLoss, Presence and the server API's.
+//
+// All methods are safe for concurrent use. ctx bounds each call with a
+// deadline (the hub gives HubOptions.EngineTimeout to engines other than
+// the memory engine, which never waits): an engine that talks to a server
+// returns an error wrapping ErrEngine when it cannot answer by then. Methods
+// that name a session return an error wrapping ErrUnknownClient when there
+// is no such session.
 type Engine interface {
 	// CreateSession stores a new session. It fails with ErrExists when the id
 	// is taken and with ErrTooManyClients when the engine is full.
@@ -57,9 +65,6 @@ type Engine interface {
 	// are seen in the same order by every subscriber. m.Channel is a valid
 	// channel name without wildcards. m must not be changed afterwards.
 	Publish(ctx context.Context, m *Message) (int, error)
-	// Deliver queues m for one session only, outside any channel (a
-	// service's answer to its caller), stamped like a publish.
-	Deliver(ctx context.Context, id string, m *Message) error
 	// Fetch returns up to max messages queued for the session, oldest
 	// first, and how many were dropped from its queue (oldest first, on
 	// overflow) since the previous fetch. Fetch does not take the messages:
@@ -73,38 +78,21 @@ type Engine interface {
 	// Watch calls notify (from any goroutine, maybe more than once) when the
 	// session may have new messages (WakeMessages), was removed
 	// (WakeRemoved), or a poll of it started in another process
-	// (WakeReplaced, after NotifyPoll there); WakeExpired when Sweep removed
-	// it. notify must return at once and
-	// must not call the engine: it may run with engine locks held. A message
+	// (WakeReplaced, after PollNotifier.NotifyPoll there); WakeExpired when
+	// Sweep removed it. notify must return at once and must not call the
+	// engine: it may run with engine locks held. A message
 	// queued after Watch returns always causes a WakeMessages; watching an
 	// unknown session causes a WakeExpired. stop ends the watch and marks
 	// the session seen; it is safe to call more than once. While a session
 	// is watched in this process, the hub touches it so that it never
 	// expires under a held poll.
 	Watch(id string, notify func(Wake)) (stop func())
-	// NotifyPoll wakes every watcher of the session, in every process
-	// sharing the engine, with WakeReplaced: a new poll of it starts, so
-	// the held ones must let go. The hub calls it before its own Watch.
-	NotifyPoll(ctx context.Context, id string) error
-
 	// History returns a channel's kept messages with Seq > after, oldest
 	// first. Reading does not create the channel.
 	History(ctx context.Context, channel string, after uint64) ([]*Message, error)
 	// Channels returns the sorted names of channels in use (with history or
 	// subscribers) that start with prefix ("" for all).
 	Channels(ctx context.Context, prefix string) ([]string, error)
-	// Audience returns how many sessions of each kind a message published on
-	// the channel now would reach.
-	Audience(ctx context.Context, channel string) (map[string]int, error)
-
-	// TakeConnection counts one held connection from addr if fewer than
-	// limit are held (limit <= 0: no limit); it reports whether it did.
-	TakeConnection(ctx context.Context, addr string, limit int) (bool, error)
-	// ReleaseConnection gives back one connection that TakeConnection took.
-	ReleaseConnection(ctx context.Context, addr string) error
-
-	// Stats returns the engine's counts.
-	Stats(ctx context.Context) (EngineStats, error)
 	// Close releases the engine's resources. The hub calls it on Close.
 	Close() error
 }
@@ -188,6 +176,58 @@ var (
 	// channels than its budget allows.
 	ErrChannelBudget = errors.New("too many new channels")
 )
+
+// Deliverer is an optional capability of an Engine, found by type
+// assertion: queuing a message for one session only, which services'
+// answers to their callers need (Hub.Deliver). Without it a service's call
+// fails (errors.ErrUnsupported) after the service ran.
+type Deliverer interface {
+	// Deliver queues m for one session only, outside any channel (a
+	// service's answer to its caller), stamped like a publish.
+	Deliver(ctx context.Context, id string, m *Message) error
+}
+
+// AudienceCounter is an optional capability of an Engine, found by type
+// assertion: the server API's and Stardust's audience counts
+// (Hub.Audience). Without it they fail with errors.ErrUnsupported.
+type AudienceCounter interface {
+	// Audience returns how many sessions of each kind a message published
+	// on the channel now would reach.
+	Audience(ctx context.Context, channel string) (map[string]int, error)
+}
+
+// ConnectionCounter is an optional capability of an Engine, found by type
+// assertion: held connections counted per address (a browser's) across
+// every process sharing the engine. Without it the hub counts those of its
+// own process only.
+type ConnectionCounter interface {
+	// TakeConnection counts one held connection from addr if fewer than
+	// limit are held (limit <= 0: no limit); it reports whether it did.
+	TakeConnection(ctx context.Context, addr string, limit int) (bool, error)
+	// ReleaseConnection gives back one connection that TakeConnection took.
+	ReleaseConnection(ctx context.Context, addr string) error
+}
+
+// PollNotifier is an optional capability of an Engine, found by type
+// assertion, that an engine shared by several processes must have: without
+// it a poll of a session started in another process does not release the
+// one held here. An engine of one process needs none: the hub releases its
+// own polls itself.
+type PollNotifier interface {
+	// NotifyPoll wakes every watcher of the session, in every process
+	// sharing the engine, with WakeReplaced: a new poll of it starts, so
+	// the held ones must let go. The hub calls it before its own Watch.
+	NotifyPoll(ctx context.Context, id string) error
+}
+
+// StatsReporter is an optional capability of an Engine, found by type
+// assertion: its counts, for the info page, metrics and the health check.
+// Without it those counts are zero, and the health check asks for a
+// session instead.
+type StatsReporter interface {
+	// Stats returns the engine's counts.
+	Stats(ctx context.Context) (EngineStats, error)
+}
 
 // ChannelCreator is an optional capability of an Engine, found by type
 // assertion: the hub calls it before a publish or an exact subscription

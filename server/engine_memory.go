@@ -143,8 +143,7 @@ type MemoryEngine struct {
 
 	hist memHistory // every channel's history, within MaxHistoryBytes
 
-	connMu sync.Mutex
-	conns  map[string]int // held connections by address
+	conns connCounts // held connections by address
 
 	secret atomic.Pointer[[]byte] // SharedSecret's key, drawn on first use (browser.go)
 
@@ -155,7 +154,14 @@ type MemoryEngine struct {
 	beforeTreeAdd func(id string)
 }
 
-var _ Engine = (*MemoryEngine)(nil)
+var (
+	_ Engine            = (*MemoryEngine)(nil)
+	_ Deliverer         = (*MemoryEngine)(nil)
+	_ AudienceCounter   = (*MemoryEngine)(nil)
+	_ ConnectionCounter = (*MemoryEngine)(nil)
+	_ PollNotifier      = (*MemoryEngine)(nil)
+	_ StatsReporter     = (*MemoryEngine)(nil)
+)
 
 // memChannel is one channel's record. Its lock orders publishes to it; its
 // history belongs to the engine's memHistory, under that one's lock.
@@ -220,7 +226,7 @@ func (w *memWatch) stop() {
 func NewMemoryEngine(opts Limits) *MemoryEngine {
 	opts.Defaults()
 	return &MemoryEngine{opts: opts, subs: newSubTree[*memSession](),
-		channels: map[string]*memChannel{}, sessions: map[string]*memSession{}, conns: map[string]int{}}
+		channels: map[string]*memChannel{}, sessions: map[string]*memSession{}}
 }
 
 func (e *MemoryEngine) session(id string) *memSession {
@@ -503,7 +509,7 @@ func (e *MemoryEngine) Publish(_ context.Context, m *Message) (int, error) {
 // publishes (8 bytes an entry).
 const maxKeptTargets = 1 << 16
 
-// Deliver implements Engine.
+// Deliver implements Deliverer.
 func (e *MemoryEngine) Deliver(_ context.Context, id string, m *Message) error {
 	ms, err := e.live(id)
 	if err != nil {
@@ -606,7 +612,7 @@ func (e *MemoryEngine) Watch(id string, notify func(Wake)) (stop func()) {
 	return w.stop
 }
 
-// NotifyPoll implements Engine.
+// NotifyPoll implements PollNotifier.
 func (e *MemoryEngine) NotifyPoll(_ context.Context, id string) error {
 	if ms := e.session(id); ms != nil {
 		ms.mu.Lock()
@@ -651,7 +657,7 @@ func (e *MemoryEngine) Channels(_ context.Context, prefix string) ([]string, err
 	return out, nil
 }
 
-// Audience implements Engine.
+// Audience implements AudienceCounter.
 func (e *MemoryEngine) Audience(_ context.Context, channel string) (map[string]int, error) {
 	segs, err := ParseChannel(channel, false)
 	if err != nil {
@@ -664,28 +670,50 @@ func (e *MemoryEngine) Audience(_ context.Context, channel string) (map[string]i
 	return out, nil
 }
 
-// TakeConnection implements Engine.
+// TakeConnection implements ConnectionCounter.
 func (e *MemoryEngine) TakeConnection(_ context.Context, addr string, limit int) (bool, error) {
-	e.connMu.Lock()
-	defer e.connMu.Unlock()
-	if limit > 0 && e.conns[addr] >= limit {
-		return false, nil
-	}
-	e.conns[addr]++
-	return true, nil
+	return e.conns.take(addr, limit), nil
 }
 
-// ReleaseConnection implements Engine.
+// ReleaseConnection implements ConnectionCounter.
 func (e *MemoryEngine) ReleaseConnection(_ context.Context, addr string) error {
-	e.connMu.Lock()
-	defer e.connMu.Unlock()
-	if e.conns[addr]--; e.conns[addr] <= 0 {
-		delete(e.conns, addr)
-	}
+	e.conns.release(addr)
 	return nil
 }
 
-// Stats implements Engine.
+// connCounts counts held connections by address, in this process: the
+// memory engine's, and the hub's for an engine that is no
+// ConnectionCounter. The zero value is ready.
+type connCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// take counts one connection from addr if fewer than limit are counted
+// (limit <= 0: no limit); it reports whether it did.
+func (c *connCounts) take(addr string, limit int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if limit > 0 && c.n[addr] >= limit {
+		return false
+	}
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[addr]++
+	return true
+}
+
+// release forgets one connection that take counted.
+func (c *connCounts) release(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[addr]--; c.n[addr] <= 0 {
+		delete(c.n, addr)
+	}
+}
+
+// Stats implements StatsReporter.
 func (e *MemoryEngine) Stats(context.Context) (EngineStats, error) {
 	e.mu.RLock()
 	st := EngineStats{Clients: len(e.sessions), Channels: len(e.channels), ClientsByKind: map[string]int{}}

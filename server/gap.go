@@ -47,7 +47,9 @@ func (s *Server) missed(channels []string, after func(seq uint64, at time.Time) 
 		return false, nil, nil
 	}
 	for _, ch := range channels {
-		seq, at, err := hl.Lost(context.Background(), ch)
+		ctx, cancel := s.hub.call(context.Background())
+		seq, at, err := hl.Lost(ctx, ch)
+		cancel()
 		if err != nil {
 			return false, nil, s.hub.failed(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -57,7 +58,11 @@ type HubOptions struct {
 	UserMaxSessions int
 
 	SweepInterval time.Duration // how often expiry runs; default 1s
-	FetchMax      int           // messages in one poll's answer at most; default 1000
+	// EngineTimeout bounds each call to an engine that talks to a server
+	// (every engine but the memory engine): its ctx carries this deadline.
+	// Default DefaultEngineTimeout.
+	EngineTimeout time.Duration
+	FetchMax      int // messages in one poll's answer at most; default 1000
 	// BatchDelay: a client answered less than this ago is answered again
 	// no sooner than this after its last answer, with everything that came
 	// meanwhile, so that under load one answer carries several messages; a
@@ -111,7 +116,13 @@ type Hub struct {
 	// it and the errors that name them.
 	elimits     Limits
 	newChannels *addrRate // channels added per address (limits.go)
-	trimmed     trimCount // the engine's HistoryTrimmed, as last seen
+	// inProcess: the engine answers without a server (the memory engine):
+	// its calls get no deadline, and no timer is made for them.
+	inProcess bool
+	// conns counts held connections per address when the engine is no
+	// ConnectionCounter: in this process only.
+	conns   connCounts
+	trimmed trimCount // the engine's HistoryTrimmed, as last seen
 
 	// shared is the engine, when it keeps the limits for every process
 	// (limits_shared.go); limits and newChannels are then not used.
@@ -132,6 +143,8 @@ type Hub struct {
 	// lastFailure is the text of the last engine failure counted, which
 	// names the engine's server: for the incidents summary, never clients.
 	lastFailure atomic.Pointer[string]
+	// pushes runs the flushes of pushed clients (delivery_push.go).
+	pushes pushQueue
 	// waiting counts the polls past their first look at the engine and the
 	// pushed clients (Stats.Polling): a poll is counted once it waits.
 	waiting atomic.Int64
@@ -149,6 +162,9 @@ func NewHub(opts HubOptions, log *logrus.Entry) *Hub {
 	if opts.FetchMax <= 0 {
 		opts.FetchMax = 1000
 	}
+	if opts.EngineTimeout <= 0 {
+		opts.EngineTimeout = DefaultEngineTimeout
+	}
 	h := &Hub{opts: opts, log: log, engine: opts.Engine, elimits: opts.EngineLimits(), polls: map[string]*waiter{},
 		recent: map[string]time.Time{}, done: make(chan struct{}),
 		limits: newAddrLimits(orDefault(opts.AddressMaxSessions, DefaultAddressMaxSessions),
@@ -162,6 +178,7 @@ func NewHub(opts HubOptions, log *logrus.Entry) *Hub {
 		h.opts.Engine = h.engine
 	}
 	h.shared, _ = h.engine.(SharedLimiter)
+	_, h.inProcess = h.engine.(*MemoryEngine)
 	h.wg.Add(1)
 	go h.sweepLoop()
 	return h
@@ -178,6 +195,24 @@ func (o HubOptions) EngineLimits() Limits {
 	return l
 }
 
+// DefaultEngineTimeout is HubOptions.EngineTimeout's default: longer than
+// the Redis engine's own bound of one round trip (2 s), so that a call of
+// several round trips still ends.
+const DefaultEngineTimeout = 5 * time.Second
+
+// noCancel is the cancel function of a call without a deadline.
+func noCancel() {}
+
+// call is the context of one engine call made for parent (a request's, or
+// context.Background()): parent bounded by EngineTimeout, unless the engine
+// answers in this process without waiting (no timer then).
+func (h *Hub) call(parent context.Context) (context.Context, context.CancelFunc) {
+	if h.inProcess {
+		return parent, noCancel
+	}
+	return context.WithTimeout(parent, h.opts.EngineTimeout)
+}
+
 // Engine returns the hub's engine.
 func (h *Hub) Engine() Engine { return h.engine }
 
@@ -190,7 +225,7 @@ func (h *Hub) Close() {
 	first := false
 	h.closeOnce.Do(func() { close(h.done); first = true })
 	h.mu.Lock()
-	for _, w := range h.polls { // those waiting on a connection (hold.go) do not see done
+	for _, w := range h.polls { // those waiting on a connection (longpoll.go) do not see done
 		w.end(PollClosed)
 	}
 	h.mu.Unlock()
@@ -231,10 +266,6 @@ func (h *Hub) failed(err error) error {
 	return err
 }
 
-// busyWindow: a WebSocket written to this recently is receiving steadily,
-// and what comes next for it is gathered for BatchDelay (ws_push.go).
-const busyWindow = 100 * time.Millisecond
-
 // NewID returns a random id of 128 bits from crypto/rand, as hex.
 func NewID() string {
 	var b [16]byte
@@ -245,7 +276,9 @@ func NewID() string {
 // Client returns the client with this id; the error wraps ErrUnknownClient
 // when there is none, or ErrEngine when the engine cannot say.
 func (h *Hub) Client(id string) (*Client, error) {
-	s, err := h.engine.Session(context.Background(), id)
+	ctx, cancel := h.call(context.Background())
+	defer cancel()
+	s, err := h.engine.Session(ctx, id)
 	if err != nil {
 		return nil, h.failed(err)
 	}
@@ -288,7 +321,9 @@ func (h *Hub) Add(c *Client) error {
 	if err != nil {
 		return err
 	}
-	if err := h.engine.CreateSession(context.Background(), c.s); err != nil {
+	ctx, cancel := h.call(context.Background())
+	defer cancel()
+	if err := h.engine.CreateSession(ctx, c.s); err != nil {
 		if counted {
 			h.limits.gone(c.s.ID)
 		}
@@ -302,7 +337,13 @@ func (h *Hub) Add(c *Client) error {
 // Deliver queues m for one client only, outside any channel: a service's
 // answer to its caller. It is not kept in history and not seen by subscribers.
 func (h *Hub) Deliver(c *Client, m *Message) error {
-	if err := h.engine.Deliver(context.Background(), c.s.ID, m); err != nil {
+	d, ok := h.engine.(Deliverer)
+	if !ok {
+		return fmt.Errorf("%w: this engine cannot deliver to one client", errors.ErrUnsupported)
+	}
+	ctx, cancel := h.call(context.Background())
+	defer cancel()
+	if err := d.Deliver(ctx, c.s.ID, m); err != nil {
 		return h.failed(err)
 	}
 	h.delivered.Add(1)
@@ -312,7 +353,9 @@ func (h *Hub) Deliver(c *Client, m *Message) error {
 // Remove unsubscribes the client from everything, drops its queue and forgets
 // it; its polls end with PollClosed. Removing a removed client does nothing.
 func (h *Hub) Remove(c *Client) error {
-	existed, err := h.engine.RemoveSession(context.Background(), c.s.ID)
+	ctx, cancel := h.call(context.Background())
+	defer cancel()
+	existed, err := h.engine.RemoveSession(ctx, c.s.ID)
 	if err != nil {
 		return h.failed(err)
 	}
@@ -351,7 +394,9 @@ func (h *Hub) Subscribe(c *Client, pattern string) (bool, error) {
 
 // subscribe is Subscribe once the channel is prepared.
 func (h *Hub) subscribe(c *Client, pattern string) (bool, error) {
-	added, err := h.engine.Subscribe(context.Background(), c.s.ID, pattern)
+	ctx, cancel := h.call(context.Background())
+	defer cancel()
+	added, err := h.engine.Subscribe(ctx, c.s.ID, pattern)
 	if errors.Is(err, ErrTooManySubscriptions) {
 		return false, h.tooManySubscriptions()
 	}
@@ -367,7 +412,9 @@ func (h *Hub) subscribe(c *Client, pattern string) (bool, error) {
 
 // Unsubscribe removes a subscription; it reports whether there was one.
 func (h *Hub) Unsubscribe(c *Client, pattern string) (bool, error) {
-	removed, err := h.engine.Unsubscribe(context.Background(), c.s.ID, pattern)
+	ctx, cancel := h.call(context.Background())
+	defer cancel()
+	removed, err := h.engine.Unsubscribe(ctx, c.s.ID, pattern)
 	if err != nil {
 		return false, h.failed(err)
 	}
@@ -437,7 +484,9 @@ func (h *Hub) Publish(m *Message) (int, error) {
 	if _, err := ParseChannel(m.Channel, false); err != nil {
 		return 0, err
 	}
-	n, err := h.engine.Publish(context.Background(), m)
+	ctx, cancel := h.call(context.Background())
+	defer cancel()
+	n, err := h.engine.Publish(ctx, m)
 	if errors.Is(err, ErrTooManyChannels) {
 		return 0, h.tooManyChannels()
 	}
@@ -453,35 +502,60 @@ func (h *Hub) Publish(m *Message) (int, error) {
 // History returns the channel's kept messages published after seq (0: all),
 // oldest first. Reading does not create the channel.
 func (h *Hub) History(name string, afterSeq uint64) ([]*Message, error) {
-	msgs, err := h.engine.History(context.Background(), name, afterSeq)
+	ctx, cancel := h.call(context.Background())
+	defer cancel()
+	msgs, err := h.engine.History(ctx, name, afterSeq)
 	return msgs, h.failed(err)
 }
 
 // Channels returns the sorted names of channels in use (with history or
 // subscribers) under prefix ("" for all).
 func (h *Hub) Channels(prefix string) ([]string, error) {
-	names, err := h.engine.Channels(context.Background(), prefix)
+	ctx, cancel := h.call(context.Background())
+	defer cancel()
+	names, err := h.engine.Channels(ctx, prefix)
 	return names, h.failed(err)
 }
 
 // Audience returns how many clients of each kind a message published on the
-// channel now would reach. It never names them: ids are capabilities.
+// channel now would reach. It never names them: ids are capabilities. It
+// fails with errors.ErrUnsupported when the engine is no AudienceCounter.
 func (h *Hub) Audience(name string) (map[string]int, error) {
-	counts, err := h.engine.Audience(context.Background(), name)
+	ac, ok := h.engine.(AudienceCounter)
+	if !ok {
+		return nil, fmt.Errorf("%w: this engine does not count audiences", errors.ErrUnsupported)
+	}
+	ctx, cancel := h.call(context.Background())
+	defer cancel()
+	counts, err := ac.Audience(ctx, name)
 	return counts, h.failed(err)
 }
 
 // TakeConnection counts a held connection from addr against limit (<= 0: no
 // limit); it reports whether there was room. Give it back with
-// ReleaseConnection.
+// ReleaseConnection. Counted by the engine (every process) when it is a
+// ConnectionCounter, else in this process.
 func (h *Hub) TakeConnection(addr string, limit int) (bool, error) {
-	ok, err := h.engine.TakeConnection(context.Background(), addr, limit)
+	cc, ok := h.engine.(ConnectionCounter)
+	if !ok {
+		return h.conns.take(addr, limit), nil
+	}
+	ctx, cancel := h.call(context.Background())
+	defer cancel()
+	ok, err := cc.TakeConnection(ctx, addr, limit)
 	return ok, h.failed(err)
 }
 
 // ReleaseConnection gives back a connection that TakeConnection took.
 func (h *Hub) ReleaseConnection(addr string) {
-	if err := h.engine.ReleaseConnection(context.Background(), addr); err != nil {
+	cc, ok := h.engine.(ConnectionCounter)
+	if !ok {
+		h.conns.release(addr)
+		return
+	}
+	ctx, cancel := h.call(context.Background())
+	defer cancel()
+	if err := cc.ReleaseConnection(ctx, addr); err != nil {
 		h.failed(err)
 		h.log.WithError(err).Debug("releasing a connection count")
 	}
@@ -506,7 +580,7 @@ type Stats struct {
 // Stats returns current counts. With an error (the engine could not
 // answer), the counts of this process are still filled in.
 func (h *Hub) Stats() (Stats, error) {
-	es, err := h.engine.Stats(context.Background())
+	es, err := h.engineStats(context.Background())
 	if err == nil {
 		h.trimmed.saw(es.HistoryTrimmed)
 	}
@@ -514,6 +588,17 @@ func (h *Hub) Stats() (Stats, error) {
 		Subscriptions: es.Subscriptions, Polling: int(h.waiting.Load()), Published: h.published.Load(),
 		HistoryBytes: es.HistoryBytes, HistoryMax: h.elimits.MaxHistoryBytes, Trimmed: h.trimmed.increase(),
 		Delivered: h.delivered.Load(), Dropped: h.drops.Load(), Failures: h.failures.Load()}, h.failed(err)
+}
+
+// engineStats are the engine's counts, zero when it is no StatsReporter.
+func (h *Hub) engineStats(parent context.Context) (EngineStats, error) {
+	sr, ok := h.engine.(StatsReporter)
+	if !ok {
+		return EngineStats{}, nil
+	}
+	ctx, cancel := h.call(parent)
+	defer cancel()
+	return sr.Stats(ctx)
 }
 
 func (h *Hub) sweepLoop() {
@@ -535,27 +620,31 @@ func (h *Hub) sweepLoop() {
 // has the engine remove idle clients and channels.
 func (h *Hub) sweep(now time.Time) {
 	h.mu.Lock()
-	held := make([]string, 0, len(h.polls)+len(h.recent))
+	watched := make([]string, 0, len(h.polls)+len(h.recent))
 	for id := range h.polls {
-		held = append(held, id)
+		watched = append(watched, id)
 	}
 	for id := range h.recent {
 		if h.polls[id] == nil {
-			held = append(held, id)
+			watched = append(watched, id)
 		}
 	}
 	clear(h.recent)
 	h.mu.Unlock()
-	ctx := context.Background()
-	if len(held) > 0 {
-		if err := h.engine.Touch(ctx, held...); err != nil {
+	if len(watched) > 0 {
+		ctx, cancel := h.call(context.Background())
+		err := h.engine.Touch(ctx, watched...)
+		cancel()
+		if err != nil {
 			h.failed(err)
 			return
 		}
 	}
 	h.limits.prune(now)
 	h.newChannels.prune(now)
+	ctx, cancel := h.call(context.Background())
 	gone, err := h.engine.Sweep(ctx, now)
+	cancel()
 	if err != nil {
 		h.failed(err)
 		return

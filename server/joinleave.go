@@ -100,7 +100,9 @@ func (h *Hub) joined(c *Client, channel string) {
 		return
 	}
 	info := identityInfo(c.Attr(AttrIdentity))
-	first, err := mb.Join(context.Background(), channel, c.s.ID, user, info)
+	ectx, ecancel := h.call(context.Background())
+	defer ecancel()
+	first, err := mb.Join(ectx, channel, c.s.ID, user, info)
 	if err != nil {
 		h.failed(err)
 		h.log.WithError(err).WithField("channel", channel).Warn("join not counted")
@@ -117,7 +119,9 @@ func (h *Hub) left(c *Client, channel string) {
 	if mb == nil || IsWild(channel) || !h.counted(channel) {
 		return
 	}
-	m, last, err := mb.Leave(context.Background(), channel, c.s.ID)
+	ectx, ecancel := h.call(context.Background())
+	defer ecancel()
+	m, last, err := mb.Leave(ectx, channel, c.s.ID)
 	if err != nil {
 		h.failed(err)
 		h.log.WithError(err).WithField("channel", channel).Warn("leave not counted")
@@ -137,7 +141,9 @@ func (h *Hub) gone(sweep bool, ids ...string) {
 	}
 	var left []Member
 	if len(ids) > 0 {
-		ms, err := mb.Gone(context.Background(), ids...)
+		ectx, ecancel := h.call(context.Background())
+		defer ecancel()
+		ms, err := mb.Gone(ectx, ids...)
 		if err != nil {
 			h.failed(err)
 			h.log.WithError(err).Warn("leaves of sessions that went not counted (the sweep finds them later)")
@@ -145,7 +151,9 @@ func (h *Hub) gone(sweep bool, ids ...string) {
 		left = ms
 	}
 	if sweep {
-		ms, err := mb.SweepMembers(context.Background())
+		ectx, ecancel := h.call(context.Background())
+		defer ecancel()
+		ms, err := mb.SweepMembers(ectx)
 		if err != nil {
 			h.failed(err)
 		}

@@ -334,7 +334,9 @@ func (h *Hub) prepareChannels(addr string, names []string) error {
 	if h.shared != nil && h.newChannels.rate > 0 && addr != "" {
 		added, err = h.prepareChannelsShared(cc, addr, names)
 	} else {
-		added, err = cc.CreateChannels(context.Background(), names, h.newChannels.available(addr, now))
+		ctx, cancel := h.call(context.Background())
+		added, err = cc.CreateChannels(ctx, names, h.newChannels.available(addr, now))
+		cancel()
 	}
 	switch {
 	case errors.Is(err, ErrChannelBudget):
@@ -369,7 +371,9 @@ func (h *Hub) admitSession(c *Client) (added bool, err error) {
 		return false, h.admitShared(c)
 	}
 	return h.limits.admit(c.s.ID, c.s.Remote, c.s.Attrs[AttrUser], time.Now(), func(id string) bool {
-		_, err := h.engine.Session(context.Background(), id)
+		ctx, cancel := h.call(context.Background())
+		_, err := h.engine.Session(ctx, id)
+		cancel()
 		return !errors.Is(err, ErrUnknownClient)
 	})
 }

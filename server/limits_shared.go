@@ -58,7 +58,9 @@ func (h *Hub) admitShared(c *Client) error {
 		return nil
 	}
 	q := SessionQuota{AddressMax: l.maxSessions, AddressRate: l.rate, AddressBurst: int(l.burst), UserMax: l.maxUser}
-	a, err := h.shared.AdmitSession(context.Background(), c.s.ID, c.s.Remote, user, q)
+	ectx, ecancel := h.call(context.Background())
+	defer ecancel()
+	a, err := h.shared.AdmitSession(ectx, c.s.ID, c.s.Remote, user, q)
 	switch {
 	case err != nil:
 		return h.failed(err)
@@ -77,7 +79,8 @@ func (h *Hub) admitShared(c *Client) error {
 // without the limit; one that does takes tokens, creates with that budget,
 // and gives back what it did not use.
 func (h *Hub) prepareChannelsShared(cc ChannelCreator, addr string, names []string) (int, error) {
-	ctx := context.Background()
+	ctx, cancel := h.call(context.Background())
+	defer cancel()
 	added, err := cc.CreateChannels(ctx, names, 0)
 	if !errors.Is(err, ErrChannelBudget) {
 		return added, err

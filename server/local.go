@@ -59,12 +59,13 @@ func (lc *LocalClient) run(ctx context.Context, handler func(*Message)) {
 	defer lc.wg.Done()
 	for {
 		b, why := lc.client.Poll(ctx, time.Minute)
-		for _, m := range b.Messages {
-			handler(m)
-		}
+		lc.client.deliver(b, why, func(b Batch, _ PollEnd) bool {
+			for _, m := range b.Messages {
+				handler(m)
+			}
+			return true
+		})
 		switch why {
-		case PollReady:
-			lc.client.Commit(b.Cursor)
 		case PollClosed:
 			if ctx.Err() != nil || lc.hub.Closed() {
 				return

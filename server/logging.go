@@ -204,14 +204,15 @@ type StatusWriter struct {
 	Bytes int64
 	// Stalled is the longest a single Write or Flush blocked.
 	Stalled time.Duration
-	// held, when set, is the poll held off net/http's goroutine that
-	// writes the answer after the handler returned (hold.go): what is to
-	// be done with the answer's status and size waits for it.
-	held *answerHooks
+	// takeover, when set, is the long poll served after the takeover of
+	// its connection, which writes the answer after the handler returned
+	// (longpoll.go): what is to be done with the answer's status and size
+	// waits for it.
+	takeover *answerHooks
 }
 
 // answerHooks are what is to be done once an answer written after its
-// handler returned (hold.go's heldConn) is out: StatusWriter.afterAnswer
+// handler returned (longpoll.go's takeoverConn) is out: StatusWriter.afterAnswer
 // adds to them, the writer of the answer runs them (answered), with the
 // StatusWriter's Code, Bytes and Stalled then set. A concrete type, not an
 // interface: a StatusWriter is made per request, and stays in its size
@@ -249,11 +250,12 @@ func (a *answerHooks) answered() {
 	}
 }
 
-// afterAnswer runs f once r's answer is written: now, or, for a poll held
-// off net/http's goroutine, when that poll answers (hold.go).
+// afterAnswer runs f once r's answer is written: now, or, for a long poll
+// served after the takeover of its connection, when it answers
+// (longpoll.go).
 func (sw *StatusWriter) afterAnswer(r *http.Request, f func(r *http.Request)) {
-	if sw.held != nil {
-		sw.held.whenAnswered(f)
+	if sw.takeover != nil {
+		sw.takeover.whenAnswered(f)
 		return
 	}
 	f(r)

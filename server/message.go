@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -55,18 +54,13 @@ type Message struct {
 // The ext object counts too: a client may send a large one with little data.
 func (m *Message) size() int { return len(m.Data) + len(m.Channel) + len(m.ID) + len(m.Ext) + 64 }
 
-// unixSeconds is the Stardust _ts form of a time: epoch seconds with microseconds.
-func unixSeconds(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }
-
-// encodingKind names one protocol's form of a message. The protocols'
-// files make each (stardust.go, ws_frame.go): the core knows none of them.
+// encodingKind names a slot of a message's encodings: one per protocol's
+// form, declared by that protocol's file (stardust_wire.go, transport_websocket_frame.go);
+// the core knows none of them.
 type encodingKind uint8
 
-const (
-	encodingStardust encodingKind = iota // the Stardust JSON object (stardustJSON)
-	encodingBayeux                       // the Bayeux array, as the WebSocket transport writes it (ws_frame.go)
-	numEncodings
-)
+// numEncodings is the number of slots.
+const numEncodings = 2
 
 // encoded is the message's form k, made by enc on the first call: a
 // message is published once and read by many subscribers (centrifuge's
@@ -74,15 +68,6 @@ const (
 func (m *Message) encoded(k encodingKind, enc func(*Message) []byte) []byte {
 	m.encOnce[k].Do(func() { m.enc[k] = enc(m) })
 	return m.enc[k]
-}
-
-// stampObject sets _ts and _ch on obj and encodes it compactly.
-func stampObject(obj map[string]json.RawMessage, t time.Time, channel string) []byte {
-	obj["_ts"] = json.RawMessage(strconv.FormatFloat(unixSeconds(t), 'f', -1, 64))
-	ch, _ := json.Marshal(channel)
-	obj["_ch"] = ch
-	out, _ := json.Marshal(obj) // keys sorted; values are valid JSON already
-	return out
 }
 
 func writeJSONString(b *bytes.Buffer, s string) {
@@ -118,18 +103,4 @@ func jsonErrText(err error) string {
 		return "want a JSON object, got " + te.Value
 	}
 	return strings.TrimPrefix(err.Error(), "json: ")
-}
-
-// overflowJSON is the reserved Stardust message that tells a client how many
-// of its queued messages were dropped because it fell behind.
-func overflowJSON(lost int, t time.Time) []byte {
-	return []byte(fmt.Sprintf(`{"type":"stardust.overflow","lost":%d,"_ts":%s}`,
-		lost, strconv.FormatFloat(unixSeconds(t), 'f', -1, 64)))
-}
-
-// resetJSON is the notice a Stardust stream gets when the engine lost its
-// session and queue (a shared engine that came back empty): messages may
-// have been lost; ?since= or Last-Event-ID can recover them from history.
-func resetJSON(t time.Time) []byte {
-	return []byte(fmt.Sprintf(`{"type":"stardust.reset","_ts":%s}`, strconv.FormatFloat(unixSeconds(t), 'f', -1, 64)))
 }

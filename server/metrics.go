@@ -156,7 +156,12 @@ func (c *healthCache) check(h *Hub) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
 	defer cancel()
-	_, err := h.engine.Stats(ctx)
+	var err error
+	if sr, ok := h.engine.(StatsReporter); ok {
+		_, err = sr.Stats(ctx)
+	} else if _, err = h.engine.Session(ctx, "health-check"); errors.Is(err, ErrUnknownClient) {
+		err = nil // the engine answered
+	}
 	if err != nil && !errors.Is(err, ErrEngine) {
 		err = fmt.Errorf("%w: health check: %v", ErrEngine, err)
 	}

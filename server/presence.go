@@ -64,7 +64,9 @@ func (s *Server) present(req *apiRequest) ([]Session, error) {
 	if !ok {
 		return nil, fmt.Errorf("presence: %w", errNoCapability)
 	}
-	list, err := p.Present(context.Background(), req.Channel)
+	ectx, ecancel := s.hub.call(context.Background())
+	defer ecancel()
+	list, err := p.Present(ectx, req.Channel)
 	if err != nil {
 		return nil, s.hub.failed(err)
 	}

@@ -62,7 +62,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	// keeps its queue until it reconnects or client_timeout passes, and a
 	// second stream with its id takes over from the first.
 
-	s.rules.holdRequest(w, s.opts.SSEMaxDuration)
+	s.rules.longRequest(w, s.opts.SSEMaxDuration)
 	h := w.Header()
 	s.rules.ensureBrowser(h, r, s.opts.Base) // so that the browser's next ids are bound
 	h.Set("Content-Type", "text/event-stream")
@@ -102,44 +102,56 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	deadline := time.Now().Add(s.opts.SSEMaxDuration)
 	expires := known && !ident.ExpireAt.IsZero()
 	for {
-		hold := min(s.opts.SSEHeartbeat, time.Until(deadline))
+		timeout := min(s.opts.SSEHeartbeat, time.Until(deadline))
 		if expires {
-			hold = min(hold, ident.ExpireAt.Sub(s.idh.clock()))
+			timeout = min(timeout, ident.ExpireAt.Sub(s.idh.clock()))
 		}
-		if expires && hold <= 0 {
+		if expires && timeout <= 0 {
 			// The identity has expired: say so and end; the browser's
 			// reconnect gets a 401 unless it brings a fresh token.
 			fmt.Fprintf(out.w, "event: expired\ndata: {\"error\":\"identity expired\",\"status\":401}\n\n")
 			_ = out.send()
 			return
 		}
-		if hold <= 0 {
+		if timeout <= 0 {
 			return
 		}
-		b, why := c.Poll(r.Context(), hold)
-		switch why {
-		case PollReady:
-			out.messages(b.Messages, b.Dropped)
-		case PollTimeout:
-			out.comment("ping")
-		case PollExpired:
-			fmt.Fprintf(out.w, "event: reset\ndata: %s\n\n", resetJSON(time.Now()))
-			_ = out.send()
-			return // the browser reconnects and registers the client anew
-		default:
-			if why == PollClosed && s.hub.wasKicked(c.ID()) { // the server API disconnected it
-				fmt.Fprintf(out.w, "event: disconnect\ndata: %s\n\n", disconnectJSON)
-				_ = out.send()
-			}
+		b, why := c.Poll(r.Context(), timeout)
+		more := false
+		c.deliver(b, why, func(b Batch, why PollEnd) (sent bool) {
+			sent, more = s.sseAnswer(out, c, b, why)
+			return sent
+		})
+		if !more {
 			return
-		}
-		if err := out.send(); err != nil {
-			return
-		}
-		if why == PollReady {
-			c.Commit(b.Cursor)
 		}
 	}
+}
+
+// sseAnswer frames the end of one of an SSE stream's polls as events and
+// sends them: sent when they reached the browser (the batch is then
+// committed), more when the stream goes on.
+func (s *Server) sseAnswer(out *sseWriter, c *Client, b Batch, why PollEnd) (sent, more bool) {
+	switch why {
+	case PollReady:
+		out.messages(b.Messages, b.Dropped)
+	case PollTimeout:
+		out.comment("ping")
+	case PollExpired:
+		fmt.Fprintf(out.w, "event: reset\ndata: %s\n\n", resetJSON(time.Now()))
+		_ = out.send()
+		return false, false // the browser reconnects and registers the client anew
+	default:
+		if why == PollClosed && s.hub.wasKicked(c.ID()) { // the server API disconnected it
+			fmt.Fprintf(out.w, "event: disconnect\ndata: %s\n\n", disconnectJSON)
+			_ = out.send()
+		}
+		return false, false
+	}
+	if err := out.send(); err != nil {
+		return false, false
+	}
+	return true, true
 }
 
 // lastEventID reads the resume point: the Last-Event-ID header an EventSource

@@ -431,16 +431,16 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 			return
 		}
 	}
-	hold := s.opts.PollTimeout
+	timeout := s.opts.PollTimeout
 	if len(replay) > 0 || gap != nil {
-		hold = 0 // answer at once with the replay and whatever is queued
+		timeout = 0 // answer at once with the replay and whatever is queued
 	}
 	if known && !ident.ExpireAt.IsZero() {
 		// No longer than the identity holds: the next poll learns of the
 		// expiry (401) then.
-		hold = min(hold, max(ident.ExpireAt.Sub(s.idh.clock()), 0))
+		timeout = min(timeout, max(ident.ExpireAt.Sub(s.idh.clock()), 0))
 	}
-	holdPoll(w, r, s.rules, c, hold, func(w http.ResponseWriter, b Batch, why PollEnd) bool {
+	longPoll(w, r, s.rules, c, timeout, func(w http.ResponseWriter, b Batch, why PollEnd) bool {
 		switch why {
 		case PollFailed:
 			writeError(w, fmt.Errorf("%w: try again", ErrEngine))
@@ -456,7 +456,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 				return false
 			}
 		}
-		// Committed once written (holdPoll).
+		// Committed once written (longPoll).
 		body := s.stardustBatch(mergeBySeq(replay, b.Messages), b.Dropped)
 		if gap != nil {
 			body = withFirst(gap, body)

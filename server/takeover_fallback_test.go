@@ -49,14 +49,14 @@ func fallbackCount(t *testing.T, addr, use, reason string) string {
 // held in net/http (as with hold_on_connection = false), answered as
 // usual, and counted, not silently served another way.
 func TestHeldPollFallbackWhenListenerHidesDescriptor(t *testing.T) {
-	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second,
+	s, srv, addr := takeoverServer(t, Options{PollTimeout: 10 * time.Second,
 		Metrics: &MetricsOptions{Path: "/metrics", HealthPath: "/health"}}, nil, hideDescriptors)
 	if got := fallbackCount(t, addr, "poll", "no_syscall_conn"); got != "0" {
 		t.Fatalf("fallbacks before any poll: %s", got)
 	}
 	rc := dialRaw(t, addr)
 	for i := range 2 { // the keep-alive connection's second poll too
-		rc.send(heldGet("f1", "HTTP/1.1", ""))
+		rc.send(pollGet("f1", "HTTP/1.1", ""))
 		deadline := time.Now().Add(10 * time.Second)
 		for stats(t, s.Hub()).Polling != 1 {
 			if time.Now().After(deadline) {
@@ -64,7 +64,7 @@ func TestHeldPollFallbackWhenListenerHidesDescriptor(t *testing.T) {
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		if n := heldCount(srv); n != 0 {
+		if n := takeoverCount(srv); n != 0 {
 			t.Fatalf("round %d: %d polls taken over through a wrapper that hides the descriptor", i, n)
 		}
 		publishA(t, s, `{"n":1}`)
@@ -79,7 +79,7 @@ func TestHeldPollFallbackWhenListenerHidesDescriptor(t *testing.T) {
 
 // The same for a WebSocket: pushed with blocking writes, and counted.
 func TestWebSocketFallbackWhenListenerHidesDescriptor(t *testing.T) {
-	s, _, addr := heldServer(t, Options{PollTimeout: 10 * time.Second, Bayeux: &BayeuxOptions{WebSocket: true},
+	s, _, addr := takeoverServer(t, Options{PollTimeout: 10 * time.Second, Bayeux: &BayeuxOptions{WebSocket: true},
 		Metrics: &MetricsOptions{Path: "/metrics", HealthPath: "/health"}}, nil, hideDescriptors)
 	conn, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/comet/bayeux", nil)
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 // Request deadlines, so that a slow client cannot hold a connection (and its
 // descriptor) for ever: the body must arrive within BodyTimeout of the
 // request's start and the answer be written within RequestTimeout. Held
-// polls, SSE streams and WebSockets lift them for their hold (holdRequest)
+// polls, SSE streams and WebSockets lift them for their hold (longRequest)
 // and get a write deadline after it. Under FastCGI the web server in front
 // reads the client's body and applies its own timeouts; these calls then do
 // nothing.
@@ -34,11 +34,11 @@ func setDeadlines(w http.ResponseWriter, setRead bool, read, write time.Time) {
 	_ = rc.SetWriteDeadline(write)
 }
 
-// holdRequest lifts the read deadline of a request whose body has been read
-// and that is about to be held for up to hold, and moves its write deadline
-// past the hold.
-func (rr requestRules) holdRequest(w http.ResponseWriter, hold time.Duration) {
+// longRequest lifts the read deadline of a request whose body has been read
+// and that is about to wait for up to timeout (a long poll, an SSE stream),
+// and moves its write deadline past the wait.
+func (rr requestRules) longRequest(w http.ResponseWriter, timeout time.Duration) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
-	_ = rc.SetWriteDeadline(time.Now().Add(hold + rr.RequestTimeout))
+	_ = rc.SetWriteDeadline(time.Now().Add(timeout + rr.RequestTimeout))
 }

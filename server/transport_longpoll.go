@@ -131,7 +131,7 @@ func (b *Bayeux) serveCallbackPolling(w http.ResponseWriter, r *http.Request) {
 }
 
 // exchange processes an HTTP batch and, when it holds a connect, waits for
-// messages or the hold time (holdPoll); write writes the JSON array to send
+// messages or the hold time (longPoll); write writes the JSON array to send
 // back, and the connect's messages are committed once it is written. An
 // error is returned only before anything is written.
 func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*BayeuxMessage, transport string,
@@ -142,19 +142,19 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 	if who.browser, who.presented, err = b.rules.ensureBrowser(w.Header(), r, b.limits.base); err != nil {
 		return err
 	}
-	replies, held := b.process(batch, who)
-	if held == nil {
+	replies, pending := b.process(batch, who)
+	if pending == nil {
 		_ = write(w, jsonArray(replies))
 		return nil
 	}
 	release := func() {}
 	// Held connects are counted per browser; a request without a cookie
 	// (a bearer session, a first visit) has a value no other tab shares.
-	if held.hold > 0 && who.presented {
+	if pending.timeout > 0 && who.presented {
 		key := browserKey(who.browser)
 		limit := b.opts.ClientMaxConnections
-		if held.client.Polling() {
-			limit++ // this connect replaces the client's held one, which gives its slot back
+		if pending.client.Polling() {
+			limit++ // this connect replaces the client's pending one, which gives its slot back
 		}
 		ok, err := b.hub.TakeConnection(key, limit)
 		if err != nil {
@@ -165,19 +165,19 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 		} else {
 			// Another tab holds this browser's connects: answer this one
 			// at once, with what is queued for it, and tell it to poll.
-			held.hold, held.multiple = 0, true
+			pending.timeout, pending.multiple = 0, true
 		}
 	}
-	b.noteTransport(held.client, transport)
-	holdPoll(w, r, b.rules, held.client, held.hold, func(w http.ResponseWriter, batch Batch, why PollEnd) bool {
+	b.noteTransport(pending.client, transport)
+	longPoll(w, r, b.rules, pending.client, pending.timeout, func(w http.ResponseWriter, batch Batch, why PollEnd) bool {
 		release()
 		msgs := bayeuxMessages(batch)
 		out := make([][]byte, 0, len(replies)+len(msgs)+1)
 		out = append(out, replies...)
 		out = append(out, msgs...)
-		out = append(out, b.connectReply(held, why, batch.Cursor))
+		out = append(out, b.connectReply(pending, why, batch.Cursor))
 		// An ack client commits with its next connect.
-		return write(w, jsonArray(out)) == nil && why == PollReady && !held.ack
+		return write(w, jsonArray(out)) == nil && why == PollReady && !pending.ack
 	})
 	return nil
 }

@@ -29,7 +29,7 @@ const wsReadBuffer = 512
 // keeps little while idle: a read buffer of wsReadBuffer bytes (a connect
 // fits in it; a larger frame is read past it), in place of the 4 KiB one
 // the HTTP server had for the connection, and no write buffer: frames are
-// built for each write (ws_frame.go), and the pool only keeps
+// built for each write (transport_websocket_frame.go), and the pool only keeps
 // gorilla/websocket from giving every connection a write buffer it would
 // never use.
 func (b *Bayeux) newUpgrader() *websocket.Upgrader {
@@ -63,7 +63,7 @@ func (b *Bayeux) checkOrigin(r *http.Request) bool {
 }
 
 // wsSession is one WebSocket connection. It has one goroutine, its reader;
-// deliveries are written by short-lived flushes (see ws_push.go).
+// deliveries are written by short-lived flushes (see transport_websocket_push.go).
 type wsSession struct {
 	b      *Bayeux
 	conn   *websocket.Conn
@@ -71,17 +71,16 @@ type wsSession struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	writeMu sync.Mutex    // one writer at a time (ws_frame.go)
-	desc    takeover.Desc // the socket's descriptor, for writes that never block; none: blocking writes (the portable path)
+	sock takeover.Socket // writes data frames, one writer at a time (transport_websocket_frame.go)
 
 	mu      sync.Mutex
-	pending *heldConnect
+	pending *pendingConnect
 	timer   *time.Timer
 	owned   map[string]bool // sessions bound to this socket (AttrSocket)
 	// push delivers the messages of the client the latest connect named,
 	// so that a client that handshakes again on the same socket (Faye does
 	// after a 402) gets its messages pushed too.
-	push   *wsPusher
+	push   *pusher
 	closed bool // the socket has ended: no push starts
 }
 
@@ -136,9 +135,9 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	who.ctx = ctx // the app is asked for as long as the socket lives, each call bounded by the Authenticator
 	ws := &wsSession{b: b, conn: conn, who: who, ctx: ctx, cancel: cancel, owned: map[string]bool{}}
-	b.hub.fallbacks.Add(takeover.UseWebSocket, ws.desc.Open(conn.NetConn()))
+	b.hub.fallbacks.Add(takeover.UseWebSocket, ws.sock.Open(conn.NetConn(), wsWriteTimeout))
 	// gorilla/websocket's answers to a ping and to a close go through
-	// writeMu too.
+	// the socket's lock too.
 	conn.SetPingHandler(func(data string) error {
 		err := ws.control(websocket.PongMessage, []byte(data))
 		if errors.Is(err, websocket.ErrCloseSent) {
@@ -191,9 +190,9 @@ func (ws *wsSession) shutdown() {
 // until the client sends nothing for connect_timeout after the hold of the
 // last connect it sent (see idleDeadline).
 func (ws *wsSession) readLoop() {
-	var heldUntil time.Time // when the last held connect's hold ends
+	var pendingUntil time.Time // when the last pending connect's hold ends
 	for {
-		_ = ws.conn.NetConn().SetReadDeadline(ws.idleDeadline(heldUntil))
+		_ = ws.conn.NetConn().SetReadDeadline(ws.idleDeadline(pendingUntil))
 		_, data, err := ws.conn.ReadMessage()
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
@@ -209,21 +208,21 @@ func (ws *wsSession) readLoop() {
 			ws.write([][]byte{(&bayeuxReply{Channel: "/meta/unsuccessful", Error: bayeuxError(err, "message")}).encode()})
 			continue
 		}
-		replies, held := ws.b.process(batch, ws.who)
-		if held != nil {
-			heldUntil = time.Now().Add(held.hold)
+		replies, pending := ws.b.process(batch, ws.who)
+		if pending != nil {
+			pendingUntil = time.Now().Add(pending.timeout)
 		}
-		if held != nil && held.ack {
-			ws.ackConnect(held)
-			held = nil
+		if pending != nil && pending.ack {
+			ws.ackConnect(pending)
+			pending = nil
 		}
-		if held != nil {
-			if immediate := ws.holdConnect(held); immediate != nil {
+		if pending != nil {
+			if immediate := ws.setPending(pending); immediate != nil {
 				replies = append(replies, immediate)
 			}
 		}
 		if disconnected(batch, replies) {
-			// In order: the held connect's reply, the disconnect reply, then
+			// In order: the pending connect's reply, the disconnect reply, then
 			// a normal close, which CometD's client waits for.
 			ws.answerPendingNow(PollClosed)
 			ws.write(replies)
@@ -242,8 +241,8 @@ func (ws *wsSession) readLoop() {
 // removed after connect_timeout. A Bayeux client sends its next connect as
 // soon as one is answered, so only a socket that is no longer used (or
 // never was) reaches it; pings do not count.
-func (ws *wsSession) idleDeadline(heldUntil time.Time) time.Time {
-	return later(time.Now(), heldUntil).Add(ws.b.opts.ConnectTimeout)
+func (ws *wsSession) idleDeadline(pendingUntil time.Time) time.Time {
+	return later(time.Now(), pendingUntil).Add(ws.b.opts.ConnectTimeout)
 }
 
 func later(a, b time.Time) time.Time {
@@ -267,10 +266,10 @@ func disconnected(batch []*BayeuxMessage, replies [][]byte) bool {
 	return false
 }
 
-// holdConnect makes h the pending connect. A connect that was pending is
+// setPending makes h the pending connect. A connect that was pending is
 // answered now; h itself is answered at once when its hold is zero (it is then
 // returned), else when its timer fires.
-func (ws *wsSession) holdConnect(h *heldConnect) []byte {
+func (ws *wsSession) setPending(h *pendingConnect) []byte {
 	ws.b.noteTransport(h.client, TransportWebSocket)
 	ws.bind(h.client)
 	ws.pushTo(h.client)
@@ -282,11 +281,11 @@ func (ws *wsSession) holdConnect(h *heldConnect) []byte {
 		ws.pending = nil
 		go ws.write([][]byte{ws.b.connectReply(old, PollReplaced, 0)})
 	}
-	if h.hold <= 0 {
+	if h.timeout <= 0 {
 		return ws.b.connectReply(h, PollTimeout, 0)
 	}
 	ws.pending = h
-	ws.timer = time.AfterFunc(h.hold, func() { ws.answerPending(h, PollTimeout) })
+	ws.timer = time.AfterFunc(h.timeout, func() { ws.answerPending(h, PollTimeout) })
 	return nil
 }
 
@@ -294,10 +293,10 @@ func (ws *wsSession) holdConnect(h *heldConnect) []byte {
 // polling does: its messages come in the connect reply, with their batch
 // number, never pushed on their own, and stay queued until the client's
 // next connect acknowledges them.
-func (ws *wsSession) ackConnect(h *heldConnect) {
+func (ws *wsSession) ackConnect(h *pendingConnect) {
 	ws.b.noteTransport(h.client, TransportWebSocket)
 	go func() { // ends with the socket (ctx) at the latest
-		msgs, cursor, why := ws.b.poll(ws.ctx, h.client, h.hold)
+		msgs, cursor, why := ws.b.poll(ws.ctx, h.client, h.timeout)
 		ws.write(append(msgs, ws.b.connectReply(h, why, cursor)))
 	}()
 }
@@ -306,16 +305,16 @@ func (ws *wsSession) ackConnect(h *heldConnect) {
 // writer is taken before the connect is let go, so that what the reader
 // writes after seeing no pending connect (a disconnect's reply) comes after
 // this answer.
-func (ws *wsSession) answerPending(h *heldConnect, why PollEnd) {
+func (ws *wsSession) answerPending(h *pendingConnect, why PollEnd) {
 	ws.mu.Lock()
 	if ws.pending != h {
 		ws.mu.Unlock()
 		return
 	}
 	ws.pending = nil
-	ws.writeMu.Lock()
+	ws.sock.Lock()
 	ws.mu.Unlock()
-	defer ws.writeMu.Unlock()
+	defer ws.sock.Unlock()
 	ws.writeFrameLocked(wsFrameOf([][]byte{ws.b.connectReply(h, why, 0)}))
 }
 
@@ -324,7 +323,7 @@ func (ws *wsSession) answerPending(h *heldConnect, why PollEnd) {
 func (ws *wsSession) pushTo(c *Client) {
 	ws.mu.Lock()
 	old := ws.push
-	if ws.closed || (old != nil && old.c.ID() == c.ID() && !old.ended.Load()) {
+	if ws.closed || (old != nil && old.c.ID() == c.ID() && old.live()) {
 		ws.mu.Unlock()
 		return
 	}
@@ -333,7 +332,7 @@ func (ws *wsSession) pushTo(c *Client) {
 	if old != nil {
 		old.halt()
 	}
-	p := ws.startPush(c) // outside ws.mu: it may end at once (pushEnded)
+	p := c.startPush(ws) // outside ws.mu: it may end at once (pushEnded)
 	ws.mu.Lock()
 	if ws.closed || ws.push != nil {
 		ws.mu.Unlock()
@@ -342,15 +341,12 @@ func (ws *wsSession) pushTo(c *Client) {
 	}
 	ws.push = p
 	ws.mu.Unlock()
-	// Messages queued before the watch began.
-	if p.wakes.Add(1) == 1 {
-		ws.b.sockets.dispatch(p)
-	}
+	p.kick() // messages queued before the watch began
 }
 
 // pushEnded is called once when p's client is removed, expires, polls
 // elsewhere or cannot be read: the pending connect is answered with why.
-func (ws *wsSession) pushEnded(p *wsPusher, why PollEnd) {
+func (ws *wsSession) pushEnded(p *pusher, why PollEnd) {
 	p.stop()
 	ws.mu.Lock()
 	if ws.push == p {

@@ -226,7 +226,8 @@ func (w *webhooks) decideAndPush(e Event) {
 
 // decide turns one hub event into the webhook events it causes.
 func (w *webhooks) decide(e Event) []webhookEvent {
-	ctx := context.Background()
+	ctx, cancel := w.s.hub.call(context.Background())
+	defer cancel()
 	var out []webhookEvent
 	add := func(name, channel, user, client string) {
 		if w.want[name] {
@@ -287,7 +288,9 @@ func (w *webhooks) push(events []webhookEvent) {
 		b, _ := json.Marshal(e)
 		enc[i] = string(b)
 	}
-	dropped, err := w.queue.PushWebhooks(context.Background(), enc, w.opts.MaxQueue)
+	ectx, ecancel := w.s.hub.call(context.Background())
+	defer ecancel()
+	dropped, err := w.queue.PushWebhooks(ectx, enc, w.opts.MaxQueue)
 	if err != nil {
 		w.s.hub.failed(err)
 		dropped = len(enc)

@@ -43,7 +43,9 @@ func (w *webhooks) sendLoop() {
 			return
 		case now := <-t.C:
 			if now.Before(next) {
-				_, _, _ = w.queue.WebhookBatch(context.Background(), w.node, w.lease, 0)
+				ectx, ecancel := w.s.hub.call(context.Background())
+				defer ecancel()
+				_, _, _ = w.queue.WebhookBatch(ectx, w.node, w.lease, 0)
 				continue
 			}
 			switch ok, err := w.sendOnce(now); {
@@ -165,7 +167,9 @@ func (w *webhooks) collect(ch chan<- prometheus.Metric) {
 	if w == nil || w.queue == nil {
 		return
 	}
-	if n, err := w.queue.WebhookQueueLen(context.Background()); err == nil {
+	ectx, ecancel := w.s.hub.call(context.Background())
+	defer ecancel()
+	if n, err := w.queue.WebhookQueueLen(ectx); err == nil {
 		ch <- prometheus.MustNewConstMetric(descWebhookQueue, prometheus.GaugeValue, float64(n))
 	}
 	ch <- prometheus.MustNewConstMetric(descWebhookSent, prometheus.CounterValue, float64(w.sent.Load()))

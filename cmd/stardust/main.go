@@ -358,11 +358,11 @@ func (m *Main) Run() (err error) {
 			ErrorLog:          nil,
 		}
 		// Held long polls wait off net/http's goroutine and come back
-		// through hl (server.HoldListener), above connlimit: a connection
+		// through hl (server.TakeoverListener), above connlimit: a connection
 		// is counted once, however often it comes back.
 		hl := l
-		if m.Config.Server.HoldOnConnection {
-			hl = server.HoldListener(m.http, l)
+		if m.Config.Server.Takeover {
+			hl = server.TakeoverListener(m.http, l)
 		}
 		go m.serve(func() error { return m.http.Serve(hl) })
 	}

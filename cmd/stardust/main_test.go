@@ -102,7 +102,7 @@ func TestEndToEndHTTP(t *testing.T) {
 			before := runtime.NumGoroutine()
 			conf := writeFile(t, fmt.Sprintf("[server]\nhold_on_connection = %v\n", on))
 			m := startMain(t, "--config", conf, "--timeout", "5s")
-			if held := m.http.ConnContext != nil; held != on { // set by server.HoldListener
+			if held := m.http.ConnContext != nil; held != on { // set by server.TakeoverListener
 				t.Fatalf("polls held on their connection: %v, want %v", held, on)
 			}
 			base := "http://" + m.Addr().String() + "/comet"

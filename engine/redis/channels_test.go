@@ -145,7 +145,7 @@ func TestStardustChannelLimitPublishesNothing(t *testing.T) {
 	if resp, _ := postMessage(t, base+"e", `{"n":4}`); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("a third channel: %d; want 403", resp.StatusCode)
 	}
-	if st, _ := e.Stats(ctx); st.Channels != 2 {
+	if st, _ := e.(server.StatsReporter).Stats(ctx); st.Channels != 2 {
 		t.Errorf("Stats.Channels = %d; want 2", st.Channels)
 	}
 }

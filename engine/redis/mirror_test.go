@@ -428,7 +428,7 @@ func TestConnectionsCountedAcrossProcesses(t *testing.T) {
 	e2 := open(t, srv.URL, "conns:", server.Limits{})
 	t.Cleanup(func() { _ = e1.Close(); _ = e2.Close() })
 	const addr = "browser-1"
-	take := func(e server.Engine, want bool) {
+	take := func(e *redis.Engine, want bool) {
 		t.Helper()
 		if ok, err := e.TakeConnection(ctx, addr, 2); ok != want || err != nil {
 			t.Fatalf("TakeConnection = %v, %v; want %v", ok, err, want)
@@ -492,7 +492,7 @@ func TestRoundRobinPollsAreNotMirrored(t *testing.T) {
 		o, _ := admin.Do(ctx, admin.B().Hget().Key("rr:s:s").Field("o").Build()).ToString()
 		return o
 	}
-	poll := func(e server.Engine, i int) {
+	poll := func(e *redis.Engine, i int) {
 		t.Helper()
 		// The message is in Redis before the poll starts, so that its first
 		// fetch finds it: a watch that fetched mirrorFetches times (a busy
@@ -518,7 +518,7 @@ func TestRoundRobinPollsAreNotMirrored(t *testing.T) {
 		// it heard of the one between (then it mirrors: a cost, not an
 		// error).
 		time.Sleep(100 * time.Millisecond)
-		poll([]server.Engine{e1, e2}[i%2], i)
+		poll([]*redis.Engine{e1, e2}[i%2], i)
 		if o := owner(); o != "" {
 			t.Fatalf("poll %d, round robin: the session is mirrored (%s)", i, o)
 		}

@@ -75,8 +75,8 @@ type conn struct {
 }
 
 // SyscallConn passes on the connection's descriptor, so that a WebSocket
-// can write to it without blocking (server/ws_frame.go) and a held poll can
-// wait for it to become readable without reading (server/hold.go).
+// can write to it without blocking (server/transport_websocket_frame.go) and a held poll can
+// wait for it to become readable without reading (server/longpoll.go).
 func (c *conn) SyscallConn() (syscall.RawConn, error) {
 	sc, ok := c.Conn.(syscall.Conn)
 	if !ok {

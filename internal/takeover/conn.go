@@ -15,48 +15,50 @@ import (
 )
 
 // Waiting and reading on a connection taken over: the two reads a server
-// makes on it, one while it holds a request (WaitRead), one for the next
-// request (ReadNext).
+// makes on it, one while it holds a request (waitRead), one for the next
+// request (readNext).
 
-// MaxPending bounds what a client may send while its request is held (a
+// maxPending bounds what a client may send while its request is held (a
 // pipelined request): beyond it the connection is to be closed.
-const MaxPending = 16 << 10
+const maxPending = 16 << 10
 
 // aLongTimeAgo is a read deadline that ends a Read at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// CutWait ends a WaitRead (or any Read) of c in progress at once, as
+// cutWait ends a waitRead (or any Read) of c in progress at once, as
 // net/http ends its background read: by moving the read deadline to the
 // past. It never blocks; any goroutine may call it.
-func CutWait(c net.Conn) { _ = c.SetReadDeadline(aLongTimeAgo) }
+func cutWait(c net.Conn) { _ = c.SetReadDeadline(aLongTimeAgo) }
 
-// Event is what a WaitRead saw.
+// Event is what a wait on a connection saw (Conn.Wait).
 type Event uint8
 
 const (
 	// EventData: bytes came (kept in pending), or nothing yet: wait again.
 	EventData Event = iota
-	// EventDeadline: the read deadline passed (its own, or CutWait's).
+	// EventDeadline: the read deadline passed (its own, or cutWait's).
 	EventDeadline
 	// EventEnd: the client shut its side (EOF); it may still read.
 	EventEnd
 	// EventGone: the read failed: the client went away.
 	EventGone
-	// EventOverflow: the client sent more than MaxPending meanwhile.
+	// EventOverflow: the client sent more than maxPending meanwhile.
 	EventOverflow
+	// EventWoken: Conn.Wait's woken function reported true: no wait.
+	EventWoken
 )
 
-// WaitRead waits until c has bytes to read, its end, or its read deadline
+// waitRead waits until c has bytes to read, its end, or its read deadline
 // passes, through d without a read system call while it waits when d has
 // a descriptor; then reads into buf and appends what came to pending
-// (returned), up to MaxPending in all.
-func WaitRead(c net.Conn, d *Desc, buf, pending []byte) ([]byte, Event) {
+// (returned), up to maxPending in all.
+func waitRead(c net.Conn, d *descriptor, buf, pending []byte) ([]byte, Event) {
 	n, err := 0, d.WaitReadable()
 	if err == nil {
 		n, err = c.Read(buf)
 	}
 	if n > 0 {
-		if len(pending)+n > MaxPending {
+		if len(pending)+n > maxPending {
 			return pending, EventOverflow
 		}
 		pending = append(pending, buf[:n]...)
@@ -72,17 +74,17 @@ func WaitRead(c net.Conn, d *Desc, buf, pending []byte) ([]byte, Event) {
 	return pending, EventGone
 }
 
-// ReadNext reads the next request of c, a connection taken over whose
+// readNext reads the next request of c, a connection taken over whose
 // first request was a GET of path on host, as net/http would wait for it:
-// pending (what was read and not served) first, else up to IdleWait for
+// pending (what was read and not served) first, else up to idleWait for
 // its first byte (through d, holding no buffer while it waits), then up to
-// HeaderWait for the rest of its header, at most MaxHeaderBytes+4096.
-// It returns the request when NextRequest serves it, with rest, what
+// headerWait for the rest of its header, at most MaxHeaderBytes+4096.
+// It returns the request when nextRequest serves it, with rest, what
 // follows its header (pipelined). Else r is nil and back says whether to
-// hand c back to net/http (GiveBack with rest: a request it serves,
+// hand c back to net/http (giveBack with rest: a request it serves,
 // refuses or answers 431) or to close it (the client went away, was idle
 // too long, its header did not come in time, or hl is closing).
-func (hl *Listener) ReadNext(c net.Conn, d *Desc, pending []byte, path, host string) (r *http.Request, rest []byte, back bool) {
+func (hl *Listener) readNext(c net.Conn, d *descriptor, pending []byte, path, host string) (r *http.Request, rest []byte, back bool) {
 	srv := hl.srv
 	var bp *[]byte
 	var b []byte
@@ -90,7 +92,7 @@ func (hl *Listener) ReadNext(c net.Conn, d *Desc, pending []byte, path, host str
 		bp = GetBuf()
 		b = append((*bp)[:0], pending...)
 	} else {
-		_ = c.SetReadDeadline(DeadlineIn(IdleWait(srv)))
+		_ = c.SetReadDeadline(deadlineIn(idleWait(srv)))
 		if hl.Closed() {
 			return nil, nil, false
 		}
@@ -104,12 +106,12 @@ func (hl *Listener) ReadNext(c net.Conn, d *Desc, pending []byte, path, host str
 		limit = http.DefaultMaxHeaderBytes
 	}
 	limit += 4096 // as net/http allows
-	if !MayBeGET(b) {
+	if !mayBeGET(b) {
 		return nil, bytes.Clone(b), true // not a poll (a Bayeux POST): net/http's
 	}
-	end := HeaderEnd(b, 0)
+	end := headerEnd(b, 0)
 	if end < 0 { // the rest of the header, in its time
-		_ = c.SetReadDeadline(DeadlineIn(HeaderWait(srv)))
+		_ = c.SetReadDeadline(deadlineIn(headerWait(srv)))
 	}
 	for end < 0 {
 		if len(b) >= limit { // net/http answers 431
@@ -124,9 +126,9 @@ func (hl *Listener) ReadNext(c net.Conn, d *Desc, pending []byte, path, host str
 		if err != nil { // as net/http: a read that fails gets no answer
 			return nil, nil, false
 		}
-		end = HeaderEnd(b, max(0, from-3))
+		end = headerEnd(b, max(0, from-3))
 	}
-	if r = NextRequest(b[:end], path, host); r == nil {
+	if r = nextRequest(b[:end], path, host); r == nil {
 		return nil, bytes.Clone(b), true
 	}
 	if end < len(b) { // pipelined
@@ -137,9 +139,9 @@ func (hl *Listener) ReadNext(c net.Conn, d *Desc, pending []byte, path, host str
 
 // readFirst waits, up to c's read deadline, for the first bytes of its
 // next request, and reads them into a buffer of the pool taken only once
-// they have come when d has a descriptor (Desc.ReadFirst); else in a
+// they have come when d has a descriptor (descriptor.ReadFirst); else in a
 // blocking Read. nil when the client went away, or the wait ended first.
-func readFirst(c net.Conn, d *Desc) (bp *[]byte, b []byte) {
+func readFirst(c net.Conn, d *descriptor) (bp *[]byte, b []byte) {
 	if d.Ok() {
 		return d.ReadFirst()
 	}
@@ -152,18 +154,18 @@ func readFirst(c net.Conn, d *Desc) (bp *[]byte, b []byte) {
 	return bp, (*bp)[:n]
 }
 
-// Take takes the connection of a request from net/http through hj (the
+// hijack takes the connection of a request from net/http through hj (the
 // ResponseWriter at the bottom of the middleware's): the connection (the
 // bare one when it was given back with nothing left to replay), what the
 // client sent after the request that net/http had read (a pipelined
 // request), with no deadline left on it. The request's body must have been
 // read first: its reader was net/http's.
-func Take(hj http.Hijacker) (c net.Conn, pending []byte, err error) {
+func hijack(hj http.Hijacker) (c net.Conn, pending []byte, err error) {
 	c, rw, err := hj.Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
-	c = Bare(c)
+	c = bare(c)
 	if n := rw.Reader.Buffered(); n > 0 {
 		b, _ := rw.Reader.Peek(n)
 		pending = bytes.Clone(b)
@@ -172,12 +174,12 @@ func Take(hj http.Hijacker) (c net.Conn, pending []byte, err error) {
 	return c, pending, nil
 }
 
-// Serve runs h for r, a request read by ReadNext, with w as its
+// serveRequest runs h for r, a request read by readNext, with w as its
 // ResponseWriter, and reports whether the connection may go on. A panic is
 // treated as net/http treats it: logged through the server's ErrorLog (else
 // the log package) unless it is http.ErrAbortHandler, and ok false (the
 // connection is to be closed).
-func (hl *Listener) Serve(h http.Handler, w http.ResponseWriter, r *http.Request) (ok bool) {
+func (hl *Listener) serveRequest(h http.Handler, w http.ResponseWriter, r *http.Request) (ok bool) {
 	defer func() {
 		if e := recover(); e != nil {
 			ok = false

@@ -7,14 +7,14 @@ import (
 	"syscall"
 )
 
-// Supported reports whether this system has the raw-descriptor path.
-const Supported = true
+// supported reports whether this system has the raw-descriptor path.
+const supported = true
 
-// Desc is a connection's raw descriptor, to wait or write on without
+// descriptor is a connection's raw descriptor, to wait or write on without
 // blocking a goroutine in a system call. The zero value has none (Ok is
 // false) and its methods then do what the portable path does. One
-// goroutine at a time uses a Desc.
-type Desc struct {
+// goroutine at a time uses a descriptor.
+type descriptor struct {
 	raw   syscall.RawConn
 	wait  func(uintptr) bool // d.waitOnce, made once
 	armed bool
@@ -22,8 +22,8 @@ type Desc struct {
 
 // Open sets d to c's descriptor and reports ReasonNone, or leaves d without
 // one and reports why.
-func (d *Desc) Open(c net.Conn) Reason {
-	*d = Desc{}
+func (d *descriptor) Open(c net.Conn) Reason {
+	*d = descriptor{}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return ReasonNoSyscallConn
@@ -37,15 +37,15 @@ func (d *Desc) Open(c net.Conn) Reason {
 	return ReasonNone
 }
 
-// Check reports whether c has a descriptor Open would take (ReasonNone),
+// checkDesc reports whether c has a descriptor Open would take (ReasonNone),
 // else why not, without keeping anything.
-func Check(c net.Conn) Reason {
-	var d Desc
+func checkDesc(c net.Conn) Reason {
+	var d descriptor
 	return d.Open(c)
 }
 
 // Ok reports whether d has a descriptor.
-func (d *Desc) Ok() bool { return d != nil && d.raw != nil }
+func (d *descriptor) Ok() bool { return d != nil && d.raw != nil }
 
 // WaitReadable waits until the connection has something to read (data, its
 // end) or its read deadline passes, without the read system call that a
@@ -53,7 +53,7 @@ func (d *Desc) Ok() bool { return d != nil && d.raw != nil }
 // waits for what comes after the call (the runtime's poller forgets an
 // earlier readiness): read first what may have come before. Without a
 // descriptor it returns at once (the caller's Read then waits).
-func (d *Desc) WaitReadable() error {
+func (d *descriptor) WaitReadable() error {
 	if !d.Ok() {
 		return nil
 	}
@@ -63,7 +63,7 @@ func (d *Desc) WaitReadable() error {
 
 // waitOnce is raw.Read's callback for WaitReadable: it has it wait once,
 // then return.
-func (d *Desc) waitOnce(uintptr) bool {
+func (d *descriptor) waitOnce(uintptr) bool {
 	if d.armed {
 		d.armed = false
 		return false
@@ -77,7 +77,7 @@ func (d *Desc) waitOnce(uintptr) bool {
 // before it waits, so that what came before the wait began counts. It
 // returns nil when the client went away, on an error, or when the wait
 // ended first. d must have a descriptor.
-func (d *Desc) ReadFirst() (bp *[]byte, b []byte) {
+func (d *descriptor) ReadFirst() (bp *[]byte, b []byte) {
 	n := 0
 	err := d.raw.Read(func(fd uintptr) bool {
 		bp = GetBuf()
@@ -108,10 +108,10 @@ func (d *Desc) ReadFirst() (bp *[]byte, b []byte) {
 
 // WriteNow writes as much of b to the socket as it takes without blocking,
 // and returns the rest (empty when all of it went); without a descriptor,
-// nothing (ErrWouldBlock).
-func (d *Desc) WriteNow(b []byte) (rest []byte, err error) {
+// nothing (errWouldBlock).
+func (d *descriptor) WriteNow(b []byte) (rest []byte, err error) {
 	if !d.Ok() {
-		return b, ErrWouldBlock
+		return b, errWouldBlock
 	}
 	n := 0
 	var werr error

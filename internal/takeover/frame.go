@@ -8,11 +8,11 @@ import "encoding/binary"
 // to every socket that gets the same bytes. Server frames are never
 // masked (RFC 6455 5.1).
 
-// MaxFrameHeader is the longest header of a frame the server sends.
-const MaxFrameHeader = 10
+// maxFrameHeader is the longest header of a frame the server sends.
+const maxFrameHeader = 10
 
-// FrameHeaderSize is the header size of a frame with n bytes of payload.
-func FrameHeaderSize(n int) int {
+// frameHeaderSize is the header size of a frame with n bytes of payload.
+func frameHeaderSize(n int) int {
 	switch {
 	case n < 126:
 		return 2
@@ -22,9 +22,9 @@ func FrameHeaderSize(n int) int {
 	return 10
 }
 
-// PutTextFrameHeader writes the header of a final text frame of n bytes
-// into h, which is FrameHeaderSize(n) long.
-func PutTextFrameHeader(h []byte, n int) {
+// putTextFrameHeader writes the header of a final text frame of n bytes
+// into h, which is frameHeaderSize(n) long.
+func putTextFrameHeader(h []byte, n int) {
 	h[0] = 0x80 | 0x1 // FIN, text
 	switch len(h) {
 	case 2:
@@ -38,8 +38,8 @@ func PutTextFrameHeader(h []byte, n int) {
 	}
 }
 
-// FrameHeaderLen is the header length of frame f, one built here.
-func FrameHeaderLen(f []byte) int {
+// frameHeaderLen is the header length of frame f, one built here.
+func frameHeaderLen(f []byte) int {
 	switch f[1] & 0x7f {
 	case 126:
 		return 4
@@ -48,3 +48,23 @@ func FrameHeaderLen(f []byte) int {
 	}
 	return 2
 }
+
+// NewTextFrame is an empty text frame with room for a payload of about n
+// bytes: append the payload to it, then Seal it.
+func NewTextFrame(n int) []byte {
+	b := make([]byte, maxFrameHeader, maxFrameHeader+n)
+	return b
+}
+
+// SealTextFrame writes the header of f, made by NewTextFrame with its
+// payload appended, and returns the frame (a slice of f).
+func SealTextFrame(f []byte) []byte {
+	n := len(f) - maxFrameHeader
+	h := frameHeaderSize(n)
+	out := f[maxFrameHeader-h:]
+	putTextFrameHeader(out[:h], n)
+	return out
+}
+
+// FramePayload is the payload of f, a frame made here.
+func FramePayload(f []byte) []byte { return f[frameHeaderLen(f):] }

@@ -19,16 +19,16 @@ import (
 // getMethod begins every request served on a connection taken over.
 var getMethod = []byte("GET ")
 
-// MayBeGET reports whether b, the first bytes of a request, may begin a
+// mayBeGET reports whether b, the first bytes of a request, may begin a
 // GET: the only method served on a connection taken over.
-func MayBeGET(b []byte) bool {
+func mayBeGET(b []byte) bool {
 	return bytes.HasPrefix(b, getMethod[:min(len(b), len(getMethod))])
 }
 
-// HeaderEnd is the length of the request header at the start of b, up to
+// headerEnd is the length of the request header at the start of b, up to
 // and with the empty line that ends it; -1 while it has not ended. It
 // looks from from on (a caller that reads more passes where it was).
-func HeaderEnd(b []byte, from int) int {
+func headerEnd(b []byte, from int) int {
 	for i := from; i < len(b); i++ {
 		if b[i] != '\n' {
 			continue
@@ -55,9 +55,9 @@ var requestReaders = sync.Pool{New: func() any {
 	return rr
 }}
 
-// ParseRequest parses a whole request header (HeaderEnd long); nil if
+// parseRequest parses a whole request header (headerEnd long); nil if
 // net/http would not read it as it is.
-func ParseRequest(header []byte) *http.Request {
+func parseRequest(header []byte) *http.Request {
 	rr := requestReaders.Get().(*requestReader)
 	defer requestReaders.Put(rr)
 	rr.src.Reset(header)
@@ -69,24 +69,24 @@ func ParseRequest(header []byte) *http.Request {
 	return r
 }
 
-// NextRequest is the request whose whole header is header, what the client
+// nextRequest is the request whose whole header is header, what the client
 // sent next on a connection taken over, when it is one to serve there: a
 // GET of path on host (the first request's), without a body or an upgrade,
 // with a header net/http would accept. nil hands it back to net/http: any
 // doubt does. The request ends with its header (it has no body): what
 // follows is the next request (FuzzServedHereRequest compares where each
 // ends with net/http).
-func NextRequest(header []byte, path, host string) *http.Request {
+func nextRequest(header []byte, path, host string) *http.Request {
 	if !bytes.HasPrefix(header, getMethod) {
 		return nil
 	}
-	if r := ParseRequest(header); r != nil && servable(r, path, host) {
+	if r := parseRequest(header); r != nil && servable(r, path, host) {
 		return r
 	}
 	return nil
 }
 
-// servable reports whether r is a request NextRequest serves.
+// servable reports whether r is a request nextRequest serves.
 func servable(r *http.Request, path, host string) bool {
 	if r.Method != http.MethodGet || r.ProtoMajor != 1 || r.URL.Host != "" || r.URL.Path != path ||
 		r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Body != http.NoBody {
@@ -142,13 +142,13 @@ func validHeaderValue(s string) bool {
 	return true
 }
 
-// Connection decides, as net/http's chunkWriter.writeHeader does for an
+// connectionFor decides, as net/http's chunkWriter.writeHeader does for an
 // answer with a Content-Length, whether the connection is kept after the
 // answer to r (keep), and what Connection header the answer carries:
 // "close" (HTTP/1.1, closing), "keep-alive" (HTTP/1.0 that asked for it) or
 // none. header is the handler's: a Connection header of its is deleted
 // where net/http drops it. keepAlives is false once the server is closing.
-func Connection(r *http.Request, header http.Header, keepAlives bool) (connection string, keep bool) {
+func connectionFor(r *http.Request, header http.Header, keepAlives bool) (connection string, keep bool) {
 	reqConn := r.Header.Get("Connection")
 	is11 := r.ProtoAtLeast(1, 1)
 	closeAfter := false
@@ -197,12 +197,12 @@ func hasToken(v, token string) bool {
 
 func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
 
-// AppendResponse appends to out the whole answer to r, as net/http writes
+// appendResponse appends to out the whole answer to r, as net/http writes
 // an answer whose handler wrote body in one piece: the status line
 // (HTTP/1.0 to an HTTP/1.0 request; status 0 is 200), header, a Date
 // unless the handler set one, Content-Length, connection (Connection's
 // first result) if any, and the body.
-func AppendResponse(out []byte, r *http.Request, status int, header http.Header, body []byte, connection string) []byte {
+func appendResponse(out []byte, r *http.Request, status int, header http.Header, body []byte, connection string) []byte {
 	if status == 0 {
 		status = http.StatusOK
 	}

@@ -21,7 +21,7 @@ import (
 // (FuzzHeldAnswer), byte for byte.
 
 // recorder is a ResponseWriter that keeps the handler's answer, as the
-// server's heldConn does before it writes it in one piece.
+// server's takeoverConn (Conn.Flush) does before it writes it in one piece.
 type recorder struct {
 	header http.Header
 	status int
@@ -49,14 +49,14 @@ func TestHeaderEnd(t *testing.T) {
 		{"", -1}, {"GET / HTTP/1.1\r\n", -1}, {"GET / HTTP/1.1\r\n\r\n", 18}, {"GET / HTTP/1.1\n\n", 16},
 		{"GET / HTTP/1.1\r\nA: b\r\n\r\nnext", 24}, {"GET / HTTP/1.1\r\nA: b\r\n\r", -1}, {"\n\n", 2},
 	} {
-		if got := HeaderEnd([]byte(tc.in), 0); got != tc.want {
-			t.Errorf("HeaderEnd(%q) = %d, want %d", tc.in, got, tc.want)
+		if got := headerEnd([]byte(tc.in), 0); got != tc.want {
+			t.Errorf("headerEnd(%q) = %d, want %d", tc.in, got, tc.want)
 		}
 	}
 }
 
 // FuzzServedHereRequest: what the client sends next on a connection
-// taken over (NextRequest) is read as net/http reads it. Each
+// taken over (nextRequest) is read as net/http reads it. Each
 // request served here must be one net/http reads the same way (method,
 // path, host, header), and end where net/http ends it: given the bytes of
 // the requests served here, then a marker request, net/http must answer
@@ -101,18 +101,18 @@ func FuzzServedHereRequest(f *testing.F) {
 	go func() { _ = srv.Serve(l) }()
 	f.Cleanup(func() { _ = srv.Close() })
 	const marker = "GET /marker HTTP/1.1\r\nHost: m\r\n\r\n"
-	markerReading := readingOf(ParseRequest([]byte(marker)))
+	markerReading := readingOf(parseRequest([]byte(marker)))
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		const path, host = "/comet/channel/a/stream/f1", "x"
 		// The requests served here, one after the other, as keep does.
 		var here []string
 		rest, closes := stream, false
 		for len(here) < 4 && !closes {
-			end := HeaderEnd(rest, 0)
+			end := headerEnd(rest, 0)
 			if end < 0 {
 				break
 			}
-			r := NextRequest(rest[:end], path, host)
+			r := nextRequest(rest[:end], path, host)
 			if r == nil {
 				break
 			}
@@ -120,7 +120,7 @@ func FuzzServedHereRequest(f *testing.F) {
 				t.Fatalf("served here: %s %s on %q", r.Method, r.URL.Path, r.Host)
 			}
 			here = append(here, readingOf(r))
-			_, keep := Connection(r, http.Header{}, true)
+			_, keep := connectionFor(r, http.Header{}, true)
 			closes = !keep
 			rest = rest[end:]
 		}
@@ -206,7 +206,7 @@ func wireAnswer(br *bufio.Reader) (string, error) {
 }
 
 // FuzzHeldAnswer: an answer written on a connection taken over
-// (Connection, AppendResponse, as server's heldConn.flush writes it) is
+// (connectionFor, appendResponse, as Conn.Flush writes it) is
 // net/http's answer to the same request, from the same handler: the same
 // status line (HTTP/1.0 to HTTP/1.0), header (Connection, Content-Length,
 // Content-Type; Date aside), body, and the same decision to keep the
@@ -241,11 +241,11 @@ func FuzzHeldAnswer(f *testing.F) {
 	f.Cleanup(func() { _ = srv.Close() })
 	const next = "GET /next HTTP/1.1\r\nHost: n\r\n\r\n"
 	f.Fuzz(func(t *testing.T, header []byte) {
-		end := HeaderEnd(header, 0)
+		end := headerEnd(header, 0)
 		if end < 0 {
 			return
 		}
-		r := ParseRequest(header[:end])
+		r := parseRequest(header[:end])
 		if r == nil || r.Method != http.MethodGet || r.Body != http.NoBody {
 			return // not a poll
 		}
@@ -267,8 +267,8 @@ func FuzzHeldAnswer(f *testing.F) {
 		netKeeps := err == nil
 		rec := &recorder{header: http.Header{}}
 		answer(rec)
-		connection, keep := Connection(r, rec.header, true)
-		out := AppendResponse(nil, r, rec.status, rec.header, rec.body, connection)
+		connection, keep := connectionFor(r, rec.header, true)
+		out := appendResponse(nil, r, rec.status, rec.header, rec.body, connection)
 		got, err := wireAnswer(bufio.NewReader(bytes.NewReader(out)))
 		if err != nil {
 			t.Fatalf("%q: the held answer %q: %v", header[:end], out, err)
@@ -279,16 +279,16 @@ func FuzzHeldAnswer(f *testing.F) {
 	})
 }
 
-// What NextRequest leaves to net/http, one reason each: only a GET of the
+// What nextRequest leaves to net/http, one reason each: only a GET of the
 // first request's path and host, without a body or an upgrade, is served
 // on a connection taken over (HEAD in particular: net/http writes no body
-// to it, which AppendResponse does not know).
+// to it, which appendResponse does not know).
 func TestNextRequestLeavesToNetHTTP(t *testing.T) {
 	const path, host = "/comet/channel/a/stream/f1", "x"
 	req := func(line, extra string) []byte {
 		return []byte(line + "\r\nHost: x\r\n" + extra + "\r\n")
 	}
-	if NextRequest(req("GET "+path+" HTTP/1.1", ""), path, host) == nil {
+	if nextRequest(req("GET "+path+" HTTP/1.1", ""), path, host) == nil {
 		t.Fatal("the next poll itself is not served")
 	}
 	for name, header := range map[string][]byte{
@@ -305,7 +305,7 @@ func TestNextRequestLeavesToNetHTTP(t *testing.T) {
 		"control char":   req("GET "+path+" HTTP/1.1", "X: a\x01b\r\n"),
 		"HTTP/2 preface": []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
 	} {
-		if r := NextRequest(header, path, host); r != nil {
+		if r := nextRequest(header, path, host); r != nil {
 			t.Errorf("%s: served on the connection taken over: %s %s", name, r.Method, r.URL)
 		}
 	}

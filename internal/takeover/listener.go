@@ -11,10 +11,11 @@ import (
 
 // The listener that a server taking connections over serves on: it passes
 // on new connections, takes back the keep-alive connections whose taken-
-// over requests are done (GiveBack), and on Close interrupts every
+// over requests are done (giveBack), and on Close interrupts every
 // connection still served after its takeover and waits for it.
 
-// Held is a connection served after its takeover, as a Listener tracks it.
+// Held is a connection served after its takeover, as a Listener tracks it:
+// a comparable value (a pointer), as it is a map key.
 type Held interface {
 	// Interrupt is the listener's Close for this connection: whatever it
 	// waits for (a poll's messages, the next request) ends now. It never
@@ -62,7 +63,7 @@ type Listener struct {
 
 	mu     sync.Mutex
 	closed bool
-	held   map[Held]struct{}     // served after their takeover (Track)
+	held   map[Held]struct{}     // served after their takeover (trackHeld)
 	fresh  map[net.Conn]struct{} // given back, no request read yet (http.StateNew)
 	wg     sync.WaitGroup
 }
@@ -73,7 +74,7 @@ type acceptResult struct {
 }
 
 // NewListener wraps l, the listener srv is to Serve, so that connections
-// taken over can be given back to srv (GiveBack) and are interrupted and
+// taken over can be given back to srv (giveBack) and are interrupted and
 // waited for (up to 5 s) by Close, as srv.Shutdown and srv.Close call it.
 // It sets srv.ConnContext (keeping any set before: each connection's
 // context carries its ConnInfo) and srv.ConnState (keeping any set
@@ -87,7 +88,7 @@ func NewListener(srv *http.Server, l net.Listener) *Listener {
 		if prev != nil {
 			ctx = prev(ctx, c)
 		}
-		ci := &ConnInfo{Listener: hl, Fallback: Check(unwrapReplay(c))}
+		ci := &ConnInfo{Listener: hl, Fallback: checkDesc(unwrapReplay(c))}
 		ci.Ctx = context.WithValue(ctx, ctxKey{}, ci)
 		return ci.Ctx
 	}
@@ -103,9 +104,6 @@ func NewListener(srv *http.Server, l net.Listener) *Listener {
 	go hl.pump()
 	return hl
 }
-
-// Server is the http.Server the listener serves.
-func (hl *Listener) Server() *http.Server { return hl.srv }
 
 // pump passes on the real listener's connections.
 func (hl *Listener) pump() {
@@ -138,7 +136,7 @@ func (hl *Listener) Accept() (net.Conn, error) {
 }
 
 // Close closes the real listener, interrupts every connection tracked and
-// waits (up to closeWait) until they are done (Untrack).
+// waits (up to closeWait) until they are done (untrackHeld).
 func (hl *Listener) Close() error {
 	err := net.ErrClosed
 	hl.once.Do(func() {
@@ -172,10 +170,10 @@ func (hl *Listener) Closed() bool {
 	return hl.closed
 }
 
-// Track adds h to the connections Close interrupts and waits for, and
+// trackHeld adds h to the connections Close interrupts and waits for, and
 // reports true; false once the listener is closed (h is not tracked, and
 // should answer at once).
-func (hl *Listener) Track(h Held) bool {
+func (hl *Listener) trackHeld(h Held) bool {
 	hl.mu.Lock()
 	defer hl.mu.Unlock()
 	if hl.closed {
@@ -186,9 +184,9 @@ func (hl *Listener) Track(h Held) bool {
 	return true
 }
 
-// Untrack says that h, tracked, is done: its connection given back or
+// untrackHeld says that h, tracked, is done: its connection given back or
 // closed.
-func (hl *Listener) Untrack(h Held) {
+func (hl *Listener) untrackHeld(h Held) {
 	hl.mu.Lock()
 	delete(hl.held, h)
 	hl.mu.Unlock()
@@ -226,13 +224,13 @@ func (hl *Listener) track(c *replayConn, st http.ConnState) {
 	hl.fresh[c] = struct{}{}
 }
 
-// GiveBack hands a keep-alive connection back to the server, with pending,
+// giveBack hands a keep-alive connection back to the server, with pending,
 // what the client sent that was read but not served, to be read first; or
 // closes it once the listener is closed. The connection waits for its next
-// request as an idle keep-alive one (IdleWait), not a new one.
-func (hl *Listener) GiveBack(c net.Conn, pending []byte) {
+// request as an idle keep-alive one (idleWait), not a new one.
+func (hl *Listener) giveBack(c net.Conn, pending []byte) {
 	_ = c.SetDeadline(time.Time{})
-	rc := &replayConn{Conn: c, pending: pending, idle: IdleWait(hl.srv)}
+	rc := &replayConn{Conn: c, pending: pending, idle: idleWait(hl.srv)}
 	select {
 	case hl.back <- rc:
 	case <-hl.done:
@@ -240,9 +238,9 @@ func (hl *Listener) GiveBack(c net.Conn, pending []byte) {
 	}
 }
 
-// Bare is the connection that c, as taken from the server (Hijack), wraps
+// bare is the connection that c, as taken from the server (Hijack), wraps
 // when it is one given back with nothing left to replay; else c.
-func Bare(c net.Conn) net.Conn {
+func bare(c net.Conn) net.Conn {
 	if rc, ok := c.(*replayConn); ok && len(rc.pending) == 0 {
 		return rc.Conn
 	}
@@ -266,7 +264,7 @@ func unwrapReplay(c net.Conn) net.Conn {
 type replayConn struct {
 	net.Conn
 	pending []byte
-	idle    time.Duration // IdleWait; 0: none
+	idle    time.Duration // idleWait; 0: none
 	waited  bool          // the first byte came, or there was no wait
 	header  time.Duration // the read deadline net/http set, from when it set it
 }
@@ -282,7 +280,7 @@ func (c *replayConn) Read(p []byte) (int, error) {
 		return c.Conn.Read(p)
 	}
 	c.waited = true
-	_ = c.Conn.SetReadDeadline(DeadlineIn(c.idle))
+	_ = c.Conn.SetReadDeadline(deadlineIn(c.idle))
 	n, err := c.Conn.Read(p)
 	if c.header > 0 {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.header))
@@ -302,13 +300,13 @@ func (c *replayConn) SetReadDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(t)
 }
 
-// IdleWait is how long srv waits for a keep-alive connection's next
+// idleWait is how long srv waits for a keep-alive connection's next
 // request: IdleTimeout, else ReadTimeout; 0 for no limit.
-func IdleWait(srv *http.Server) time.Duration { return orElse(srv.IdleTimeout, srv.ReadTimeout) }
+func idleWait(srv *http.Server) time.Duration { return orElse(srv.IdleTimeout, srv.ReadTimeout) }
 
-// HeaderWait is how long srv waits for a request's header once begun:
+// headerWait is how long srv waits for a request's header once begun:
 // ReadHeaderTimeout, else ReadTimeout; 0 for no limit.
-func HeaderWait(srv *http.Server) time.Duration {
+func headerWait(srv *http.Server) time.Duration {
 	return orElse(srv.ReadHeaderTimeout, srv.ReadTimeout)
 }
 
@@ -320,8 +318,8 @@ func orElse(a, b time.Duration) time.Duration {
 	return b
 }
 
-// DeadlineIn is the deadline d from now; none (zero) for d <= 0.
-func DeadlineIn(d time.Duration) time.Time {
+// deadlineIn is the deadline d from now; none (zero) for d <= 0.
+func deadlineIn(d time.Duration) time.Time {
 	if d <= 0 {
 		return time.Time{}
 	}

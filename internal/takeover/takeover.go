@@ -89,26 +89,26 @@ func (f *Fallbacks) Each(fn func(use, reason string, n uint64)) {
 	}
 }
 
-// ErrWouldBlock: the socket cannot take a write without blocking (or the
+// errWouldBlock: the socket cannot take a write without blocking (or the
 // connection has no raw descriptor to write to without blocking).
-var ErrWouldBlock = errors.New("write would block")
+var errWouldBlock = errors.New("write would block")
 
-// WriteAll writes b to c: what the socket takes at once without blocking
+// writeAll writes b to c: what the socket takes at once without blocking
 // (d.WriteNow; nothing when d has no descriptor), then the rest blocking
 // for at most timeout.
-func WriteAll(c net.Conn, d *Desc, b []byte, timeout time.Duration) error {
+func writeAll(c net.Conn, d *descriptor, b []byte, timeout time.Duration) error {
 	rest, err := d.WriteNow(b)
-	if errors.Is(err, ErrWouldBlock) {
+	if errors.Is(err, errWouldBlock) {
 		err = nil
 	}
 	if err == nil && len(rest) > 0 {
-		err = WriteWithin(c, rest, timeout)
+		err = writeWithin(c, rest, timeout)
 	}
 	return err
 }
 
-// WriteWithin writes b to c, blocking for at most timeout.
-func WriteWithin(c net.Conn, b []byte, timeout time.Duration) error {
+// writeWithin writes b to c, blocking for at most timeout.
+func writeWithin(c net.Conn, b []byte, timeout time.Duration) error {
 	_ = c.SetWriteDeadline(time.Now().Add(timeout))
 	_, err := c.Write(b)
 	_ = c.SetWriteDeadline(time.Time{})

@@ -51,15 +51,15 @@ func pair(t *testing.T) (server, client net.Conn) {
 // is reported, and written to the portable way.
 func TestOpenReportsHiddenDescriptor(t *testing.T) {
 	srv, client := pair(t)
-	var d Desc
+	var d descriptor
 	want := ReasonNoSyscallConn
-	if !Supported {
+	if !supported {
 		want = ReasonUnsupported
 	}
 	if got := d.Open(struct{ net.Conn }{srv}); got != want || d.Ok() {
 		t.Fatalf("wrapped: %v (ok %v), want %v", got, d.Ok(), want)
 	}
-	if err := WriteAll(srv, &d, []byte("hello"), time.Second); err != nil {
+	if err := writeAll(srv, &d, []byte("hello"), time.Second); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 5)
@@ -72,11 +72,11 @@ func TestOpenReportsHiddenDescriptor(t *testing.T) {
 // On a system with the raw path, a TCP connection's descriptor is taken,
 // written to without blocking, and waited on until readable.
 func TestDescWriteAndWait(t *testing.T) {
-	if !Supported {
+	if !supported {
 		t.Skip("no raw-descriptor path on this system")
 	}
 	srv, client := pair(t)
-	var d Desc
+	var d descriptor
 	if r := d.Open(srv); r != ReasonNone || !d.Ok() {
 		t.Fatalf("Open: %v", r)
 	}

@@ -210,7 +210,9 @@ func testSessions(t *testing.T, f Factory) {
 		"Subscribe":     func() error { _, err := e.Subscribe(ctx, "s1", "/a"); return err },
 		"Subscriptions": func() error { _, err := e.Subscriptions(ctx, "s1"); return err },
 		"Fetch":         func() error { _, err := e.Fetch(ctx, "s1", 0); return err },
-		"Deliver":       func() error { return e.Deliver(ctx, "s1", &server.Message{Channel: "/x", Data: json.RawMessage(`{}`)}) },
+		"Deliver": func() error {
+			return delivererOf(t, e).Deliver(ctx, "s1", &server.Message{Channel: "/x", Data: json.RawMessage(`{}`)})
+		},
 	} {
 		if err := call(); !errors.Is(err, server.ErrUnknownClient) {
 			t.Errorf("%s of a removed session: %v, want ErrUnknownClient", name, err)
@@ -230,7 +232,7 @@ func testMaxClients(t *testing.T, f Factory) {
 		t.Fatal(err)
 	}
 	mustCreate(t, e, "c3", server.KindStardust)
-	st, err := e.Stats(ctx)
+	st, err := statsOf(t, e)
 	if err != nil || st.Clients != 3 || st.ClientsByKind[server.KindStardust] != 3 {
 		t.Errorf("Stats = %+v, %v", st, err)
 	}
@@ -437,7 +439,7 @@ func testDeliver(t *testing.T, f Factory) {
 	mustCreate(t, e, "other", server.KindBayeux)
 	mustSubscribe(t, e, "other", "/service/**")
 	m := &server.Message{Channel: "/service/echo", Data: json.RawMessage(`{"x":1}`), ID: "7", Reply: true}
-	if err := e.Deliver(ctx, "caller", m); err != nil {
+	if err := delivererOf(t, e).Deliver(ctx, "caller", m); err != nil {
 		t.Fatal(err)
 	}
 	b := take(t, e, "caller")
@@ -499,17 +501,17 @@ func testChannelsAndAudience(t *testing.T, f Factory) {
 	if !sort.StringsAreSorted(all) || len(all) != 3 {
 		t.Errorf("all channels = %v", all)
 	}
-	aud, err := e.Audience(ctx, "/stardust/foo")
+	aud, err := audienceOf(t, e, "/stardust/foo")
 	if err != nil || aud[server.KindBayeux] != 1 || aud[server.KindStardust] != 2 {
 		t.Errorf("Audience = %v, %v", aud, err)
 	}
-	if aud, _ := e.Audience(ctx, "/nobody/here"); len(aud) != 0 && aud[server.KindBayeux]+aud[server.KindStardust] != 0 {
+	if aud, _ := audienceOf(t, e, "/nobody/here"); len(aud) != 0 && aud[server.KindBayeux]+aud[server.KindStardust] != 0 {
 		t.Errorf("Audience of an empty channel = %v", aud)
 	}
 	if n, err := e.Publish(ctx, &server.Message{Channel: "/stardust/foo", Data: json.RawMessage(`{}`)}); err != nil || n != 3 {
 		t.Errorf("Publish reached %d, %v; want 3", n, err)
 	}
-	st, err := e.Stats(ctx)
+	st, err := statsOf(t, e)
 	if err != nil || st.Clients != 3 || st.Subscriptions != 4 || st.Channels < 3 {
 		t.Errorf("Stats = %+v, %v", st, err)
 	}
@@ -699,7 +701,7 @@ func testExpiry(t *testing.T, f Factory) {
 	}
 	defer e.Watch("x", collect(woke2))()
 	expectWake(t, woke2, server.WakeExpired)
-	if aud, _ := e.Audience(ctx, "/x"); aud[server.KindStardust] != 0 {
+	if aud, _ := audienceOf(t, e, "/x"); aud[server.KindStardust] != 0 {
 		t.Error("an expired session is still subscribed")
 	}
 	if _, err := e.Session(ctx, "forever"); err != nil {
@@ -736,23 +738,23 @@ func testHeldPollKeepsAlive(t *testing.T, f Factory) {
 func testAddressLimits(t *testing.T, f Factory) {
 	e := open(t, f, server.Limits{})
 	for i := range 3 {
-		if ok, err := e.TakeConnection(ctx, "192.0.2.9", 3); !ok || err != nil {
+		if ok, err := connCounterOf(t, e).TakeConnection(ctx, "192.0.2.9", 3); !ok || err != nil {
 			t.Fatalf("connection %d refused: %v", i, err)
 		}
 	}
-	if ok, _ := e.TakeConnection(ctx, "192.0.2.9", 3); ok {
+	if ok, _ := connCounterOf(t, e).TakeConnection(ctx, "192.0.2.9", 3); ok {
 		t.Fatal("a fourth connection from one address was counted")
 	}
-	if ok, _ := e.TakeConnection(ctx, "192.0.2.10", 3); !ok {
+	if ok, _ := connCounterOf(t, e).TakeConnection(ctx, "192.0.2.10", 3); !ok {
 		t.Fatal("another address was refused")
 	}
-	if err := e.ReleaseConnection(ctx, "192.0.2.9"); err != nil {
+	if err := connCounterOf(t, e).ReleaseConnection(ctx, "192.0.2.9"); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := e.TakeConnection(ctx, "192.0.2.9", 3); !ok {
+	if ok, _ := connCounterOf(t, e).TakeConnection(ctx, "192.0.2.9", 3); !ok {
 		t.Fatal("a released connection was not given back")
 	}
-	if ok, _ := e.TakeConnection(ctx, "192.0.2.11", 0); !ok {
+	if ok, _ := connCounterOf(t, e).TakeConnection(ctx, "192.0.2.11", 0); !ok {
 		t.Fatal("limit 0 must mean no limit")
 	}
 }

@@ -47,7 +47,7 @@ func testMaxSubscriptions(t *testing.T, f Factory) {
 	if added, err := e.Subscribe(ctx, "m", "/ms/d"); !added || err != nil {
 		t.Errorf("subscribing after an unsubscribe: %v, %v", added, err)
 	}
-	if st, err := e.Stats(ctx); err != nil || st.Subscriptions != 6 {
+	if st, err := statsOf(t, e); err != nil || st.Subscriptions != 6 {
 		t.Errorf("Stats.Subscriptions = %d, %v; want 6", st.Subscriptions, err)
 	}
 }
@@ -126,7 +126,7 @@ func testHistoryBytes(t *testing.T, f Factory) {
 				t.Fatal(err)
 			}
 		}
-		if st, err := e.Stats(ctx); err != nil || st.HistoryBytes > bound || st.HistoryBytes <= 0 {
+		if st, err := statsOf(t, e); err != nil || st.HistoryBytes > bound || st.HistoryBytes <= 0 {
 			t.Fatalf("after channel %d: HistoryBytes = %d, %v; want 1 to %d", i, st.HistoryBytes, err, bound)
 		}
 		time.Sleep(2 * time.Millisecond) // an engine may order channels by publish time to the millisecond
@@ -156,7 +156,7 @@ func testHistoryBytes(t *testing.T, f Factory) {
 	if first == n || first < n-5 || first > n-2 {
 		t.Fatalf("kept %v; want the last 2 to 5 channels' history under %d bytes", kept, bound)
 	}
-	st, _ := e.Stats(ctx)
+	st, _ := statsOf(t, e)
 	if st.HistoryTrimmed != uint64(first) {
 		t.Errorf("HistoryTrimmed = %d; want %d (one per channel dropped)", st.HistoryTrimmed, first)
 	}
@@ -169,7 +169,7 @@ func testHistoryBytes(t *testing.T, f Factory) {
 	if _, err := e.Sweep(ctx, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := e.Stats(ctx); st.HistoryBytes > bound {
+	if st, _ := statsOf(t, e); st.HistoryBytes > bound {
 		t.Errorf("HistoryBytes = %d after a message over the bound and a sweep", st.HistoryBytes)
 	}
 	if got := len(take(t, e, "w").Messages); got != 2*n+1 {
@@ -206,7 +206,7 @@ func testHistoryTTL(t *testing.T, f Factory) {
 	for i := range 3 {
 		publish(t, e, "/keep", i)
 	}
-	before, err := e.Stats(ctx)
+	before, err := statsOf(t, e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func testHistoryTTL(t *testing.T, f Factory) {
 	if h, err := e.History(ctx, "/ttl/a", 0); err != nil || len(h) != 0 {
 		t.Errorf("History after the TTL = %v, %v; want none", numbers(h), err)
 	}
-	if after, err := e.Stats(ctx); err != nil || after.HistoryBytes != before.HistoryBytes {
+	if after, err := statsOf(t, e); err != nil || after.HistoryBytes != before.HistoryBytes {
 		t.Errorf("history bytes %d (%v) once /ttl/a expired, want %d as before it", after.HistoryBytes, err, before.HistoryBytes)
 	}
 }

@@ -17,11 +17,11 @@ import (
 
 // takeOver has rc's connection taken over: a poll of a new client, with
 // nothing queued, held off net/http, then answered; the connection is then
-// served by the goroutine that answered (hold_serve.go).
+// served by the goroutine that answered (takeover.Conn.ServeNext).
 func takeOver(t *testing.T, s *Server, srv *http.Server, rc *rawConn, id string) {
 	t.Helper()
-	rc.send(heldGet(id, "HTTP/1.1", ""))
-	waitHeldOff(t, s, srv, 1)
+	rc.send(pollGet(id, "HTTP/1.1", ""))
+	waitTakenOver(t, s, srv, 1)
 	publishA(t, s, `{"n":0}`)
 	if resp, _ := rc.read(); resp.StatusCode != 200 {
 		t.Fatalf("first poll: %d", resp.StatusCode)
@@ -48,11 +48,11 @@ func countNew(n *atomic.Int32) func(*http.Server) {
 
 func TestServedHereNextPolls(t *testing.T) {
 	var setUp atomic.Int32
-	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second}, nil, nil, countNew(&setUp))
+	s, srv, addr := takeoverServer(t, Options{PollTimeout: 10 * time.Second}, nil, nil, countNew(&setUp))
 	rc := dialRaw(t, addr)
 	for i := range 5 {
-		rc.send(heldGet("n1", "HTTP/1.1", ""))
-		waitHeldOff(t, s, srv, 1)
+		rc.send(pollGet("n1", "HTTP/1.1", ""))
+		waitTakenOver(t, s, srv, 1)
 		publishA(t, s, `{"n":`+string(rune('0'+i))+`}`)
 		resp, body := rc.read()
 		if resp.StatusCode != 200 || !strings.Contains(body, `"n":`+string(rune('0'+i))) || resp.Close {
@@ -73,13 +73,13 @@ func TestServedHereNextPolls(t *testing.T) {
 	}
 	// A poll answered at once (a message queued) is served here too.
 	publishA(t, s, `{"n":"queued"}`)
-	rc.send(heldGet("n1", "HTTP/1.1", ""))
+	rc.send(pollGet("n1", "HTTP/1.1", ""))
 	if _, body := rc.read(); !strings.Contains(body, "queued") {
 		t.Fatalf("queued message: %q", body)
 	}
 	// Pipelined: a poll, and a request for net/http behind it.
-	rc.send(heldGet("n1", "HTTP/1.1", "") + "GET /comet/ HTTP/1.1\r\nHost: x\r\n\r\n")
-	waitHeldOff(t, s, srv, 1)
+	rc.send(pollGet("n1", "HTTP/1.1", "") + "GET /comet/ HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitTakenOver(t, s, srv, 1)
 	publishA(t, s, `{"n":"piped"}`)
 	if _, body := rc.read(); !strings.Contains(body, "piped") {
 		t.Fatalf("pipelined poll: %q", body)
@@ -96,7 +96,7 @@ func TestServedHereNextPolls(t *testing.T) {
 // net/http, which answers it as it would on a connection of its own.
 func TestServedHereHandsBackWhatItDoesNotServe(t *testing.T) {
 	tweak := func(srv *http.Server) { srv.MaxHeaderBytes = 1024 }
-	s, srv, addr := heldServer(t, Options{PollTimeout: 300 * time.Millisecond}, nil, nil, tweak)
+	s, srv, addr := takeoverServer(t, Options{PollTimeout: 300 * time.Millisecond}, nil, nil, tweak)
 	big := strings.Repeat("b", 8000)
 	for i, tc := range []struct{ name, req string }{
 		{"another path", "GET /comet/ HTTP/1.1\r\nHost: x\r\n\r\n"},
@@ -151,7 +151,7 @@ func statusOrClosed(rc *rawConn, req string) string {
 
 func TestServedHereIdleAndShutdown(t *testing.T) {
 	t.Run("idle timeout", func(t *testing.T) {
-		s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second}, nil, nil, func(srv *http.Server) {
+		s, srv, addr := takeoverServer(t, Options{PollTimeout: 10 * time.Second}, nil, nil, func(srv *http.Server) {
 			srv.IdleTimeout = 500 * time.Millisecond
 		})
 		rc := dialRaw(t, addr)
@@ -169,13 +169,13 @@ func TestServedHereIdleAndShutdown(t *testing.T) {
 		}
 	})
 	t.Run("shutdown", func(t *testing.T) {
-		s, srv, addr := heldServer(t, Options{PollTimeout: time.Minute}, nil, nil)
+		s, srv, addr := takeoverServer(t, Options{PollTimeout: time.Minute}, nil, nil)
 		idle, holding := dialRaw(t, addr), dialRaw(t, addr)
 		takeOver(t, s, srv, idle, "sd1")
 		takeOver(t, s, srv, holding, "sd2")
-		holding.send(heldGet("sd2", "HTTP/1.1", ""))
+		holding.send(pollGet("sd2", "HTTP/1.1", ""))
 		deadline := time.Now().Add(5 * time.Second)
-		for heldCount(srv) != 1 {
+		for takeoverCount(srv) != 1 {
 			if time.Now().After(deadline) {
 				t.Fatal("the poll is not held")
 			}
@@ -224,10 +224,10 @@ func TestServedHereRequestAndPanic(t *testing.T) {
 			return logged.Write(p)
 		}), "", 0)
 	}
-	s, srv, addr := heldServer(t, Options{PollTimeout: 200 * time.Millisecond}, nil, nil, tweak)
+	s, srv, addr := takeoverServer(t, Options{PollTimeout: 200 * time.Millisecond}, nil, nil, tweak)
 	rc := dialRaw(t, addr)
 	takeOver(t, s, srv, rc, "p1")
-	rc.send(heldGet("p1", "HTTP/1.1", ""))
+	rc.send(pollGet("p1", "HTTP/1.1", ""))
 	rc.read()
 	mu.Lock()
 	want := "conn-value " + rc.c.LocalAddr().String() + " x"

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// What a held connection reads and writes (hold.go, hold_serve.go),
+// What a held connection reads and writes (longpoll.go, takeover.Conn.ServeNext),
 // compared with net/http's holding of the same polls (plainServer): the
 // standard library's behaviour is the specification.
 
@@ -28,11 +28,11 @@ var smuggledPublish = func() string {
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
 }()
 
-// wireServer starts the server held (HoldListener) or plain.
+// wireServer starts the server held (TakeoverListener) or plain.
 func wireServer(t *testing.T, held bool, opts Options) (*Server, *http.Server, string) {
 	t.Helper()
 	if held {
-		return heldServer(t, opts, nil, nil)
+		return takeoverServer(t, opts, nil, nil)
 	}
 	return plainServer(t, opts)
 }
@@ -42,7 +42,7 @@ func wireServer(t *testing.T, held bool, opts Options) (*Server, *http.Server, s
 func waitPolled(t *testing.T, s *Server, srv *http.Server, held bool, id string) {
 	t.Helper()
 	if held {
-		waitHeldOff(t, s, srv, 1)
+		waitTakenOver(t, s, srv, 1)
 		return
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -192,12 +192,12 @@ func TestHeldPollHalfClosedClient(t *testing.T) {
 				s, srv, addr := wireServer(t, held, Options{PollTimeout: 10 * time.Second})
 				rc := dialRaw(t, addr)
 				if next {
-					rc.send(heldGet("hc1", "HTTP/1.1", ""))
+					rc.send(pollGet("hc1", "HTTP/1.1", ""))
 					waitPolled(t, s, srv, held, "hc1")
 					publishA(t, s, `{"n":0}`)
 					rc.read()
 				}
-				rc.send(heldGet("hc1", "HTTP/1.1", ""))
+				rc.send(pollGet("hc1", "HTTP/1.1", ""))
 				waitPolled(t, s, srv, held, "hc1")
 				start := time.Now()
 				if err := rc.c.(*net.TCPConn).CloseWrite(); err != nil {
@@ -221,7 +221,7 @@ func TestHeldPollHalfClosedClient(t *testing.T) {
 // the Connection header and whether the connection stays open are
 // net/http's.
 func TestHeldPollAnswersAsNetHTTP(t *testing.T) {
-	poll := func(proto, extra string) string { return heldGet("v1", proto, extra) }
+	poll := func(proto, extra string) string { return pollGet("v1", proto, extra) }
 	info := "GET /comet/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
 	for _, tc := range []struct {
 		name  string
@@ -301,7 +301,7 @@ func TestHeldBayeuxConnectBodyIsNotARequest(t *testing.T) {
 // one read that meets the end), and what follows is the next request; so
 // is one that expected 100-continue.
 func TestHeldBayeuxLongPollingConnectTakenOver(t *testing.T) {
-	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second, Bayeux: &BayeuxOptions{}}, nil, nil)
+	s, srv, addr := takeoverServer(t, Options{PollTimeout: 10 * time.Second, Bayeux: &BayeuxOptions{}}, nil, nil)
 	rc := dialRaw(t, addr)
 	post := func(body, extra string) string {
 		return "POST /comet/bayeux HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nCookie: " + BrowserCookie + "=" + benchBrowser +
@@ -332,7 +332,7 @@ func TestHeldBayeuxLongPollingConnectTakenOver(t *testing.T) {
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		if n := heldCount(srv); n != tc.held {
+		if n := takeoverCount(srv); n != tc.held {
 			t.Errorf("%q: %d connects held on their connection, want %d", tc.extra, n, tc.held)
 		}
 		publishA(t, s, `{"n":1}`)
@@ -351,14 +351,14 @@ func TestHeldBayeuxLongPollingConnectTakenOver(t *testing.T) {
 
 // A poll whose body never comes is answered once body_timeout has passed
 // and the connection closed, held or not: not left waiting for the body
-// after its hold (holdRequest lifts the read deadline), and the client's
+// after its hold (longRequest lifts the read deadline), and the client's
 // next bytes are never read as that body.
 func TestHeldPollBodyThatNeverComes(t *testing.T) {
 	for _, held := range []bool{false, true} {
 		_, _, addr := wireServer(t, held, Options{PollTimeout: 300 * time.Millisecond, BodyTimeout: 300 * time.Millisecond})
 		rc := dialRaw(t, addr)
 		start := time.Now()
-		rc.send(heldGet("nb1", "HTTP/1.1", "Content-Length: 10\r\n"))
+		rc.send(pollGet("nb1", "HTTP/1.1", "Content-Length: 10\r\n"))
 		got := readOrClosed(rc)
 		got += " | " + endOf(rc)
 		if !strings.HasPrefix(got, "HTTP/1.1 200 OK Connection=[\"close\"] []") || !strings.HasSuffix(got, " | closed") {

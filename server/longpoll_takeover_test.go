@@ -21,14 +21,19 @@ import (
 	"github.com/stardust-go/stardust/internal/takeover"
 )
 
-// holdInTests has testServer serve through HoldListener.
-var holdInTests bool
+// takeoverSuite names the test whose subtests' servers serve through
+// TakeoverListener (testServer): chosen per server by the test's name, not
+// by a switch of the package, so that those tests may run in parallel with
+// any other.
+const takeoverSuite = "TestHeldPathSuite/"
 
-// TestHeldPathSuite runs tests of long polls with their polls held on
-// their connection (hold.go) instead of in the handler.
+// takeoverInTest reports whether testServer serves t's server through
+// TakeoverListener.
+func takeoverInTest(t testing.TB) bool { return strings.HasPrefix(t.Name(), takeoverSuite) }
+
+// TestHeldPathSuite runs tests of long polls with their polls waiting on
+// their connection taken over (longpoll.go) instead of in the handler.
 func TestHeldPathSuite(t *testing.T) {
-	holdInTests = true
-	defer func() { holdInTests = false }()
 	for name, test := range map[string]func(*testing.T){
 		"Stream": TestStream, "QueueOverflow": TestQueueOverflow, "ClientExpiry": TestClientExpiry,
 		"CloseReleasesPollsAndGoroutines": TestCloseReleasesPollsAndGoroutines, "MetricsAndHealth": TestMetricsAndHealth,
@@ -44,15 +49,15 @@ func TestHeldPathSuite(t *testing.T) {
 	}
 }
 
-// heldServer serves s's handler (through the access log when a is not
-// nil) on a loopback listener wrapped by HoldListener, as the stardust
+// takeoverServer serves s's handler (through the access log when a is not
+// nil) on a loopback listener wrapped by TakeoverListener, as the stardust
 // command does; under wraps the real listener first (connlimit).
-func heldServer(t *testing.T, opts Options, a *AccessLog, under func(net.Listener) net.Listener, tweak ...func(*http.Server)) (*Server, *http.Server, string) {
+func takeoverServer(t *testing.T, opts Options, a *AccessLog, under func(net.Listener) net.Listener, tweak ...func(*http.Server)) (*Server, *http.Server, string) {
 	t.Helper()
 	return serveForTest(t, true, opts, a, under, tweak...)
 }
 
-// plainServer is heldServer without HoldListener: every poll is held by
+// plainServer is takeoverServer without TakeoverListener: every poll is held by
 // net/http (hold_on_connection = false), the reference the held path is
 // compared with.
 func plainServer(t *testing.T, opts Options, tweak ...func(*http.Server)) (*Server, *http.Server, string) {
@@ -82,7 +87,7 @@ func serveForTest(t *testing.T, hold bool, opts Options, a *AccessLog, under fun
 	}
 	served := l
 	if hold {
-		served = HoldListener(srv, l)
+		served = TakeoverListener(srv, l)
 	}
 	go func() { _ = srv.Serve(served) }()
 	t.Cleanup(func() {
@@ -138,7 +143,7 @@ func (rc *rawConn) closed() bool {
 	return err == io.EOF
 }
 
-func heldGet(id, proto, extra string) string {
+func pollGet(id, proto, extra string) string {
 	return "GET /comet/channel/a/stream/" + id + " " + proto + "\r\nHost: x\r\n" + extra + "\r\n"
 }
 
@@ -149,24 +154,24 @@ func publishA(t *testing.T, s *Server, data string) {
 	}
 }
 
-// waitHeldOff waits until n polls are held and none by a handler
-// (hold.go): every one waits on its connection.
-func waitHeldOff(t *testing.T, s *Server, srv *http.Server, n int) {
+// waitTakenOver waits until n polls are held and none by a handler
+// (longpoll.go): every one waits on its connection.
+func waitTakenOver(t *testing.T, s *Server, srv *http.Server, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if st := stats(t, s.Hub()); st.Polling == n && heldCount(srv) == n {
+		if st := stats(t, s.Hub()); st.Polling == n && takeoverCount(srv) == n {
 			return
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	t.Fatalf("want %d polls held off net/http: %d polls, %d on their connection", n, stats(t, s.Hub()).Polling, heldCount(srv))
+	t.Fatalf("want %d polls held off net/http: %d polls, %d on their connection", n, stats(t, s.Hub()).Polling, takeoverCount(srv))
 }
 
-// heldCount is the number of polls held on their connection.
-func heldCount(srv *http.Server) int {
-	return heldListenerOf(srv).Count(func(h takeover.Held) bool {
-		hc := h.(*heldConn)
+// takeoverCount is the number of polls held on their connection.
+func takeoverCount(srv *http.Server) int {
+	return takeoverListenerOf(srv).Count(func(h takeover.Held) bool {
+		hc := h.(*takeoverConn)
 		hc.mu.Lock()
 		defer hc.mu.Unlock()
 		return hc.p != nil
@@ -176,19 +181,19 @@ func heldCount(srv *http.Server) int {
 // servedCount is the number of connections served off net/http, holding a
 // poll or not.
 func servedCount(srv *http.Server) int {
-	return heldListenerOf(srv).Count(func(takeover.Held) bool { return true })
+	return takeoverListenerOf(srv).Count(func(takeover.Held) bool { return true })
 }
 
-func heldListenerOf(srv *http.Server) *takeover.Listener {
+func takeoverListenerOf(srv *http.Server) *takeover.Listener {
 	return takeover.Info(srv.ConnContext(context.Background(), nil)).Listener
 }
 
 func TestHeldPollKeepAliveAndPipelining(t *testing.T) {
-	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second}, nil, nil)
+	s, srv, addr := takeoverServer(t, Options{PollTimeout: 10 * time.Second}, nil, nil)
 	rc := dialRaw(t, addr)
 	// A held poll, then a pipelined request behind it.
-	rc.send(heldGet("k1", "HTTP/1.1", "") + "GET /comet/ HTTP/1.1\r\nHost: x\r\n\r\n")
-	waitHeldOff(t, s, srv, 1)
+	rc.send(pollGet("k1", "HTTP/1.1", "") + "GET /comet/ HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitTakenOver(t, s, srv, 1)
 	publishA(t, s, `{"n":1}`)
 	resp, body := rc.read()
 	if resp.StatusCode != 200 || !strings.Contains(body, `"n":1`) || resp.Close {
@@ -207,8 +212,8 @@ func TestHeldPollKeepAliveAndPipelining(t *testing.T) {
 		t.Fatalf("pipelined request: %d %q", resp.StatusCode, body)
 	}
 	// And the connection serves polls again: held, then a message.
-	rc.send(heldGet("k1", "HTTP/1.1", ""))
-	waitHeldOff(t, s, srv, 1)
+	rc.send(pollGet("k1", "HTTP/1.1", ""))
+	waitTakenOver(t, s, srv, 1)
 	publishA(t, s, `{"n":2}`)
 	if _, body = rc.read(); !strings.Contains(body, `"n":2`) || strings.Contains(body, `"n":1`) {
 		t.Fatalf("second poll on the connection: %q", body)
@@ -218,21 +223,21 @@ func TestHeldPollKeepAliveAndPipelining(t *testing.T) {
 func TestHeldPollClientGoneKeepsMessages(t *testing.T) {
 	// A busy client (answered less than BatchDelay ago) gathers before its
 	// answer: on the connection taken over by its previous poll, in the
-	// goroutine that serves it (hold_serve.go); on a new connection, in
+	// goroutine that serves it (takeover.Conn.ServeNext); on a new connection, in
 	// net/http's goroutine. Close the connection then, and the gathered
 	// batch must stay queued.
 	for _, sameConn := range []bool{true, false} {
 		t.Run(fmt.Sprintf("same connection %v", sameConn), func(t *testing.T) {
-			s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second, Hub: HubOptions{BatchDelay: 500 * time.Millisecond}}, nil, nil)
+			s, srv, addr := takeoverServer(t, Options{PollTimeout: 10 * time.Second, Hub: HubOptions{BatchDelay: 500 * time.Millisecond}}, nil, nil)
 			rc := dialRaw(t, addr)
-			rc.send(heldGet("g1", "HTTP/1.1", ""))
-			waitHeldOff(t, s, srv, 1)
+			rc.send(pollGet("g1", "HTTP/1.1", ""))
+			waitTakenOver(t, s, srv, 1)
 			publishA(t, s, `{"n":0}`)
 			rc.read()
 			if !sameConn {
 				rc = dialRaw(t, addr)
 			}
-			rc.send(heldGet("g1", "HTTP/1.1", "")) // within BatchDelay: this poll gathers
+			rc.send(pollGet("g1", "HTTP/1.1", "")) // within BatchDelay: this poll gathers
 			deadline := time.Now().Add(5 * time.Second)
 			for !polling(s.Hub(), "g1") {
 				if time.Now().After(deadline) {
@@ -245,21 +250,21 @@ func TestHeldPollClientGoneKeepsMessages(t *testing.T) {
 			if sameConn {
 				want = 1
 			}
-			if n := heldCount(srv); n != want {
+			if n := takeoverCount(srv); n != want {
 				t.Fatalf("%d polls held on their connection, want %d", n, want)
 			}
 			publishA(t, s, `{"n":1}`)
 			time.Sleep(50 * time.Millisecond) // woken, gathering
 			rc.c.Close()
 			deadline = time.Now().Add(5 * time.Second)
-			for polling(s.Hub(), "g1") || heldCount(srv) > 0 {
+			for polling(s.Hub(), "g1") || takeoverCount(srv) > 0 {
 				if time.Now().After(deadline) {
 					t.Fatal("the poll of a closed connection was not released")
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
 			rc2 := dialRaw(t, addr)
-			rc2.send(heldGet("g1", "HTTP/1.1", ""))
+			rc2.send(pollGet("g1", "HTTP/1.1", ""))
 			if _, body := rc2.read(); !strings.Contains(body, `"n":1`) {
 				t.Fatalf("the message of the closed poll was lost: %q", body)
 			}
@@ -268,9 +273,9 @@ func TestHeldPollClientGoneKeepsMessages(t *testing.T) {
 }
 
 // Connection: close and HTTP/1.0, for the poll that takes its connection
-// over and for a next poll served there (hold_serve.go).
+// over and for a next poll served there (takeover.Conn.ServeNext).
 func TestHeldPollConnectionClose(t *testing.T) {
-	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second}, nil, nil)
+	s, srv, addr := takeoverServer(t, Options{PollTimeout: 10 * time.Second}, nil, nil)
 	for _, next := range []bool{false, true} {
 		for i, tc := range []struct {
 			name, proto, extra string
@@ -286,8 +291,8 @@ func TestHeldPollConnectionClose(t *testing.T) {
 				if next {
 					takeOver(t, s, srv, rc, id)
 				}
-				rc.send(heldGet(id, tc.proto, tc.extra))
-				waitHeldOff(t, s, srv, 1)
+				rc.send(pollGet(id, tc.proto, tc.extra))
+				waitTakenOver(t, s, srv, 1)
 				publishA(t, s, `{"n":1}`)
 				resp, body := rc.read()
 				if !strings.Contains(body, `"n":1`) {
@@ -312,12 +317,12 @@ func TestHeldPollConnectionClose(t *testing.T) {
 }
 
 func TestHeldPollReplacedAndTimeout(t *testing.T) {
-	s, srv, addr := heldServer(t, Options{PollTimeout: 700 * time.Millisecond}, nil, nil)
+	s, srv, addr := takeoverServer(t, Options{PollTimeout: 700 * time.Millisecond}, nil, nil)
 	a, b := dialRaw(t, addr), dialRaw(t, addr)
-	a.send(heldGet("r1", "HTTP/1.1", ""))
-	waitHeldOff(t, s, srv, 1)
+	a.send(pollGet("r1", "HTTP/1.1", ""))
+	waitTakenOver(t, s, srv, 1)
 	start := time.Now()
-	b.send(heldGet("r1", "HTTP/1.1", ""))
+	b.send(pollGet("r1", "HTTP/1.1", ""))
 	if resp, body := a.read(); resp.StatusCode != 200 || strings.TrimSpace(body) != "[]" || time.Since(start) > 500*time.Millisecond {
 		t.Fatalf("replaced poll: %d %q after %s", resp.StatusCode, body, time.Since(start))
 	}
@@ -337,10 +342,10 @@ func TestHeldPollReplacedAndTimeout(t *testing.T) {
 
 func TestHeldPollShutdown(t *testing.T) {
 	t.Run("server", func(t *testing.T) {
-		s, srv, addr := heldServer(t, Options{PollTimeout: time.Minute}, nil, nil)
+		s, srv, addr := takeoverServer(t, Options{PollTimeout: time.Minute}, nil, nil)
 		rc := dialRaw(t, addr)
-		rc.send(heldGet("s1", "HTTP/1.1", ""))
-		waitHeldOff(t, s, srv, 1)
+		rc.send(pollGet("s1", "HTTP/1.1", ""))
+		waitTakenOver(t, s, srv, 1)
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -353,11 +358,11 @@ func TestHeldPollShutdown(t *testing.T) {
 		}
 	})
 	t.Run("hub then server", func(t *testing.T) { // as the stardust command stops
-		s, srv, addr := heldServer(t, Options{PollTimeout: time.Minute}, nil, nil)
+		s, srv, addr := takeoverServer(t, Options{PollTimeout: time.Minute}, nil, nil)
 		rcs := []*rawConn{dialRaw(t, addr), dialRaw(t, addr)}
-		rcs[0].send(heldGet("s1", "HTTP/1.1", ""))
-		rcs[1].send(heldGet("s2", "HTTP/1.1", ""))
-		waitHeldOff(t, s, srv, 2)
+		rcs[0].send(pollGet("s1", "HTTP/1.1", ""))
+		rcs[1].send(pollGet("s2", "HTTP/1.1", ""))
+		waitTakenOver(t, s, srv, 2)
 		s.Close()
 		shutdownQuickly(t, srv)
 		for _, rc := range rcs {
@@ -387,14 +392,14 @@ func shutdownQuickly(t *testing.T, srv *http.Server) {
 
 func TestHeldPollConnLimitCountsOnce(t *testing.T) {
 	var cl *connlimit.Listener
-	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second}, nil, func(l net.Listener) net.Listener {
+	s, srv, addr := takeoverServer(t, Options{PollTimeout: 10 * time.Second}, nil, func(l net.Listener) net.Listener {
 		cl = connlimit.New(l, 2, connlimit.HTTPRefusal, nil)
 		return cl
 	})
 	rc := dialRaw(t, addr)
 	for i := range 3 { // held, answered and given back three times
-		rc.send(heldGet("l1", "HTTP/1.1", ""))
-		waitHeldOff(t, s, srv, 1)
+		rc.send(pollGet("l1", "HTTP/1.1", ""))
+		waitTakenOver(t, s, srv, 1)
 		publishA(t, s, `{"n":1}`)
 		rc.read()
 		if n := cl.Open(); n != 1 {
@@ -421,11 +426,11 @@ func TestHeldPollLoggedAndMeasuredWhenAnswered(t *testing.T) {
 	var out syncBuffer
 	a := NewAccessLog(&out, 10*time.Millisecond)
 	defer a.Close()
-	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second,
+	s, srv, addr := takeoverServer(t, Options{PollTimeout: 10 * time.Second,
 		Metrics: &MetricsOptions{Path: "/metrics", HealthPath: "/health"}}, a, nil)
 	rc := dialRaw(t, addr)
-	rc.send(heldGet("m1", "HTTP/1.1", ""))
-	waitHeldOff(t, s, srv, 1)
+	rc.send(pollGet("m1", "HTTP/1.1", ""))
+	waitTakenOver(t, s, srv, 1)
 	time.Sleep(300 * time.Millisecond)
 	if got := out.String(); got != "" {
 		t.Fatalf("logged before the answer: %q", got)
@@ -455,10 +460,10 @@ func TestHeldPollLoggedAndMeasuredWhenAnswered(t *testing.T) {
 }
 
 func TestHeldPollClientRemoved(t *testing.T) {
-	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second}, nil, nil)
+	s, srv, addr := takeoverServer(t, Options{PollTimeout: 10 * time.Second}, nil, nil)
 	rc := dialRaw(t, addr)
-	rc.send(heldGet("e1", "HTTP/1.1", ""))
-	waitHeldOff(t, s, srv, 1)
+	rc.send(pollGet("e1", "HTTP/1.1", ""))
+	waitTakenOver(t, s, srv, 1)
 	s.Hub().Remove(clientOf(s.Hub(), "e1"))
 	resp, body := rc.read()
 	if resp.StatusCode != 200 || strings.TrimSpace(body) != "[]" {
@@ -466,14 +471,14 @@ func TestHeldPollClientRemoved(t *testing.T) {
 	}
 }
 
-// The goroutines of held polls: one each (hold.go), not net/http's as
+// The goroutines of held polls: one each (longpoll.go), not net/http's as
 // well.
 func TestHeldPollsOneGoroutineEach(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1,000 connections")
 	}
 	const n = 1000
-	s, srv, addr := heldServer(t, Options{PollTimeout: time.Minute,
+	s, srv, addr := takeoverServer(t, Options{PollTimeout: time.Minute,
 		Hub: HubOptions{AddressMaxSessions: -1, AddressSessionRate: -1, AddressSessionBurst: -1}}, nil, nil)
 	runtime.GC()
 	before := runtime.NumGoroutine()
@@ -484,12 +489,12 @@ func TestHeldPollsOneGoroutineEach(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if _, err := io.WriteString(c, heldGet(fmt.Sprintf("g%d", i), "HTTP/1.1", "")); err != nil {
+		if _, err := io.WriteString(c, pollGet(fmt.Sprintf("g%d", i), "HTTP/1.1", "")); err != nil {
 			t.Fatal(err)
 		}
 		conns[i] = c
 	}
-	waitHeldOff(t, s, srv, n)
+	waitTakenOver(t, s, srv, n)
 	time.Sleep(100 * time.Millisecond) // net/http's goroutines end after the handler
 	if extra := runtime.NumGoroutine() - before; extra > n+n/10 {
 		t.Errorf("%d held polls cost %d goroutines", n, extra)
@@ -508,12 +513,12 @@ func TestHeldPollConnectionWaitsAsKeepAlive(t *testing.T) {
 	// Given back, a connection waits for the next request as long as an
 	// idle keep-alive one (IdleTimeout), not a new one's header time; the
 	// header, once begun, has ReadHeaderTimeout.
-	s, srv, addr := heldServer(t, Options{PollTimeout: 10 * time.Second}, nil, nil, func(srv *http.Server) {
+	s, srv, addr := takeoverServer(t, Options{PollTimeout: 10 * time.Second}, nil, nil, func(srv *http.Server) {
 		srv.ReadHeaderTimeout, srv.IdleTimeout = 300*time.Millisecond, 5*time.Second
 	})
 	rc := dialRaw(t, addr)
-	rc.send(heldGet("i1", "HTTP/1.1", ""))
-	waitHeldOff(t, s, srv, 1)
+	rc.send(pollGet("i1", "HTTP/1.1", ""))
+	waitTakenOver(t, s, srv, 1)
 	publishA(t, s, `{"n":1}`)
 	rc.read()
 	time.Sleep(time.Second)
@@ -522,8 +527,8 @@ func TestHeldPollConnectionWaitsAsKeepAlive(t *testing.T) {
 		t.Fatalf("request after an idle second: %d", resp.StatusCode)
 	}
 	// The same again, with a header that stalls: closed after its time.
-	rc.send(heldGet("i1", "HTTP/1.1", ""))
-	waitHeldOff(t, s, srv, 1)
+	rc.send(pollGet("i1", "HTTP/1.1", ""))
+	waitTakenOver(t, s, srv, 1)
 	publishA(t, s, `{"n":2}`)
 	rc.read()
 	time.Sleep(500 * time.Millisecond)

@@ -14,15 +14,11 @@ import (
 // write to many sockets in turn; what a full socket did not take is written
 // by a goroutine of its own, with a deadline. Every write to a socket,
 // gorilla's control frames included (see wsSession.control), happens under
-// the socket's writeMu.
+// the socket's lock (takeover.Socket).
 
 // wsFrameOf is a text frame carrying items (encoded JSON) as one array.
 func wsFrameOf(items [][]byte) []byte {
-	n := jsonArrayLen(items)
-	h := takeover.FrameHeaderSize(n)
-	out := make([]byte, h, h+n)
-	takeover.PutTextFrameHeader(out, n)
-	return appendJSONArray(out, items)
+	return takeover.SealTextFrame(appendJSONArray(takeover.NewTextFrame(jsonArrayLen(items)), items))
 }
 
 // wsMessagesFrame is a frame carrying msgs in their Bayeux form.
@@ -44,22 +40,21 @@ func bayeuxJSON(m *Message) []byte {
 }
 
 // bayeuxFrame is the message alone in a Bayeux array.
-func bayeuxFrame(m *Message) []byte {
-	f := wsFrame(m)
-	return f[takeover.FrameHeaderLen(f):]
-}
+func bayeuxFrame(m *Message) []byte { return takeover.FramePayload(wsFrame(m)) }
+
+// encodingWebSocket is the slot of a message's encodings (Message.encoded)
+// that holds its WebSocket frame.
+const encodingWebSocket encodingKind = 1
 
 // wsFrame is bayeuxFrame as a whole WebSocket text frame, header included:
 // encoded once per publish (Message.encoded) and written as it is to every
 // socket that gets the message alone.
-func wsFrame(m *Message) []byte { return m.encoded(encodingBayeux, encodeWSFrame) }
+func wsFrame(m *Message) []byte { return m.encoded(encodingWebSocket, encodeWSFrame) }
 
 func encodeWSFrame(m *Message) []byte {
-	var b bytes.Buffer
-	b.Grow(takeover.MaxFrameHeader + 64 + len(m.Channel) + len(m.Data))
-	b.Write(make([]byte, takeover.MaxFrameHeader)) // room for the header
+	b := bytes.NewBuffer(takeover.NewTextFrame(64 + len(m.Channel) + len(m.Data)))
 	b.WriteString(`[{"channel":`)
-	writeJSONString(&b, m.Channel)
+	writeJSONString(b, m.Channel)
 	b.WriteString(`,"data":`)
 	if len(m.Data) == 0 {
 		b.WriteString("null")
@@ -72,28 +67,17 @@ func encodeWSFrame(m *Message) []byte {
 	}
 	if m.Reply {
 		b.WriteString(`,"id":`)
-		writeJSONString(&b, m.ID)
+		writeJSONString(b, m.ID)
 		b.WriteString(`,"successful":true`)
 	}
 	b.WriteString("}]")
-	out := b.Bytes()
-	n := len(out) - takeover.MaxFrameHeader
-	h := takeover.FrameHeaderSize(n)
-	out = out[takeover.MaxFrameHeader-h:]
-	takeover.PutTextFrameHeader(out[:h], n)
-	return out
-}
-
-// writeRest writes the rest of a frame, blocking for at most
-// wsWriteTimeout. Under writeMu.
-func (ws *wsSession) writeRest(rest []byte) error {
-	return takeover.WriteWithin(ws.conn.NetConn(), rest, wsWriteTimeout)
+	return takeover.SealTextFrame(b.Bytes())
 }
 
 // writeFrameLocked writes a whole frame, blocking if need be; on failure
-// the socket is closed (its reader then ends). Under writeMu.
+// the socket is closed (its reader then ends). Under the socket's lock.
 func (ws *wsSession) writeFrameLocked(frame []byte) bool {
-	if err := takeover.WriteAll(ws.conn.NetConn(), &ws.desc, frame, wsWriteTimeout); err != nil {
+	if err := ws.sock.WriteLocked(frame); err != nil {
 		_ = ws.conn.Close()
 		return false
 	}
@@ -102,21 +86,16 @@ func (ws *wsSession) writeFrameLocked(frame []byte) bool {
 
 // writeFrame writes a whole frame; false on failure.
 func (ws *wsSession) writeFrame(frame []byte) bool {
-	ws.writeMu.Lock()
-	defer ws.writeMu.Unlock()
+	ws.sock.Lock()
+	defer ws.sock.Unlock()
 	return ws.writeFrameLocked(frame)
 }
 
 // write sends items as one JSON array frame; false on failure.
 func (ws *wsSession) write(items [][]byte) bool { return ws.writeFrame(wsFrameOf(items)) }
 
-// control writes a control frame through gorilla/websocket, under writeMu
-// like every write, and lifts the deadline gorilla sets for it (the
-// non-blocking writes above fail once a deadline has passed).
+// control writes a control frame through gorilla/websocket, under the
+// socket's lock like every write (takeover.Socket.Control).
 func (ws *wsSession) control(kind int, data []byte) error {
-	ws.writeMu.Lock()
-	defer ws.writeMu.Unlock()
-	err := ws.conn.WriteControl(kind, data, time.Now().Add(time.Second))
-	_ = ws.conn.NetConn().SetWriteDeadline(time.Time{})
-	return err
+	return ws.sock.Control(func() error { return ws.conn.WriteControl(kind, data, time.Now().Add(time.Second)) })
 }

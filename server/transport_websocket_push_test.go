@@ -150,9 +150,9 @@ func TestWebSocketSlowReaderDelaysNoOther(t *testing.T) {
 	big := strings.Repeat("x", 256<<10)
 	blocked := func() bool {
 		ws := b.s.bayeux.sockets.find(slowID)
-		if ws == nil || ws.writeMu.TryLock() {
+		if ws == nil || ws.sock.TryLock() {
 			if ws != nil {
-				ws.writeMu.Unlock()
+				ws.sock.Unlock()
 			}
 			return false
 		}
