@@ -26,11 +26,18 @@ func TestParseStatCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
-	}
-	after, _ := processCPU(os.Getpid())
-	if after-before < 0.1 {
-		t.Errorf("300 ms of spinning counted as %.2fs of CPU", after-before)
+	// Spin until 0.1 s of CPU shows: on a busy machine 300 ms of spinning
+	// got 0.04 s of CPU; a count that never moves fails after 20 s.
+	after := before
+	for end := time.Now().Add(20 * time.Second); after-before < 0.1; {
+		if time.Now().After(end) {
+			t.Fatalf("20 s of spinning counted as %.2fs of CPU", after-before)
+		}
+		for spin := time.Now().Add(50 * time.Millisecond); time.Now().Before(spin); {
+		}
+		if after, err = processCPU(os.Getpid()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
