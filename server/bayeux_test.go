@@ -46,21 +46,33 @@ func newBX(t *testing.T, bo BayeuxOptions, mod ...func(*Options)) *bx {
 // post sends a batch and returns the replies.
 func (b *bx) post(msgs ...map[string]any) []map[string]any {
 	b.t.Helper()
-	body, _ := json.Marshal(msgs)
-	resp, err := b.hc.Post(b.url, "application/json", strings.NewReader(string(body)))
+	replies, err := b.tryPost(msgs...)
 	if err != nil {
 		b.t.Fatal(err)
 	}
+	return replies
+}
+
+// tryPost sends a batch and returns the replies, or why there are none.
+func (b *bx) tryPost(msgs ...map[string]any) ([]map[string]any, error) {
+	body, _ := json.Marshal(msgs)
+	resp, err := b.hc.Post(b.url, "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("reading the answer: %w", err)
+	}
 	if resp.StatusCode != 200 {
-		b.t.Fatalf("status %d: %s", resp.StatusCode, out)
+		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, out)
 	}
 	var replies []map[string]any
 	if err := json.Unmarshal(out, &replies); err != nil {
-		b.t.Fatalf("reply not a JSON array: %s", out)
+		return nil, fmt.Errorf("reply not a JSON array: %s", out)
 	}
-	return replies
+	return replies, nil
 }
 
 // handshake makes a session as clients do: a handshake, then the first

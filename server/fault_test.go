@@ -140,10 +140,16 @@ func TestFaultSlowConnection(t *testing.T) {
 	if len(got) >= n*60<<10 || strings.Contains(string(got), `"channel":"/meta/connect"`) {
 		t.Fatalf("the server wrote the whole answer (%d bytes) to a client that did not read", len(got))
 	}
-	// Nothing was lost: a connect that reads gets every message.
+	// Nothing was lost: a connect that reads gets every message (on a busy
+	// machine, a 12 MB answer may itself outlast request_timeout: cut, it
+	// comes again).
 	msgs := 0
 	for i := 0; msgs < n && i < 10; i++ {
-		r := b.post(connectMsg(id, 0))
+		r, err := b.tryPost(connectMsg(id, 0))
+		if err != nil {
+			t.Logf("connect %d: %v (the answer comes again)", i, err)
+			continue
+		}
 		if r[len(r)-1]["successful"] != true {
 			t.Fatalf("connect: %v", r[len(r)-1])
 		}

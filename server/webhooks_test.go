@@ -109,10 +109,20 @@ func TestWebhooksRetried(t *testing.T) {
 		t.Errorf("posts %d, refused %d; want 1 and 3", posts, refused)
 	}
 	rcv.Check(t)
-	m := scrape(t, s)
-	for _, line := range []string{"stardust_webhook_failures_total 3", "stardust_webhook_events_sent_total 2", "stardust_webhook_queue_length 0"} {
-		if !strings.Contains(m, line+"\n") {
-			t.Errorf("metrics lack %q", line)
+	// The app has the events; the sender counts them once it read the
+	// app's answer, a moment later.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		m, missing := scrape(t, s), ""
+		for _, line := range []string{"stardust_webhook_failures_total 3", "stardust_webhook_events_sent_total 2", "stardust_webhook_queue_length 0"} {
+			if !strings.Contains(m, line+"\n") {
+				missing = line
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %q", missing)
 		}
 	}
 }
