@@ -39,8 +39,11 @@ cross:
 	  echo "vet $$t"; GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet $(PKGS); \
 	done
 
+# Only the integration tests call t.Parallel, and only those that mostly wait
+# (integration/harness_test.go): -parallel lets four of them wait at once
+# instead of GOMAXPROCS (two on the CI machine).
 unit:
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m -parallel 4 $(PKGS)
 
 # Each fuzz target for a short while: every `func Fuzz...` in a test file is
 # found here, so a new target needs no line in this file. go test allows one

@@ -61,6 +61,14 @@ var built struct {
 	err  error
 }
 
+// Tests that mostly wait (on held polls, browsers, Redis, web servers) call
+// t.Parallel: each has its own ports, temp dirs and processes. Tests that
+// measure latency or load, pin or count CPUs, bind a fixed port, change the
+// system (TestCapacity, TestApacheOneChannel, TestDebianPackage, ...) or
+// wait a fixed sleep for something to happen (TestStardustJSPages,
+// TestBrowser, ...) do not, so they run first, alone, before any parallel
+// test starts. make unit runs four parallel tests at once (-parallel 4).
+
 // TestMain removes the binary built for the tests once they have run.
 func TestMain(m *testing.M) {
 	code := m.Run()
