@@ -45,8 +45,9 @@ cross:
 unit:
 	$(GO) test -race -count=1 -timeout 15m -parallel 4 $(PKGS)
 
-# Each fuzz target for a short while: every `func Fuzz...` in a test file is
-# found here, so a new target needs no line in this file. go test allows one
+# Each fuzz target for a short while: every package with a `func Fuzz` in a
+# test file is built, and every fuzz target its test binary lists is run, so a
+# new target needs no line in this file. go test allows one
 # -fuzz target per run and links a fuzz-instrumented test binary for each run;
 # here each package's binary is linked once (go test -c -fuzz) and run once per
 # target, from the package directory (its testdata/fuzz corpus) and with go
@@ -60,7 +61,7 @@ fuzz:
 	for dir in $$(grep -rl --include='*_test.go' --exclude-dir=node_modules '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
 	  pkg=$$(cd $$dir && $(GO) list -f '{{.ImportPath}}' .); bin=$$bins/$$(echo $$pkg | tr / _).test; \
 	  $(GO) test -c -fuzz=. -o $$bin $$dir; \
-	  for fn in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | sed 's/^func //' | sort); do \
+	  for fn in $$($$bin -test.list '^Fuzz'); do \
 	    log=$$bins/log; \
 	    for try in 1 2; do \
 	      echo "fuzz $$dir $$fn ($(FUZZTIME))"; \
