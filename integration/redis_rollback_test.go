@@ -18,7 +18,6 @@ import (
 // its queue was lost, as when Redis comes back empty, and it registers
 // anew under the same id and gets what is published next.
 func TestRedisRolledBack(t *testing.T) {
-	t.Parallel()
 	srv := redistest.Start(t)
 	p, c := startOnRedis(t, srv, "3s")
 	c.publish(t, "rb", `{"n":0}`)
