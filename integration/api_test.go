@@ -13,6 +13,7 @@ import (
 // [api] block configures a real stardust process and its curl commands call
 // it, through the STARDUST and STARDUST_API_KEY variables they read.
 func TestReadmeServerAPI(t *testing.T) {
+	t.Parallel()
 	block, key := readmeTOMLKey(t, "[api] block", "key", func(b string) bool { return strings.HasPrefix(b, "[api]") })
 	cfg := filepath.Join(t.TempDir(), "stardust.toml")
 	writeFile(t, cfg, block)
@@ -35,6 +36,7 @@ func TestReadmeServerAPI(t *testing.T) {
 // TestReadmeGapNotice runs the README's gap snippet against a server that
 // keeps 2 messages per channel and was sent 3.
 func TestReadmeGapNotice(t *testing.T) {
+	t.Parallel()
 	cfg := filepath.Join(t.TempDir(), "stardust.toml")
 	writeFile(t, cfg, "[comet]\nhistory_size = 2\n")
 	base := startStardust(t, "--config", cfg)
@@ -51,6 +53,7 @@ func TestReadmeGapNotice(t *testing.T) {
 // TestReadmePresence runs the README's presence snippets against the
 // README's [[channels]] block while one Stardust client polls the room.
 func TestReadmePresence(t *testing.T) {
+	t.Parallel()
 	block, key := readmeTOMLKey(t, "[[channels]] presence block", "key", func(b string) bool { return strings.Contains(b, "presence = true") })
 	cfg := filepath.Join(t.TempDir(), "stardust.toml")
 	writeFile(t, cfg, block)

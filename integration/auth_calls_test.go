@@ -28,6 +28,7 @@ import (
 // cookie yet and its second has, so its forwarded Cookie header changes once
 // and it is asked about twice, and never again within cache_ttl.
 func TestAuthCallbacksOfPollers(t *testing.T) {
+	t.Parallel()
 	clients, seconds := envInt("STARDUST_AUTH_CLIENTS", 100), envInt("STARDUST_AUTH_SECONDS", 8)
 	var connects, subscribes atomic.Int64
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -39,6 +39,7 @@ publish = ["user:{user}"]
 // token is refused /user/42/**; expired (402), forged and alg:none (401)
 // tokens are refused at the handshake.
 func TestTokensWithNodeClients(t *testing.T) {
+	t.Parallel()
 	requireNode(t)
 	base := startStardust(t, "--config", authConfig(t, ""), "--timeout", "5s")
 	for _, client := range []string{"cometd", "faye"} {
@@ -89,6 +90,7 @@ func TestTokensWithNodeClients(t *testing.T) {
 // user's), and once the token expires the next connect on either process
 // answers 402 with advice handshake.
 func TestTokenIdentityAcrossRedisNodes(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	cfg := authConfig(t, fmt.Sprintf("\n[engine]\ntype = \"redis\"\nredis_url = %q\n", srv.URL))
 	a, b := startStardust(t, "--config", cfg, "--timeout", "2s"), startStardust(t, "--config", cfg, "--timeout", "2s")
@@ -132,6 +134,7 @@ func TestTokenIdentityAcrossRedisNodes(t *testing.T) {
 // the server accepts (user 42 reads inbox_42, not inbox_43), and one for
 // a past expiry that it refuses.
 func TestPythonTokenExample(t *testing.T) {
+	t.Parallel()
 	python := requireProgram(t, "python3", "python3")
 	base := startStardust(t, "--config", authConfig(t, "\n[[bayeux.acl]]\nchannel = \"/stardust/inbox_{user}\"\nsubscribe = [\"user:{user}\"]\npublish = []\n"))
 	sign := func(ttl string) string {

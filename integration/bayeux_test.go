@@ -32,6 +32,7 @@ func startStardust(t *testing.T, args ...string) string {
 }
 
 func TestBayeuxClientsAgainstStardust(t *testing.T) {
+	t.Parallel()
 	requireNode(t)
 	base := startStardust(t, "--timeout", "10s")
 	for _, client := range []string{"cometd", "faye"} {
@@ -63,6 +64,7 @@ func TestBayeuxClientsAgainstStardust(t *testing.T) {
 }
 
 func TestBayeuxBridgeWithRealClients(t *testing.T) {
+	t.Parallel()
 	requireNode(t)
 	base := startStardust(t, "--timeout", "10s")
 

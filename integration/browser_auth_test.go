@@ -33,6 +33,7 @@ import (
 //     and subscribe.php, which answer from the PHP session whose cookie
 //     Stardust forwards.
 func TestBrowserPHPApp(t *testing.T) {
+	t.Parallel()
 	chromium := requireProgram(t, "chromium", "chromium")
 	browser := startChromium(t, chromium)
 	// (Subtest names end up in temporary paths, which php-fpm's

@@ -31,6 +31,7 @@ client.subscribe("/stardust/" + location.hash.slice(1), function (m) { window.go
 `
 
 func TestFayeInChromium(t *testing.T) {
+	t.Parallel()
 	chromium := requireProgram(t, "chromium", "chromium")
 	site := t.TempDir()
 	js, err := os.ReadFile(filepath.Join(clientsDir(t), "node_modules", "faye", "client", "faye-browser-min.js"))

@@ -12,6 +12,7 @@ import (
 // process: the held poll of the channel gets the notice, and the channel's
 // history is gone.
 func TestReadmeChannelDelete(t *testing.T) {
+	t.Parallel()
 	base := startStardust(t, "--timeout", "10s")
 	c := newCometClient(t, strings.TrimSuffix(base, "/comet"))
 	c.publish(t, "foo", `{"n":1}`)

@@ -20,6 +20,7 @@ import (
 // the check reads its workers. The check is the last command
 // of each header, run with /etc redirected to the copy.
 func TestCheckProxy(t *testing.T) {
+	t.Parallel()
 	bin := stardustBinary(t)
 	for _, tc := range []struct {
 		server  string
@@ -99,6 +100,7 @@ func TestCheckProxy(t *testing.T) {
 // TestSiteHeadersEndWithCheck: each site file's commands to enable it end
 // with the check of the web server's capacity, which TestCheckProxy runs.
 func TestSiteHeadersEndWithCheck(t *testing.T) {
+	t.Parallel()
 	for _, s := range webServerSetups() {
 		site := readFile(t, filepath.Join(repoRoot(t), s.file()))
 		cmds := headerCommands(site, "cp", "ln", "a2enmod", "a2ensite", "nginx", "apache2ctl", "stardust")
@@ -120,6 +122,7 @@ func TestSiteHeadersEndWithCheck(t *testing.T) {
 // TestCheckProxy, TestWebServerConfigsOnStockDebian and TestCapacity run
 // (with /etc redirected to a copy).
 func TestReadmeCapacitySnippets(t *testing.T) {
+	t.Parallel()
 	readme := readDocs(t)
 	files := []string{"conf/nginx/nginx.conf", "conf/apache2/mpm_event.conf"}
 	for _, s := range webServerSetups() {

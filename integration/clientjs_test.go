@@ -212,6 +212,7 @@ type bayeuxOutcome struct {
 // server that accepts it, and falls back to long-polling when the server
 // refuses the WebSocket upgrade, with the same behaviour either way.
 func TestStardustJSBayeux(t *testing.T) {
+	t.Parallel()
 	chromium := requireProgram(t, "chromium", "chromium")
 	browser := startChromium(t, chromium)
 	noWS := filepath.Join(t.TempDir(), "no-websocket.toml")
@@ -261,6 +262,7 @@ func TestStardustJSBayeux(t *testing.T) {
 // subscribe fail with the server's error and the client stop, instead of
 // retrying for ever; the right credentials get in.
 func TestStardustJSHandshakeExt(t *testing.T) {
+	t.Parallel()
 	chromium := requireProgram(t, "chromium", "chromium")
 	cfg := filepath.Join(t.TempDir(), "secret.toml")
 	writeFile(t, cfg, "[bayeux.auth]\nmode = \"secret\"\nsecret = \"s3cret\"\n")
@@ -298,6 +300,7 @@ func TestStardustJSHandshakeExt(t *testing.T) {
 // WebSocket and over long-polling) by handshaking again when the new server
 // does not know them (402) and subscribing again.
 func TestStardustJSRecovers(t *testing.T) {
+	t.Parallel()
 	chromium := requireProgram(t, "chromium", "chromium")
 	bin := stardustBinary(t)
 	addr := freeAddr(t)
@@ -366,6 +369,7 @@ func TestStardustJSRecovers(t *testing.T) {
 // backoff with jitter, stop, $.ev, publish, channel patterns), which fake
 // the network and timers where the browser tests cannot.
 func TestStardustJSUnit(t *testing.T) {
+	t.Parallel()
 	node := requireProgram(t, "node", "nodejs")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -432,6 +432,7 @@ func startFayeFixture(t *testing.T, node string, extra ...string) string {
 // silent fallback from websocket, a service reply CometD's websocket
 // transport cannot clear its timer with) do catch one.
 func TestClientHarnessAgainstFayeServer(t *testing.T) {
+	t.Parallel()
 	node := requireNode(t)
 	url := startFayeFixture(t, node)
 	clients := []string{"faye", "cometd"}

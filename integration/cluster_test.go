@@ -133,6 +133,7 @@ func pollNumbers(t *testing.T, c *cometClient, channel, id string) ([]int, error
 }
 
 func TestCluster(t *testing.T) {
+	t.Parallel()
 	cl := startCluster(t)
 
 	// Each poll of one stream id goes to the next node; a publisher posts

@@ -30,6 +30,7 @@ import (
 //     are counted, and messages per second rise while messages flow.
 //   - Index: links to the three pages.
 func TestDemoPages(t *testing.T) {
+	t.Parallel()
 	chromium := requireProgram(t, "chromium", "chromium")
 	requireProgram(t, "curl", "curl")
 	base := startStardust(t, "--demo")
@@ -265,6 +266,7 @@ func (tab *demoTab) waitLogTexts(t *testing.T, want ...string) {
 // examples/autobot (go test runs it), and the stardust.js code for tokens,
 // the script of examples/php/app.html (TestBrowserPHPApp runs it).
 func TestReadmeQuotesExamples(t *testing.T) {
+	t.Parallel()
 	for _, q := range []struct{ file, from, to, indent, lang, marker string }{
 		{"examples/autobot/example_test.go", "func ExampleStart() {\n", "\t// Output:", "\t", "go", "autobot.Start("},
 		{"examples/php/app.html", "<script>\n", "</script>", "  ", "js", "const token = "},

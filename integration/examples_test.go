@@ -16,6 +16,7 @@ import (
 )
 
 func TestReadmeClientExamples(t *testing.T) {
+	t.Parallel()
 	node := requireNode(t)
 	base := startStardust(t)
 	readme := readDocs(t)

@@ -52,20 +52,58 @@ func haveProgram(name string) bool {
 	return ok
 }
 
-// stardustBinary builds cmd/stardust for this test, or returns $STARDUST_BIN
-// when set so that a given build (a release, a race build) can be tested.
+// The stardust binary the tests start, built once per run of the package: a
+// link takes seconds on a loaded machine and nearly every test starts one.
+var built struct {
+	once sync.Once
+	dir  string // removed by TestMain
+	bin  string
+	err  error
+}
+
+// Tests that mostly wait (on held polls, browsers, Redis, web servers) call
+// t.Parallel: each has its own ports, temp dirs and processes. Tests that
+// measure latency or load, pin or count CPUs, bind a fixed port, change the
+// system (TestCapacity, TestApacheOneChannel, TestDebianPackage, ...) or
+// wait a fixed sleep for something to happen (TestStardustJSPages,
+// TestBrowser, ...) do not, so they run first, alone, before any parallel
+// test starts. make unit runs four parallel tests at once (-parallel 4).
+
+// TestMain removes the binary built for the tests once they have run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// stardustBinary builds cmd/stardust (once for all the tests of the
+// package), or returns $STARDUST_BIN when set so that a given build (a
+// release, a race build) can be tested. Tests only run it, never change it.
 func stardustBinary(t *testing.T) string {
 	t.Helper()
 	if bin := os.Getenv("STARDUST_BIN"); bin != "" {
 		return bin
 	}
-	bin := filepath.Join(t.TempDir(), "stardust")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/stardust")
-	cmd.Dir = repoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/stardust: %v\n%s", err, out)
+	root := repoRoot(t)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "stardust-integration-"); built.err != nil {
+			return
+		}
+		bin := filepath.Join(built.dir, "stardust")
+		cmd := exec.Command("go", "build", "-o", bin, "./cmd/stardust")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("%w\n%s", err, out)
+			return
+		}
+		built.bin = bin
+	})
+	if built.err != nil {
+		t.Fatalf("go build ./cmd/stardust: %v", built.err)
 	}
-	return bin
+	return built.bin
 }
 
 // repoRoot is the module root, where conf/ and cmd/ live; go test runs in

@@ -12,6 +12,7 @@ import (
 // comet.max_subscriptions with a 403 naming it, and go on as before: the
 // session stays connected and subscribed, and receives (issue 17, point 2).
 func TestBayeuxClientsOverSubscriptionLimit(t *testing.T) {
+	t.Parallel()
 	requireNode(t)
 	cfg := filepath.Join(t.TempDir(), "stardust.toml")
 	writeFile(t, cfg, "[comet]\nmax_subscriptions = 3\n")

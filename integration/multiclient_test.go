@@ -25,6 +25,7 @@ import (
 // either had a cookie) one of them could get 402 and handshake again,
 // which drops the listeners CometD's client had (2 runs in 10).
 func TestCometDTwoClientsInOneProcess(t *testing.T) {
+	t.Parallel()
 	requireNode(t)
 	stock := func(t *testing.T, url string, rounds int) {
 		t.Helper()

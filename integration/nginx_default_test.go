@@ -32,6 +32,7 @@ var readmeInstallSite = []string{
 // reach Stardust for a host name the site file does not name. It got
 // nginx's 404 from the default site.
 func TestReadmeNginxSiteBesideStockDefault(t *testing.T) {
+	t.Parallel()
 	if _, err := os.Stat("/etc/nginx/sites-enabled/default"); err != nil {
 		missingDependency(t, "/etc/nginx/sites-enabled/default: "+err.Error()+" (the Debian package nginx as installed)")
 	}

@@ -17,6 +17,7 @@ import (
 // says, against the real server, and checks that both of its messages, one
 // through the Stardust API and one through Bayeux, are in channel news.
 func TestPublisherExamples(t *testing.T) {
+	t.Parallel()
 	root := repoRoot(t)
 	dir := filepath.Join(root, "examples", "publisher")
 	for _, ex := range []struct{ from, program, pkg string }{
@@ -74,6 +75,7 @@ func TestPublisherExamples(t *testing.T) {
 // TestConfigExamples: each examples/config file passes --check, and the
 // server starts with it (on a spare port) and answers.
 func TestConfigExamples(t *testing.T) {
+	t.Parallel()
 	bin := stardustBinary(t)
 	files, err := filepath.Glob(filepath.Join(repoRoot(t), "examples", "config", "*.toml"))
 	if err != nil || len(files) == 0 {

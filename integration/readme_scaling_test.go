@@ -17,6 +17,7 @@ import (
 // commands are the ones in conf/nginx/cluster.conf's header (which
 // TestCluster runs).
 func TestReadmeScalingOut(t *testing.T) {
+	t.Parallel()
 	root := repoRoot(t)
 	readme := readDocs(t)
 	_, section, ok := strings.Cut(readme, "\n# Scaling out\n")

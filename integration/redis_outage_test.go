@@ -21,6 +21,7 @@ import (
 // delivery; and when it is back, Bayeux clients are told to handshake again,
 // Stardust streams get a notice, and everything works without a restart.
 func TestRedisOutage(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	bin := stardustBinary(t)
 	dir := t.TempDir()
@@ -140,6 +141,7 @@ func TestRedisOutage(t *testing.T) {
 // notice that its queue was lost, and a held Bayeux connect is told to
 // handshake again.
 func TestRedisLostWhileHeld(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	_, c := startOnRedis(t, srv, "20s")
 	c.publish(t, "lh", `{"n":0}`) // Redis has data (its epoch)

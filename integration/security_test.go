@@ -21,6 +21,7 @@ import (
 // cookie-less request with a known id then makes exactly one, so the count
 // is the one that would have shown a client dropping its cookie.
 func TestNodeClientsKeepTheBrowserCookie(t *testing.T) {
+	t.Parallel()
 	requireNode(t)
 	base := startStardust(t, "--timeout", "5s")
 	var lastID string

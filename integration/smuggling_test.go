@@ -31,6 +31,7 @@ import (
 // conf/apache2/reverse-proxy.conf, whose mod_proxy keeps its connections
 // too.
 func TestNoSmugglingThroughAFront(t *testing.T) {
+	t.Parallel()
 	checkClientIP(t)
 	bin := stardustBinary(t)
 	for _, server := range []string{"nginx", "apache2"} {

@@ -94,8 +94,10 @@ func idleHold() time.Duration {
 
 // TestWebServers runs the six set-ups at once. They mostly wait (the idle poll
 // takes the whole hold), so they run in goroutines rather than with t.Parallel,
-// whose -parallel limit defaults to the number of CPUs and would queue them.
+// whose -parallel limit defaults to the number of CPUs and would queue them;
+// the whole test waits beside the other parallel ones.
 func TestWebServers(t *testing.T) {
+	t.Parallel()
 	if !haveProgram("nginx") && !haveProgram("apache2") {
 		missingDependency(t, "neither nginx nor apache2 found: install the Debian packages nginx and apache2")
 	}
@@ -645,6 +647,7 @@ func checkBayeux(t *testing.T, s webServerSetup, base string) {
 // asks the web server whether it accepts the result: nginx -t, and apache2 -t
 // as apache2ctl configtest runs it.
 func TestWebServerConfigsOnStockDebian(t *testing.T) {
+	t.Parallel()
 	for _, s := range webServerSetups() {
 		t.Run(s.String(), func(t *testing.T) {
 			t.Parallel()
