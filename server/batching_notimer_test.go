@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -206,5 +209,34 @@ func TestWebSocketSteadySocketNotHeld(t *testing.T) {
 	}
 	if m := median(took); m > heldBackBound {
 		t.Errorf("a steady socket's message took %v (median of %v), want at once", m, took)
+	}
+}
+
+// TestSSESteadyStreamNotHeld: an SSE stream receiving steadily (its poll
+// loop answered a moment ago, which a batch delay would hold back) gets
+// each message at once with the default BatchDelay (0).
+func TestSSESteadyStreamNotHeld(t *testing.T) {
+	s, ts := testServer(t, Options{})
+	resp, err := http.Get(ts.URL + "/comet/channel/steady/events?id=sse-steady")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	waitPolling(t, s, "sse-steady")
+	var took []time.Duration
+	for i := range 7 {
+		start := time.Now()
+		if _, err := s.Hub().Publish(&Message{Channel: "/stardust/steady", Data: json.RawMessage(strconv.Itoa(i))}); err != nil {
+			t.Fatal(err)
+		}
+		_, data := readEvent(t, r)
+		took = append(took, time.Since(start))
+		if !strings.Contains(data, strconv.Itoa(i)) {
+			t.Fatalf("event %d: %q", i, data)
+		}
+	}
+	if m := median(took); m > heldBackBound {
+		t.Errorf("a steady stream's message took %v (median of %v), want at once", m, took)
 	}
 }
