@@ -316,7 +316,7 @@ func Default() Config {
 			MaxHistoryBytes:  256 << 20,
 			SSEHeartbeat:     Duration{15 * time.Second},
 			SSEMaxDuration:   Duration{10 * time.Minute},
-			BatchDelay:       Duration{100 * time.Millisecond},
+			BatchDelay:       Duration{0}, // no timer: a seam gathers only while it writes (issue 20)
 
 			AddressMaxSessions:     1000,
 			AddressSessionRate:     20,

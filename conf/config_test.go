@@ -367,3 +367,11 @@ func TestAPIWarnings(t *testing.T) {
 		t.Errorf("a long key from one host: %s", w)
 	}
 }
+
+// TestBatchDelayDefaultsToZero: batching needs no timer by default (issue
+// 20): comet.batch_delay is an opt-in cap, 0 unless set.
+func TestBatchDelayDefaultsToZero(t *testing.T) {
+	if d := Default().Comet.BatchDelay.Duration; d != 0 {
+		t.Fatalf("comet.batch_delay defaults to %v, want 0", d)
+	}
+}

@@ -17,6 +17,15 @@ import (
 // several messages, is made here too (Hub.gatherUntil, Hub.gathering):
 // coalescing belongs to this file, and nothing in the engine delays a
 // message.
+//
+// Without BatchDelay (0, the default) nothing waits on a timer: a seam
+// gathers only what comes while its previous write is in progress, as a
+// socket's write queue does. A poll fetches everything that came since its
+// client's previous answer (the round trip is the write in progress); a
+// pusher counts the wakes that come while it writes, or while the fan-out
+// pass has not reached it (its flush waits in the pushQueue), and serves
+// them all with one fetch. An idle server answers at once; a saturated one
+// batches by itself.
 
 // batchWriter is a transport's side of the delivery seam: it writes a
 // batch the seam fetched, ended by why (PollReady: the batch has messages

@@ -63,12 +63,14 @@ type HubOptions struct {
 	// Default DefaultEngineTimeout.
 	EngineTimeout time.Duration
 	FetchMax      int // messages in one poll's answer at most; default 1000
-	// BatchDelay: a client answered less than this ago is answered again
-	// no sooner than this after its last answer, with everything that came
-	// meanwhile, so that under load one answer carries several messages; a
-	// client answered longer ago is answered at once. Over a WebSocket, a
-	// socket written to within busyWindow gathers what comes next into one
-	// frame for this long. 0: never wait.
+	// BatchDelay is an opt-in wait for batching, on top of the gathering
+	// every seam does without a timer (what comes while a write is in
+	// progress goes out in the next: delivery.go). A client answered less
+	// than this ago is answered again no sooner than this after its last
+	// answer, with everything that came meanwhile; a client answered longer
+	// ago is answered at once. Over a WebSocket, a socket written to within
+	// busyWindow gathers what comes next into one frame for this long.
+	// 0 (the stardust command's default): never wait.
 	BatchDelay time.Duration
 	// JoinLeave, if set, says which channels announce their users' joins
 	// and leaves (joinleave.go): called with channel names, from any

@@ -29,8 +29,9 @@ import (
 // next request, never a body read as one. Then that goroutine writes the
 // whole answer as net/http would (takeover.Conn.Flush) and serves the
 // connection's next requests itself while they are polls of the same path
-// (takeover.Conn.ServeNext): a client polling steadily is not set up anew
-// by net/http for each poll. Any other request is handed back to the
+// (takeover.Conn.ServeNext: GETs, and POSTs whose small body it reads whole
+// first, so Bayeux long-polling connects too): a client polling steadily
+// is not set up anew by net/http for each poll. Any other request is handed back to the
 // http.Server through the listener, to be served as any other. FastCGI,
 // HTTP/2, HEAD and servers not started through TakeoverListener (httptest)
 // wait in the handler; so do connections without a raw descriptor (off

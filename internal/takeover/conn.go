@@ -75,10 +75,11 @@ func waitRead(c net.Conn, d *descriptor, buf, pending []byte) ([]byte, Event) {
 }
 
 // readNext reads the next request of c, a connection taken over whose
-// first request was a GET of path on host, as net/http would wait for it:
+// first request was one of path on host, as net/http would wait for it:
 // pending (what was read and not served) first, else up to idleWait for
 // its first byte (through d, holding no buffer while it waits), then up to
-// headerWait for the rest of its header, at most MaxHeaderBytes+4096.
+// headerWait for the rest of its header, at most MaxHeaderBytes+4096, and
+// the body of a POST (nextRequest) up to headerWait more.
 // It returns the request when nextRequest serves it, with rest, what
 // follows its header (pipelined). Else r is nil and back says whether to
 // hand c back to net/http (giveBack with rest: a request it serves,
@@ -106,8 +107,8 @@ func (hl *Listener) readNext(c net.Conn, d *descriptor, pending []byte, path, ho
 		limit = http.DefaultMaxHeaderBytes
 	}
 	limit += 4096 // as net/http allows
-	if !mayBeGET(b) {
-		return nil, bytes.Clone(b), true // not a poll (a Bayeux POST): net/http's
+	if !mayBeServed(b) {
+		return nil, bytes.Clone(b), true // neither a GET nor a POST: net/http's
 	}
 	end := headerEnd(b, 0)
 	if end < 0 { // the rest of the header, in its time
@@ -131,10 +132,34 @@ func (hl *Listener) readNext(c net.Conn, d *descriptor, pending []byte, path, ho
 	if r = nextRequest(b[:end], path, host); r == nil {
 		return nil, bytes.Clone(b), true
 	}
-	if end < len(b) { // pipelined
-		rest = bytes.Clone(b[end:])
+	// A POST's body is read whole before it is served (at most
+	// maxNextBody), in the time left for the header: a body that does not
+	// come in that time goes back to net/http with what came of it, never
+	// served in part, and its bytes are never read as the next request.
+	for waited := false; ; waited = true {
+		tail, need, ok := withBody(r, b, end)
+		if ok {
+			if len(tail) > 0 { // pipelined
+				rest = bytes.Clone(tail)
+			}
+			return r, rest, false
+		}
+		if cap(b) < need {
+			b = slices.Grow(b, need-len(b))
+		}
+		if !waited {
+			_ = c.SetReadDeadline(deadlineIn(headerWait(srv))) // once for the whole body
+		}
+		from := len(b)
+		n, err := c.Read(b[from:cap(b)])
+		b = b[:from+n]
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, bytes.Clone(b), true
+		}
+		if err != nil {
+			return nil, nil, false
+		}
 	}
-	return r, rest, false
 }
 
 // readFirst waits, up to c's read deadline, for the first bytes of its

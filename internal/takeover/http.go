@@ -3,6 +3,7 @@ package takeover
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,13 +17,21 @@ import (
 // where and why they differ). FuzzServedHereRequest and FuzzHeldAnswer
 // compare them with net/http, request side and response side.
 
-// getMethod begins every request served on a connection taken over.
-var getMethod = []byte("GET ")
+// getMethod and postMethod begin every request served on a connection
+// taken over: a GET (a Stardust poll, a Bayeux callback-polling connect) or
+// a POST with a small body of known length (a Bayeux long-polling connect).
+var getMethod, postMethod = []byte("GET "), []byte("POST ")
 
-// mayBeGET reports whether b, the first bytes of a request, may begin a
-// GET: the only method served on a connection taken over.
-func mayBeGET(b []byte) bool {
-	return bytes.HasPrefix(b, getMethod[:min(len(b), len(getMethod))])
+// maxNextBody is the largest body of a POST served on a connection taken
+// over, read whole before the request is served (a Bayeux connect is some
+// 200 bytes); a larger one goes back to net/http.
+const maxNextBody = 16 << 10
+
+// mayBeServed reports whether b, the first bytes of a request, may begin a
+// GET or a POST: the only methods served on a connection taken over.
+func mayBeServed(b []byte) bool {
+	return bytes.HasPrefix(b, getMethod[:min(len(b), len(getMethod))]) ||
+		bytes.HasPrefix(b, postMethod[:min(len(b), len(postMethod))])
 }
 
 // headerEnd is the length of the request header at the start of b, up to
@@ -72,12 +81,14 @@ func parseRequest(header []byte) *http.Request {
 // nextRequest is the request whose whole header is header, what the client
 // sent next on a connection taken over, when it is one to serve there: a
 // GET of path on host (the first request's), without a body or an upgrade,
-// with a header net/http would accept. nil hands it back to net/http: any
-// doubt does. The request ends with its header (it has no body): what
-// follows is the next request (FuzzServedHereRequest compares where each
-// ends with net/http).
+// or a POST of it whose body has a Content-Length of at most maxNextBody
+// (no Transfer-Encoding, no Expect), with a header net/http would accept.
+// nil hands it back to net/http: any doubt does. The request ends with its
+// header and its ContentLength bytes of body (withBody reads them before it
+// is served): what follows is the next request (FuzzServedHereRequest
+// compares where each ends with net/http).
 func nextRequest(header []byte, path, host string) *http.Request {
-	if !bytes.HasPrefix(header, getMethod) {
+	if !bytes.HasPrefix(header, getMethod) && !bytes.HasPrefix(header, postMethod) {
 		return nil
 	}
 	if r := parseRequest(header); r != nil && servable(r, path, host) {
@@ -88,8 +99,19 @@ func nextRequest(header []byte, path, host string) *http.Request {
 
 // servable reports whether r is a request nextRequest serves.
 func servable(r *http.Request, path, host string) bool {
-	if r.Method != http.MethodGet || r.ProtoMajor != 1 || r.URL.Host != "" || r.URL.Path != path ||
-		r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Body != http.NoBody {
+	if r.ProtoMajor != 1 || r.URL.Host != "" || r.URL.Path != path || len(r.TransferEncoding) > 0 {
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet:
+		if r.ContentLength != 0 || r.Body != http.NoBody {
+			return false
+		}
+	case http.MethodPost:
+		if r.ContentLength < 0 || r.ContentLength > maxNextBody {
+			return false
+		}
+	default:
 		return false
 	}
 	// http.ReadRequest took the Host header out, into r.Host (net/http
@@ -111,6 +133,23 @@ func servable(r *http.Request, path, host string) bool {
 		}
 	}
 	return true
+}
+
+// withBody gives r, the request whose header ends at end in b, its body:
+// the ContentLength bytes after its header, which b must hold (need says
+// how long b must be). It returns what follows (pipelined), or ok false
+// when b is too short.
+func withBody(r *http.Request, b []byte, end int) (rest []byte, need int, ok bool) {
+	need = end + int(r.ContentLength)
+	if len(b) < need {
+		return nil, need, false
+	}
+	if r.ContentLength > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(bytes.Clone(b[end:need])))
+	} else {
+		r.Body = http.NoBody
+	}
+	return b[need:], need, true
 }
 
 // validHeaderName: a token (RFC 9110 5.1).

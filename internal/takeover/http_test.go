@@ -86,6 +86,14 @@ func FuzzServedHereRequest(f *testing.F) {
 		"GET /comet/channel/a/stream/f1 HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + poll,
 		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: +0\r\n\r\n" + poll,
 		"GET /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 1\r\n\r\nG" + poll,
+		// POSTs with a body (Bayeux connects), served here once it is read.
+		"POST /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n[]" + poll,
+		"POST /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n" + poll,
+		"POST /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\n\r\n" + poll,
+		"POST /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n[] " + poll,
+		"POST /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]\r\n0\r\n\r\n" + poll,
+		"POST /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + poll,
+		"POST /comet/channel/a/stream/f1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n[]" + poll,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -96,7 +104,7 @@ func FuzzServedHereRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, readingOf(r))
+		_, _ = io.WriteString(w, readingOf(r)+bodyOf(r))
 	})}
 	go func() { _ = srv.Serve(l) }()
 	f.Cleanup(func() { _ = srv.Close() })
@@ -116,13 +124,17 @@ func FuzzServedHereRequest(f *testing.F) {
 			if r == nil {
 				break
 			}
-			if r.Method != http.MethodGet || r.URL.Path != path || r.Host != host {
+			if r.Method != http.MethodGet && r.Method != http.MethodPost || r.URL.Path != path || r.Host != host {
 				t.Fatalf("served here: %s %s on %q", r.Method, r.URL.Path, r.Host)
 			}
-			here = append(here, readingOf(r))
+			tail, _, ok := withBody(r, rest, end)
+			if !ok {
+				break // its body has not all come: readNext reads on
+			}
+			here = append(here, readingOf(r)+bodyOf(r))
 			_, keep := connectionFor(r, http.Header{}, true)
 			closes = !keep
-			rest = rest[end:]
+			rest = tail
 		}
 		if len(here) == 0 {
 			return
@@ -162,6 +174,12 @@ func FuzzServedHereRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// bodyOf is what is read of a request's body.
+func bodyOf(r *http.Request) string {
+	b, _ := io.ReadAll(r.Body)
+	return string(b)
 }
 
 // readingOf is what is read of a request: its method, path, host and
@@ -280,7 +298,8 @@ func FuzzHeldAnswer(f *testing.F) {
 }
 
 // What nextRequest leaves to net/http, one reason each: only a GET of the
-// first request's path and host, without a body or an upgrade, is served
+// first request's path and host, without a body or an upgrade, or a POST
+// of it with a small body of one known length, is served
 // on a connection taken over (HEAD in particular: net/http writes no body
 // to it, which appendResponse does not know).
 func TestNextRequestLeavesToNetHTTP(t *testing.T) {
@@ -291,9 +310,17 @@ func TestNextRequestLeavesToNetHTTP(t *testing.T) {
 	if nextRequest(req("GET "+path+" HTTP/1.1", ""), path, host) == nil {
 		t.Fatal("the next poll itself is not served")
 	}
+	if r := nextRequest(req("POST "+path+" HTTP/1.1", "Content-Length: 2\r\n"), path, host); r == nil || r.ContentLength != 2 {
+		t.Fatal("a POST with a small body (a Bayeux connect) is not served")
+	}
 	for name, header := range map[string][]byte{
 		"HEAD":           req("HEAD "+path+" HTTP/1.1", ""),
-		"POST":           req("POST "+path+" HTTP/1.1", "Content-Length: 0\r\n"),
+		"PUT":            req("PUT "+path+" HTTP/1.1", "Content-Length: 0\r\n"),
+		"POST chunked":   req("POST "+path+" HTTP/1.1", "Transfer-Encoding: chunked\r\n"),
+		"POST too large": req("POST "+path+" HTTP/1.1", "Content-Length: "+strconv.Itoa(maxNextBody+1)+"\r\n"),
+		"POST expect":    req("POST "+path+" HTTP/1.1", "Content-Length: 2\r\nExpect: 100-continue\r\n"),
+		"POST two sizes": req("POST "+path+" HTTP/1.1", "Content-Length: 2\r\nContent-Length: 3\r\n"),
+		"POST elsewhere": req("POST /comet/ HTTP/1.1", "Content-Length: 2\r\n"),
 		"another path":   req("GET /comet/ HTTP/1.1", ""),
 		"another host":   []byte("GET " + path + " HTTP/1.1\r\nHost: y\r\n\r\n"),
 		"no host 1.1":    []byte("GET " + path + " HTTP/1.1\r\n\r\n"),

@@ -43,7 +43,8 @@ func TestConnTakeWaitWakeFlushServeNext(t *testing.T) {
 		served = append(served, r.Method+" "+r.URL.Path)
 		mu.Unlock()
 		if tc, ok := w.(*testConn); ok { // a next request, served after the takeover
-			_, _ = io.WriteString(tc, "next")
+			body, _ := io.ReadAll(r.Body)
+			_, _ = io.WriteString(tc, "next"+string(body))
 			return
 		}
 		if r.Method != http.MethodGet {
@@ -118,16 +119,25 @@ func TestConnTakeWaitWakeFlushServeNext(t *testing.T) {
 	if got := read("GET"); got != "next" {
 		t.Fatalf("next request's answer %q, want next (served after the takeover)", got)
 	}
-	_, _ = io.WriteString(c, "POST /poll HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
-	if got := read("POST"); got != "net/http" {
-		t.Fatalf("a POST's answer %q, want net/http's (given back)", got)
+	// A POST with a small body (a Bayeux connect) is served here once its
+	// body has all come, in two pieces here; its body is not the next
+	// request.
+	_, _ = io.WriteString(c, "POST /poll HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n[1,")
+	time.Sleep(20 * time.Millisecond)
+	_, _ = io.WriteString(c, "2,3]")
+	if got := read("POST"); got != "next[1,2,3]" {
+		t.Fatalf("a POST's answer %q, want next[1,2,3] (served after the takeover, with its body)", got)
+	}
+	_, _ = io.WriteString(c, "PUT /poll HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+	if got := read("PUT"); got != "net/http" {
+		t.Fatalf("a PUT's answer %q, want net/http's (given back)", got)
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(events) < 1 || events[len(events)-1] != EventWoken {
 		t.Errorf("Wait saw %v, want it to end woken", events)
 	}
-	if strings.Join(served, ",") != "GET /poll,GET /poll,POST /poll" {
+	if strings.Join(served, ",") != "GET /poll,GET /poll,POST /poll,PUT /poll" {
 		t.Errorf("served %v", served)
 	}
 }
