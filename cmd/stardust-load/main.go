@@ -119,7 +119,7 @@ type config struct {
 	Source       string
 	URLs         string        // --urls: the subscribers' base URLs, one per child in turn
 	Settle       time.Duration // --settle: wait after set-up, before publishing
-	Progress     bool // a progress line on standard error (set when it is a terminal)
+	Progress     bool          // a progress line on standard error (set when it is a terminal)
 
 	base, bayeux *url.URL
 	spread       []string // --urls, parsed: child i's subscribers use spread[i % len]
