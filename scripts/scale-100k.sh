@@ -15,7 +15,9 @@
 # RAMP: clients started a second, all together (the machine must keep up:
 # each new client costs its process a session in Redis). HOLD: the servers'
 # comet.poll_timeout. BIN: a directory with stardust and stardust-load
-# already built (default: build them into a temporary one). OUT: a file for
+# already built (default: build them into a temporary one). TIMEOUT: the
+# engine's Redis call timeout (10 s: on a saturated machine the default 2 s
+# fails calls that Redis would answer, and the clients' retries add load). OUT: a file for
 # the summary as JSON as well. Ports: REDIS_PORT, and BASE_PORT to
 # BASE_PORT+NODES-1.
 # The summary: set-up time, time from the publish to the last client,
@@ -27,8 +29,8 @@
 # flushes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CLIENTS=${CLIENTS:-100000} NODES=${NODES:-6} PROCS=${PROCS:-12} RAMP=${RAMP:-1000}
-HOLD=${HOLD:-40s} LIMIT=${LIMIT:-300} REDIS_PORT=${REDIS_PORT:-6397} BASE_PORT=${BASE_PORT:-5931}
+CLIENTS=${CLIENTS:-100000} NODES=${NODES:-6} PROCS=${PROCS:-12} RAMP=${RAMP:-500}
+HOLD=${HOLD:-60s} LIMIT=${LIMIT:-540} TIMEOUT=${TIMEOUT:-10s} REDIS_PORT=${REDIS_PORT:-6397} BASE_PORT=${BASE_PORT:-5931}
 hold_s=${HOLD%s}
 SETTLE=${SETTLE:-$((hold_s + 5))s}
 MAXCONN=${MAXCONN:-19000}
@@ -41,6 +43,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 say() { echo "scale-100k: $*" >&2; }
 
 BIN=${BIN:-}
@@ -77,8 +80,8 @@ for _ in $(seq 50); do rcli PING >/dev/null 2>&1 && break; sleep 0.1; done
 awk -v hold="$HOLD" -v ct="$((hold_s * 3 + 30))s" \
   '{print} /^\[comet\]/ {print "poll_timeout = \"" hold "\""; print "client_timeout = \"" ct "\""}' \
   cmd/stardust-load/loadtest.toml >"$tmp/stardust.toml"
-printf '\n[server]\nmax_connections = %d\nrequest_timeout = "%ds"\n\n[engine]\ntype = "redis"\nredis_url = "redis://127.0.0.1:%d/0"\n' \
-  "$MAXCONN" $((hold_s + 60)) "$REDIS_PORT" >>"$tmp/stardust.toml"
+printf '\n[server]\nmax_connections = %d\nrequest_timeout = "%ds"\n\n[engine]\ntype = "redis"\nredis_url = "redis://127.0.0.1:%d/0"\ntimeout = "%s"\n' \
+  "$MAXCONN" $((hold_s + 60)) "$REDIS_PORT" "$TIMEOUT" >>"$tmp/stardust.toml"
 
 urls=() spids=()
 for ((i = 0; i < NODES; i++)); do
@@ -114,10 +117,12 @@ tail -f "$tmp/load.log" --pid $loadpid >&2 &
 # The moment of publishing: memory after set-up, counters from here.
 until grep -Eq "settled; publishing|^stardust-load: $CLIENTS clients registered.*publishing$" "$tmp/load.log" 2>/dev/null || ! kill -0 $loadpid 2>/dev/null; do sleep 0.05; done
 rss1=$(rss) mem1=$(rmem) t0=$(ticks) r0=$(rcpu) c0=$(rcalls) keys=$(rcli DBSIZE)
+rcli INFO commandstats >"$tmp/cmd0"
 rc=0
 wait $loadpid || rc=$?
 sleep 1
 t1=$(ticks) r1=$(rcpu) c1=$(rcalls) hwm1=$(hwm) mem2=$(rmem)
+rcli INFO commandstats >"$tmp/cmd1"
 end=$(date +%s.%N)
 if [ ! -s "$tmp/load.json" ]; then
   say "the load tool ended with status $rc and no report; its log:"
@@ -126,7 +131,7 @@ if [ ! -s "$tmp/load.json" ]; then
   exit 1
 fi
 python3 - "$tmp/load.json" "$NODES" "$PROCS" "$rss0" "$rss1" "$hwm1" "$mem0" "$mem1" "$mem2" \
-  "$((t1 - t0))" "$(getconf CLK_TCK)" "$r0" "$r1" "$c0" "$c1" "$keys" "$start" "$end" "${OUT:-}" <<'PY'
+  "$((t1 - t0))" "$(getconf CLK_TCK)" "$r0" "$r1" "$c0" "$c1" "$keys" "$start" "$end" "${OUT:-}" "$tmp/cmd0" "$tmp/cmd1" <<'PY'
 import json, sys
 a = sys.argv
 rep = json.load(open(a[1]))
@@ -135,6 +140,16 @@ rss0, rss1, hwm1, mem0, mem1, mem2 = map(int, a[4:10])
 ticks, hz = int(a[10]), int(a[11])
 r0, r1, c0, c1 = float(a[12]), float(a[13]), int(a[14]), int(a[15])
 keys, start, end, out = int(a[16]), float(a[17]), float(a[18]), a[19]
+def cmdstats(path):  # command -> (calls, usec)
+    st = {}
+    for line in open(path):
+        if line.startswith("cmdstat_"):
+            name, rest = line.strip()[8:].split(":", 1)
+            f = dict(kv.split("=") for kv in rest.split(","))
+            st[name] = (int(f["calls"]), int(f["usec"]))
+    return st
+c0s, c1s = cmdstats(a[20]), cmdstats(a[21])
+bycmd = sorted(((c1s[k][0] - c0s.get(k, (0, 0))[0], k) for k in c1s if k not in ("info", "config")), reverse=True)
 n, got = rep["clients"], rep["received"]
 lat = rep.get("latency_ms") or {}
 per = lambda x: x / got if got else float("nan")
@@ -151,6 +166,7 @@ s = {
     "redis_commands": c1 - c0, "redis_commands_per_delivery": per(c1 - c0),
     "stardust_cpu_s": ticks / hz, "stardust_cpu_us_per_delivery": per(ticks / hz * 1e6),
     "wall_s": end - start,
+    "redis_commands_by_name": {k: d for d, k in bycmd if d > 0},
 }
 print(f"{got} of {rep['expected']} received (lost {rep['lost']}, duplicated {rep['duplicates']}, poll errors {rep['poll_errors']}) "
       f"by {n} clients over {nodes} stardust processes")
@@ -160,6 +176,7 @@ print(f"Redis used_memory {mem0 / 2**20:.1f} -> {mem1 / 2**20:.1f} MiB ({keys} k
 print(f"publish to the end: Redis CPU {s['redis_cpu_s']:.3f} s ({s['redis_cpu_us_per_delivery']:.2f} us/delivery), "
       f"{s['redis_commands']} commands ({s['redis_commands_per_delivery']:.4f}/delivery); "
       f"stardust CPU {s['stardust_cpu_s']:.2f} s ({s['stardust_cpu_us_per_delivery']:.1f} us/delivery)")
+print("Redis commands from the publish on, by name: " + ", ".join(f"{k} {d}" for d, k in bycmd[:8] if d > 0))
 print(f"wall {s['wall_s']:.0f} s")
 if out:
     json.dump(s, open(out, "w"), indent=2)
