@@ -37,9 +37,14 @@ MAXCONN=${MAXCONN:-19000}
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
-  local p
+  local rc=$? p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then # the logs, to see why
+    keep=$(mktemp -d /tmp/scale-100k-logs.XXXXXX)
+    cp "$tmp"/*.log "$tmp"/*.json "$tmp"/*.toml "$keep"/ 2>/dev/null || true
+    echo "scale-100k: failed ($rc); logs kept in $keep" >&2
+  fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -76,9 +81,11 @@ rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
 for _ in $(seq 50); do rcli PING >/dev/null 2>&1 && break; sleep 0.1; done
 
 # The load-test limits (every client comes from loopback), a longer hold,
+# room for the sessions (max_clients counts all processes' together),
 # the Redis engine, and room for the clients under the open-files limit.
 awk -v hold="$HOLD" -v ct="$((hold_s * 3 + 30))s" \
-  '{print} /^\[comet\]/ {print "poll_timeout = \"" hold "\""; print "client_timeout = \"" ct "\""}' \
+  -v mc="$((CLIENTS * 2 + 1000))" \
+  '{print} /^\[comet\]/ {print "poll_timeout = \"" hold "\""; print "client_timeout = \"" ct "\""; print "max_clients = " mc}' \
   cmd/stardust-load/loadtest.toml >"$tmp/stardust.toml"
 printf '\n[server]\nmax_connections = %d\nrequest_timeout = "%ds"\n\n[engine]\ntype = "redis"\nredis_url = "redis://127.0.0.1:%d/0"\ntimeout = "%s"\n' \
   "$MAXCONN" $((hold_s + 60)) "$REDIS_PORT" "$TIMEOUT" >>"$tmp/stardust.toml"

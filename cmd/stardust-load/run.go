@@ -531,11 +531,14 @@ func (r *runner) publishOne(ctx context.Context, bp *bayeuxPublisher, p int, n i
 	var out struct {
 		Recipients int64 `json:"recipients"`
 	}
-	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out)
+	text, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
+	if err == nil {
+		err = json.Unmarshal(text, &out)
+	}
 	if err != nil || resp.StatusCode != http.StatusOK {
 		r.pubErrors.Add(1)
-		r.fail(fmt.Errorf("publish: status %d: %v", resp.StatusCode, err))
+		r.fail(fmt.Errorf("publish: status %d: %s (%v)", resp.StatusCode, truncate(bytes.TrimSpace(text), 200), err))
 		return
 	}
 	r.accepted(k, out.Recipients, sent)
