@@ -114,6 +114,7 @@ start=$(date +%s.%N)
 say "$NODES stardust processes on ports $BASE_PORT-$((BASE_PORT + NODES - 1)), redis-server on $REDIS_PORT; $CLIENTS clients from $PROCS load processes, $RAMP a second"
 
 spread=$(IFS=,; echo "${urls[*]}")
+: >"$tmp/load.log"
 timeout -k 10 "$LIMIT" "$BIN/stardust-load" --url "${urls[0]}" --urls "$spread" --procs "$PROCS" \
   --clients "$CLIENTS" --channels 1 --publishers 1 --rate 0 --messages 1 --duration 30s \
   --ramp "$RAMP" --setup-timeout "$((LIMIT - 30))s" --settle "$SETTLE" --drain 30s \
