@@ -5,20 +5,21 @@
 # (stardust-load) runs its subscribers in PROCS child processes, each from
 # its own loopback address (127.0.0.2 and up) and on one of the NODES ports in
 # turn, all subscribed to one channel with the Stardust API (long polling).
-# Once the server lists every client, the tool waits SETTLE (every poll
-# answered once and made again: a process mirrors a client from its second
-# poll), publishes ONE message through the first process, and counts what
-# each client received. Loopback only; bounded: the load tool is killed
+# Once the server lists every client, the tool waits SETTLE (default HOLD
+# + 5 s: every poll answered once and made again, as a process mirrors a
+# client from its second poll; today only when a poll is held under 10 s,
+# see BENCHMARKS.md section 14), publishes ONE message through the first
+# process, and counts what each client received. Loopback only; bounded: the load tool is killed
 # after LIMIT seconds, and everything started here is stopped on exit.
 #   scripts/scale-100k.sh                        (CLIENTS=100000 NODES=6 PROCS=12)
 #   CLIENTS=400 NODES=2 PROCS=2 HOLD=2s scripts/scale-100k.sh   (a tiny one)
 # RAMP: clients started a second, all together (the machine must keep up:
 # each new client costs its process a session in Redis). HOLD: the servers'
-# comet.poll_timeout. BIN: a directory with stardust and stardust-load
+# comet.poll_timeout, in whole seconds ("60s"). BIN: a directory with stardust and stardust-load
 # already built (default: build them into a temporary one). TIMEOUT: the
 # engine's Redis call timeout (10 s: on a saturated machine the default 2 s
-# fails calls that Redis would answer, and the clients' retries add load). OUT: a file for
-# the summary as JSON as well. Ports: REDIS_PORT, and BASE_PORT to
+# fails calls that Redis would answer, and the clients' retries add load).
+# OUT: a file for the summary as JSON as well. Ports: REDIS_PORT, and BASE_PORT to
 # BASE_PORT+NODES-1.
 # The summary: set-up time, time from the publish to the last client,
 # stardust RSS per client (all processes, after set-up and settling, less
