@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 CLIENTS   := integration/clients
 
-.PHONY: all build run test check cross unit fuzz bench load soak node-deps compare compare-big compare-tools centrifugo clean deb dist
+.PHONY: all build run test check cross unit fuzz bench load soak node-deps compare compare-big compare-tools centrifugo scale-100k clean deb dist
 
 all: build
 
@@ -179,6 +179,12 @@ compare-big: compare-tools
 	@ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn); \
 	bin/stardust-compare --duration 10s --port $(COMPARE_PORT) --rows 'big18000' \
 	  --centrifugo $(CENTRIFUGO_DIR)/centrifugo --json bin/compare-big.json
+
+# One message to 100,000 held long polls over six stardust processes sharing
+# one redis-server (issue 21; BENCHMARKS.md section 14). About 6 minutes,
+# bounded; CLIENTS, NODES, PROCS, RAMP, HOLD: see the script.
+scale-100k:
+	scripts/scale-100k.sh
 
 compare-tools: build node-deps centrifugo
 	$(GO) build -o bin/stardust-floor ./cmd/stardust-floor

@@ -117,9 +117,12 @@ type config struct {
 	APIKey       string
 	Procs        int
 	Source       string
-	Progress     bool // a progress line on standard error (set when it is a terminal)
+	URLs         string        // --urls: the subscribers' base URLs, one per child in turn
+	Settle       time.Duration // --settle: wait after set-up, before publishing
+	Progress     bool          // a progress line on standard error (set when it is a terminal)
 
 	base, bayeux *url.URL
+	spread       []string // --urls, parsed: child i's subscribers use spread[i % len]
 
 	child   int           // --child: this process is child N of a --procs run; -1 not
 	runTag  string        // --run: the parent's run tag (a child's messages and channels are its parent's)
@@ -174,6 +177,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.APIKey, "api-key", "stardust-load", "Centrifugo's HTTP API `key` (http_api.key), for --publish centrifugo")
 	fs.IntVar(&c.CPU, "cpu", -1, "pin the tool to this CPU `number` (sched_setaffinity) and run it with GOMAXPROCS=1 unless\nGOMAXPROCS is set; -1 leaves it free")
 	fs.IntVar(&c.Procs, "procs", 1, "run the subscribers in this many child processes (1 to 16), each with its share of\n--clients and, on Linux, its own loopback source address (127.0.0.2 and up): for more held\nclients than one process may open files")
+	fs.StringVar(&c.URLs, "urls", "", "with --procs: comma-separated base `URLs` of the processes of one cluster (Redis\nengine); child i's subscribers use the (i mod n)-th, with its \"/bayeux\"; --url still\npublishes and counts the subscribers")
+	fs.DurationVar(&c.Settle, "settle", 0, "after every client is registered, wait this long before publishing (so that each\nlong poll has been answered and made again: the Redis engine mirrors a client from its\nsecond poll)")
 	fs.StringVar(&c.Source, "source", "", "loopback `address` to connect from (default: the system's choice)")
 	fs.IntVar(&c.child, "child", -1, "internal: this is child `N` of a --procs run (line protocol on stdin/stdout)")
 	fs.StringVar(&c.runTag, "run", "", "internal: a child's run `tag`, its parent's")
@@ -212,6 +217,17 @@ func (c *config) validate() error {
 	if c.Publish == "" {
 		c.Publish = defaultPublish[c.Mode]
 	}
+	c.spread = nil
+	for _, raw := range strings.Split(c.URLs, ",") {
+		if raw = strings.TrimSpace(raw); raw == "" {
+			continue
+		}
+		s, err := loopbackURL(raw)
+		if err != nil {
+			return fmt.Errorf("--urls: %w", err)
+		}
+		c.spread = append(c.spread, s.String())
+	}
 	switch {
 	case c.Clients < 1 || c.Clients > maxClients:
 		return fmt.Errorf("--clients %d: want 1 to %d", c.Clients, maxClients)
@@ -235,6 +251,10 @@ func (c *config) validate() error {
 		return fmt.Errorf("--prefix %q: want a Bayeux channel such as /stardust", c.Prefix)
 	case c.Procs < 1 || c.Procs > maxProcs || c.Procs > c.Clients:
 		return fmt.Errorf("--procs %d: want 1 to %d, and at most --clients", c.Procs, maxProcs)
+	case c.URLs != "" && c.Procs < 2:
+		return errors.New("--urls: needs --procs 2 or more (the children spread over the URLs)")
+	case c.Settle < 0 || c.Settle > maxDuration:
+		return fmt.Errorf("--settle %s: want 0 to %s", c.Settle, maxDuration)
 	case c.Source != "" && !isLoopbackIP(c.Source):
 		return fmt.Errorf("--source %q: want a loopback IP address (127.0.0.0/8 or ::1)", c.Source)
 	case c.child >= 0 && (c.Procs != 1 || c.runTag == ""):

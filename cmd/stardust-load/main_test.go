@@ -220,6 +220,10 @@ func TestFlagBounds(t *testing.T) {
 		{"--source", "localhost"},
 		{"--child", "0"},
 		{"--child", "0", "--run", "x", "--procs", "2"},
+		{"--urls", "http://127.0.0.1:5931/comet"}, // one process: nothing to spread
+		{"--urls", "http://127.0.0.1:5931/comet,http://10.0.0.1/comet", "--procs", "2"},
+		{"--settle", "-1s"},
+		{"--settle", "11m"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)

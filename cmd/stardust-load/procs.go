@@ -91,12 +91,17 @@ func sourceAddr(i int) string {
 
 // childArgs are the flags of child i of n, which holds share clients.
 func (c *config) childArgs(i, share int, run string) []string {
-	a := []string{"--url", c.URL, "--bayeux", c.BayeuxURL, "--mode", c.Mode, "--publish", c.Publish,
+	u, bx := c.URL, c.BayeuxURL
+	if len(c.spread) > 0 { // --urls: another process of the cluster
+		u = c.spread[i%len(c.spread)]
+		bx = u + "/bayeux"
+	}
+	a := []string{"--url", u, "--bayeux", bx, "--mode", c.Mode, "--publish", c.Publish,
 		"--api-key", c.APIKey, "--prefix", c.Prefix, "--clients", strconv.Itoa(share),
 		"--channels", strconv.Itoa(min(c.Channels, share)), "--publishers", strconv.Itoa(c.Publishers),
 		"--duration", c.Duration.String(), "--messages", strconv.Itoa(c.Messages),
 		"--ramp", strconv.Itoa(max(1, c.Ramp/c.Procs)), "--setup-timeout", c.SetupTimeout.String(),
-		"--drain", c.Drain.String(), "--poll-timeout", c.PollTimeout.String(), "--cpu", strconv.Itoa(c.CPU),
+		"--drain", c.Drain.String(), "--settle", c.Settle.String(), "--poll-timeout", c.PollTimeout.String(), "--cpu", strconv.Itoa(c.CPU),
 		"--json", "--child", strconv.Itoa(i), "--run", run}
 	if c.Ramp == 0 {
 		a = append(a, "--ramp", "0")

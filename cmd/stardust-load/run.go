@@ -220,8 +220,18 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 		clients.Wait()
 		return nil, err
 	}
+	if cfg.Settle > 0 && cfg.control == nil {
+		// "publishing" only once it is so: scripts wait for that word.
+		fmt.Fprintf(logw, "stardust-load: %d clients registered in %.2fs; settling for %s\n", cfg.Clients, rep.SetupSec, cfg.Settle)
+		select {
+		case <-ctx.Done():
+		case <-time.After(cfg.Settle):
+		}
+		fmt.Fprintf(logw, "stardust-load: settled; publishing\n")
+	} else {
+		fmt.Fprintf(logw, "stardust-load: %d clients registered in %.2fs; publishing\n", cfg.Clients, rep.SetupSec)
+	}
 	rss.connected()
-	fmt.Fprintf(logw, "stardust-load: %d clients registered in %.2fs; publishing\n", cfg.Clients, rep.SetupSec)
 
 	samplerDone := make(chan struct{})
 	samplerCtx, stopSampler := context.WithCancel(ctx)
@@ -235,7 +245,7 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 	}
 	pubStart := time.Now()
 	if cfg.control != nil { // a child: the parent publishes
-		rep.StoppedBy = r.awaitPublished(ctx, pubStart.Add(cfg.Duration+cfg.SetupTimeout))
+		rep.StoppedBy = r.awaitPublished(ctx, pubStart.Add(cfg.Duration+cfg.SetupTimeout+cfg.Settle))
 	} else {
 		rep.StoppedBy = r.publish(ctx, pubs, pubStart.Add(cfg.Duration))
 	}
@@ -521,11 +531,14 @@ func (r *runner) publishOne(ctx context.Context, bp *bayeuxPublisher, p int, n i
 	var out struct {
 		Recipients int64 `json:"recipients"`
 	}
-	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out)
+	text, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
+	if err == nil {
+		err = json.Unmarshal(text, &out)
+	}
 	if err != nil || resp.StatusCode != http.StatusOK {
 		r.pubErrors.Add(1)
-		r.fail(fmt.Errorf("publish: status %d: %v", resp.StatusCode, err))
+		r.fail(fmt.Errorf("publish: status %d: %s (%v)", resp.StatusCode, truncate(bytes.TrimSpace(text), 200), err))
 		return
 	}
 	r.accepted(k, out.Recipients, sent)
