@@ -125,7 +125,7 @@ func (e *Engine) foldAll(ctx context.Context, all bool) error {
 	var fold []*mirror
 	s.mu.Lock()
 	for id, st := range s.polls {
-		if now.Sub(st.at) > mirrorGrace && s.byID[id] == nil {
+		if !st.held && now.Sub(st.at) > mirrorGrace && s.byID[id] == nil {
 			delete(s.polls, id)
 		}
 	}

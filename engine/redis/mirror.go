@@ -81,7 +81,12 @@ type mirrorSet struct {
 type streak struct {
 	n       int
 	fetches int       // by the current watch, while not mirrored
-	at      time.Time // the last watch
+	at      time.Time // the last watch's start, or its end once it ended
+	// held: a watch of the session is on here. A streak is never forgotten
+	// while held: a long poll held longer than mirrorGrace (the default
+	// poll_timeout is 30 s) would otherwise start every poll anew, and an
+	// idle client would never be mirrored.
+	held bool
 }
 
 // mirrorFirst makes every watch load a mirror at once (tests: see
@@ -98,12 +103,23 @@ func (e *Engine) pollHere(id string) bool {
 	st.n++
 	st.fetches = 0
 	st.at = time.Now()
+	st.held = true
 	s.polls[id] = st
 	return st.n >= 2 || mirrorFirst.Load()
 }
 
 // pollElsewhere: a poll of the session started in another process.
 func (s *mirrorSet) pollElsewhere(id string) { delete(s.polls, id) }
+
+// pollEnded: a watch of the session here ended; its streak ages from now.
+func (s *mirrorSet) pollEnded(id string) {
+	s.mu.Lock()
+	if st, ok := s.polls[id]; ok {
+		st.at, st.held = time.Now(), false
+		s.polls[id] = st
+	}
+	s.mu.Unlock()
+}
 
 // mirror is one session's copy; fields under mirrorSet.mu.
 type mirror struct {

@@ -546,3 +546,43 @@ func TestRoundRobinPollsAreNotMirrored(t *testing.T) {
 		t.Error("a WebSocket's third fetch did not mirror it")
 	}
 }
+
+// TestLongHeldPollsAreMirrored: a client whose polls are each held longer
+// than mirrorGrace (an idle page, with the default 30 s poll_timeout) is
+// mirrored from its second poll, as one whose polls end sooner. The
+// streak was forgotten while its first poll was still held, so every poll
+// began a new one and idle clients always read Redis (19.8 commands per
+// delivery at 30 s against 0.045 at 8 s, BENCHMARKS.md section 15).
+func TestLongHeldPollsAreMirrored(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := adminOf(t, srv)
+	e := open(t, srv.URL, "long:", server.Limits{})
+	t.Cleanup(func() { _ = e.Close() })
+	if err := e.CreateSession(ctx, server.Session{ID: "s", Kind: server.KindStardust, Timeout: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Subscribe(ctx, "s", "/long"); err != nil {
+		t.Fatal(err)
+	}
+	owner := func() string {
+		o, _ := admin.Do(ctx, admin.B().Hget().Key("long:s:s").Field("o").Build()).ToString()
+		return o
+	}
+	if err := e.NotifyPoll(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	stop := e.Watch("s", func(server.Wake) {})
+	redis.AgePolls(e, time.Minute)     // held a minute so far
+	time.Sleep(700 * time.Millisecond) // the flusher passes (every 200 ms)
+	stop()
+	if err := e.NotifyPoll(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	stop = e.Watch("s", func(server.Wake) {})
+	defer stop()
+	publishOn(t, e, "/long", "1")
+	fetchUntil(t, e, "s", 1)
+	if owner() == "" {
+		t.Error("the second poll after a poll held a minute: not mirrored")
+	}
+}

@@ -303,13 +303,15 @@ func (e *Engine) Watch(id string, notify func(server.Wake)) (stop func()) {
 	}
 	return func() {
 		e.mu.Lock()
-		defer e.mu.Unlock()
 		if w.stopped {
+			e.mu.Unlock()
 			return
 		}
 		w.stopped = true
 		dropFrom(e.watchers, id, w) // flush.go
 		e.release(w, w.patterns)
+		e.mu.Unlock()
+		e.mir.pollEnded(id) // mirror.go
 	}
 }
 
