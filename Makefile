@@ -173,7 +173,7 @@ CENTRIFUGO_DIR   ?= $(HOME)/.cache/stardust-compare/centrifugo-$(CENTRIFUGO_VERS
 compare: compare-tools
 	@ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn); \
 	bin/stardust-compare --duration $(COMPARE_DURATION) --rounds $(COMPARE_ROUNDS) --port $(COMPARE_PORT) --rows '$(COMPARE_ROWS)' \
-	  --centrifugo $(CENTRIFUGO_DIR)/centrifugo --json bin/compare.json
+	  --centrifugo '$(if $(filter no,$(COMPARE_CENTRIFUGO)),,$(CENTRIFUGO_DIR)/centrifugo)' --json bin/compare.json
 
 compare-big: compare-tools
 	@ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn); \
@@ -181,7 +181,7 @@ compare-big: compare-tools
 	  --centrifugo $(CENTRIFUGO_DIR)/centrifugo --json bin/compare-big.json
 
 # One message to 100,000 held long polls over six stardust processes sharing
-# one redis-server (issue 21; BENCHMARKS.md section 14). About 6 minutes,
+# one redis-server (issue 21; BENCHMARKS.md section 15). About 6 minutes,
 # bounded; CLIENTS, NODES, PROCS, RAMP, HOLD: see the script.
 scale-100k:
 	scripts/scale-100k.sh
@@ -194,8 +194,12 @@ compare-tools: build node-deps centrifugo
 # Centrifugo for the comparison, built once into CENTRIFUGO_DIR (outside the
 # tree: it is not ours); a failed build is said loudly and does not stop
 # `make compare`.
+# COMPARE_CENTRIFUGO=no leaves Centrifugo out (no build; its rows say
+# skipped): the tests' short run of make compare uses it.
+COMPARE_CENTRIFUGO ?= yes
 centrifugo:
-	@if [ -x $(CENTRIFUGO_DIR)/centrifugo ]; then echo "centrifugo $(CENTRIFUGO_VERSION): $(CENTRIFUGO_DIR)/centrifugo"; \
+	@if [ "$(COMPARE_CENTRIFUGO)" = no ]; then echo "centrifugo: left out (COMPARE_CENTRIFUGO=no): make compare SKIPS its runs"; \
+	elif [ -x $(CENTRIFUGO_DIR)/centrifugo ]; then echo "centrifugo $(CENTRIFUGO_VERSION): $(CENTRIFUGO_DIR)/centrifugo"; \
 	elif (cd / && GOBIN=$(CENTRIFUGO_DIR) $(GO) install github.com/centrifugal/centrifugo/v6@$(CENTRIFUGO_VERSION)); then \
 	  echo "centrifugo $(CENTRIFUGO_VERSION) built in $(CENTRIFUGO_DIR)"; \
 	else echo "*** centrifugo $(CENTRIFUGO_VERSION) did not build: make compare SKIPS its runs ***"; fi

@@ -158,11 +158,15 @@ func TestReadmeCompare(t *testing.T) {
 	if runtime.NumCPU() < 2 {
 		missingDependency(t, "make compare pins servers and the tool to two different CPUs; this machine has one")
 	}
-	out := runScript(t, readmeShBlock(t, "make compare"), 3*time.Minute, "COMPARE_PORT="+strconv.Itoa(freePorts(t, 1)))
+	// Without Centrifugo: its build from the module proxy takes minutes
+	// (TestRealCentrifugo runs it when it was built).
+	out := runScript(t, readmeShBlock(t, "make compare"), 3*time.Minute, "COMPARE_PORT="+strconv.Itoa(freePorts(t, 1)),
+		"COMPARE_CENTRIFUGO=no")
 	for _, want := range []string{
-		"| Bayeux WebSocket, 1,000 subscribers, 100 msg/s | Faye (websocket) |",
-		"| Bayeux WebSocket, 1,000 subscribers, 100 msg/s | Stardust (websocket) |",
-		"| Bayeux WebSocket, 1,000 subscribers, 100 msg/s | floor (websocket) |",
+		"| WebSocket, 1,000 subscribers, 100 msg/s | Faye (websocket) |",
+		"| WebSocket, 1,000 subscribers, 100 msg/s | Stardust (websocket) |",
+		"| WebSocket, 1,000 subscribers, 100 msg/s | floor (websocket) |",
+		"Centrifugo",
 		"Stardust / Faye = ",
 		"Stardust / floor = ",
 	} {
@@ -170,7 +174,8 @@ func TestReadmeCompare(t *testing.T) {
 			t.Errorf("make compare output lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(out, "failed") || strings.Contains(out, "LOST") {
+	// Centrifugo's runs, left out, say "failed: skipped: …".
+	if strings.Contains(strings.ReplaceAll(out, "failed: skipped:", ""), "failed") || strings.Contains(out, "LOST") {
 		t.Errorf("make compare had a failed or lossy run:\n%s", out)
 	}
 }
