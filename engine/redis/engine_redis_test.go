@@ -18,7 +18,7 @@ var prefixes atomic.Int64
 // that the suite's cases share one server without seeing each other.
 func open(t *testing.T, url, prefix string, l server.Limits) *redis.Engine {
 	t.Helper()
-	e, err := redis.New(redis.Options{URL: url, Prefix: prefix, Limits: l, Timeout: 2 * time.Second})
+	e, err := redis.New(redis.Options{URL: url, Prefix: prefix, Limits: l, Timeout: 2 * time.Second, Mirror: true})
 	if err != nil {
 		t.Fatal(err)
 	}

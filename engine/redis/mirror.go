@@ -105,7 +105,7 @@ func (e *Engine) pollHere(id string) bool {
 	st.at = time.Now()
 	st.held = true
 	s.polls[id] = st
-	return st.n >= 2 || mirrorFirst.Load()
+	return mirrorFirst.Load() || e.opts.Mirror && st.n >= 2
 }
 
 // pollElsewhere: a poll of the session started in another process.
@@ -489,7 +489,7 @@ func (e *Engine) mirrorFetch(ctx context.Context, id string, max int) (b server.
 			st.fetches++
 			s.polls[id] = st
 		}
-		again := st.n >= 2 || st.fetches >= mirrorFetches || mirrorFirst.Load()
+		again := mirrorFirst.Load() || e.opts.Mirror && (st.n >= 2 || st.fetches >= mirrorFetches)
 		s.mu.Unlock()
 		if skip || !again || !e.watched(id) {
 			return b, false, nil
