@@ -253,15 +253,23 @@ func (c *conn) refuse(id uint16) error {
 // Write sends net/http/fcgi's records to the web server. net/http/fcgi
 // writes each record in one call, under its own lock; wmu keeps refuse's
 // records from landing inside one.
+//
+// A request's slot is freed as its FCGI_END_REQUEST is about to be written,
+// not after: the web server may send its next request as soon as it reads
+// that record, and found the slot still taken (refused as overloaded) when
+// the reader was quicker than this goroutine. The handler has returned by
+// then; a write that fails ends the connection anyway.
 func (c *conn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	n, err := c.Conn.Write(p)
-	c.wt.feed(p[:n], func(id uint16) {
-		if c.f.end(c, id) {
-			c.Close()
-		}
+	closing := false
+	c.wt.feed(p, func(id uint16) {
+		closing = c.f.end(c, id) || closing
 	})
+	n, err := c.Conn.Write(p)
+	if closing {
+		c.Close()
+	}
 	return n, err
 }
 
