@@ -325,15 +325,15 @@ func TestHeldBayeuxLongPollingConnectTakenOver(t *testing.T) {
 	}{{"", 1}, {"Expect: 100-continue\r\n", 1}} {
 		rc.send(post(`[{"channel":"/meta/connect","clientId":"`+id+`","connectionType":"long-polling","id":"3"}]`, tc.extra) +
 			"GET /comet/ HTTP/1.1\r\nHost: x\r\n\r\n")
+		// The client is polling a moment before its connection is taken
+		// over: wait for both.
 		deadline := time.Now().Add(10 * time.Second)
-		for !polling(s.Hub(), id) {
+		for !polling(s.Hub(), id) || takeoverCount(srv) != tc.held {
 			if time.Now().After(deadline) {
-				t.Fatal("the connect is not held")
+				t.Fatalf("%q: polling %v, %d connects held on their connection, want %d",
+					tc.extra, polling(s.Hub(), id), takeoverCount(srv), tc.held)
 			}
 			time.Sleep(2 * time.Millisecond)
-		}
-		if n := takeoverCount(srv); n != tc.held {
-			t.Errorf("%q: %d connects held on their connection, want %d", tc.extra, n, tc.held)
 		}
 		publishA(t, s, `{"n":1}`)
 		resp, body := rc.read()
