@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,11 +10,13 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 )
@@ -794,5 +797,68 @@ func TestMultipleClientsAnswerCarriesMessages(t *testing.T) {
 	// They were taken: the next answer does not bring them again.
 	if r := b.post(connectMsg(tab, -1)); len(r) != 1 {
 		t.Fatalf("the next answer: %v", r)
+	}
+}
+
+// decodeSimple's result on any body it reads is the full decoder's.
+func FuzzDecodeSimpleBayeux(f *testing.F) {
+	f.Add(`[{"channel":"/meta/connect","clientId":"5b1c","connectionType":"long-polling","id":"3"}]`)
+	f.Add(`{"id":42,"channel":"/meta/connect","advice":{"timeout":0},"ext":{"ack":17,"k":"v","b":true,"n":null}}`)
+	f.Add(` [ { "channel" : "/a" , "id" : -0 } ] `)
+	f.Add(`{"channel":"/a","id":01}`)
+	f.Add(`{"channel":"/a","ext":{"a":1,"a":2}}`)
+	f.Add(`{"channel":"/a","channel":"/b"}`)
+	f.Add(`{}`)
+	f.Add(`[{"channel":"/a"},]`)
+	f.Add(`{"channel":"/a","id":1e3}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		b := bytes.TrimSpace([]byte(body))
+		if checkUTF8(b, "body") != nil {
+			return
+		}
+		fast, ok := decodeSimple(b)
+		if !ok {
+			return
+		}
+		var full []*BayeuxMessage
+		var err error
+		switch b[0] {
+		case '[':
+			err = jsonv2.Unmarshal(b, &full)
+		default:
+			full = []*BayeuxMessage{{}}
+			err = jsonv2.Unmarshal(b, full[0])
+		}
+		if err != nil {
+			t.Fatalf("read as simple, refused by the full decoder: %v", err)
+		}
+		if len(full) != 1 || !reflect.DeepEqual(normalRaw(*fast), normalRaw(*full[0])) {
+			t.Fatalf("simple %+v, full %+v", *fast, full)
+		}
+	})
+}
+
+// normalRaw is m with its empty raw fields nil, as the full decoder leaves
+// them.
+func normalRaw(m BayeuxMessage) BayeuxMessage {
+	for _, f := range []*json.RawMessage{&m.ID, &m.Data, &m.Ext, &m.Advice, &m.Subscription} {
+		if len(*f) == 0 {
+			*f = nil
+		}
+	}
+	return m
+}
+
+// A simple body's raw members are copies: the buffer it was read from may
+// be reused.
+func TestDecodeSimpleBayeuxKeepsNoBuffer(t *testing.T) {
+	body := []byte(`[{"channel":"/meta/connect","id":"7","ext":{"ack":3},"advice":{"timeout":0}}]`)
+	msgs, err := DecodeBayeux(body)
+	if err != nil || len(msgs) != 1 {
+		t.Fatal(msgs, err)
+	}
+	clear(body)
+	if m := msgs[0]; string(m.ID) != `"7"` || string(m.Ext) != `{"ack":3}` || string(m.Advice) != `{"timeout":0}` {
+		t.Fatalf("after the buffer was reused: id %s, ext %s, advice %s", m.ID, m.Ext, m.Advice)
 	}
 }

@@ -93,3 +93,55 @@ func TestFirstUseValuesParsed(t *testing.T) {
 		wantError(t, b.post(connectMsg(id, 0))[0], "402:")
 	}
 }
+
+// A mintKey remembers values it verified; what it remembers never makes a
+// value verify that would not by its MAC: not a value that differs from a
+// remembered one in its last digit, nor one of the same slot.
+func TestMintKeyRemembersOnlyVerifiedValues(t *testing.T) {
+	k := newMintKey([]byte("0123456789abcdef0123456789abcdef"))
+	r := "0000000000001" + strings.Repeat("7", browserRandLen-13)
+	v := r + k.sign(r)
+	if !isBrowserValue(v) || !k.verify(v) {
+		t.Fatalf("issued value %q does not verify", v)
+	}
+	if k.seen[seenSlot(v)].Load() == nil {
+		t.Fatal("a verified value is not remembered")
+	}
+	if !k.verify(v) {
+		t.Fatal("a remembered value does not verify")
+	}
+	last := byte('0')
+	if v[len(v)-1] == '0' {
+		last = '1'
+	}
+	for _, forged := range []string{
+		v[:len(v)-1] + string(last),                              // its MAC's last digit changed
+		v[:browserRandLen] + strings.Repeat("0", browserRandLen), // same slot, made-up MAC
+		"1" + v[1:], // same slot, another signed part
+	} {
+		if seenSlot(forged) != seenSlot(v) {
+			t.Fatalf("%q is not in %q's slot", forged, v)
+		}
+		if k.verify(forged) {
+			t.Errorf("forged %q verified", forged)
+		}
+	}
+	if !k.verify(v) {
+		t.Error("the remembered value was lost to a forged one")
+	}
+	if other := newMintKey([]byte("another key, another cache......")); other.verify(v) {
+		t.Error("another key verified a value it did not sign")
+	}
+}
+
+func BenchmarkMintKeyVerify(b *testing.B) {
+	k := newMintKey([]byte("0123456789abcdef0123456789abcdef"))
+	r := "0000000000001" + strings.Repeat("7", browserRandLen-13)
+	v := r + k.sign(r)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !k.verify(v) {
+			b.Fatal("no")
+		}
+	}
+}

@@ -66,7 +66,10 @@ func (s *Server) mayRead(r *http.Request, channels []string, transport string, s
 	if ok {
 		_ = keepIdentity(c, id) // not added: cannot fail
 	}
-	req := ChannelRequest{Protocol: "stardust", Transport: transport, Header: r.Header, Session: s.rules.browserOf(r)}
+	req := ChannelRequest{Protocol: "stardust", Transport: transport, Header: r.Header}
+	if s.idh.sub != nil { // only the app's subscribe callback reads it
+		req.Session = s.rules.browserOf(r)
+	}
 	if session != nil {
 		req.Client = session.ID()
 	}
