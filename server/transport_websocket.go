@@ -149,7 +149,7 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		_ = ws.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
 		return nil
 	})
-	if !b.sockets.add(b, ws) {
+	if !b.sockets.add(b.hub, ws) {
 		ws.goingAway()
 		_ = conn.Close()
 		cancel()
