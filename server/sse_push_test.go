@@ -279,6 +279,22 @@ func findStream(s *Server, id string) *sseStream {
 	return nil
 }
 
+// writeBlocked reports whether a write to client id's stream stays
+// blocked: its writer held for 50 ms on end, not a write in passing.
+func writeBlocked(s *Server, id string) bool {
+	for range 5 {
+		st := findStream(s, id)
+		if st == nil || st.sock.TryLock() {
+			if st != nil {
+				st.sock.Unlock()
+			}
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
 // A stream whose client reads nothing blocks its own writes only (the
 // other streams keep getting their messages), and ends when a write has
 // not gone within request_timeout.
@@ -298,19 +314,9 @@ func TestSSESlowReaderDelaysNoOther(t *testing.T) {
 	}
 	_, fast := openEvents(t, "http://"+addr+"/comet/channel/s/events?id=fast")
 	waitSSEStreams(t, srv, 2)
-	blocked := func() bool {
-		st := findStream(s, "slow")
-		if st == nil || st.sock.TryLock() {
-			if st != nil {
-				st.sock.Unlock()
-			}
-			return false
-		}
-		return true
-	}
 	big := strings.Repeat("x", 256<<10)
 	deadline := time.Now().Add(10 * time.Second)
-	for n := 0; !blocked(); n++ {
+	for n := 0; !writeBlocked(s, "slow"); n++ {
 		if time.Now().After(deadline) {
 			t.Fatal("writes to a stream that reads nothing never blocked")
 		}
@@ -333,5 +339,48 @@ func TestSSESlowReaderDelaysNoOther(t *testing.T) {
 	waitSSEStreams(t, srv, 1)
 	if findStream(s, "slow") != nil || clientOf(s.Hub(), "slow") == nil {
 		t.Error("the slow stream outlived its write, or its named client did not outlive it")
+	}
+}
+
+// A stream pushed to tells its client of the messages dropped from its
+// queue while a write to it was blocked, with an overflow event, as
+// net/http's loop does.
+func TestSSEOverflowNoticePushed(t *testing.T) {
+	s, srv, addr := takeoverServer(t, Options{RequestTimeout: 20 * time.Second,
+		Hub: HubOptions{QueueMaxBytes: 64 << 20, QueueMaxMessages: 5}}, nil, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close() // its read buffer as it is: a small one stalls the connection once read again
+	if _, err := io.WriteString(c, "GET /comet/channel/o/events?id=ov HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitSSEStreams(t, srv, 1)
+	waitPolling(t, s, "ov")
+	publish := func(data string) {
+		t.Helper()
+		if _, err := s.Hub().Publish(&Message{Channel: "/stardust/o", Data: []byte(data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := strings.Repeat("x", 256<<10)
+	deadline := time.Now().Add(10 * time.Second)
+	for n := 0; !writeBlocked(s, "ov"); n++ {
+		if time.Now().After(deadline) {
+			t.Fatal("writes to a stream that reads nothing never blocked")
+		}
+		publish(`{"big":` + strconv.Itoa(n) + `,"pad":"` + big + `"}`)
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := range 20 { // the queue keeps 5
+		publish(`{"small":` + strconv.Itoa(i) + `}`)
+	}
+	got := readUntil(t, bufio.NewReader(c), `"small":19`)
+	if !strings.Contains(got, "event: overflow\ndata: {\"type\":\"stardust.overflow\",\"lost\":") {
+		t.Errorf("no overflow event before the last message")
+	}
+	if strings.Contains(got, `"small":0}`) {
+		t.Error("a dropped message was delivered")
 	}
 }
