@@ -91,13 +91,18 @@ type sseStream struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 
-	// Under sock's lock: the encoding, and whether the stream has ended
-	// (nothing more is written).
-	enc    sseEncoder
-	closed bool
+	// Under sock's lock: the encoding, whether the stream has ended
+	// (nothing more is written), and the events' bytes of a write whose
+	// rest is being written (writeRest).
+	enc      sseEncoder
+	closed   bool
+	restSize int
 
 	lastWrite atomic.Int64 // UnixNano of the last write, for heartbeats
-	written   atomic.Int64 // bytes written since the takeover, for the access log
+	// written counts the events' bytes written since the takeover, for the
+	// access log: as net/http counts what a handler writes, without the
+	// chunks' framing.
+	written atomic.Int64
 
 	mu     sync.Mutex // guards the rest
 	push   *pusher
@@ -200,12 +205,13 @@ func (st *sseStream) finish(tail []byte, write bool) {
 	}
 	st.sock.Lock()
 	if write && !st.closed {
+		size := len(tail) - sseChunkRoom
 		b := st.framed(tail)
 		if st.chunked {
 			b = append(b, "0\r\n\r\n"...) // the last chunk
 		}
 		if len(b) > 0 && st.sock.WriteLocked(b) == nil {
-			st.written.Add(int64(len(b)))
+			st.written.Add(int64(size))
 		}
 	}
 	st.closed = true
@@ -254,18 +260,18 @@ func (st *sseStream) writeAlone(events []byte) bool {
 	if st.closed {
 		return false
 	}
-	b := st.framed(events)
-	if err := st.sock.WriteLocked(b); err != nil {
+	size := len(events) - sseChunkRoom
+	if err := st.sock.WriteLocked(st.framed(events)); err != nil {
 		st.fail()
 		return false
 	}
-	st.wrote(len(b))
+	st.wrote(size)
 	return true
 }
 
-// wrote notes n bytes written.
-func (st *sseStream) wrote(n int) {
-	st.written.Add(int64(n))
+// wrote notes a write of size bytes of events.
+func (st *sseStream) wrote(size int) {
+	st.written.Add(int64(size))
 	st.lastWrite.Store(time.Now().UnixNano())
 }
 
@@ -287,16 +293,16 @@ func (st *sseStream) writeNow(b Batch) ([]byte, error) {
 	if st.closed {
 		return nil, net.ErrClosed // ended meanwhile: nothing is committed
 	}
-	out := st.framed(st.enc.appendMessages(sseRoom(64+256*len(b.Messages)), b.Messages, b.Dropped))
-	if len(out) == 0 {
+	events := st.enc.appendMessages(sseRoom(64+256*len(b.Messages)), b.Messages, b.Dropped)
+	size := len(events) - sseChunkRoom
+	if size == 0 {
 		return nil, nil // every one sent already (replayed)
 	}
-	rest, err := st.sock.WriteNowLocked(out)
+	rest, err := st.sock.WriteNowLocked(st.framed(events))
 	if err == nil && len(rest) == 0 {
-		st.wrote(len(out))
-	} else if err == nil {
-		st.written.Add(int64(len(out) - len(rest)))
+		st.wrote(size)
 	}
+	st.restSize = size
 	return rest, err
 }
 
@@ -308,7 +314,7 @@ func (st *sseStream) dropNotices() bool { return true }
 func (st *sseStream) writeRest(rest []byte) error {
 	err := st.sock.WriteRestLocked(rest)
 	if err == nil {
-		st.wrote(len(rest))
+		st.wrote(st.restSize)
 	}
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -382,5 +383,54 @@ func TestSSEOverflowNoticePushed(t *testing.T) {
 	}
 	if strings.Contains(got, `"small":0}`) {
 		t.Error("a dropped message was delivered")
+	}
+}
+
+// A stream pushed to is logged and measured when it ends, as net/http's
+// loop has it: status 200, every byte of it, its whole duration.
+func TestSSEPushedLoggedAndMeasuredWhenEnded(t *testing.T) {
+	var out syncBuffer
+	a := NewAccessLog(&out, 10*time.Millisecond)
+	defer a.Close()
+	s, srv, addr := takeoverServer(t, Options{SSEMaxDuration: 600 * time.Millisecond,
+		Metrics: &MetricsOptions{Path: "/metrics", HealthPath: "/health"}}, a, nil)
+	_, r := openEvents(t, "http://"+addr+"/comet/channel/logged/events?id=l1")
+	waitSSEStreams(t, srv, 1)
+	waitPolling(t, s, "l1")
+	if _, err := s.Hub().Publish(&Message{Channel: "/stardust/logged", Data: []byte(`{"n":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	body := readUntil(t, r, `"n":1`)
+	if got := out.String(); got != "" {
+		t.Fatalf("logged before the stream ended: %q", got)
+	}
+	rest, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body += string(rest)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "\n") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	line := out.String()
+	m := regexp.MustCompile(`"GET /comet/channel/logged/events HTTP/1.1" (\d+) (\d+) "-" "Go-http-client/1.1" ([0-9.]+)\n$`).FindStringSubmatch(line)
+	if m == nil || m[1] != "200" || m[3] < "0.600" {
+		t.Fatalf("access log %q: want status 200, at least 0.6 s", line)
+	}
+	// The bytes: the body, as net/http counts what a handler writes
+	// (without the chunks' framing).
+	if n, _ := strconv.Atoi(m[2]); n != len(body) {
+		t.Errorf("access log counts %d bytes, the body has %d: %q", n, len(body), body)
+	}
+	_, metrics := get(t, "http://"+addr+"/comet/metrics")
+	route := `code="200",method="GET",route="/comet/channel/{chans}/events"`
+	for _, want := range []string{
+		`stardust_http_request_duration_seconds_bucket{` + route + `,le="0.5"} 0`,
+		`stardust_http_request_duration_seconds_bucket{` + route + `,le="1"} 1`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
