@@ -81,7 +81,7 @@ func (s *Server) pushEvents(w http.ResponseWriter, r *http.Request, c *Client, e
 type sseStream struct {
 	takeover.Conn   // waited on by serve; its answer is never kept (the stream writes through sock)
 	detachedWriters // the middleware's, told when the stream ends
-	sock            takeover.Socket
+	pushSocket      // every write, one writer at a time
 
 	s         *Server
 	c         *Client
@@ -274,18 +274,6 @@ func (st *sseStream) wrote(size int) {
 	st.written.Add(int64(size))
 	st.lastWrite.Store(time.Now().UnixNano())
 }
-
-// lockWriter takes the stream's writer (pushWriter).
-func (st *sseStream) lockWriter(block bool) bool {
-	if block {
-		st.sock.Lock()
-		return true
-	}
-	return st.sock.TryLock()
-}
-
-// unlockWriter lets go of the stream's writer (pushWriter).
-func (st *sseStream) unlockWriter() { st.sock.Unlock() }
 
 // writeNow writes b's messages as events, led by a drop notice if any,
 // without blocking (pushWriter).

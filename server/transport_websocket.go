@@ -71,7 +71,7 @@ type wsSession struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	sock takeover.Socket // writes data frames, one writer at a time (transport_websocket_frame.go)
+	pushSocket // writes data frames, one writer at a time (transport_websocket_frame.go)
 
 	mu      sync.Mutex
 	pending *pendingConnect

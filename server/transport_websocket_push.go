@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"sync"
+
+	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // A WebSocket's side of pushed deliveries (delivery_push.go): the socket
@@ -10,17 +12,24 @@ import (
 // that never blocks (transport_websocket_frame.go, takeover.Socket), and
 // the rest of a frame a full socket did not take within wsWriteTimeout.
 
+// pushSocket is the writer of a pushWriter that writes through a
+// takeover.Socket (a WebSocket, an SSE stream taken over): its lock is the
+// socket's.
+type pushSocket struct {
+	sock takeover.Socket
+}
+
 // lockWriter takes the socket's writer (pushWriter).
-func (ws *wsSession) lockWriter(block bool) bool {
+func (s *pushSocket) lockWriter(block bool) bool {
 	if block {
-		ws.sock.Lock()
+		s.sock.Lock()
 		return true
 	}
-	return ws.sock.TryLock()
+	return s.sock.TryLock()
 }
 
 // unlockWriter lets go of the socket's writer (pushWriter).
-func (ws *wsSession) unlockWriter() { ws.sock.Unlock() }
+func (s *pushSocket) unlockWriter() { s.sock.Unlock() }
 
 // writeNow writes b's messages as one frame, without blocking (pushWriter).
 func (ws *wsSession) writeNow(b Batch) ([]byte, error) {
