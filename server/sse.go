@@ -13,7 +13,9 @@ import (
 // channel history. Comment lines keep proxies from timing the stream out, and
 // the response ends after SSEMaxDuration (the browser reconnects), so that a
 // stream cannot outlive its client under FastCGI, where the request context is
-// never cancelled.
+// never cancelled. Served through TakeoverListener, the stream leaves
+// net/http after its header and replay: the push path writes it
+// (sse_push.go); elsewhere net/http's loop does (eventsLoop).
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	_, full, err := s.channelVars(r)
 	if err != nil {
