@@ -159,8 +159,9 @@ dist:
 # folder, once; if that fails its runs are skipped, loudly, and the rest goes
 # on), Stardust and the bare net/http floor under the same loads, one at a
 # time, each server pinned to CPU 0 (GOMAXPROCS=1) and the load tool to CPU 1.
-# About 26 runs of COMPARE_DURATION each plus set-up (some 13 minutes at 20s);
-# COMPARE_ROWS picks rows by key (e.g. COMPARE_ROWS='lp1000|ws1000'),
+# About 30 runs of COMPARE_DURATION each plus set-up (some 15 minutes at 20s);
+# COMPARE_ROWS picks rows by key (lp1000 api1000 held5000 held100 ws1000
+# ws5000 sse1000 sse5000 idle10000; e.g. COMPARE_ROWS='lp1000|ws1000'),
 # COMPARE_ROUNDS repeats the table, interleaved (the ratios take medians).
 # `make compare-big` runs the three rows of one message to 18,000 held
 # clients (the load tool in three processes; some 5 minutes).

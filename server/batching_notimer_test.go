@@ -139,6 +139,7 @@ func (g *gatedWriter) writeRest([]byte) error {
 	return nil
 }
 
+func (g *gatedWriter) dropNotices() bool            { return false }
 func (g *gatedWriter) fail()                        {}
 func (g *gatedWriter) pushEnded(*pusher, PollEnd)   {}
 func (g *gatedWriter) pushContext() context.Context { return g.ctx }

@@ -88,8 +88,8 @@ type Bayeux struct {
 	log    *logrus.Entry
 
 	upgrader  *websocket.Upgrader
-	sockets   wsSockets  // open WebSockets (transport_websocket_push.go)
-	incidents *incidents // counts unsuccessful replies
+	sockets   openSet[*wsSession] // open WebSockets (transport_websocket_push.go)
+	incidents *incidents          // counts unsuccessful replies
 	idh       *identityHooks
 }
 

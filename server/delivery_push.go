@@ -9,7 +9,8 @@ import (
 
 // Pushed deliveries: the delivery seam (delivery.go) for a transport that
 // writes a client's messages as they come rather than answering a request
-// (the WebSocket transport), without a goroutine per client. The client is
+// (WebSockets, and SSE streams served off net/http), without a goroutine
+// per client. The client is
 // watched through the engine (Client.Push); a wake-up queues a flush, which
 // fetches what is queued, has the transport write it (pushWriter) and
 // commits it (Client.deliver), and runs again while more came meanwhile:
@@ -27,7 +28,7 @@ import (
 // came meanwhile. A client that was idle gets its message at once.
 
 // pushWriter is a pushed transport's side of the seam (a WebSocket's,
-// transport_websocket_push.go).
+// transport_websocket_push.go; an SSE stream's, sse_push.go).
 type pushWriter interface {
 	// lockWriter takes the transport's writer: waiting for it (block), or
 	// only if it is free (reporting whether it took it).
@@ -37,6 +38,10 @@ type pushWriter interface {
 	// and returns what the transport did not take (for writeRest). An
 	// error ends the transport.
 	writeNow(b Batch) (rest []byte, err error)
+	// dropNotices reports whether the transport tells its client of the
+	// messages dropped from its queue (an SSE stream's overflow event): a
+	// batch of a drop notice alone is then written.
+	dropNotices() bool
 	// writeRest writes rest, blocking within the transport's deadline.
 	writeRest(rest []byte) error
 	// fail ends the transport after a failed write.
@@ -169,7 +174,7 @@ func (p *pusher) flush(mayBlock bool, n int32) bool {
 	case !p.live(): // replaced while fetching: the successor takes them
 		p.w.unlockWriter()
 		return false
-	case len(batch.Messages) == 0: // a drop notice only: a pushed transport (Bayeux) has none in-band
+	case len(batch.Messages) == 0 && !p.w.dropNotices(): // a drop notice only, which Bayeux has not in-band
 		p.w.unlockWriter()
 		return true
 	}

@@ -212,7 +212,7 @@ type StatusWriter struct {
 }
 
 // answerHooks are what is to be done once an answer written after its
-// handler returned (longpoll.go's takeoverConn) is out: StatusWriter.afterAnswer
+// handler returned (longpoll.go's takeoverConn, sse_push.go's sseStream) is out: StatusWriter.afterAnswer
 // adds to them, the writer of the answer runs them (answered), with the
 // StatusWriter's Code, Bytes and Stalled then set. A concrete type, not an
 // interface: a StatusWriter is made per request, and stays in its size

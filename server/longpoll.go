@@ -65,15 +65,55 @@ func TakeoverListener(srv *http.Server, l net.Listener) net.Listener {
 // (servedHere).
 type takeoverConn struct {
 	takeover.Conn
-	hub *Hub            // the first poll's: no keep-alive once it is closed
-	sws []*StatusWriter // the middleware's, outermost first
+	detachedWriters      // the middleware's, for the first answer
+	hub             *Hub // the first poll's: no keep-alive once it is closed
 
-	mu    sync.Mutex  // guards p
-	p     *pollState  // the poll waiting on the connection, if any
-	hooks answerHooks // the middleware's, for the first answer (StatusWriter.takeover)
+	mu sync.Mutex // guards p
+	p  *pollState // the poll waiting on the connection, if any
+}
 
+// detachedWriters are the middleware's StatusWriters of a request answered
+// after its handler returned, on its connection taken over (a long poll's,
+// an SSE stream's): their hooks (StatusWriter.takeover: the request and
+// access logs, metrics, incidents) wait for that answer (report).
+type detachedWriters struct {
+	sws   []*StatusWriter // outermost first
+	hooks answerHooks
 	// Room for the usual middleware: no allocations as they register.
 	swBuf [4]*StatusWriter
+}
+
+// take takes the connection of r over into c (takeover.Conn.Take, with
+// held and writeTimeout) through the writer at the bottom of w's
+// middleware, whose StatusWriters then wait for the answer: false when it
+// cannot, and r stays net/http's.
+func (d *detachedWriters) take(c *takeover.Conn, ci *takeover.ConnInfo, w http.ResponseWriter, r *http.Request, held takeover.Held, writeTimeout time.Duration) bool {
+	base, sws := unwrapWriter(w, d.swBuf[:0])
+	hj, ok := base.(http.Hijacker)
+	if !ok || !c.Take(ci, hj, w.Header(), r, held, writeTimeout) {
+		return false
+	}
+	d.sws = sws
+	d.hooks.r, d.hooks.after = r, d.hooks.buf[:0]
+	for _, sw := range sws {
+		sw.takeover = &d.hooks
+		sw.ResponseWriter = nil // net/http's, done with: its buffers go
+	}
+	return true
+}
+
+// report gives the middleware the answer's status (0: as it was) and size
+// (added to what net/http wrote of it) and how long a write blocked, as
+// net/http would have, then runs its hooks.
+func (d *detachedWriters) report(status int, bytes int64, stalled time.Duration) {
+	for _, sw := range d.sws {
+		if status != 0 {
+			sw.Code = status
+		}
+		sw.Bytes += bytes
+		sw.Stalled = max(sw.Stalled, stalled)
+	}
+	d.hooks.answered()
 }
 
 // pollAnswer writes the answer to a poll into w and says whether the
@@ -203,16 +243,8 @@ func servedHere(w http.ResponseWriter) *takeoverConn {
 // detach takes the connection of r over for p: nil when it cannot.
 func detach(ci *takeover.ConnInfo, w http.ResponseWriter, r *http.Request, p *pollState, writeTimeout time.Duration) *takeoverConn {
 	tc := &takeoverConn{hub: p.c.hub}
-	base, sws := unwrapWriter(w, tc.swBuf[:0])
-	hj, ok := base.(http.Hijacker)
-	if !ok || !tc.Take(ci, hj, w.Header(), r, tc, writeTimeout) {
+	if !tc.take(&tc.Conn, ci, w, r, tc, writeTimeout) {
 		return nil
-	}
-	tc.sws = sws
-	tc.hooks.r, tc.hooks.after = r, tc.hooks.buf[:0]
-	for _, sw := range sws {
-		sw.takeover = &tc.hooks
-		sw.ResponseWriter = nil // net/http's, done with: its buffers go
 	}
 	tc.attach(p)
 	return tc
@@ -317,10 +349,11 @@ func (tc *takeoverConn) serve(c *Client, answer pollAnswer) {
 	// not get the batch again. A client that left gets nothing committed.
 	c.deliver(b, why, func(b Batch, why PollEnd) bool { return answer(tc, b, why) && !tc.Gone() })
 	keepAlive, took, err := tc.Flush(tc.keepAlives())
-	for _, sw := range tc.sws {
-		sw.Stalled = max(sw.Stalled, took)
+	var bytes int64
+	if err == nil {
+		bytes = int64(tc.BodyLen())
 	}
-	tc.report(err)
+	tc.report(tc.Status(), bytes, took)
 	if err != nil || !keepAlive {
 		tc.Close()
 		return
@@ -332,15 +365,3 @@ func (tc *takeoverConn) serve(c *Client, answer pollAnswer) {
 // keepAlives is false once the hub is closed: answers close their
 // connection.
 func (tc *takeoverConn) keepAlives() bool { return !tc.hub.Closed() }
-
-// report gives the middleware (request log, access log, metrics,
-// incidents) the answer's status and size, as net/http would have.
-func (tc *takeoverConn) report(err error) {
-	for _, sw := range tc.sws {
-		sw.Code = tc.Status()
-		if err == nil {
-			sw.Bytes = int64(tc.BodyLen())
-		}
-	}
-	tc.hooks.answered()
-}

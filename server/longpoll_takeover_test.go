@@ -44,6 +44,10 @@ func TestHeldPathSuite(t *testing.T) {
 		"BayeuxShutdownAnswersHeldConnect": TestBayeuxShutdownAnswersHeldConnect, "MultipleClientsAdvice": TestMultipleClientsAdvice,
 		"BayeuxSessionBoundToBrowser": TestBayeuxSessionBoundToBrowser, "StardustStreamBoundToBrowser": TestStardustStreamBoundToBrowser,
 		"EverythingIsSweptBack": TestEverythingIsSweptBack,
+		// SSE streams, pushed to on their connection taken over (sse_push.go).
+		"SSE": TestSSE, "SSENamedClientKeepsQueueAndTakesOver": TestSSENamedClientKeepsQueueAndTakesOver,
+		"IdentitySSE": TestIdentitySSE, "GapNoticeSSE": TestGapNoticeSSE, "SSESteadyStreamNotHeld": TestSSESteadyStreamNotHeld,
+		"APIDisconnect": TestAPIDisconnect, "HeldRequestsOutliveTimeouts": TestHeldRequestsOutliveTimeouts,
 	} {
 		t.Run(name, test)
 	}
@@ -171,7 +175,10 @@ func waitTakenOver(t *testing.T, s *Server, srv *http.Server, n int) {
 // takeoverCount is the number of polls held on their connection.
 func takeoverCount(srv *http.Server) int {
 	return takeoverListenerOf(srv).Count(func(h takeover.Held) bool {
-		hc := h.(*takeoverConn)
+		hc, ok := h.(*takeoverConn)
+		if !ok {
+			return false // an SSE stream (sse_push.go)
+		}
 		hc.mu.Lock()
 		defer hc.mu.Unlock()
 		return hc.p != nil

@@ -153,8 +153,9 @@ type Server struct {
 	metrics *metrics       // nil when off
 	idh     *identityHooks // the identity hooks of Options (identity_wire.go)
 
-	incidents *incidents
-	webhooks  *webhooks // nil when off
+	incidents  *incidents
+	webhooks   *webhooks           // nil when off
+	sseStreams openSet[*sseStream] // SSE streams served off net/http (sse_push.go)
 }
 
 // New builds a Server with its own Hub.

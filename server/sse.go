@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -14,7 +13,9 @@ import (
 // channel history. Comment lines keep proxies from timing the stream out, and
 // the response ends after SSEMaxDuration (the browser reconnects), so that a
 // stream cannot outlive its client under FastCGI, where the request context is
-// never cancelled.
+// never cancelled. Served through TakeoverListener, the stream leaves
+// net/http after its header and replay: the push path writes it
+// (sse_push.go); elsewhere net/http's loop does (eventsLoop).
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	_, full, err := s.channelVars(r)
 	if err != nil {
@@ -54,13 +55,25 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	pushed := false
 	if anonymous {
-		// The stream is the client: when it ends, the session ends with it.
-		defer func() { _ = s.hub.Remove(c) }()
+		// The stream is the client: when it ends, the session ends with it
+		// (sse_push.go's end, for a stream served off net/http).
+		defer func() {
+			if !pushed {
+				_ = s.hub.Remove(c)
+			}
+		}()
 	}
 	// A named client (?id=) outlives its stream like a long-poll client: it
 	// keeps its queue until it reconnects or client_timeout passes, and a
 	// second stream with its id takes over from the first.
+
+	// Served off net/http after the header and the replay (sse_push.go),
+	// when the server allows it; else by net/http's loop below. Decided
+	// before anything is written: a body left unread keeps the stream in
+	// net/http.
+	pushable := s.mayPushEvents(w, r)
 
 	s.rules.longRequest(w, s.opts.SSEMaxDuration)
 	h := w.Header()
@@ -71,9 +84,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	// A resumed stream skips what the browser has already had: a message
 	// sent just before it reconnected may still be queued.
-	out := &sseWriter{w: bufio.NewWriter(w), flush: flusher(w), prefix: s.opts.Prefix, lastSeq: lastID}
-	out.comment("stream " + id)
-	out.retry(2000)
+	out := &sseWriter{sseEncoder: sseEncoder{prefix: s.opts.Prefix, lastSeq: lastID}, w: w, flush: flusher(w)}
+	out.buf = appendSSEComment(out.buf, "stream "+id)
+	out.buf = appendSSERetry(out.buf, 2000)
 
 	var replay []*Message
 	switch {
@@ -91,29 +104,39 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if gap != nil {
-			fmt.Fprintf(out.w, "event: gap\ndata: %s\n\n", gap)
+			out.buf = appendSSEEvent(out.buf, "gap", gap)
 		}
 	}
-	out.messages(replay, 0)
+	out.buf = out.appendMessages(out.buf, replay, 0)
 	if err := out.send(); err != nil {
 		return
 	}
 
-	deadline := time.Now().Add(s.opts.SSEMaxDuration)
-	expires := known && !ident.ExpireAt.IsZero()
+	life := sseLife{until: time.Now().Add(s.opts.SSEMaxDuration)}
+	if known && !ident.ExpireAt.IsZero() {
+		life.expires = ident.ExpireAt
+	}
+	if pushable && s.pushEvents(w, r, c, out.sseEncoder, life, anonymous) {
+		pushed = true // the stream is the dispatcher's now, and ends the session
+		return
+	}
+	s.eventsLoop(r, c, out, life)
+}
+
+// eventsLoop serves a stream in net/http's goroutine: each turn waits for
+// messages up to the heartbeat, writes them (or the heartbeat) and commits
+// them, until the stream's life or its client's ends.
+func (s *Server) eventsLoop(r *http.Request, c *Client, out *sseWriter, life sseLife) {
 	for {
-		timeout := min(s.opts.SSEHeartbeat, time.Until(deadline))
-		if expires {
-			timeout = min(timeout, ident.ExpireAt.Sub(s.idh.clock()))
-		}
-		if expires && timeout <= 0 {
+		timeout, end := life.next(s, s.opts.SSEHeartbeat)
+		switch end {
+		case sseExpired:
 			// The identity has expired: say so and end; the browser's
 			// reconnect gets a 401 unless it brings a fresh token.
-			fmt.Fprintf(out.w, "event: expired\ndata: {\"error\":\"identity expired\",\"status\":401}\n\n")
+			out.buf = appendSSEExpired(out.buf)
 			_ = out.send()
 			return
-		}
-		if timeout <= 0 {
+		case sseLifeOver:
 			return
 		}
 		b, why := c.Poll(r.Context(), timeout)
@@ -134,16 +157,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 func (s *Server) sseAnswer(out *sseWriter, c *Client, b Batch, why PollEnd) (sent, more bool) {
 	switch why {
 	case PollReady:
-		out.messages(b.Messages, b.Dropped)
+		out.buf = out.appendMessages(out.buf, b.Messages, b.Dropped)
 	case PollTimeout:
-		out.comment("ping")
-	case PollExpired:
-		fmt.Fprintf(out.w, "event: reset\ndata: %s\n\n", resetJSON(time.Now()))
-		_ = out.send()
-		return false, false // the browser reconnects and registers the client anew
+		out.buf = appendSSEComment(out.buf, "ping")
 	default:
-		if why == PollClosed && s.hub.wasKicked(c.ID()) { // the server API disconnected it
-			fmt.Fprintf(out.w, "event: disconnect\ndata: %s\n\n", disconnectJSON)
+		if end := s.appendSSEEnd(out.buf, c, why); len(end) > len(out.buf) {
+			out.buf = end
 			_ = out.send()
 		}
 		return false, false
@@ -152,6 +171,49 @@ func (s *Server) sseAnswer(out *sseWriter, c *Client, b Batch, why PollEnd) (sen
 		return false, false
 	}
 	return true, true
+}
+
+// appendSSEEnd appends the notice of a stream's end by why, if it has one:
+// a reset when the client expired (the browser reconnects and registers
+// the client anew), a disconnect when the server API removed it.
+func (s *Server) appendSSEEnd(b []byte, c *Client, why PollEnd) []byte {
+	switch {
+	case why == PollExpired:
+		return appendSSEEvent(b, "reset", resetJSON(time.Now()))
+	case why == PollClosed && s.hub.wasKicked(c.ID()):
+		return appendSSEEvent(b, "disconnect", disconnectJSON)
+	}
+	return b
+}
+
+// sseLife is how long an SSE stream lives: until SSEMaxDuration has
+// passed (the browser then reconnects), and no longer than its identity.
+type sseLife struct {
+	until   time.Time
+	expires time.Time // the identity's expiry; zero: none
+}
+
+// What ends a stream's life (sseLife.next).
+const (
+	sseLives    = iota
+	sseLifeOver // SSEMaxDuration has passed
+	sseExpired  // the identity has expired
+)
+
+// next is how long the stream may wait for messages now: at most
+// heartbeat, and not past its life; or why its life is over.
+func (l sseLife) next(s *Server, heartbeat time.Duration) (time.Duration, int) {
+	timeout := min(heartbeat, time.Until(l.until))
+	if !l.expires.IsZero() {
+		timeout = min(timeout, l.expires.Sub(s.idh.clock()))
+		if timeout <= 0 {
+			return 0, sseExpired
+		}
+	}
+	if timeout <= 0 {
+		return 0, sseLifeOver
+	}
+	return timeout, sseLives
 }
 
 // lastEventID reads the resume point: the Last-Event-ID header an EventSource
@@ -178,36 +240,81 @@ func flusher(w http.ResponseWriter) func() {
 	return func() {}
 }
 
-// sseWriter frames events; send writes and flushes what is framed so far.
-type sseWriter struct {
-	w       *bufio.Writer
-	flush   func()
-	prefix  string
-	lastSeq uint64
+// The encoding of an SSE stream: one, whether net/http's loop writes it
+// (sseWriter) or the dispatcher does (sse_push.go). Each function appends
+// to a buffer that its writer then sends.
+
+// sseEncoder frames a stream's messages as events, each once.
+type sseEncoder struct {
+	prefix  string // the server's Prefix, for the Stardust JSON form
+	lastSeq uint64 // the id of the last event framed
 }
 
-func (o *sseWriter) comment(text string) { fmt.Fprintf(o.w, ": %s\n\n", text) }
-
-func (o *sseWriter) retry(ms int) { fmt.Fprintf(o.w, "retry: %d\n\n", ms) }
-
-// messages frames msgs as events, skipping any already sent (a message both
-// replayed from history and queued live), led by a drop notice if any.
-func (o *sseWriter) messages(msgs []*Message, dropped int) {
+// appendMessages frames msgs as events, skipping any already framed (a
+// message both replayed from history and queued live), led by a drop
+// notice if any.
+func (e *sseEncoder) appendMessages(b []byte, msgs []*Message, dropped int) []byte {
 	if dropped > 0 {
-		fmt.Fprintf(o.w, "event: overflow\ndata: %s\n\n", overflowJSON(dropped, time.Now()))
+		b = appendSSEEvent(b, "overflow", overflowJSON(dropped, time.Now()))
 	}
 	for _, m := range msgs {
-		if m.Seq <= o.lastSeq {
+		if m.Seq <= e.lastSeq {
 			continue
 		}
-		o.lastSeq = m.Seq
-		fmt.Fprintf(o.w, "id: %d\ndata: %s\n\n", m.Seq, stardustJSON(m, o.prefix))
+		e.lastSeq = m.Seq
+		b = append(b, "id: "...)
+		b = strconv.AppendUint(b, m.Seq, 10)
+		b = append(b, "\ndata: "...)
+		b = append(b, stardustJSON(m, e.prefix)...)
+		b = append(b, "\n\n"...)
 	}
+	return b
+}
+
+// appendSSEEvent appends an event of type name with data (one line of JSON).
+func appendSSEEvent(b []byte, name string, data []byte) []byte {
+	b = append(b, "event: "...)
+	b = append(b, name...)
+	b = append(b, "\ndata: "...)
+	b = append(b, data...)
+	return append(b, "\n\n"...)
+}
+
+// appendSSEExpired appends the notice of a stream whose identity expired.
+func appendSSEExpired(b []byte) []byte {
+	return appendSSEEvent(b, "expired", []byte(`{"error":"identity expired","status":401}`))
+}
+
+// appendSSEComment appends a comment line: a heartbeat, or the stream's id.
+func appendSSEComment(b []byte, text string) []byte {
+	b = append(b, ": "...)
+	b = append(b, text...)
+	return append(b, "\n\n"...)
+}
+
+// appendSSERetry appends the browser's reconnection delay.
+func appendSSERetry(b []byte, ms int) []byte {
+	b = append(b, "retry: "...)
+	b = strconv.AppendInt(b, int64(ms), 10)
+	return append(b, "\n\n"...)
+}
+
+// sseWriter is a stream written by net/http: send writes and flushes what
+// is framed so far (buf).
+type sseWriter struct {
+	sseEncoder
+	buf   []byte
+	w     http.ResponseWriter
+	flush func()
 }
 
 func (o *sseWriter) send() error {
-	if err := o.w.Flush(); err != nil {
-		return err
+	if len(o.buf) > 0 {
+		_, err := o.w.Write(o.buf)
+		o.buf = o.buf[:0]
+		if err != nil {
+			return err
+		}
 	}
 	o.flush()
 	return nil

@@ -71,7 +71,7 @@ type wsSession struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	sock takeover.Socket // writes data frames, one writer at a time (transport_websocket_frame.go)
+	pushSocket // writes data frames, one writer at a time (transport_websocket_frame.go)
 
 	mu      sync.Mutex
 	pending *pendingConnect
@@ -149,7 +149,7 @@ func (b *Bayeux) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		_ = ws.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""))
 		return nil
 	})
-	if !b.sockets.add(b, ws) {
+	if !b.sockets.add(b.hub, ws) {
 		ws.goingAway()
 		_ = conn.Close()
 		cancel()

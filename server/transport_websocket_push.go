@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"sync"
+
+	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // A WebSocket's side of pushed deliveries (delivery_push.go): the socket
@@ -10,22 +12,32 @@ import (
 // that never blocks (transport_websocket_frame.go, takeover.Socket), and
 // the rest of a frame a full socket did not take within wsWriteTimeout.
 
+// pushSocket is the writer of a pushWriter that writes through a
+// takeover.Socket (a WebSocket, an SSE stream taken over): its lock is the
+// socket's.
+type pushSocket struct {
+	sock takeover.Socket
+}
+
 // lockWriter takes the socket's writer (pushWriter).
-func (ws *wsSession) lockWriter(block bool) bool {
+func (s *pushSocket) lockWriter(block bool) bool {
 	if block {
-		ws.sock.Lock()
+		s.sock.Lock()
 		return true
 	}
-	return ws.sock.TryLock()
+	return s.sock.TryLock()
 }
 
 // unlockWriter lets go of the socket's writer (pushWriter).
-func (ws *wsSession) unlockWriter() { ws.sock.Unlock() }
+func (s *pushSocket) unlockWriter() { s.sock.Unlock() }
 
 // writeNow writes b's messages as one frame, without blocking (pushWriter).
 func (ws *wsSession) writeNow(b Batch) ([]byte, error) {
 	return ws.sock.WriteNowLocked(wsMessagesFrame(b.Messages))
 }
+
+// dropNotices: a Bayeux client has no drop notice in-band (pushWriter).
+func (ws *wsSession) dropNotices() bool { return false }
 
 // writeRest writes the rest of a frame within wsWriteTimeout (pushWriter).
 func (ws *wsSession) writeRest(rest []byte) error { return ws.sock.WriteRestLocked(rest) }
@@ -37,48 +49,54 @@ func (ws *wsSession) fail() { _ = ws.conn.Close() }
 // pushContext is the socket's: it ends with the socket (pushWriter).
 func (ws *wsSession) pushContext() context.Context { return ws.ctx }
 
-// wsSockets is what a Bayeux server keeps of its WebSockets: the set of
-// open ones, to close them when the hub closes.
-type wsSockets struct {
+// openSet is what a server keeps of the connections it serves off
+// net/http that live on after their request (WebSockets, SSE streams
+// pushed to, sse_push.go): the set of open ones, to shut them down when the
+// hub closes. The zero value is ready.
+type openSet[T interface {
+	comparable
+	shutdown()
+}] struct {
 	mu        sync.Mutex
-	open      map[*wsSession]struct{}
+	open      map[T]struct{}
 	closed    bool
 	watchOnce sync.Once
 }
 
-// add registers an open socket; false when the hub has closed.
-func (s *wsSockets) add(b *Bayeux, ws *wsSession) bool {
-	s.watchOnce.Do(func() { go s.closeAllWith(b.hub) })
+// add registers an open connection; false when the hub has closed.
+func (s *openSet[T]) add(h *Hub, x T) bool {
+	s.watchOnce.Do(func() { go s.closeAllWith(h) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
 	if s.open == nil {
-		s.open = map[*wsSession]struct{}{}
+		s.open = map[T]struct{}{}
 	}
-	s.open[ws] = struct{}{}
+	s.open[x] = struct{}{}
 	return true
 }
 
-func (s *wsSockets) remove(ws *wsSession) {
+func (s *openSet[T]) remove(x T) {
 	s.mu.Lock()
-	delete(s.open, ws)
+	delete(s.open, x)
 	s.mu.Unlock()
 }
 
-// closeAllWith waits for the hub to close, then answers every socket's
-// pending connect and closes it going away.
-func (s *wsSockets) closeAllWith(h *Hub) {
+// closeAllWith waits for the hub to close, then shuts every open
+// connection down (a socket's pending connect answered and the socket
+// closed going away; a stream ended).
+func (s *openSet[T]) closeAllWith(h *Hub) {
 	<-h.Done()
 	s.mu.Lock()
 	s.closed = true
-	open := make([]*wsSession, 0, len(s.open))
-	for ws := range s.open {
-		open = append(open, ws)
+	open := make([]T, 0, len(s.open))
+	for x := range s.open {
+		open = append(open, x)
 	}
 	s.mu.Unlock()
-	for _, ws := range open {
-		go ws.shutdown()
+	for _, x := range open {
+		go x.shutdown()
 	}
 }

@@ -149,7 +149,7 @@ func TestWebSocketSlowReaderDelaysNoOther(t *testing.T) {
 	// Fill the slow socket's buffers until a write to it stays blocked.
 	big := strings.Repeat("x", 256<<10)
 	blocked := func() bool {
-		ws := b.s.bayeux.sockets.find(slowID)
+		ws := findSocket(&b.s.bayeux.sockets, slowID)
 		if ws == nil || ws.sock.TryLock() {
 			if ws != nil {
 				ws.sock.Unlock()
@@ -187,8 +187,8 @@ func TestWebSocketSlowReaderDelaysNoOther(t *testing.T) {
 	}
 }
 
-// find returns the open socket bound to client id, for tests.
-func (s *wsSockets) find(id string) *wsSession {
+// findSocket returns the open socket bound to client id, for tests.
+func findSocket(s *openSet[*wsSession], id string) *wsSession {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for ws := range s.open {

@@ -108,6 +108,10 @@ func rows() []row {
 			[]string{"--rate", "100", "--publishers", "40"}, []target{sdAPI, fl}, false},
 		{"held5000", "5,000 held long-poll clients, 1 msg/s fan-out", 5000,
 			[]string{"--rate", "1", "--publishers", "4"}, []target{fayeLP, sdLP, sdAPI, sdAPINet, fl}, false},
+		// A light load: how soon an idle server answers (issue 20's "100
+		// held, 2 msg/s").
+		{"held100", "100 held long-poll clients, 2 msg/s", 100,
+			[]string{"--rate", "2", "--publishers", "1"}, []target{fayeLP, sdLP, sdAPI, fl}, false},
 		{"ws1000", "WebSocket, 1,000 subscribers, 100 msg/s", 1000,
 			[]string{"--rate", "100", "--publishers", "40"}, []target{fayeWS, cfWS, sdWS, flWS}, false},
 		{"ws5000", "WebSocket, 5,000 subscribers, 2 msg/s", 5000,
@@ -202,7 +206,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Node, "node", "node", "Node.js `program`")
 	fs.StringVar(&o.Centrifugo, "centrifugo", centrifugo.Binary(), "Centrifugo "+centrifugo.Version+" server `binary` (default: where make compare builds it);\nits runs are skipped when it is missing")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "publishing time of each row (at most 2m)")
-	fs.StringVar(&o.Rows, "rows", "", "only rows whose key matches this `regexp` (lp1000 api1000 held5000 ws1000 ws5000 sse1000 sse5000\nidle10000; and big18000poll big18000sse big18000ws, which run only when named: `big`)")
+	fs.StringVar(&o.Rows, "rows", "", "only rows whose key matches this `regexp` (lp1000 api1000 held5000 held100 ws1000 ws5000 sse1000\nsse5000 idle10000; and big18000poll big18000sse big18000ws, which run only when named: `big`)")
 	fs.IntVar(&o.Rounds, "rounds", 1, "run the whole table this many times (1 to 5); the ratios use the median")
 	fs.IntVar(&o.ServerCPU, "server-cpu", 0, "CPU the servers are pinned to")
 	fs.IntVar(&o.ToolCPU, "tool-cpu", 1, "CPU the load tool is pinned to")

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -43,11 +44,11 @@ func TestRows(t *testing.T) {
 			t.Errorf("row key %s twice", r.Key)
 		}
 		keys[r.Key] = true
-		if r.Clients < 1000 || len(r.Targets) < 2 {
+		if r.Clients < 100 || len(r.Targets) < 2 {
 			t.Errorf("row %s: %d clients, %d targets", r.Key, r.Clients, len(r.Targets))
 		}
 	}
-	for _, k := range []string{"lp1000", "api1000", "held5000", "ws1000", "ws5000", "sse1000", "sse5000", "idle10000",
+	for _, k := range []string{"lp1000", "api1000", "held5000", "held100", "ws1000", "ws5000", "sse1000", "sse5000", "idle10000",
 		"big18000poll", "big18000sse", "big18000ws"} {
 		if !keys[k] {
 			t.Errorf("no row %s", k)
@@ -60,6 +61,42 @@ func TestRows(t *testing.T) {
 		if r.Big && !slices.Contains(r.Args, "--procs") {
 			t.Errorf("row %s: %d clients in one load tool process", r.Key, r.Clients)
 		}
+	}
+}
+
+// TestHeld100Row: issue 20's light row, 100 held long-poll clients at 2
+// msg/s, over Faye, Stardust's Bayeux and API, and the floor, as the
+// 5,000-client fan-out row; --rows held100 picks it alone.
+func TestHeld100Row(t *testing.T) {
+	var got *row
+	for _, r := range rows() {
+		if r.Key == "held100" {
+			got = &r
+		}
+	}
+	if got == nil {
+		t.Fatal("no row held100")
+	}
+	if got.Clients != 100 || got.Big || strings.Join(got.Args, " ") != "--rate 2 --publishers 1" {
+		t.Errorf("held100: %d clients, Big %v, args %v", got.Clients, got.Big, got.Args)
+	}
+	var targets []string
+	for _, tg := range got.Targets {
+		targets = append(targets, tg.Name+"/"+tg.Server+"/"+tg.Mode)
+	}
+	want := []string{faye + "/faye/bayeux", stardustBx + "/stardust/bayeux", stardustAPI + "/stardust/poll", floorTarget + "/floor/poll"}
+	if !slices.Equal(targets, want) {
+		t.Errorf("held100 targets %v, want %v", targets, want)
+	}
+	picked := 0
+	re := regexp.MustCompile("held100")
+	for _, r := range rows() {
+		if re.MatchString(r.Key) {
+			picked++
+		}
+	}
+	if picked != 1 {
+		t.Errorf("--rows held100 picks %d rows", picked)
 	}
 }
 

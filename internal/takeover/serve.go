@@ -170,6 +170,14 @@ func (c *Conn) Flush(keepAlives bool) (keepAlive bool, took time.Duration, err e
 // Close closes the connection.
 func (c *Conn) Close() { _ = c.conn.Close() }
 
+// OpenSocket sets s up to write on c's connection (Socket.Open), with c's
+// write timeout, for a request whose answer is a stream written as it
+// comes (an SSE stream) rather than kept and flushed: its writes never
+// block where the connection has a descriptor. It reports why they will
+// block, ReasonNone when they need not. c is then waited on (Wait) and
+// closed (Close) as before; every write goes through s.
+func (c *Conn) OpenSocket(s *Socket) Reason { return s.Open(c.conn, c.writeTimeout) }
+
 // ServeNext serves the connection's next requests while each is one that
 // nextRequest serves here (a GET of the first request's path and host):
 // through the server's handler, with w as its ResponseWriter (w is the

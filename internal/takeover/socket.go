@@ -7,14 +7,15 @@ import (
 	"time"
 )
 
-// Socket writes a WebSocket's data frames itself (frame.go), on the
-// connection gorilla/websocket upgraded: with one system call that never
-// blocks where the connection has a descriptor, so that one goroutine can
-// write to many sockets in turn, and what a full socket does not take
-// within a deadline, by the goroutine that has time for it. Every write,
-// gorilla's control frames included (Control), is made under the socket's
-// lock, which its owner takes (Lock, TryLock) around a write and what must
-// stay in order with it.
+// Socket writes a pushed stream itself on a connection taken from net/http:
+// a WebSocket's data frames (frame.go) on the connection gorilla/websocket
+// upgraded, or an SSE stream's events (Conn.OpenSocket). It writes with one
+// system call that never blocks where the connection has a descriptor, so
+// that one goroutine can write to many sockets in turn, and what a full
+// socket does not take within a deadline, by the goroutine that has time
+// for it. Every write, gorilla's control frames included (Control), is made
+// under the socket's lock, which its owner takes (Lock, TryLock) around a
+// write and what must stay in order with it.
 type Socket struct {
 	mu      sync.Mutex
 	conn    net.Conn

@@ -55,13 +55,19 @@ const (
 	// UseWebSocket: a WebSocket pushed to with blocking writes, each in a
 	// goroutine, instead of writes that never block.
 	UseWebSocket
+	// UseSSE: an SSE stream served by net/http's loop instead of pushed
+	// to on its connection taken over.
+	UseSSE
 	numUses
 )
 
 // String is the use as a metric label.
 func (u Use) String() string {
-	if u == UseWebSocket {
+	switch u {
+	case UseWebSocket:
 		return "websocket"
+	case UseSSE:
+		return "sse"
 	}
 	return "poll"
 }

@@ -12,11 +12,12 @@ func TestFallbacksCounted(t *testing.T) {
 	f.Add(UsePoll, ReasonNoSyscallConn)
 	f.Add(UsePoll, ReasonNoSyscallConn)
 	f.Add(UseWebSocket, ReasonUnsupported)
+	f.Add(UseSSE, ReasonNoSyscallConn)
 	f.Add(UsePoll, ReasonNone) // not a fallback
 	got := map[string]uint64{}
 	f.Each(func(use, reason string, n uint64) { got[use+"/"+reason] = n })
 	want := map[string]uint64{"poll/unsupported": 0, "poll/no_syscall_conn": 2,
-		"websocket/unsupported": 1, "websocket/no_syscall_conn": 0}
+		"websocket/unsupported": 1, "websocket/no_syscall_conn": 0, "sse/unsupported": 0, "sse/no_syscall_conn": 1}
 	if len(got) != len(want) {
 		t.Fatalf("series %v, want %v", got, want)
 	}
