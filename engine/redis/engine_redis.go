@@ -67,6 +67,12 @@ type Options struct {
 	// new channel matched by a wildcard, published right after a batch),
 	// which is not found yet.
 	Mirror bool
+	// MirrorFromFirstPoll, with Mirror, mirrors a session from its first
+	// watch here rather than its second poll in a row: every poll of a
+	// session is then served from memory, as the mirrors' tests need.
+	// Production leaves it off: polls spread round robin over processes
+	// would each cost a load and a hand-over.
+	MirrorFromFirstPoll bool
 }
 
 // Engine is a server.Engine on a Redis server. Safe for concurrent use.

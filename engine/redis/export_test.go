@@ -2,14 +2,6 @@ package redis
 
 import "time"
 
-// MirrorFirstPoll makes every watch load its session's mirror at once, not
-// from the second poll in a row, for the tests of the mirrors; it returns
-// a function that restores the default.
-func MirrorFirstPoll() (restore func()) {
-	mirrorFirst.Store(true)
-	return func() { mirrorFirst.Store(false) }
-}
-
 // AgePolls makes the engine's poll streaks (mirror.go) d older, as if
 // their polls had started d earlier.
 func AgePolls(e *Engine, d time.Duration) {

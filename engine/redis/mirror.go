@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/stardust-go/stardust/server"
@@ -89,10 +88,6 @@ type streak struct {
 	held bool
 }
 
-// mirrorFirst makes every watch load a mirror at once (tests: see
-// export_test.go).
-var mirrorFirst atomic.Bool
-
 // pollHere counts a watch of the session starting here and reports
 // whether it should load a mirror.
 func (e *Engine) pollHere(id string) bool {
@@ -105,7 +100,7 @@ func (e *Engine) pollHere(id string) bool {
 	st.at = time.Now()
 	st.held = true
 	s.polls[id] = st
-	return mirrorFirst.Load() || e.opts.Mirror && st.n >= 2
+	return e.opts.Mirror && (e.opts.MirrorFromFirstPoll || st.n >= 2)
 }
 
 // pollElsewhere: a poll of the session started in another process.
@@ -489,7 +484,7 @@ func (e *Engine) mirrorFetch(ctx context.Context, id string, max int) (b server.
 			st.fetches++
 			s.polls[id] = st
 		}
-		again := mirrorFirst.Load() || e.opts.Mirror && (st.n >= 2 || st.fetches >= mirrorFetches)
+		again := e.opts.Mirror && (e.opts.MirrorFromFirstPoll || st.n >= 2 || st.fetches >= mirrorFetches)
 		s.mu.Unlock()
 		if skip || !again || !e.watched(id) {
 			return b, false, nil

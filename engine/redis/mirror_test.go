@@ -95,10 +95,9 @@ func commandsSince(t *testing.T, admin rueidis.Client) (int, string) {
 // session this process watches, costs no Redis command. Before the
 // mirrors, each poll cost 2 scripts and 5 commands at least.
 func TestWatchedPollsCostNoRedis(t *testing.T) {
-	t.Cleanup(redis.MirrorFirstPoll())
 	srv := redistest.Start(t)
 	admin := adminOf(t, srv)
-	e := open(t, srv.URL, "cheap:", server.Limits{})
+	e := openFirst(t, srv.URL, "cheap:", server.Limits{})
 	t.Cleanup(func() { _ = e.Close() })
 	_, stop := mirrorSetup(t, e, "s", "/cheap")
 	const n = 50
@@ -152,11 +151,10 @@ func TestWatchedPollsCostNoRedis(t *testing.T) {
 // not answer what process 1 already delivered: process 1 folds the cursor
 // when told (NotifyPoll), and process 2 waits for that before it reads.
 func TestHandoverReadsTheCursor(t *testing.T) {
-	t.Cleanup(redis.MirrorFirstPoll())
 	srv := redistest.Start(t)
 	admin := adminOf(t, srv)
-	e1 := open(t, srv.URL, "hand:", server.Limits{})
-	e2 := open(t, srv.URL, "hand:", server.Limits{})
+	e1 := openFirst(t, srv.URL, "hand:", server.Limits{})
+	e2 := openFirst(t, srv.URL, "hand:", server.Limits{})
 	t.Cleanup(func() { _ = e1.Close(); _ = e2.Close() })
 	for round := range 5 { // back and forth: each takes it over from the other
 		a, b := e1, e2
@@ -199,11 +197,10 @@ func TestHandoverReadsTheCursor(t *testing.T) {
 // while messages are published; the watched session's mirror missed them,
 // and the next fetches must still return each exactly once.
 func TestMirrorFallsBackAfterPubSubLoss(t *testing.T) {
-	t.Cleanup(redis.MirrorFirstPoll())
 	srv := redistest.Start(t)
 	admin := adminOf(t, srv)
-	e := open(t, srv.URL, "loss:", server.Limits{})
-	pub := open(t, srv.URL, "loss:", server.Limits{})
+	e := openFirst(t, srv.URL, "loss:", server.Limits{})
+	pub := openFirst(t, srv.URL, "loss:", server.Limits{})
 	t.Cleanup(func() { _ = e.Close(); _ = pub.Close() })
 	mirrorSetup(t, e, "s", "/loss")
 	var want []uint64
@@ -250,8 +247,7 @@ func TestMirrorChild(t *testing.T) {
 	if url == "" {
 		t.Skip("the child process of TestSigkillLosesNothing")
 	}
-	redis.MirrorFirstPoll()
-	e, err := redis.New(redis.Options{URL: url, Prefix: "kill:"})
+	e, err := redis.New(redis.Options{URL: url, Prefix: "kill:", Mirror: true, MirrorFromFirstPoll: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,14 +402,13 @@ func (w watchAll) CreateSession(c context.Context, s server.Session) error {
 }
 
 func TestConformanceWatched(t *testing.T) {
-	t.Cleanup(redis.MirrorFirstPoll())
 	srv := redistest.Start(t)
 	enginetest.Run(t, enginetest.Factory{
 		Open: func(t *testing.T, l server.Limits) server.Engine {
-			return watchAll{open(t, srv.URL, fmt.Sprintf("w%d:", prefixes.Add(1)), l)}
+			return watchAll{openFirst(t, srv.URL, fmt.Sprintf("w%d:", prefixes.Add(1)), l)}
 		},
 		Peer: func(t *testing.T, e server.Engine, l server.Limits) server.Engine {
-			return watchAll{open(t, srv.URL, e.(watchAll).Prefix(), l)}
+			return watchAll{openFirst(t, srv.URL, e.(watchAll).Prefix(), l)}
 		},
 	})
 }
