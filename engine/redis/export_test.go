@@ -2,6 +2,15 @@ package redis
 
 import "time"
 
+// OnLoadRead sets a function that each load of a mirror runs between its
+// read of Redis and the mirror's start (mirror.go), to make a race happen
+// in that window.
+func OnLoadRead(e *Engine, f func(id string)) {
+	e.mir.mu.Lock()
+	e.mir.loadRead = f
+	e.mir.mu.Unlock()
+}
+
 // AgePolls makes the engine's poll streaks (mirror.go) d older, as if
 // their polls had started d earlier.
 func AgePolls(e *Engine, d time.Duration) {

@@ -68,11 +68,14 @@ type mirrorSet struct {
 	waits  map[string][]chan struct{} // by session id: handovers awaited ("f" notices)
 	skip   map[string]bool            // the next fetch reads Redis (a load was refused)
 	polls  map[string]streak          // watches started here in a row, by session id
+	loads  map[string][]*loading      // by session id: the loads in progress (load)
 	qmax   int
 	qbytes int
 	// flushMu: the flusher's HSET and the folds never cross (a fold's
 	// HDEL must not come before an older HSET of the same session).
 	flushMu sync.RWMutex
+
+	loadRead func(id string) // tests (export_test.go): runs between a load's read and the mirror's start
 }
 
 // streak counts a session's watches started here since a poll of it
@@ -86,6 +89,22 @@ type streak struct {
 	// poll_timeout is 30 s) would otherwise start every poll anew, and an
 	// idle client would never be mirrored.
 	held bool
+}
+
+// loading is one load in progress: what happened to its session since
+// before its read of Redis, which the read may not show. A mirror read
+// before a subscription was added would lack that stream and pass its
+// messages by (TestLoadRacing: CometD's client lost them).
+type loading struct {
+	stale bool // its subscriptions changed, a message was delivered to it alone, a poll started elsewhere, or it was removed
+	attrs bool // an attribute was set elsewhere
+}
+
+// spoilLoads marks the loads in progress of a session stale (s.mu held).
+func (s *mirrorSet) spoilLoads(id string) {
+	for _, l := range s.loads[id] {
+		l.stale = true
+	}
 }
 
 // pollHere counts a watch of the session starting here and reports
@@ -174,6 +193,7 @@ type fent struct {
 func (s *mirrorSet) init(l server.Limits) {
 	s.byID, s.feeds = map[string]*mirror{}, map[string]*feed{}
 	s.waits, s.skip, s.polls = map[string][]chan struct{}{}, map[string]bool{}, map[string]streak{}
+	s.loads = map[string][]*loading{}
 	s.qmax, s.qbytes = l.QueueMaxMessages, l.QueueMaxBytes
 }
 
@@ -327,6 +347,7 @@ func (e *Engine) staleID(id string) {
 	if m := s.byID[id]; m != nil {
 		s.markStale(m)
 	}
+	s.spoilLoads(id)
 	s.mu.Unlock()
 }
 
@@ -353,6 +374,7 @@ func (e *Engine) forget(id string) {
 		s.markStale(m)
 		delete(s.byID, id)
 	}
+	s.spoilLoads(id)
 	delete(s.skip, id)
 	delete(s.polls, id)
 	s.mu.Unlock()
@@ -444,6 +466,9 @@ func (e *Engine) attrChanged(id string) {
 	if m := s.byID[id]; m != nil {
 		m.attrGen++
 		m.sessOK = false
+	}
+	for _, l := range s.loads[id] {
+		l.attrs = true
 	}
 	s.mu.Unlock()
 }
@@ -613,7 +638,15 @@ func (e *Engine) load(ctx context.Context, id string) (*mirror, error) {
 	s := &e.mir
 	s.mu.Lock()
 	gen, old := s.gen, s.byID[id]
+	mark := &loading{} // before the script: what happens from here on spoils it
+	s.loads[id] = append(s.loads[id], mark)
+	hook := s.loadRead
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		dropFrom(s.loads, id, mark) // flush.go
+		s.mu.Unlock()
+	}()
 	if old != nil {
 		if !old.stale {
 			return old, nil
@@ -633,6 +666,9 @@ func (e *Engine) load(ctx context.Context, id string) (*mirror, error) {
 	r, err := e.exec(ctx, scriptLoad, id, e.node, strconv.Itoa(mirrorLimit), strconv.Itoa(fetchChunk))
 	if err != nil {
 		return nil, err
+	}
+	if hook != nil {
+		hook(id)
 	}
 	vals, err := r.ToArray()
 	if err != nil || len(vals) == 0 {
@@ -714,7 +750,10 @@ func (e *Engine) load(ctx context.Context, id string) (*mirror, error) {
 		s.skip[id] = true // its fold clears the owner this load wrote
 		return nil, nil
 	}
-	ok := s.gen == gen
+	ok := s.gen == gen && !mark.stale
+	if mark.attrs {
+		m.sessOK = false // read again by the next Session
+	}
 	for p, sub := range m.subs {
 		if !ok || !live[p] || sub.n > s.qmax || sub.bytes > s.qbytes {
 			ok = false
