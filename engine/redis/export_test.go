@@ -11,6 +11,11 @@ func OnLoadRead(e *Engine, f func(id string)) {
 	e.mir.mu.Unlock()
 }
 
+// OnArrive sets a function that runs first for each pattern topic's
+// pub/sub message, on the pub/sub connection's goroutine: blocking it
+// holds back every pub/sub message after it, as a slow reader does.
+func OnArrive(e *Engine, f func(pattern string)) { e.mir.arriving.Store(&f) }
+
 // AgePolls makes the engine's poll streaks (mirror.go) d older, as if
 // their polls had started d earlier.
 func AgePolls(e *Engine, d time.Duration) {

@@ -659,3 +659,58 @@ func TestLoadRacing(t *testing.T) {
 		})
 	}
 }
+
+// TestMirrorWaitsForEarlierMessages: a message this process publishes is
+// queued in its mirrors at once, before pub/sub brings it (so that a fetch
+// right after the publish finds it); a message published just before it
+// by another process, on another of the session's subscriptions, may still
+// be on its way then (pub/sub brings them in order). A fetch must not
+// answer the later one, and move the cursor past the earlier, before the
+// earlier one came. Before the fix it did, and the earlier one was never
+// fetched (its pub/sub copy came behind the cursor).
+func TestMirrorWaitsForEarlierMessages(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := fmt.Sprintf("order%d:", prefixes.Add(1))
+	e := openFirst(t, srv.URL, prefix, server.Limits{})
+	other := openFirst(t, srv.URL, prefix, server.Limits{})
+	t.Cleanup(func() { _ = e.Close(); _ = other.Close() })
+	if err := e.CreateSession(ctx, server.Session{ID: "s", Kind: server.KindBayeux, Timeout: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []string{"/a", "/b"} {
+		if _, err := e.Subscribe(ctx, "s", ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := e.Watch("s", func(server.Wake) {}) // mirrors it (MirrorFromFirstPoll)
+	t.Cleanup(stop)
+	fetchUntil(t, e, "s", 0)
+	// e's pub/sub reader is slow: what comes on /a waits until released.
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the engines close
+	redis.OnArrive(e, func(pattern string) {
+		if pattern == "/a" {
+			<-release
+		}
+	})
+	x := publishOn(t, other, "/a", `"x"`)
+	y := publishOn(t, e, "/b", `"y"`)
+	time.AfterFunc(50*time.Millisecond, free)
+	b, err := e.Fetch(ctx, "s", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Commit(ctx, "s", b.Cursor); err != nil {
+		t.Fatal(err)
+	}
+	got := seqs(b.Messages)
+	if len(got) < 2 { // what the first fetch left is fetched by the next
+		time.Sleep(200 * time.Millisecond)
+		got = append(got, seqs(fetchUntil(t, e, "s", 2-len(got)).Messages)...)
+	}
+	if want := []uint64{x.Seq, y.Seq}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("fetched %v; want %v, in order", got, want)
+	}
+}
