@@ -389,7 +389,8 @@ func (e *Engine) staleID(id string) {
 }
 
 // topicDropped: this process no longer listens to a pattern's topic, so
-// the mirrors that read it can no longer be exact.
+// the mirrors that read it can no longer be exact, nor can the loads in
+// progress, which found it live when they began.
 func (e *Engine) topicDropped(pattern string) {
 	s := &e.mir
 	s.mu.Lock()
@@ -398,6 +399,9 @@ func (e *Engine) topicDropped(pattern string) {
 			s.markStale(m)
 		}
 		delete(s.feeds, pattern)
+	}
+	for id := range s.loads { // few at a time; a topic is dropped at most every topicGrace/3
+		s.spoilLoads(id)
 	}
 	s.mu.Unlock()
 }
