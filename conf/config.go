@@ -225,6 +225,13 @@ type Engine struct {
 	RedisSentinels        []string `toml:"redis_sentinels"`
 	RedisMasterName       string   `toml:"redis_master_name"`
 	RedisSentinelPassword string   `toml:"redis_sentinel_password"` // AUTH of the sentinels
+
+	// RedisMirror serves the clients this process holds (a long-polling
+	// client's second poll in a row here, a WebSocket, an SSE stream) from
+	// memory, fed by Redis pub/sub, and writes their cursors in batches:
+	// almost no Redis work per delivery (docs/scaling.md). Off, every poll
+	// reads and commits in Redis (about 10 commands).
+	RedisMirror bool `toml:"redis_mirror"`
 }
 
 // Log configures logging.
@@ -344,7 +351,7 @@ func Default() Config {
 			ForwardHeaders: auth.DefaultForwardHeaders(),
 			CacheTTL:       Duration{auth.DefaultCacheTTL}, CallbackTimeout: Duration{auth.DefaultCallbackTimeout}},
 		Engine: Engine{Type: "memory", RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "stardust:", RedisSentinels: []string{},
-			Timeout: Duration{2 * time.Second}},
+			Timeout: Duration{2 * time.Second}, RedisMirror: true},
 		Log:      Log{Level: "info", Format: "text"},
 		Metrics:  Metrics{Enabled: true, Path: "/metrics", HealthPath: "/health", AllowFrom: []string{"127.0.0.0/8", "::1"}},
 		API:      API{AllowFrom: []string{"127.0.0.0/8", "::1"}},

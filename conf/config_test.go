@@ -324,6 +324,7 @@ func TestEngineValidation(t *testing.T) {
 		{"unix without path", "[engine]\ntype = \"redis\"\nredis_url = \"unix://\"\n", "engine.redis_url"},
 		{"prefix", "[engine]\ntype = \"redis\"\nredis_prefix = \"\"\n", "engine.redis_prefix"},
 		{"timeout", "[engine]\ntype = \"redis\"\ntimeout = \"0s\"\n", "engine.timeout"},
+		{"mirror off", "[engine]\ntype = \"redis\"\nredis_mirror = false\n", ""},
 		{"type", "[engine]\ntype = \"etcd\"\n", "engine.type"},
 		{"sentinels", "[engine]\ntype = \"redis\"\nredis_sentinels = [\"10.0.0.1:26379\", \"[::1]:26379\"]\nredis_master_name = \"mymaster\"\nredis_sentinel_password = \"s\"\n", ""},
 		{"sentinels without a name", "[engine]\ntype = \"redis\"\nredis_sentinels = [\"10.0.0.1:26379\"]\n", "engine.redis_master_name"},

@@ -306,7 +306,6 @@ func TestCluster(t *testing.T) {
 	// delivery: another node honours the client's ack, so nothing comes
 	// twice, and nothing is lost.
 	t.Run("kill-while-mirrored", func(t *testing.T) {
-		t.Skip("SKIPPED: the Redis engine's mirrors are off in stardust (engine/redis Options.Mirror) until the CometD loss they showed is found")
 		b := newBayeuxHTTP(t)
 		id := b.handshake(t, cl.addrs[1], true)
 		b.call(t, cl.addrs[1], map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": "/stardust/km"})

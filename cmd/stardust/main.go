@@ -449,16 +449,22 @@ func openEngine(c *conf.Config, h server.HubOptions, log *logrus.Entry) (server.
 	if c.Engine.Type != "redis" {
 		return nil, nil
 	}
-	e, err := redisengine.New(redisengine.Options{
-		URL: c.Engine.RedisURL, Prefix: c.Engine.RedisPrefix, Timeout: c.Engine.Timeout.Duration,
-		Sentinels: c.Engine.RedisSentinels, MasterName: c.Engine.RedisMasterName, SentinelPassword: c.Engine.RedisSentinelPassword,
-		Limits: h.EngineLimits(),
-		Log:    log.WithField("engine", "redis"),
-	})
+	e, err := redisengine.New(redisOptions(c, h, log))
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	return e, nil
+}
+
+// redisOptions maps [engine] onto the Redis engine's options.
+func redisOptions(c *conf.Config, h server.HubOptions, log *logrus.Entry) redisengine.Options {
+	return redisengine.Options{
+		URL: c.Engine.RedisURL, Prefix: c.Engine.RedisPrefix, Timeout: c.Engine.Timeout.Duration,
+		Sentinels: c.Engine.RedisSentinels, MasterName: c.Engine.RedisMasterName, SentinelPassword: c.Engine.RedisSentinelPassword,
+		Mirror: c.Engine.RedisMirror,
+		Limits: h.EngineLimits(),
+		Log:    log.WithField("engine", "redis"),
+	}
 }
 
 // serverOptions maps the configuration onto the core's options.

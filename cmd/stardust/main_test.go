@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/stardust-go/stardust/internal/fcgitest"
 	"github.com/stardust-go/stardust/internal/leakcheck"
 	"github.com/stardust-go/stardust/server"
@@ -450,6 +452,23 @@ func TestGrowthLimitsWired(t *testing.T) {
 	}
 	if l := o.Hub.EngineLimits(); l.MaxSubscriptions != 3 || l.MaxChannels != 7 || l.MaxHistoryBytes != 100000 {
 		t.Errorf("engine limits %+v", l)
+	}
+}
+
+// TestRedisMirrorWired: engine.redis_mirror reaches the Redis engine's
+// Mirror, on unless set false.
+func TestRedisMirrorWired(t *testing.T) {
+	for text, want := range map[string]bool{
+		"[engine]\ntype = \"redis\"\n":                       true,
+		"[engine]\ntype = \"redis\"\nredis_mirror = false\n": false,
+	} {
+		m, _ := newTestMain()
+		if err := m.ParseFlags([]string{"-c", writeFile(t, text)}); err != nil {
+			t.Fatal(err)
+		}
+		if got := redisOptions(&m.Config, server.HubOptions{}, logrus.NewEntry(logrus.New())).Mirror; got != want {
+			t.Errorf("%q: Mirror %v, want %v", text, got, want)
+		}
 	}
 }
 

@@ -61,12 +61,17 @@ type Options struct {
 	SentinelPassword string // AUTH of the sentinels, if they require it
 
 	// Mirror serves the sessions this process holds from memory
-	// (mirror.go): almost no Redis work per delivery. Off by default: with
-	// it, CometD's client lost one message in about one run in three of
-	// integration's TestCometDTwoClientsInOneProcess/redis (a message to a
-	// new channel matched by a wildcard, published right after a batch),
-	// which is not found yet.
+	// (mirror.go): almost no Redis work per delivery. A session is
+	// mirrored from its second poll in a row here, or a watch's third
+	// fetch (a WebSocket, an SSE stream). Off when false; stardust turns
+	// it on unless engine.redis_mirror is false.
 	Mirror bool
+	// MirrorFromFirstPoll, with Mirror, mirrors a session from its first
+	// watch here rather than its second poll in a row: every poll of a
+	// session is then served from memory, as the mirrors' tests need.
+	// Production leaves it off: polls spread round robin over processes
+	// would each cost a load and a hand-over.
+	MirrorFromFirstPoll bool
 }
 
 // Engine is a server.Engine on a Redis server. Safe for concurrent use.

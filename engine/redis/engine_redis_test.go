@@ -18,7 +18,21 @@ var prefixes atomic.Int64
 // that the suite's cases share one server without seeing each other.
 func open(t *testing.T, url, prefix string, l server.Limits) *redis.Engine {
 	t.Helper()
-	e, err := redis.New(redis.Options{URL: url, Prefix: prefix, Limits: l, Timeout: 2 * time.Second, Mirror: true})
+	return openWith(t, redis.Options{URL: url, Prefix: prefix, Limits: l})
+}
+
+// openFirst is open with MirrorFromFirstPoll: every watch mirrors its
+// session at once, so that the mirrors' tests need no second poll.
+func openFirst(t *testing.T, url, prefix string, l server.Limits) *redis.Engine {
+	t.Helper()
+	return openWith(t, redis.Options{URL: url, Prefix: prefix, Limits: l, MirrorFromFirstPoll: true})
+}
+
+// openWith opens an engine of o with mirrors on and a 2 s timeout.
+func openWith(t *testing.T, o redis.Options) *redis.Engine {
+	t.Helper()
+	o.Timeout, o.Mirror = 2*time.Second, true
+	e, err := redis.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

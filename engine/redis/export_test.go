@@ -2,13 +2,19 @@ package redis
 
 import "time"
 
-// MirrorFirstPoll makes every watch load its session's mirror at once, not
-// from the second poll in a row, for the tests of the mirrors; it returns
-// a function that restores the default.
-func MirrorFirstPoll() (restore func()) {
-	mirrorFirst.Store(true)
-	return func() { mirrorFirst.Store(false) }
+// OnLoadRead sets a function that each load of a mirror runs between its
+// read of Redis and the mirror's start (mirror.go), to make a race happen
+// in that window.
+func OnLoadRead(e *Engine, f func(id string)) {
+	e.mir.mu.Lock()
+	e.mir.loadRead = f
+	e.mir.mu.Unlock()
 }
+
+// OnArrive sets a function that runs first for each pattern topic's
+// pub/sub message, on the pub/sub connection's goroutine: blocking it
+// holds back every pub/sub message after it, as a slow reader does.
+func OnArrive(e *Engine, f func(pattern string)) { e.mir.arriving.Store(&f) }
 
 // AgePolls makes the engine's poll streaks (mirror.go) d older, as if
 // their polls had started d earlier.

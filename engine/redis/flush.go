@@ -208,6 +208,7 @@ func (e *Engine) handover(id string) {
 	s := &e.mir
 	s.mu.Lock()
 	s.pollElsewhere(id)
+	s.spoilLoads(id) // a load here now would start a mirror the other process does not wait for
 	m := s.byID[id]
 	if m != nil {
 		s.markStale(m)

@@ -248,9 +248,11 @@ func restartAndWait(t *testing.T, e server.Engine, id string, restart func()) {
 // flusher's epoch check finds out within an interval or two, and the
 // session is lost as in TestNoForeignMessageAfterFlush.
 func TestNoForeignMessageAfterFlushWatched(t *testing.T) {
-	t.Cleanup(redis.MirrorFirstPoll())
 	srv := redistest.Start(t)
-	e, admin := lostSetup(t, srv, srv.URL)
+	admin := adminOf(t, srv)
+	e := openFirst(t, srv.URL, "lost:", server.Limits{HistorySize: 10})
+	t.Cleanup(func() { _ = e.Close() })
+	lostSessions(t, e)
 	stop := e.Watch("pub", func(server.Wake) {})
 	defer stop()
 	publishOn(t, e, "/public", `{"public":1}`)

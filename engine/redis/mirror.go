@@ -55,25 +55,38 @@ const (
 	// kept, for a load that raced with them: one that raced with more is
 	// refused (the Redis fetch answers, the next fetch loads again).
 	feedRing = 256
+	// aheadWait bounds how long a fetch waits for pub/sub to bring what
+	// came before a message this process published (see published):
+	// Redis sent it before the publish's answer, so it is only late by
+	// scheduling; past the bound the Redis fetch answers.
+	aheadWait = 100 * time.Millisecond
 )
 
 // mirrorSet holds the mirrors and the topics' recent messages. Its lock is
 // never held together with Engine.mu.
 type mirrorSet struct {
-	mu     sync.Mutex
-	gen    uint64 // pub/sub connections so far: a load across two is refused
-	byID   map[string]*mirror
-	feeds  map[string]*feed
-	ring   [feedRing]fent             // the newest pub/sub messages, oldest overwritten
-	next   int                        // where the next one goes in ring
-	waits  map[string][]chan struct{} // by session id: handovers awaited ("f" notices)
-	skip   map[string]bool            // the next fetch reads Redis (a load was refused)
-	polls  map[string]streak          // watches started here in a row, by session id
-	qmax   int
-	qbytes int
+	mu      sync.Mutex
+	gen     uint64 // pub/sub connections so far: a load across two is refused
+	byID    map[string]*mirror
+	feeds   map[string]*feed
+	ring    [feedRing]fent             // the newest pub/sub messages, oldest overwritten
+	next    int                        // where the next one goes in ring
+	waits   map[string][]chan struct{} // by session id: handovers awaited ("f" notices)
+	skip    map[string]bool            // the next fetch reads Redis (a load was refused)
+	polls   map[string]streak          // watches started here in a row, by session id
+	heard   uint64                     // the highest sequence number pub/sub brought (arrive)
+	heardCh chan struct{}              // closed by the next arrive; made when a fetch waits for one
+	loads   map[string][]*loading      // by session id: the loads in progress (load)
+	qmax    int
+	qbytes  int
 	// flushMu: the flusher's HSET and the folds never cross (a fold's
 	// HDEL must not come before an older HSET of the same session).
 	flushMu sync.RWMutex
+
+	loadRead func(id string) // tests (export_test.go): runs between a load's read and the mirror's start
+	// arriving, when set (tests: export_test.go), runs first in each
+	// arrive, on the pub/sub connection's goroutine.
+	arriving atomic.Pointer[func(pattern string)]
 }
 
 // streak counts a session's watches started here since a poll of it
@@ -89,9 +102,21 @@ type streak struct {
 	held bool
 }
 
-// mirrorFirst makes every watch load a mirror at once (tests: see
-// export_test.go).
-var mirrorFirst atomic.Bool
+// loading is one load in progress: what happened to its session since
+// before its read of Redis, which the read may not show. A mirror read
+// before a subscription was added would lack that stream and pass its
+// messages by (TestLoadRacing: CometD's client lost them).
+type loading struct {
+	stale bool // its subscriptions changed, a message was delivered to it alone, a poll started elsewhere, or it was removed
+	attrs bool // an attribute was set elsewhere
+}
+
+// spoilLoads marks the loads in progress of a session stale (s.mu held).
+func (s *mirrorSet) spoilLoads(id string) {
+	for _, l := range s.loads[id] {
+		l.stale = true
+	}
+}
 
 // pollHere counts a watch of the session starting here and reports
 // whether it should load a mirror.
@@ -105,7 +130,7 @@ func (e *Engine) pollHere(id string) bool {
 	st.at = time.Now()
 	st.held = true
 	s.polls[id] = st
-	return mirrorFirst.Load() || e.opts.Mirror && st.n >= 2
+	return e.opts.Mirror && (e.opts.MirrorFromFirstPoll || st.n >= 2)
 }
 
 // pollElsewhere: a poll of the session started in another process.
@@ -155,6 +180,11 @@ type qent struct {
 	p    string // first stream
 	off  int64
 	more []pmark // further streams (wildcards), rare
+	// ahead: queued by published before pub/sub brought it. Messages
+	// before it may still be on their way: it is answered only once
+	// pub/sub has brought it (mirrorSet.heard), so that no cursor passes
+	// them.
+	ahead bool
 }
 
 type pmark struct {
@@ -179,12 +209,16 @@ type fent struct {
 func (s *mirrorSet) init(l server.Limits) {
 	s.byID, s.feeds = map[string]*mirror{}, map[string]*feed{}
 	s.waits, s.skip, s.polls = map[string][]chan struct{}{}, map[string]bool{}, map[string]streak{}
+	s.loads = map[string][]*loading{}
 	s.qmax, s.qbytes = l.QueueMaxMessages, l.QueueMaxBytes
 }
 
 // arrive records a pub/sub message of a pattern's topic and queues it in
 // the mirrors that subscribe to the pattern.
 func (e *Engine) arrive(pattern, text string) {
+	if f := e.mir.arriving.Load(); f != nil {
+		(*f)(pattern)
+	}
 	seqS, rest, ok1 := strings.Cut(text, " ")
 	offS, payload, ok2 := strings.Cut(rest, " ")
 	seq, err1 := strconv.ParseUint(seqS, 10, 64)
@@ -207,6 +241,11 @@ func (e *Engine) arrive(pattern, text string) {
 	msg, derr := e.cache.get(seq, payload)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.heard = max(s.heard, seq) // one connection: every topic's messages come in sequence order
+	if s.heardCh != nil {
+		close(s.heardCh)
+		s.heardCh = nil
+	}
 	f := s.feeds[pattern]
 	if f == nil {
 		f = &feed{last: -1, mirrors: map[*mirror]struct{}{}}
@@ -229,7 +268,10 @@ func (e *Engine) arrive(pattern, text string) {
 // returns them), so that a fetch right after the publish finds it, as the
 // Redis fetch would. Its pub/sub copy, later, is then known (its offset is
 // not past the mirror's); a mirror that has not seen the message before
-// it (another process's, still on its way) leaves it to pub/sub.
+// it in the same stream (another process's, still on its way) leaves it to
+// pub/sub. One before it in another stream may be on its way too: the
+// message is queued ahead (qent.ahead), and a fetch answers it only once
+// pub/sub caught up (awaitAhead).
 func (e *Engine) published(m *server.Message, payload string, cands []string, offs []int64) {
 	s := &e.mir
 	s.mu.Lock()
@@ -247,7 +289,17 @@ func (e *Engine) published(m *server.Message, payload string, cands []string, of
 		for mr := range f.mirrors {
 			if sub := mr.subs[p]; sub != nil && off == sub.last+1 {
 				s.add(mr, p, m.Seq, off, m, len(payload))
+				mr.markAhead(m.Seq)
 			}
+		}
+	}
+}
+
+// markAhead marks m's queued message seq as queued ahead of pub/sub.
+func (m *mirror) markAhead(seq uint64) {
+	for i := len(m.queue) - 1; i >= 0 && m.queue[i].seq >= seq; i-- {
+		if m.queue[i].seq == seq {
+			m.queue[i].ahead = true
 		}
 	}
 }
@@ -332,11 +384,13 @@ func (e *Engine) staleID(id string) {
 	if m := s.byID[id]; m != nil {
 		s.markStale(m)
 	}
+	s.spoilLoads(id)
 	s.mu.Unlock()
 }
 
 // topicDropped: this process no longer listens to a pattern's topic, so
-// the mirrors that read it can no longer be exact.
+// the mirrors that read it can no longer be exact, nor can the loads in
+// progress, which found it live when they began.
 func (e *Engine) topicDropped(pattern string) {
 	s := &e.mir
 	s.mu.Lock()
@@ -345,6 +399,9 @@ func (e *Engine) topicDropped(pattern string) {
 			s.markStale(m)
 		}
 		delete(s.feeds, pattern)
+	}
+	for id := range s.loads { // few at a time; a topic is dropped at most every topicGrace/3
+		s.spoilLoads(id)
 	}
 	s.mu.Unlock()
 }
@@ -358,6 +415,7 @@ func (e *Engine) forget(id string) {
 		s.markStale(m)
 		delete(s.byID, id)
 	}
+	s.spoilLoads(id)
 	delete(s.skip, id)
 	delete(s.polls, id)
 	s.mu.Unlock()
@@ -450,6 +508,9 @@ func (e *Engine) attrChanged(id string) {
 		m.attrGen++
 		m.sessOK = false
 	}
+	for _, l := range s.loads[id] {
+		l.attrs = true
+	}
 	s.mu.Unlock()
 }
 
@@ -489,7 +550,7 @@ func (e *Engine) mirrorFetch(ctx context.Context, id string, max int) (b server.
 			st.fetches++
 			s.polls[id] = st
 		}
-		again := mirrorFirst.Load() || e.opts.Mirror && (st.n >= 2 || st.fetches >= mirrorFetches)
+		again := e.opts.Mirror && (e.opts.MirrorFromFirstPoll || st.n >= 2 || st.fetches >= mirrorFetches)
 		s.mu.Unlock()
 		if skip || !again || !e.watched(id) {
 			return b, false, nil
@@ -499,6 +560,7 @@ func (e *Engine) mirrorFetch(ctx context.Context, id string, max int) (b server.
 		}
 		s.mu.Lock()
 	}
+	e.awaitAhead(ctx, m, max)
 	if m.stale {
 		s.mu.Unlock()
 		return b, false, e.foldOne(ctx, m, false)
@@ -518,6 +580,46 @@ func (e *Engine) mirrorFetch(ctx context.Context, id string, max int) (b server.
 		}
 	}
 	return b, true, nil
+}
+
+// awaitAhead waits, s.mu held (released meanwhile), until pub/sub has
+// brought the messages among the first max of m's queue that this
+// process published (qent.ahead), and with them whatever came before
+// them; past aheadWait (or ctx's end) it makes m stale: the Redis fetch
+// answers.
+func (e *Engine) awaitAhead(ctx context.Context, m *mirror, max int) {
+	s := &e.mir
+	var deadline time.Time
+	for !m.stale {
+		var need uint64
+		for _, q := range m.queue[:min(max, len(m.queue))] {
+			if q.ahead && q.seq > need {
+				need = q.seq
+			}
+		}
+		if need <= s.heard {
+			return
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(aheadWait)
+		} else if !time.Now().Before(deadline) || ctx.Err() != nil {
+			s.markStale(m)
+			return
+		}
+		if s.heardCh == nil {
+			s.heardCh = make(chan struct{})
+		}
+		next := s.heardCh
+		s.mu.Unlock()
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-next:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		s.mu.Lock()
+	}
 }
 
 func (m *mirror) see(p string, off int64) {
@@ -608,163 +710,4 @@ func (e *Engine) watched(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.watchers[id]) > 0
-}
-
-// load reads a session's mirror from Redis (scriptLoad) and starts it,
-// caught up with the messages its topics brought meanwhile. It returns
-// nil when the session is not mirrored now: the next fetch reads Redis,
-// the one after tries again.
-func (e *Engine) load(ctx context.Context, id string) (*mirror, error) {
-	s := &e.mir
-	s.mu.Lock()
-	gen, old := s.gen, s.byID[id]
-	s.mu.Unlock()
-	if old != nil {
-		if !old.stale {
-			return old, nil
-		}
-		if err := e.foldOne(ctx, old, false); err != nil { // Redis must have its cursor first
-			return nil, err
-		}
-	}
-	live := map[string]bool{} // topics subscribed before the script runs
-	e.mu.Lock()
-	for p, t := range e.topics {
-		if t.live {
-			live[p] = true
-		}
-	}
-	e.mu.Unlock()
-	r, err := e.exec(ctx, scriptLoad, id, e.node, strconv.Itoa(mirrorLimit), strconv.Itoa(fetchChunk))
-	if err != nil {
-		return nil, err
-	}
-	vals, err := r.ToArray()
-	if err != nil || len(vals) == 0 {
-		return nil, fail(errors.New("load: unexpected answer"))
-	}
-	if code, _ := vals[0].AsInt64(); code != 1 || len(vals) < 3 {
-		s.mu.Lock()
-		s.skip[id] = true
-		s.mu.Unlock()
-		if code < 0 {
-			return nil, unknown(id)
-		}
-		return nil, nil
-	}
-	m := &mirror{id: id, subs: map[string]*msub{}}
-	c, _ := vals[1].AsInt64()
-	m.c = uint64(c)
-	kv, _ := vals[2].AsStrSlice()
-	fields := make(map[string]string, len(kv)/2)
-	for i := 0; i+1 < len(kv); i += 2 {
-		fields[kv[i]] = kv[i+1]
-	}
-	m.sess, m.sessOK = sessionOf(id, fields)
-	e.mu.Lock()
-	if e.epoch == "" {
-		e.epoch = fields["e"] // the epoch now (scriptLoad checked): the flusher's check needs it
-	}
-	e.mu.Unlock()
-	var loaded []qent
-	for _, v := range vals[3:] {
-		a, err := v.ToArray()
-		if err != nil || len(a) != 5 {
-			return nil, fail(errors.New("load: bad pattern entry"))
-		}
-		p, _ := a[0].ToString()
-		start, _ := a[1].AsInt64()
-		seen, _ := a[2].AsInt64()
-		last, _ := a[3].AsInt64()
-		list, _ := a[4].AsStrSlice()
-		sub := &msub{start: uint64(start), seen: seen, last: last}
-		m.subs[p] = sub
-		m.patterns = append(m.patterns, p)
-		for i := 0; i+3 < len(list); i += 4 {
-			seq, _ := strconv.ParseUint(list[i], 10, 64)
-			off, _ := strconv.ParseInt(list[i+2], 10, 64)
-			size, _ := strconv.Atoi(list[i+3])
-			msg, err := e.cache.get(seq, list[i+1])
-			if err != nil {
-				continue // as the Redis fetch: skip what does not decode
-			}
-			loaded = append(loaded, qent{seq: seq, msg: msg, size: size, p: p, off: off})
-			sub.n++
-			sub.bytes += size
-		}
-	}
-	slices.Sort(m.patterns)
-	slices.SortStableFunc(loaded, func(a, b qent) int {
-		switch {
-		case a.seq < b.seq:
-			return -1
-		case a.seq > b.seq:
-			return 1
-		}
-		return 0
-	})
-	for _, q := range loaded { // one entry per message, whatever streams carried it
-		if n := len(m.queue); n > 0 && m.queue[n-1].seq == q.seq {
-			m.queue[n-1].more = append(m.queue[n-1].more, pmark{q.p, q.off})
-			continue
-		}
-		m.queue = append(m.queue, q)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if old := s.byID[id]; old != nil { // loaded meanwhile by another fetch
-		if !old.stale {
-			return old, nil
-		}
-		s.skip[id] = true // its fold clears the owner this load wrote
-		return nil, nil
-	}
-	ok := s.gen == gen
-	for p, sub := range m.subs {
-		if !ok || !live[p] || sub.n > s.qmax || sub.bytes > s.qbytes {
-			ok = false
-			break
-		}
-		if f := s.feeds[p]; f != nil && f.last > sub.last {
-			ok = s.catchUp(e, m, p, f.last)
-		}
-	}
-	if !ok || m.stale {
-		// Redis records this process as the owner: a fold undoes it.
-		m.stale = true
-		s.byID[id] = m
-		s.skip[id] = true
-		return nil, nil
-	}
-	for p := range m.subs {
-		f := s.feeds[p]
-		if f == nil {
-			f = &feed{last: -1, mirrors: map[*mirror]struct{}{}}
-			s.feeds[p] = f
-		}
-		f.mirrors[m] = struct{}{}
-	}
-	s.byID[id] = m
-	delete(s.skip, id)
-	return m, nil
-}
-
-// sessionOf makes a Session of a session hash's fields (HGETALL); false
-// when it has no kind (none, or removed).
-func sessionOf(id string, m map[string]string) (server.Session, bool) {
-	kind, ok := m["k"]
-	if !ok {
-		return server.Session{}, false
-	}
-	ms, _ := strconv.ParseInt(m["t"], 10, 64)
-	s := server.Session{ID: id, Kind: kind, Remote: m["r"], Timeout: time.Duration(ms) * time.Millisecond}
-	for k, v := range m {
-		if name, ok := strings.CutPrefix(k, "a:"); ok {
-			if s.Attrs == nil {
-				s.Attrs = map[string]string{}
-			}
-			s.Attrs[name] = v
-		}
-	}
-	return s, true
 }

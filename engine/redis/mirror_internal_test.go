@@ -1,8 +1,11 @@
 package redis
 
 import (
+	"context"
 	"testing"
+	"time"
 
+	"github.com/stardust-go/stardust/internal/redistest"
 	"github.com/stardust-go/stardust/server"
 )
 
@@ -38,4 +41,32 @@ func FuzzPubSubMessage(f *testing.F) {
 			t.Fatalf("count %d for %d queued", m.subs["/f"].n, n)
 		}
 	})
+}
+
+// TestLoadRacingTopicDropped: a topic dropped (the janitor unsubscribes a
+// pattern no watch needed for topicGrace) while a mirror is loading, after
+// the load found it live: the mirror must not start, as it would read a
+// stream this process no longer hears. Before, it started valid.
+func TestLoadRacingTopicDropped(t *testing.T) {
+	srv := redistest.Start(t)
+	e, err := New(Options{URL: srv.URL, Prefix: "drop:", Mirror: true, MirrorFromFirstPoll: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	ctx := context.Background()
+	if err := e.CreateSession(ctx, server.Session{ID: "s", Kind: server.KindBayeux, Timeout: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Subscribe(ctx, "s", "/d"); err != nil {
+		t.Fatal(err)
+	}
+	e.mir.mu.Lock()
+	e.mir.loadRead = func(string) { e.topicDropped("/d") } // as the janitor does, in the window
+	e.mir.mu.Unlock()
+	stop := e.Watch("s", func(server.Wake) {}) // loads the mirror
+	defer stop()
+	if e.owns("s") {
+		t.Error("a mirror started on a topic dropped while it loaded")
+	}
 }
