@@ -470,6 +470,13 @@ func TestBayeuxDisconnect(t *testing.T) {
 	held := make(chan []map[string]any, 1)
 	go func() { held <- b.post(connectMsg(id, -1)) }()
 	waitPolling(t, b.s, id)
+	// The connect is polling (watched) a moment before its first look at
+	// the queue, which would find the client gone: wait until it waits.
+	for deadline := time.Now().Add(5 * time.Second); stats(t, b.s.Hub()).Polling != 1; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the connect is watched but not waiting: %d polls waiting", stats(t, b.s.Hub()).Polling)
+		}
+	}
 	r := b.post(map[string]any{"channel": "/meta/disconnect", "clientId": id, "id": "bye"})[0]
 	if r["successful"] != true || r["id"] != "bye" {
 		t.Fatalf("disconnect: %v", r)
