@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -801,5 +803,37 @@ func TestMultipleClientsAnswerCarriesMessages(t *testing.T) {
 	// They were taken: the next answer does not bring them again.
 	if r := b.post(connectMsg(tab, -1)); len(r) != 1 {
 		t.Fatalf("the next answer: %v", r)
+	}
+}
+
+// removedOnFetch is a memory engine that removes session id (as a
+// disconnect would) just before it next fetches it, when armed.
+type removedOnFetch struct {
+	*MemoryEngine
+	id    string
+	armed atomic.Bool
+}
+
+func (e *removedOnFetch) Fetch(ctx context.Context, id string, max int) (Batch, error) {
+	if id == e.id && e.armed.CompareAndSwap(true, false) {
+		_, _ = e.MemoryEngine.RemoveSession(ctx, id)
+	}
+	return e.MemoryEngine.Fetch(ctx, id, max)
+}
+
+// TestBayeuxDisconnectBeforeFirstLook: a disconnect that lands after a
+// connect is watched but before its first look at the queue ends it as a
+// held one (successful, reconnect none), not as a client lost (402,
+// handshake): before, the look found the client unknown and said so.
+func TestBayeuxDisconnectBeforeFirstLook(t *testing.T) {
+	e := &removedOnFetch{MemoryEngine: NewMemoryEngine(Limits{})}
+	b := newBX(t, BayeuxOptions{}, func(o *Options) { o.Hub.Engine = e })
+	id := b.handshake()
+	e.id = id
+	e.armed.Store(true)
+	r := b.post(connectMsg(id, -1))
+	last := r[len(r)-1]
+	if adv, _ := last["advice"].(map[string]any); last["successful"] != true || adv["reconnect"] != "none" {
+		t.Errorf("connect removed before its first look: %v, want successful with reconnect none", last)
 	}
 }
