@@ -5,6 +5,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -409,20 +410,38 @@ func newBayeuxHTTP(t *testing.T) *bayeuxHTTP {
 	return &bayeuxHTTP{client: &http.Client{Jar: jar, Timeout: clusterHold + 15*time.Second}}
 }
 
+// post sends msgs as one batch to addr and returns the replies, failing the
+// test if there are none.
 func (b *bayeuxHTTP) post(t *testing.T, addr string, msgs ...map[string]any) []map[string]any {
 	t.Helper()
-	body, _ := json.Marshal(msgs)
-	resp, err := b.client.Post("http://"+addr+"/comet/bayeux", "application/json", bytes.NewReader(body))
+	out, err := b.tryPost(context.Background(), addr, msgs...)
 	if err != nil {
-		t.Fatalf("POST to %s: %v", addr, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var out []map[string]any
-	if err := json.Unmarshal(raw, &out); err != nil {
-		t.Fatalf("answer of %s: %s %s", addr, resp.Status, raw)
+		t.Fatal(err)
 	}
 	return out
+}
+
+// tryPost sends msgs as one batch to addr and returns the replies, or why
+// there are none. An answer of any status is read as Bayeux: a refusal
+// (a 503 with retry advice) has replies too.
+func (b *bayeuxHTTP) tryPost(ctx context.Context, addr string, msgs ...map[string]any) ([]map[string]any, error) {
+	body, _ := json.Marshal(msgs)
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/comet/bayeux", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("POST to %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("answer of %s: %s: %w", addr, resp.Status, err)
+	}
+	var out []map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("answer of %s: %s %s", addr, resp.Status, raw)
+	}
+	return out, nil
 }
 
 // call sends one message and fails the test unless it succeeded.

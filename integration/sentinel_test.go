@@ -3,9 +3,7 @@
 package integration
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -58,8 +56,10 @@ func TestSentinelFailover(t *testing.T) {
 			"--listen", addr, "--timeout", hold.String(), "--log-level", "info")
 		p.waitListening(t, addr)
 	}
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: 0}}
+	// No call waits longer than 20 s (a hold is 5 s).
+	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: 0}}
 	defer hc.CloseIdleConnections()
+	bh := &bayeuxHTTP{client: hc} // no cookie jar: the clients are cookie-less
 
 	cs := make([]*ackClient, clients)
 	for i := range cs {
@@ -73,7 +73,7 @@ func TestSentinelFailover(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.run(ctx, hc, &subscribed)
+			c.run(ctx, bh, &subscribed)
 		}()
 	}
 	for deadline := time.Now().Add(60 * time.Second); subscribed.Load() < clients; time.Sleep(50 * time.Millisecond) {
@@ -84,7 +84,7 @@ func TestSentinelFailover(t *testing.T) {
 
 	// The publisher: message k on channel k%channels through node k%2,
 	// every 40 ms, until 8 s after publishing works again.
-	pub := &publisher{hc: hc, nodes: nodes}
+	pub := &publisher{bh: bh, nodes: nodes}
 	killed := make(chan time.Time, 1)
 	go func() {
 		time.Sleep(3 * time.Second)
@@ -196,7 +196,7 @@ func TestSentinelFailover(t *testing.T) {
 // remembers which were accepted (200) and when, and which failed (they
 // may or may not have been kept).
 type publisher struct {
-	hc         *http.Client
+	bh         *bayeuxHTTP
 	nodes      []string
 	ok         map[int]time.Time
 	failed     map[int]bool
@@ -216,7 +216,7 @@ func (p *publisher) publish(k int, channel string) {
 	body := url.Values{"m": {fmt.Sprintf(`{"n":%d}`, k)}}.Encode()
 	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+p.nodes[k%len(p.nodes)]+"/comet/channel/"+channel, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := p.hc.Do(req)
+	resp, err := p.bh.client.Do(req)
 	if err == nil {
 		resp.Body.Close()
 	}
@@ -236,8 +236,7 @@ func (p *publisher) publish(k int, channel string) {
 		p.unclear++
 	}
 	// And a Bayeux handshake meanwhile is refused with retry advice.
-	probe := &ackClient{node: p.nodes[k%len(p.nodes)]}
-	r, err := probe.post(context.Background(), p.hc, map[string]any{"channel": "/meta/handshake", "version": "1.0",
+	r, err := p.bh.tryPost(context.Background(), p.nodes[k%len(p.nodes)], map[string]any{"channel": "/meta/handshake", "version": "1.0",
 		"supportedConnectionTypes": []string{"long-polling"}})
 	switch adv, _ := r0(r)["advice"].(map[string]any); {
 	case err == nil && r0(r)["successful"] == true: // Redis was back already
@@ -269,27 +268,9 @@ type ackClient struct {
 	maxGap       time.Duration
 }
 
-func (c *ackClient) post(ctx context.Context, hc *http.Client, m map[string]any) ([]map[string]any, error) {
-	body, _ := json.Marshal([]map[string]any{m})
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+c.node+"/comet/bayeux", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var out []map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, fmt.Errorf("%s: %w", resp.Status, err)
-	}
-	return out, nil
-}
-
 // start handshakes and subscribes; subscribed counts the first success.
-func (c *ackClient) start(ctx context.Context, hc *http.Client, subscribed *atomic.Int64) bool {
-	r, err := c.post(ctx, hc, map[string]any{"channel": "/meta/handshake", "version": "1.0",
+func (c *ackClient) start(ctx context.Context, bh *bayeuxHTTP, subscribed *atomic.Int64) bool {
+	r, err := bh.tryPost(ctx, c.node, map[string]any{"channel": "/meta/handshake", "version": "1.0",
 		"supportedConnectionTypes": []string{"long-polling"}, "ext": map[string]any{"ack": true}})
 	if err != nil || len(r) == 0 || r[0]["successful"] != true {
 		if adv, _ := r0(r)["advice"].(map[string]any); err == nil && adv["reconnect"] != "retry" {
@@ -300,7 +281,7 @@ func (c *ackClient) start(ctx context.Context, hc *http.Client, subscribed *atom
 		return false
 	}
 	id, _ := r[0]["clientId"].(string)
-	r, err = c.post(ctx, hc, map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": c.channel})
+	r, err = bh.tryPost(ctx, c.node, map[string]any{"channel": "/meta/subscribe", "clientId": id, "subscription": c.channel})
 	if err != nil || len(r) == 0 || r[0]["successful"] != true {
 		return false
 	}
@@ -324,7 +305,7 @@ func r0(r []map[string]any) map[string]any {
 }
 
 // run connects until ctx ends, counting what arrives.
-func (c *ackClient) run(ctx context.Context, hc *http.Client, subscribed *atomic.Int64) {
+func (c *ackClient) run(ctx context.Context, bh *bayeuxHTTP, subscribed *atomic.Int64) {
 	pause := func(d time.Duration) {
 		select {
 		case <-ctx.Done():
@@ -333,7 +314,7 @@ func (c *ackClient) run(ctx context.Context, hc *http.Client, subscribed *atomic
 	}
 	for ctx.Err() == nil {
 		if c.id == "" {
-			if !c.start(ctx, hc, subscribed) {
+			if !c.start(ctx, bh, subscribed) {
 				pause(100 * time.Millisecond)
 			}
 			continue
@@ -342,7 +323,7 @@ func (c *ackClient) run(ctx context.Context, hc *http.Client, subscribed *atomic
 		if c.batch >= 0 {
 			m["ext"] = map[string]any{"ack": c.batch}
 		}
-		r, err := c.post(ctx, hc, m)
+		r, err := bh.tryPost(ctx, c.node, m)
 		if err != nil {
 			pause(100 * time.Millisecond)
 			continue

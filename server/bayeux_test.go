@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -473,6 +475,13 @@ func TestBayeuxDisconnect(t *testing.T) {
 	held := make(chan []map[string]any, 1)
 	go func() { held <- b.post(connectMsg(id, -1)) }()
 	waitPolling(t, b.s, id)
+	// The connect is polling (watched) a moment before its first look at
+	// the queue, which would find the client gone: wait until it waits.
+	for deadline := time.Now().Add(5 * time.Second); stats(t, b.s.Hub()).Polling != 1; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the connect is watched but not waiting: %d polls waiting", stats(t, b.s.Hub()).Polling)
+		}
+	}
 	r := b.post(map[string]any{"channel": "/meta/disconnect", "clientId": id, "id": "bye"})[0]
 	if r["successful"] != true || r["id"] != "bye" {
 		t.Fatalf("disconnect: %v", r)
@@ -860,5 +869,37 @@ func TestDecodeSimpleBayeuxKeepsNoBuffer(t *testing.T) {
 	clear(body)
 	if m := msgs[0]; string(m.ID) != `"7"` || string(m.Ext) != `{"ack":3}` || string(m.Advice) != `{"timeout":0}` {
 		t.Fatalf("after the buffer was reused: id %s, ext %s, advice %s", m.ID, m.Ext, m.Advice)
+	}
+}
+
+// removedOnFetch is a memory engine that removes session id (as a
+// disconnect would) just before it next fetches it, when armed.
+type removedOnFetch struct {
+	*MemoryEngine
+	id    string
+	armed atomic.Bool
+}
+
+func (e *removedOnFetch) Fetch(ctx context.Context, id string, max int) (Batch, error) {
+	if id == e.id && e.armed.CompareAndSwap(true, false) {
+		_, _ = e.MemoryEngine.RemoveSession(ctx, id)
+	}
+	return e.MemoryEngine.Fetch(ctx, id, max)
+}
+
+// TestBayeuxDisconnectBeforeFirstLook: a disconnect that lands after a
+// connect is watched but before its first look at the queue ends it as a
+// held one (successful, reconnect none), not as a client lost (402,
+// handshake): before, the look found the client unknown and said so.
+func TestBayeuxDisconnectBeforeFirstLook(t *testing.T) {
+	e := &removedOnFetch{MemoryEngine: NewMemoryEngine(Limits{})}
+	b := newBX(t, BayeuxOptions{}, func(o *Options) { o.Hub.Engine = e })
+	id := b.handshake()
+	e.id = id
+	e.armed.Store(true)
+	r := b.post(connectMsg(id, -1))
+	last := r[len(r)-1]
+	if adv, _ := last["advice"].(map[string]any); last["successful"] != true || adv["reconnect"] != "none" {
+		t.Errorf("connect removed before its first look: %v, want successful with reconnect none", last)
 	}
 }

@@ -134,6 +134,21 @@ func (t *subTree[T]) add(segs []string, c T) bool {
 func (t *subTree[T]) remove(segs []string, c T) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.removeLocked(segs, c)
+}
+
+// removeAll unsubscribes c from every pattern of subs (pattern: its
+// segments) under one lock: a match finds c with all of them or none.
+func (t *subTree[T]) removeAll(subs map[string][]string, c T) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, segs := range subs {
+		t.removeLocked(segs, c)
+	}
+}
+
+// removeLocked is remove with t.mu held.
+func (t *subTree[T]) removeLocked(segs []string, c T) bool {
 	path := []*subNode[T]{t.root}
 	n := t.root
 	last := len(segs) - 1

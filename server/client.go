@@ -237,7 +237,14 @@ func (p *pollState) fetch(ctx context.Context) (Batch, PollEnd, bool) {
 	switch {
 	case why == PollFailed && p.waiting:
 		return Batch{}, PollFailed, false
-	case why == PollExpired || why == PollFailed:
+	case why == PollExpired:
+		// Removed (a disconnect) or replaced since the watch began: the
+		// watch's reason, not a client lost.
+		if ended, gone := p.w.look(false); gone {
+			return Batch{}, ended, true
+		}
+		return Batch{}, why, true
+	case why == PollFailed:
 		return Batch{}, why, true
 	}
 	p.markWaiting()

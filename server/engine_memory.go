@@ -297,18 +297,23 @@ func (e *MemoryEngine) SetAttr(_ context.Context, id, key, value string) error {
 // RemoveSession implements Engine.
 func (e *MemoryEngine) RemoveSession(_ context.Context, id string) (bool, error) {
 	e.mu.Lock()
-	ms := e.sessions[id]
-	delete(e.sessions, id)
+	ms, watchers := e.unlink(id)
 	e.mu.Unlock()
-	if ms == nil {
-		return false, nil
-	}
-	e.drop(ms, WakeRemoved)
-	return true, nil
+	wake(watchers, WakeRemoved)
+	return ms != nil, nil
 }
 
-// drop empties a session that is no longer in the map and wakes its watchers.
-func (e *MemoryEngine) drop(ms *memSession, why Wake) {
+// unlink removes session id (if any) from the map and its subscriptions
+// from the tree, in one step under e.mu, which the caller holds: a publish
+// that finds the session gone counts it no more, and the sweep sees the
+// channels it leaves unsubscribed. It returns the session and the watchers
+// to wake once e.mu is released.
+func (e *MemoryEngine) unlink(id string) (*memSession, []*memWatch) {
+	ms := e.sessions[id]
+	if ms == nil {
+		return nil, nil
+	}
+	delete(e.sessions, id)
 	ms.mu.Lock()
 	ms.gone = true
 	subs := ms.subs
@@ -316,11 +321,14 @@ func (e *MemoryEngine) drop(ms *memSession, why Wake) {
 	clear(ms.queue)
 	ms.queue, ms.qbytes = nil, 0
 	watchers := ms.watchers
-	ms.watchers = nil // woken below, outside the lock: no stop may change them
+	ms.watchers = nil // woken by the caller, outside the locks: no stop may change them
 	ms.mu.Unlock()
-	for _, segs := range subs {
-		e.subs.remove(segs, ms)
-	}
+	e.subs.removeAll(subs, ms)
+	return ms, watchers
+}
+
+// wake tells each watcher why its session went.
+func wake(watchers []*memWatch, why Wake) {
 	for _, w := range watchers {
 		w.notify(why)
 	}
@@ -330,15 +338,18 @@ func (e *MemoryEngine) drop(ms *memSession, why Wake) {
 // watching them, and channels with no exact subscriber unused for
 // ChannelTimeout.
 func (e *MemoryEngine) Sweep(_ context.Context, now time.Time) ([]Session, error) {
-	var idle []*memSession
+	var out []Session
+	var watchers []*memWatch
 	e.mu.Lock()
 	for id, ms := range e.sessions {
 		ms.mu.Lock()
 		expired := ms.s.Timeout > 0 && len(ms.watchers) == 0 && now.Sub(ms.lastSeen) > ms.s.Timeout
+		s := ms.s
 		ms.mu.Unlock()
 		if expired {
-			delete(e.sessions, id)
-			idle = append(idle, ms)
+			_, ws := e.unlink(id)
+			watchers = append(watchers, ws...)
+			out = append(out, s)
 		}
 	}
 	for name, ch := range e.channels {
@@ -351,11 +362,7 @@ func (e *MemoryEngine) Sweep(_ context.Context, now time.Time) ([]Session, error
 		}
 	}
 	e.mu.Unlock()
-	out := make([]Session, len(idle))
-	for i, ms := range idle {
-		e.drop(ms, WakeExpired)
-		out[i] = ms.s
-	}
+	wake(watchers, WakeExpired)
 	return out, nil
 }
 
@@ -732,12 +739,9 @@ func (e *MemoryEngine) Stats(context.Context) (EngineStats, error) {
 // its clients).
 func (e *MemoryEngine) expire(id string) {
 	e.mu.Lock()
-	ms := e.sessions[id]
-	delete(e.sessions, id)
+	_, watchers := e.unlink(id)
 	e.mu.Unlock()
-	if ms != nil {
-		e.drop(ms, WakeExpired)
-	}
+	wake(watchers, WakeExpired)
 }
 
 // Close implements Engine; a memory engine holds nothing to release.

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -55,6 +56,59 @@ func TestMemoryEngineHistoryBoundConcurrent(t *testing.T) {
 	}
 	if st, _ := e.Stats(ctx); st.HistoryBytes != 0 || st.Channels != 0 {
 		t.Errorf("after the sweep: %d history bytes in %d channels; want none", st.HistoryBytes, st.Channels)
+	}
+}
+
+// TestMemoryEngineSweepIsOneStep: once the sweep has removed a session
+// (Session says it is unknown), no publish counts it: the session and its
+// subscriptions go in one step. Before, the sweep let go of the engine's
+// lock between the two, and a publish in between was counted for a
+// session already gone (here, one of many patterns is removed at a random
+// point of the walk, which leaves the window open most rounds).
+func TestMemoryEngineSweepIsOneStep(t *testing.T) {
+	ctx := context.Background()
+	e := server.NewMemoryEngine(server.Limits{})
+	const rounds = 200
+	counted := 0
+	for i := range rounds {
+		id := fmt.Sprintf("s%d", i)
+		if err := e.CreateSession(ctx, server.Session{ID: id, Kind: server.KindStardust, Timeout: time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		for p := range 64 {
+			if _, err := e.Subscribe(ctx, id, fmt.Sprintf("/other/%d", p)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := e.Subscribe(ctx, id, "/a"); err != nil {
+			t.Fatal(err)
+		}
+		swept := make(chan error, 1)
+		go func() {
+			_, err := e.Sweep(ctx, time.Now().Add(time.Hour))
+			swept <- err
+		}()
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			if _, err := e.Session(ctx, id); errors.Is(err, server.ErrUnknownClient) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the sweep did not remove the session in 10 s", i)
+			}
+		}
+		n, err := e.Publish(ctx, &server.Message{Channel: "/a", Data: json.RawMessage(`1`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			counted++
+		}
+		if err := <-swept; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if counted > 0 {
+		t.Errorf("%d of %d publishes made after the sweep removed their only subscriber counted it", counted, rounds)
 	}
 }
 

@@ -157,10 +157,10 @@ func TestCreatedChannelExpires(t *testing.T) {
 	srv := redistest.Start(t)
 	e := open(t, srv.URL, "created:", server.Limits{HistorySize: 5, MaxChannels: 2, ChannelTimeout: time.Minute})
 	defer e.Close()
-	t0 := time.Now()
 	if n, err := e.CreateChannels(ctx, []string{"/x", "/y"}, -1); n != 2 || err != nil {
 		t.Fatalf("CreateChannels = %d, %v", n, err)
 	}
+	made := time.Now() // /x was last used before this
 	if _, err := e.CreateChannels(ctx, []string{"/z"}, -1); !errors.Is(err, server.ErrTooManyChannels) {
 		t.Fatalf("a third channel, limit 2: %v; want ErrTooManyChannels", err)
 	}
@@ -171,12 +171,12 @@ func TestCreatedChannelExpires(t *testing.T) {
 		t.Fatalf("channels before their timeout: %v", names)
 	}
 	// /y is used again 300 ms later; the sweep looks a timeout and 150 ms
-	// after t0: /x (made within 150 ms of t0) is idle, /y is not.
+	// after made: /x (made before) is idle, /y is not.
 	time.Sleep(300 * time.Millisecond)
 	if n, err := e.CreateChannels(ctx, []string{"/y"}, 0); n != 0 || err != nil {
 		t.Fatalf("CreateChannels of a kept channel = %d, %v", n, err)
 	}
-	if _, err := e.Sweep(ctx, t0.Add(time.Minute+150*time.Millisecond)); err != nil {
+	if _, err := e.Sweep(ctx, made.Add(time.Minute+150*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	if names, _ := e.Channels(ctx, "/"); fmt.Sprint(names) != "[/y]" {

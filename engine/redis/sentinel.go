@@ -32,6 +32,10 @@ func clientOption(opts Options) (rueidis.ClientOption, error) {
 		return co, fmt.Errorf("redis engine: url %q: %w", opts.URL, err)
 	}
 	co.DisableCache = true
+	// Every connection keeps a reader, which sees Redis go at once: a
+	// connection used one call at a time otherwise has none between calls,
+	// and after a restart its next call failed (a 503 with Redis up again).
+	co.AlwaysPipelining = true
 	co.ConnWriteTimeout = opts.Timeout
 	co.Dialer.Timeout = opts.Timeout
 	if len(opts.Sentinels) == 0 {
