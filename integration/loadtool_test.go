@@ -78,8 +78,12 @@ func runScript(t *testing.T, script string, timeout time.Duration, env ...string
 // a base port from the environment.
 func freePorts(t *testing.T, n int) int {
 	t.Helper()
+	// Below the kernel's ephemeral range: a port of that range, free when
+	// looked at, may be any test's outgoing connection or :0 listener a
+	// moment later (TestReadmeLoadTool's Faye once found its port so taken).
+	low := ephemeralLow()
 	for try := 0; try < 50; try++ {
-		base := 20000 + rand.IntN(20000)
+		base := 10000 + rand.IntN(low-10000-n)
 		ok := true
 		for p := base; p < base+n && ok; p++ {
 			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
@@ -93,6 +97,25 @@ func freePorts(t *testing.T, n int) int {
 	}
 	t.Fatalf("no %d consecutive free loopback ports found", n)
 	return 0
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// ip_local_port_range; 32768 where it cannot be read or is too low to
+// leave room below it).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low < 20000 {
+		return 32768
+	}
+	return low
 }
 
 // waitPortFree waits, bounded, for a fixed port a README snippet uses to be
