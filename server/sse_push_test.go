@@ -281,13 +281,33 @@ func findStream(s *Server, id string) *sseStream {
 }
 
 // writeBlocked reports whether a write to client id's stream stays
-// blocked: its writer held for 50 ms on end, not a write in passing.
+// blocked (writerStuck).
 func writeBlocked(s *Server, id string) bool {
-	for range 5 {
-		st := findStream(s, id)
-		if st == nil || st.sock.TryLock() {
-			if st != nil {
-				st.sock.Unlock()
+	return writerStuck(func() tryLocker {
+		if st := findStream(s, id); st != nil {
+			return &st.sock
+		}
+		return nil
+	})
+}
+
+// tryLocker is a writer's lock, as a test looks at it.
+type tryLocker interface {
+	TryLock() bool
+	Unlock()
+}
+
+// writerStuck reports whether the writer find returns (nil: none) stays
+// the same and held for 300 ms on end: a write that is blocked, not one in
+// passing (a writer descheduled on a loaded machine was once taken for a
+// blocked one after 50 ms, and took the messages published next).
+func writerStuck(find func() tryLocker) bool {
+	first := find()
+	for range 30 {
+		w := find()
+		if w == nil || w != first || w.TryLock() {
+			if w != nil && w == first {
+				w.Unlock()
 			}
 			return false
 		}

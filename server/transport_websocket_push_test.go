@@ -149,14 +149,12 @@ func TestWebSocketSlowReaderDelaysNoOther(t *testing.T) {
 	// Fill the slow socket's buffers until a write to it stays blocked.
 	big := strings.Repeat("x", 256<<10)
 	blocked := func() bool {
-		ws := findSocket(&b.s.bayeux.sockets, slowID)
-		if ws == nil || ws.sock.TryLock() {
-			if ws != nil {
-				ws.sock.Unlock()
+		return writerStuck(func() tryLocker {
+			if ws := findSocket(&b.s.bayeux.sockets, slowID); ws != nil {
+				return &ws.sock
 			}
-			return false
-		}
-		return true
+			return nil
+		})
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for !blocked() {
