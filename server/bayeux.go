@@ -374,7 +374,7 @@ func (b *Bayeux) connectReply(h *pendingConnect, why PollEnd, cursor uint64) []b
 		r.Successful = false
 		r.Error = bayeuxError(ErrUnknownClient, h.client.ID())
 		r.Advice = &bayeuxAdvice{Reconnect: "none", Interval: 0}
-	case why == PollClosed:
+	case why == PollClosed || why == PollGone:
 		// Removed while held: the client said goodbye, so end its connect
 		// loop cleanly. (A request that went away reads no reply.)
 		r.Advice = &bayeuxAdvice{Reconnect: "none", Interval: 0}

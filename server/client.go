@@ -24,9 +24,14 @@ const (
 	PollReady    PollEnd = iota // messages were queued (or a drop notice is due)
 	PollTimeout                 // the poll timeout passed with nothing queued
 	PollReplaced                // a newer poll by the same client took over
-	PollClosed                  // the request, the client or the server ended
+	PollClosed                  // the client was removed, or the server is closing
 	PollExpired                 // the client expired or was lost: it must start again
 	PollFailed                  // the engine could not be reached: retry later
+	// PollGone: the request went away (its context ended, its connection
+	// was closed or reset). Whatever is answered is likely not read, so
+	// nothing is asked of the engine for it (such as whether the server API
+	// disconnected the client: see Hub.wasKicked).
+	PollGone
 )
 
 // Client is this process's handle on one session that the engine keeps: a
@@ -122,7 +127,8 @@ func (c *Client) Commit(cursor uint64) {
 // Poll of the same client, here or in another process, releases this one
 // (PollReplaced) without messages, so that a dropped connection's request
 // cannot take what its successor should get. It waits on exactly: messages
-// ready, its own timer, ctx, the client's removal and the hub's close.
+// ready, its own timer, ctx (PollGone), the client's removal and the hub's
+// close (PollClosed).
 func (c *Client) Poll(ctx context.Context, timeout time.Duration) (Batch, PollEnd) {
 	p := c.beginPoll(ctx, timeout)
 	defer p.finish()
@@ -322,7 +328,7 @@ func (p *pollState) wait(ctx context.Context, until time.Time, messages bool) Po
 		case <-timer.C:
 			return PollTimeout
 		case <-ctx.Done():
-			w.end(PollClosed)
+			w.end(PollGone)
 		case <-h.done:
 			w.end(PollClosed)
 		}

@@ -66,7 +66,7 @@ func (lc *LocalClient) run(ctx context.Context, handler func(*Message)) {
 			return true
 		})
 		switch why {
-		case PollClosed:
+		case PollClosed, PollGone:
 			if ctx.Err() != nil || lc.hub.Closed() {
 				return
 			}

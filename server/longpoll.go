@@ -328,9 +328,9 @@ func (tc *takeoverConn) wait(p *pollState, until time.Time, messages bool) PollE
 			// net/http, this is so even after a pipelined request, whose
 			// first byte ends net/http's background read: that request
 			// is served after the early answer.
-			w.end(PollClosed)
+			w.end(PollGone)
 		case takeover.EventGone, takeover.EventOverflow: // its messages stay queued
-			w.end(PollClosed)
+			w.end(PollGone)
 		}
 	}
 }

@@ -490,8 +490,8 @@ func TestPollContextCancelled(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, why := c.Poll(ctx, time.Minute); why != PollClosed {
-		t.Errorf("poll ended with %v, want PollClosed", why)
+	if _, why := c.Poll(ctx, time.Minute); why != PollGone {
+		t.Errorf("poll ended with %v, want PollGone", why)
 	}
 }
 

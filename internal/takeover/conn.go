@@ -50,11 +50,15 @@ const (
 
 // waitRead waits until c has bytes to read, its end, or its read deadline
 // passes, through d without a read system call while it waits when d has
-// a descriptor; then reads into buf and appends what came to pending
-// (returned), up to maxPending in all.
+// a descriptor (descriptor.Read, which looks before it waits); then reads
+// into buf and appends what came to pending (returned), up to maxPending
+// in all.
 func waitRead(c net.Conn, d *descriptor, buf, pending []byte) ([]byte, Event) {
-	n, err := 0, d.WaitReadable()
-	if err == nil {
+	var n int
+	var err error
+	if d.Ok() {
+		n, err = d.Read(buf)
+	} else {
 		n, err = c.Read(buf)
 	}
 	if n > 0 {

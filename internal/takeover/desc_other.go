@@ -22,8 +22,8 @@ func checkDesc(net.Conn) Reason { return ReasonUnsupported }
 // Ok reports false: no descriptor on this system.
 func (d *descriptor) Ok() bool { return false }
 
-// WaitReadable returns at once: the caller's Read waits.
-func (d *descriptor) WaitReadable() error { return nil }
+// Read is never called on this system (d has no descriptor).
+func (d *descriptor) Read([]byte) (int, error) { return 0, errWouldBlock }
 
 // ReadFirst is never called on this system (d has no descriptor).
 func (d *descriptor) ReadFirst() (bp *[]byte, b []byte) { return nil, nil }

@@ -3,6 +3,7 @@
 package takeover
 
 import (
+	"io"
 	"net"
 	"syscall"
 )
@@ -15,9 +16,7 @@ const supported = true
 // false) and its methods then do what the portable path does. One
 // goroutine at a time uses a descriptor.
 type descriptor struct {
-	raw   syscall.RawConn
-	wait  func(uintptr) bool // d.waitOnce, made once
-	armed bool
+	raw syscall.RawConn
 }
 
 // Open sets d to c's descriptor and reports ReasonNone, or leaves d without
@@ -33,7 +32,6 @@ func (d *descriptor) Open(c net.Conn) Reason {
 		return ReasonNoSyscallConn
 	}
 	d.raw = raw
-	d.wait = d.waitOnce
 	return ReasonNone
 }
 
@@ -47,28 +45,40 @@ func checkDesc(c net.Conn) Reason {
 // Ok reports whether d has a descriptor.
 func (d *descriptor) Ok() bool { return d != nil && d.raw != nil }
 
-// WaitReadable waits until the connection has something to read (data, its
-// end) or its read deadline passes, without the read system call that a
-// Read of a connection with nothing to read makes before it waits. It
-// waits for what comes after the call (the runtime's poller forgets an
-// earlier readiness): read first what may have come before. Without a
-// descriptor it returns at once (the caller's Read then waits).
-func (d *descriptor) WaitReadable() error {
-	if !d.Ok() {
-		return nil
+// Read reads into buf what the connection has: bytes (n > 0), its end
+// (io.EOF), an error, or, when nothing comes before the read deadline (or
+// a wake-up moved it to the past), os.ErrDeadlineExceeded. While it waits
+// no goroutine is blocked in a read system call: the runtime's poller
+// waits on the descriptor. Its read is tried before it waits, because the
+// poller forgets a readiness that came before the call: the end of a
+// client that left while the request was still net/http's (whose
+// background read saw it), or between two waits, would otherwise be missed
+// until the deadline.
+func (d *descriptor) Read(buf []byte) (int, error) {
+	n := 0
+	var rerr error
+	err := d.raw.Read(func(fd uintptr) bool {
+		for {
+			k, e := syscall.Read(int(fd), buf)
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				return false // nothing yet: wait
+			case e != nil:
+				rerr = e
+			case k == 0:
+				rerr = io.EOF
+			default:
+				n = k
+			}
+			return true
+		}
+	})
+	if err == nil {
+		err = rerr
 	}
-	d.armed = true
-	return d.raw.Read(d.wait)
-}
-
-// waitOnce is raw.Read's callback for WaitReadable: it has it wait once,
-// then return.
-func (d *descriptor) waitOnce(uintptr) bool {
-	if d.armed {
-		d.armed = false
-		return false
-	}
-	return true
+	return n, err
 }
 
 // ReadFirst waits, up to the connection's read deadline, for bytes to
