@@ -64,14 +64,19 @@ func TestApacheOneChannel(t *testing.T) {
 // loadPerCore is the machine's one-minute load average per core (0 where
 // /proc/loadavg cannot be read).
 func loadPerCore() float64 {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	l, _ := strconv.ParseFloat(f[0], 64)
+	l, _ := strconv.ParseFloat(firstField("/proc/loadavg"), 64)
 	return l / float64(runtime.NumCPU())
+}
+
+// firstField is the first field of a small file such as one of /proc ("" if
+// it cannot be read).
+func firstField(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return ""
 }

@@ -103,15 +103,7 @@ func freePorts(t *testing.T, n int) int {
 // ip_local_port_range; 32768 where it cannot be read or is too low to
 // leave room below it).
 func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 32768
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 32768
-	}
-	low, err := strconv.Atoi(f[0])
+	low, err := strconv.Atoi(firstField("/proc/sys/net/ipv4/ip_local_port_range"))
 	if err != nil || low < 20000 {
 		return 32768
 	}

@@ -50,7 +50,7 @@ type identityHooks struct {
 // anonymous caller (no Authenticator, or no credentials); err is one of the
 // identity errors, fit for the client.
 func (h *identityHooks) authenticate(ctx context.Context, req AuthRequest) (id Identity, ok bool, err error) {
-	if h == nil || h.authn == nil {
+	if !h.authenticates() {
 		return Identity{}, false, nil
 	}
 	id, err = h.authn.Authenticate(ctx, req)
@@ -66,6 +66,11 @@ func (h *identityHooks) authenticate(ctx context.Context, req AuthRequest) (id I
 	}
 	return id, true, nil
 }
+
+// authenticates reports whether an Authenticator is configured: without
+// one there is nothing to ask, so a request's address and cookie need not be
+// read for it.
+func (h *identityHooks) authenticates() bool { return h != nil && h.authn != nil }
 
 func (h *identityHooks) clock() time.Time {
 	if h == nil || h.now == nil {
@@ -208,7 +213,7 @@ func callbackError(err error) error {
 // else the one kept with the stream session c (nil: none), whose expiry is
 // checked. ok is false for an anonymous caller.
 func (s *Server) requestIdentity(r *http.Request, transport string, c *Client) (Identity, bool, error) {
-	if s.idh != nil && s.idh.authn != nil { // else nothing to ask: no address or cookie to read
+	if s.idh.authenticates() {
 		id, ok, err := s.idh.authenticate(r.Context(), AuthRequest{Request: r, Protocol: "stardust",
 			Transport: transport, Remote: s.rules.clientIP(r), Session: s.rules.browserOf(r)})
 		if err != nil || ok {

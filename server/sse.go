@@ -50,7 +50,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	c, _, err := s.streamClient(r, id, KindSSE, full, identityIf(ident, known))
+	c, _, err := s.streamClient(r, id, KindSSE, full, identityIf(ident, known), s.streamBrowser(w.Header(), r))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -77,7 +77,6 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 
 	s.rules.longRequest(w, s.opts.SSEMaxDuration)
 	h := w.Header()
-	s.rules.ensureBrowser(h, r, s.opts.Base) // so that the browser's next ids are bound
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")

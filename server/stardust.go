@@ -337,12 +337,26 @@ func decodeJSONBody(body []byte, maxSize int) ([]map[string]json.RawMessage, err
 	return out, nil
 }
 
-// streamClient registers (or finds) the client named by the request, keeps
-// ident with it (nil: none), and sets its subscriptions to the channels of
-// the URL: in that order, so that a join_leave channel announces the user
-// at the first poll. A client that expires between being found and being
-// subscribed is registered anew, once.
-func (s *Server) streamClient(r *http.Request, id, kind string, channels []string, ident *Identity) (*Client, bool, error) {
+// streamBrowser gives the request's browser a cookie if it has none
+// (ensureBrowser, so that the browser's next stream ids are bound to it)
+// and returns the cookie the request presented ("" if none): a new stream
+// id is bound to that one only, so that a client that keeps no cookies is
+// not locked out of its own id.
+func (s *Server) streamBrowser(h http.Header, r *http.Request) string {
+	v, presented, err := s.rules.ensureBrowser(h, r, s.opts.Base)
+	if err != nil || !presented {
+		return ""
+	}
+	return v
+}
+
+// streamClient registers (or finds) the client named by the request, bound
+// to browser (bindStream), keeps ident with it (nil: none), and sets its
+// subscriptions to the channels of the URL: in that order, so that a
+// join_leave channel announces the user at the first poll. A client that
+// expires between being found and being subscribed is registered anew,
+// once.
+func (s *Server) streamClient(r *http.Request, id, kind string, channels []string, ident *Identity, browser string) (*Client, bool, error) {
 	for attempt := 0; ; attempt++ {
 		c, err := s.hub.Client(id) // the usual case: the client polls again
 		created := false
@@ -355,7 +369,7 @@ func (s *Server) streamClient(r *http.Request, id, kind string, channels []strin
 		if c.Kind() != kind {
 			return nil, false, fmt.Errorf("%w: id %q is in use by a %s client", ErrBadClientID, id, c.Kind())
 		}
-		if err := bindStream(c, created, s.rules.browserOf(r)); err != nil {
+		if err := bindStream(c, created, browser); err != nil {
 			return nil, false, err
 		}
 		if ident != nil {
@@ -413,12 +427,11 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, chans, id s
 		writeError(w, err)
 		return
 	}
-	c, _, err := s.streamClient(r, id, KindStardust, full, identityIf(ident, known))
+	c, _, err := s.streamClient(r, id, KindStardust, full, identityIf(ident, known), s.streamBrowser(w.Header(), r))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	s.rules.ensureBrowser(w.Header(), r, s.opts.Base) // so that the browser's next ids are bound
 	var replay []*Message
 	var gap []byte // gap.go
 	if !since.IsZero() {

@@ -56,7 +56,7 @@ func (s *Server) messageACL() MessageACL {
 // app's subscribe callback: the same order as Bayeux.
 func (s *Server) mayRead(r *http.Request, channels []string, transport string, session *Client) (id Identity, ok bool, err error) {
 	acl := s.messageACL()
-	if acl == nil && s.idh.authn == nil && s.idh.sub == nil && len(s.idh.chans) == 0 {
+	if acl == nil && !s.idh.authenticates() && s.idh.sub == nil && len(s.idh.chans) == 0 {
 		return Identity{}, false, nil // nothing to ask: the usual poll costs nothing here
 	}
 	if id, ok, err = s.requestIdentity(r, transport, session); err != nil {
@@ -84,7 +84,7 @@ func (s *Server) mayRead(r *http.Request, channels []string, transport string, s
 // browser may use it (bindStream), for its kept identity; nil otherwise, or
 // when no Authenticator is set.
 func (s *Server) sessionOf(r *http.Request, id string) *Client {
-	if s.idh.authn == nil {
+	if !s.idh.authenticates() {
 		return nil
 	}
 	c, err := s.hub.Client(id)
