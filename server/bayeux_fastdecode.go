@@ -15,13 +15,13 @@ import "encoding/json"
 // (BenchmarkDecodeBayeux).
 func decodeSimple(b []byte) (m *BayeuxMessage, ok bool) {
 	p := simpleScan{b: b}
-	var raw [3][2]int // where id, ext and advice are in b; copied at the end
+	var raw [simpleMembers - memberID][2]int // where id, ext and advice are in b (by member less memberID); copied at the end
 	array := p.eat('[')
 	if !p.eat('{') {
 		return nil, false
 	}
 	m = &BayeuxMessage{}
-	var seen [6]bool
+	var seen [simpleMembers]bool
 	for first := true; ; first = false {
 		if p.eat('}') {
 			break
@@ -37,17 +37,17 @@ func decodeSimple(b []byte) (m *BayeuxMessage, ok bool) {
 		var field int
 		switch string(key) { // no allocation: compared in place
 		case "channel":
-			field = 0
+			field = memberChannel
 		case "clientId":
-			field = 1
+			field = memberClientID
 		case "connectionType":
-			field = 2
+			field = memberConnectionType
 		case "id":
-			field = 3
+			field = memberID
 		case "ext":
-			field = 4
+			field = memberExt
 		case "advice":
-			field = 5
+			field = memberAdvice
 		default:
 			return nil, false
 		}
@@ -56,18 +56,18 @@ func decodeSimple(b []byte) (m *BayeuxMessage, ok bool) {
 		}
 		seen[field] = true
 		start := p.i
-		if field >= 4 {
+		if field >= memberExt {
 			if !p.flatObject() {
 				return nil, false
 			}
-			raw[field-3] = [2]int{start, p.i}
+			raw[field-memberID] = [2]int{start, p.i}
 			continue
 		}
-		if field == 3 && p.i < len(b) && b[p.i] != '"' {
+		if field == memberID && p.i < len(b) && b[p.i] != '"' {
 			if !p.integer() {
 				return nil, false
 			}
-			raw[0] = [2]int{start, p.i}
+			raw[field-memberID] = [2]int{start, p.i}
 			continue
 		}
 		v, ok := p.str()
@@ -75,14 +75,14 @@ func decodeSimple(b []byte) (m *BayeuxMessage, ok bool) {
 			return nil, false
 		}
 		switch field {
-		case 0:
+		case memberChannel:
 			m.Channel = intern(v)
-		case 1:
+		case memberClientID:
 			m.ClientID = intern(v)
-		case 2:
+		case memberConnectionType:
 			m.ConnectionType = intern(v)
-		case 3:
-			raw[0] = [2]int{start, p.i}
+		case memberID:
+			raw[field-memberID] = [2]int{start, p.i}
 		}
 	}
 	if array && !p.eat(']') {
@@ -94,9 +94,9 @@ func decodeSimple(b []byte) (m *BayeuxMessage, ok bool) {
 	}
 	// The raw members are slices of one copy: the caller's buffer may be
 	// reused once the body is read.
-	if raw != [3][2]int{} {
+	if raw != [len(raw)][2]int{} {
 		c := append([]byte(nil), b...)
-		for i, f := range []*json.RawMessage{&m.ID, &m.Ext, &m.Advice} {
+		for i, f := range [len(raw)]*json.RawMessage{&m.ID, &m.Ext, &m.Advice} {
 			if end := raw[i][1]; end > 0 {
 				*f = c[raw[i][0]:end:end]
 			}
@@ -104,6 +104,18 @@ func decodeSimple(b []byte) (m *BayeuxMessage, ok bool) {
 	}
 	return m, true
 }
+
+// The members decodeSimple reads: strings kept in the message, then those
+// kept raw (id, ext, advice), in raw's order.
+const (
+	memberChannel = iota
+	memberClientID
+	memberConnectionType
+	memberID
+	memberExt
+	memberAdvice
+	simpleMembers // how many
+)
 
 // flatObject reads an object whose members are plain strings, integers,
 // true, false or null, with no name twice (an ext such as {"ack":17}, an
