@@ -60,6 +60,14 @@ type Options struct {
 	MasterName       string
 	SentinelPassword string // AUTH of the sentinels, if they require it
 
+	// Cluster, when set, are seed nodes (host:port) of a Redis Cluster
+	// (cluster.go): every key of the site then carries one hash tag (the
+	// prefix becomes "{stardust}:"), so that it lives in one slot on one
+	// master, and the Cluster's replicas take over when that master dies.
+	// URL then gives only the password and TLS (database 0). Exclusive of
+	// Sentinels.
+	Cluster []string
+
 	// Mirror serves the sessions this process holds from memory
 	// (mirror.go): almost no Redis work per delivery. A session is
 	// mirrored from its second poll in a row here, or a watch's third
@@ -78,8 +86,9 @@ type Options struct {
 type Engine struct {
 	opts   Options
 	client rueidis.Client
-	node   string // this process, in notices and connection counts
-	p      string // key prefix
+	node   string   // this process, in notices and connection counts
+	p      string   // key prefix: with Cluster, one hash tag (cluster.go)
+	keys   []string // KEYS of every script call: the prefix, which routes it to the slot's master on a Cluster
 
 	mu       sync.Mutex
 	watchers map[string][]*watch // by session id
@@ -150,6 +159,13 @@ func New(opts Options) (*Engine, error) {
 		opts.Log = logrus.NewEntry(l)
 	}
 	opts.Limits.Defaults()
+	if len(opts.Cluster) > 0 {
+		p, err := ClusterPrefix(opts.Prefix) // cluster.go
+		if err != nil {
+			return nil, err
+		}
+		opts.Prefix = p
+	}
 	co, err := clientOption(opts)
 	if err != nil {
 		return nil, err
@@ -158,7 +174,11 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: redis at %s: %v", server.ErrEngine, opts.where(), err)
 	}
-	e := &Engine{opts: opts, client: client, node: newID(), p: opts.Prefix,
+	if err := checkMode(opts, client); err != nil { // cluster.go
+		client.Close()
+		return nil, err
+	}
+	e := &Engine{opts: opts, client: client, node: newID(), p: opts.Prefix, keys: []string{opts.Prefix},
 		watchers: map[string][]*watch{}, topics: map[string]*topic{}, lists: map[string]subsList{},
 		subReady: make(chan struct{}), done: make(chan struct{})}
 	e.cache.init(4096)
@@ -205,11 +225,20 @@ func nowMS() string { return strconv.FormatInt(time.Now().UnixMilli(), 10) }
 func (e *Engine) exec(ctx context.Context, s *rueidis.Lua, args ...string) (rueidis.RedisResult, error) {
 	ctx, cancel := e.call(ctx)
 	defer cancel()
-	r := s.Exec(ctx, e.client, nil, append([]string{e.p}, args...))
+	r := e.script(ctx, s, args...)
 	if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
 		return r, fail(err)
 	}
 	return r, nil
+}
+
+// script runs a script with the prefix as ARGV[1] (each script builds its
+// keys from it) and as its one KEYS entry: a script without keys goes to
+// any node of a Redis Cluster, which refuses it keys of another; with the
+// prefix (one hash tag there) it goes to the master of the site's slot.
+// On one Redis the KEYS entry changes nothing.
+func (e *Engine) script(ctx context.Context, s *rueidis.Lua, args ...string) rueidis.RedisResult {
+	return s.Exec(ctx, e.client, e.keys, append([]string{e.p}, args...))
 }
 
 func (e *Engine) execInt(ctx context.Context, s *rueidis.Lua, args ...string) (int64, error) {
@@ -801,5 +830,6 @@ func (e *Engine) saw(seq uint64) {
 	}
 }
 
-// Prefix returns the key prefix, for a second engine on the same data.
+// Prefix returns the key prefix, for a second engine on the same data
+// (with Cluster, the prefix with its hash tag).
 func (e *Engine) Prefix() string { return e.p }

@@ -42,9 +42,7 @@ func (e *Engine) listen(ctx context.Context) {
 			}
 			e.wakeAll(server.WakeMessages)
 			backoff = 50 * time.Millisecond
-			select {
-			case err = <-lost:
-			case <-ctx.Done():
+			if err = e.awaitLoss(ctx, lost); ctx.Err() != nil {
 				return
 			}
 		}
@@ -73,6 +71,56 @@ func (e *Engine) listen(ctx context.Context) {
 	}
 }
 
+// awaitLoss returns the error that ends the pub/sub connection (or nil
+// once ctx is done). On a Cluster it also checks, every clusterRefresh,
+// that the connection's node still serves the site's slot (followMaster).
+func (e *Engine) awaitLoss(ctx context.Context, lost <-chan error) error {
+	var tick <-chan time.Time
+	if len(e.opts.Cluster) > 0 {
+		t := time.NewTicker(clusterRefresh)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case err := <-lost:
+			return err
+		case <-ctx.Done():
+			return nil
+		case <-tick:
+			e.followMaster(ctx)
+		}
+	}
+}
+
+// followMaster ends the pub/sub connection when its node no longer serves
+// the site's slot: a replica took over while the old master lives on (a
+// manual CLUSTER FAILOVER, a partition) or the slot moved. Its death ends
+// the connection by itself; this one does not, and it would still bring
+// every message (a Cluster delivers a PUBLISH on all nodes), but the
+// reconnection must run on the new master: it binds the connection there
+// and checks whether that master lost writes (checkEpoch). A read of the
+// site's key on the connection tells: any node but the slot's master
+// answers MOVED.
+func (e *Engine) followMaster(ctx context.Context) {
+	e.mu.Lock()
+	sub := e.sub
+	e.mu.Unlock()
+	if sub == nil {
+		return
+	}
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	err := sub.Do(cctx, sub.B().Exists().Key(e.p+"epoch").Build()).Error()
+	var re *rueidis.RedisError
+	if errors.As(err, &re) {
+		if addr, moved := re.IsMoved(); moved {
+			e.opts.Log.WithField("master", addr).Info("redis engine: the site's slot has another master; following it")
+			sub.Close() // listen connects again, to the new master
+		}
+	}
+}
+
 // connectPubSub opens the pub/sub connection and subscribes to ctl and to
 // every topic in use. lost yields the error that ends the connection.
 func (e *Engine) connectPubSub(ctx context.Context) (lost <-chan error, err error) {
@@ -91,6 +139,15 @@ func (e *Engine) connectPubSub(ctx context.Context) (lost <-chan error, err erro
 	}
 	cctx, ccancel := e.call(ctx)
 	defer ccancel()
+	if len(e.opts.Cluster) > 0 {
+		// A Cluster delivers a PUBLISH on every node, but this connection
+		// must be on the master of the site's slot (cluster.go): the first
+		// command of a dedicated connection binds it to its key's slot.
+		if err := c.Do(cctx, c.B().Exists().Key(e.p+"epoch").Build()).Error(); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
 	if err := c.Do(cctx, c.B().Subscribe().Channel(names...).Build()).Error(); err != nil {
 		cancel()
 		return nil, err
@@ -165,7 +222,7 @@ func (e *Engine) lostData(ctx context.Context) (bool, error) {
 		if emptied {
 			old = ""
 		}
-		r := scriptRenew.Exec(ctx, e.client, nil, []string{e.p, old, newID(), strconv.FormatUint(hw, 10)})
+		r := e.script(ctx, scriptRenew, old, newID(), strconv.FormatUint(hw, 10))
 		if epoch, err = r.ToString(); err != nil {
 			return false, err
 		}
@@ -178,7 +235,9 @@ func (e *Engine) lostData(ctx context.Context) (bool, error) {
 	return emptied || restarted && seq < hw, nil
 }
 
-// readEpoch reads the epoch key, the sequence and the server's run_id.
+// readEpoch reads the epoch key, the sequence and the server's run_id. On
+// a Cluster, rueidis sends a keyless command of a DoMulti (INFO) to the
+// node of the others' slot: the run_id is that of the site's master.
 func (e *Engine) readEpoch(ctx context.Context) (epoch string, seq uint64, runID string, err error) {
 	res := e.client.DoMulti(ctx,
 		e.client.B().Get().Key(e.p+"epoch").Build(),

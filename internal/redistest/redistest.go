@@ -72,7 +72,7 @@ func StartReplicaOf(t testing.TB, addr string) *Server {
 
 func start(t testing.TB, extra string) *Server {
 	t.Helper()
-	return startProgram(t, testenv.RequireProgram(t, "redis-server", "redis-server"), "protected-mode yes\nsave \"\"\nappendonly no\nrepl-diskless-sync-delay 0\n"+extra)
+	return startProgram(t, testenv.RequireProgram(t, "redis-server", "redis-server"), serverConf+extra)
 }
 
 // startProgram runs redis-server or redis-sentinel (path) on a free
@@ -151,7 +151,9 @@ func (s *Server) Do(t testing.TB, args ...string) string {
 // result runs one command on the server and returns its answer.
 func (s *Server) result(t testing.TB, args ...string) rueidis.RedisResult {
 	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr}, DisableCache: true})
+	// One server, even a Cluster's node: rueidis would otherwise make a
+	// Cluster client, which sends a command without a key to any node.
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr}, DisableCache: true, ForceSingleClient: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,308 @@
+package redis_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/stardust-go/stardust/engine/redis"
+	"github.com/stardust-go/stardust/internal/redistest"
+	"github.com/stardust-go/stardust/server"
+	"github.com/stardust-go/stardust/server/enginetest"
+)
+
+// Redis Cluster (issue 21, point 2, its first step): a site's keys in one
+// slot, on a real three-master cluster with a replica each.
+
+func TestClusterPrefix(t *testing.T) {
+	for _, c := range []struct{ in, want, err string }{
+		{"stardust:", "{stardust}:", ""},
+		{"t5:", "{t5}:", ""},
+		{"shop", "{shop}", ""},
+		{"{shop}:", "{shop}:", ""},
+		{"site:{shop}:", "site:{shop}:", ""},
+		{":", "", "want a name"},
+		{"{}:", "", "opens no hash tag"},
+		{"{shop:", "", "opens no hash tag"},
+	} {
+		got, err := redis.ClusterPrefix(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("ClusterPrefix(%q) = %q, %v; want an error saying %q", c.in, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("ClusterPrefix(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+// openCluster opens an engine on the cluster c under prefix (which gets its
+// hash tag), with mirrors on and a 2 s timeout.
+func openCluster(t *testing.T, c *redistest.Cluster, prefix string, l server.Limits) *redis.Engine {
+	t.Helper()
+	e := openWith(t, redis.Options{Cluster: c.Seeds, Prefix: prefix, Limits: l})
+	t.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
+// clusterAdmin is a connection to one node of a cluster (its own counts,
+// its own INFO), not a Cluster client.
+func clusterAdmin(t *testing.T, s *redistest.Server) rueidis.Client {
+	t.Helper()
+	admin, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr}, DisableCache: true, ForceSingleClient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	return admin
+}
+
+// TestClusterOptions: the wrong set-ups are refused with an error naming
+// the problem, before or as the engine connects.
+func TestClusterOptions(t *testing.T) {
+	c := redistest.StartCluster(t)
+	single := redistest.Start(t)
+	for _, tc := range []struct {
+		name string
+		o    redis.Options
+		want string
+	}{
+		{"sentinels too", redis.Options{Cluster: c.Seeds, Sentinels: []string{"127.0.0.1:26379"}, MasterName: "m"}, "set one or the other"},
+		{"unix url", redis.Options{Cluster: c.Seeds, URL: "unix:///run/redis.sock"}, "want redis:// or rediss://"},
+		{"database 2", redis.Options{Cluster: c.Seeds, URL: "redis://ignored:1/2"}, "only database 0"},
+		{"bad seed", redis.Options{Cluster: []string{"127.0.0.1"}}, "want host:port"},
+		{"bad tag", redis.Options{Cluster: c.Seeds, Prefix: "{}:"}, "opens no hash tag"},
+		{"not a cluster", redis.Options{Cluster: []string{single.Addr}}, "is not a Redis Cluster"},
+		{"a cluster node as url", redis.Options{URL: c.Nodes[0].URL}, "list its nodes in redis_cluster"},
+	} {
+		tc.o.Timeout = 2 * time.Second
+		e, err := redis.New(tc.o)
+		if err == nil {
+			_ = e.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: New: %v; want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestClusterConformance runs the engine conformance suite on a Cluster.
+// Each case's prefix is a hash tag of its own, so the cases' slots are
+// spread over the three masters.
+func TestClusterConformance(t *testing.T) {
+	c := redistest.StartCluster(t)
+	enginetest.Run(t, enginetest.Factory{
+		Open: func(t *testing.T, l server.Limits) server.Engine {
+			return openCluster(t, c, fmt.Sprintf("c%d:", prefixes.Add(1)), l)
+		},
+		Peer: func(t *testing.T, e server.Engine, l server.Limits) server.Engine {
+			return openCluster(t, c, e.(*redis.Engine).Prefix(), l)
+		},
+	})
+}
+
+// TestClusterKeysInOneSlot: everything a site writes on a Cluster lives
+// in its tag's slot, on that slot's master (the other masters hold none
+// of its keys), and keeps the names it has on one Redis after the tag.
+func TestClusterKeysInOneSlot(t *testing.T) {
+	c := redistest.StartCluster(t)
+	e := openCluster(t, c, "site:", server.Limits{HistorySize: 10})
+	if e.Prefix() != "{site}:" {
+		t.Fatalf("prefix on a cluster %q; want {site}:", e.Prefix())
+	}
+	lostSessions(t, e)
+	publishOn(t, e, "/public", `{"public":1}`)
+	if _, err := readAll(t, e, "pub"); err != nil {
+		t.Fatal(err)
+	}
+	master, _ := c.SlotNodes(t, e.Prefix())
+	for _, s := range c.Nodes {
+		role := s.Do(t, "ROLE")
+		if !strings.HasPrefix(role, "[master") {
+			continue
+		}
+		keys := s.Do(t, "KEYS", "*")
+		if s == master {
+			if !strings.Contains(keys, "{site}:s:pub") || !strings.Contains(keys, "{site}:seq") {
+				t.Errorf("the slot's master %s holds %s; want the site's keys", s.Addr, keys)
+			}
+		} else if keys != "[]" {
+			t.Errorf("master %s, not the slot's, holds %s; want nothing", s.Addr, keys)
+		}
+	}
+}
+
+// TestClusterPublishCostIsFlat: on a Cluster, one publish costs the slot's
+// master the same commands with 1 and 1,000 subscribers.
+func TestClusterPublishCostIsFlat(t *testing.T) {
+	c := redistest.StartCluster(t)
+	var perPublish []float64
+	for _, subs := range []int{1, 1000} {
+		e := openCluster(t, c, fmt.Sprintf("ccost%d:", subs), server.Limits{HistorySize: 10})
+		master, _ := c.SlotNodes(t, e.Prefix())
+		perPublish = append(perPublish, publishCost(t, e, clusterAdmin(t, master), subs))
+		_ = e.Close()
+	}
+	if perPublish[1] != perPublish[0] {
+		t.Errorf("commands per publish grow with the audience: %v", perPublish)
+	}
+}
+
+// TestClusterFailover: SIGKILL of the master of the site's slot. The
+// Cluster promotes its replica after cluster-node-timeout; meanwhile
+// publishes fail as the engine being unavailable (503, retry: never
+// anything else), and within a second of the promotion they work again,
+// without a restart, and a session made before reads on as if nothing
+// happened.
+func TestClusterFailover(t *testing.T) {
+	c := redistest.StartCluster(t)
+	e := openCluster(t, c, "fo:", server.Limits{HistorySize: 10})
+	master, _ := c.SlotNodes(t, e.Prefix())
+	lostSessions(t, e)
+	before := publishOn(t, e, "/public", `{"public":1}`)
+	master.Do(t, "WAIT", "1", "5000")
+	var promoted time.Time
+	var wg sync.WaitGroup
+	wg.Add(1)
+	killed := time.Now()
+	master.Stop()
+	go func() {
+		defer wg.Done()
+		c.WaitSlotMaster(t, e.Prefix(), master)
+		promoted = time.Now()
+	}()
+	var failures int
+	var backAt time.Time
+	for time.Since(killed) < 60*time.Second {
+		_, err := e.Publish(ctx, &server.Message{Channel: "/public", Data: []byte(`{"public":2}`)})
+		if err == nil {
+			backAt = time.Now()
+			break
+		}
+		if !errors.Is(err, server.ErrEngine) {
+			t.Fatalf("publish during the failover: %v; want ErrEngine (503, retry)", err)
+		}
+		failures++
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	if backAt.IsZero() {
+		t.Fatal("publishing did not work again within 60 s of the master's death")
+	}
+	t.Logf("master killed; publishes failed %d times; working again %v after the kill, the replica promoted %v after it",
+		failures, backAt.Sub(killed).Round(time.Millisecond), promoted.Sub(killed).Round(time.Millisecond))
+	if failures == 0 {
+		t.Error("no publish failed while the master was dead: the test did not see the failover")
+	}
+	if late := backAt.Sub(promoted); late > time.Second+500*time.Millisecond { // a second, and the test's 50 ms polls on a loaded machine
+		t.Errorf("publishes worked again %v after the promotion; want within about a second", late)
+	}
+	msgs, err := readAll(t, e, "pub")
+	if err != nil {
+		t.Fatalf("the /public reader after the failover: %v; want its messages (nothing was lost)", err)
+	}
+	if len(msgs) != 2 || msgs[0].Seq != before.Seq || string(msgs[1].Data) != `{"public":2}` {
+		t.Errorf("the /public reader after the failover got %d messages %v; want the one from before and the new one", len(msgs), msgs)
+	}
+}
+
+// TestClusterFailoverLostWrites: the replica misses the last writes (its
+// link to the master is cut before them), and the Cluster promotes it when
+// the master dies. As after a
+// Sentinel failover, the engine sees the sequence went back under another
+// run id: the sessions of the lost data are unknown (their clients
+// handshake again or get stardust.reset), and no one is served a message
+// of another channel.
+func TestClusterFailoverLostWrites(t *testing.T) {
+	c := redistest.StartCluster(t)
+	e := openCluster(t, c, "lw:", server.Limits{HistorySize: 10})
+	master, replicas := c.SlotNodes(t, e.Prefix())
+	lostSessions(t, e)
+	publishOn(t, e, "/public", `{"public":1}`)
+	if msgs, err := readAll(t, e, "pub"); err != nil || len(msgs) != 1 {
+		t.Fatalf("pub read %d, %v", len(msgs), err)
+	}
+	master.Do(t, "WAIT", "1", "5000")
+	// The replica's link is cut, and it cannot come back: it offers the
+	// master a password the master does not have.
+	replicas[0].Do(t, "CONFIG", "SET", "masterauth", "not-the-password")
+	master.Do(t, "CLIENT", "KILL", "TYPE", "replica")
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(replicas[0].Do(t, "INFO", "replication"), "master_link_status:down"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica's link to its master is still up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	secret := publishOn(t, e, "/secret", `{"secret":1}`)
+	if msgs, err := readAll(t, e, "sec"); err != nil || len(msgs) != 1 {
+		t.Fatalf("sec read %d, %v", len(msgs), err)
+	}
+	offset := func(s *redistest.Server) string {
+		return redis.InfoField(s.Do(t, "INFO", "replication"), "master_repl_offset")
+	}
+	if m, r := offset(master), offset(replicas[0]); m == r {
+		t.Fatalf("the replica has the master's replication offset %s: the test did not make it lag", m)
+	}
+	restartAndWait(t, e, "pub", func() {
+		master.Stop()
+		c.WaitSlotMaster(t, e.Prefix(), master)
+	})
+	if _, err := e.Fetch(ctx, "pub", 0); !errors.Is(err, server.ErrUnknownClient) {
+		t.Errorf("Fetch of a session on the lagging replica: %v; want ErrUnknownClient (its cursor went back)", err)
+	}
+	startAgain(t, e, "pub")
+	checkPublic(t, e, secret)
+}
+
+// TestClusterManualFailover: CLUSTER FAILOVER makes the replica the
+// slot's master while the old one lives on (as its replica). The engine's
+// pub/sub connection, on the old master, is not cut: the engine must see
+// that its node no longer serves the slot and move the connection to the
+// new master (where a later death or lost writes would be seen), and
+// held polls carry on.
+func TestClusterManualFailover(t *testing.T) {
+	c := redistest.StartCluster(t)
+	e := openCluster(t, c, "mf:", server.Limits{HistorySize: 10})
+	master, replicas := c.SlotNodes(t, e.Prefix())
+	lostSessions(t, e)
+	pubsubOn := func(s *redistest.Server) bool {
+		return strings.Contains(s.Do(t, "CLIENT", "LIST", "TYPE", "pubsub"), "cmd=")
+	}
+	if !pubsubOn(master) {
+		t.Fatalf("the engine's pub/sub connection is not on the slot's master %s", master.Addr)
+	}
+	replicas[0].Do(t, "CLUSTER", "FAILOVER")
+	promoted := c.WaitSlotMaster(t, e.Prefix(), master)
+	at := time.Now()
+	for !pubsubOn(promoted) || pubsubOn(master) {
+		if time.Since(at) > 5*time.Second {
+			t.Fatalf("the pub/sub connection did not move to the new master %s within 5 s", promoted.Addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("the pub/sub connection moved to the new master %v after its promotion", time.Since(at).Round(time.Millisecond))
+	wakes := make(chan server.Wake, 16)
+	stop := e.Watch("pub", func(w server.Wake) {
+		select {
+		case wakes <- w:
+		default:
+		}
+	})
+	defer stop()
+	publishOn(t, e, "/public", `{"public":1}`)
+	select {
+	case <-wakes:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a watch of a /public reader was not woken by a publish after the failover")
+	}
+	if msgs, err := readAll(t, e, "pub"); err != nil || len(msgs) != 1 {
+		t.Errorf("the /public reader after the failover read %d messages, %v; want its one", len(msgs), err)
+	}
+}
