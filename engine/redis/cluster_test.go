@@ -1,7 +1,6 @@
 package redis_test
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -178,48 +177,25 @@ func TestClusterFailover(t *testing.T) {
 		c.WaitSlotMaster(t, e.Prefix(), master)
 		promoted = time.Now()
 	}()
-	var failures int
-	var backAt time.Time
-	for time.Since(killed) < 60*time.Second {
-		_, err := e.Publish(ctx, &server.Message{Channel: "/public", Data: []byte(`{"public":2}`)})
-		if err == nil {
-			backAt = time.Now()
-			break
-		}
-		if !errors.Is(err, server.ErrEngine) {
-			t.Fatalf("publish during the failover: %v; want ErrEngine (503, retry)", err)
-		}
-		failures++
-		time.Sleep(20 * time.Millisecond)
-	}
+	failures, backAt := publishThrough(t, e, killed)
 	wg.Wait()
 	if backAt.IsZero() {
 		t.Fatal("publishing did not work again within 60 s of the master's death")
 	}
 	t.Logf("master killed; publishes failed %d times; working again %v after the kill, the replica promoted %v after it",
 		failures, backAt.Sub(killed).Round(time.Millisecond), promoted.Sub(killed).Round(time.Millisecond))
-	if failures == 0 {
-		t.Error("no publish failed while the master was dead: the test did not see the failover")
-	}
 	if late := backAt.Sub(promoted); late > time.Second+500*time.Millisecond { // a second, and the test's 50 ms polls on a loaded machine
 		t.Errorf("publishes worked again %v after the promotion; want within about a second", late)
 	}
-	msgs, err := readAll(t, e, "pub")
-	if err != nil {
-		t.Fatalf("the /public reader after the failover: %v; want its messages (nothing was lost)", err)
-	}
-	if len(msgs) != 2 || msgs[0].Seq != before.Seq || string(msgs[1].Data) != `{"public":2}` {
-		t.Errorf("the /public reader after the failover got %d messages %v; want the one from before and the new one", len(msgs), msgs)
-	}
+	readOn(t, e, failures, before)
 }
 
 // TestClusterFailoverLostWrites: the replica misses the last writes (its
 // link to the master is cut before them), and the Cluster promotes it when
-// the master dies. As after a
-// Sentinel failover, the engine sees the sequence went back under another
-// run id: the sessions of the lost data are unknown (their clients
-// handshake again or get stardust.reset), and no one is served a message
-// of another channel.
+// the master dies. As after a Sentinel failover, the engine sees the
+// sequence went back under another run id: the sessions of the lost data
+// are unknown (their clients handshake again or get stardust.reset), and
+// no one is served a message of another channel.
 func TestClusterFailoverLostWrites(t *testing.T) {
 	c := redistest.StartCluster(t)
 	e := openCluster(t, c, "lw:", server.Limits{HistorySize: 10})
@@ -240,25 +216,16 @@ func TestClusterFailoverLostWrites(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	secret := publishOn(t, e, "/secret", `{"secret":1}`)
-	if msgs, err := readAll(t, e, "sec"); err != nil || len(msgs) != 1 {
-		t.Fatalf("sec read %d, %v", len(msgs), err)
-	}
-	offset := func(s *redistest.Server) string {
-		return redis.InfoField(s.Do(t, "INFO", "replication"), "master_repl_offset")
-	}
-	if m, r := offset(master), offset(replicas[0]); m == r {
-		t.Fatalf("the replica has the master's replication offset %s: the test did not make it lag", m)
-	}
-	restartAndWait(t, e, "pub", func() {
+	loseSecret(t, e, "on the lagging replica", func() {
+		offset := func(s *redistest.Server) string {
+			return redis.InfoField(s.Do(t, "INFO", "replication"), "master_repl_offset")
+		}
+		if m, r := offset(master), offset(replicas[0]); m == r {
+			t.Fatalf("the replica has the master's replication offset %s: the test did not make it lag", m)
+		}
 		master.Stop()
 		c.WaitSlotMaster(t, e.Prefix(), master)
 	})
-	if _, err := e.Fetch(ctx, "pub", 0); !errors.Is(err, server.ErrUnknownClient) {
-		t.Errorf("Fetch of a session on the lagging replica: %v; want ErrUnknownClient (its cursor went back)", err)
-	}
-	startAgain(t, e, "pub")
-	checkPublic(t, e, secret)
 }
 
 // TestClusterManualFailover: CLUSTER FAILOVER makes the replica the
@@ -288,13 +255,7 @@ func TestClusterManualFailover(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("the pub/sub connection moved to the new master %v after its promotion", time.Since(at).Round(time.Millisecond))
-	wakes := make(chan server.Wake, 16)
-	stop := e.Watch("pub", func(w server.Wake) {
-		select {
-		case wakes <- w:
-		default:
-		}
-	})
+	wakes, stop := watchWakes(e, "pub")
 	defer stop()
 	publishOn(t, e, "/public", `{"public":1}`)
 	select {

@@ -36,13 +36,7 @@ func TestClusterHungMaster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("publishing on the promoted master %s: %v", promoted.Addr, err)
 	}
-	wakes := make(chan server.Wake, 16)
-	stop := e.Watch("pub", func(w server.Wake) {
-		select {
-		case wakes <- w:
-		default:
-		}
-	})
+	wakes, stop := watchWakes(e, "pub")
 	defer stop()
 	drain := time.After(200 * time.Millisecond)
 	for done := false; !done; {
