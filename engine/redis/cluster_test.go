@@ -1,6 +1,7 @@
 package redis_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -205,17 +206,7 @@ func TestClusterFailoverLostWrites(t *testing.T) {
 	if msgs, err := readAll(t, e, "pub"); err != nil || len(msgs) != 1 {
 		t.Fatalf("pub read %d, %v", len(msgs), err)
 	}
-	master.Do(t, "WAIT", "1", "5000")
-	// The replica's link is cut, and it cannot come back: it offers the
-	// master a password the master does not have.
-	replicas[0].Do(t, "CONFIG", "SET", "masterauth", "not-the-password")
-	master.Do(t, "CLIENT", "KILL", "TYPE", "replica")
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(replicas[0].Do(t, "INFO", "replication"), "master_link_status:down"); {
-		if time.Now().After(deadline) {
-			t.Fatal("the replica's link to its master is still up")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	cutReplica(t, master, replicas[0])
 	loseSecret(t, e, "on the lagging replica", func() {
 		offset := func(s *redistest.Server) string {
 			return redis.InfoField(s.Do(t, "INFO", "replication"), "master_repl_offset")
@@ -226,6 +217,22 @@ func TestClusterFailoverLostWrites(t *testing.T) {
 		master.Stop()
 		c.WaitSlotMaster(t, e.Prefix(), master)
 	})
+}
+
+// cutReplica waits until replica has every write of master, then cuts
+// its link for good: it offers the master a password the master does not
+// have, so that it cannot come back.
+func cutReplica(t *testing.T, master, replica *redistest.Server) {
+	t.Helper()
+	master.Do(t, "WAIT", "1", "5000")
+	replica.Do(t, "CONFIG", "SET", "masterauth", "not-the-password")
+	master.Do(t, "CLIENT", "KILL", "TYPE", "replica")
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(replica.Do(t, "INFO", "replication"), "master_link_status:down"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica's link to its master is still up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestClusterManualFailover: CLUSTER FAILOVER makes the replica the
@@ -265,5 +272,45 @@ func TestClusterManualFailover(t *testing.T) {
 	}
 	if msgs, err := readAll(t, e, "pub"); err != nil || len(msgs) != 1 {
 		t.Errorf("the /public reader after the failover read %d messages, %v; want its one", len(msgs), err)
+	}
+}
+
+// TestClusterFailoverPublishFirst: as TestClusterFailoverLostWrites, but
+// the engine publishes on the promoted replica as soon as it answers,
+// before its pub/sub connection is back and has checked the new master.
+// The lost /secret message's number must not be handed out again, and
+// the sessions of the lost data must still start again: the check saw the
+// sequence back below what the engine had seen only until that publish
+// moved it on. It failed so (the session read on, and /public's message
+// took the lost one's number): a publish now refuses to hand out a number
+// this process has seen, and the engine finds out then.
+func TestClusterFailoverPublishFirst(t *testing.T) {
+	c := redistest.StartCluster(t)
+	e := openCluster(t, c, "pf:", server.Limits{HistorySize: 10})
+	master, replicas := c.SlotNodes(t, e.Prefix())
+	lostSessions(t, e)
+	publishOn(t, e, "/public", `{"public":1}`)
+	if msgs, err := readAll(t, e, "pub"); err != nil || len(msgs) != 1 {
+		t.Fatalf("pub read %d, %v", len(msgs), err)
+	}
+	cutReplica(t, master, replicas[0])
+	secret := publishOn(t, e, "/secret", `{"secret":1}`)
+	if msgs, err := readAll(t, e, "sec"); err != nil || len(msgs) != 1 {
+		t.Fatalf("sec read %d, %v", len(msgs), err)
+	}
+	killed := time.Now()
+	master.Stop()
+	failures, backAt := publishThrough(t, e, killed)
+	if backAt.IsZero() || failures == 0 {
+		t.Fatalf("publishing after the kill: %d failures, back at %v", failures, backAt)
+	}
+	b, err := e.Fetch(ctx, "pub", 0)
+	if !errors.Is(err, server.ErrUnknownClient) {
+		t.Errorf("Fetch of a session on the lagging replica, after a publish there: %d messages, %v; want ErrUnknownClient", len(b.Messages), err)
+	}
+	for _, m := range b.Messages {
+		if m.Seq <= secret.Seq {
+			t.Errorf("a /public message after the failover has seq %d; the lost /secret one had %d: a number names two messages", m.Seq, secret.Seq)
+		}
 	}
 }

@@ -108,6 +108,7 @@ type Engine struct {
 	conns connSet   // held connections per address (conns.go)
 
 	down     atomic.Bool // the pub/sub connection is lost: log once per outage
+	moving   atomic.Bool // the pub/sub connection leaves a node no longer the slot's master (followMaster)
 	done     chan struct{}
 	closed   sync.Once
 	wg       sync.WaitGroup
@@ -471,14 +472,22 @@ func (e *Engine) Publish(ctx context.Context, m *server.Message) (int, error) {
 		strconv.Itoa(l.QueueMaxMessages), strconv.Itoa(l.QueueMaxBytes), strconv.FormatInt(e.retain().Milliseconds(), 10),
 		strconv.Itoa(l.MaxChannels), strconv.FormatInt(l.MaxHistoryBytes, 10)}
 	cands := candidates(m.Channel)
-	args = append(args, cands...)
-	r, err := e.exec(ctx, scriptPublish, args...)
-	if err != nil {
-		return 0, err
-	}
-	vals, err := r.AsIntSlice()
-	if err != nil || len(vals) < 2 || len(vals)%2 != 0 {
-		return 0, fail(fmt.Errorf("publish: unexpected answer: %v", err))
+	var vals []int64
+	for try := 0; ; try++ {
+		r, err := e.exec(ctx, scriptPublish, append(append(args, strconv.FormatUint(e.highWater.Load(), 10)), cands...)...)
+		if err != nil {
+			return 0, err
+		}
+		vals, err = r.AsIntSlice()
+		if err != nil || len(vals) < 2 || len(vals)%2 != 0 {
+			return 0, fail(fmt.Errorf("publish: unexpected answer: %v", err))
+		}
+		if vals[0] != lostNumbers {
+			break
+		}
+		if err := e.numbersLost(ctx, try); err != nil {
+			return 0, err
+		}
 	}
 	if vals[0] == tooManyChannels {
 		return 0, fmt.Errorf("%w: %d channels keep history", server.ErrTooManyChannels, l.MaxChannels)
@@ -488,6 +497,31 @@ func (e *Engine) Publish(ctx context.Context, m *server.Message) (int, error) {
 	e.cache.put(m.Seq, payload, m)
 	e.published(m, payload, cands, vals[2:]) // mirror.go
 	return int(vals[1]), nil
+}
+
+// numbersLost runs when a publish or a delivery found Redis's sequence
+// below the highest number this process has seen (lostNumbers): Redis lost
+// data (a replica promoted without the last writes, an older snapshot), and
+// this process learnt it before its pub/sub connection was back to check
+// (checkEpoch). It does that check now, sure of the loss, so that the
+// sessions of the lost data start again and the sequence moves past what
+// was handed out; the caller then tries once more (try counts its tries).
+// Found out this way only: the first publish on such a Redis took the lost
+// message's number, and moved the sequence past what the check compares.
+func (e *Engine) numbersLost(ctx context.Context, try int) error {
+	if try > 0 {
+		return fail(errors.New("the sequence is still below the numbers this process has seen"))
+	}
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	lost, err := e.lostData(cctx, true)
+	if err != nil {
+		return fail(err)
+	}
+	if lost {
+		e.wakeAll(server.WakeMessages)
+	}
+	return nil
 }
 
 // retain is how long a pattern stream is kept after its last message (and
@@ -502,12 +536,23 @@ const (
 // Deliver implements server.Engine.
 func (e *Engine) Deliver(ctx context.Context, id string, m *server.Message) error {
 	m.Time = time.Now()
-	n, err := e.execInt(ctx, scriptDeliver, id, encode(m), strconv.Itoa(e.opts.Limits.QueueMaxMessages), e.node)
-	switch {
-	case err != nil:
-		return err
-	case n < 0:
-		return unknown(id)
+	var n int64
+	for try := 0; ; try++ {
+		var err error
+		n, err = e.execInt(ctx, scriptDeliver, id, encode(m), strconv.Itoa(e.opts.Limits.QueueMaxMessages), e.node,
+			strconv.FormatUint(e.highWater.Load(), 10))
+		switch {
+		case err != nil:
+			return err
+		case n == lostNumbers:
+			if err := e.numbersLost(ctx, try); err != nil {
+				return err
+			}
+			continue
+		case n < 0:
+			return unknown(id)
+		}
+		break
 	}
 	m.Seq = uint64(n)
 	e.saw(m.Seq)

@@ -30,7 +30,10 @@ func (e *Engine) listen(ctx context.Context) {
 	for {
 		lost, err := e.connectPubSub(ctx)
 		if err == nil {
-			if !first || e.down.Load() {
+			switch {
+			case e.moving.Swap(false) && !e.down.Load():
+				e.opts.Log.Info("redis engine: listening on the slot's new master")
+			case !first || e.down.Load():
 				e.opts.Log.Info("redis engine: connected to Redis again")
 			}
 			e.down.Store(false)
@@ -52,8 +55,14 @@ func (e *Engine) listen(ctx context.Context) {
 		default:
 		}
 		e.resetMirrors()
-		if !e.down.Swap(true) {
-			e.opts.Log.WithError(err).Warn("redis engine: Redis unavailable; retrying")
+		// Not an outage: the connection closed on its way to the slot's
+		// new master (followMaster), or found rueidis still at the old one.
+		moving := e.moving.Load() && (isMoved(err) || errors.Is(err, rueidis.ErrClosing))
+		if !moving {
+			e.moving.Store(false)
+			if !e.down.Swap(true) {
+				e.opts.Log.WithError(err).Warn("redis engine: Redis unavailable; retrying")
+			}
 		}
 		e.mu.Lock()
 		for _, t := range e.topics {
@@ -111,14 +120,22 @@ func (e *Engine) followMaster(ctx context.Context) {
 	}
 	cctx, cancel := e.call(ctx)
 	defer cancel()
-	err := sub.Do(cctx, sub.B().Exists().Key(e.p+"epoch").Build()).Error()
-	var re *rueidis.RedisError
-	if errors.As(err, &re) {
-		if addr, moved := re.IsMoved(); moved {
-			e.opts.Log.WithField("master", addr).Info("redis engine: the site's slot has another master; following it")
-			sub.Close() // listen connects again, to the new master
-		}
+	if err := sub.Do(cctx, sub.B().Exists().Key(e.p+"epoch").Build()).Error(); isMoved(err) {
+		e.opts.Log.WithError(err).Info("redis engine: the site's slot has another master; following it")
+		e.moving.Store(true)
+		sub.Close() // listen connects again, to the new master
 	}
+}
+
+// isMoved reports whether err is Redis Cluster's MOVED: the node asked
+// does not serve the key's slot.
+func isMoved(err error) bool {
+	var re *rueidis.RedisError
+	if !errors.As(err, &re) {
+		return false
+	}
+	_, moved := re.IsMoved()
+	return moved
 }
 
 // connectPubSub opens the pub/sub connection and subscribes to ctl and to
@@ -184,7 +201,7 @@ func (e *Engine) checkEpoch(ctx context.Context) {
 	// The other connections may find out that Redis went away only now:
 	// try again until the timeout.
 	for {
-		lost, err := e.lostData(cctx)
+		lost, err := e.lostData(cctx, false)
 		if err == nil {
 			if lost {
 				e.wakeAll(server.WakeMessages)
@@ -201,8 +218,10 @@ func (e *Engine) checkEpoch(ctx context.Context) {
 }
 
 // lostData is one try of checkEpoch: it reports whether Redis lost data,
-// and then has dropped the cache and renewed the epoch.
-func (e *Engine) lostData(ctx context.Context) (bool, error) {
+// and then has dropped the cache and renewed the epoch. sure (a script
+// found the sequence below what this process has seen: numbersLost) needs
+// no change of run_id to count a sequence that went back as a loss.
+func (e *Engine) lostData(ctx context.Context, sure bool) (bool, error) {
 	epoch, seq, runID, err := e.readEpoch(ctx)
 	if err != nil {
 		return false, err
@@ -212,7 +231,8 @@ func (e *Engine) lostData(ctx context.Context) (bool, error) {
 	restarted := e.runID != "" && e.runID != runID
 	e.mu.Unlock()
 	hw := e.highWater.Load()
-	if emptied || restarted && seq < hw {
+	lost := emptied || (restarted || sure) && seq < hw
+	if lost {
 		e.cache.init(e.cache.size)
 		e.dropMirrors()
 		// A new epoch if Redis went back with the epoch key (or lost it);
@@ -232,7 +252,7 @@ func (e *Engine) lostData(ctx context.Context) (bool, error) {
 	e.mu.Lock()
 	e.epoch, e.runID = epoch, runID
 	e.mu.Unlock()
-	return emptied || restarted && seq < hw, nil
+	return lost, nil
 }
 
 // readEpoch reads the epoch key, the sequence and the server's run_id. On
