@@ -62,6 +62,14 @@ func clusterOption(co rueidis.ClientOption, opts Options) (rueidis.ClientOption,
 	if co.SelectDB != 0 {
 		return co, fmt.Errorf("redis engine: url %q: database %d; a Redis Cluster has only database 0", opts.URL, co.SelectDB)
 	}
+	if co.TLSConfig != nil {
+		// rueidis names the URL's host as the server for TLS; a Cluster's
+		// nodes are each checked against the host they are reached at (a
+		// seed's, then the one the Cluster announces), as tls.Dialer does
+		// when no name is set.
+		co.TLSConfig = co.TLSConfig.Clone()
+		co.TLSConfig.ServerName = ""
+	}
 	co.InitAddress = append([]string(nil), opts.Cluster...)
 	co.ShuffleInit = true // the processes of a site spread their first CLUSTER SLOTS
 	co.ClusterOption.ShardsRefreshInterval = clusterRefresh
