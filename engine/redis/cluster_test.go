@@ -3,6 +3,8 @@ package redis_test
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -312,5 +314,40 @@ func TestClusterFailoverPublishFirst(t *testing.T) {
 		if m.Seq <= secret.Seq {
 			t.Errorf("a /public message after the failover has seq %d; the lost /secret one had %d: a number names two messages", m.Seq, secret.Seq)
 		}
+	}
+}
+
+// TestClusterTLS: a Cluster that speaks TLS only (rediss://), its nodes'
+// certificates signed by an authority the system trusts (SSL_CERT_FILE, in
+// a child process: Go reads it once) and made out to 127.0.0.1, not to the
+// URL's host. The engine checks each node's certificate (without the
+// authority, New fails) against the host it reaches it at, and works.
+func TestClusterTLS(t *testing.T) {
+	if seeds := os.Getenv("STARDUST_TEST_TLS_SEEDS"); seeds != "" {
+		e, err := redis.New(redis.Options{URL: "rediss://ignored:1/0", Cluster: strings.Split(seeds, ","), Prefix: "tls:",
+			Timeout: 2 * time.Second, Limits: server.Limits{HistorySize: 10}})
+		if err != nil {
+			t.Fatalf("New on the TLS cluster, its authority trusted: %v", err)
+		}
+		defer e.Close()
+		lostSessions(t, e)
+		publishOn(t, e, "/public", `{"public":1}`)
+		if msgs, err := readAll(t, e, "pub"); err != nil || len(msgs) != 1 {
+			t.Fatalf("pub read %d, %v; want its message", len(msgs), err)
+		}
+		return
+	}
+	c := redistest.StartClusterTLS(t)
+	if e, err := redis.New(redis.Options{URL: "rediss://ignored:1/0", Cluster: c.Seeds, Timeout: 2 * time.Second}); err == nil {
+		_ = e.Close()
+		t.Fatal("New on a TLS cluster whose authority is not trusted succeeded: certificates are not checked")
+	} else if !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("New on a TLS cluster whose authority is not trusted: %v; want a certificate error", err)
+	}
+	child := exec.Command(os.Args[0], "-test.run=^TestClusterTLS$", "-test.v")
+	child.Env = append(os.Environ(), "SSL_CERT_FILE="+c.CAFile, "STARDUST_TEST_TLS_SEEDS="+strings.Join(c.Seeds, ","))
+	out, err := child.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestClusterTLS") {
+		t.Fatalf("the engine on the TLS cluster: %v\n%s", err, out)
 	}
 }

@@ -22,6 +22,9 @@ const ClusterNodeTimeout = time.Second
 type Cluster struct {
 	Nodes []*Server // every node, masters and replicas
 	Seeds []string  // their addresses, for a client's seed list
+	// CAFile, of a Cluster started by StartClusterTLS, is the certificate
+	// of the authority that signed the nodes' (PEM).
+	CAFile string
 }
 
 // StartCluster runs six redis-server processes with cluster-enabled (on
@@ -33,17 +36,39 @@ type Cluster struct {
 // without redis-server or redis-cli; the nodes stop when the test ends.
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
+	return startCluster(t, nil)
+}
+
+// StartClusterTLS is StartCluster with every node speaking TLS only (to
+// clients, to its replicas and on the cluster bus), with a certificate for
+// 127.0.0.1 signed by an authority of the test's (CAFile); Server.TLS
+// trusts it.
+func StartClusterTLS(t testing.TB) *Cluster {
+	t.Helper()
+	return startCluster(t, newTestCA(t))
+}
+
+func startCluster(t testing.TB, ca *testCA) *Cluster {
+	t.Helper()
 	server := testenv.RequireProgram(t, "redis-server", "redis-server")
 	cli := testenv.RequireProgram(t, "redis-cli", "redis-tools")
 	c := &Cluster{}
+	var cliTLS []string
 	for range 6 {
 		conf := fmt.Sprintf("%scluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout %d\ncluster-port %d\n",
 			serverConf, ClusterNodeTimeout.Milliseconds(), freePort(t))
+		if ca != nil {
+			conf += ca.serverConf
+			c.CAFile, cliTLS = ca.caFile, []string{"--tls", "--cacert", ca.caFile}
+		}
 		s := startProgram(t, server, conf)
+		if ca != nil {
+			s.TLS = ca.client.Clone()
+		}
 		c.Nodes = append(c.Nodes, s)
 		c.Seeds = append(c.Seeds, s.Addr)
 	}
-	args := append(append([]string{"--cluster", "create"}, c.Seeds...), "--cluster-replicas", "1", "--cluster-yes")
+	args := append(append(append(cliTLS, "--cluster", "create"), c.Seeds...), "--cluster-replicas", "1", "--cluster-yes")
 	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
