@@ -104,7 +104,9 @@ func (e *Engine) awaitLoss(ctx context.Context, lost <-chan error) error {
 
 // followMaster ends the pub/sub connection when its node no longer serves
 // the site's slot: a replica took over while the old master lives on (a
-// manual CLUSTER FAILOVER, a partition) or the slot moved. Its death ends
+// manual CLUSTER FAILOVER) or the slot moved. (A master cut off from the
+// others answers CLUSTERDOWN, not MOVED: it keeps the connection until it
+// rejoins; docs/scaling.md says so.) Its death ends
 // the connection by itself; this one does not, and it would still bring
 // every message (a Cluster delivers a PUBLISH on all nodes), but the
 // reconnection must run on the new master: it binds the connection there
