@@ -226,6 +226,12 @@ type Engine struct {
 	RedisMasterName       string   `toml:"redis_master_name"`
 	RedisSentinelPassword string   `toml:"redis_sentinel_password"` // AUTH of the sentinels
 
+	// RedisCluster, when set, are seed nodes (host:port) of a Redis
+	// Cluster: the site's keys carry one hash tag (the prefix's), so they
+	// live in one slot, and the Cluster's replicas take over when its
+	// master dies; redis_url then gives only the password and TLS.
+	RedisCluster []string `toml:"redis_cluster"`
+
 	// RedisMirror serves the clients this process holds (a long-polling
 	// client's second poll in a row here, a WebSocket, an SSE stream) from
 	// memory, fed by Redis pub/sub, and writes their cursors in batches:
@@ -350,7 +356,7 @@ func Default() Config {
 		Auth: AppAuth{TokenPublicKeys: []string{}, TokenCookie: auth.DefaultTokenCookie,
 			ForwardHeaders: auth.DefaultForwardHeaders(),
 			CacheTTL:       Duration{auth.DefaultCacheTTL}, CallbackTimeout: Duration{auth.DefaultCallbackTimeout}},
-		Engine: Engine{Type: "memory", RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "stardust:", RedisSentinels: []string{},
+		Engine: Engine{Type: "memory", RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "stardust:", RedisSentinels: []string{}, RedisCluster: []string{},
 			Timeout: Duration{2 * time.Second}, RedisMirror: true},
 		Log:      Log{Level: "info", Format: "text"},
 		Metrics:  Metrics{Enabled: true, Path: "/metrics", HealthPath: "/health", AllowFrom: []string{"127.0.0.0/8", "::1"}},
@@ -565,6 +571,7 @@ func (c *Config) Validate() error {
 			p.add("engine.redis_url", "a unix:// URL needs the socket's path, got %q", c.Engine.RedisURL)
 		}
 		c.Engine.validateSentinels(&p, u)
+		c.Engine.validateCluster(&p, u) // engine.go
 		if c.Engine.RedisPrefix == "" {
 			p.add("engine.redis_prefix", "must not be empty")
 		}

@@ -333,6 +333,13 @@ func TestEngineValidation(t *testing.T) {
 		{"sentinel without port", "[engine]\ntype = \"redis\"\nredis_sentinels = [\"10.0.0.1\"]\nredis_master_name = \"m\"\n", "engine.redis_sentinels[0]"},
 		{"sentinel bad port", "[engine]\ntype = \"redis\"\nredis_sentinels = [\"h:1\", \"h:99999\"]\nredis_master_name = \"m\"\n", "engine.redis_sentinels[1]"},
 		{"sentinels with a socket", "[engine]\ntype = \"redis\"\nredis_url = \"unix:///run/redis.sock\"\nredis_sentinels = [\"h:1\"]\nredis_master_name = \"m\"\n", "engine.redis_url"},
+		{"cluster", "[engine]\ntype = \"redis\"\nredis_url = \"rediss://:pw@ignored:6379/0\"\nredis_cluster = [\"10.0.0.1:6379\", \"[::1]:6380\"]\n", ""},
+		{"cluster with a tag", "[engine]\ntype = \"redis\"\nredis_prefix = \"{shop}:\"\nredis_cluster = [\"10.0.0.1:6379\"]\n", ""},
+		{"cluster node without port", "[engine]\ntype = \"redis\"\nredis_cluster = [\"10.0.0.1:6379\", \"10.0.0.2\"]\n", "engine.redis_cluster[1]"},
+		{"cluster and sentinels", "[engine]\ntype = \"redis\"\nredis_cluster = [\"h:1\"]\nredis_sentinels = [\"h:2\"]\nredis_master_name = \"m\"\n", "engine.redis_cluster"},
+		{"cluster with a socket", "[engine]\ntype = \"redis\"\nredis_url = \"unix:///run/redis.sock\"\nredis_cluster = [\"h:1\"]\n", "engine.redis_url"},
+		{"cluster with database 2", "[engine]\ntype = \"redis\"\nredis_url = \"redis://h:1/2\"\nredis_cluster = [\"h:1\"]\n", "engine.redis_url"},
+		{"cluster with an empty tag", "[engine]\ntype = \"redis\"\nredis_prefix = \"{}:\"\nredis_cluster = [\"h:1\"]\n", "engine.redis_prefix"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

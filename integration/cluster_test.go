@@ -25,11 +25,12 @@ import (
 // (round robin, no stickiness), started from the shipped files with only
 // their placeholders rewritten.
 type cluster struct {
-	redis *redistest.Server
-	nodes []*process
-	addrs []string // each node's own address
-	web   string   // nginx's address
-	api   *cometClient
+	redis  *redistest.Server // on a Redis Cluster, the master of the site's slot
+	prefix string            // the keys' prefix in Redis
+	nodes  []*process
+	addrs  []string // each node's own address
+	web    string   // nginx's address
+	api    *cometClient
 }
 
 const clusterHold = 5 * time.Second
@@ -38,6 +39,9 @@ const clusterHold = 5 * time.Second
 type clusterSetup struct {
 	config string            // TOML appended to conf/stardust-redis.toml
 	site   map[string]string // files of the site nginx serves, by name
+	// redisCluster runs the nodes on a Redis Cluster of three masters
+	// (rediscluster_test.go) rather than one redis-server.
+	redisCluster bool
 }
 
 func startCluster(t *testing.T) *cluster { return startClusterWith(t, clusterSetup{}) }
@@ -45,7 +49,12 @@ func startCluster(t *testing.T) *cluster { return startClusterWith(t, clusterSet
 func startClusterWith(t *testing.T, setup clusterSetup) *cluster {
 	t.Helper()
 	nginx := requireProgram(t, "nginx", "nginx")
-	cl := &cluster{redis: redistest.Start(t)}
+	cl := &cluster{prefix: "stardust:"}
+	if setup.redisCluster {
+		cl.redis, cl.prefix, setup.config = onRedisCluster(t, setup.config) // rediscluster_test.go
+	} else {
+		cl.redis = redistest.Start(t)
+	}
 	bin := stardustBinary(t)
 	dir := sharedTempDir(t)
 	root := repoRoot(t)
@@ -135,7 +144,11 @@ func pollNumbers(t *testing.T, c *cometClient, channel, id string) ([]int, error
 
 func TestCluster(t *testing.T) {
 	t.Parallel()
-	cl := startCluster(t)
+	clusterTests(t, startCluster(t))
+}
+
+// clusterTests are TestCluster's cases, on one Redis or on a Redis Cluster.
+func clusterTests(t *testing.T, cl *cluster) {
 
 	// Each poll of one stream id goes to the next node; a publisher posts
 	// through nginx meanwhile. Every message arrives once, in order.
@@ -318,7 +331,7 @@ func TestCluster(t *testing.T) {
 			data, batch = b.connectHeld(t, cl.addrs[1], id, batch, clusterHold)
 			got = append(got, data...)
 		}
-		if mirrored := cl.redis.Do(t, "HEXISTS", "stardust:s:"+id, "o"); mirrored != "1" {
+		if mirrored := cl.redis.Do(t, "HEXISTS", cl.prefix+"s:"+id, "o"); mirrored != "1" {
 			t.Errorf("five connects in a row on one node: the session is not mirrored there (HEXISTS o = %s)", mirrored)
 		}
 		if err := cl.nodes[1].cmd.Process.Signal(syscall.SIGKILL); err != nil {

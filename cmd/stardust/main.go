@@ -461,9 +461,10 @@ func redisOptions(c *conf.Config, h server.HubOptions, log *logrus.Entry) redise
 	return redisengine.Options{
 		URL: c.Engine.RedisURL, Prefix: c.Engine.RedisPrefix, Timeout: c.Engine.Timeout.Duration,
 		Sentinels: c.Engine.RedisSentinels, MasterName: c.Engine.RedisMasterName, SentinelPassword: c.Engine.RedisSentinelPassword,
-		Mirror: c.Engine.RedisMirror,
-		Limits: h.EngineLimits(),
-		Log:    log.WithField("engine", "redis"),
+		Cluster: c.Engine.RedisCluster,
+		Mirror:  c.Engine.RedisMirror,
+		Limits:  h.EngineLimits(),
+		Log:     log.WithField("engine", "redis"),
 	}
 }
 

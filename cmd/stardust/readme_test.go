@@ -48,6 +48,11 @@ func TestReadmeTOMLSnippets(t *testing.T) {
 					block = strings.ReplaceAll(block, fmt.Sprintf("127.0.0.1:%d", 26379+i), s.Addr)
 				}
 			}
+			if strings.Contains(block, "redis_cluster") { // the Redis Cluster of docs/scaling.md
+				for i, a := range redistest.StartCluster(t).Seeds[:3] {
+					block = strings.ReplaceAll(block, fmt.Sprintf("127.0.0.1:%d", 7000+i), a)
+				}
+			}
 		}
 		block = strings.ReplaceAll(block, `pprof = "127.0.0.1:6060"`, `pprof = "127.0.0.1:0"`)
 		file := writeFile(t, block)

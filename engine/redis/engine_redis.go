@@ -60,6 +60,14 @@ type Options struct {
 	MasterName       string
 	SentinelPassword string // AUTH of the sentinels, if they require it
 
+	// Cluster, when set, are seed nodes (host:port) of a Redis Cluster
+	// (cluster.go): every key of the site then carries one hash tag (the
+	// prefix becomes "{stardust}:"), so that it lives in one slot on one
+	// master, and the Cluster's replicas take over when that master dies.
+	// URL then gives only the password and TLS (database 0). Exclusive of
+	// Sentinels.
+	Cluster []string
+
 	// Mirror serves the sessions this process holds from memory
 	// (mirror.go): almost no Redis work per delivery. A session is
 	// mirrored from its second poll in a row here, or a watch's third
@@ -78,8 +86,9 @@ type Options struct {
 type Engine struct {
 	opts   Options
 	client rueidis.Client
-	node   string // this process, in notices and connection counts
-	p      string // key prefix
+	node   string   // this process, in notices and connection counts
+	p      string   // key prefix: with Cluster, one hash tag (cluster.go)
+	keys   []string // KEYS of every script call: the prefix, which routes it to the slot's master on a Cluster
 
 	mu       sync.Mutex
 	watchers map[string][]*watch // by session id
@@ -99,6 +108,7 @@ type Engine struct {
 	conns connSet   // held connections per address (conns.go)
 
 	down     atomic.Bool // the pub/sub connection is lost: log once per outage
+	moving   atomic.Bool // the pub/sub connection leaves a node no longer the slot's master (followMaster)
 	done     chan struct{}
 	closed   sync.Once
 	wg       sync.WaitGroup
@@ -150,6 +160,13 @@ func New(opts Options) (*Engine, error) {
 		opts.Log = logrus.NewEntry(l)
 	}
 	opts.Limits.Defaults()
+	if len(opts.Cluster) > 0 {
+		p, err := ClusterPrefix(opts.Prefix) // cluster.go
+		if err != nil {
+			return nil, err
+		}
+		opts.Prefix = p
+	}
 	co, err := clientOption(opts)
 	if err != nil {
 		return nil, err
@@ -158,7 +175,11 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: redis at %s: %v", server.ErrEngine, opts.where(), err)
 	}
-	e := &Engine{opts: opts, client: client, node: newID(), p: opts.Prefix,
+	if err := checkMode(opts, client); err != nil { // cluster.go
+		client.Close()
+		return nil, err
+	}
+	e := &Engine{opts: opts, client: client, node: newID(), p: opts.Prefix, keys: []string{opts.Prefix},
 		watchers: map[string][]*watch{}, topics: map[string]*topic{}, lists: map[string]subsList{},
 		subReady: make(chan struct{}), done: make(chan struct{})}
 	e.cache.init(4096)
@@ -205,11 +226,20 @@ func nowMS() string { return strconv.FormatInt(time.Now().UnixMilli(), 10) }
 func (e *Engine) exec(ctx context.Context, s *rueidis.Lua, args ...string) (rueidis.RedisResult, error) {
 	ctx, cancel := e.call(ctx)
 	defer cancel()
-	r := s.Exec(ctx, e.client, nil, append([]string{e.p}, args...))
+	r := e.script(ctx, s, args...)
 	if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
 		return r, fail(err)
 	}
 	return r, nil
+}
+
+// script runs a script with the prefix as ARGV[1] (each script builds its
+// keys from it) and as its one KEYS entry: a script without keys goes to
+// any node of a Redis Cluster, which refuses it keys of another; with the
+// prefix (one hash tag there) it goes to the master of the site's slot.
+// On one Redis the KEYS entry changes nothing.
+func (e *Engine) script(ctx context.Context, s *rueidis.Lua, args ...string) rueidis.RedisResult {
+	return s.Exec(ctx, e.client, e.keys, append([]string{e.p}, args...))
 }
 
 func (e *Engine) execInt(ctx context.Context, s *rueidis.Lua, args ...string) (int64, error) {
@@ -442,14 +472,22 @@ func (e *Engine) Publish(ctx context.Context, m *server.Message) (int, error) {
 		strconv.Itoa(l.QueueMaxMessages), strconv.Itoa(l.QueueMaxBytes), strconv.FormatInt(e.retain().Milliseconds(), 10),
 		strconv.Itoa(l.MaxChannels), strconv.FormatInt(l.MaxHistoryBytes, 10)}
 	cands := candidates(m.Channel)
-	args = append(args, cands...)
-	r, err := e.exec(ctx, scriptPublish, args...)
-	if err != nil {
-		return 0, err
-	}
-	vals, err := r.AsIntSlice()
-	if err != nil || len(vals) < 2 || len(vals)%2 != 0 {
-		return 0, fail(fmt.Errorf("publish: unexpected answer: %v", err))
+	var vals []int64
+	for try := 0; ; try++ {
+		r, err := e.exec(ctx, scriptPublish, append(append(args, strconv.FormatUint(e.highWater.Load(), 10)), cands...)...)
+		if err != nil {
+			return 0, err
+		}
+		vals, err = r.AsIntSlice()
+		if err != nil || len(vals) < 2 || len(vals)%2 != 0 {
+			return 0, fail(fmt.Errorf("publish: unexpected answer: %v", err))
+		}
+		if vals[0] != lostNumbers {
+			break
+		}
+		if err := e.numbersLost(ctx, try); err != nil {
+			return 0, err
+		}
 	}
 	if vals[0] == tooManyChannels {
 		return 0, fmt.Errorf("%w: %d channels keep history", server.ErrTooManyChannels, l.MaxChannels)
@@ -459,6 +497,31 @@ func (e *Engine) Publish(ctx context.Context, m *server.Message) (int, error) {
 	e.cache.put(m.Seq, payload, m)
 	e.published(m, payload, cands, vals[2:]) // mirror.go
 	return int(vals[1]), nil
+}
+
+// numbersLost runs when a publish or a delivery found Redis's sequence
+// below the highest number this process has seen (lostNumbers): Redis lost
+// data (a replica promoted without the last writes, an older snapshot), and
+// this process learnt it before its pub/sub connection was back to check
+// (checkEpoch). It does that check now, sure of the loss, so that the
+// sessions of the lost data start again and the sequence moves past what
+// was handed out; the caller then tries once more (try counts its tries).
+// Found out this way only: the first publish on such a Redis took the lost
+// message's number, and moved the sequence past what the check compares.
+func (e *Engine) numbersLost(ctx context.Context, try int) error {
+	if try > 0 {
+		return fail(errors.New("the sequence is still below the numbers this process has seen"))
+	}
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	lost, err := e.lostData(cctx, true)
+	if err != nil {
+		return fail(err)
+	}
+	if lost {
+		e.wakeAll(server.WakeMessages)
+	}
+	return nil
 }
 
 // retain is how long a pattern stream is kept after its last message (and
@@ -473,12 +536,23 @@ const (
 // Deliver implements server.Engine.
 func (e *Engine) Deliver(ctx context.Context, id string, m *server.Message) error {
 	m.Time = time.Now()
-	n, err := e.execInt(ctx, scriptDeliver, id, encode(m), strconv.Itoa(e.opts.Limits.QueueMaxMessages), e.node)
-	switch {
-	case err != nil:
-		return err
-	case n < 0:
-		return unknown(id)
+	var n int64
+	for try := 0; ; try++ {
+		var err error
+		n, err = e.execInt(ctx, scriptDeliver, id, encode(m), strconv.Itoa(e.opts.Limits.QueueMaxMessages), e.node,
+			strconv.FormatUint(e.highWater.Load(), 10))
+		switch {
+		case err != nil:
+			return err
+		case n == lostNumbers:
+			if err := e.numbersLost(ctx, try); err != nil {
+				return err
+			}
+			continue
+		case n < 0:
+			return unknown(id)
+		}
+		break
 	}
 	m.Seq = uint64(n)
 	e.saw(m.Seq)
@@ -801,5 +875,6 @@ func (e *Engine) saw(seq uint64) {
 	}
 }
 
-// Prefix returns the key prefix, for a second engine on the same data.
+// Prefix returns the key prefix, for a second engine on the same data
+// (with Cluster, the prefix with its hash tag).
 func (e *Engine) Prefix() string { return e.p }

@@ -27,3 +27,6 @@ func AgePolls(e *Engine, d time.Duration) {
 	}
 	s.mu.Unlock()
 }
+
+// InfoField returns a field of an INFO answer.
+var InfoField = infoField

@@ -30,7 +30,10 @@ func (e *Engine) listen(ctx context.Context) {
 	for {
 		lost, err := e.connectPubSub(ctx)
 		if err == nil {
-			if !first || e.down.Load() {
+			switch {
+			case e.moving.Swap(false) && !e.down.Load():
+				e.opts.Log.Info("redis engine: listening on the slot's new master")
+			case !first || e.down.Load():
 				e.opts.Log.Info("redis engine: connected to Redis again")
 			}
 			e.down.Store(false)
@@ -42,9 +45,7 @@ func (e *Engine) listen(ctx context.Context) {
 			}
 			e.wakeAll(server.WakeMessages)
 			backoff = 50 * time.Millisecond
-			select {
-			case err = <-lost:
-			case <-ctx.Done():
+			if err = e.awaitLoss(ctx, lost); ctx.Err() != nil {
 				return
 			}
 		}
@@ -54,8 +55,14 @@ func (e *Engine) listen(ctx context.Context) {
 		default:
 		}
 		e.resetMirrors()
-		if !e.down.Swap(true) {
-			e.opts.Log.WithError(err).Warn("redis engine: Redis unavailable; retrying")
+		// Not an outage: the connection closed on its way to the slot's
+		// new master (followMaster), or found rueidis still at the old one.
+		moving := e.moving.Load() && (isMoved(err) || errors.Is(err, rueidis.ErrClosing))
+		if !moving {
+			e.moving.Store(false)
+			if !e.down.Swap(true) {
+				e.opts.Log.WithError(err).Warn("redis engine: Redis unavailable; retrying")
+			}
 		}
 		e.mu.Lock()
 		for _, t := range e.topics {
@@ -71,6 +78,66 @@ func (e *Engine) listen(ctx context.Context) {
 		}
 		backoff = min(2*backoff, reconnectMax)
 	}
+}
+
+// awaitLoss returns the error that ends the pub/sub connection (or nil
+// once ctx is done). On a Cluster it also checks, every clusterRefresh,
+// that the connection's node still serves the site's slot (followMaster).
+func (e *Engine) awaitLoss(ctx context.Context, lost <-chan error) error {
+	var tick <-chan time.Time
+	if len(e.opts.Cluster) > 0 {
+		t := time.NewTicker(clusterRefresh)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case err := <-lost:
+			return err
+		case <-ctx.Done():
+			return nil
+		case <-tick:
+			e.followMaster(ctx)
+		}
+	}
+}
+
+// followMaster ends the pub/sub connection when its node no longer serves
+// the site's slot: a replica took over while the old master lives on (a
+// manual CLUSTER FAILOVER) or the slot moved. (A master cut off from the
+// others answers CLUSTERDOWN, not MOVED: it keeps the connection until it
+// rejoins; docs/scaling.md says so.) Its death ends
+// the connection by itself; this one does not, and it would still bring
+// every message (a Cluster delivers a PUBLISH on all nodes), but the
+// reconnection must run on the new master: it binds the connection there
+// and checks whether that master lost writes (checkEpoch). A read of the
+// site's key on the connection tells: any node but the slot's master
+// answers MOVED.
+func (e *Engine) followMaster(ctx context.Context) {
+	e.mu.Lock()
+	sub := e.sub
+	e.mu.Unlock()
+	if sub == nil {
+		return
+	}
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	if err := sub.Do(cctx, sub.B().Exists().Key(e.p+"epoch").Build()).Error(); isMoved(err) {
+		e.opts.Log.WithError(err).Info("redis engine: the site's slot has another master; following it")
+		e.moving.Store(true)
+		sub.Close() // listen connects again, to the new master
+	}
+}
+
+// isMoved reports whether err is Redis Cluster's MOVED: the node asked
+// does not serve the key's slot.
+func isMoved(err error) bool {
+	var re *rueidis.RedisError
+	if !errors.As(err, &re) {
+		return false
+	}
+	_, moved := re.IsMoved()
+	return moved
 }
 
 // connectPubSub opens the pub/sub connection and subscribes to ctl and to
@@ -91,6 +158,15 @@ func (e *Engine) connectPubSub(ctx context.Context) (lost <-chan error, err erro
 	}
 	cctx, ccancel := e.call(ctx)
 	defer ccancel()
+	if len(e.opts.Cluster) > 0 {
+		// A Cluster delivers a PUBLISH on every node, but this connection
+		// must be on the master of the site's slot (cluster.go): the first
+		// command of a dedicated connection binds it to its key's slot.
+		if err := c.Do(cctx, c.B().Exists().Key(e.p+"epoch").Build()).Error(); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
 	if err := c.Do(cctx, c.B().Subscribe().Channel(names...).Build()).Error(); err != nil {
 		cancel()
 		return nil, err
@@ -127,7 +203,7 @@ func (e *Engine) checkEpoch(ctx context.Context) {
 	// The other connections may find out that Redis went away only now:
 	// try again until the timeout.
 	for {
-		lost, err := e.lostData(cctx)
+		lost, err := e.lostData(cctx, false)
 		if err == nil {
 			if lost {
 				e.wakeAll(server.WakeMessages)
@@ -144,8 +220,10 @@ func (e *Engine) checkEpoch(ctx context.Context) {
 }
 
 // lostData is one try of checkEpoch: it reports whether Redis lost data,
-// and then has dropped the cache and renewed the epoch.
-func (e *Engine) lostData(ctx context.Context) (bool, error) {
+// and then has dropped the cache and renewed the epoch. sure (a script
+// found the sequence below what this process has seen: numbersLost) needs
+// no change of run_id to count a sequence that went back as a loss.
+func (e *Engine) lostData(ctx context.Context, sure bool) (bool, error) {
 	epoch, seq, runID, err := e.readEpoch(ctx)
 	if err != nil {
 		return false, err
@@ -155,7 +233,8 @@ func (e *Engine) lostData(ctx context.Context) (bool, error) {
 	restarted := e.runID != "" && e.runID != runID
 	e.mu.Unlock()
 	hw := e.highWater.Load()
-	if emptied || restarted && seq < hw {
+	lost := emptied || (restarted || sure) && seq < hw
+	if lost {
 		e.cache.init(e.cache.size)
 		e.dropMirrors()
 		// A new epoch if Redis went back with the epoch key (or lost it);
@@ -165,7 +244,7 @@ func (e *Engine) lostData(ctx context.Context) (bool, error) {
 		if emptied {
 			old = ""
 		}
-		r := scriptRenew.Exec(ctx, e.client, nil, []string{e.p, old, newID(), strconv.FormatUint(hw, 10)})
+		r := e.script(ctx, scriptRenew, old, newID(), strconv.FormatUint(hw, 10))
 		if epoch, err = r.ToString(); err != nil {
 			return false, err
 		}
@@ -175,10 +254,12 @@ func (e *Engine) lostData(ctx context.Context) (bool, error) {
 	e.mu.Lock()
 	e.epoch, e.runID = epoch, runID
 	e.mu.Unlock()
-	return emptied || restarted && seq < hw, nil
+	return lost, nil
 }
 
-// readEpoch reads the epoch key, the sequence and the server's run_id.
+// readEpoch reads the epoch key, the sequence and the server's run_id. On
+// a Cluster, rueidis sends a keyless command of a DoMulti (INFO) to the
+// node of the others' slot: the run_id is that of the site's master.
 func (e *Engine) readEpoch(ctx context.Context) (epoch string, seq uint64, runID string, err error) {
 	res := e.client.DoMulti(ctx,
 		e.client.B().Get().Key(e.p+"epoch").Build(),

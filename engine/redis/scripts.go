@@ -58,6 +58,10 @@ const (
 	tooManyChannels      = -1
 	tooManySubscriptions = -3
 	channelBudget        = -4 // scriptCreateChannels: more new channels than its budget
+	// lostNumbers: scriptPublish or scriptDeliver found the sequence below
+	// the highest number the caller has seen (ARGV hw): Redis lost data,
+	// and the next number would name a message the caller knows.
+	lostNumbers = -5
 )
 
 // chLua keeps the channels in use: P ch by last use (for the sweep) and
@@ -120,19 +124,26 @@ end
 `
 
 // scriptPublish returns {seq, reached, then the candidate's index from 1
-// and the offset of each stream it appended to}, or {tooManyChannels, 0}. Each of
+// and the offset of each stream it appended to}, or {tooManyChannels, 0},
+// or {lostNumbers, 0}. Each of
 // its loops has a fixed bound: the candidates (at most 257 for a channel
 // name of 512 bytes), the entries trimmed per stream (64; each publish adds
 // one) and the histories dropped for bytes (16; the sweep drops the rest).
 var scriptPublish = rueidis.NewLuaScript(historyLua + `
 local P, ch, payload = ARGV[1], ARGV[2], ARGV[3]
 local now, hist, qmax, qbytes, retain = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local maxch, maxbytes = tonumber(ARGV[9]), tonumber(ARGV[10])
-if hist > 0 and redis.call('ZADD', P..'hb', now, ch) == 1 and redis.call('ZCARD', P..'hb') > maxch then
+local maxch, maxbytes, hw = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local new = hist > 0 and redis.call('ZADD', P..'hb', now, ch) == 1
+if new and redis.call('ZCARD', P..'hb') > maxch then
   redis.call('ZREM', P..'hb', ch)
   return {-1, 0}
 end
 local seq = redis.call('INCR', P..'seq')
+if seq <= hw then -- Redis lost numbers the caller has seen: none is handed out again
+  redis.call('DECR', P..'seq')
+  if new then redis.call('ZREM', P..'hb', ch) end
+  return {-5, 0}
+end
 local id = seq..'-0'
 local size = #payload
 if hist > 0 then
@@ -151,7 +162,7 @@ if hist > 0 then
 end
 local n, used = 0, hist > 0
 local out = {seq, 0}
-for i = 11, #ARGV do
+for i = 12, #ARGV do
   local p = ARGV[i]
   local meta = P..'sm:'..p
   local subs = tonumber(redis.call('HGET', meta, 'n') or '0')
@@ -171,9 +182,9 @@ for i = 11, #ARGV do
     redis.call('ZADD', P..'pq', seq, p)
     n = n + subs
     redis.call('PUBLISH', P..'n:'..p, seq..' '..off..' '..payload) -- the mirrors need the message (mirror.go)
-    table.insert(out, i - 10)
+    table.insert(out, i - 11)
     table.insert(out, off)
-    if i == 11 then used = true end
+    if i == 12 then used = true end
   end
 end
 if used then use_channel(P, ch, now) end
@@ -461,9 +472,13 @@ return out
 `)
 
 var scriptDeliver = rueidis.NewLuaScript(`
-local P, id, payload, qmax, node = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local P, id, payload, qmax, node, hw = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 if redis.call('EXISTS', P..'s:'..id) == 0 then return -1 end
 local seq = redis.call('INCR', P..'seq')
+if seq <= hw then -- as in scriptPublish
+  redis.call('DECR', P..'seq')
+  return -5
+end
 redis.call('XADD', P..'d:'..id, 'MAXLEN', qmax, seq..'-0', 'm', payload)
 redis.call('PUBLISH', P..'ctl', 'd '..node..' '..id)
 return seq

@@ -25,7 +25,8 @@ const reconnectMax = 500 * time.Millisecond
 
 // clientOption turns Options into rueidis's: the URL alone (one server), or
 // with Sentinels, the sentinels to ask for MasterName's master, the URL
-// then giving only what the master needs (password, database, TLS).
+// then giving only what the master needs (password, database, TLS), or with
+// Cluster, a Cluster's seed nodes (cluster.go).
 func clientOption(opts Options) (rueidis.ClientOption, error) {
 	co, err := rueidis.ParseURL(opts.URL)
 	if err != nil {
@@ -38,6 +39,9 @@ func clientOption(opts Options) (rueidis.ClientOption, error) {
 	co.AlwaysPipelining = true
 	co.ConnWriteTimeout = opts.Timeout
 	co.Dialer.Timeout = opts.Timeout
+	if len(opts.Cluster) > 0 {
+		return clusterOption(co, opts) // cluster.go
+	}
 	if len(opts.Sentinels) == 0 {
 		return co, nil
 	}
@@ -65,6 +69,9 @@ func clientOption(opts Options) (rueidis.ClientOption, error) {
 
 // where names the Redis the engine uses, for errors: never a password.
 func (o Options) where() string {
+	if len(o.Cluster) > 0 {
+		return fmt.Sprintf("cluster %v", o.Cluster)
+	}
 	if len(o.Sentinels) > 0 {
 		return fmt.Sprintf("master %q of sentinels %v", o.MasterName, o.Sentinels)
 	}

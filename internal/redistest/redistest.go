@@ -5,6 +5,7 @@ package redistest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -26,6 +27,8 @@ type Server struct {
 	URL  string // redis://127.0.0.1:PORT/0
 	Addr string // 127.0.0.1:PORT
 	Dir  string // its config and data
+	// TLS, when set, is how a client reaches it: it listens for TLS only.
+	TLS *tls.Config
 
 	t    testing.TB
 	path string
@@ -72,12 +75,12 @@ func StartReplicaOf(t testing.TB, addr string) *Server {
 
 func start(t testing.TB, extra string) *Server {
 	t.Helper()
-	return startProgram(t, testenv.RequireProgram(t, "redis-server", "redis-server"), "protected-mode yes\nsave \"\"\nappendonly no\nrepl-diskless-sync-delay 0\n"+extra)
+	return startProgram(t, testenv.RequireProgram(t, "redis-server", "redis-server"), serverConf+extra)
 }
 
 // startProgram runs redis-server or redis-sentinel (path) on a free
 // loopback port with its files in a temp dir, its config being the common
-// lines and then conf.
+// lines and then conf, in which {port} is that port.
 func startProgram(t testing.TB, path, conf string) *Server {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -88,6 +91,7 @@ func startProgram(t testing.TB, path, conf string) *Server {
 	_ = l.Close()
 	s := &Server{Addr: addr, URL: "redis://" + addr + "/0", Dir: t.TempDir(), t: t, path: path}
 	_, port, _ := net.SplitHostPort(addr)
+	conf = strings.ReplaceAll(conf, "{port}", port)
 	conf = fmt.Sprintf("bind 127.0.0.1\nport %s\ndir %s\ndaemonize no\nloglevel warning\nlogfile %s\n",
 		port, s.Dir, filepath.Join(s.Dir, "redis.log")) + conf
 	if err := os.WriteFile(filepath.Join(s.Dir, "redis.conf"), []byte(conf), 0o600); err != nil {
@@ -151,7 +155,9 @@ func (s *Server) Do(t testing.TB, args ...string) string {
 // result runs one command on the server and returns its answer.
 func (s *Server) result(t testing.TB, args ...string) rueidis.RedisResult {
 	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr}, DisableCache: true})
+	// One server, even a Cluster's node: rueidis would otherwise make a
+	// Cluster client, which sends a command without a key to any node.
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr}, DisableCache: true, ForceSingleClient: true, TLSConfig: s.TLS})
 	if err != nil {
 		t.Fatal(err)
 	}

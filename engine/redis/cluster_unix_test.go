@@ -1,0 +1,64 @@
+//go:build unix
+
+package redis_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stardust-go/stardust/internal/redistest"
+	"github.com/stardust-go/stardust/server"
+)
+
+// TestClusterHungMaster: the master of the site's slot hangs (SIGSTOP: its
+// connections stay open and it answers nothing) and the Cluster promotes
+// its replica. The engine's pub/sub connection, on the hung node, is not
+// cut by the node and brings nothing; rueidis's keep-alive (a PING on an
+// idle connection, given up after the engine's timeout) ends it, and the
+// engine moves to the new master: held polls are woken by what is
+// published there, while the old master still hangs.
+func TestClusterHungMaster(t *testing.T) {
+	c := redistest.StartCluster(t)
+	e := openCluster(t, c, "hung:", server.Limits{HistorySize: 10})
+	master, _ := c.SlotNodes(t, e.Prefix())
+	lostSessions(t, e)
+	master.Pause()
+	defer master.Resume()
+	promoted := c.WaitSlotMaster(t, e.Prefix(), master)
+	at := time.Now()
+	var err error
+	for time.Since(at) < 10*time.Second {
+		if _, err = e.Publish(ctx, &server.Message{Channel: "/public", Data: []byte(`{"public":0}`)}); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("publishing on the promoted master %s: %v", promoted.Addr, err)
+	}
+	wakes, stop := watchWakes(e, "pub")
+	defer stop()
+	drain := time.After(200 * time.Millisecond)
+	for done := false; !done; {
+		select {
+		case <-wakes:
+		case <-drain:
+			done = true
+		}
+	}
+	// Publish until a publish wakes the watch (each try 1 s apart): the
+	// engine must have moved its pub/sub connection to the new master.
+	deadline := time.Now().Add(10 * time.Second)
+	for n := 1; ; n++ {
+		publishOn(t, e, "/public", `{"public":1}`)
+		select {
+		case <-wakes:
+			t.Logf("a publish woke the watch %v after the promotion was seen (try %d)", time.Since(at).Round(time.Millisecond), n)
+			return
+		case <-time.After(time.Second):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no publish on the new master %s woke a held poll within 10 s: the pub/sub connection stayed on the hung node", promoted.Addr)
+		}
+	}
+}
