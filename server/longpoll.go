@@ -319,6 +319,13 @@ func (tc *takeoverConn) wait(p *pollState, until time.Time, messages bool) PollE
 				}
 				return PollTimeout
 			}
+			// Cut short (Conn.Wake): look before the deadline is set again,
+			// which a poll that answers now does not need (what the
+			// connection reads next sets its own). One timer less per
+			// answer of a fan-out (BENCHMARKS.md section 18).
+			if look() {
+				return why
+			}
 		case takeover.EventEnd:
 			// The client closed its side: net/http's background read
 			// cancels the request's context at that, and the poll answers

@@ -274,6 +274,18 @@ type loadReport struct {
 		CPUSec        float64 `json:"cpu_s"`
 		USPerDelivery float64 `json:"us_per_delivery"`
 	} `json:"server_cpu"`
+	// ToolCPU is the load tool's own CPU time (s): per delivery, how much
+	// of its one CPU each delivery takes (toolPerDelivery).
+	ToolCPU float64 `json:"tool_cpu_s"`
+}
+
+// toolPerDelivery is the load tool's CPU per delivery received (µs); 0
+// when not reported.
+func (lr *loadReport) toolPerDelivery() float64 {
+	if lr.ToolCPU <= 0 || lr.Received <= 0 {
+		return 0
+	}
+	return lr.ToolCPU * 1e6 / float64(lr.Received)
 }
 
 // median of v, 0 for none.
@@ -637,10 +649,63 @@ func writeTable(w io.Writer, o options, results []result) {
 			lr.perAnswer(), lr.cpuPerAnswer(), lr.Received, lr.Expected,
 			lr.Lost, lr.Duplicates, lr.PubErrors+lr.PollErrors)
 	}
-	fmt.Fprintln(w, "\nRatios of server CPU per delivery (and per long-poll answer), medians over the rounds; below 1 the first named costs less:")
+	fmt.Fprintln(w, "\nRatios of server CPU per delivery (and per long-poll answer), then of latency p50 and p99, medians over the rounds; below 1 the first named costs less or is quicker:")
 	for _, l := range ratios(results) {
 		fmt.Fprintln(w, "- "+l)
 	}
+	if lines := toolCPU(results); len(lines) > 0 {
+		// The load tool runs on one CPU: on a fan-out row it has a whole
+		// message's answers to read at once, and one that needs more time
+		// for them than the server took to write them sets the latency
+		// itself (BENCHMARKS.md section 18).
+		fmt.Fprintln(w, "\nThe load tool's own CPU per delivery (median over the rounds); on a fan-out row, times the clients, the least time in which it can read one message's answers:")
+		for _, l := range lines {
+			fmt.Fprintln(w, "- "+l)
+		}
+	}
+}
+
+// toolCPU is, for each row, the load tool's median CPU per delivery against
+// each target, and on a row with one message to many clients (Clients of
+// 1,000 or more at one channel) what that makes per message.
+func toolCPU(results []result) []string {
+	var out []string
+	for _, rw := range rows() {
+		var parts []string
+		for _, tg := range rw.Targets {
+			var v []float64
+			for i := range results {
+				if results[i].Row != rw.Key || results[i].Target != tg.Name {
+					continue
+				}
+				if lr := results[i].load(); lr != nil && lr.toolPerDelivery() > 0 {
+					v = append(v, lr.toolPerDelivery())
+				}
+			}
+			if len(v) == 0 {
+				continue
+			}
+			us := median(v)
+			part := fmt.Sprintf("%s %.1f", tg.Name, us)
+			if rw.Clients >= 1000 {
+				part += fmt.Sprintf(" (%.0f ms per message to all %s)", us*float64(rw.Clients)/1000, thousands(rw.Clients))
+			}
+			parts = append(parts, part)
+		}
+		if len(parts) > 0 {
+			out = append(out, fmt.Sprintf("%s: load tool CPU per delivery, µs: %s", rw.Title, strings.Join(parts, ", ")))
+		}
+	}
+	return out
+}
+
+// thousands writes n with a comma between thousands, as the row titles do.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // ratios compares the targets of each row, and Stardust API long polling
@@ -666,11 +731,30 @@ func ratios(results []result) []string {
 		return median(v)
 	}
 	var out []string
+	// The medians over the rounds of latency p50 (p99 true) in ms.
+	latency := func(row, target string, p99 bool) float64 {
+		var v []float64
+		for i := range results {
+			if results[i].Row == row && results[i].Target == target {
+				switch lr := results[i].load(); {
+				case lr == nil || lr.Latency.P50 <= 0:
+				case p99:
+					v = append(v, lr.Latency.P99)
+				default:
+					v = append(v, lr.Latency.P50)
+				}
+			}
+		}
+		return median(v)
+	}
 	add := func(title, rowA, a, rowB, b, bName string) {
 		if x, y := cpu(rowA, a, false), cpu(rowB, b, false); x > 0 && y > 0 {
 			line := fmt.Sprintf("%s: %s / %s = %.2f", title, a, bName, x/y)
 			if xa, ya := cpu(rowA, a, true), cpu(rowB, b, true); xa > 0 && ya > 0 {
 				line += fmt.Sprintf(" (per answer %.2f)", xa/ya)
+			}
+			if x50, y50 := latency(rowA, a, false), latency(rowB, b, false); x50 > 0 && y50 > 0 {
+				line += fmt.Sprintf("; latency p50 %.2f, p99 %.2f", x50/y50, latency(rowA, a, true)/latency(rowB, b, true))
 			}
 			out = append(out, line)
 		}

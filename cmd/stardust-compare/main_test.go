@@ -152,6 +152,41 @@ func TestTable(t *testing.T) {
 	}
 }
 
+// TestLatencyRatios: the latency of each pair is compared as the CPU is,
+// by the medians over the rounds of p50 and p99; and the load tool's own
+// CPU per delivery is printed for each target (on the fan-out rows the
+// latency is the tool's when it has no time to spare: issue 20).
+func TestLatencyRatios(t *testing.T) {
+	res := func(target string, round int, p50, p99, toolS float64) result {
+		r := fakeResult("held5000", target, "poll", 50, 100000, 100000)
+		var m map[string]any
+		_ = json.Unmarshal(r.Report, &m)
+		m["latency_ms"] = map[string]any{"p50": p50, "p99": p99, "max": p99 + 1}
+		m["tool_cpu_s"] = toolS
+		r.Report, _ = json.Marshal(m)
+		r.Round = round
+		return r
+	}
+	results := []result{
+		res(stardustAPI, 1, 150, 500, 8.5), res(floorTarget, 1, 100, 400, 7.0),
+		res(stardustAPI, 2, 300, 9000, 9.0), res(floorTarget, 2, 200, 4000, 7.5),
+		res(stardustAPI, 3, 140, 480, 8.0), res(floorTarget, 3, 140, 400, 7.2),
+	}
+	var b strings.Builder
+	writeTable(&b, options{Duration: 20 * time.Second, ToolCPU: 1, Rounds: 3}, results)
+	out := b.String()
+	for _, want := range []string{
+		// medians: API p50 150, p99 500; floor p50 140, p99 400
+		"Stardust API / floor = 1.00 (per answer 1.00); latency p50 1.07, p99 1.25",
+		// medians of tool_cpu_s / received: 85, 72 µs; times 5,000 clients
+		"load tool CPU per delivery, µs: Stardust API 85.0 (425 ms per message to all 5,000), floor 72.0 (360 ms",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 // TestProfile: the profile is fetched once, when the load tool says it is
 // publishing, for the publishing time, and saved.
 func TestProfile(t *testing.T) {
