@@ -33,7 +33,7 @@ func TestSentinelFailover(t *testing.T) {
 		pairs = append(pairs, fmt.Sprintf("127.0.0.1:%d", 26379+i), s.Addr)
 	}
 	cfg := rewritePlaceholders(t, "docs/scaling.md", docsSnippet(t, "Redis Sentinel"), pairs...)
-	out := failoverUnderLoad(t, cfg, master.Stop)
+	out := failoverUnderLoad(t, cfg, master.Stop, 1500*time.Millisecond)
 	t.Logf("the sentinels promoted %s", redistest.MasterAddr(t, sentinels[0], name))
 	if redistest.MasterAddr(t, sentinels[0], name) != replica.Addr {
 		t.Errorf("the sentinels did not promote the replica %s", replica.Addr)
@@ -63,8 +63,9 @@ func docsSnippet(t *testing.T, section string) string {
 // follows the promoted replica with no restart. Counted: what each client
 // lost or got twice, messages of another channel (none may come), and the
 // time publishes failed, which it returns (from the kill to the first
-// publish accepted again).
-func failoverUnderLoad(t *testing.T, cfg string, kill func()) time.Duration {
+// publish accepted again). Held clients must carry on within late of
+// publishes working again.
+func failoverUnderLoad(t *testing.T, cfg string, kill func(), late time.Duration) time.Duration {
 	t.Helper()
 	const (
 		clients  = 500
@@ -204,11 +205,11 @@ func failoverUnderLoad(t *testing.T, cfg string, kill func()) time.Duration {
 	if lost != 0 || dups != 0 || foreign != 0 || ghosts != 0 {
 		t.Errorf("lost %d, duplicated %d, of another channel %d, never published %d; want none of each", lost, dups, foreign, ghosts)
 	}
-	// Held clients carry on within a second of Redis answering again
-	// (plus the 0.4 s between two messages of a channel): with the
-	// pub/sub connection tried every 2 s, they waited 1.7 s more.
-	if late := gap - pub.backAt().Sub(killedAt); late > 1500*time.Millisecond {
-		t.Errorf("clients went %v without a message, %v more than publishes failed; want at most 1.5 s more", gap, late)
+	// Held clients carry on soon after Redis answers again (plus the
+	// 0.4 s between two messages of a channel): with the pub/sub
+	// connection tried every 2 s, they waited 1.7 s more.
+	if more := gap - pub.backAt().Sub(killedAt); more > late {
+		t.Errorf("clients went %v without a message, %v more than publishes failed; want at most %v more", gap, more, late)
 	}
 	return pub.backAt().Sub(killedAt)
 }

@@ -18,10 +18,10 @@ const sentinelRefresh = time.Second
 // reconnectMax bounds the wait between two tries of the pub/sub connection
 // (listen, pubsub.go): held polls are woken only once it is back, so that
 // after a failover (or a restart) they carry on within this of Redis
-// answering again. A try every half second costs nothing while Redis is
+// answering again. A try every quarter second costs nothing while Redis is
 // away. It was 2 s: after a Sentinel failover of 2.3 s, held clients then
 // waited 1.7 s more (TestSentinelFailover, integration).
-const reconnectMax = 500 * time.Millisecond
+const reconnectMax = 250 * time.Millisecond
 
 // clientOption turns Options into rueidis's: the URL alone (one server), or
 // with Sentinels, the sentinels to ask for MasterName's master, the URL
