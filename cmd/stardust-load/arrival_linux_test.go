@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// holdBack is how late the tool's reader is made to read in these tests,
+// as the tool is when it reads 5,000 answers on one CPU; an arrival stamp
+// must not include it. The bounds asserted are far from both (a shared,
+// busy test machine).
+const (
+	holdBack   = 300 * time.Millisecond
+	arrivalMax = 150 * time.Millisecond
+)
+
+// dialStamped dials addr as the tool does (loopback, stampingDial).
+func dialStamped(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := stampingDial(loopbackDialer.DialContext)(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if _, ok := c.(arrivalConn); !ok {
+		t.Fatalf("dialled connection %T records no arrivals", c)
+	}
+	return c
+}
+
+// TestStampConnReadLate: a peer writes at T, the wrapper reads 300 ms
+// later; the stamp is T (within bounds), the data is intact, the read
+// deadline still works, the peer's close reads as io.EOF, and a read
+// allocates nothing.
+func TestStampConnReadLate(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c := dialStamped(t, ln.Addr().String())
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+
+	if _, ok := c.(arrivalConn).lastArrival(); ok {
+		t.Fatal("an arrival before anything was read")
+	}
+	sent := time.Now()
+	if _, err := peer.Write([]byte("answer")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(holdBack)
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	read := time.Now()
+	if err != nil || string(buf[:n]) != "answer" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	at := arrivalOf(c)
+	if !at.kernel {
+		t.Fatal("no kernel stamp")
+	}
+	if d := at.at.Sub(sent); d < -time.Millisecond || d > arrivalMax {
+		t.Errorf("stamp %v after the write (read %v after it): want the arrival, not the read", d, read.Sub(sent))
+	}
+
+	// The read deadline is honoured, as a timeout.
+	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := c.Read(buf); !isTimeout(err) {
+		t.Errorf("read past the deadline: %v, want a timeout", err)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+
+	// No allocation per read.
+	if _, err := peer.Write(make([]byte, 200)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if a := testing.AllocsPerRun(100, func() {
+		if _, err := c.Read(buf[:1]); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Errorf("%v allocations per read, want 0", a)
+	}
+
+	_ = peer.Close()
+	for {
+		if _, err = c.Read(buf); err != nil {
+			break
+		}
+	}
+	if err != io.EOF {
+		t.Errorf("read after the peer closed: %v, want io.EOF", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// lateConn holds back every read by holdBack before it reads: the tool
+// busy with other answers.
+type lateConn struct{ net.Conn }
+
+func (l lateConn) Read(p []byte) (int, error) {
+	time.Sleep(holdBack)
+	return l.Conn.Read(p)
+}
+
+func (l lateConn) lastArrival() (time.Time, bool) { return l.Conn.(arrivalConn).lastArrival() }
+
+func lateDial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := stampingDial(loopbackDialer.DialContext)(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return lateConn{c}, nil
+}
+
+// lateRunner is a runner of one client on one channel against srv, whose
+// connections are read late.
+func lateRunner(t *testing.T, mode, srv string) *runner {
+	t.Helper()
+	cfg := testConfig(t, "--url", srv, "--mode", mode, "--clients", "1", "--channels", "1", "--publishers", "1")
+	r := newRunner(cfg)
+	r.http.Transport.(*http.Transport).DialContext = lateDial
+	r.ws.NetDialContext = lateDial
+	t.Cleanup(r.http.CloseIdleConnections)
+	return r
+}
+
+// message is one load message of run r published at t.
+func message(r *runner, t time.Time) string {
+	return fmt.Sprintf(`{"load":%q,"t":%d,"p":0,"n":0}`, r.run, t.UnixNano())
+}
+
+// checkArrivalLatency checks that r received one message, stamped by the
+// kernel, with a latency that leaves out the hold-back.
+func checkArrivalLatency(t *testing.T, r *runner) {
+	t.Helper()
+	if n := r.received.Load(); n != 1 {
+		t.Fatalf("received %d, want 1", n)
+	}
+	if got := r.clocks.name(); got != clockKernel {
+		t.Errorf("clock %q, want %q", got, clockKernel)
+	}
+	if p := r.latency.percentiles(); p.Max > float64(arrivalMax/time.Millisecond) {
+		t.Errorf("latency %.1f ms with reads held back %v: the tool's own read time is counted", p.Max, holdBack)
+	}
+}
+
+// TestLongPollLatencyIsArrival: the server answers a long poll at T, the
+// tool reads the answer 300 ms later; the latency recorded is T's, not the
+// read's (it was the read's, ≥ 300 ms, before the kernel stamps).
+func TestLongPollLatencyIsArrival(t *testing.T) {
+	var r *runner
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, "["+message(r, time.Now())+"]")
+	}))
+	defer srv.Close()
+	r = lateRunner(t, "poll", srv.URL)
+	c := r.newClient(0)
+	msgs, at, err := c.pollOnce(context.Background(), srv.URL+"/channel/x/stream/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.got(msgs, at)
+	checkArrivalLatency(t, r)
+}
+
+// TestSSELatencyIsArrival: the same for an event of an event stream.
+func TestSSELatencyIsArrival(t *testing.T) {
+	var r *runner
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: "+message(r, time.Now())+"\n\n")
+	}))
+	defer srv.Close()
+	r = lateRunner(t, "sse", srv.URL)
+	var lastID string
+	if err := r.newClient(0).sseOnce(context.Background(), srv.URL+"/channel/x/events", &lastID); err != nil {
+		t.Fatal(err)
+	}
+	checkArrivalLatency(t, r)
+}
+
+// TestWebSocketLatencyIsArrival: the same for a frame of a Centrifugo
+// unidirectional WebSocket.
+func TestWebSocketLatencyIsArrival(t *testing.T) {
+	var r *runner
+	var served atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		conn, err := (&websocket.Upgrader{}).Upgrade(w, req, nil)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if _, _, err := conn.ReadMessage(); err != nil { // the connect request
+			return
+		}
+		ch := r.names[0]
+		_ = conn.WriteMessage(websocket.TextMessage, []byte(`{"connect":{"client":"c1","subs":{"`+ch+`":{}}}}`))
+		_ = conn.WriteMessage(websocket.TextMessage, []byte(`{"channel":"`+ch+`","pub":{"data":`+message(r, time.Now())+`}}`))
+		served.Store(true)
+		_, _, _ = conn.ReadMessage() // until the client goes
+	}))
+	defer srv.Close()
+	r = lateRunner(t, "uni_websocket", srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := r.newClient(0)
+	done := make(chan error, 1)
+	go func() { done <- c.uniWebSocketOnce(ctx) }()
+	for r.received.Load() == 0 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if !served.Load() {
+		t.Fatal("the server did not send the message")
+	}
+	checkArrivalLatency(t, r)
+}
