@@ -50,12 +50,12 @@ type report struct {
 
 	Latency  percentiles `json:"latency_ms"`          // publish start to arrival
 	Delivery percentiles `json:"server_to_client_ms"` // server's _ts to arrival
+	Request  percentiles `json:"publish_request_ms"`  // publish round trip
 	// Arrival is the clock of the arrivals: kernel (the kernel's receive
 	// time of the bytes, Linux), read (when the tool had read them), or
 	// mixed; KernelStamped counts the deliveries stamped by the kernel.
-	Arrival       string      `json:"arrival,omitempty"`
-	KernelStamped int64       `json:"kernel_stamped"`
-	Request       percentiles `json:"publish_request_ms"` // publish round trip
+	Arrival       string `json:"arrival,omitempty"`
+	KernelStamped int64  `json:"kernel_stamped"`
 
 	RSS       *rssReport  `json:"rss,omitempty"`
 	ServerCPU *cpuReport  `json:"server_cpu,omitempty"`
