@@ -237,3 +237,45 @@ func TestWebSocketLatencyIsArrival(t *testing.T) {
 	}
 	checkArrivalLatency(t, r)
 }
+
+// BenchmarkRead compares a read through stampConn (recvmsg and its
+// timestamp) with net.TCPConn's: a peer writes 200-byte answers, one read
+// each.
+func BenchmarkRead(b *testing.B) {
+	for _, stamped := range []bool{false, true} {
+		b.Run(fmt.Sprintf("stamped=%v", stamped), func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if stamped {
+				c = stampArrivals(c)
+			}
+			defer c.Close()
+			peer, err := ln.Accept()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer peer.Close()
+			msg, buf := make([]byte, 200), make([]byte, 4096)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := peer.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				for got := 0; got < len(msg); {
+					n, err := c.Read(buf)
+					if err != nil {
+						b.Fatal(err)
+					}
+					got += n
+				}
+			}
+		})
+	}
+}
