@@ -52,6 +52,8 @@ type stampConn struct {
 	recv func(fd uintptr) bool
 }
 
+var _ arrivalConn = (*stampConn)(nil)
+
 func (c *stampConn) lastArrival() (time.Time, bool) {
 	ns := c.last.Load()
 	return time.Unix(0, ns), ns != 0

@@ -8,9 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 )
@@ -278,4 +281,31 @@ func BenchmarkRead(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzKernelStamp: whatever the control messages, kernelStamp reads only
+// inside them (and finds the stamp in a well-formed SCM_TIMESTAMPNS).
+func FuzzKernelStamp(f *testing.F) {
+	hdr := syscall.CmsgLen(0)
+	good := make([]byte, syscall.CmsgSpace(16))
+	h := (*syscall.Cmsghdr)(unsafe.Pointer(&good[0]))
+	h.Level, h.Type = syscall.SOL_SOCKET, syscall.SCM_TIMESTAMPNS
+	h.SetLen(syscall.CmsgLen(int(unsafe.Sizeof(syscall.Timespec{}))))
+	*(*syscall.Timespec)(unsafe.Pointer(&good[hdr])) = syscall.NsecToTimespec(1_700_000_000_123_456_789)
+	f.Add(good)
+	f.Add(good[:hdr])
+	f.Add(append(slices.Clone(good), good...))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, oob []byte) {
+		if len(oob) > 1024 {
+			return
+		}
+		aligned := make([]uint64, (len(oob)+7)/8)
+		b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(aligned))), len(aligned)*8)[:len(oob)]
+		copy(b, oob)
+		ns := kernelStamp(b)
+		if len(oob) >= len(good) && string(oob[:len(good)]) == string(good) && ns != 1_700_000_000_123_456_789 {
+			t.Errorf("stamp %d from a well-formed control message", ns)
+		}
+	})
 }
