@@ -167,40 +167,51 @@ func checkArrivalLatency(t *testing.T, r *runner) {
 	}
 }
 
-// TestLongPollLatencyIsArrival: the server answers a long poll at T, the
-// tool reads the answer 300 ms later; the latency recorded is T's, not the
-// read's (it was the read's, ≥ 300 ms, before the kernel stamps).
-func TestLongPollLatencyIsArrival(t *testing.T) {
-	var r *runner
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, "["+message(r, time.Now())+"]")
-	}))
-	defer srv.Close()
-	r = lateRunner(t, "poll", srv.URL)
-	c := r.newClient(0)
-	msgs, at, err := c.pollOnce(context.Background(), srv.URL+"/channel/x/stream/1")
-	if err != nil {
-		t.Fatal(err)
+// TestHTTPLatencyIsArrival: the server answers a long poll (Stardust API,
+// Bayeux) or sends an event at T, the tool reads it 300 ms later; the
+// latency recorded is T's, not the read's (it was the read's, ≥ 300 ms,
+// before the kernel stamps).
+func TestHTTPLatencyIsArrival(t *testing.T) {
+	for _, tc := range []struct {
+		mode, contentType string
+		body              func(r *runner) string
+		client            func(c *client, u string) error
+	}{
+		{"poll", "application/json", func(r *runner) string { return "[" + message(r, time.Now()) + "]" },
+			func(c *client, u string) error {
+				msgs, at, err := c.pollOnce(context.Background(), u)
+				c.got(msgs, at)
+				return err
+			}},
+		{"bayeux", "application/json",
+			func(r *runner) string {
+				return `[{"channel":"` + r.bayeuxChannel(0) + `","data":` + message(r, time.Now()) + "}]"
+			},
+			func(c *client, _ string) error {
+				msgs, at, err := c.r.bayeuxPost(context.Background(), nil, 10*time.Second, map[string]any{"channel": "/meta/connect"})
+				c.gotBayeux(msgs, at)
+				return err
+			}},
+		{"sse", "text/event-stream", func(r *runner) string { return "data: " + message(r, time.Now()) + "\n\n" },
+			func(c *client, u string) error {
+				var lastID string
+				return c.sseOnce(context.Background(), u, &lastID)
+			}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			var r *runner
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", tc.contentType)
+				_, _ = io.WriteString(w, tc.body(r))
+			}))
+			defer srv.Close()
+			r = lateRunner(t, tc.mode, srv.URL)
+			if err := tc.client(r.newClient(0), srv.URL+"/channel/x/stream"); err != nil {
+				t.Fatal(err)
+			}
+			checkArrivalLatency(t, r)
+		})
 	}
-	c.got(msgs, at)
-	checkArrivalLatency(t, r)
-}
-
-// TestSSELatencyIsArrival: the same for an event of an event stream.
-func TestSSELatencyIsArrival(t *testing.T) {
-	var r *runner
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		_, _ = io.WriteString(w, "data: "+message(r, time.Now())+"\n\n")
-	}))
-	defer srv.Close()
-	r = lateRunner(t, "sse", srv.URL)
-	var lastID string
-	if err := r.newClient(0).sseOnce(context.Background(), srv.URL+"/channel/x/events", &lastID); err != nil {
-		t.Fatal(err)
-	}
-	checkArrivalLatency(t, r)
 }
 
 // TestWebSocketLatencyIsArrival: the same for a frame of a Centrifugo
