@@ -277,6 +277,10 @@ type loadReport struct {
 	// ToolCPU is the load tool's own CPU time (s): per delivery, how much
 	// of its one CPU each delivery takes (toolPerDelivery).
 	ToolCPU float64 `json:"tool_cpu_s"`
+	// Arrival is the clock the latencies end at: kernel (the kernel's
+	// receive time of a message's bytes), read (when the load tool had
+	// read it), mixed; "" from a load tool older than the field (read).
+	Arrival string `json:"arrival"`
 }
 
 // toolPerDelivery is the load tool's CPU per delivery received (µs); 0
@@ -653,6 +657,7 @@ func writeTable(w io.Writer, o options, results []result) {
 	for _, l := range ratios(results) {
 		fmt.Fprintln(w, "- "+l)
 	}
+	fmt.Fprintln(w, "\n"+arrivalNote(results, o.Rounds))
 	if lines := toolCPU(results); len(lines) > 0 {
 		// The load tool runs on one CPU: on a fan-out row it has a whole
 		// message's answers to read at once, and one that needs more time
@@ -663,6 +668,39 @@ func writeTable(w io.Writer, o options, results []result) {
 			fmt.Fprintln(w, "- "+l)
 		}
 	}
+}
+
+// arrivalNote says which clock the latencies end at: the load tool stamps
+// a message at its arrival by the kernel's receive time where it can, else
+// when it has read it, which on a fan-out row adds the tool's own reading
+// time (BENCHMARKS.md section 18).
+func arrivalNote(results []result, rounds int) string {
+	var other []string
+	kernel := 0
+	for i := range results {
+		lr := results[i].load()
+		if lr == nil || lr.Received == 0 {
+			continue
+		}
+		if lr.Arrival == "kernel" {
+			kernel++
+			continue
+		}
+		clock := lr.Arrival
+		if clock == "" {
+			clock = "read (not said)"
+		}
+		other = append(other, fmt.Sprintf("%s %s%s: %s", results[i].Title, results[i].Target, results[i].roundTag(rounds), clock))
+	}
+	switch {
+	case len(other) == 0 && kernel > 0:
+		return "Latency clock: arrival: kernel (every run): from the publish to the kernel's receive time of the message's bytes, not to when the load tool had read them."
+	case len(other) == 0:
+		return "Latency clock: no run received anything."
+	case kernel == 0:
+		return "Latency clock: arrival: read (every run): from the publish to when the load tool had read the message, its own reading time included."
+	}
+	return "Latency clock: arrival: kernel, except (read: when the load tool had read the message; mixed: some of each) " + strings.Join(other, "; ") + "."
 }
 
 // toolCPU is, for each row, the load tool's median CPU per delivery against

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -213,5 +214,31 @@ func TestProfile(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "10 of 20") || !strings.Contains(out.String(), "again") {
 		t.Errorf("the load tool's output was not passed on: %q", out.String())
+	}
+}
+
+// TestArrivalNote: the table says which clock the latencies end at, and
+// names the runs that were not stamped by the kernel.
+func TestArrivalNote(t *testing.T) {
+	res := func(target string, round int, arrival string) result {
+		rep := fmt.Sprintf(`{"mode":"poll","received":10,"expected":10,"latency_ms":{"p50":1,"p99":2},"arrival":%q}`, arrival)
+		return result{Row: "held100", Round: round, Title: "held100 title", Target: target, Mode: "poll", Report: json.RawMessage(rep)}
+	}
+	var b strings.Builder
+	writeTable(&b, options{Duration: 20 * time.Second, ToolCPU: 1, Rounds: 2}, []result{res(stardustAPI, 1, "kernel"), res(floorTarget, 1, "kernel")})
+	if want := "Latency clock: arrival: kernel (every run)"; !strings.Contains(b.String(), want) {
+		t.Errorf("table lacks %q:\n%s", want, b.String())
+	}
+	for _, tc := range []struct {
+		results []result
+		want    string
+	}{
+		{[]result{res(stardustAPI, 1, "read"), res(floorTarget, 1, "read")}, "Latency clock: arrival: read (every run)"},
+		{[]result{res(stardustAPI, 1, "kernel"), res(floorTarget, 2, "")}, "except (read: when the load tool had read the message; mixed: some of each) held100 title floor #2: read (not said)."},
+		{[]result{res(stardustAPI, 1, "kernel"), res(floorTarget, 1, "mixed")}, "held100 title floor #1: mixed."},
+	} {
+		if got := arrivalNote(tc.results, 2); !strings.Contains(got, tc.want) {
+			t.Errorf("arrivalNote = %q, want it to contain %q", got, tc.want)
+		}
 	}
 }

@@ -97,17 +97,18 @@ func (r *runner) bayeuxChannel(k int) string { return r.cfg.Prefix + "/" + r.nam
 
 // bayeuxPost sends one batch over long-polling with a browser's cookies
 // (jar: the session is bound to them, as in a browser) and decodes the
-// answer.
-func (r *runner) bayeuxPost(ctx context.Context, jar http.CookieJar, timeout time.Duration, batch ...map[string]any) ([]bayeuxMsg, error) {
+// answer; at is its arrival.
+func (r *runner) bayeuxPost(ctx context.Context, jar http.CookieJar, timeout time.Duration, batch ...map[string]any) (msgs []bayeuxMsg, at stamp, err error) {
 	body, err := json.Marshal(batch)
 	if err != nil {
-		return nil, err
+		return nil, at, err
 	}
-	out, err := r.exchange(ctx, jar, http.MethodPost, r.cfg.bayeux.String(), "application/json", body, timeout)
+	out, at, err := r.exchange(ctx, jar, http.MethodPost, r.cfg.bayeux.String(), "application/json", body, timeout)
 	if err != nil {
-		return nil, err
+		return nil, at, err
 	}
-	return decodeBayeux(out)
+	msgs, err = decodeBayeux(out)
+	return msgs, at, err
 }
 
 // reply finds the reply on channel among msgs.
@@ -144,7 +145,7 @@ func (s *bayeuxSession) msg(channel string, kv ...any) map[string]any {
 // handshake opens a session over long-polling, as a new browser.
 func (r *runner) handshake(ctx context.Context, connType string) (*bayeuxSession, error) {
 	jar, _ := cookiejar.New(nil)
-	msgs, err := r.bayeuxPost(ctx, jar, 30*time.Second, handshakeMsg(connType))
+	msgs, _, err := r.bayeuxPost(ctx, jar, 30*time.Second, handshakeMsg(connType))
 	if err != nil {
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
@@ -167,7 +168,7 @@ func sessionFrom(msgs []bayeuxMsg) (*bayeuxSession, error) {
 }
 
 // gotBayeux accounts for the data messages of an answer on our channel.
-func (c *client) gotBayeux(msgs []bayeuxMsg, at time.Time) {
+func (c *client) gotBayeux(msgs []bayeuxMsg, at stamp) {
 	ours := c.r.bayeuxChannel(c.ch)
 	var data []loadMsg
 	for i := range msgs {
@@ -208,7 +209,7 @@ func (c *client) bayeuxLongPoll(ctx context.Context) {
 				continue
 			}
 		}
-		msgs, err := c.r.bayeuxPost(ctx, s.jar, c.r.cfg.PollTimeout,
+		msgs, at, err := c.r.bayeuxPost(ctx, s.jar, c.r.cfg.PollTimeout,
 			s.msg("/meta/connect", "connectionType", "long-polling"))
 		if ctx.Err() != nil {
 			return
@@ -223,7 +224,7 @@ func (c *client) bayeuxLongPoll(ctx context.Context) {
 				}
 			}
 		}
-		c.gotBayeux(msgs, time.Now())
+		c.gotBayeux(msgs, at)
 		if err != nil {
 			if c.pollFailed(ctx, fmt.Errorf("bayeux connect: %w", err), backoff) {
 				return
@@ -240,7 +241,7 @@ func (c *client) bayeuxJoin(ctx context.Context) (*bayeuxSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := c.r.bayeuxPost(ctx, s.jar, 30*time.Second, s.msg("/meta/subscribe", "subscription", c.r.bayeuxChannel(c.ch)))
+	msgs, _, err := c.r.bayeuxPost(ctx, s.jar, 30*time.Second, s.msg("/meta/subscribe", "subscription", c.r.bayeuxChannel(c.ch)))
 	if err != nil {
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
@@ -281,7 +282,7 @@ func (c *client) pollFailed(ctx context.Context, err error, b *backoff) bool {
 }
 
 var wsDialer = &websocket.Dialer{
-	NetDialContext:   loopbackDialer.DialContext,
+	NetDialContext:   stampingDial(loopbackDialer.DialContext),
 	HandshakeTimeout: 10 * time.Second,
 	ReadBufferSize:   4096,
 	WriteBufferSize:  4096,
@@ -336,7 +337,7 @@ func (c *client) wsSession(ctx context.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		c.gotBayeux(msgs, time.Now())
+		c.gotBayeux(msgs, arrivalOf(conn.NetConn()))
 		return msgs, nil
 	}
 	// await reads frames until the reply on channel.
@@ -405,7 +406,7 @@ func (p *bayeuxPublisher) publish(ctx context.Context, channel string, data json
 			}
 			p.s = s
 		}
-		msgs, err := p.r.bayeuxPost(ctx, p.s.jar, 30*time.Second, p.s.msg(channel, "data", data))
+		msgs, _, err := p.r.bayeuxPost(ctx, p.s.jar, 30*time.Second, p.s.msg(channel, "data", data))
 		if err != nil {
 			return err
 		}

@@ -69,7 +69,7 @@ func (c *client) connectRequest() []byte {
 // gotPushes accounts for the pushes in one frame or event (newline-separated
 // when the server joins them). It returns an error when the server refused
 // the connection or did not subscribe the client to its channel.
-func (c *client) gotPushes(frame []byte, at time.Time) error {
+func (c *client) gotPushes(frame []byte, at stamp) error {
 	ours := c.r.names[c.ch]
 	var data []loadMsg
 	for line := range bytes.SplitSeq(frame, []byte("\n")) {
@@ -165,7 +165,7 @@ func (c *client) uniWebSocketOnce(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := c.gotPushes(frame, time.Now()); err != nil {
+		if err := c.gotPushes(frame, arrivalOf(conn.NetConn())); err != nil {
 			return err
 		}
 	}
@@ -173,7 +173,7 @@ func (c *client) uniWebSocketOnce(ctx context.Context) error {
 
 func (c *client) uniSSEOnce(ctx context.Context) error {
 	u := c.r.centrifugoURL("", centrifugoUniSSE) + "?cf_connect=" + url.QueryEscape(string(c.connectRequest()))
-	return c.r.eventStream(ctx, u, nil, func(_, data []byte) error { return c.gotPushes(data, time.Now()) })
+	return c.r.eventStream(ctx, u, nil, func(_, data []byte, at stamp) error { return c.gotPushes(data, at) })
 }
 
 // publishCentrifugo publishes one message through Centrifugo's server HTTP

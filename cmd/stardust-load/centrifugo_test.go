@@ -242,7 +242,7 @@ func TestCentrifugoRefusals(t *testing.T) {
 		{`{"disconnect":{"code":3501,"reason":"bad request"}}`, "code 3501"},
 		{`not json`, "push not JSON"},
 	} {
-		if err := c.gotPushes([]byte(tc.push), time.Now()); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if err := c.gotPushes([]byte(tc.push), stamp{at: time.Now()}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("push %s: %v, want an error with %q", tc.push, err, tc.want)
 		}
 	}
@@ -366,7 +366,7 @@ func FuzzGotPushes(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		r := &runner{cfg: config{Publishers: 1, Channels: 1}, run: "r", names: []string{"ch_0"}}
 		c := r.newClient(0)
-		_ = c.gotPushes(frame, time.Now())
+		_ = c.gotPushes(frame, stamp{at: time.Now()})
 		if n := r.received.Load(); n > int64(bytes.Count(frame, []byte("\n"))+1) {
 			t.Fatalf("%q counted as %d messages", frame, n)
 		}

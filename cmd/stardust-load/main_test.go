@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -122,9 +123,14 @@ func checkRun(t *testing.T, cfg config) *report {
 	if rep.ToolCPU <= 0 {
 		t.Errorf("tool CPU %v", rep.ToolCPU)
 	}
+	// On Linux every transport's deliveries are stamped by the kernel
+	// (--procs: the children's counts added up).
+	if runtime.GOOS == "linux" && (rep.Arrival != clockKernel || rep.KernelStamped != rep.Received) {
+		t.Errorf("arrival clock %q, %d of %d deliveries stamped by the kernel", rep.Arrival, rep.KernelStamped, rep.Received)
+	}
 	var out strings.Builder
 	rep.writeText(&out)
-	for _, want := range []string{"lost 0", "latency", "p99", "server RSS", "server CPU", "per delivery"} {
+	for _, want := range []string{"lost 0", "latency", "p99", "server RSS", "server CPU", "per delivery", "arrival     "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}

@@ -254,6 +254,8 @@ func (k *children) collect(ctx context.Context) error {
 		}
 		r.expected.Add(rep.Expected)
 		r.received.Add(rep.Received)
+		r.clocks.kernel.Add(rep.KernelStamped)
+		r.clocks.read.Add(rep.Received - rep.KernelStamped)
 		r.dups.Add(rep.Duplicates)
 		r.overflowLost.Add(rep.OverflowLost)
 		r.polls.Add(rep.Polls)

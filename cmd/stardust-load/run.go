@@ -48,9 +48,14 @@ type report struct {
 	PollErrors    int64   `json:"poll_errors"`
 	FirstError    string  `json:"first_error,omitempty"`
 
-	Latency  percentiles `json:"latency_ms"`          // publish start to receipt
-	Delivery percentiles `json:"server_to_client_ms"` // server's _ts to receipt
+	Latency  percentiles `json:"latency_ms"`          // publish start to arrival
+	Delivery percentiles `json:"server_to_client_ms"` // server's _ts to arrival
 	Request  percentiles `json:"publish_request_ms"`  // publish round trip
+	// Arrival is the clock of the arrivals: kernel (the kernel's receive
+	// time of the bytes, Linux), read (when the tool had read them), or
+	// mixed; KernelStamped counts the deliveries stamped by the kernel.
+	Arrival       string `json:"arrival,omitempty"`
+	KernelStamped int64  `json:"kernel_stamped"`
 
 	RSS       *rssReport  `json:"rss,omitempty"`
 	ServerCPU *cpuReport  `json:"server_cpu,omitempty"`
@@ -114,6 +119,7 @@ type runner struct {
 	firstErrText                               atomic.Value
 
 	latency, delivery, request histogram
+	clocks                     clocks // deliveries per arrival clock
 }
 
 func (r *runner) fail(err error) {
@@ -133,9 +139,10 @@ func newRunner(cfg config) *runner {
 		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(cfg.Source)}
 	}
 	ws := *wsDialer
-	ws.NetDialContext = dialer.DialContext
+	dial := stampingDial(dialer.DialContext) // arrival times: see arrival.go
+	ws.NetDialContext = dial
 	tr := &http.Transport{
-		DialContext:         dialer.DialContext,
+		DialContext:         dial,
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,
 		IdleConnTimeout:     2 * time.Minute,
@@ -293,6 +300,7 @@ func run(ctx context.Context, cfg config, logw io.Writer) (*report, error) {
 		rep.DeliveryRate = float64(rep.Received) / pubTime.Seconds()
 	}
 	rep.Latency, rep.Delivery, rep.Request = r.latency.percentiles(), r.delivery.percentiles(), r.request.percentiles()
+	rep.Arrival, rep.KernelStamped = r.clocks.name(), r.clocks.kernel.Load()
 	if rss != nil && cfg.Clients > 0 {
 		rss.rep.PerClientKB = float64(rss.rep.ConnectedKB-rss.rep.BeforeKB) / float64(cfg.Clients)
 		rss.rep.PeakPerClientKB = float64(max(rss.rep.HWMKB, rss.rep.PeakKB)-rss.rep.BeforeKB) / float64(cfg.Clients)
@@ -568,8 +576,8 @@ type client struct {
 	jar        http.CookieJar // long-poll mode: this client's cookies
 }
 
-// got accounts for messages received at one instant.
-func (c *client) got(msgs []loadMsg, at time.Time) {
+// got accounts for messages that arrived together, at at.
+func (c *client) got(msgs []loadMsg, at stamp) {
 	for _, m := range msgs {
 		switch {
 		case m.Type == "stardust.overflow":
@@ -579,16 +587,17 @@ func (c *client) got(msgs []loadMsg, at time.Time) {
 			continue // not ours
 		}
 		c.r.received.Add(1)
+		c.r.clocks.add(at)
 		// One publisher's messages to one channel arrive in publish order.
 		if m.N <= c.last[m.P] {
 			c.r.dups.Add(1)
 		} else {
 			c.last[m.P] = m.N
 		}
-		c.r.latency.add(at.Sub(time.Unix(0, m.T)))
+		c.r.latency.add(at.at.Sub(time.Unix(0, m.T)))
 		if m.TS > 0 {
 			sec, frac := math.Modf(m.TS)
-			c.r.delivery.add(at.Sub(time.Unix(int64(sec), int64(frac*1e9))))
+			c.r.delivery.add(at.at.Sub(time.Unix(int64(sec), int64(frac*1e9))))
 		}
 	}
 }
@@ -599,7 +608,7 @@ func (c *client) poll(ctx context.Context) {
 	u := c.r.channelURL(c.ch) + "/stream/" + c.id
 	backoff := newBackoff()
 	for ctx.Err() == nil {
-		msgs, err := c.pollOnce(ctx, u)
+		msgs, at, err := c.pollOnce(ctx, u)
 		if ctx.Err() != nil {
 			return
 		}
@@ -611,59 +620,64 @@ func (c *client) poll(ctx context.Context) {
 			continue
 		}
 		backoff.reset()
-		c.got(msgs, time.Now())
+		c.got(msgs, at)
 	}
 }
 
-func (c *client) pollOnce(ctx context.Context, u string) ([]loadMsg, error) {
+// pollOnce makes one long poll and returns its messages and their arrival.
+func (c *client) pollOnce(ctx context.Context, u string) ([]loadMsg, stamp, error) {
 	if c.jar == nil { // a browser: it keeps the cookie the server sets
 		c.jar, _ = cookiejar.New(nil)
 	}
-	body, err := c.r.exchange(ctx, c.jar, http.MethodGet, u, "", nil, c.r.cfg.PollTimeout)
+	body, at, err := c.r.exchange(ctx, c.jar, http.MethodGet, u, "", nil, c.r.cfg.PollTimeout)
 	if err != nil {
-		return nil, err
+		return nil, at, err
 	}
 	var msgs []loadMsg
 	if err := json.Unmarshal(body, &msgs); err != nil {
-		return nil, fmt.Errorf("answer not a JSON array: %v", err)
+		return nil, at, fmt.Errorf("answer not a JSON array: %v", err)
 	}
-	return msgs, nil
+	return msgs, at, nil
 }
 
 // exchange makes one request with a browser's cookies (jar; nil: none),
-// bounded by timeout, and returns the body of a 200 answer (at most 64 MiB);
-// any other status is an error quoting the body.
-func (r *runner) exchange(ctx context.Context, jar http.CookieJar, method, u, contentType string, body []byte, timeout time.Duration) ([]byte, error) {
+// bounded by timeout, and returns the body of a 200 answer (at most 64 MiB)
+// and its arrival (arrivalOf the connection once the body is read); any
+// other status is an error quoting the body.
+func (r *runner) exchange(ctx context.Context, jar http.CookieJar, method, u, contentType string, body []byte, timeout time.Duration) ([]byte, stamp, error) {
 	hc := r.http
 	if jar != nil {
 		hc = &http.Client{Transport: r.http.Transport, CheckRedirect: r.http.CheckRedirect, Jar: jar}
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	var conn net.Conn
+	ctx = connTrace(ctx, &conn)
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return nil, err
+		return nil, stamp{}, err
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, stamp{}, err
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, err
+		return nil, stamp{}, err
 	}
+	at := arrivalOf(conn)
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, truncate(bytes.TrimSpace(out), 200))
+		return nil, at, fmt.Errorf("status %d: %s", resp.StatusCode, truncate(bytes.TrimSpace(out), 200))
 	}
-	return out, nil
+	return out, at, nil
 }
 
 // sse holds an event stream, reconnecting with Last-Event-ID when it ends.
@@ -688,13 +702,13 @@ func (c *client) sse(ctx context.Context) {
 }
 
 func (c *client) sseOnce(ctx context.Context, u string, lastID *string) error {
-	return c.r.eventStream(ctx, u, lastID, func(event, data []byte) error {
+	return c.r.eventStream(ctx, u, lastID, func(event, data []byte, at stamp) error {
 		var m loadMsg
 		if err := json.Unmarshal(data, &m); err == nil {
 			if string(event) == "overflow" {
 				m.Type = "stardust.overflow"
 			}
-			c.got([]loadMsg{m}, time.Now())
+			c.got([]loadMsg{m}, at)
 		}
 		return nil
 	})

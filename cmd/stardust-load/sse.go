@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 )
 
 // eventStream GETs the event stream at u, resuming after *lastID when it is
-// set (nil: no resumption), and reads it with readEvents.
-func (r *runner) eventStream(ctx context.Context, u string, lastID *string, event func(typ, data []byte) error) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+// set (nil: no resumption), and reads it with readEvents; event gets each
+// event's arrival (arrivalOf the connection once the event is read).
+func (r *runner) eventStream(ctx context.Context, u string, lastID *string, event func(typ, data []byte, at stamp) error) error {
+	var conn net.Conn
+	req, _ := http.NewRequestWithContext(connTrace(ctx, &conn), http.MethodGet, u, nil)
 	req.Header.Set("Accept", "text/event-stream")
 	if lastID != nil && *lastID != "" {
 		req.Header.Set("Last-Event-ID", *lastID)
@@ -27,7 +30,7 @@ func (r *runner) eventStream(ctx context.Context, u string, lastID *string, even
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(body))
 	}
-	return readEvents(resp.Body, lastID, event)
+	return readEvents(resp.Body, lastID, func(typ, data []byte) error { return event(typ, data, arrivalOf(conn)) })
 }
 
 // readEvents reads a text/event-stream and calls event with each event's

@@ -238,6 +238,7 @@ func (rep *report) writeText(w io.Writer) {
 			name, p.P50, p.P90, p.P99, p.Max, p.Mean, p.Count)
 	}
 	pc("latency", rep.Latency)
+	fmt.Fprintf(w, "arrival     %s\n", arrivalNote(rep.Arrival, rep.KernelStamped, rep.Received))
 	pc(" server→cl", rep.Delivery)
 	pc(" publish rq", rep.Request)
 	switch rep.Mode {
@@ -265,4 +266,17 @@ func (rep *report) writeText(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "tool CPU    %.2fs\n", rep.ToolCPU)
+}
+
+// arrivalNote says which clock stamped the arrivals that latencies end at.
+func arrivalNote(clock string, kernel, received int64) string {
+	switch clock {
+	case clockKernel:
+		return "kernel: latencies end at the kernel's receive time of the message's bytes"
+	case clockRead:
+		return "read: latencies end when the tool had read the message (no kernel receive timestamps)"
+	case clockMixed:
+		return fmt.Sprintf("mixed: %d of %d deliveries stamped by the kernel, the others when read", kernel, received)
+	}
+	return "none: nothing received"
 }
