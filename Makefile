@@ -29,8 +29,9 @@ check:
 	if [ -n "$$bad" ]; then echo "gofmt needed:"; echo "$$bad"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-# Every package (tests included) builds and vets on each system and
-# architecture we claim: the connection takeover's raw-descriptor path is
+# Every package (tests included) vets, and every package builds and links,
+# on each system and architecture we claim (vet alone does not link: a main
+# package with no main for a target passed it): the connection takeover's raw-descriptor path is
 # Unix-only (internal/takeover), with the portable path elsewhere.
 CROSS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64 freebsd/arm64
 
@@ -44,6 +45,7 @@ cross:
 	@set -e; host=$$($(GO) env GOOS)/$$($(GO) env GOARCH); for t in $(CROSS); do \
 	  flags=; [ $$t = $$host ] || flags='-gcflags=all=-N -l'; \
 	  echo "vet $$t $$flags"; GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet $${flags:+"$$flags"} $(PKGS); \
+	  echo "build $$t"; GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build $${flags:+"$$flags"} $(PKGS); \
 	done
 
 # Only the integration tests call t.Parallel, and only those that mostly wait
