@@ -200,8 +200,27 @@ func TestClusterFailover(t *testing.T) {
 // are unknown (their clients handshake again or get stardust.reset), and
 // no one is served a message of another channel.
 func TestClusterFailoverLostWrites(t *testing.T) {
-	c := redistest.StartCluster(t)
-	e := openCluster(t, c, "lw:", server.Limits{HistorySize: 10})
+	c, e, master, replica := laggingCluster(t, "lw:")
+	loseSecret(t, e, "on the lagging replica", func() {
+		offset := func(s *redistest.Server) string {
+			return redis.InfoField(s.Do(t, "INFO", "replication"), "master_repl_offset")
+		}
+		if m, r := offset(master), offset(replica); m == r {
+			t.Fatalf("the replica has the master's replication offset %s: the test did not make it lag", m)
+		}
+		master.Stop()
+		c.WaitSlotMaster(t, e.Prefix(), master)
+	})
+}
+
+// laggingCluster starts a Cluster and an engine on it with prefix, with
+// the sessions of lostSessions and a /public message that "pub" has read,
+// then cuts the link of the slot's replica (cutReplica): whatever the
+// engine writes next, the replica will not have.
+func laggingCluster(t *testing.T, prefix string) (c *redistest.Cluster, e *redis.Engine, master, replica *redistest.Server) {
+	t.Helper()
+	c = redistest.StartCluster(t)
+	e = openCluster(t, c, prefix, server.Limits{HistorySize: 10})
 	master, replicas := c.SlotNodes(t, e.Prefix())
 	lostSessions(t, e)
 	publishOn(t, e, "/public", `{"public":1}`)
@@ -209,16 +228,7 @@ func TestClusterFailoverLostWrites(t *testing.T) {
 		t.Fatalf("pub read %d, %v", len(msgs), err)
 	}
 	cutReplica(t, master, replicas[0])
-	loseSecret(t, e, "on the lagging replica", func() {
-		offset := func(s *redistest.Server) string {
-			return redis.InfoField(s.Do(t, "INFO", "replication"), "master_repl_offset")
-		}
-		if m, r := offset(master), offset(replicas[0]); m == r {
-			t.Fatalf("the replica has the master's replication offset %s: the test did not make it lag", m)
-		}
-		master.Stop()
-		c.WaitSlotMaster(t, e.Prefix(), master)
-	})
+	return c, e, master, replicas[0]
 }
 
 // cutReplica waits until replica has every write of master, then cuts
@@ -287,15 +297,7 @@ func TestClusterManualFailover(t *testing.T) {
 // took the lost one's number): a publish now refuses to hand out a number
 // this process has seen, and the engine finds out then.
 func TestClusterFailoverPublishFirst(t *testing.T) {
-	c := redistest.StartCluster(t)
-	e := openCluster(t, c, "pf:", server.Limits{HistorySize: 10})
-	master, replicas := c.SlotNodes(t, e.Prefix())
-	lostSessions(t, e)
-	publishOn(t, e, "/public", `{"public":1}`)
-	if msgs, err := readAll(t, e, "pub"); err != nil || len(msgs) != 1 {
-		t.Fatalf("pub read %d, %v", len(msgs), err)
-	}
-	cutReplica(t, master, replicas[0])
+	_, e, master, _ := laggingCluster(t, "pf:")
 	secret := publishOn(t, e, "/secret", `{"secret":1}`)
 	if msgs, err := readAll(t, e, "sec"); err != nil || len(msgs) != 1 {
 		t.Fatalf("sec read %d, %v", len(msgs), err)

@@ -122,11 +122,19 @@ func (e *Engine) followMaster(ctx context.Context) {
 	}
 	cctx, cancel := e.call(ctx)
 	defer cancel()
-	if err := sub.Do(cctx, sub.B().Exists().Key(e.p+"epoch").Build()).Error(); isMoved(err) {
+	if err := e.readSiteKey(cctx, sub); isMoved(err) {
 		e.opts.Log.WithError(err).Info("redis engine: the site's slot has another master; following it")
 		e.moving.Store(true)
 		sub.Close() // listen connects again, to the new master
 	}
+}
+
+// readSiteKey reads a key of the site on the dedicated connection c: on a
+// Cluster, its first command binds c to the node of the site's slot, and
+// any node but that slot's master answers MOVED (connectPubSub,
+// followMaster).
+func (e *Engine) readSiteKey(ctx context.Context, c rueidis.DedicatedClient) error {
+	return c.Do(ctx, c.B().Exists().Key(e.p+"epoch").Build()).Error()
 }
 
 // isMoved reports whether err is Redis Cluster's MOVED: the node asked
@@ -162,7 +170,7 @@ func (e *Engine) connectPubSub(ctx context.Context) (lost <-chan error, err erro
 		// A Cluster delivers a PUBLISH on every node, but this connection
 		// must be on the master of the site's slot (cluster.go): the first
 		// command of a dedicated connection binds it to its key's slot.
-		if err := c.Do(cctx, c.B().Exists().Key(e.p+"epoch").Build()).Error(); err != nil {
+		if err := e.readSiteKey(cctx, c); err != nil {
 			cancel()
 			return nil, err
 		}
