@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -83,14 +84,9 @@ func start(t testing.TB, extra string) *Server {
 // lines and then conf, in which {port} is that port.
 func startProgram(t testing.TB, path, conf string) *Server {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
+	port := strconv.Itoa(freePort(t))
+	addr := net.JoinHostPort("127.0.0.1", port)
 	s := &Server{Addr: addr, URL: "redis://" + addr + "/0", Dir: t.TempDir(), t: t, path: path}
-	_, port, _ := net.SplitHostPort(addr)
 	conf = strings.ReplaceAll(conf, "{port}", port)
 	conf = fmt.Sprintf("bind 127.0.0.1\nport %s\ndir %s\ndaemonize no\nloglevel warning\nlogfile %s\n",
 		port, s.Dir, filepath.Join(s.Dir, "redis.log")) + conf
