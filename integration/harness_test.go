@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	osuser "os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -152,17 +153,12 @@ func workerUser(t testing.TB) (user, group string) {
 	return "", ""
 }
 
-// freeAddr returns a loopback address with a port that nothing listens on now.
-// The port is released before the program that wants it binds it; the kernel
-// does not hand it out again that quickly.
+// freeAddr returns a loopback address with a port that nothing listens on now,
+// below the kernel's ephemeral range (testenv.FreePorts), so that no outgoing
+// connection takes it before the program that wants it binds it.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return "127.0.0.1:" + strconv.Itoa(testenv.FreePorts(t, 1))
 }
 
 // expectPortsFreed registers a cleanup that fails the test if any of addrs

@@ -25,6 +25,8 @@ type Cluster struct {
 	// CAFile, of a Cluster started by StartClusterTLS, is the certificate
 	// of the authority that signed the nodes' (PEM).
 	CAFile string
+
+	cut *busCut // the bus forwarders of StartPartitionableCluster
 }
 
 // StartCluster runs six redis-server processes with cluster-enabled (on
@@ -36,7 +38,7 @@ type Cluster struct {
 // without redis-server or redis-cli; the nodes stop when the test ends.
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
-	return startCluster(t, nil)
+	return startClusterWith(t, nil, nil)
 }
 
 // StartClusterTLS is StartCluster with every node speaking TLS only (to
@@ -45,18 +47,24 @@ func StartCluster(t testing.TB) *Cluster {
 // trusts it.
 func StartClusterTLS(t testing.TB) *Cluster {
 	t.Helper()
-	return startCluster(t, newTestCA(t))
+	return startClusterWith(t, newTestCA(t), nil)
 }
 
-func startCluster(t testing.TB, ca *testCA) *Cluster {
+// startClusterWith starts the six nodes, each with the lines bus(i) gives
+// for its cluster bus (nil: a free cluster-port), and makes them a Cluster.
+func startClusterWith(t testing.TB, ca *testCA, bus func(i int) string) *Cluster {
 	t.Helper()
 	server := testenv.RequireProgram(t, "redis-server", "redis-server")
 	cli := testenv.RequireProgram(t, "redis-cli", "redis-tools")
 	c := &Cluster{}
 	var cliTLS []string
-	for range 6 {
-		conf := fmt.Sprintf("%scluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout %d\ncluster-port %d\n",
-			serverConf, ClusterNodeTimeout.Milliseconds(), freePort(t))
+	for i := range 6 {
+		busConf := fmt.Sprintf("cluster-port %d\n", freePort(t))
+		if bus != nil {
+			busConf = bus(i)
+		}
+		conf := fmt.Sprintf("%scluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout %d\n%s",
+			serverConf, ClusterNodeTimeout.Milliseconds(), busConf)
 		if ca != nil {
 			conf += ca.serverConf
 			c.CAFile, cliTLS = ca.caFile, []string{"--tls", "--cacert", ca.caFile}
@@ -113,15 +121,11 @@ func knowsReplicas(t testing.TB, s *Server) bool {
 // persistence (a server killed comes back empty), full syncs at once.
 const serverConf = "protected-mode yes\nsave \"\"\nappendonly no\nrepl-diskless-sync-delay 0\n"
 
-// freePort returns a loopback port free at the time of asking.
+// freePort returns a loopback port free at the time of asking, below the
+// kernel's ephemeral range.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testenv.FreePorts(t, 1)
 }
 
 // SlotNodes returns the master that serves key's slot now and its
@@ -184,11 +188,12 @@ func (c *Cluster) WaitSlotMaster(t testing.TB, key string, old *Server) *Server 
 	}
 }
 
-// live returns a node that runs.
+// live returns a node that runs and is not cut off (Partition): its view
+// of the Cluster is the majority's.
 func (c *Cluster) live(t testing.TB) *Server {
 	t.Helper()
 	for _, s := range c.Nodes {
-		if s.cmd != nil {
+		if s.cmd != nil && !c.Partitioned(s) {
 			return s
 		}
 	}

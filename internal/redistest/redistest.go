@@ -225,20 +225,26 @@ func (p *Proxy) forward(c net.Conn) {
 	}
 	p.conns[c], p.conns[up] = target, target
 	p.mu.Unlock()
+	splice(c, up)
+	p.mu.Lock()
+	delete(p.conns, c)
+	delete(p.conns, up)
+	p.mu.Unlock()
+}
+
+// splice copies a to b and b to a until either ends, then closes both
+// and returns once both copies are done.
+func splice(a, b net.Conn) {
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
 		_, _ = io.Copy(dst, src)
 		done <- struct{}{}
 	}
-	go pipe(up, c)
-	go pipe(c, up)
+	go pipe(b, a)
+	go pipe(a, b)
 	<-done
-	_, _ = c.Close(), up.Close()
+	_, _ = a.Close(), b.Close()
 	<-done
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, up)
-	p.mu.Unlock()
 }
 
 // closeAll closes the forwarded connections, all of them or (keep set)
@@ -270,4 +276,14 @@ func (p *Proxy) Switch(target *Server) {
 	p.target = target.Addr
 	p.mu.Unlock()
 	p.closeAll(target.Addr)
+}
+
+// Try runs one command on the server and returns its answer or its error
+// as text, for a test that waits for an error (CLUSTERDOWN, LOADING).
+func (s *Server) Try(args ...string) string {
+	out, err := s.result(s.t, args...).ToAny()
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprint(out)
 }
