@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,12 +116,17 @@ func newBayeux(hub *Hub, opts BayeuxOptions, limits bayeuxLimits, rules requestR
 	return b
 }
 
+// bayeuxTypes are the connection types, WebSocket's last: offered only
+// when it is on (connectionTypes).
+var bayeuxTypes = [...]string{TransportLongPolling, TransportCallbackPolling, TransportWebSocket}
+
+// connectionTypes returns the connection types offered, a list not to be
+// changed (each call's is the same).
 func (b *Bayeux) connectionTypes() []string {
-	types := []string{TransportLongPolling, TransportCallbackPolling}
 	if b.opts.WebSocket {
-		types = append(types, TransportWebSocket)
+		return bayeuxTypes[:3:3]
 	}
-	return types
+	return bayeuxTypes[:2:2]
 }
 
 func (b *Bayeux) advice(reconnect string) *bayeuxAdvice {
@@ -147,6 +153,9 @@ type pendingConnect struct {
 // connect in the batch is not answered here: it is returned for the transport
 // to hold, and its reply goes last, after the replies to the other messages.
 func (b *Bayeux) process(batch []*BayeuxMessage, who caller) ([][]byte, *pendingConnect) {
+	// Made here, not grown from nil by the appends below: with the nil
+	// slice each WebSocket's goroutine grew its stack to 8 KiB (twice as
+	// much; BENCHMARKS.md section 20, "the WebSocket stack").
 	replies := make([][]byte, 0, len(batch))
 	var pending *pendingConnect
 	for _, m := range batch {
@@ -299,14 +308,15 @@ func (b *Bayeux) handshake(m *BayeuxMessage, who caller) *bayeuxReply {
 
 func (b *Bayeux) commonType(types []string) bool {
 	for _, t := range types {
-		for _, ours := range b.connectionTypes() {
-			if t == ours {
-				return true
-			}
+		if b.speaks(t) {
+			return true
 		}
 	}
 	return false
 }
+
+// speaks reports whether t is one of connectionTypes.
+func (b *Bayeux) speaks(t string) bool { return slices.Contains(b.connectionTypes(), t) }
 
 // connect checks a /meta/connect; valid ones are returned to be held.
 func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*pendingConnect, *bayeuxReply) {
@@ -317,22 +327,18 @@ func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*pendingConnect, *bayeux
 	if m.ConnectionType == "" {
 		return nil, b.fail(m, fmt.Errorf("%w: missing connectionType", ErrBadMessage), "connectionType")
 	}
-	if !b.commonType([]string{m.ConnectionType}) {
+	if !b.speaks(m.ConnectionType) {
 		return nil, b.fail(m, ErrConnType, m.ConnectionType)
 	}
 	if err := b.acl(c, m); err != nil {
 		return nil, b.fail(m, err, m.Channel)
 	}
 	timeout := b.limits.pollTimeout
-	var adv struct {
-		Timeout *int64 `json:"timeout"`
-	}
-	if len(m.Advice) > 0 && json.Unmarshal(m.Advice, &adv) == nil && adv.Timeout != nil && *adv.Timeout >= 0 &&
-		*adv.Timeout < timeout.Milliseconds() {
+	if asked, ok := adviceTimeout(m.Advice); ok && asked >= 0 && asked < timeout.Milliseconds() {
 		// CometD asks for an immediate first reply with timeout 0. Compared
 		// in milliseconds first: a huge timeout must not overflow the
 		// Duration into a negative (immediate, uncounted) hold.
-		timeout = time.Duration(*adv.Timeout) * time.Millisecond
+		timeout = time.Duration(asked) * time.Millisecond
 	}
 	if c.Attr(AttrConnected) == "" {
 		// The first connect is answered at once, as CometD's and the Perl
@@ -349,46 +355,92 @@ func (b *Bayeux) connect(m *BayeuxMessage, who caller) (*pendingConnect, *bayeux
 		timeout = max(left, 0)
 	}
 	h := &pendingConnect{msg: m, client: c, timeout: timeout, ack: c.Attr(AttrAck) == "true"}
-	if batch, ok := m.ackBatch(); ok && h.ack {
-		c.Commit(batch) // the client has every message up to that batch
+	if h.ack {
+		if batch, ok := m.ackBatch(); ok {
+			c.Commit(batch) // the client has every message up to that batch
+		}
 	}
 	return h, nil
+}
+
+// adviceTimeout is the timeout a connect's advice asks for, if it has one
+// (decoded only then: most connects have no advice).
+func adviceTimeout(advice json.RawMessage) (int64, bool) {
+	if len(advice) == 0 {
+		return 0, false
+	}
+	var adv struct {
+		Timeout *int64 `json:"timeout"`
+	}
+	if json.Unmarshal(advice, &adv) != nil || adv.Timeout == nil {
+		return 0, false
+	}
+	return *adv.Timeout, true
 }
 
 // connectReply answers a pending connect when it ends. For a client of the ack
 // extension, a reply that carries messages carries their batch number
 // (cursor); one without leaves the client's last batch as it is.
 func (b *Bayeux) connectReply(h *pendingConnect, why PollEnd, cursor uint64) []byte {
-	r := &bayeuxReply{Channel: "/meta/connect", Successful: true, ID: h.msg.ID, ClientID: h.client.ID(),
-		Advice: b.advice("retry")}
-	if h.ack && why == PollReady {
-		r.Ext = json.RawMessage(`{"ack":` + strconv.FormatUint(cursor, 10) + `}`)
-	}
+	return b.appendConnectReply(make([]byte, 0, 192), h, why, cursor)
+}
+
+// appendConnectReply appends connectReply's JSON to dst. The reply and its
+// advice stay on the stack, and the ack extension is written into a small
+// array of its own: a fan-out's answer costs no allocation here
+// (BenchmarkBayeuxConnectRequest).
+func (b *Bayeux) appendConnectReply(dst []byte, h *pendingConnect, why PollEnd, cursor uint64) []byte {
+	adv := *b.advice("retry")
+	successful, errText := true, ""
 	switch {
 	case h.multiple && (why == PollReady || why == PollTimeout):
-		r.Advice = b.multipleClientsAdvice()
+		adv = *b.multipleClientsAdvice()
 	case why == PollClosed && b.hub.Closed():
-		r.Advice = &bayeuxAdvice{Reconnect: "retry", Interval: 1000, Timeout: b.limits.pollTimeout.Milliseconds()}
+		adv = bayeuxAdvice{Reconnect: "retry", Interval: 1000, Timeout: b.limits.pollTimeout.Milliseconds()}
 	case why == PollClosed && b.hub.wasKicked(h.client.ID()):
 		// The server API disconnected it: 402, and do not come back.
-		r.Successful = false
-		r.Error = bayeuxError(ErrUnknownClient, h.client.ID())
-		r.Advice = &bayeuxAdvice{Reconnect: "none", Interval: 0}
+		successful = false
+		errText = bayeuxError(ErrUnknownClient, h.client.ID())
+		adv = bayeuxAdvice{Reconnect: "none", Interval: 0}
 	case why == PollClosed || why == PollGone:
 		// Removed while held: the client said goodbye, so end its connect
 		// loop cleanly. (A request that went away reads no reply.)
-		r.Advice = &bayeuxAdvice{Reconnect: "none", Interval: 0}
+		adv = bayeuxAdvice{Reconnect: "none", Interval: 0}
 	case why == PollExpired:
 		// Expired or lost while held: the client must handshake again.
-		r.Successful = false
-		r.Error = bayeuxError(ErrUnknownClient, h.client.ID())
-		r.Advice = &bayeuxAdvice{Reconnect: "handshake", Interval: 0}
+		successful = false
+		errText = bayeuxError(ErrUnknownClient, h.client.ID())
+		adv = bayeuxAdvice{Reconnect: "handshake", Interval: 0}
 	case why == PollFailed:
-		r.Successful = false
-		r.Error = bayeuxError(ErrEngine, "connect")
-		r.Advice = &bayeuxAdvice{Reconnect: "retry", Interval: 1000, Timeout: b.limits.pollTimeout.Milliseconds()}
+		successful = false
+		errText = bayeuxError(ErrEngine, "connect")
+		adv = bayeuxAdvice{Reconnect: "retry", Interval: 1000, Timeout: b.limits.pollTimeout.Milliseconds()}
 	}
-	return r.encode()
+	ack := h.ack && why == PollReady
+	r := bayeuxReply{Channel: "/meta/connect", Successful: successful, ID: h.msg.ID, ClientID: h.client.ID(), Error: errText, Advice: &adv}
+	var ext [40]byte
+	if ack {
+		e := strconv.AppendUint(append(ext[:0], `{"ack":`...), cursor, 10)
+		r.Ext = json.RawMessage(append(e, '}'))
+	}
+	if out, ok := r.appendPlain(dst); ok {
+		return out
+	}
+	return marshalConnectReply(dst, h.msg.ID, h.client.ID(), successful, errText, adv, ack, cursor)
+}
+
+// marshalConnectReply is appendConnectReply's reply through json.Marshal,
+// for the rare one that appendPlain leaves to it (an id or client id to
+// escape). It is given values, not the reply: nothing of
+// appendConnectReply's (its advice, its ext array) may flow into what
+// json.Marshal keeps, or it would leave the stack on every call.
+func marshalConnectReply(dst []byte, id json.RawMessage, clientID string, successful bool, errText string, adv bayeuxAdvice, ack bool, cursor uint64) []byte {
+	r := &bayeuxReply{Channel: "/meta/connect", Successful: successful, ID: id, ClientID: clientID, Error: errText, Advice: &adv}
+	if ack {
+		r.Ext = json.RawMessage(`{"ack":` + strconv.FormatUint(cursor, 10) + `}`)
+	}
+	out, _ := json.Marshal(r) // not appendTo: appendPlain has just declined these values
+	return append(dst, out...)
 }
 
 // poll waits up to hold for c's messages and returns them in their Bayeux

@@ -150,3 +150,83 @@ func (w *waiter) look(messages bool) (PollEnd, bool) {
 	w.listening = messages
 	return 0, false
 }
+
+// answerPass orders the work of a fan-out on one CPU: the answers of the
+// polls that messages woke come before the next requests of the clients
+// already answered (takeover.Pace, longpoll.go). Without it the next
+// requests, which a client sends as soon as it has read its answer, are
+// read, parsed and served in between the answers still to write, and
+// every answer after them is that much later. The pass's work is the
+// same; only its order changes: each client's next request, which has
+// nothing to wait for before the next message, is served once the
+// answers are out (BENCHMARKS.md section 20).
+//
+// The wait is before the next request is read, so it is not known yet
+// what it is: any request on a connection taken over waits, a publish that
+// a client (or a browser's connection pool) sends on such a connection too,
+// for the rest of the pass at most. Its message could reach no held poll
+// sooner: the pass's polls are all being answered, and their next connects
+// wait too.
+//
+// open counts the polls woken (woken) whose answer has not left yet; a
+// next request waits (next) while it is above 0, at most passWaitMax from
+// the first such wait, so that nothing can hold the next requests longer
+// (an answer whose write waits for its client counts as gone:
+// takeover.Pace's Answered).
+type answerPass struct {
+	open atomic.Int64
+	mu   sync.Mutex
+	done chan struct{} // closed when open comes down to 0 (or at passWaitMax); nil when no request waits
+}
+
+// passWaitMax bounds a next request's wait for the answers of a pass: far
+// more than a pass of thousands of answers takes (some 20 µs each).
+const passWaitMax = 500 * time.Millisecond
+
+// woken counts a poll woken for its answer.
+func (a *answerPass) woken() { a.open.Add(1) }
+
+// answered counts that answer as gone.
+func (a *answerPass) answered() {
+	if a.open.Add(-1) <= 0 {
+		a.release()
+	}
+}
+
+// release lets the next requests that wait go.
+func (a *answerPass) release() {
+	a.mu.Lock()
+	if a.done != nil {
+		close(a.done)
+		a.done = nil
+	}
+	a.mu.Unlock()
+}
+
+// next waits until the answers of the pass in progress, if any, have
+// left, or passWaitMax.
+func (a *answerPass) next() {
+	if a.open.Load() <= 0 {
+		return
+	}
+	a.mu.Lock()
+	if a.open.Load() <= 0 {
+		a.mu.Unlock()
+		return
+	}
+	if a.done == nil {
+		done := make(chan struct{})
+		a.done = done
+		time.AfterFunc(passWaitMax, func() {
+			a.mu.Lock()
+			if a.done == done {
+				close(done)
+				a.done = nil
+			}
+			a.mu.Unlock()
+		})
+	}
+	done := a.done
+	a.mu.Unlock()
+	<-done
+}

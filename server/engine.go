@@ -246,3 +246,25 @@ type ChannelCreator interface {
 	// than Limits.MaxChannels. The check and the additions are atomic.
 	CreateChannels(ctx context.Context, names []string, budget int) (int, error)
 }
+
+// SequenceSpaces is an optional capability of an Engine whose message
+// numbers increase on each channel but not across every channel: the
+// Redis engine split into shards numbers each shard's channels apart.
+// Two numbers compare only when SameSpace says so; an SSE stream resumed
+// after an event id skips and replays by it only the messages of that
+// space (the others' are in the stream's queue, if it has one). Without
+// it every number compares with every other: one sequence.
+type SequenceSpaces interface {
+	// SameSpace reports whether the messages numbered a and b were
+	// numbered by one sequence.
+	SameSpace(a, b uint64) bool
+}
+
+// sameSpace returns the engine's SequenceSpaces.SameSpace, or a function
+// that says yes.
+func sameSpace(e Engine) func(a, b uint64) bool {
+	if sp, ok := e.(SequenceSpaces); ok {
+		return sp.SameSpace
+	}
+	return func(uint64, uint64) bool { return true }
+}

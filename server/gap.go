@@ -94,12 +94,10 @@ func (s *Server) stardustGap(channels []string, sinceText string, since time.Tim
 }
 
 // sseGap is the gap notice of an SSE stream resuming after event lastID or
-// at since, or nil.
-func (s *Server) sseGap(channels []string, lastID uint64, since time.Time) ([]byte, error) {
-	after := func(seq uint64, _ time.Time) bool { return seq > lastID }
+// at since (after tells the messages past that point), or nil.
+func (s *Server) sseGap(channels []string, lastID uint64, since time.Time, after func(seq uint64, at time.Time) bool) ([]byte, error) {
 	sinceText := strconv.FormatUint(lastID, 10)
 	if lastID == 0 {
-		after = func(_ uint64, at time.Time) bool { return at.After(since) }
 		sinceText = strconv.FormatFloat(unixSeconds(since), 'f', 6, 64)
 	}
 	gap, oldest, err := s.missed(channels, after)

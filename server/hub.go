@@ -147,6 +147,9 @@ type Hub struct {
 	lastFailure atomic.Pointer[string]
 	// pushes runs the flushes of pushed clients (delivery_push.go).
 	pushes pushQueue
+	// pass puts the answers of a fan-out before the next requests of the
+	// polls answered (delivery.go).
+	pass answerPass
 	// waiting counts the polls past their first look at the engine and the
 	// pushed clients (Stats.Polling): a poll is counted once it waits.
 	waiting atomic.Int64

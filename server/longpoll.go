@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stardust-go/stardust/internal/takeover"
@@ -70,6 +71,9 @@ type takeoverConn struct {
 
 	mu sync.Mutex // guards p
 	p  *pollState // the poll waiting on the connection, if any
+	// woken: a wake-up cut the poll's wait short and its answer has not
+	// left yet: counted in the hub's answerPass (Answered, Next).
+	woken atomic.Bool
 }
 
 // detachedWriters are the middleware's StatusWriters of a request answered
@@ -235,8 +239,9 @@ func unwrapWriter(w http.ResponseWriter, sws []*StatusWriter) (http.ResponseWrit
 // after a takeover (takeover.Conn.ServeNext); nil for one served by
 // net/http.
 func servedHere(w http.ResponseWriter) *takeoverConn {
-	base, _ := unwrapWriter(w, nil)
-	tc, _ := base.(*takeoverConn)
+	var sws [4]*StatusWriter // on the stack: every poll asks
+	base, _ := unwrapWriter(w, sws[:0])
+	tc, _ := base.(*takeoverConn) // it has no Unwrap: it is at the bottom
 	return tc
 }
 
@@ -246,6 +251,7 @@ func detach(ci *takeover.ConnInfo, w http.ResponseWriter, r *http.Request, p *po
 	if !tc.take(&tc.Conn, ci, w, r, tc, writeTimeout) {
 		return nil
 	}
+	tc.SetPace(tc)
 	tc.attach(p)
 	return tc
 }
@@ -279,8 +285,25 @@ func (tc *takeoverConn) setPoll(p *pollState, cut waitCutter) {
 }
 
 // cutWait ends the wait of the poll waiting on the connection
-// (waiter.interruptLocked).
-func (tc *takeoverConn) cutWait() { tc.Wake() }
+// (waiter.interruptLocked), whose answer is then one of the pass's
+// (answerPass).
+func (tc *takeoverConn) cutWait() {
+	if !tc.woken.Swap(true) {
+		tc.hub.pass.woken()
+	}
+	tc.Wake()
+}
+
+// Answered is takeover.Pace's: the answer of a poll woken has left.
+func (tc *takeoverConn) Answered() {
+	if tc.woken.Swap(false) {
+		tc.hub.pass.answered()
+	}
+}
+
+// Next is takeover.Pace's: the next request waits for the answers of the
+// pass in progress (answerPass).
+func (tc *takeoverConn) Next() { tc.hub.pass.next() }
 
 // Interrupt is the listener's Close for one connection served after its
 // takeover (takeover.Held): the poll it holds answers now, or the wait for
@@ -346,6 +369,7 @@ func (tc *takeoverConn) wait(p *pollState, until time.Time, messages bool) PollE
 // middleware, then serves the connection's next requests.
 func (tc *takeoverConn) serve(c *Client, answer pollAnswer) {
 	defer tc.Done()
+	defer tc.Answered() // closed without an answer written: it has left all the same
 	p := tc.p
 	b, why := p.run(context.Background())
 	tc.release(p)

@@ -46,15 +46,28 @@ func writeRawJSON(w http.ResponseWriter, status int, body []byte) error {
 	return err
 }
 
+// smallBody is the largest body readBody reads at its announced length.
+const smallBody = 8 << 10
+
 // readBody reads a request body up to MaxBodyBytes: beyond it the error
 // wraps ErrTooLarge (413), any other failure ErrBadMessage.
 func (rr requestRules) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rr.MaxBodyBytes))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return nil, fmt.Errorf("%w: body over %d bytes", ErrTooLarge, mbe.Limit)
+	if n := r.ContentLength; n >= 0 && n <= min(rr.MaxBodyBytes, smallBody) && r.Body != nil {
+		// A small length given and within the limit (every Bayeux
+		// connect): read into a body of that size, in one allocation.
+		// net/http's body reader ends at that length, and reports a body
+		// cut short. (Not for a large one: memory for bytes not sent.)
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, fmt.Errorf("%w: reading body: %v", ErrBadMessage, err)
+		}
+		return body, nil
 	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rr.MaxBodyBytes))
 	if err != nil {
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			return nil, fmt.Errorf("%w: body over %d bytes", ErrTooLarge, mbe.Limit)
+		}
 		return nil, fmt.Errorf("%w: reading body: %v", ErrBadMessage, err)
 	}
 	return body, nil

@@ -297,6 +297,9 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) string {
 		return peer
 	}
 	xff := r.Header.Values("X-Forwarded-For")
+	if len(xff) == 0 {
+		return peer // the usual request, even from a trusted proxy's address: nothing to split
+	}
 	hops := strings.Split(strings.Join(xff, ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
 		hop := strings.TrimSpace(hops[i])

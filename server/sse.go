@@ -83,22 +83,24 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	// A resumed stream skips what the browser has already had: a message
 	// sent just before it reconnected may still be queued.
-	out := &sseWriter{sseEncoder: sseEncoder{prefix: s.opts.Prefix, lastSeq: lastID}, w: w, flush: flusher(w)}
+	same := sameSpace(s.hub.engine) // engine.go
+	out := &sseWriter{sseEncoder: sseEncoder{prefix: s.opts.Prefix, lastSeq: lastID, same: same}, w: w, flush: flusher(w)}
 	out.buf = appendSSEComment(out.buf, "stream "+id)
 	out.buf = appendSSERetry(out.buf, 2000)
 
 	var replay []*Message
-	switch {
-	case lastID > 0:
-		replay, err = s.replay(full, func(m *Message) bool { return m.Seq > lastID })
-	case !since.IsZero():
-		replay, err = s.replay(full, func(m *Message) bool { return m.Time.After(since) })
-	}
-	if err != nil {
-		return // the browser reconnects, with Last-Event-ID
-	}
 	if lastID > 0 || !since.IsZero() {
-		gap, err := s.sseGap(full, lastID, since) // gap.go
+		// What the browser has not had: after its Last-Event-ID (a number
+		// of the same sequence), else after since.
+		after := func(seq uint64, _ time.Time) bool { return seq > lastID && same(seq, lastID) }
+		if lastID == 0 {
+			after = func(_ uint64, at time.Time) bool { return at.After(since) }
+		}
+		replay, err = s.replay(full, func(m *Message) bool { return after(m.Seq, m.Time) })
+		if err != nil {
+			return // the browser reconnects, with Last-Event-ID
+		}
+		gap, err := s.sseGap(full, lastID, since, after) // gap.go
 		if err != nil {
 			return
 		}
@@ -246,8 +248,22 @@ func flusher(w http.ResponseWriter) func() {
 // sseEncoder frames a stream's messages as events, each once.
 type sseEncoder struct {
 	prefix  string // the server's Prefix, for the Stardust JSON form
-	lastSeq uint64 // the id of the last event framed
+	lastSeq uint64 // the Last-Event-ID the stream resumed after: what is numbered up to it was framed before
+	// last is, by channel, the number of the last event framed: numbers
+	// increase per channel, not always across channels (the Redis
+	// engine's shards number their channels apart), so that a message of
+	// another channel numbered below one framed is not a repeat. Up to
+	// sseChannelsKept channels; past them, a new channel is framed with
+	// lastSeq's check only.
+	last map[string]uint64
+	// same says whether two numbers compare (SequenceSpaces): lastSeq
+	// skips only the messages numbered with it. nil: all do.
+	same func(a, b uint64) bool
 }
+
+// sseChannelsKept bounds sseEncoder.last: a repeat is a message both
+// replayed from history and queued, at a stream's start.
+const sseChannelsKept = 4096
 
 // appendMessages frames msgs as events, skipping any already framed (a
 // message both replayed from history and queued live), led by a drop
@@ -257,10 +273,16 @@ func (e *sseEncoder) appendMessages(b []byte, msgs []*Message, dropped int) []by
 		b = appendSSEEvent(b, "overflow", overflowJSON(dropped, time.Now()))
 	}
 	for _, m := range msgs {
-		if m.Seq <= e.lastSeq {
+		last, seen := e.last[m.Channel]
+		if m.Seq <= e.lastSeq && (e.same == nil || e.same(m.Seq, e.lastSeq)) || seen && m.Seq <= last {
 			continue
 		}
-		e.lastSeq = m.Seq
+		if e.last == nil {
+			e.last = map[string]uint64{}
+		}
+		if seen || len(e.last) < sseChannelsKept {
+			e.last[m.Channel] = m.Seq
+		}
 		b = append(b, "id: "...)
 		b = strconv.AppendUint(b, m.Seq, 10)
 		b = append(b, "\ndata: "...)

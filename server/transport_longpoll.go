@@ -8,6 +8,8 @@ import (
 	"regexp"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/stardust-go/stardust/internal/takeover"
 )
 
 // ServeHTTP routes a Bayeux request to its transport: a WebSocket upgrade,
@@ -147,7 +149,7 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 		_ = write(w, jsonArray(replies))
 		return nil
 	}
-	release := func() {}
+	var counted string // the browser key of the connection taken, to give back
 	// Held connects are counted per browser; a request without a cookie
 	// (a bearer session, a first visit) has a value no other tab shares.
 	if pending.timeout > 0 && who.presented {
@@ -161,7 +163,7 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 			return err
 		}
 		if ok {
-			release = func() { b.hub.ReleaseConnection(key) }
+			counted = key
 		} else {
 			// Another tab holds this browser's connects: answer this one
 			// at once, with what is queued for it, and tell it to poll.
@@ -170,14 +172,31 @@ func (b *Bayeux) exchange(w http.ResponseWriter, r *http.Request, batch []*Bayeu
 	}
 	b.noteTransport(pending.client, transport)
 	longPoll(w, r, b.rules, pending.client, pending.timeout, func(w http.ResponseWriter, batch Batch, why PollEnd) bool {
-		release()
-		msgs := bayeuxMessages(batch)
-		out := make([][]byte, 0, len(replies)+len(msgs)+1)
-		out = append(out, replies...)
-		out = append(out, msgs...)
-		out = append(out, b.connectReply(pending, why, batch.Cursor))
+		if counted != "" {
+			b.hub.ReleaseConnection(counted)
+		}
+		bp := takeover.GetBuf()
+		out := b.appendAnswer(*bp, replies, batch, pending, why)
+		// write copies out (into the answer kept, or net/http's buffer).
+		ok := write(w, out) == nil
+		takeover.PutBuf(bp, out)
 		// An ack client commits with its next connect.
-		return write(w, jsonArray(out)) == nil && why == PollReady && !pending.ack
+		return ok && why == PollReady && !pending.ack
 	})
 	return nil
+}
+
+// appendAnswer appends the JSON array that answers a held connect to dst:
+// the replies to the batch's other messages, the batch's messages (each
+// encoded once for every client it goes to: bayeuxJSON) and the connect's
+// reply, with no array of their own (bayeuxMessages, jsonArray) on the way.
+func (b *Bayeux) appendAnswer(dst []byte, replies [][]byte, batch Batch, pending *pendingConnect, why PollEnd) []byte {
+	dst = append(dst, '[')
+	for _, r := range replies {
+		dst = append(append(dst, r...), ',')
+	}
+	for _, m := range batch.Messages {
+		dst = append(append(dst, bayeuxJSON(m)...), ',')
+	}
+	return append(b.appendConnectReply(dst, pending, why, batch.Cursor), ']')
 }

@@ -17,6 +17,27 @@ const supported = true
 // goroutine at a time uses a descriptor.
 type descriptor struct {
 	raw syscall.RawConn
+	// The operation in progress (its buffer and outcome) and the functions
+	// that RawConn.Read and Write run, each made once for the descriptor
+	// (ops): a closure per call, holding its outcome, cost three
+	// allocations per read or write, so per WebSocket frame and per answer
+	// (BenchmarkDescriptorWrite).
+	buf []byte
+	bp  *[]byte
+	n   int
+	err error
+	fns *descOps
+}
+
+// descOps are a descriptor's operations as the functions RawConn runs.
+type descOps struct{ read, readFirst, write func(fd uintptr) bool }
+
+// ops makes d's functions, the first time.
+func (d *descriptor) ops() *descOps {
+	if d.fns == nil {
+		d.fns = &descOps{read: d.readFD, readFirst: d.readFirstFD, write: d.writeFD}
+	}
+	return d.fns
 }
 
 // Open sets d to c's descriptor and reports ReasonNone, or leaves d without
@@ -55,30 +76,34 @@ func (d *descriptor) Ok() bool { return d != nil && d.raw != nil }
 // background read saw it), or between two waits, would otherwise be missed
 // until the deadline.
 func (d *descriptor) Read(buf []byte) (int, error) {
-	n := 0
-	var rerr error
-	err := d.raw.Read(func(fd uintptr) bool {
-		for {
-			k, e := syscall.Read(int(fd), buf)
-			switch {
-			case e == syscall.EINTR:
-				continue
-			case e == syscall.EAGAIN:
-				return false // nothing yet: wait
-			case e != nil:
-				rerr = e
-			case k == 0:
-				rerr = io.EOF
-			default:
-				n = k
-			}
-			return true
-		}
-	})
+	d.buf, d.n, d.err = buf, 0, nil
+	err := d.raw.Read(d.ops().read)
 	if err == nil {
-		err = rerr
+		err = d.err
 	}
+	n := d.n
+	d.buf, d.err = nil, nil
 	return n, err
+}
+
+// readFD is Read's read: false (wait) when nothing has come yet.
+func (d *descriptor) readFD(fd uintptr) bool {
+	for {
+		k, e := syscall.Read(int(fd), d.buf)
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return false // nothing yet: wait
+		case e != nil:
+			d.err = e
+		case k == 0:
+			d.err = io.EOF
+		default:
+			d.n = k
+		}
+		return true
+	}
 }
 
 // ReadFirst waits, up to the connection's read deadline, for bytes to
@@ -88,25 +113,10 @@ func (d *descriptor) Read(buf []byte) (int, error) {
 // returns nil when the client went away, on an error, or when the wait
 // ended first. d must have a descriptor.
 func (d *descriptor) ReadFirst() (bp *[]byte, b []byte) {
-	n := 0
-	err := d.raw.Read(func(fd uintptr) bool {
-		bp = GetBuf()
-		var e error
-		for {
-			if n, e = syscall.Read(int(fd), (*bp)[:cap(*bp)]); e != syscall.EINTR {
-				break
-			}
-		}
-		if e == syscall.EAGAIN {
-			PutBuf(bp, *bp)
-			bp = nil
-			return false // nothing yet: wait
-		}
-		if e != nil {
-			n = 0
-		}
-		return true
-	})
+	d.bp, d.n = nil, 0
+	err := d.raw.Read(d.ops().readFirst)
+	bp, n := d.bp, d.n
+	d.bp = nil
 	if err != nil || bp == nil || n <= 0 {
 		if bp != nil {
 			PutBuf(bp, *bp)
@@ -116,6 +126,28 @@ func (d *descriptor) ReadFirst() (bp *[]byte, b []byte) {
 	return bp, (*bp)[:n]
 }
 
+// readFirstFD is ReadFirst's read: false (wait) when nothing has come
+// yet, holding no buffer.
+func (d *descriptor) readFirstFD(fd uintptr) bool {
+	bp := GetBuf()
+	var n int
+	var e error
+	for {
+		if n, e = syscall.Read(int(fd), (*bp)[:cap(*bp)]); e != syscall.EINTR {
+			break
+		}
+	}
+	if e == syscall.EAGAIN {
+		PutBuf(bp, *bp)
+		return false // nothing yet: wait
+	}
+	if e != nil {
+		n = 0
+	}
+	d.bp, d.n = bp, n
+	return true
+}
+
 // WriteNow writes as much of b to the socket as it takes without blocking,
 // and returns the rest (empty when all of it went); without a descriptor,
 // nothing (errWouldBlock).
@@ -123,26 +155,30 @@ func (d *descriptor) WriteNow(b []byte) (rest []byte, err error) {
 	if !d.Ok() {
 		return b, errWouldBlock
 	}
-	n := 0
-	var werr error
-	err = d.raw.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			k, e := syscall.Write(int(fd), b[n:])
-			switch {
-			case e == syscall.EINTR:
-				continue
-			case e == syscall.EAGAIN:
-				return true // full: the rest is for a blocking write
-			case e != nil:
-				werr = e
-				return true
-			}
-			n += k
-		}
-		return true
-	})
+	d.buf, d.n, d.err = b, 0, nil
+	err = d.raw.Write(d.ops().write)
 	if err == nil {
-		err = werr
+		err = d.err
 	}
+	n := d.n
+	d.buf, d.err = nil, nil
 	return b[n:], err
+}
+
+// writeFD is WriteNow's write: what the socket takes of d.buf from d.n.
+func (d *descriptor) writeFD(fd uintptr) bool {
+	for d.n < len(d.buf) {
+		k, e := syscall.Write(int(fd), d.buf[d.n:])
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return true // full: the rest is for a blocking write
+		case e != nil:
+			d.err = e
+			return true
+		}
+		d.n += k
+	}
+	return true
 }

@@ -3,7 +3,6 @@ package takeover
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -145,12 +144,21 @@ func withBody(r *http.Request, b []byte, end int) (rest []byte, need int, ok boo
 		return nil, need, false
 	}
 	if r.ContentLength > 0 {
-		r.Body = io.NopCloser(bytes.NewReader(bytes.Clone(b[end:need])))
+		body := &heldBody{}
+		body.Reset(bytes.Clone(b[end:need]))
+		r.Body = body
 	} else {
 		r.Body = http.NoBody
 	}
 	return b[need:], need, true
 }
+
+// heldBody is the body of a request read whole (withBody): a reader of
+// its copy, and its own Closer (one allocation, not NopCloser's too).
+type heldBody struct{ bytes.Reader }
+
+// Close does nothing: the body is in memory.
+func (*heldBody) Close() error { return nil }
 
 // validHeaderName: a token (RFC 9110 5.1).
 func validHeaderName(s string) bool {

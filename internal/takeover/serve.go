@@ -27,6 +27,7 @@ type Conn struct {
 	gone    bool       // the client went away or misbehaved: close, write nothing
 	tracked bool       // tracked by hl (trackHeld): untracked by Done
 	held    Held       // what hl's Close interrupts
+	pace    Pace       // told of answers, asked before each next request (SetPace); nil: none
 
 	r      *http.Request // without its body
 	header http.Header
@@ -65,6 +66,34 @@ func (c *Conn) Take(ci *ConnInfo, hj http.Hijacker, header http.Header, r *http.
 	c.desc.Open(conn)              // none for a replayConn (pending bytes are read first)
 	c.tracked = hl.trackHeld(held) // else Closing reports true: answer at once
 	return true
+}
+
+// Pace orders the work on many connections taken over at once: a server
+// that wakes many held requests together (one message fanned out to every
+// held poll) has all their answers written before it reads and serves any
+// request that follows one of them, as a socket's write queue would on one
+// CPU. Reading, parsing and serving a client's next request while others
+// still wait for their answer only makes those answers later.
+type Pace interface {
+	// Answered is called once an answer has been given to the socket:
+	// written whole, failed, not written (the client left), or with a rest
+	// that is to wait for the client (that wait is the client's, not the
+	// server's).
+	Answered()
+	// Next is called before each wait for the connection's next request
+	// (ServeNext); it may block, briefly.
+	Next()
+}
+
+// SetPace has c tell p of its answers and ask it before each next request
+// (Pace); after Take, which clears it.
+func (c *Conn) SetPace(p Pace) { c.pace = p }
+
+// answered tells c's Pace that the answer has left.
+func (c *Conn) answered() {
+	if c.pace != nil {
+		c.pace.Answered()
+	}
 }
 
 // Closing reports whether the listener is closing: a request held on the
@@ -153,6 +182,7 @@ func (c *Conn) Wait(until time.Time, woken func() bool) Event {
 // request. A Gone client gets nothing (net.ErrClosed).
 func (c *Conn) Flush(keepAlives bool) (keepAlive bool, took time.Duration, err error) {
 	if c.gone {
+		c.answered()
 		return false, 0, net.ErrClosed
 	}
 	connection, keepAlive := connectionFor(c.r, c.header, keepAlives && !c.hl.Closed())
@@ -162,7 +192,7 @@ func (c *Conn) Flush(keepAlives bool) (keepAlive bool, took time.Duration, err e
 	bp := GetBuf()
 	out := appendResponse(slices.Grow((*bp)[:0], 512+len(c.body)), c.r, c.status, c.header, c.body, connection)
 	start := time.Now()
-	err = writeAll(c.conn, &c.desc, out, c.writeTimeout)
+	err = writeAll(c.conn, &c.desc, out, c.writeTimeout, c.answered)
 	PutBuf(bp, out)
 	return keepAlive, time.Since(start), err
 }
@@ -193,6 +223,9 @@ func (c *Conn) ServeNext(w http.ResponseWriter, keepAlives func() bool) {
 		h = http.DefaultServeMux
 	}
 	for {
+		if c.pace != nil {
+			c.pace.Next()
+		}
 		r, back := c.next()
 		if r == nil {
 			if back {

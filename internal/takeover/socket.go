@@ -57,7 +57,9 @@ func (s *Socket) WriteRestLocked(rest []byte) error { return writeWithin(s.conn,
 
 // WriteLocked writes a whole frame: at once if the socket takes it, else
 // blocking within the timeout. Under the lock.
-func (s *Socket) WriteLocked(frame []byte) error { return writeAll(s.conn, &s.desc, frame, s.timeout) }
+func (s *Socket) WriteLocked(frame []byte) error {
+	return writeAll(s.conn, &s.desc, frame, s.timeout, nil)
+}
 
 // Write writes a whole frame under the lock.
 func (s *Socket) Write(frame []byte) error {

@@ -101,11 +101,15 @@ var errWouldBlock = errors.New("write would block")
 
 // writeAll writes b to c: what the socket takes at once without blocking
 // (d.WriteNow; nothing when d has no descriptor), then the rest blocking
-// for at most timeout.
-func writeAll(c net.Conn, d *descriptor, b []byte, timeout time.Duration) error {
+// for at most timeout; left, if not nil, is called in between (Pace.Answered:
+// what is left waits for the client, not for the server).
+func writeAll(c net.Conn, d *descriptor, b []byte, timeout time.Duration, left func()) error {
 	rest, err := d.WriteNow(b)
 	if errors.Is(err, errWouldBlock) {
 		err = nil
+	}
+	if left != nil {
+		left()
 	}
 	if err == nil && len(rest) > 0 {
 		err = writeWithin(c, rest, timeout)

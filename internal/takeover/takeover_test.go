@@ -62,7 +62,7 @@ func TestOpenReportsHiddenDescriptor(t *testing.T) {
 	if got := d.Open(struct{ net.Conn }{srv}); got != want || d.Ok() {
 		t.Fatalf("wrapped: %v (ok %v), want %v", got, d.Ok(), want)
 	}
-	if err := writeAll(srv, &d, []byte("hello"), time.Second); err != nil {
+	if err := writeAll(srv, &d, []byte("hello"), time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 5)
@@ -134,5 +134,59 @@ func TestDescReadSeesEarlierEnd(t *testing.T) {
 	}
 	if _, err := d.Read(make([]byte, 8)); err != io.EOF {
 		t.Fatalf("a wait after the end was read: %v, want io.EOF at once", err)
+	}
+}
+
+// A descriptor's write and read allocate nothing (the functions RawConn
+// runs are made once for the descriptor): one WebSocket frame or answer
+// written, one wait read, with no garbage per call.
+func TestDescWriteAndReadAllocateNothing(t *testing.T) {
+	if !supported {
+		t.Skip("no raw-descriptor path on this system")
+	}
+	srv, client := pair(t)
+	var d descriptor
+	if d.Open(srv) != ReasonNone {
+		t.Fatal("no descriptor")
+	}
+	msg, buf, back := []byte("hello"), make([]byte, 64), make([]byte, 5)
+	allocs := testing.AllocsPerRun(100, func() {
+		if rest, err := d.WriteNow(msg); err != nil || len(rest) > 0 {
+			t.Fatalf("WriteNow: %d left, %v", len(rest), err)
+		}
+		if _, err := io.ReadFull(client, back); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := d.Read(buf); err != nil || n == 0 {
+			t.Fatalf("Read: %d, %v", n, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per write and read, want 0", allocs)
+	}
+}
+
+// BenchmarkDescriptorWrite: one small write through the descriptor (a
+// WebSocket frame to one subscriber), read back by the peer outside the
+// timing's concern (it is in the loop: the socket must not fill).
+func BenchmarkDescriptorWrite(b *testing.B) {
+	if !supported {
+		b.Skip("no raw-descriptor path on this system")
+	}
+	srv, client := pair(&testing.T{})
+	var d descriptor
+	d.Open(srv)
+	frame, back := make([]byte, 100), make([]byte, 100)
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := d.WriteNow(frame); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(client, back); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
