@@ -231,6 +231,12 @@ type Engine struct {
 	// live in one slot, and the Cluster's replicas take over when its
 	// master dies; redis_url then gives only the password and TLS.
 	RedisCluster []string `toml:"redis_cluster"`
+	// RedisShards, above 1 and with RedisCluster, splits the site by a
+	// channel's first segment into that many shards, each one slot (a
+	// hash tag of its own) spread over the Cluster's masters, so that
+	// the Cluster adds capacity (docs/scaling.md). 1, the default: one
+	// slot, the keys named as before.
+	RedisShards int `toml:"redis_shards"`
 
 	// RedisMirror serves the clients this process holds (a long-polling
 	// client's second poll in a row here, a WebSocket, an SSE stream) from
@@ -357,7 +363,7 @@ func Default() Config {
 			ForwardHeaders: auth.DefaultForwardHeaders(),
 			CacheTTL:       Duration{auth.DefaultCacheTTL}, CallbackTimeout: Duration{auth.DefaultCallbackTimeout}},
 		Engine: Engine{Type: "memory", RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "stardust:", RedisSentinels: []string{}, RedisCluster: []string{},
-			Timeout: Duration{2 * time.Second}, RedisMirror: true},
+			Timeout: Duration{2 * time.Second}, RedisMirror: true, RedisShards: 1},
 		Log:      Log{Level: "info", Format: "text"},
 		Metrics:  Metrics{Enabled: true, Path: "/metrics", HealthPath: "/health", AllowFrom: []string{"127.0.0.0/8", "::1"}},
 		API:      API{AllowFrom: []string{"127.0.0.0/8", "::1"}},
@@ -572,6 +578,7 @@ func (c *Config) Validate() error {
 		}
 		c.Engine.validateSentinels(&p, u)
 		c.Engine.validateCluster(&p, u) // engine.go
+		c.Engine.validateShards(&p)
 		if c.Engine.RedisPrefix == "" {
 			p.add("engine.redis_prefix", "must not be empty")
 		}

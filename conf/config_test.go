@@ -340,6 +340,10 @@ func TestEngineValidation(t *testing.T) {
 		{"cluster with a socket", "[engine]\ntype = \"redis\"\nredis_url = \"unix:///run/redis.sock\"\nredis_cluster = [\"h:1\"]\n", "engine.redis_url"},
 		{"cluster with database 2", "[engine]\ntype = \"redis\"\nredis_url = \"redis://h:1/2\"\nredis_cluster = [\"h:1\"]\n", "engine.redis_url"},
 		{"cluster with an empty tag", "[engine]\ntype = \"redis\"\nredis_prefix = \"{}:\"\nredis_cluster = [\"h:1\"]\n", "engine.redis_prefix"},
+		{"shards", "[engine]\ntype = \"redis\"\nredis_cluster = [\"h:1\"]\nredis_shards = 6\n", ""},
+		{"shards without a cluster", "[engine]\ntype = \"redis\"\nredis_shards = 6\n", "engine.redis_shards"},
+		{"no shard", "[engine]\ntype = \"redis\"\nredis_cluster = [\"h:1\"]\nredis_shards = 0\n", "engine.redis_shards"},
+		{"too many shards", "[engine]\ntype = \"redis\"\nredis_cluster = [\"h:1\"]\nredis_shards = 257\n", "engine.redis_shards"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -65,6 +65,19 @@ func (e *Engine) validateCluster(p *problems, u *url.URL) {
 	}
 }
 
+// validateShards checks redis_shards: 1 to 256 (the Redis engine's
+// MaxShards: cmd/stardust's TestRedisShardsBound), and above 1 only with
+// redis_cluster (on one Redis, shards are only prefixes: no capacity, and
+// every poll of a session in several of them costs more).
+func (e *Engine) validateShards(p *problems) {
+	switch {
+	case e.RedisShards < 1 || e.RedisShards > 256:
+		p.add("engine.redis_shards", "want 1 (one slot) to 256, got %d", e.RedisShards)
+	case e.RedisShards > 1 && len(e.RedisCluster) == 0:
+		p.add("engine.redis_shards", "%d shards need engine.redis_cluster: on one Redis they add no capacity", e.RedisShards)
+	}
+}
+
 // hostPort reports whether a is host:port with a host and a port number.
 func hostPort(a string) bool {
 	host, port, err := net.SplitHostPort(a)

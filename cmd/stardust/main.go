@@ -449,7 +449,7 @@ func openEngine(c *conf.Config, h server.HubOptions, log *logrus.Entry) (server.
 	if c.Engine.Type != "redis" {
 		return nil, nil
 	}
-	e, err := redisengine.New(redisOptions(c, h, log))
+	e, err := redisengine.Open(redisOptions(c, h, log)) // NewSharded with redis_shards above 1
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
@@ -462,6 +462,7 @@ func redisOptions(c *conf.Config, h server.HubOptions, log *logrus.Entry) redise
 		URL: c.Engine.RedisURL, Prefix: c.Engine.RedisPrefix, Timeout: c.Engine.Timeout.Duration,
 		Sentinels: c.Engine.RedisSentinels, MasterName: c.Engine.RedisMasterName, SentinelPassword: c.Engine.RedisSentinelPassword,
 		Cluster: c.Engine.RedisCluster,
+		Shards:  c.Engine.RedisShards,
 		Mirror:  c.Engine.RedisMirror,
 		Limits:  h.EngineLimits(),
 		Log:     log.WithField("engine", "redis"),

@@ -20,6 +20,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/stardust-go/stardust/conf"
+	redisengine "github.com/stardust-go/stardust/engine/redis"
 	"github.com/stardust-go/stardust/internal/fcgitest"
 	"github.com/stardust-go/stardust/internal/leakcheck"
 	"github.com/stardust-go/stardust/server"
@@ -494,6 +496,18 @@ func TestChannelsWired(t *testing.T) {
 		segs, _ := server.ParseChannel(ch, false)
 		if got := l.HistoryFor(segs); got != want {
 			t.Errorf("history of %s: %d, want %d", ch, got, want)
+		}
+	}
+}
+
+// TestRedisShardsBound: the configuration's bound on redis_shards is the
+// engine's, MaxShards (conf does not import the engine).
+func TestRedisShardsBound(t *testing.T) {
+	for n, ok := range map[int]bool{redisengine.MaxShards: true, redisengine.MaxShards + 1: false} {
+		c := conf.Default()
+		c.Engine.Type, c.Engine.RedisCluster, c.Engine.RedisShards = "redis", []string{"127.0.0.1:7000"}, n
+		if err := c.Validate(); (err == nil) != ok {
+			t.Errorf("redis_shards = %d: %v (accepted: want %v)", n, err, ok)
 		}
 	}
 }

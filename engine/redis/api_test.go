@@ -23,10 +23,25 @@ const apiKey = "0123456789abcdef0123456789abcdef"
 // apiNode is one process of a cluster sharing Redis, with the server API on.
 func apiNode(t *testing.T, url string, mod ...func(*server.Options)) (*server.Server, string) {
 	t.Helper()
+	return apiNodeOn(t, apiEngine(t, url, "api:", server.Limits{HistorySize: 10}), mod...)
+}
+
+// apiEngine opens the engine of apiNode, hookNode and threeHubs: the
+// one-slot engine, or, while TestShardedAcrossProcesses runs the tests
+// again, a sharded one (the package's tests run one at a time).
+var apiEngine = openOne
+
+// openOne is open as a server.Engine.
+func openOne(t *testing.T, url, prefix string, l server.Limits) server.Engine {
+	return open(t, url, prefix, l)
+}
+
+// apiNodeOn is apiNode on the engine e (closed with the server).
+func apiNodeOn(t *testing.T, e server.Engine, mod ...func(*server.Options)) (*server.Server, string) {
+	t.Helper()
 	log, _ := test.NewNullLogger()
-	l := server.Limits{HistorySize: 10}
 	opts := server.Options{APIKey: apiKey, PollTimeout: 5 * time.Second, Bayeux: &server.BayeuxOptions{},
-		Hub: server.HubOptions{Engine: open(t, url, "api:", l), HistorySize: 10}}
+		Hub: server.HubOptions{Engine: e, HistorySize: 10}}
 	for _, m := range mod {
 		m(&opts)
 	}
@@ -70,7 +85,6 @@ func TestAPIAcrossProcesses(t *testing.T) {
 	srv := redistest.Start(t)
 	a, baseA := apiNode(t, srv.URL)
 	b, baseB := apiNode(t, srv.URL)
-
 	// A Stardust long poll of u1 on A.
 	polled := make(chan string, 1)
 	go func() {
@@ -205,7 +219,7 @@ func TestGapAcrossProcesses(t *testing.T) {
 	var hubs []*server.Hub
 	for range 2 {
 		s := server.New(server.Options{PollTimeout: 2 * time.Second,
-			Hub: server.HubOptions{Engine: open(t, srv.URL, "gap:", server.Limits{HistorySize: 2}), HistorySize: 2}}, logrus.NewEntry(log))
+			Hub: server.HubOptions{Engine: apiEngine(t, srv.URL, "gap:", server.Limits{HistorySize: 2}), HistorySize: 2}}, logrus.NewEntry(log))
 		ts := httptest.NewServer(s)
 		t.Cleanup(func() { s.Close(); ts.Close() })
 		bases, hubs = append(bases, ts.URL), append(hubs, s.Hub())

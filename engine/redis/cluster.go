@@ -16,14 +16,18 @@ import (
 // pub/sub connection is bound to that master too (connectPubSub), so that
 // its death is seen as a Sentinel failover is: the connection drops, and
 // the reconnection checks the run_id and sequence of whichever replica
-// took over (checkEpoch). A Cluster so gives failover by its own replicas,
-// not capacity: the per-channel sharding of docs/scaling.md is the next
-// step.
+// took over (checkEpoch). A Cluster so gives failover by its own replicas;
+// capacity comes with Sharded (shard.go): one such engine per shard, each
+// under a tag of its own, spread over the masters.
 
 // clusterRefresh is how often rueidis asks the Cluster which node serves
 // which slot, besides when a call fails or is redirected: a promotion is
 // then followed within about this of the cluster's own.
 const clusterRefresh = time.Second
+
+// clusterDownRetry is how long a call answered CLUSTERDOWN waits before it
+// tries again, within its timeout (Engine.exec).
+const clusterDownRetry = 50 * time.Millisecond
 
 // ClusterPrefix returns the key prefix a site uses on a Redis Cluster: the
 // prefix itself when it has a hash tag ("{shop}:"; the tag being the

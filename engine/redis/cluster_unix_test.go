@@ -3,9 +3,11 @@
 package redis_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/stardust-go/stardust/engine/redis"
 	"github.com/stardust-go/stardust/internal/redistest"
 	"github.com/stardust-go/stardust/server"
 )
@@ -25,9 +27,18 @@ func TestClusterHungMaster(t *testing.T) {
 	master.Pause()
 	defer master.Resume()
 	promoted := c.WaitSlotMaster(t, e.Prefix(), master)
-	at := time.Now()
+	heldPollCarriesOn(t, e, promoted, time.Now(), "the hung node")
+}
+
+// heldPollCarriesOn publishes until the slot's new master promoted (seen
+// at at) takes publishes, within 10 s of at, then checks that a watch of
+// the /public reader "pub" is woken by a publish there within 10 s: the
+// engine's pub/sub connection left the old master (the node named by old)
+// for it.
+func heldPollCarriesOn(t *testing.T, e *redis.Engine, promoted *redistest.Server, at time.Time, old string) {
+	t.Helper()
 	var err error
-	for time.Since(at) < 10*time.Second {
+	for time.Since(at) < 10*time.Second { // publishes work again there
 		if _, err = e.Publish(ctx, &server.Message{Channel: "/public", Data: []byte(`{"public":0}`)}); err == nil {
 			break
 		}
@@ -58,7 +69,32 @@ func TestClusterHungMaster(t *testing.T) {
 		case <-time.After(time.Second):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no publish on the new master %s woke a held poll within 10 s: the pub/sub connection stayed on the hung node", promoted.Addr)
+			t.Fatalf("no publish on the new master %s woke a held poll within 10 s: the pub/sub connection stayed on %s", promoted.Addr, old)
 		}
 	}
+}
+
+// TestClusterPartitionedMaster: the master of the site's slot is cut off
+// the cluster bus (a partition) while the engine still reaches it. The
+// other masters promote its replica; the old master, missing them, answers
+// CLUSTERDOWN to every command but keeps its connections. The engine's
+// pub/sub connection, on that node, must leave it for the new master, so
+// that held polls are woken by what is published there while the
+// partition lasts. It stayed before (only MOVED made it move).
+func TestClusterPartitionedMaster(t *testing.T) {
+	c := redistest.StartPartitionableCluster(t)
+	e := openCluster(t, c, "part:", server.Limits{HistorySize: 10})
+	master, _ := c.SlotNodes(t, e.Prefix())
+	lostSessions(t, e)
+	c.Partition(t, master)
+	defer c.Heal(t, master)
+	promoted := c.WaitSlotMaster(t, e.Prefix(), master)
+	at := time.Now()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(master.Try("EXISTS", "x"), "CLUSTERDOWN"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the partitioned master %s does not answer CLUSTERDOWN within 10 s: %s", master.Addr, master.Try("EXISTS", "x"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	heldPollCarriesOn(t, e, promoted, at, "the partitioned node")
 }

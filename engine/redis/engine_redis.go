@@ -67,6 +67,15 @@ type Options struct {
 	// URL then gives only the password and TLS (database 0). Exclusive of
 	// Sentinels.
 	Cluster []string
+	// shared, set by NewSharded, is the client of every shard's engine:
+	// one set of connections to the Cluster, closed by the Sharded.
+	shared rueidis.Client
+
+	// Shards, above 1, splits the site by channel into that many shards,
+	// each one slot of the Cluster under a hash tag of its own, spread
+	// over its masters: NewSharded (shard.go), not New, opens such a
+	// site. 0 or 1: one slot, the keys named as without it.
+	Shards int
 
 	// Mirror serves the sessions this process holds from memory
 	// (mirror.go): almost no Redis work per delivery. A session is
@@ -94,6 +103,10 @@ type Engine struct {
 	watchers map[string][]*watch // by session id
 	topics   map[string]*topic   // pattern topics this process listens to
 	lists    map[string]subsList // by session id: its subscriptions as last read for its watches
+	echoes   map[string]echo     // by session id: this process's "r" notices not yet heard back (notices.go)
+	// hearing, when set, runs first for each ctl notice on the pub/sub
+	// connection's goroutine (tests: OnNotice).
+	hearing  atomic.Pointer[func(notice string)]
 	sub      rueidis.DedicatedClient
 	subReady chan struct{} // closed once the first pub/sub connection is up
 	epoch    string        // the epoch key as last read
@@ -102,6 +115,15 @@ type Engine struct {
 	// highWater is the highest sequence number this process has seen: a
 	// Redis that comes back below it has lost data (see checkEpoch).
 	highWater atomic.Uint64
+	// unsure is set when this process may be talking to another Redis
+	// than the one it last checked (a call failed, the pub/sub connection
+	// was lost): before it hands out a number again it checks that Redis
+	// (confirmMaster), so that the first number handed out by any process
+	// on a new master comes after the record of where that master began.
+	unsure atomic.Bool
+	// reconnectGate, when set, holds the pub/sub connection's next
+	// reconnection until it is closed (tests: HoldReconnect).
+	reconnectGate atomic.Pointer[chan struct{}]
 
 	cache msgCache
 	mir   mirrorSet // the sessions this process watches, in memory (mirror.go)
@@ -146,20 +168,10 @@ type topic struct {
 // New connects to Redis and starts listening for notices. It fails when
 // Redis cannot be reached within the timeout.
 func New(opts Options) (*Engine, error) {
-	if opts.URL == "" {
-		opts.URL = "redis://127.0.0.1:6379/0"
+	opts.defaults()
+	if opts.Shards > 1 {
+		return nil, fmt.Errorf("redis engine: %d shards: open a sharded site with NewSharded (or Open)", opts.Shards)
 	}
-	if opts.Prefix == "" {
-		opts.Prefix = "stardust:"
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 2 * time.Second
-	}
-	if opts.Log == nil {
-		l := logrus.New()
-		opts.Log = logrus.NewEntry(l)
-	}
-	opts.Limits.Defaults()
 	if len(opts.Cluster) > 0 {
 		p, err := ClusterPrefix(opts.Prefix) // cluster.go
 		if err != nil {
@@ -167,20 +179,16 @@ func New(opts Options) (*Engine, error) {
 		}
 		opts.Prefix = p
 	}
-	co, err := clientOption(opts)
-	if err != nil {
-		return nil, err
-	}
-	client, err := rueidis.NewClient(co)
-	if err != nil {
-		return nil, fmt.Errorf("%w: redis at %s: %v", server.ErrEngine, opts.where(), err)
-	}
-	if err := checkMode(opts, client); err != nil { // cluster.go
-		client.Close()
-		return nil, err
+	client := opts.shared
+	if client == nil {
+		var err error
+		if client, err = connect(opts); err != nil {
+			return nil, err
+		}
 	}
 	e := &Engine{opts: opts, client: client, node: newID(), p: opts.Prefix, keys: []string{opts.Prefix},
 		watchers: map[string][]*watch{}, topics: map[string]*topic{}, lists: map[string]subsList{},
+		echoes:   map[string]echo{},
 		subReady: make(chan struct{}), done: make(chan struct{})}
 	e.cache.init(4096)
 	e.mir.init(opts.Limits)
@@ -198,6 +206,50 @@ func New(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("%w: redis at %s does not answer", server.ErrEngine, opts.where())
 	}
 	return e, nil
+}
+
+// defaults fills in what the options leave unset.
+func (o *Options) defaults() {
+	if o.URL == "" {
+		o.URL = "redis://127.0.0.1:6379/0"
+	}
+	if o.Prefix == "" {
+		o.Prefix = "stardust:"
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = logrus.NewEntry(logrus.New())
+	}
+	o.Limits.Defaults()
+}
+
+// Open opens the engine the options describe: New's, or with Shards above
+// 1 NewSharded's.
+func Open(opts Options) (server.Engine, error) {
+	if opts.Shards > 1 {
+		return NewSharded(opts)
+	}
+	return New(opts)
+}
+
+// connect makes the client the options describe, and checks that it is of
+// the kind they name (cluster.go).
+func connect(opts Options) (rueidis.Client, error) {
+	co, err := clientOption(opts)
+	if err != nil {
+		return nil, err
+	}
+	client, err := rueidis.NewClient(co)
+	if err != nil {
+		return nil, fmt.Errorf("%w: redis at %s: %v", server.ErrEngine, opts.where(), err)
+	}
+	if err := checkMode(opts, client); err != nil { // cluster.go
+		client.Close()
+		return nil, err
+	}
+	return client, nil
 }
 
 func newID() string {
@@ -227,7 +279,22 @@ func (e *Engine) exec(ctx context.Context, s *rueidis.Lua, args ...string) (ruei
 	ctx, cancel := e.call(ctx)
 	defer cancel()
 	r := e.script(ctx, s, args...)
+	for isClusterDown(r.Error()) && ctx.Err() == nil {
+		// A master cut off from the Cluster answers so, without running
+		// the script; rueidis may route to it until a refresh of its slot
+		// map asks another node. Try again a moment later, on what may be
+		// another master: checked first, as after any failover.
+		e.unsure.Store(true)
+		select {
+		case <-ctx.Done():
+		case <-time.After(clusterDownRetry):
+		}
+		if e.confirmMaster(ctx) == nil { // pubsub.go
+			r = e.script(ctx, s, args...)
+		}
+	}
 	if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
+		e.unsure.Store(true) // the next call may reach another Redis
 		return r, fail(err)
 	}
 	return r, nil
@@ -242,6 +309,14 @@ func (e *Engine) script(ctx context.Context, s *rueidis.Lua, args ...string) rue
 	return s.Exec(ctx, e.client, e.keys, append([]string{e.p}, args...))
 }
 
+// argBool is a flag as the scripts read it in ARGV: "1" or "0".
+func argBool(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
 func (e *Engine) execInt(ctx context.Context, s *rueidis.Lua, args ...string) (int64, error) {
 	r, err := e.exec(ctx, s, args...)
 	if err != nil {
@@ -253,10 +328,20 @@ func (e *Engine) execInt(ctx context.Context, s *rueidis.Lua, args ...string) (i
 
 // CreateSession implements server.Engine.
 func (e *Engine) CreateSession(ctx context.Context, s server.Session) error {
+	return e.createSession(ctx, s, false)
+}
+
+// createSession stores a session, or with copy a shard's copy of a
+// session of another shard (shard.go): not counted against MaxClients,
+// and counted apart in the stats so that Sharded.Stats counts it once.
+func (e *Engine) createSession(ctx context.Context, s server.Session, copy bool) error {
 	args := []string{s.ID, s.Kind, s.Remote, strconv.FormatInt(s.Timeout.Milliseconds(), 10), nowMS(),
-		strconv.Itoa(e.opts.Limits.MaxClients), newID(), strconv.FormatUint(e.highWater.Load(), 10), strconv.Itoa(drainChunk)}
+		strconv.Itoa(e.opts.Limits.MaxClients), newID(), strconv.FormatUint(e.highWater.Load(), 10), strconv.Itoa(drainChunk), argBool(copy)}
 	for k, v := range s.Attrs {
 		args = append(args, k, v)
+	}
+	if err := e.confirmMaster(ctx); err != nil { // pubsub.go
+		return err
 	}
 	n, err := e.execInt(ctx, scriptCreate, args...)
 	switch {
@@ -266,6 +351,8 @@ func (e *Engine) CreateSession(ctx context.Context, s server.Session) error {
 		return server.ErrExists
 	case n == -2:
 		return fmt.Errorf("%w: %d sessions", server.ErrTooManyClients, e.opts.Limits.MaxClients)
+	case copy:
+		return nil // the user index is the home shard's
 	}
 	return e.indexUser(ctx, s.ID, s.Attrs[server.AttrUser]) // api.go
 }
@@ -299,6 +386,12 @@ func (e *Engine) Session(ctx context.Context, id string) (server.Session, error)
 
 // SetAttr implements server.Engine.
 func (e *Engine) SetAttr(ctx context.Context, id, key, value string) error {
+	return e.setAttr(ctx, id, key, value, true)
+}
+
+// setAttr sets an attribute; index false leaves the user index alone (a
+// shard's copy of a session, whose home indexes it: shard.go).
+func (e *Engine) setAttr(ctx context.Context, id, key, value string, index bool) error {
 	n, err := e.execInt(ctx, scriptSetAttr, id, key, value, e.node)
 	if err == nil && n < 0 {
 		return unknown(id)
@@ -306,7 +399,7 @@ func (e *Engine) SetAttr(ctx context.Context, id, key, value string) error {
 	if err == nil && n > 0 {
 		e.setAttrLocal(id, key, value)
 	}
-	if err == nil && key == server.AttrUser {
+	if err == nil && key == server.AttrUser && index {
 		err = e.indexUser(ctx, id, value) // api.go
 	}
 	return err
@@ -314,13 +407,30 @@ func (e *Engine) SetAttr(ctx context.Context, id, key, value string) error {
 
 // RemoveSession implements server.Engine.
 func (e *Engine) RemoveSession(ctx context.Context, id string) (bool, error) {
-	n, err := e.execInt(ctx, scriptRemove, id, e.node, strconv.Itoa(drainChunk))
+	return e.removeAs(ctx, id, server.WakeRemoved)
+}
+
+// expireSession removes a session as the sweep does when it expires: its
+// watchers, in every process, are woken with WakeExpired (shard.go).
+func (e *Engine) expireSession(ctx context.Context, id string) (bool, error) {
+	return e.removeAs(ctx, id, server.WakeExpired)
+}
+
+// removeAs removes a session and wakes its watchers, here and (by the ctl
+// notice of why: "x" removed, "e" expired) in the other processes, with
+// why. It reports whether the session was there.
+func (e *Engine) removeAs(ctx context.Context, id string, why server.Wake) (bool, error) {
+	notice := "x"
+	if why == server.WakeExpired {
+		notice = "e"
+	}
+	n, err := e.execInt(ctx, scriptRemove, id, e.node, strconv.Itoa(drainChunk), notice)
 	if err != nil {
 		return false, err
 	}
 	if n == 1 {
 		e.forget(id)
-		e.wake(id, server.WakeRemoved) // the notice reaches the others
+		e.wake(id, why)
 	}
 	return n == 1, nil
 }
@@ -373,12 +483,8 @@ func (e *Engine) Subscribe(ctx context.Context, id, pattern string) (bool, error
 	if _, err := server.ParseChannel(pattern, true); err != nil {
 		return false, err
 	}
-	exact := "0"
-	if !server.IsWild(pattern) {
-		exact = "1"
-	}
 	max := e.opts.Limits.MaxSubscriptions
-	n, err := e.execInt(ctx, scriptSubscribe, id, pattern, e.node, nowMS(), exact, strconv.Itoa(max))
+	n, err := e.execInt(ctx, scriptSubscribe, id, pattern, e.node, nowMS(), argBool(!server.IsWild(pattern)), strconv.Itoa(max))
 	switch {
 	case err != nil:
 		return false, err
@@ -472,6 +578,9 @@ func (e *Engine) Publish(ctx context.Context, m *server.Message) (int, error) {
 		strconv.Itoa(l.QueueMaxMessages), strconv.Itoa(l.QueueMaxBytes), strconv.FormatInt(e.retain().Milliseconds(), 10),
 		strconv.Itoa(l.MaxChannels), strconv.FormatInt(l.MaxHistoryBytes, 10)}
 	cands := candidates(m.Channel)
+	if err := e.confirmMaster(ctx); err != nil { // pubsub.go
+		return 0, err
+	}
 	var vals []int64
 	for try := 0; ; try++ {
 		r, err := e.exec(ctx, scriptPublish, append(append(args, strconv.FormatUint(e.highWater.Load(), 10)), cands...)...)
@@ -512,16 +621,7 @@ func (e *Engine) numbersLost(ctx context.Context, try int) error {
 	if try > 0 {
 		return fail(errors.New("the sequence is still below the numbers this process has seen"))
 	}
-	cctx, cancel := e.call(ctx)
-	defer cancel()
-	lost, err := e.lostData(cctx, true)
-	if err != nil {
-		return fail(err)
-	}
-	if lost {
-		e.wakeAll(server.WakeMessages)
-	}
-	return nil
+	return e.checkNow(ctx, true) // pubsub.go
 }
 
 // retain is how long a pattern stream is kept after its last message (and
@@ -536,6 +636,9 @@ const (
 // Deliver implements server.Engine.
 func (e *Engine) Deliver(ctx context.Context, id string, m *server.Message) error {
 	m.Time = time.Now()
+	if err := e.confirmMaster(ctx); err != nil { // pubsub.go
+		return err
+	}
 	var n int64
 	for try := 0; ; try++ {
 		var err error
@@ -710,14 +813,19 @@ func (e *Engine) Commit(ctx context.Context, id string, cursor uint64) error {
 
 // NotifyPoll implements server.Engine: one notice on the ctl topic, unless
 // this process mirrors the session (then no other holds a poll of it).
+// Until it is heard back, a poll's notice from another process is older
+// than this poll and does not release it (notices.go).
 func (e *Engine) NotifyPoll(ctx context.Context, id string) error {
 	e.wake(id, server.WakeReplaced)
 	if e.owns(id) {
 		return nil
 	}
-	cctx, cancel := e.call(ctx)
-	defer cancel()
-	return fail(e.client.Do(cctx, e.client.B().Publish().Channel(e.p+"ctl").Message("r "+e.node+" "+id).Build()).Error())
+	e.expectEcho(id)
+	err := e.notice(ctx, "r", id)
+	if err != nil {
+		e.heardEcho(id)
+	}
+	return err
 }
 
 // History implements server.Engine: historyChunk entries per command, so
@@ -809,6 +917,13 @@ func (e *Engine) Audience(ctx context.Context, channel string) (map[string]int, 
 
 // Stats implements server.Engine.
 func (e *Engine) Stats(ctx context.Context) (server.EngineStats, error) {
+	st, _, err := e.stats(ctx)
+	return st, err
+}
+
+// stats is Stats, and the copies of sessions of other shards among the
+// clients, by kind (c:KIND of the stats hash: shard.go).
+func (e *Engine) stats(ctx context.Context) (server.EngineStats, map[string]int, error) {
 	cctx, cancel := e.call(ctx)
 	defer cancel()
 	res := e.client.DoMulti(cctx,
@@ -818,21 +933,21 @@ func (e *Engine) Stats(ctx context.Context) (server.EngineStats, error) {
 		e.client.B().Get().Key(e.p+"hbytes").Build())
 	clients, err := res[0].AsInt64()
 	if err != nil {
-		return server.EngineStats{}, fail(err)
+		return server.EngineStats{}, nil, fail(err)
 	}
 	channels, err := res[1].AsInt64()
 	if err != nil {
-		return server.EngineStats{}, fail(err)
+		return server.EngineStats{}, nil, fail(err)
 	}
 	counts, err := res[2].AsStrMap()
 	if err != nil {
-		return server.EngineStats{}, fail(err)
+		return server.EngineStats{}, nil, fail(err)
 	}
 	st := server.EngineStats{Clients: int(clients), Channels: int(channels), ClientsByKind: map[string]int{}}
 	if b, err := res[3].AsInt64(); err == nil {
 		st.HistoryBytes = b
 	} else if !rueidis.IsRedisNil(err) {
-		return server.EngineStats{}, fail(err)
+		return server.EngineStats{}, nil, fail(err)
 	}
 	for k, v := range counts {
 		n, _ := strconv.Atoi(v)
@@ -845,7 +960,7 @@ func (e *Engine) Stats(ctx context.Context) (server.EngineStats, error) {
 			st.HistoryTrimmed = uint64(n)
 		}
 	}
-	return st, nil
+	return st, copyCounts(counts), nil // shard.go
 }
 
 // Close stops listening and closes the connections. Safe to call twice.
@@ -860,7 +975,9 @@ func (e *Engine) Close() error {
 			sub.Close() // not under e.mu: its reader may be waiting for it
 		}
 		e.wg.Wait()
-		e.client.Close()
+		if e.opts.shared == nil { // else the Sharded's, which closes it
+			e.client.Close()
+		}
 	})
 	return nil
 }

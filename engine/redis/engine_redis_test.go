@@ -28,7 +28,22 @@ func openFirst(t *testing.T, url, prefix string, l server.Limits) *redis.Engine 
 	return openWith(t, redis.Options{URL: url, Prefix: prefix, Limits: l, MirrorFromFirstPoll: true})
 }
 
-// openWith opens an engine of o with mirrors on and a 2 s timeout.
+// await receives from ch, failing the test (what: the event awaited) if
+// nothing comes within 5 s.
+func await[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: not within 5 s", what)
+	}
+	var zero T // not reached: Fatalf ends the test
+	return zero
+}
+
+// openWith opens an engine of o with mirrors on and a 2 s timeout, closed
+// when the test ends (Close may be called before: it is safe twice).
 func openWith(t *testing.T, o redis.Options) *redis.Engine {
 	t.Helper()
 	o.Timeout, o.Mirror = 2*time.Second, true
@@ -36,6 +51,7 @@ func openWith(t *testing.T, o redis.Options) *redis.Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = e.Close() })
 	return e
 }
 

@@ -105,7 +105,7 @@ func (e *Engine) flushDirty(ctx context.Context) {
 	}
 }
 
-// foldAll folds the stale mirrors, those unwatched for mirrorGrace and,
+// foldAll folds the stale mirrors, those unwatched for their grace and,
 // when all is set (Close), every one.
 func (e *Engine) foldAll(ctx context.Context, all bool) error {
 	s := &e.mir
@@ -139,7 +139,7 @@ func (e *Engine) foldAll(ctx context.Context, all bool) error {
 		case m.idle.IsZero():
 			m.idle = now
 		}
-		if !m.stale && (all || !m.idle.IsZero() && now.Sub(m.idle) > mirrorGrace) {
+		if !m.stale && (all || !m.idle.IsZero() && now.Sub(m.idle) > graceOf(m)) {
 			s.markStale(m)
 		}
 		if m.stale {
@@ -167,10 +167,7 @@ func (e *Engine) fold(ctx context.Context, ms []*mirror, notice bool) error {
 		chunk := ms[:min(len(ms), flushChunk)]
 		ms = ms[len(chunk):]
 		var held []*mirror
-		args := []string{e.node, "0"}
-		if notice {
-			args[1] = "1"
-		}
+		args := []string{e.node, argBool(notice)}
 		for _, m := range chunk {
 			m.fold.Lock() // a second fold of m waits, then finds it gone
 			held = append(held, m)

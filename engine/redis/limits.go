@@ -68,6 +68,7 @@ if addr ~= '' and rate > 0 then
 end
 local function room(key, max)
   if redis.call('ZCARD', key) < max then return true end
+  if ARGV[9] == '1' then return false end -- the sessions live in other shards: the caller looks (shard_limits.go)
   local ids = redis.call('ZRANGEBYSCORE', key, '-inf', now - ` + strconv.Itoa(limitGrace) + `, 'LIMIT', 0, 128)
   for _, m in ipairs(ids) do
     if redis.call('EXISTS', P..'s:'..m) == 0 then
@@ -110,8 +111,15 @@ return took
 
 // AdmitSession implements server.SharedLimiter.
 func (e *Engine) AdmitSession(ctx context.Context, id, addr, user string, q server.SessionQuota) (server.Admission, error) {
+	return e.admit(ctx, id, addr, user, q, false)
+}
+
+// admit runs scriptAdmit; elsewhere (a shard of a Sharded, whose sessions
+// live in their home shards) it does not look whether the sessions
+// counted still exist: a count at its cap refuses, and the caller looks.
+func (e *Engine) admit(ctx context.Context, id, addr, user string, q server.SessionQuota, elsewhere bool) (server.Admission, error) {
 	n, err := e.execInt(ctx, scriptAdmit, id, addr, user, strconv.Itoa(q.AddressMax),
-		strconv.FormatFloat(q.AddressRate, 'g', -1, 64), strconv.Itoa(q.AddressBurst), strconv.Itoa(q.UserMax))
+		strconv.FormatFloat(q.AddressRate, 'g', -1, 64), strconv.Itoa(q.AddressBurst), strconv.Itoa(q.UserMax), argBool(elsewhere))
 	return server.Admission(n), err
 }
 

@@ -18,14 +18,15 @@ import (
 // lands: sessions per address, new sessions a second per address,
 // sessions per user, new channels per address.
 
-// threeHubs is three hubs, each with its own engine on one Redis and prefix.
+// threeHubs is three hubs, each with its own engine (apiEngine's) on one
+// Redis and prefix.
 func threeHubs(t *testing.T, o server.HubOptions) []*server.Hub {
 	t.Helper()
 	srv := redistest.Start(t)
 	prefix := fmt.Sprintf("lim%d:", prefixes.Add(1))
 	var hubs []*server.Hub
 	for range 3 {
-		e := open(t, srv.URL, prefix, o.EngineLimits())
+		e := apiEngine(t, srv.URL, prefix, o.EngineLimits())
 		o.Engine = e
 		h := server.NewHub(o, logrus.NewEntry(logrus.New()))
 		t.Cleanup(func() {

@@ -41,8 +41,15 @@ const (
 	// mirrorLimit bounds the entries a load reads per stream: a session
 	// with more waiting is served by the Redis fetch until it caught up.
 	mirrorLimit = 256
-	// mirrorGrace is how long a mirror outlives its last watch: a client
-	// polls again at once.
+	// mirrorGrace is how long a mirror at least outlives its last watch:
+	// a client polls again at once, or, on a busy site, once its process
+	// got to it (15 s after its answer with 100,000 clients on two cores,
+	// BENCHMARKS.md). A mirror outlives it up to its session's timeout
+	// (graceOf): a client that polls again within it never costs a fold
+	// and a load, and one that left costs none either, as the session's
+	// expiry ("e" notice) forgets its mirror unwritten; unless no watch
+	// here needs its channels' topics for topicGrace, when the janitor
+	// drops them and the mirror is folded (pubsub.go).
 	mirrorGrace = 10 * time.Second
 	// mirrorFetches: a session is mirrored once it polled here twice in a
 	// row (no poll of it started elsewhere meanwhile), or once one watch
@@ -88,6 +95,10 @@ type mirrorSet struct {
 	// arrive, on the pub/sub connection's goroutine.
 	arriving atomic.Pointer[func(pattern string)]
 }
+
+// graceOf is how long m outlives its last watch: its session's timeout,
+// at least mirrorGrace.
+func graceOf(m *mirror) time.Duration { return max(mirrorGrace, m.sess.Timeout) }
 
 // streak counts a session's watches started here since a poll of it
 // started elsewhere (an "r" notice).
@@ -185,6 +196,11 @@ type qent struct {
 	// pub/sub has brought it (mirrorSet.heard), so that no cursor passes
 	// them.
 	ahead bool
+}
+
+// carries reports whether stream p carried q.
+func (q *qent) carries(p string) bool {
+	return q.p == p || slices.ContainsFunc(q.more, func(x pmark) bool { return x.p == p })
 }
 
 type pmark struct {
@@ -323,9 +339,17 @@ func (s *mirrorSet) add(m *mirror, p string, seq uint64, off int64, msg *server.
 	}
 	i := len(m.queue)
 	for i > 0 && m.queue[i-1].seq > seq {
+		if m.queue[i-1].carries(p) {
+			s.markStale(m) // a later message of this stream came first: not one stream's order
+			return
+		}
 		i--
 	}
 	if i > 0 && m.queue[i-1].seq == seq {
+		if m.queue[i-1].carries(p) {
+			s.markStale(m) // one message at two offsets of one stream
+			return
+		}
 		m.queue[i-1].more = append(m.queue[i-1].more, pmark{p, off})
 	} else {
 		m.queue = slices.Insert(m.queue, i, qent{seq: seq, msg: msg, size: size, p: p, off: off})

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,9 +56,11 @@ func (e *Engine) listen(ctx context.Context) {
 		default:
 		}
 		e.resetMirrors()
+		e.forgetEchoes()
+		e.unsure.Store(true) // the next connection may reach another Redis
 		// Not an outage: the connection closed on its way to the slot's
 		// new master (followMaster), or found rueidis still at the old one.
-		moving := e.moving.Load() && (isMoved(err) || errors.Is(err, rueidis.ErrClosing))
+		moving := e.moving.Load() && (isMoved(err) || isClusterDown(err) || errors.Is(err, rueidis.ErrClosing))
 		if !moving {
 			e.moving.Store(false)
 			if !e.down.Swap(true) {
@@ -75,6 +78,9 @@ func (e *Engine) listen(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(backoff):
+		}
+		if gate := e.reconnectGate.Load(); gate != nil {
+			<-*gate
 		}
 		backoff = min(2*backoff, reconnectMax)
 	}
@@ -104,9 +110,9 @@ func (e *Engine) awaitLoss(ctx context.Context, lost <-chan error) error {
 
 // followMaster ends the pub/sub connection when its node no longer serves
 // the site's slot: a replica took over while the old master lives on (a
-// manual CLUSTER FAILOVER) or the slot moved. (A master cut off from the
-// others answers CLUSTERDOWN, not MOVED: it keeps the connection until it
-// rejoins; docs/scaling.md says so.) Its death ends
+// manual CLUSTER FAILOVER) or the slot moved, or it is cut off from the
+// other masters (it answers CLUSTERDOWN, not MOVED, while their side
+// promotes its replica). Its death ends
 // the connection by itself; this one does not, and it would still bring
 // every message (a Cluster delivers a PUBLISH on all nodes), but the
 // reconnection must run on the new master: it binds the connection there
@@ -122,8 +128,8 @@ func (e *Engine) followMaster(ctx context.Context) {
 	}
 	cctx, cancel := e.call(ctx)
 	defer cancel()
-	if err := e.readSiteKey(cctx, sub); isMoved(err) {
-		e.opts.Log.WithError(err).Info("redis engine: the site's slot has another master; following it")
+	if err := e.readSiteKey(cctx, sub); isMoved(err) || isClusterDown(err) {
+		e.opts.Log.WithError(err).Info("redis engine: the site's slot has another master, or this one is cut off from the Cluster; following the Cluster")
 		e.moving.Store(true)
 		sub.Close() // listen connects again, to the new master
 	}
@@ -146,6 +152,14 @@ func isMoved(err error) bool {
 	}
 	_, moved := re.IsMoved()
 	return moved
+}
+
+// isClusterDown reports whether err is Redis Cluster's CLUSTERDOWN: the
+// node asked (a master cut off from the other masters, most likely) serves
+// no command now; the command did not run.
+func isClusterDown(err error) bool {
+	var re *rueidis.RedisError
+	return errors.As(err, &re) && re.IsClusterDown()
 }
 
 // connectPubSub opens the pub/sub connection and subscribes to ctl and to
@@ -228,12 +242,18 @@ func (e *Engine) checkEpoch(ctx context.Context) {
 }
 
 // lostData is one try of checkEpoch: it reports whether Redis lost data,
-// and then has dropped the cache and renewed the epoch. sure (a script
-// found the sequence below what this process has seen: numbersLost) needs
-// no change of run_id to count a sequence that went back as a loss.
+// and then has dropped the cache and renewed the epoch. A server with
+// another run_id than the last seen (a restart, a failover) lost data when
+// its sequence began below the highest number this process has seen
+// (scriptMaster's base: by then another process may have published past
+// it). sure (a script found the sequence below what this process has
+// seen: numbersLost) needs no change of run_id to count a sequence that
+// went back as a loss.
 func (e *Engine) lostData(ctx context.Context, sure bool) (bool, error) {
-	epoch, seq, runID, err := e.readEpoch(ctx)
+	e.unsure.Store(false) // a failure meanwhile sets it again
+	epoch, seq, base, runID, err := e.readEpoch(ctx)
 	if err != nil {
+		e.unsure.Store(true)
 		return false, err
 	}
 	e.mu.Lock()
@@ -241,7 +261,7 @@ func (e *Engine) lostData(ctx context.Context, sure bool) (bool, error) {
 	restarted := e.runID != "" && e.runID != runID
 	e.mu.Unlock()
 	hw := e.highWater.Load()
-	lost := emptied || (restarted || sure) && seq < hw
+	lost := emptied || restarted && base < hw || sure && seq < hw
 	if lost {
 		e.cache.init(e.cache.size)
 		e.dropMirrors()
@@ -254,9 +274,10 @@ func (e *Engine) lostData(ctx context.Context, sure bool) (bool, error) {
 		}
 		r := e.script(ctx, scriptRenew, old, newID(), strconv.FormatUint(hw, 10))
 		if epoch, err = r.ToString(); err != nil {
+			e.unsure.Store(true)
 			return false, err
 		}
-		e.opts.Log.WithField("sequence", seq).WithField("seen", hw).
+		e.opts.Log.WithField("sequence", seq).WithField("began", base).WithField("seen", hw).
 			Warn("redis engine: Redis lost data; its clients start again")
 	}
 	e.mu.Lock()
@@ -265,47 +286,79 @@ func (e *Engine) lostData(ctx context.Context, sure bool) (bool, error) {
 	return lost, nil
 }
 
-// readEpoch reads the epoch key, the sequence and the server's run_id. On
-// a Cluster, rueidis sends a keyless command of a DoMulti (INFO) to the
-// node of the others' slot: the run_id is that of the site's master.
-func (e *Engine) readEpoch(ctx context.Context) (epoch string, seq uint64, runID string, err error) {
-	res := e.client.DoMulti(ctx,
-		e.client.B().Get().Key(e.p+"epoch").Build(),
-		e.client.B().Get().Key(e.p+"seq").Build(),
-		e.client.B().Info().Section("server").Build())
-	if epoch, err = res[0].ToString(); err != nil && !rueidis.IsRedisNil(err) {
-		return "", 0, "", err
-	}
-	if seq, err = res[1].AsUint64(); err != nil && !rueidis.IsRedisNil(err) {
-		return "", 0, "", err
-	}
-	info, err := res[2].ToString()
+// readEpoch reads the epoch key, the sequence, the server's run_id and the
+// sequence that server began with (scriptMaster). The script names the
+// prefix in KEYS: on a Cluster it runs on the master of the site's slot.
+func (e *Engine) readEpoch(ctx context.Context) (epoch string, seq, base uint64, runID string, err error) {
+	vals, err := e.script(ctx, scriptMaster).ToArray()
 	if err != nil {
-		return "", 0, "", err
+		return "", 0, 0, "", err
 	}
-	return epoch, seq, infoField(info, "run_id"), nil
+	if len(vals) != 4 {
+		return "", 0, 0, "", fmt.Errorf("master: %d values", len(vals))
+	}
+	if epoch, err = vals[0].ToString(); err != nil && !rueidis.IsRedisNil(err) {
+		return "", 0, 0, "", err
+	}
+	s, _ := vals[1].ToString()
+	b, _ := vals[3].ToString()
+	if seq, err = strconv.ParseUint(s, 10, 64); err != nil {
+		return "", 0, 0, "", fmt.Errorf("master: sequence %q", s)
+	}
+	if base, err = strconv.ParseUint(b, 10, 64); err != nil {
+		return "", 0, 0, "", fmt.Errorf("master: base %q", b)
+	}
+	runID, _ = vals[2].ToString()
+	return epoch, seq, base, runID, nil
 }
 
-// infoField returns a field of Redis's INFO answer ("" if absent).
-func infoField(info, name string) string {
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
-			return v
-		}
+// confirmMaster checks Redis for lost data before a number is handed out,
+// when this process may be on another Redis than it last checked
+// (unsure): so that this process's first number there comes after the
+// record of where that Redis's sequence began, which the other processes'
+// checks compare with what they have seen.
+func (e *Engine) confirmMaster(ctx context.Context) error {
+	if !e.unsure.Load() {
+		return nil
 	}
-	return ""
+	return e.checkNow(ctx, false)
+}
+
+// checkNow is one try of the lost-data check (lostData), within one call's
+// timeout, for a caller about to hand out a number (confirmMaster,
+// numbersLost): when Redis lost data every watch is woken to find out.
+func (e *Engine) checkNow(ctx context.Context, sure bool) error {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	lost, err := e.lostData(cctx, sure)
+	if err != nil {
+		return fail(err)
+	}
+	if lost {
+		e.wakeAll(server.WakeMessages)
+	}
+	return nil
 }
 
 // onMessage runs on the pub/sub connection's goroutine: it only looks up
 // watches and calls their callbacks, which never block.
 func (e *Engine) onMessage(m rueidis.PubSubMessage) {
 	if m.Channel == e.p+"ctl" {
+		if f := e.hearing.Load(); f != nil {
+			(*f)(m.Message)
+		}
 		kind, rest, _ := strings.Cut(m.Message, " ")
 		node, id, _ := strings.Cut(rest, " ")
 		switch kind {
 		case "r":
-			if node != e.node {
-				e.handover(id) // flush.go
+			if node == e.node {
+				e.heardEcho(id)
+				break
+			}
+			e.handover(id) // flush.go
+			// A poll that began elsewhere before this process's newest
+			// one (its own notice not yet heard back) releases none here.
+			if !e.echoPending(id) {
 				e.wake(id, server.WakeReplaced)
 			}
 		case "x":

@@ -20,7 +20,6 @@ import (
 func TestFirstCallAfterRestart(t *testing.T) {
 	srv := redistest.Start(t)
 	e := open(t, srv.URL, "restart:", server.Limits{})
-	t.Cleanup(func() { _ = e.Close() })
 	publish := func() error {
 		_, err := e.Publish(ctx, &server.Message{Channel: "/restart", Data: json.RawMessage(`{}`)})
 		return err

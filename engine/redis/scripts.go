@@ -15,7 +15,8 @@ import "github.com/redis/rueidis"
 //	P s:ID:sl        zset (all scores 0): the patterns of s:ID:subs, read in chunks in name order
 //	P gone           zset: "G KIND" -> G, removed sessions whose subscriptions are still being dropped
 //	P g:G:subs, :sl  a removed session's s:ID:subs and s:ID:sl, renamed, emptied a chunk at a time
-//	P stats          hash: k:KIND sessions by kind, subs subscriptions, trimmed histories dropped for bytes
+//	P stats          hash: k:KIND sessions by kind, subs subscriptions, trimmed histories dropped for bytes,
+//	                 c:KIND the copies among them of sessions of another shard (shard.go; cp 1 in their s:ID)
 //	P d:ID           stream: messages delivered to this session alone
 //	P st:PATTERN     stream: messages for a subscribed pattern (exact channel or /*, /**), capped by the queue bounds
 //	P sm:PATTERN     hash: o offset counter, b bytes in st:, n subscriptions, k:KIND subscriptions by kind
@@ -206,7 +207,8 @@ if redis.call('EXISTS', s) == 1 then
   if epoch and redis.call('HGET', s, 'e') == epoch then return 0 end
   remove(P, id, tonumber(ARGV[10]))
 end
-if redis.call('ZCARD', P..'sessions') >= max then return -2 end
+local copy = ARGV[11] == '1' -- a copy of a session of another shard (shard.go): not counted against max
+if not copy and redis.call('ZCARD', P..'sessions') >= max then return -2 end
 if not epoch then
   epoch = ARGV[8]
   redis.call('SET', P..'epoch', epoch)
@@ -214,11 +216,15 @@ if not epoch then
 end
 redis.call('HSET', s, 'k', kind, 'r', remote, 't', timeout, 'c', redis.call('GET', P..'seq') or '0', 'e', epoch, 'n', 0,
   'v', redis.call('INCR', P..'vseq'))
-for i = 11, #ARGV, 2 do redis.call('HSET', s, 'a:'..ARGV[i], ARGV[i+1]) end
+for i = 12, #ARGV, 2 do redis.call('HSET', s, 'a:'..ARGV[i], ARGV[i+1]) end
 local deadline = '+inf'
 if timeout > 0 then deadline = now + timeout end
 redis.call('ZADD', P..'sessions', deadline, id)
 redis.call('HINCRBY', P..'stats', 'k:'..kind, 1)
+if copy then
+  redis.call('HSET', s, 'cp', 1)
+  redis.call('HINCRBY', P..'stats', 'c:'..kind, 1)
+end
 return 1
 `)
 
@@ -236,6 +242,30 @@ if not epoch or epoch == old then
 end
 if tonumber(redis.call('GET', P..'seq') or '0') < hw then redis.call('SET', P..'seq', hw) end
 return epoch
+`)
+
+// scriptMaster reads what checkEpoch compares: the epoch, the sequence,
+// the server's run_id and where that server's sequence began, which it
+// records the first time any process asks on that server (a new master
+// after a failover, a restart): {epoch or false, seq, run_id, base}. A
+// check by a process that saw numbers past base finds out that Redis lost
+// them even after another process, which never saw them, has published
+// past them on the new master.
+var scriptMaster = rueidis.NewLuaScript(`
+local P = ARGV[1]
+local id = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
+local seq = redis.call('GET', P..'seq') or '0'
+local rec = redis.call('GET', P..'master')
+local base
+if rec then
+  local rid, b = string.match(rec, '^(%w+) (%d+)$')
+  if rid == id then base = b end
+end
+if not base then
+  base = seq
+  redis.call('SET', P..'master', id..' '..seq)
+end
+return {redis.call('GET', P..'epoch'), seq, id, base}
 `)
 
 // subLua is what the scripts share about subscriptions: whether one is
@@ -292,7 +322,7 @@ local function drain(P, member, budget)
 end
 local function remove(P, id, budget)
   local s = P..'s:'..id
-  local kind, n, o = unpack(redis.call('HMGET', s, 'k', 'n', 'o'))
+  local kind, n, o, cp = unpack(redis.call('HMGET', s, 'k', 'n', 'o', 'cp'))
   if not kind then
     redis.call('ZREM', P..'sessions', id)
     return 0
@@ -325,14 +355,17 @@ local function remove(P, id, budget)
   redis.call('UNLINK', s, P..'d:'..id)
   redis.call('ZREM', P..'sessions', id)
   redis.call('HINCRBY', P..'stats', 'k:'..kind, -1)
+  if cp then redis.call('HINCRBY', P..'stats', 'c:'..kind, -1) end -- a shard's copy (shard.go)
   return 1
 end
 `
 
+// scriptRemove removes a session and publishes the ctl notice ARGV[5]
+// ("x" removed, "e" expired: Engine.removeAs).
 var scriptRemove = rueidis.NewLuaScript(removeLua + `
-local P, id, node, budget = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local P, id, node, budget, notice = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local r = remove(P, id, budget)
-if r == 1 then redis.call('PUBLISH', P..'ctl', 'x '..node..' '..id) end
+if r == 1 then redis.call('PUBLISH', P..'ctl', notice..' '..node..' '..id) end
 return r
 `)
 
