@@ -11,20 +11,64 @@
 # commandstats, a script's own commands included) and redis-server's CPU
 # per delivery (/proc), counted from SKIP (default 2) seconds after
 # publishing started to the end of the run, over the deliveries the servers
-# counted meanwhile (stardust_messages_delivered_total). PUBLISHERS
+# counted meanwhile (stardust_messages_delivered_total); the latency
+# percentiles leave out the messages of those SKIP seconds too (each is
+# still counted as received, lost or duplicated). PUBLISHERS
 # (default 4) concurrent publishers share RATE.
 # NODES=N (N > 1) runs, after the two rows, the Redis engine with one
 # process and then with N processes on the one Redis, each with its own load
 # tool and CLIENTS/N clients (as a load balancer with session affinity
 # would spread them), and sums what they delivered.
+# QUOTA=P gives each stardust process P % of one core at most (a cgroup's
+# CPU quota, cgroup v1 or v2; root): on a machine of few cores, four
+# processes of P % then stand for four machines, each as saturated as one
+# process alone, so that what four carry can be compared with what one
+# does (the load tools and redis-server are not limited).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${CLIENTS:-500} RATE=${RATE:-50} DURATION=${DURATION:-20s}
 MODE=${MODE:-poll} CHANNELS=${CHANNELS:-1} PIN=${PIN:-1} NODES=${NODES:-1} PUBLISHERS=${PUBLISHERS:-4}
 export SKIP=${SKIP:-2}
+QUOTA=${QUOTA:-}
 tmp=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
+cgroups=()
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  local g
+  for g in "${cgroups[@]}"; do rmdir "$g" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
+# cgroup: the CPU controller's root, v1 (cpu.cfs_quota_us) or v2 (cpu.max).
+cgroot=""
+if [ -n "$QUOTA" ]; then
+  for d in /sys/fs/cgroup/cpu /sys/fs/cgroup/cpu,cpuacct /sys/fs/cgroup; do
+    if [ -w "$d/cpu.cfs_quota_us" ] || { [ -w "$d/cgroup.subtree_control" ] && grep -qw cpu "$d/cgroup.controllers" 2>/dev/null; }; then
+      cgroot=$d
+      break
+    fi
+  done
+  if [ -z "$cgroot" ]; then
+    echo "compare-engines: QUOTA needs a writable cgroup CPU controller (root); none found" >&2
+    exit 2
+  fi
+fi
+limit() { # pid: at most QUOTA % of a core, in a cgroup of its own
+  [ -n "$QUOTA" ] || return 0
+  local g=$cgroot/stardust-compare-$$-$1
+  mkdir -p "$g"
+  cgroups+=("$g")
+  # A 10 ms period: a process that used its share waits at most the
+  # rest of 10 ms (100 ms, the default, would add its own latency).
+  if [ -e "$g/cpu.cfs_quota_us" ]; then
+    echo 10000 >"$g/cpu.cfs_period_us"
+    echo $((QUOTA * 100)) >"$g/cpu.cfs_quota_us"
+  else
+    echo "$((QUOTA * 100)) 10000" >"$g/cpu.max"
+  fi
+  echo "$1" >"$g/cgroup.procs"
+}
 go build -o "$tmp/stardust" ./cmd/stardust
 go build -o "$tmp/stardust-load" ./cmd/stardust-load
 redis=$(command -v redis-server || echo /usr/bin/redis-server)
@@ -50,7 +94,7 @@ rcalls() { # Redis commands so far, INFO and CONFIG left out
 load() { # port, clients, output
   local url=http://127.0.0.1:$1/comet
   $(core 1) "$tmp/stardust-load" --url "$url" --mode "$MODE" --clients "$2" --channels "$CHANNELS" \
-    --publishers "$PUBLISHERS" --rate "$RATE" --duration "$DURATION" --json >"$3" 2>"$3.log"
+    --publishers "$PUBLISHERS" --rate "$RATE" --duration "$DURATION" --warmup "${SKIP}s" --json >"$3" 2>"$3.log"
 }
 
 run() { # name, nodes, config
@@ -62,6 +106,7 @@ run() { # name, nodes, config
       "$tmp/stardust" --listen 127.0.0.1:$((5791 + i)) --log-level warn --config "$config" &
     fi
     pids+=($!)
+    limit $!
   done
   sleep 1
   local loads=()

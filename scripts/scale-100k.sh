@@ -7,8 +7,7 @@
 # turn, all subscribed to one channel with the Stardust API (long polling).
 # Once the server lists every client, the tool waits SETTLE (default HOLD
 # + 5 s: every poll answered once and made again, as a process mirrors a
-# client from its second poll; today only when a poll is held under 10 s,
-# see BENCHMARKS.md section 15), publishes ONE message through the first
+# client from its second poll), publishes ONE message through the first
 # process, and counts what each client received. Loopback only; bounded: the load tool is killed
 # after LIMIT seconds, and everything started here is stopped on exit.
 #   scripts/scale-100k.sh                        (CLIENTS=100000 NODES=6 PROCS=12)

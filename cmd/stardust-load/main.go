@@ -119,6 +119,7 @@ type config struct {
 	Source       string
 	URLs         string        // --urls: the subscribers' base URLs, one per child in turn
 	Settle       time.Duration // --settle: wait after set-up, before publishing
+	Warmup       time.Duration // --warmup: messages of the first this of publishing count for delivery, not latency
 	Progress     bool          // a progress line on standard error (set when it is a terminal)
 
 	base, bayeux *url.URL
@@ -179,6 +180,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Procs, "procs", 1, "run the subscribers in this many child processes (1 to 16), each with its share of\n--clients and, on Linux, its own loopback source address (127.0.0.2 and up): for more held\nclients than one process may open files")
 	fs.StringVar(&c.URLs, "urls", "", "with --procs: comma-separated base `URLs` of the processes of one cluster (Redis\nengine); child i's subscribers use the (i mod n)-th, with its \"/bayeux\"; --url still\npublishes and counts the subscribers")
 	fs.DurationVar(&c.Settle, "settle", 0, "after every client is registered, wait this long before publishing (so that each\nlong poll has been answered and made again: the Redis engine mirrors a client from its\nsecond poll)")
+	fs.DurationVar(&c.Warmup, "warmup", 0, "the messages published in the first this of publishing (at --rate) are counted as\nreceived, lost or duplicated but left out of the latency percentiles: a server's\nfixed cost per new client (the Redis engine's first polls) then does not show as tail")
 	fs.StringVar(&c.Source, "source", "", "loopback `address` to connect from (default: the system's choice)")
 	fs.IntVar(&c.child, "child", -1, "internal: this is child `N` of a --procs run (line protocol on stdin/stdout)")
 	fs.StringVar(&c.runTag, "run", "", "internal: a child's run `tag`, its parent's")
@@ -255,6 +257,10 @@ func (c *config) validate() error {
 		return errors.New("--urls: needs --procs 2 or more (the children spread over the URLs)")
 	case c.Settle < 0 || c.Settle > maxDuration:
 		return fmt.Errorf("--settle %s: want 0 to %s", c.Settle, maxDuration)
+	case c.Warmup < 0 || c.Warmup >= c.Duration:
+		return fmt.Errorf("--warmup %s: want 0 or more, and less than --duration %s", c.Warmup, c.Duration)
+	case c.Warmup > 0 && c.Rate <= 0:
+		return errors.New("--warmup: needs a --rate (it counts the first messages of each publisher at that rate)")
 	case c.Source != "" && !isLoopbackIP(c.Source):
 		return fmt.Errorf("--source %q: want a loopback IP address (127.0.0.0/8 or ::1)", c.Source)
 	case c.child >= 0 && (c.Procs != 1 || c.runTag == ""):

@@ -230,6 +230,9 @@ func TestFlagBounds(t *testing.T) {
 		{"--urls", "http://127.0.0.1:5931/comet,http://10.0.0.1/comet", "--procs", "2"},
 		{"--settle", "-1s"},
 		{"--settle", "11m"},
+		{"--warmup", "-1s"},
+		{"--warmup", "10s", "--duration", "10s"},
+		{"--warmup", "1s", "--rate", "0"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)
@@ -242,6 +245,31 @@ func TestFlagBounds(t *testing.T) {
 	}
 	if cfg := testConfig(t, "--mode", "websocket", "--bayeux", "http://[::1]:8000/faye"); cfg.Publish != "bayeux" || cfg.bayeux.Host != "[::1]:8000" {
 		t.Errorf("websocket defaults: publish %q, bayeux %s", cfg.Publish, cfg.bayeux)
+	}
+}
+
+// TestWarmupLeavesFirstMessagesUntimed: with --warmup 1s at 10 messages a
+// second from 2 publishers, each publisher's first 5 messages are received
+// (and counted) but not timed; the later ones are.
+func TestWarmupLeavesFirstMessagesUntimed(t *testing.T) {
+	cfg := testConfig(t, "--rate", "10", "--publishers", "2", "--warmup", "1s")
+	r := newRunner(cfg)
+	c := r.newClient(0) // its last: -1 for each of the 2 publishers
+	var msgs []loadMsg
+	for n := int64(0); n < 8; n++ {
+		msgs = append(msgs, loadMsg{Load: r.run, T: time.Now().UnixNano(), P: int(n % 2), N: n / 2 * 2})
+	}
+	for n := int64(0); n < 8; n++ {
+		msgs = append(msgs, loadMsg{Load: r.run, T: time.Now().UnixNano(), P: 0, N: 100 + n})
+	}
+	c.got(msgs, stamp{at: time.Now()})
+	if got := r.received.Load(); got != 16 {
+		t.Errorf("received %d; want every one of 16", got)
+	}
+	// Publisher 0: N 0, 2, 4 are warm-up (below 5), 6 is timed; publisher 1
+	// the same; then 8 timed ones.
+	if got := r.latency.n.Load(); got != 2+8 {
+		t.Errorf("timed %d messages; want 10 (the 6 warm-up ones left out)", got)
 	}
 }
 

@@ -101,7 +101,7 @@ func (c *config) childArgs(i, share int, run string) []string {
 		"--channels", strconv.Itoa(min(c.Channels, share)), "--publishers", strconv.Itoa(c.Publishers),
 		"--duration", c.Duration.String(), "--messages", strconv.Itoa(c.Messages),
 		"--ramp", strconv.Itoa(max(1, c.Ramp/c.Procs)), "--setup-timeout", c.SetupTimeout.String(),
-		"--drain", c.Drain.String(), "--settle", c.Settle.String(), "--poll-timeout", c.PollTimeout.String(), "--cpu", strconv.Itoa(c.CPU),
+		"--drain", c.Drain.String(), "--settle", c.Settle.String(), "--warmup", c.Warmup.String(), "--poll-timeout", c.PollTimeout.String(), "--cpu", strconv.Itoa(c.CPU),
 		"--json", "--child", strconv.Itoa(i), "--run", run}
 	if c.Ramp == 0 {
 		a = append(a, "--ramp", "0")

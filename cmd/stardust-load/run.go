@@ -119,7 +119,10 @@ type runner struct {
 	firstErrText                               atomic.Value
 
 	latency, delivery, request histogram
-	clocks                     clocks // deliveries per arrival clock
+	// warmupN: each publisher's first this many messages (--warmup at
+	// --rate) are left out of the latency and delivery histograms.
+	warmupN int64
+	clocks  clocks // deliveries per arrival clock
 }
 
 func (r *runner) fail(err error) {
@@ -158,6 +161,9 @@ func newRunner(cfg config) *runner {
 	}
 	if cfg.runTag != "" { // a child: the parent's run
 		r.run = cfg.runTag
+	}
+	if cfg.Warmup > 0 {
+		r.warmupN = int64(math.Ceil(cfg.Warmup.Seconds() * cfg.Rate / float64(cfg.Publishers)))
 	}
 	for k := range r.names {
 		r.names[k] = fmt.Sprintf("load%s_%d", r.run, k)
@@ -593,6 +599,9 @@ func (c *client) got(msgs []loadMsg, at stamp) {
 			c.r.dups.Add(1)
 		} else {
 			c.last[m.P] = m.N
+		}
+		if m.N < c.r.warmupN {
+			continue // received, and checked for order; not timed
 		}
 		c.r.latency.add(at.at.Sub(time.Unix(0, m.T)))
 		if m.TS > 0 {
