@@ -3,12 +3,12 @@
 package integration
 
 import (
-	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/stardust-go/stardust/internal/testenv"
 )
 
 // Issue 21, point 6: TestApacheOneChannel holds 1,000 clients through
@@ -64,19 +64,6 @@ func TestApacheOneChannel(t *testing.T) {
 // loadPerCore is the machine's one-minute load average per core (0 where
 // /proc/loadavg cannot be read).
 func loadPerCore() float64 {
-	l, _ := strconv.ParseFloat(firstField("/proc/loadavg"), 64)
+	l, _ := strconv.ParseFloat(testenv.FirstField("/proc/loadavg"), 64)
 	return l / float64(runtime.NumCPU())
-}
-
-// firstField is the first field of a small file such as one of /proc ("" if
-// it cannot be read).
-func firstField(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	if f := strings.Fields(string(b)); len(f) > 0 {
-		return f[0]
-	}
-	return ""
 }

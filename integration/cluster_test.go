@@ -42,6 +42,9 @@ type clusterSetup struct {
 	// redisCluster runs the nodes on a Redis Cluster of three masters
 	// (rediscluster_test.go) rather than one redis-server.
 	redisCluster bool
+	// redisShards, above 1 with redisCluster, splits the site into that
+	// many shards (engine.redis_shards).
+	redisShards int
 }
 
 func startCluster(t *testing.T) *cluster { return startClusterWith(t, clusterSetup{}) }
@@ -51,7 +54,7 @@ func startClusterWith(t *testing.T, setup clusterSetup) *cluster {
 	nginx := requireProgram(t, "nginx", "nginx")
 	cl := &cluster{prefix: "stardust:"}
 	if setup.redisCluster {
-		cl.redis, cl.prefix, setup.config = onRedisCluster(t, setup.config) // rediscluster_test.go
+		cl.redis, cl.prefix, setup.config = onRedisCluster(t, setup.config, setup.redisShards) // rediscluster_test.go
 	} else {
 		cl.redis = redistest.Start(t)
 	}

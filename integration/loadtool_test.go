@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stardust-go/stardust/internal/testenv"
 )
 
 // readmeBlocks returns the ```lang blocks of README.md and docs/*.md
@@ -74,42 +75,6 @@ func runScript(t *testing.T, script string, timeout time.Duration, env ...string
 	return out.String()
 }
 
-// freePorts finds n consecutive free loopback ports, for snippets that take
-// a base port from the environment.
-func freePorts(t *testing.T, n int) int {
-	t.Helper()
-	// Below the kernel's ephemeral range: a port of that range, free when
-	// looked at, may be any test's outgoing connection or :0 listener a
-	// moment later (TestReadmeLoadTool's Faye once found its port so taken).
-	low := ephemeralLow()
-	for try := 0; try < 50; try++ {
-		base := 10000 + rand.IntN(low-10000-n)
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if ok = err == nil; ok {
-				l.Close()
-			}
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatalf("no %d consecutive free loopback ports found", n)
-	return 0
-}
-
-// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
-// ip_local_port_range; 32768 where it cannot be read or is too low to
-// leave room below it).
-func ephemeralLow() int {
-	low, err := strconv.Atoi(firstField("/proc/sys/net/ipv4/ip_local_port_range"))
-	if err != nil || low < 20000 {
-		return 32768
-	}
-	return low
-}
-
 // waitPortFree waits, bounded, for a fixed port a README snippet uses to be
 // free: on a shared machine someone else may hold it for a while.
 func waitPortFree(t *testing.T, port string) {
@@ -142,7 +107,7 @@ func requireFaye(t *testing.T) {
 // everything.
 func TestReadmeLoadTool(t *testing.T) {
 	requireFaye(t)
-	port := freePorts(t, 3)
+	port := testenv.FreePorts(t, 3)
 	out := runScript(t, readmeShBlock(t, "go build -o bin/ ./cmd/stardust ./cmd/stardust-load"), 3*time.Minute,
 		"PORT="+strconv.Itoa(port))
 	reports := strings.Count(out, "stardust-load: ") - strings.Count(out, "registered in")
@@ -175,7 +140,7 @@ func TestReadmeCompare(t *testing.T) {
 	}
 	// Without Centrifugo: its build from the module proxy takes minutes
 	// (TestRealCentrifugo runs it when it was built).
-	out := runScript(t, readmeShBlock(t, "make compare"), 3*time.Minute, "COMPARE_PORT="+strconv.Itoa(freePorts(t, 1)),
+	out := runScript(t, readmeShBlock(t, "make compare"), 3*time.Minute, "COMPARE_PORT="+strconv.Itoa(testenv.FreePorts(t, 1)),
 		"COMPARE_CENTRIFUGO=no")
 	for _, want := range []string{
 		"| WebSocket, 1,000 subscribers, 100 msg/s | Faye (websocket) |",

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stardust-go/stardust/engine/redis"
 	"github.com/stardust-go/stardust/internal/redistest"
 )
 
@@ -22,18 +23,35 @@ func TestClusterOnRedisCluster(t *testing.T) {
 	clusterTests(t, startClusterWith(t, clusterSetup{redisCluster: true}))
 }
 
+// TestClusterOnRedisShards is TestCluster on a Redis Cluster with the site
+// split into six shards by channel (engine.redis_shards, two on each
+// master): every case passes as on one redis-server.
+func TestClusterOnRedisShards(t *testing.T) {
+	t.Parallel()
+	clusterTests(t, startClusterWith(t, clusterSetup{redisCluster: true, redisShards: 6}))
+}
+
 // onRedisCluster starts a Redis Cluster and returns the master of the
-// site's slot, the prefix the engine gives its keys there, and config
-// with the cluster's nodes added (the last table of the shipped file
-// being [engine]).
-func onRedisCluster(t *testing.T, config string) (*redistest.Server, string, string) {
+// site's slot (with shards: of the shard of the tests' /stardust/
+// channels), the prefix the engine gives its keys there, and config with
+// the cluster's nodes (and shards) added (the last table of the shipped
+// file being [engine]).
+func onRedisCluster(t *testing.T, config string, shards int) (*redistest.Server, string, string) {
 	t.Helper()
 	c := redistest.StartCluster(t)
 	var seeds []string
 	for _, a := range c.Seeds {
 		seeds = append(seeds, strconv.Quote(a))
 	}
-	const prefix = "{stardust}:" // "stardust:" of the shipped file, tagged
+	prefix := "{stardust}:" // "stardust:" of the shipped file, tagged
+	if shards > 1 {
+		ps, err := redis.ShardPrefixes("stardust:", shards)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prefix = ps[redis.ShardOf("/stardust", shards)]
+		config = "redis_shards = " + strconv.Itoa(shards) + "\n" + config
+	}
 	master, _ := c.SlotNodes(t, prefix)
 	return master, prefix, "redis_cluster = [" + strings.Join(seeds, ", ") + "]\n" + config
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/stardust-go/stardust/internal/testenv"
 )
 
 // TestScaleScriptTiny runs scripts/scale-100k.sh (issue 21, point 5) at a
@@ -23,7 +25,7 @@ func TestScaleScriptTiny(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "scale.json")
 	log := runScript(t, "scripts/scale-100k.sh", 2*time.Minute,
 		"CLIENTS=400", "NODES=2", "PROCS=2", "RAMP=800", "HOLD=1s", "SETTLE=2s", "LIMIT=60",
-		"BASE_PORT="+strconv.Itoa(freePorts(t, 2)), "REDIS_PORT="+strconv.Itoa(freePorts(t, 1)), "OUT="+out)
+		"BASE_PORT="+strconv.Itoa(testenv.FreePorts(t, 2)), "REDIS_PORT="+strconv.Itoa(testenv.FreePorts(t, 1)), "OUT="+out)
 	b, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatalf("no summary: %v\n%s", err, log)
