@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -15,8 +16,10 @@ var goModBlock = regexp.MustCompile("(?s)```go\\.mod\n(.*?)```")
 // the checkout beside it as the page says, builds examples/embedded in a
 // module of its own: the page's way of using the Go API before the module
 // is published works as written. Offline: the module cache holds what this
-// module needs, and there is no checksum database to ask here (a user's go
-// mod tidy asks it).
+// module needs once go mod download all has run in the checkout (tidy also
+// wants the modules our dependencies' tests import, which a plain go mod
+// download leaves out), and there is no checksum database to ask here (a
+// user's go mod tidy asks it).
 func TestGoAPIFromAnotherModule(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a module")
@@ -55,7 +58,11 @@ func TestGoAPIFromAnotherModule(t *testing.T) {
 		cmd.Dir = site
 		cmd.Env = append(os.Environ(), "GOPROXY=off", "GOSUMDB=off", "GOFLAGS=-mod=mod", "GOWORK=off")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go %v in a module of its own: %v\n%s", args, err, out)
+			hint := ""
+			if strings.Contains(string(out), "GOPROXY=off") {
+				hint = " (the module cache lacks modules that go mod tidy wants, our dependencies' test imports among them: run go mod download all in the checkout, as .ci/run does)"
+			}
+			t.Fatalf("go %v in a module of its own: %v%s\n%s", args, err, hint, out)
 		}
 	}
 }
