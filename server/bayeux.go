@@ -306,14 +306,8 @@ func (b *Bayeux) handshake(m *BayeuxMessage, who caller) *bayeuxReply {
 	return r
 }
 
-func (b *Bayeux) commonType(types []string) bool {
-	for _, t := range types {
-		if b.speaks(t) {
-			return true
-		}
-	}
-	return false
-}
+// commonType reports whether one of types is one this server speaks.
+func (b *Bayeux) commonType(types []string) bool { return slices.ContainsFunc(types, b.speaks) }
 
 // speaks reports whether t is one of connectionTypes.
 func (b *Bayeux) speaks(t string) bool { return slices.Contains(b.connectionTypes(), t) }
@@ -439,7 +433,7 @@ func marshalConnectReply(dst []byte, id json.RawMessage, clientID string, succes
 	if ack {
 		r.Ext = json.RawMessage(`{"ack":` + strconv.FormatUint(cursor, 10) + `}`)
 	}
-	out, _ := json.Marshal(r) // not appendTo: appendPlain has just declined these values
+	out, _ := json.Marshal(r) // not encode: appendPlain has just declined these values
 	return append(dst, out...)
 }
 

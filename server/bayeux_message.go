@@ -239,15 +239,12 @@ type bayeuxReply struct {
 // them, whose goroutine then grew its stack to 8 KiB (section 20).
 //
 //go:noinline
-func (r *bayeuxReply) encode() []byte { return r.appendTo(make([]byte, 0, 192)) }
-
-// appendTo appends r's JSON to dst: appendPlain's, else json.Marshal's.
-func (r *bayeuxReply) appendTo(dst []byte) []byte {
-	if b, ok := r.appendPlain(dst); ok {
+func (r *bayeuxReply) encode() []byte {
+	if b, ok := r.appendPlain(make([]byte, 0, 192)); ok {
 		return b
 	}
 	b, _ := json.Marshal(r)
-	return append(dst, b...)
+	return b
 }
 
 // Errors of the Bayeux protocol beyond the core's.
