@@ -78,7 +78,8 @@ func (s *Sharded) forget(ctx context.Context, e *Engine, key string) (bool, erro
 	}
 	byHome := map[int][]string{}
 	for _, id := range ids {
-		byHome[s.home(id)] = append(byHome[s.home(id)], id)
+		h := s.home(id)
+		byHome[h] = append(byHome[h], id)
 	}
 	var gone, alive []string
 	for k, group := range byHome {
