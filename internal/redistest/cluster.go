@@ -59,9 +59,11 @@ func startClusterWith(t testing.TB, ca *testCA, bus func(i int) string) *Cluster
 	c := &Cluster{}
 	var cliTLS []string
 	for i := range 6 {
-		busConf := fmt.Sprintf("cluster-port %d\n", freePort(t))
+		var busConf string
 		if bus != nil {
 			busConf = bus(i)
+		} else {
+			busConf = fmt.Sprintf("cluster-port %d\n", freePort(t))
 		}
 		conf := fmt.Sprintf("%scluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout %d\n%s",
 			serverConf, ClusterNodeTimeout.Milliseconds(), busConf)

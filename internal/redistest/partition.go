@@ -3,6 +3,7 @@ package redistest
 import (
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -22,7 +23,7 @@ func StartPartitionableCluster(t testing.TB) *Cluster {
 	} else {
 		_ = l.Close()
 	}
-	cut := &busCut{nodes: map[string]bool{}, source: map[*Server]string{}, links: map[net.Conn][2]string{}}
+	cut := &busCut{nodes: map[string]bool{}, links: map[net.Conn][2]string{}}
 	c := startClusterWith(t, nil, func(i int) string {
 		src := busSource(i)
 		bus := freePort(t)
@@ -33,14 +34,15 @@ func StartPartitionableCluster(t testing.TB) *Cluster {
 			src, src, bus, fwd)
 	})
 	c.cut = cut
-	for i, s := range c.Nodes {
-		cut.source[s] = busSource(i)
-	}
 	return c
 }
 
 // busSource is the loopback address node i sends its bus traffic from.
 func busSource(i int) string { return fmt.Sprintf("127.0.1.%d", i+1) }
+
+// source is the loopback address node s sends its bus traffic from (the
+// nodes are started in order: startClusterWith).
+func (c *Cluster) source(s *Server) string { return busSource(slices.Index(c.Nodes, s)) }
 
 // Partition cuts node s off the cluster bus: no other node hears from it,
 // and it hears from none (its replicas included), while clients still
@@ -52,7 +54,7 @@ func (c *Cluster) Partition(t testing.TB, s *Server) {
 	if c.cut == nil {
 		t.Fatal("Partition needs a Cluster of StartPartitionableCluster")
 	}
-	c.cut.set(c.cut.source[s], true)
+	c.cut.set(c.source(s), true)
 }
 
 // Heal ends the partition of node s.
@@ -61,7 +63,7 @@ func (c *Cluster) Heal(t testing.TB, s *Server) {
 	if c.cut == nil {
 		t.Fatal("Heal needs a Cluster of StartPartitionableCluster")
 	}
-	c.cut.set(c.cut.source[s], false)
+	c.cut.set(c.source(s), false)
 }
 
 // Partitioned reports whether s is cut off the cluster bus now.
@@ -71,16 +73,15 @@ func (c *Cluster) Partitioned(s *Server) bool {
 	}
 	c.cut.mu.Lock()
 	defer c.cut.mu.Unlock()
-	return c.cut.nodes[c.cut.source[s]]
+	return c.cut.nodes[c.source(s)]
 }
 
 // busCut is the forwarders of a partitionable Cluster's bus, and which
 // nodes (by source address) are cut off.
 type busCut struct {
-	mu     sync.Mutex
-	nodes  map[string]bool        // source address -> cut off
-	source map[*Server]string     // each node's source address
-	links  map[net.Conn][2]string // each forwarded connection: {from, to}
+	mu    sync.Mutex
+	nodes map[string]bool        // source address -> cut off
+	links map[net.Conn][2]string // each forwarded connection: {from, to}
 }
 
 // forward listens on a free loopback port and forwards to the bus port
