@@ -156,7 +156,6 @@ func TestStardustChannelLimitPublishesNothing(t *testing.T) {
 func TestCreatedChannelExpires(t *testing.T) {
 	srv := redistest.Start(t)
 	e := open(t, srv.URL, "created:", server.Limits{HistorySize: 5, MaxChannels: 2, ChannelTimeout: time.Minute})
-	defer e.Close()
 	if n, err := e.CreateChannels(ctx, []string{"/x", "/y"}, -1); n != 2 || err != nil {
 		t.Fatalf("CreateChannels = %d, %v", n, err)
 	}
@@ -195,7 +194,6 @@ func TestCreatedChannelExpires(t *testing.T) {
 func TestCreateChannelsBounds(t *testing.T) {
 	srv := redistest.Start(t)
 	e := open(t, srv.URL, "ccbounds:", server.Limits{HistorySize: 5})
-	defer e.Close()
 	names := make([]string, 1001)
 	for i := range names {
 		names[i] = fmt.Sprint("/many/", i)

@@ -49,8 +49,7 @@ func TestClusterPrefix(t *testing.T) {
 // hash tag), with mirrors on and a 2 s timeout.
 func openCluster(t *testing.T, c *redistest.Cluster, prefix string, l server.Limits) *redis.Engine {
 	t.Helper()
-	e := openWith(t, redis.Options{Cluster: c.Seeds, Prefix: prefix, Limits: l})
-	return e
+	return openWith(t, redis.Options{Cluster: c.Seeds, Prefix: prefix, Limits: l})
 }
 
 // clusterAdmin is a connection to one node of a cluster (its own counts,
@@ -202,7 +201,7 @@ func TestClusterFailoverLostWrites(t *testing.T) {
 	c, e, master, replica := laggingCluster(t, "lw:")
 	loseSecret(t, e, "on the lagging replica", func() {
 		offset := func(s *redistest.Server) string {
-			return redis.InfoField(s.Do(t, "INFO", "replication"), "master_repl_offset")
+			return infoField(s.Do(t, "INFO", "replication"), "master_repl_offset")
 		}
 		if m, r := offset(master), offset(replica); m == r {
 			t.Fatalf("the replica has the master's replication offset %s: the test did not make it lag", m)
@@ -222,10 +221,7 @@ func laggingCluster(t *testing.T, prefix string) (c *redistest.Cluster, e *redis
 	e = openCluster(t, c, prefix, server.Limits{HistorySize: 10})
 	master, replicas := c.SlotNodes(t, e.Prefix())
 	lostSessions(t, e)
-	publishOn(t, e, "/public", `{"public":1}`)
-	if msgs, err := readAll(t, e, "pub"); err != nil || len(msgs) != 1 {
-		t.Fatalf("pub read %d, %v", len(msgs), err)
-	}
+	publishRead(t, e, "/public", `{"public":1}`, "pub")
 	cutReplica(t, master, replicas[0])
 	return c, e, master, replicas[0]
 }
@@ -293,10 +289,7 @@ func TestClusterManualFailover(t *testing.T) {
 // this process has seen, and the engine finds out then.
 func TestClusterFailoverPublishFirst(t *testing.T) {
 	_, e, master, _ := laggingCluster(t, "pf:")
-	secret := publishOn(t, e, "/secret", `{"secret":1}`)
-	if msgs, err := readAll(t, e, "sec"); err != nil || len(msgs) != 1 {
-		t.Fatalf("sec read %d, %v", len(msgs), err)
-	}
+	secret := publishRead(t, e, "/secret", `{"secret":1}`, "sec")
 	killed := time.Now()
 	master.Stop()
 	failures, backAt := publishThrough(t, e, killed)
@@ -347,4 +340,14 @@ func TestClusterTLS(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "--- PASS: TestClusterTLS") {
 		t.Fatalf("the engine on the TLS cluster: %v\n%s", err, out)
 	}
+}
+
+// infoField returns a field of Redis's INFO answer ("" if absent).
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
 }

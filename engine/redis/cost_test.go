@@ -84,15 +84,6 @@ func publishCost(t *testing.T, e server.Engine, admin rueidis.Client, subs int) 
 	return per
 }
 
-// commandCalls sums the calls of INFO commandstats (the script's own
-// commands included), leaving out CONFIG and INFO (the test's own) and
-// PING: the engine sends none, but every rueidis connection idle for a
-// second (the test's admin connection while a slow window publishes, the
-// engine's pub/sub connection) sends one to keep alive. On a Cluster,
-// CLUSTER (rueidis asks for the slots every second), REPLCONF (the
-// replica's acknowledgement, every second) and EXISTS (the engine's check
-// that its pub/sub connection is on the slot's master, every second) are
-// left out too: none is a publish's.
 // fewestCalls runs work in three windows and returns the Redis commands
 // (and commandCalls's detail) of the window with the fewest, as the Redis
 // of admin counts them: the engine's own background work (the epoch check
@@ -117,6 +108,15 @@ func fewestCalls(t *testing.T, admin rueidis.Client, work func()) (int, string) 
 	return calls, detail
 }
 
+// commandCalls sums the calls of INFO commandstats (the script's own
+// commands included), leaving out CONFIG and INFO (the test's own) and
+// PING: the engine sends none, but every rueidis connection idle for a
+// second (the test's admin connection while a slow window publishes, the
+// engine's pub/sub connection) sends one to keep alive. On a Cluster,
+// CLUSTER (rueidis asks for the slots every second), REPLCONF (the
+// replica's acknowledgement, every second) and EXISTS (the engine's check
+// that its pub/sub connection is on the slot's master, every second) are
+// left out too: none is a publish's.
 func commandCalls(info string) (int, string) {
 	total := 0
 	var parts []string

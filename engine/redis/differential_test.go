@@ -113,7 +113,6 @@ func describe(b server.Batch) string {
 func TestFetchChunkEndsInOnePublish(t *testing.T) {
 	srv := redistest.Start(t)
 	e := open(t, srv.URL, "ties:", server.Limits{MaxSubscriptions: 1000})
-	defer e.Close()
 	if err := e.CreateSession(ctx, server.Session{ID: "s", Kind: server.KindBayeux}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,6 @@
 package redis
 
-import (
-	"strings"
-	"time"
-)
+import "time"
 
 // OnLoadRead sets a function that each load of a mirror runs between its
 // read of Redis and the mirror's start (mirror.go), to make a race happen
@@ -37,16 +34,6 @@ func AgePolls(e *Engine, d time.Duration) {
 		s.polls[id] = st
 	}
 	s.mu.Unlock()
-}
-
-// InfoField returns a field of Redis's INFO answer ("" if absent).
-func InfoField(info, name string) string {
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // HoldReconnect makes the engine's pub/sub connection wait, once lost,

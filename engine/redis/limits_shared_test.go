@@ -29,10 +29,7 @@ func threeHubs(t *testing.T, o server.HubOptions) []*server.Hub {
 		e := apiEngine(t, srv.URL, prefix, o.EngineLimits())
 		o.Engine = e
 		h := server.NewHub(o, logrus.NewEntry(logrus.New()))
-		t.Cleanup(func() {
-			h.Close()
-			_ = e.Close()
-		})
+		t.Cleanup(h.Close) // and its engine
 		hubs = append(hubs, h)
 	}
 	return hubs

@@ -20,7 +20,6 @@ import (
 func TestMaxSubscriptions(t *testing.T) {
 	srv := redistest.Start(t)
 	e := open(t, srv.URL, "maxsubs:", server.Limits{MaxSubscriptions: 3})
-	defer e.Close()
 	if err := e.CreateSession(ctx, server.Session{ID: "s", Kind: server.KindBayeux}); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +51,6 @@ func TestMaxSubscriptions(t *testing.T) {
 func TestMaxChannels(t *testing.T) {
 	srv := redistest.Start(t)
 	e := open(t, srv.URL, "maxch:", server.Limits{HistorySize: 5, MaxChannels: 2, ChannelTimeout: time.Minute})
-	defer e.Close()
 	if err := e.CreateSession(ctx, server.Session{ID: "s", Kind: server.KindBayeux}); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +82,6 @@ func TestMaxHistoryBytes(t *testing.T) {
 	srv := redistest.Start(t)
 	const bound = 4000
 	e := open(t, srv.URL, "maxhb:", server.Limits{HistorySize: 100, MaxHistoryBytes: bound, ChannelTimeout: time.Minute})
-	defer e.Close()
 	if err := e.CreateSession(ctx, server.Session{ID: "s", Kind: server.KindBayeux}); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +140,6 @@ func mustSub(t *testing.T, e server.Engine, id, pattern string) {
 func TestChannelsListedInChunks(t *testing.T) {
 	srv := redistest.Start(t)
 	e := open(t, srv.URL, "chl:", server.Limits{HistorySize: 1, ChannelTimeout: time.Minute})
-	defer e.Close()
 	forEach(2500, func(i int) {
 		if _, err := e.Publish(ctx, &server.Message{Channel: fmt.Sprintf("/l/%d", i), Data: json.RawMessage(`{}`)}); err != nil {
 			t.Error(err)
@@ -182,7 +178,6 @@ func TestChannelsListedInChunks(t *testing.T) {
 func TestHistoryReadInChunks(t *testing.T) {
 	srv := redistest.Start(t)
 	e := open(t, srv.URL, "hist:", server.Limits{HistorySize: 250})
-	defer e.Close()
 	var seqs []uint64
 	for i := range 260 {
 		seqs = append(seqs, publishOn(t, e, "/h", fmt.Sprintf(`{"n":%d}`, i)).Seq)

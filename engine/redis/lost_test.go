@@ -123,10 +123,7 @@ func TestNoForeignMessageAfterFlush(t *testing.T) {
 // be unknown. It returns the /secret message.
 func flushUnder(t *testing.T, e server.Engine, admin rueidis.Client) *server.Message {
 	t.Helper()
-	secret := publishOn(t, e, "/secret", `{"secret":1}`)
-	if msgs, err := readAll(t, e, "sec"); err != nil || len(msgs) != 1 {
-		t.Fatalf("sec read %d, %v", len(msgs), err)
-	}
+	secret := publishRead(t, e, "/secret", `{"secret":1}`, "sec")
 	if err := admin.Do(ctx, admin.B().Flushall().Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
@@ -142,10 +139,7 @@ func flushUnder(t *testing.T, e server.Engine, admin rueidis.Client) *server.Mes
 func TestNoForeignMessageAfterOlderSnapshot(t *testing.T) {
 	srv := redistest.Start(t)
 	e, admin := lostSetup(t, srv, srv.URL)
-	publishOn(t, e, "/public", `{"public":1}`)
-	if msgs, err := readAll(t, e, "pub"); err != nil || len(msgs) != 1 {
-		t.Fatalf("pub read %d, %v", len(msgs), err)
-	}
+	publishRead(t, e, "/public", `{"public":1}`, "pub")
 	if err := admin.Do(ctx, admin.B().Save().Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
@@ -161,10 +155,7 @@ func TestNoForeignMessageAfterFailover(t *testing.T) {
 	replica := redistest.StartReplica(t, master)
 	proxy := redistest.StartProxy(t, master)
 	e, admin := lostSetup(t, master, proxy.URL)
-	publishOn(t, e, "/public", `{"public":1}`)
-	if msgs, err := readAll(t, e, "pub"); err != nil || len(msgs) != 1 {
-		t.Fatalf("pub read %d, %v", len(msgs), err)
-	}
+	publishRead(t, e, "/public", `{"public":1}`, "pub")
 	if n, err := admin.Do(ctx, admin.B().Wait().Numreplicas(1).Timeout(5000).Build()).AsInt64(); err != nil || n != 1 {
 		t.Fatalf("WAIT for the replica: %d, %v", n, err)
 	}
@@ -186,10 +177,7 @@ func TestNoForeignMessageAfterFailover(t *testing.T) {
 // number of the lost one.
 func loseSecret(t *testing.T, e server.Engine, what string, restart func()) {
 	t.Helper()
-	secret := publishOn(t, e, "/secret", `{"secret":1}`)
-	if msgs, err := readAll(t, e, "sec"); err != nil || len(msgs) != 1 {
-		t.Fatalf("sec read %d, %v", len(msgs), err)
-	}
+	secret := publishRead(t, e, "/secret", `{"secret":1}`, "sec")
 	restartAndWait(t, e, "pub", restart)
 	if _, err := e.Fetch(ctx, "pub", 0); !errors.Is(err, server.ErrUnknownClient) {
 		t.Errorf("Fetch of a session %s: %v; want ErrUnknownClient (its cursor went back)", what, err)
@@ -277,10 +265,7 @@ func TestNoForeignMessageAfterFlushWatched(t *testing.T) {
 	if msgs := fetchUntil(t, e, "pub", 1).Messages; len(msgs) != 1 { // mirror_test.go
 		t.Fatalf("pub read %d", len(msgs))
 	}
-	secret := publishOn(t, e, "/secret", `{"secret":1}`)
-	if msgs, err := readAll(t, e, "sec"); err != nil || len(msgs) != 1 {
-		t.Fatalf("sec read %d, %v", len(msgs), err)
-	}
+	secret := publishRead(t, e, "/secret", `{"secret":1}`, "sec")
 	if err := admin.Do(ctx, admin.B().Flushall().Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
@@ -302,17 +287,11 @@ func TestLossSeenAfterAnotherProcessPublished(t *testing.T) {
 	srv := redistest.Start(t)
 	a, admin := lostSetup(t, srv, srv.URL)
 	b := open(t, srv.URL, "lost:", server.Limits{HistorySize: 10})
-	publishOn(t, a, "/public", `{"public":1}`)
-	if msgs, err := readAll(t, a, "pub"); err != nil || len(msgs) != 1 {
-		t.Fatalf("pub read %d, %v", len(msgs), err)
-	}
+	publishRead(t, a, "/public", `{"public":1}`, "pub")
 	if err := admin.Do(ctx, admin.B().Save().Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	secret := publishOn(t, a, "/secret", `{"secret":1}`)
-	if msgs, err := readAll(t, a, "sec"); err != nil || len(msgs) != 1 {
-		t.Fatalf("sec read %d, %v", len(msgs), err)
-	}
+	secret := publishRead(t, a, "/secret", `{"secret":1}`, "sec")
 	release := redis.HoldReconnect(a)
 	srv.Restart(0)
 	failures, backAt := publishThrough(t, b, time.Now())
@@ -338,4 +317,15 @@ func awaitUnknown(t *testing.T, e server.Engine, id string, d time.Duration, wha
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// publishRead publishes data on channel and checks that the session
+// reader reads it, and nothing else. It returns the message.
+func publishRead(t *testing.T, e server.Engine, channel, data, reader string) *server.Message {
+	t.Helper()
+	m := publishOn(t, e, channel, data)
+	if msgs, err := readAll(t, e, reader); err != nil || len(msgs) != 1 {
+		t.Fatalf("%s read %d, %v", reader, len(msgs), err)
+	}
+	return m
 }

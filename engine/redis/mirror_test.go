@@ -478,10 +478,7 @@ func TestRoundRobinPollsAreNotMirrored(t *testing.T) {
 	if _, err := e1.Subscribe(ctx, "s", "/rr"); err != nil {
 		t.Fatal(err)
 	}
-	owner := func() string {
-		o, _ := admin.Do(ctx, admin.B().Hget().Key("rr:s:s").Field("o").Build()).ToString()
-		return o
-	}
+	owner := func() string { return mirrorOwner(admin, "rr:", "s") }
 	poll := func(e *redis.Engine, i int) {
 		t.Helper()
 		// The message is in Redis before the poll starts, so that its first
@@ -553,10 +550,7 @@ func TestLongHeldPollsAreMirrored(t *testing.T) {
 	if _, err := e.Subscribe(ctx, "s", "/long"); err != nil {
 		t.Fatal(err)
 	}
-	owner := func() string {
-		o, _ := admin.Do(ctx, admin.B().Hget().Key("long:s:s").Field("o").Build()).ToString()
-		return o
-	}
+	owner := func() string { return mirrorOwner(admin, "long:", "s") }
 	if err := e.NotifyPoll(ctx, "s"); err != nil {
 		t.Fatal(err)
 	}
@@ -587,10 +581,7 @@ func TestMirrorOutlivesLatePoll(t *testing.T) {
 	srv := redistest.Start(t)
 	admin := adminOf(t, srv)
 	e := open(t, srv.URL, "late:", server.Limits{})
-	owner := func(id string) string {
-		o, _ := admin.Do(ctx, admin.B().Hget().Key("late:s:"+id).Field("o").Build()).ToString()
-		return o
-	}
+	owner := func(id string) string { return mirrorOwner(admin, "late:", id) }
 	timeouts := map[string]time.Duration{"long": time.Hour, "short": 9 * time.Second}
 	for id, timeout := range timeouts {
 		if err := e.CreateSession(ctx, server.Session{ID: id, Kind: server.KindStardust, Timeout: timeout}); err != nil {
@@ -767,4 +758,11 @@ func TestMirrorWaitsForEarlierMessages(t *testing.T) {
 	if want := []uint64{x.Seq, y.Seq}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("fetched %v; want %v, in order", got, want)
 	}
+}
+
+// mirrorOwner returns the process that mirrors session id of the site
+// under prefix, as Redis records it ("" when none does).
+func mirrorOwner(admin rueidis.Client, prefix, id string) string {
+	o, _ := admin.Do(ctx, admin.B().Hget().Key(prefix+"s:"+id).Field("o").Build()).ToString()
+	return o
 }

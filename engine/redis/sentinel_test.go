@@ -115,10 +115,7 @@ func TestSentinelFailover(t *testing.T) {
 func TestSentinelFailoverLostWrites(t *testing.T) {
 	master, replica, link, sentinels, e := sentinelSetup(t)
 	lostSessions(t, e)
-	publishOn(t, e, "/public", `{"public":1}`)
-	if msgs, err := readAll(t, e, "pub"); err != nil || len(msgs) != 1 {
-		t.Fatalf("pub read %d, %v", len(msgs), err)
-	}
+	publishRead(t, e, "/public", `{"public":1}`, "pub")
 	master.Do(t, "WAIT", "1", "5000")
 	link.Cut()
 	loseSecret(t, e, "on the lagging replica", func() {
