@@ -760,8 +760,27 @@
     this.ready = null;
     this.connecting = false;
     if (this.connectAbort) this.connectAbort.abort();
+    // A WebSocket carries the cookie the browser had when it opened, and a
+    // new session is bound to the one the browser has now (its handshake
+    // request's): it gets a socket of its own. (Two clients of a page that
+    // handshake again at once may each be given a new cookie; a socket
+    // opened before the last one could claim no new session: a 402 for
+    // each, without end.)
+    this._dropSocket();
     this.setState("reconnecting");
     this.handshake();
+  };
+
+  // _dropSocket closes the WebSocket and fails now what waits for an answer
+  // on it; its own close event, which comes later, when a new socket may be
+  // open, then touches nothing.
+  Bayeux.prototype._dropSocket = function () {
+    var ws = this.ws;
+    if (!ws) return;
+    this.ws = null;
+    ws.onclose = ws.onmessage = null;
+    ws.close();
+    this._failPending(new Error("WebSocket closed"), "socket");
   };
 
   // _closeLocal ends the client; reply, when the server ended the session

@@ -393,3 +393,40 @@ test("bayeux: join and leave callbacks from ext.presence, a disconnect by the se
   await w3.Stardust.presence("room", { token: "t1", client: "c 1" });
   assert.deepEqual(asked, ["/comet/presence?channel=room&client=c%201", "Bearer t1"]);
 });
+
+test("bayeux opens a new WebSocket for the session of a new handshake", async () => {
+  // The server forgets c1 (a 402 on its connect over the socket): the new
+  // session c2 must not reuse c1's socket, which carries the cookie the
+  // browser had when it opened (the new session is bound to the cookie of
+  // its handshake).
+  const sockets = [];
+  class FakeWebSocket {
+    constructor(url) { this.url = url; this.readyState = 1; sockets.push(this); setTimeout(() => this.onopen(), 0); }
+    send(data) {
+      const m = JSON.parse(data)[0];
+      if (m.channel === "/meta/connect" && m.clientId === "c1") {
+        const reply = [{ channel: m.channel, id: m.id, successful: false, error: "402:c1:Unknown client", advice: { reconnect: "handshake", interval: 0 } }];
+        setTimeout(() => this.onmessage && this.onmessage({ data: JSON.stringify(reply) }), 0);
+      }
+    }
+    close() { this.readyState = 3; this.closedByClient = true; }
+  }
+  let n = 0;
+  const fetch = (url, opts) => {
+    const m = JSON.parse(opts.body)[0];
+    if (m.channel !== "/meta/handshake") return new Promise(() => {});
+    const reply = [{ channel: m.channel, id: m.id, successful: true, clientId: "c" + ++n, version: "1.0", supportedConnectionTypes: ["long-polling", "websocket"], advice: { reconnect: "retry", interval: 0 } }];
+    return Promise.resolve({ ok: true, status: 200, json: () => Promise.resolve(reply) });
+  };
+  const w = load({ fetch, setTimeout, clearTimeout, WebSocket: FakeWebSocket });
+  const b = w.Stardust.bayeux("http://example.test/comet/bayeux");
+  await b.handshake();
+  for (let i = 0; i < 50 && b.clientId !== "c2"; i++) await new Promise((r) => setTimeout(r, 1));
+  for (let i = 0; i < 10; i++) await tick();
+  b.closed = true;
+  assert.equal(b.clientId, "c2");
+  assert.equal(b.transport, "websocket");
+  assert.equal(sockets.length, 2, "a socket of its own for c2");
+  assert.equal(sockets[0].closedByClient, true, "c1's socket closed");
+  assert.notEqual(sockets[1].closedByClient, true);
+});
